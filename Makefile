@@ -1,0 +1,47 @@
+# Two commands for a fresh clone: `make run` (the pipeline) and `make test` (lint + tests).
+# Both create .venv with the pinned dependencies first. Nothing here needs the network
+# beyond the package index: data comes from a mirror, torchvision, or the embedded sample.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
+# Stage commands in dvc.yaml run `python`: make it the venv's.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help venv run test test-fast lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(STAMP)  ## create .venv with the pinned dependencies
+
+run: $(STAMP)  ## run the pipeline (dvc repro) and print the headline metrics
+	$(BIN)/dvc repro
+	@$(BIN)/python -m mnist_pipeline.summary metrics/eval.json reports/report.md
+
+test: $(STAMP)  ## ruff (lint + format check) and the whole pytest suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## pytest without the slow whole-pipeline tests
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)  ## ruff only
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:  ## remove the venv and pipeline outputs (the DVC cache stays)
+	rm -rf $(VENV) data models reports .pytest_cache .ruff_cache

@@ -1,0 +1,141 @@
+"""Raw IDX arrays -> validated training tensors, and the minibatch order.
+
+``to_split`` checks what the notebook's ``data_iter`` silently assumed (uint8 images of
+28×28, as many labels as images, labels in range) and flattens and scales the images the
+way the notebook does per sample: ``[N, 28, 28] uint8 -> [N, 784] float32 / 255``.
+``load_split`` reads a processed split back with its provenance; ``batch_indices`` is the
+notebook's reshuffled-every-epoch minibatch order, as index tensors into one big tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.io import load_tensors, read_idx, save_tensors
+
+IMAGE_SIDE = 28
+N_FEATURES = IMAGE_SIDE * IMAGE_SIDE
+
+
+@dataclass(frozen=True)
+class Split:
+    """One processed split: images ``[N, 784]`` float32 in [0, 1], labels ``[N]`` int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    dataset: str
+    source: str
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def to_split(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    where: str,
+    dataset: str,
+    source: str,
+    classes: tuple[str, ...],
+) -> Split:
+    """Validate raw IDX arrays and turn them into a ``Split``; ``where`` names them in errors."""
+    if images.dtype != np.uint8 or labels.dtype != np.uint8:
+        raise PipelineError(
+            f"{where}: expected unsigned-byte IDX data, got images {images.dtype}, "
+            f"labels {labels.dtype}"
+        )
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise PipelineError(
+            f"{where}: images have shape {list(images.shape)}, expected [N, 28, 28]; "
+            "the file is not a 28×28 image set"
+        )
+    if labels.ndim != 1:
+        raise PipelineError(f"{where}: labels have shape {list(labels.shape)}, expected [N]")
+    if images.shape[0] != labels.shape[0]:
+        raise PipelineError(
+            f"{where}: {images.shape[0]} images but {labels.shape[0]} labels; "
+            "the image and label files do not belong together"
+        )
+    if images.shape[0] == 0:
+        raise PipelineError(f"{where}: the split is empty")
+    bad = labels >= len(classes)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise PipelineError(
+            f"{where}: label {int(labels[index])} at index {index} is out of range "
+            f"0..{len(classes) - 1} for {dataset}"
+        )
+    # [N, 28, 28] uint8 -> [N, 784] float32 in [0, 1], as the notebook's per-sample code.
+    flat = torch.from_numpy(images.reshape(images.shape[0], N_FEATURES)).float().div_(255.0)
+    return Split(flat, torch.from_numpy(labels.astype(np.int64)), dataset, source, classes)
+
+
+def read_raw_split(
+    raw_dir: Path, images_name: str, labels_name: str, manifest: dict[str, object]
+) -> Split:
+    """Parse one split's two IDX files from the download stage's output directory."""
+    images = read_idx(raw_dir / images_name)
+    labels = read_idx(raw_dir / labels_name)
+    return to_split(
+        images,
+        labels,
+        where=f"{raw_dir}/{images_name} + {labels_name}",
+        dataset=str(manifest["dataset"]),
+        source=str(manifest["source"]),
+        classes=tuple(manifest["classes"]),  # type: ignore[arg-type]
+    )
+
+
+def save_split(split: Split, path: Path) -> None:
+    save_tensors(
+        {"images": split.images, "labels": split.labels},
+        path,
+        metadata={
+            "dataset": split.dataset,
+            "source": split.source,
+            "classes": json.dumps(list(split.classes)),
+        },
+    )
+
+
+def load_split(path: Path) -> Split:
+    """Load a processed split and re-check what training relies on."""
+    tensors, meta = load_tensors(path)
+    try:
+        images, labels = tensors["images"], tensors["labels"]
+        classes = tuple(json.loads(meta["classes"]))
+        dataset, source = meta["dataset"], meta["source"]
+    except (KeyError, json.JSONDecodeError) as err:
+        raise PipelineError(
+            f"{path}: missing {err} in the processed file; rerun the preprocess stage"
+        ) from err
+    if images.dtype != torch.float32 or images.ndim != 2 or images.shape[1] != N_FEATURES:
+        raise PipelineError(
+            f"{path}: images are {images.dtype} {list(images.shape)}, expected float32 "
+            f"[N, {N_FEATURES}]; rerun the preprocess stage"
+        )
+    if labels.dtype != torch.int64 or labels.shape != (images.shape[0],):
+        raise PipelineError(
+            f"{path}: labels are {labels.dtype} {list(labels.shape)}, expected int64 "
+            f"[{images.shape[0]}]; rerun the preprocess stage"
+        )
+    return Split(images, labels, dataset, source, classes)
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """A fresh random permutation of ``range(n)`` cut into minibatches (last may be short)."""
+    order = torch.randperm(n, generator=generator)
+    yield from order.split(batch_size)

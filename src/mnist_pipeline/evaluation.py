@@ -1,0 +1,81 @@
+"""Scoring a trained model on the test split: metrics, confusion matrix, predictions.
+
+``evaluate`` returns plain Python/pandas objects; the stage decides where they go.
+The confusion matrix is ``[actual, predicted]`` counts (rows = actual), as the notebook's
+``to1hot(y).T @ to1hot(yhat)``; per-class precision/recall/F1 come from scikit-learn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torch import nn
+
+from mnist_pipeline.data import Split
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.losses import LOSSES
+from mnist_pipeline.models import ModelSpec
+from mnist_pipeline.training import predict_logits
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, Any]
+    confusion: pd.DataFrame  # [C, C] counts, index = actual, columns = predicted
+    predictions: pd.DataFrame  # one row per test image: actual, predicted
+
+
+def confusion_frame(
+    actual: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...]
+) -> pd.DataFrame:
+    counts = confusion_matrix(actual, predicted, labels=list(range(len(classes))))
+    frame = pd.DataFrame(counts, index=list(classes), columns=list(classes))
+    frame.index.name = "actual"
+    return frame
+
+
+def evaluate(model: nn.Module, spec: ModelSpec, split: Split, loss_name: str) -> Evaluation:
+    """Score ``model`` (built from ``spec``) on ``split`` with the loss it was trained on."""
+    if spec.in_features != split.images.shape[1] or spec.num_classes != split.num_classes:
+        raise PipelineError(
+            f"the model takes {spec.in_features} features / {spec.num_classes} classes but the "
+            f"test data has {split.images.shape[1]} / {split.num_classes}; rerun the train stage"
+        )
+    logits = predict_logits(model, split.images)
+    with torch.no_grad():
+        loss = float(LOSSES[loss_name](logits, split.labels))
+    actual = split.labels.numpy()
+    predicted = logits.argmax(dim=1).numpy()
+    labels = list(range(split.num_classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        actual, predicted, labels=labels, zero_division=0
+    )
+    per_class = {
+        name: {
+            "precision": round(float(precision[i]), 6),
+            "recall": round(float(recall[i]), 6),
+            "f1": round(float(f1[i]), 6),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(split.classes)
+    }
+    metrics = {
+        "accuracy": round(float((actual == predicted).mean()), 6),
+        "loss": round(loss, 6),
+        "loss_name": loss_name,
+        "macro_precision": round(float(precision.mean()), 6),
+        "macro_recall": round(float(recall.mean()), 6),
+        "macro_f1": round(float(f1.mean()), 6),
+        "n_test": len(actual),
+        "dataset": split.dataset,
+        "source": split.source,
+        "per_class": per_class,
+    }
+    class_names = np.asarray(split.classes, dtype=object)
+    predictions = pd.DataFrame({"actual": class_names[actual], "predicted": class_names[predicted]})
+    return Evaluation(metrics, confusion_frame(actual, predicted, split.classes), predictions)

@@ -1,0 +1,251 @@
+"""Every file format the pipeline reads or writes, and nothing else.
+
+IDX (raw or gzip), YAML, JSON, CSV, safetensors and PNG live here so that the other
+modules deal only in arrays, tensors, dicts and figures. Every writer goes through
+``atomic_path``: the data lands in a temp file in the destination directory and is
+renamed into place only when complete, so an interrupted or failed stage never leaves a
+half-written file that DVC or the next stage could mistake for a good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mnist_pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+# IDX type codes (third header byte) -> numpy big-endian dtype.
+_IDX_DTYPES: dict[int, str] = {
+    0x08: "u1",
+    0x09: "i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise PipelineError(f"cannot write {path}: {err.strerror or err}") from err
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a temp directory next to ``path``; swap it in for ``path`` only on success."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as err:
+        raise PipelineError(f"cannot write {path}: {err.strerror or err}") from err
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(text: str, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Stable JSON (sorted keys, 2-space indent, trailing newline) so diffs stay small."""
+    write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise PipelineError(f"{path}: file not found; run the stage that writes it") from err
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise PipelineError(f"{path}: file not found") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise PipelineError(f"{path}: not valid YAML{where}: fix the syntax") from err
+
+
+def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index, lineterminator="\n")
+
+
+def read_csv(path: Path, index_col: int | None = None, dtype: Any = None) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, index_col=index_col, dtype=dtype, keep_default_na=False)
+    except FileNotFoundError as err:
+        raise PipelineError(f"{path}: file not found; run the stage that writes it") from err
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 100) -> None:
+    """PNG without the matplotlib version stamp, so the bytes depend only on the data."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == _GZIP_MAGIC
+
+
+def decompress_to(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest``, gunzipping it when it is gzip data."""
+    try:
+        with atomic_path(dest) as tmp:
+            opener = gzip.open if is_gzip(src) else open
+            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+    except (OSError, EOFError, zlib.error) as err:
+        raise PipelineError(
+            f"{src}: corrupt or truncated gzip data ({err}); fetch it again"
+        ) from err
+
+
+# --------------------------------------------------------------------------------- IDX
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file (raw or gzip) into an array of the declared dtype and shape.
+
+    Checks the magic number (two zero bytes, a known type code, ndim >= 1) and that the
+    payload is exactly the size the header declares.
+    """
+    path = Path(path)
+    try:
+        opener = gzip.open if is_gzip(path) else open
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError as err:
+        raise PipelineError(f"{path}: file not found; rerun the download stage") from err
+    except (OSError, EOFError, zlib.error) as err:
+        raise PipelineError(f"{path}: corrupt gzip data ({err}); rerun the download stage") from err
+    if len(raw) < 4:
+        raise PipelineError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+    zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
+        raise PipelineError(
+            f"{path}: bad IDX magic number 0x{raw[:4].hex()} "
+            "(expected 0x00000801 for labels or 0x00000803 for images)"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise PipelineError(f"{path}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[type_code])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    found = len(raw) - header
+    if found != expected:
+        state = "truncated" if found < expected else "has trailing bytes"
+        raise PipelineError(
+            f"{path}: IDX data {state}: header declares shape {list(shape)} "
+            f"({expected} bytes) but the file holds {found}; fetch the file again"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).copy()
+
+
+def write_idx(array: np.ndarray, path: Path) -> None:
+    """Write a uint8 array as an uncompressed IDX file."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header + array.tobytes())
+
+
+# ------------------------------------------------------------------------- safetensors
+
+
+def save_tensors(
+    tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None
+) -> None:
+    """Save tensors with safetensors: no pickle, and the bytes depend only on the data."""
+    contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(contiguous, str(tmp), metadata=dict(metadata or {}))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a safetensors file and its string metadata; refuse anything else (e.g. pickle)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found; run the stage that writes it")
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head[:1] == b"\x80" or head == b"PK":
+        raise PipelineError(
+            f"{path}: is a pickle/torch.save file, not safetensors; refusing to load it "
+            "(pickle can run code). Delete it and rerun the stage that writes it"
+        )
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise PipelineError(
+            f"{path}: not a readable safetensors file ({err}); rerun the stage that writes it"
+        ) from err
+    return tensors, metadata

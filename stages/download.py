@@ -1,0 +1,34 @@
+"""DVC stage `download`: materialise the dataset's four IDX files and a manifest.
+
+    python stages/download.py --params params.yaml --out data/raw
+
+Reads the ``data`` section; see ``mnist_pipeline.sources`` for the sources.
+"""
+
+import argparse
+from pathlib import Path
+
+from mnist_pipeline.cli import run_stage
+from mnist_pipeline.io import atomic_dir, write_json
+from mnist_pipeline.params import load_params
+from mnist_pipeline.sources import fetch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--out", type=Path, required=True, help="directory for the IDX files")
+    args = parser.parse_args()
+
+    params = load_params(args.params).data
+    with atomic_dir(args.out) as tmp:
+        manifest = fetch(params, tmp)
+        write_json(manifest, tmp / "manifest.json")
+    print(
+        f"download: {manifest['dataset']} from {manifest['source']} "
+        f"({manifest['counts']['train']} train / {manifest['counts']['test']} test) -> {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage(main))

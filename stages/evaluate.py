@@ -1,0 +1,46 @@
+"""DVC stage `evaluate`: score the trained model on the test split.
+
+    python stages/evaluate.py --params params.yaml --data data/processed \
+        --model models/model.safetensors --metrics metrics/eval.json \
+        --confusion metrics/confusion_matrix.csv --predictions metrics/predictions.csv
+
+Writes the metrics JSON (``dvc metrics``), the 10×10 confusion matrix (rows = actual,
+columns = predicted) and one ``actual,predicted`` row per test image (``dvc plots``).
+"""
+
+import argparse
+from pathlib import Path
+
+from mnist_pipeline.cli import run_stage
+from mnist_pipeline.data import load_split
+from mnist_pipeline.evaluation import evaluate
+from mnist_pipeline.io import write_csv, write_json
+from mnist_pipeline.models import load_model
+from mnist_pipeline.params import load_params
+from mnist_pipeline.training import configure_torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--confusion", type=Path, required=True)
+    parser.add_argument("--predictions", type=Path, required=True)
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    configure_torch(params.train.threads)
+    split = load_split(args.data / "test.safetensors")
+    model, spec, loss = load_model(args.model)
+    result = evaluate(model, spec, split, loss)
+
+    write_json(result.metrics, args.metrics)
+    write_csv(result.confusion, args.confusion, index=True)
+    write_csv(result.predictions, args.predictions)
+    print(f"evaluate: accuracy {result.metrics['accuracy']:.4f} on {len(split)} test images")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage(main))

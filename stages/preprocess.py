@@ -1,0 +1,40 @@
+"""DVC stage `preprocess`: IDX files -> float32 [N, 784] in [0, 1] + int64 labels.
+
+    python stages/preprocess.py --raw data/raw --out data/processed
+
+Writes ``train.safetensors`` and ``test.safetensors`` (no pickle anywhere), each with the
+dataset, source and class names as metadata.
+"""
+
+import argparse
+from pathlib import Path
+
+from mnist_pipeline.cli import run_stage
+from mnist_pipeline.data import read_raw_split, save_split
+from mnist_pipeline.io import atomic_dir, read_json
+from mnist_pipeline.params import load_params
+from mnist_pipeline.sources import IDX_FILES
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--raw", type=Path, required=True, help="download stage output")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the tensors")
+    args = parser.parse_args()
+
+    load_params(args.params)  # validate the whole file before any work
+    manifest = read_json(args.raw / "manifest.json")
+    splits = {
+        name: read_raw_split(args.raw, images, labels, manifest)
+        for name, (images, labels) in IDX_FILES.items()
+    }
+    with atomic_dir(args.out) as tmp:
+        for name, split in splits.items():
+            save_split(split, tmp / f"{name}.safetensors")
+    shapes = ", ".join(f"{n} {list(s.images.shape)}" for n, s in splits.items())
+    print(f"preprocess: {shapes} -> {args.out}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage(main))
