@@ -44,6 +44,7 @@ _IDX_DTYPES: dict[int, str] = {
     0x0E: ">f8",
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+_META_KEY = "mnist_pipeline"
 
 
 @contextlib.contextmanager
@@ -220,10 +221,15 @@ def write_idx(array: np.ndarray, path: Path) -> None:
 def save_tensors(
     tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None
 ) -> None:
-    """Save tensors with safetensors: no pickle, and the bytes depend only on the data."""
+    """Save tensors with safetensors: no pickle, and the bytes depend only on the data.
+
+    safetensors keeps metadata in a hash map whose order changes from process to process,
+    so it is stored as one JSON string under a single key to keep the file byte-stable.
+    """
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    packed = {_META_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file(contiguous, str(tmp), metadata=dict(metadata or {}))
+        save_file(contiguous, str(tmp), metadata=packed)
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -243,7 +249,8 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
+            packed = dict(handle.metadata() or {})
+        metadata = json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
     except (SafetensorError, OSError, ValueError) as err:
         raise PipelineError(
             f"{path}: not a readable safetensors file ({err}); rerun the stage that writes it"

@@ -98,9 +98,10 @@ def _describe(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _closest(name: str, options: typing.Iterable[str]) -> str:
+def _closest(name: str, options: typing.Iterable[str], prefix: str = "") -> str:
+    """A "did you mean" hint for a typo, or nothing when no option is close."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
-    return f"; did you mean '{match[0]}'?" if match else ""
+    return f"; did you mean '{prefix}{match[0]}'?" if match else ""
 
 
 def _check_scalar(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
@@ -162,7 +163,7 @@ def parse_section(name: str, raw: Any, cls: type) -> Any:
     for key in raw:
         if key not in known:
             raise PipelineError(
-                f"{name}.{key}: unknown key{_closest(str(key), known)} "
+                f"{name}.{key}: unknown key{_closest(str(key), known, f'{name}.')} "
                 f"(allowed: {', '.join(known)})"
             )
     values = {}
