@@ -1,0 +1,294 @@
+"""Backpropagation written out from the derivation: forward and backward passes, no autograd.
+
+What it is for: the course notebook's Question 1 derives backprop by hand for a two-layer
+sigmoid network; this module turns that derivation into code, for that network (any depth)
+and for the pipeline's own models (``models.Linear`` and ``models.MLP``). Nothing here
+calls ``.backward()``: every gradient is an explicit matrix product, so everything runs
+under ``torch.no_grad()`` and the tests can hold the derivation against autograd.
+
+Notation (bias-augmented, as in the notebook). ``Z_0 = X`` is ``[N, d_0]``; layer ``l``
+has a weight matrix ``W_l`` of shape ``[1 + d_{l-1}, d_l]`` whose first ROW is the bias::
+
+    U_l = [1 Z_{l-1}] W_l                           pre-activation, [N, d_l]
+    Z_l = act(U_l)                                  activation,     [N, d_l]
+    L   = 1/(2N) sum_i sum_k (Z_L - Y)^2            the notebook's squared loss
+
+Backward, with deltas ``δ_l = ∂L/∂U_l`` (``[N, d_l]``)::
+
+    δ_L     = ∂L/∂Z_L ⊙ act'(U_L) = (Z_L - Y) ⊙ Z_L ⊙ (1 - Z_L) / N
+    δ_l     = (δ_{l+1} W_{l+1}[1:]^T) ⊙ act'(U_l)    (drop the bias row: it sees no Z_l)
+    ∂L/∂W_l = [1 Z_{l-1}]^T δ_l                      same shape as W_l
+    W_l    <- W_l - lr ∂L/∂W_l                       one SGD step
+
+For sigmoid, ``act'(U) = Z ⊙ (1 - Z)``; for ReLU, ``act'(U) = [U > 0]``.
+
+``sigmoid_net_backprop`` is the Question 1 network; ``manual_gradients`` applies the same
+recursion to ``models.Linear`` / ``models.MLP`` (PyTorch layout: ``u = z W^T + b``, so
+``∂L/∂W = δ^T z`` and ``∂L/∂b = Σ_rows δ``), starting from ``∂L/∂logits`` for each
+output function and loss in ``SUPPORTED``.
+
+The worked example (the notebook's numbers, float64) prints every intermediate value::
+
+    PYTHONPATH=src python -m mnist_pipeline.worked_example [--lr 0.1] [--json]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mnist_pipeline.models import MLP, Linear
+
+SUPPORTED: dict[str, tuple[str, ...]] = {
+    "models": ("linear", "mlp"),
+    "activations": ("sigmoid", "relu"),
+    "outputs": ("softmax", "sigmoid"),
+    "losses": ("mse", "cross_entropy"),
+}
+
+
+# --- The notebook's Question 1 network -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackpropResult:
+    """Everything one forward + backward pass of ``sigmoid_net_backprop`` computes.
+
+    ``activations`` is ``(Z_0 = X, Z_1, ..., Z_L)``; ``pre_activations``, ``deltas`` and
+    ``grads`` are indexed by layer, ``(U_1..U_L)``, ``(δ_1..δ_L)``, ``(∂L/∂W_1..∂L/∂W_L)``.
+    """
+
+    loss: Tensor  # 0-d
+    activations: tuple[Tensor, ...]  # Z_l: [N, d_l], l = 0..L
+    pre_activations: tuple[Tensor, ...]  # U_l: [N, d_l], l = 1..L
+    deltas: tuple[Tensor, ...]  # δ_l = ∂L/∂U_l: [N, d_l], l = 1..L
+    grads: tuple[Tensor, ...]  # ∂L/∂W_l: [1 + d_{l-1}, d_l], l = 1..L
+
+
+def with_bias_column(z: Tensor) -> Tensor:
+    """``[N, d] -> [N, 1 + d]``: the ``[1 Z]`` of the notebook (a leading column of ones)."""
+    return torch.cat([torch.ones_like(z[:, :1]), z], dim=1)
+
+
+def _check_sigmoid_net_shapes(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> None:
+    if x.dim() != 2:
+        raise ValueError(f"x must be [N, d_0], got shape {tuple(x.shape)}")
+    if not weights:
+        raise ValueError("weights must hold at least one layer's matrix")
+    width = x.shape[1]
+    for index, w in enumerate(weights, 1):
+        if w.dim() != 2 or w.shape[0] != 1 + width:
+            raise ValueError(
+                f"W{index} must be [1 + {width}, fan_out] (first row = bias), "
+                f"got shape {tuple(w.shape)}"
+            )
+        width = w.shape[1]
+    if tuple(y.shape) != (x.shape[0], width):
+        raise ValueError(f"y must be [{x.shape[0]}, {width}], got shape {tuple(y.shape)}")
+
+
+@torch.no_grad()
+def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> BackpropResult:
+    """Forward and backward pass of the notebook's sigmoid network, by the derivation.
+
+    ``x`` is ``[N, d_0]``, ``y`` is ``[N, d_L]`` (targets in [0, 1]) and ``weights[l-1]``
+    is ``W_l``, ``[1 + d_{l-1}, d_l]`` with the bias in row 0. Every layer, the last
+    included, is sigmoid; the loss is ``1/(2N) Σ_i Σ_k (Z_L - Y)^2`` with ``N`` the number
+    of rows. Runs without autograd; the returned tensors carry no graph.
+    """
+    _check_sigmoid_net_shapes(x, y, weights)
+    n = x.shape[0]
+
+    # Forward: keep every Z_l (needed for [1 Z_{l-1}] and for σ' = Z(1 - Z)) and U_l.
+    activations: list[Tensor] = [x]
+    pre_activations: list[Tensor] = []
+    for w in weights:
+        u = with_bias_column(activations[-1]) @ w  # [N, 1 + d_{l-1}] @ [1 + d_{l-1}, d_l]
+        pre_activations.append(u)
+        activations.append(torch.sigmoid(u))
+    z_out = activations[-1]
+    loss = (z_out - y).pow(2).sum() / (2 * n)
+
+    # Backward: δ_L from the loss, then δ_l = (δ_{l+1} W_{l+1}[1:]^T) ⊙ Z_l(1 - Z_l).
+    # ∂L/∂Z_L = (Z_L - Y)/N: the 1/2 cancels the square's 2, the 1/N stays.
+    delta = (z_out - y) * z_out * (1 - z_out) / n  # [N, d_L]
+    deltas: list[Tensor] = [delta]
+    grads: list[Tensor] = []
+    for layer in range(len(weights), 0, -1):  # layer = L, ..., 1
+        z_in = activations[layer - 1]  # Z_{l-1}: [N, d_{l-1}]
+        # ∂L/∂W_l = [1 Z_{l-1}]^T δ_l: [1 + d_{l-1}, N] @ [N, d_l]; sums over the N rows.
+        grads.append(with_bias_column(z_in).T @ delta)
+        if layer > 1:
+            # Row 0 of W_l is the bias: it multiplies the constant 1, not Z_{l-1}.
+            back = delta @ weights[layer - 1][1:].T  # ∂L/∂Z_{l-1}: [N, d_{l-1}]
+            delta = back * z_in * (1 - z_in)  # ⊙ σ'(U_{l-1}) = Z_{l-1}(1 - Z_{l-1})
+            deltas.append(delta)
+    deltas.reverse()
+    grads.reverse()
+    return BackpropResult(
+        loss=loss,
+        activations=tuple(activations),
+        pre_activations=tuple(pre_activations),
+        deltas=tuple(deltas),
+        grads=tuple(grads),
+    )
+
+
+@torch.no_grad()
+def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) -> list[Tensor]:
+    """One SGD step ``W_l - lr ∂L/∂W_l`` for every layer, as new tensors (inputs untouched)."""
+    if len(weights) != len(grads):
+        raise ValueError(f"{len(weights)} weight matrices but {len(grads)} gradients")
+    return [w - lr * g for w, g in zip(weights, grads, strict=True)]
+
+
+# --- The pipeline's models ---------------------------------------------------------------
+
+
+def check_supported(model_name: str, activation: str, output: str, loss: str) -> str | None:
+    """``None`` if the manual engine handles this combination, else a one-line reason.
+
+    Every combination of ``SUPPORTED``'s four tuples is handled; anything else (for
+    example a ``cnn`` model) has to train through autograd.
+    """
+    combo = f"model={model_name!r}, activation={activation!r}, output={output!r}, loss={loss!r}"
+    for kind, key, value in (
+        ("model", "models", model_name),
+        ("activation", "activations", activation),
+        ("output", "outputs", output),
+        ("loss", "losses", loss),
+    ):
+        allowed = SUPPORTED[key]
+        if value not in allowed:
+            return (
+                f"{kind} {value!r} is autograd only ({combo}): the manual backprop engine "
+                f"supports {key} {', '.join(allowed)}"
+            )
+    return None
+
+
+def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's layers in forward order, each with its ``named_parameters`` prefix."""
+    if isinstance(model, Linear):
+        return [("layer1", model.layer1)]
+    if isinstance(model, MLP):
+        return [(f"net.{name}", layer) for name, layer in model.net.named_children()]
+    raise TypeError(
+        f"manual_gradients supports models.Linear and models.MLP, not {type(model).__name__}; "
+        "use autograd for it"
+    )
+
+
+def _loss_and_logit_grad(
+    logits: Tensor, labels: Tensor, output: str, loss: str
+) -> tuple[Tensor, Tensor]:
+    """The loss (0-d) and ``∂L/∂logits`` (``[B, C]``) for one output function and loss."""
+    batch, classes = logits.shape
+    target = F.one_hot(labels, classes).to(logits.dtype)  # [B, C]
+    if output == "softmax":
+        p = torch.softmax(logits, dim=1)
+        if loss == "mse":
+            g = p - target
+            value = g.pow(2).sum(1).mean()
+            # ∂L/∂p = 2g/B; the softmax Jacobian ∂p_k/∂z_j = p_k(1[k=j] - p_j) turns it into
+            # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k g_k p_k).
+            grad = 2 / batch * p * (g - (g * p).sum(1, keepdim=True))
+        elif loss == "cross_entropy":
+            # log_softmax, not log(p): no log(0) when a logit dominates.
+            value = -(torch.log_softmax(logits, dim=1) * target).sum(1).mean()
+            grad = (p - target) / batch
+        else:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {SUPPORTED['losses']}")
+    elif output == "sigmoid":
+        p = torch.sigmoid(logits)
+        if loss == "mse":
+            g = p - target
+            value = g.pow(2).sum(1).mean()
+            grad = 2 / batch * g * p * (1 - p)  # σ' = p(1 - p), elementwise
+        elif loss == "cross_entropy":
+            # Binary cross-entropy per class, summed over classes, mean over the batch.
+            # log p = logsigmoid(z), log(1 - p) = logsigmoid(-z): finite for any z.
+            per_class = target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)
+            value = -per_class.sum(1).mean()
+            grad = (p - target) / batch
+        else:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {SUPPORTED['losses']}")
+    else:
+        raise ValueError(f"unknown output {output!r}; choose one of {SUPPORTED['outputs']}")
+    return value, grad
+
+
+@torch.no_grad()
+def manual_gradients(
+    model: nn.Module, x: Tensor, y: Tensor, output: str, loss: str
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Loss and ``∂L/∂param`` for a ``models.Linear`` / ``models.MLP``, without autograd.
+
+    ``x`` is ``[B, in_features]``, ``y`` the integer labels ``[B]``; ``output`` (softmax
+    or sigmoid) maps logits to probabilities and ``loss`` is ``mse`` (the notebook's: sum
+    over classes of squared error, mean over the batch) or ``cross_entropy`` (categorical
+    for softmax, per-class binary for sigmoid). The forward pass reads the model's own
+    ``weight``/``bias``. Returns ``(loss, grads)`` with ``grads`` keyed and ordered like
+    ``model.named_parameters()`` and shaped like each parameter.
+    """
+    if y.dim() != 1 or y.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"y must be integer class labels [B], got {y.dtype} {tuple(y.shape)}")
+    layers = _layers(model)
+
+    # Forward: remember, per layer, what its backward step needs.
+    #   Linear  -> its input z (∂L/∂W = δ^T z)
+    #   Sigmoid -> its output z (σ'(u) = z(1 - z))
+    #   ReLU    -> its input u (relu'(u) = [u > 0])
+    h = x
+    saved: list[Tensor] = []
+    for _, layer in layers:
+        saved.append(h if not isinstance(layer, nn.Sigmoid) else torch.sigmoid(h))
+        if isinstance(layer, nn.Linear):
+            h = h @ layer.weight.T  # [B, in] @ [in, out]; PyTorch stores weight as [out, in]
+            if layer.bias is not None:
+                h = h + layer.bias
+        elif isinstance(layer, nn.Sigmoid):
+            h = saved[-1]
+        elif isinstance(layer, nn.ReLU):
+            h = h.clamp_min(0)
+        else:
+            raise TypeError(f"no manual backward for layer {type(layer).__name__}")
+
+    value, delta = _loss_and_logit_grad(h, y, output, loss)  # delta = ∂L/∂logits: [B, C]
+
+    # Backward: delta is always ∂L/∂(output of the current layer).
+    grads: dict[str, Tensor] = {}
+    for index in range(len(layers) - 1, -1, -1):
+        name, layer = layers[index]
+        if isinstance(layer, nn.Linear):
+            z_in = saved[index]  # [B, in]
+            grads[f"{name}.weight"] = delta.T @ z_in  # [out, B] @ [B, in] = [out, in]
+            if layer.bias is not None:
+                grads[f"{name}.bias"] = delta.sum(0)  # the bias is added to every row
+            if index > 0:  # the input X needs no gradient
+                delta = delta @ layer.weight  # [B, out] @ [out, in] -> ∂L/∂z_in
+        elif isinstance(layer, nn.Sigmoid):
+            z = saved[index]
+            delta = delta * z * (1 - z)
+        else:  # nn.ReLU (anything else was rejected in the forward pass)
+            delta = delta * (saved[index] > 0).to(delta.dtype)
+
+    ordered: dict[str, Tensor] = {}
+    for name, _ in model.named_parameters():
+        if name not in grads:
+            raise TypeError(f"manual_gradients computed no gradient for parameter {name!r}")
+        ordered[name] = grads[name]
+    return value, ordered
+
+
+def manual_sgd_step(model: nn.Module, grads: Mapping[str, Tensor], lr: float) -> None:
+    """The notebook's SGD step ``p -= lr * grad`` for every named parameter, in place."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name not in grads:
+                raise KeyError(f"no gradient for parameter {name!r}")
+            p.sub_(grads[name], alpha=lr)
