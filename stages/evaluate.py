@@ -17,7 +17,7 @@ from mnist_pipeline.evaluation import evaluate
 from mnist_pipeline.io import write_csv, write_json
 from mnist_pipeline.models import load_model
 from mnist_pipeline.params import load_params
-from mnist_pipeline.training import configure_torch
+from mnist_pipeline.runtime import configure_torch
 
 
 def main() -> None:
@@ -33,8 +33,8 @@ def main() -> None:
     params = load_params(args.params)
     configure_torch(params.train.threads)
     split = load_split(args.data / "test.safetensors")
-    model, spec, loss = load_model(args.model)
-    result = evaluate(model, spec, split, loss)
+    model, spec, loss, output = load_model(args.model)
+    result = evaluate(model, spec, split, loss, output)
 
     write_json(result.metrics, args.metrics)
     write_csv(result.confusion, args.confusion, index=True)

@@ -10,14 +10,12 @@ its metadata) and the per-epoch log that ``dvc plots`` draws.
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.data import load_split
 from mnist_pipeline.io import write_csv
 from mnist_pipeline.models import save_model
 from mnist_pipeline.params import load_params
-from mnist_pipeline.training import train
+from mnist_pipeline.training import history_frame, train
 
 
 def main() -> None:
@@ -31,13 +29,16 @@ def main() -> None:
     params = load_params(args.params).train
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
-    model, spec, history = train(params, train_split, test_split)
+    result = train(params, train_split, test_split)
 
-    save_model(model, spec, args.model, params.loss)
-    log = pd.DataFrame([vars(r) for r in history]).round(6)
-    write_csv(log, args.log)
-    last = history[-1]
-    print(f"train: {params.epochs} epochs, final test accuracy {last.test_accuracy:.4f}")
+    save_model(result.model, result.spec, args.model, params.loss, params.output)
+    write_csv(history_frame(result), args.log)
+    last = result.history[-1]
+    seconds = sum(result.seconds_per_epoch) / len(result.seconds_per_epoch)
+    print(
+        f"train: {params.epochs} epochs, final {result.scored_on} accuracy "
+        f"{last.accuracy:.4f} ({seconds:.2f} s/epoch)"
+    )
 
 
 if __name__ == "__main__":

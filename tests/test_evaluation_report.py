@@ -14,14 +14,14 @@ from mnist_pipeline.io import save_figure
 from mnist_pipeline.models import ModelSpec
 from mnist_pipeline.params import TrainParams
 from mnist_pipeline.report import build_figures, confusion_heatmap, render_markdown
-from mnist_pipeline.training import train
+from mnist_pipeline.training import history_frame, train
 
 
 @pytest.fixture(scope="module")
 def trained(train_split: Split, test_split: Split):
     params = TrainParams(epochs=2, lr=0.5)
-    model, spec, history = train(params, train_split, test_split)
-    return model, spec, history
+    result = train(params, train_split, test_split)
+    return result.model, result.spec, history_frame(result)
 
 
 def test_confusion_rows_are_actual_columns_predicted() -> None:
@@ -62,7 +62,7 @@ def test_model_data_mismatch(trained, test_split: Split) -> None:
 def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Path) -> None:
     model, spec, history = trained
     result = evaluate(model, spec, test_split, "mse")
-    log = pd.DataFrame([vars(r) for r in history])
+    log = history
     predicted = model(test_split.images).argmax(1).numpy()
     for attempt in ("a", "b"):
         figures = build_figures(log, result.confusion, test_split, predicted, n_images=12)
@@ -98,7 +98,7 @@ def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
         manifest,
         {"train": {"lr": 0.5}},
         result.metrics,
-        pd.DataFrame([vars(r) for r in history]),
+        history,
         result.confusion,
         "figures",
     )

@@ -30,9 +30,9 @@ def test_spec_json_round_trip() -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_save_load_round_trip(spec: ModelSpec, tmp_path: Path) -> None:
     model = build_model(spec)
-    save_model(model, spec, tmp_path / "m.safetensors", loss="mse")
-    loaded, loaded_spec, loss = load_model(tmp_path / "m.safetensors")
-    assert loaded_spec == spec and loss == "mse"
+    save_model(model, spec, tmp_path / "m.safetensors", loss="mse", output="sigmoid")
+    loaded, loaded_spec, loss, output = load_model(tmp_path / "m.safetensors")
+    assert loaded_spec == spec and (loss, output) == ("mse", "sigmoid")
     x = torch.rand(3, 784)
     assert torch.equal(loaded(x), model(x))
 
@@ -40,7 +40,8 @@ def test_save_load_round_trip(spec: ModelSpec, tmp_path: Path) -> None:
 def test_weights_from_another_architecture_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
     other = build_model(SPECS[1])
-    save_tensors(other.state_dict(), path, {"spec": SPECS[0].to_json(), "loss": "mse"})
+    meta = {"spec": SPECS[0].to_json(), "loss": "mse", "output": "softmax"}
+    save_tensors(other.state_dict(), path, meta)
     with pytest.raises(PipelineError, match="do not fit the linear architecture"):
         load_model(path)
     save_tensors(other.state_dict(), path, {})
@@ -75,24 +76,26 @@ def test_overfits_one_batch(kw: dict[str, object], train_split: Split) -> None:
         train_split.images[:32], train_split.labels[:32], "mnist", "s", train_split.classes
     )
     params = _params(epochs=150, batch_size=32, **kw)
-    _, _, history = train(params, batch, batch)
-    assert history[-1].test_accuracy == 1.0
+    history = train(params, batch, batch).history
+    assert history[-1].accuracy == 1.0
     assert history[-1].train_loss < 0.1 * history[0].train_loss
 
 
 def test_learns_the_synthetic_task(train_split: Split, test_split: Split) -> None:
-    _, spec, history = train(_params(epochs=5), train_split, test_split)
+    result = train(_params(epochs=5), train_split, test_split)
+    history, spec = result.history, result.spec
     assert [r.epoch for r in history] == [1, 2, 3, 4, 5]
-    assert history[-1].test_accuracy >= 0.9
+    assert history[-1].accuracy >= 0.9
     assert history[-1].train_loss < history[0].train_loss
     assert spec == ModelSpec("linear", 784, 10)
 
 
 def test_same_seed_same_weights_bit_for_bit(train_split: Split, test_split: Split) -> None:
-    a, _, ha = train(_params(seed=3), train_split, test_split)
-    b, _, hb = train(_params(seed=3), train_split, test_split)
-    c, _, _ = train(_params(seed=4), train_split, test_split)
-    assert ha == hb
+    ra = train(_params(seed=3), train_split, test_split)
+    rb = train(_params(seed=3), train_split, test_split)
+    a, b = ra.model, rb.model
+    c = train(_params(seed=4), train_split, test_split).model
+    assert ra.history == rb.history
     for (name, pa), pb, pc in zip(
         a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True
     ):

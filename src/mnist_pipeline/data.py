@@ -135,7 +135,23 @@ def load_split(path: Path) -> Split:
     return Split(images, labels, dataset, source, classes)
 
 
-def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """A fresh random permutation of ``range(n)`` cut into minibatches (last may be short)."""
-    order = torch.randperm(n, generator=generator)
-    yield from order.split(batch_size)
+def epoch_order(
+    n: int, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """A fresh random permutation of ``range(n)``: the order of one epoch's samples.
+
+    Drawn on the CPU (the same order on every device) and moved to ``device`` once per
+    epoch. Consecutive ``batch_size`` slices of it are the epoch's minibatches (the last
+    may be short), as the notebook's ``data_iter`` reshuffles every epoch.
+    """
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def batch_indices(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> Iterator[torch.Tensor]:
+    """One epoch's minibatches as index tensors into the dataset."""
+    yield from epoch_order(n, generator, device).split(batch_size)

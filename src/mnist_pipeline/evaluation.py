@@ -18,9 +18,8 @@ from torch import nn
 
 from mnist_pipeline.data import Split
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.losses import LOSSES
-from mnist_pipeline.models import ModelSpec
-from mnist_pipeline.training import predict_logits
+from mnist_pipeline.losses import make_loss
+from mnist_pipeline.models import ModelSpec, predict_logits
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,9 @@ def confusion_frame(
     return frame
 
 
-def evaluate(model: nn.Module, spec: ModelSpec, split: Split, loss_name: str) -> Evaluation:
+def evaluate(
+    model: nn.Module, spec: ModelSpec, split: Split, loss_name: str, output: str = "softmax"
+) -> Evaluation:
     """Score ``model`` (built from ``spec``) on ``split`` with the loss it was trained on."""
     if spec.in_features != split.images.shape[1] or spec.num_classes != split.num_classes:
         raise PipelineError(
@@ -48,7 +49,7 @@ def evaluate(model: nn.Module, spec: ModelSpec, split: Split, loss_name: str) ->
         )
     logits = predict_logits(model, split.images)
     with torch.no_grad():
-        loss = float(LOSSES[loss_name](logits, split.labels))
+        loss = float(make_loss(loss_name, output)(logits, split.labels))
     actual = split.labels.numpy()
     predicted = logits.argmax(dim=1).numpy()
     labels = list(range(split.num_classes))
@@ -68,6 +69,7 @@ def evaluate(model: nn.Module, spec: ModelSpec, split: Split, loss_name: str) ->
         "accuracy": round(float((actual == predicted).mean()), 6),
         "loss": round(loss, 6),
         "loss_name": loss_name,
+        "output": output,
         "macro_precision": round(float(precision.mean()), 6),
         "macro_recall": round(float(recall.mean()), 6),
         "macro_f1": round(float(f1.mean()), 6),

@@ -1,12 +1,15 @@
 """Output functions, losses and accuracy, with the notebook's definitions.
 
 ``mse`` is exactly the notebook's: squared error of the probabilities against one-hot
-labels, summed over classes, averaged over the batch. ``LOSSES`` maps ``train.loss`` to a
-function of *logits* (softmax applied inside), so models stay output-agnostic.
+labels, summed over classes, averaged over the batch. ``make_loss(loss, output)`` returns
+a function of *logits* for a ``train.loss`` / ``train.output`` pair, so models stay
+output-agnostic: softmax or sigmoid outputs, mse or cross-entropy (categorical for
+softmax, per-class binary for sigmoid). ``LOSSES`` holds the softmax versions.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -14,14 +17,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def one_hot(labels: Tensor, num_classes: int) -> Tensor:
-    """``[B]`` int64 -> ``[B, num_classes]`` float32, like the notebook's ``torch.eye(10)[y]``."""
-    return F.one_hot(labels, num_classes).to(torch.float32)
+@functools.lru_cache(maxsize=16)
+def _identity(num_classes: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.eye(num_classes, dtype=dtype, device=device)
+
+
+def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``[B]`` int64 -> ``[B, num_classes]``: the notebook's ``torch.eye(10)[y]``.
+
+    The identity matrix is cached: this runs once per training step, and ``F.one_hot``
+    costs an extra max/min check per call.
+    """
+    return _identity(num_classes, dtype, labels.device)[labels]
 
 
 def mse(probs: Tensor, labels: Tensor) -> Tensor:
     """The notebook's loss: ``((onehot(y) - p)^2).sum(1).mean()``; probs ``[B, C]``."""
-    target = one_hot(labels, probs.shape[1]).to(probs.dtype)
+    target = one_hot(labels, probs.shape[1], probs.dtype)
     return (target - probs).pow(2).sum(1).mean()
 
 
@@ -33,10 +45,32 @@ def cross_entropy_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits, labels)
 
 
-LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+def sigmoid_mse_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
+    return mse(torch.sigmoid(logits), labels)
+
+
+def sigmoid_cross_entropy_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
+    """Binary cross-entropy per class, summed over classes, mean over the batch."""
+    target = one_hot(labels, logits.shape[1], logits.dtype)
+    per_class = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return per_class.sum(1).mean()
+
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+LOSSES: dict[str, LossFn] = {
     "mse": mse_from_logits,
     "cross_entropy": cross_entropy_from_logits,
 }
+SIGMOID_LOSSES: dict[str, LossFn] = {
+    "mse": sigmoid_mse_from_logits,
+    "cross_entropy": sigmoid_cross_entropy_from_logits,
+}
+
+
+def make_loss(loss: str, output: str = "softmax") -> LossFn:
+    """The loss of logits ``[B, C]`` and labels ``[B]`` for a loss / output pair."""
+    return {"softmax": LOSSES, "sigmoid": SIGMOID_LOSSES}[output][loss]
 
 
 def accuracy(scores: Tensor, labels: Tensor) -> float:

@@ -10,10 +10,12 @@ to be rebuilt without ``params.yaml``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from mnist_pipeline.errors import PipelineError
@@ -31,6 +33,7 @@ class ModelSpec:
     num_classes: int
     hidden: tuple[int, ...] = ()
     activation: str = "sigmoid"
+    channels: tuple[int, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -38,7 +41,13 @@ class ModelSpec:
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
         raw = json.loads(text)
-        return cls(**{**raw, "hidden": tuple(raw.get("hidden", ()))})
+        return cls(
+            **{
+                **raw,
+                "hidden": tuple(raw.get("hidden", ())),
+                "channels": tuple(raw.get("channels", ())),
+            }
+        )
 
 
 class Linear(nn.Module):
@@ -59,7 +68,7 @@ class MLP(nn.Module):
         self, in_features: int, num_classes: int, hidden: tuple[int, ...], activation: str
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = []  # in -> hidden[0] -> ... -> num_classes
         width = in_features
         for size in hidden:
             layers += [nn.Linear(width, size), ACTIVATION_LAYERS[activation]()]
@@ -71,9 +80,62 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+class CNN(nn.Module):
+    """LeNet-style: (conv 5×5 -> act -> 2×2 max-pool) per ``channels``, then an MLP head.
+
+    Takes the flat ``[B, 784]`` rows the pipeline stores and views them as ``[B, 1, 28, 28]``;
+    padding 2 keeps each conv's output the size of its input, so the map halves per block
+    (28 -> 14 -> 7 for two blocks).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        channels: tuple[int, ...],
+        hidden: tuple[int, ...],
+        activation: str,
+    ) -> None:
+        super().__init__()
+        self.side = math.isqrt(in_features)
+        if self.side * self.side != in_features:
+            raise ValueError(f"cnn needs square images, got {in_features} features")
+        blocks: list[nn.Module] = []
+        width, side = 1, self.side
+        for out in channels:
+            blocks += [
+                nn.Conv2d(width, out, kernel_size=5, padding=2),
+                ACTIVATION_LAYERS[activation](),
+                nn.MaxPool2d(2),
+            ]
+            width, side = out, side // 2
+        self.features = nn.Sequential(*blocks)
+        self.head = MLP(width * side * side, num_classes, hidden, activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        maps = self.features(x.view(-1, 1, self.side, self.side))  # [B, C, s, s]
+        return self.head(maps.flatten(1))
+
+
+EVAL_BATCH = 4096
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: Tensor, batch: int = EVAL_BATCH) -> Tensor:
+    """Logits ``[N, C]`` for images ``[N, 784]``, in chunks to bound memory."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(chunk) for chunk in images.split(batch)])
+    model.train(was_training)
+    return out
+
+
 MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "linear": lambda spec: Linear(spec.in_features, spec.num_classes),
     "mlp": lambda spec: MLP(spec.in_features, spec.num_classes, spec.hidden, spec.activation),
+    "cnn": lambda spec: CNN(
+        spec.in_features, spec.num_classes, spec.channels, spec.hidden, spec.activation
+    ),
 }
 
 
@@ -81,18 +143,19 @@ def build_model(spec: ModelSpec) -> nn.Module:
     return MODELS[spec.name](spec)
 
 
-def save_model(model: nn.Module, spec: ModelSpec, path: Path, loss: str) -> None:
-    """Weights as safetensors; the spec and training loss ride along as metadata."""
-    save_tensors(model.state_dict(), path, metadata={"spec": spec.to_json(), "loss": loss})
+def save_model(model: nn.Module, spec: ModelSpec, path: Path, loss: str, output: str) -> None:
+    """Weights as safetensors; the spec, loss and output function ride along as metadata."""
+    metadata = {"spec": spec.to_json(), "loss": loss, "output": output}
+    save_tensors(model.state_dict(), path, metadata=metadata)
 
 
-def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str]:
-    """Rebuild the saved architecture and load its weights: (model, spec, loss name)."""
+def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
+    """Rebuild the saved architecture and load its weights: (model, spec, loss, output)."""
     tensors, meta = load_tensors(path)
     try:
         spec = ModelSpec.from_json(meta["spec"])
         model = build_model(spec)
-        loss = meta["loss"]
+        loss, output = meta["loss"], meta["output"]
     except (KeyError, TypeError, ValueError) as err:
         raise PipelineError(
             f"{path}: no usable model description in its metadata ({err}); rerun the train stage"
@@ -105,4 +168,4 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str]:
             f"{path}: weights do not fit the {spec.name} architecture in its metadata ({first}); "
             "rerun the train stage"
         ) from err
-    return model, spec, loss
+    return model, spec, loss, output

@@ -25,9 +25,16 @@ from mnist_pipeline.errors import PipelineError
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")
 SOURCES = ("auto", "mirror", "torchvision", "embedded")
-MODEL_NAMES = ("linear", "mlp")
+MODEL_NAMES = ("linear", "mlp", "cnn")
 ACTIVATIONS = ("sigmoid", "relu")
+OUTPUTS = ("softmax", "sigmoid")
 LOSS_NAMES = ("mse", "cross_entropy")
+GRADIENTS = ("autograd", "manual")
+OPTIMIZERS = ("sgd", "adam")
+DEVICES = ("auto", "cpu", "cuda")
+# The hand-derived backward pass (backprop.py) covers these models, with every activation,
+# output and loss above; anything else trains through autograd.
+MANUAL_GRADIENT_MODELS = ("linear", "mlp")
 
 
 def _spec(
@@ -52,6 +59,23 @@ def _spec(
     return field(default=default, metadata=meta)
 
 
+def manual_gradients_unsupported(model: str, activation: str, output: str, loss: str) -> str | None:
+    """``None`` if the hand-derived engine handles this combination, else why not."""
+    combo = f"model={model}, activation={activation}, output={output}, loss={loss}"
+    for kind, value, allowed in (
+        ("model", model, MANUAL_GRADIENT_MODELS),
+        ("activation", activation, ACTIVATIONS),
+        ("output", output, OUTPUTS),
+        ("loss", loss, LOSS_NAMES),
+    ):
+        if value not in allowed:
+            return (
+                f"{kind} {value!r} is autograd only ({combo}): the manual backprop engine "
+                f"supports {kind}s {', '.join(allowed)}; set train.gradients=autograd"
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class DataParams:
     """``data``: which dataset, and where its four IDX files come from."""
@@ -67,14 +91,37 @@ class TrainParams:
     """``train``: the model and the notebook's training loop."""
 
     model: str = _spec("linear", help="model architecture", choices=MODEL_NAMES)
-    hidden: tuple[int, ...] = _spec((128,), help="hidden layer sizes of the mlp", min=1)
-    activation: str = _spec("sigmoid", help="mlp hidden activation", choices=ACTIVATIONS)
+    hidden: tuple[int, ...] = _spec((128,), help="hidden layer sizes (mlp, cnn head)", min=1)
+    channels: tuple[int, ...] = _spec((6, 16), help="conv channels per cnn block", min=1)
+    activation: str = _spec("sigmoid", help="hidden activation", choices=ACTIVATIONS)
+    output: str = _spec("softmax", help="logits -> probabilities", choices=OUTPUTS)
     loss: str = _spec("mse", help="training loss", choices=LOSS_NAMES)
-    lr: float = _spec(0.01, help="SGD learning rate", min=0.0, exclusive_min=True)
+    gradients: str = _spec("autograd", help="backward pass", choices=GRADIENTS)
+    optimizer: str = _spec("sgd", help="update rule", choices=OPTIMIZERS)
+    lr: float = _spec(0.01, help="learning rate", min=0.0, exclusive_min=True)
+    momentum: float = _spec(0.0, help="sgd momentum", min=0.0, max=0.999)
+    weight_decay: float = _spec(0.0, help="L2 penalty added to the gradient", min=0.0)
     batch_size: int = _spec(16, help="minibatch size", min=1)
     epochs: int = _spec(10, help="passes over the training set", min=1)
     seed: int = _spec(0, help="seed for weight init and shuffling", min=0)
+    val_fraction: float = _spec(
+        0.0, help="held-out share of train scored per epoch", min=0, max=0.5
+    )
+    device: str = _spec("auto", help="where to train", choices=DEVICES)
     threads: int = _spec(1, help="torch intra-op CPU threads", min=1, max=256)
+
+    def __post_init__(self) -> None:
+        if self.gradients == "manual":
+            reason = manual_gradients_unsupported(
+                self.model, self.activation, self.output, self.loss
+            )
+            if reason is not None:
+                raise PipelineError(f"train.gradients: manual: {reason}")
+        if self.optimizer != "sgd" and self.momentum > 0:
+            raise PipelineError(
+                f"train.momentum: {self.momentum} applies to optimizer sgd only, not "
+                f"{self.optimizer!r}; set it to 0 or use train.optimizer=sgd"
+            )
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,20 @@ FIGURES = {
 }
 
 
+def accuracy_column(history: pd.DataFrame) -> str:
+    """``test_accuracy`` (the notebook's per-epoch test score) or ``val_accuracy``."""
+    return next(c for c in history.columns if c.endswith("_accuracy"))
+
+
 def learning_curve(history: pd.DataFrame) -> Figure:
-    """Train loss and test accuracy per epoch, side by side."""
+    """Train loss and test (or validation) accuracy per epoch, side by side."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
     ax_loss.plot(history["epoch"], history["train_loss"], marker="o", color="tab:red")
     ax_loss.set(xlabel="epoch", ylabel="mean train loss", title="Train loss")
-    ax_acc.plot(history["epoch"], history["test_accuracy"], marker="o", color="tab:blue")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Test accuracy")
+    column = accuracy_column(history)
+    ax_acc.plot(history["epoch"], history[column], marker="o", color="tab:blue")
+    scored_on = "Test" if column.startswith("test") else "Validation"
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{scored_on} accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
