@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 # Stage commands in dvc.yaml run `python`: make it the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv run test test-fast lint format clean
+.PHONY: help venv run test test-fast lint format validate ci clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,5 +43,22 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make validate VALIDATE_ARGS="--up-to-date --thresholds .ci/thresholds.yaml"` adds the
+# dvc status and metric checks (after `make run`). PYTHONPATH: validate this checkout's code.
+validate: $(STAMP)  ## check dvc.yaml (schema, DAG, deps), params.yaml; one line per problem
+	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m mnist_pipeline.validate $(VALIDATE_ARGS)
+
+# The CI job (.github/workflows/pipeline.yml runs the same two steps): smoke run in a
+# throwaway clone, so this checkout and its `git status` stay as they were.
+ci: validate  ## validate, then smoke-run the pipeline (embedded data, 2 epochs) and diff vs CI_BASE
+	.ci/pipeline.sh
+
 clean:  ## remove the venv and pipeline outputs (the DVC cache stays)
 	rm -rf $(VENV) data models reports .pytest_cache .ruff_cache
+
+# `make compare REV=HEAD~1`: the working tree against a commit or an experiment name from
+# `dvc exp show` (NEW=<rev> compares two revisions). Writes compare/compare.md + PNGs.
+.PHONY: compare
+compare: $(STAMP)  ## compare the workspace with REV=<git rev or experiment> (NEW=<rev> optional)
+	@test -n "$(REV)" || { echo "error: make compare needs REV=<git revision or experiment name>" >&2; exit 2; }
+	$(BIN)/python -m mnist_pipeline.compare --rev "$(REV)" $(if $(NEW),--new "$(NEW)")

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +37,15 @@ def synthetic_arrays(n: int, seed: int, num_classes: int = 10) -> tuple[np.ndarr
     return images, labels
 
 
-def write_idx_set(directory: Path, n_train: int = 200, n_test: int = 50, gz: bool = False) -> Path:
+def write_idx_set(
+    directory: Path, n_train: int = 200, n_test: int = 50, gz: bool = False, num_classes: int = 10
+) -> Path:
     """The four standard IDX files of a synthetic dataset, raw or gzipped."""
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = {"train": synthetic_arrays(n_train, 1), "test": synthetic_arrays(n_test, 2)}
+    arrays = {
+        "train": synthetic_arrays(n_train, 1, num_classes),
+        "test": synthetic_arrays(n_test, 2, num_classes),
+    }
     for split, names in IDX_FILES.items():
         for name, array in zip(names, arrays[split], strict=True):
             write_idx(array, directory / name)
@@ -154,3 +160,36 @@ def copy_project(dest: Path) -> Path:
 def project(tmp_path: Path) -> Path:
     """A fresh git repo holding a copy of this project (no DVC cache, no outputs)."""
     return copy_project(tmp_path / "project")
+
+
+# ------------------------------------------------------------------- stage scripts as DVC
+
+
+def stage(
+    name: str, *args: str, cwd: Path, via: Path | None = None, prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run ``stages/<name>.py ARGS`` in ``cwd`` as DVC does (``PYTHONPATH=src python ...``).
+
+    ``via``: a wrapper script that patches something first and then runs the stage (see
+    tests/test_faults.py); it gets the stage's path and arguments as its own. ``prefix``:
+    a command that runs the interpreter (e.g. ``setpriv ... --``).
+    """
+    env = git_env()
+    env["PYTHONPATH"] = str(REPO / "src")
+    wrapper = [str(via)] if via is not None else []
+    return subprocess.run(
+        [*prefix, sys.executable, *wrapper, str(REPO / "stages" / f"{name}.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one ``error: ...`` line of a stage that failed cleanly (exit 2, no traceback)."""
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]

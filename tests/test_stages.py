@@ -1,27 +1,13 @@
 """Stage scripts as a user runs them: bad params or inputs give one line, exit 2, no output."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, git_env
+from conftest import REPO, error_line, stage
 
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-
-
-def stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = git_env()
-    env["PYTHONPATH"] = str(REPO / "src")
-    return subprocess.run(
-        [sys.executable, str(REPO / "stages" / f"{name}.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
 
 
 def write_params(path: Path, section: str, key: str, value: object) -> Path:
@@ -29,14 +15,6 @@ def write_params(path: Path, section: str, key: str, value: object) -> Path:
     raw[section][key] = value
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -63,7 +41,7 @@ def test_bad_params_stop_train_before_touching_outputs(tmp_path: Path) -> None:
     model.write_bytes(b"previous")
     result = stage(
         "train", "--params", str(params), "--data", "nowhere", "--model", str(model),
-        "--log", "log.csv", cwd=tmp_path,
+        "--history", "log.csv", "--live", "live", cwd=tmp_path,
     )  # fmt: skip
     assert "train.epochs: 0 is out of range" in error_line(result)
     assert model.read_bytes() == b"previous" and not (tmp_path / "log.csv").exists()

@@ -60,23 +60,24 @@ def to_split(
     if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise PipelineError(
             f"{where}: images have shape {list(images.shape)}, expected [N, 28, 28]; "
-            "the file is not a 28×28 image set"
+            "the file is not a 28×28 image set: check data.dataset and data.mirror"
         )
     if labels.ndim != 1:
         raise PipelineError(f"{where}: labels have shape {list(labels.shape)}, expected [N]")
     if images.shape[0] != labels.shape[0]:
         raise PipelineError(
             f"{where}: {images.shape[0]} images but {labels.shape[0]} labels; "
-            "the image and label files do not belong together"
+            "the image and label files do not belong together; fetch both again"
         )
     if images.shape[0] == 0:
-        raise PipelineError(f"{where}: the split is empty")
+        raise PipelineError(f"{where}: the split is empty (0 images); fetch the data again")
     bad = labels >= len(classes)
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
         raise PipelineError(
             f"{where}: label {int(labels[index])} at index {index} is out of range "
-            f"0..{len(classes) - 1} for {dataset}"
+            f"0..{len(classes) - 1} for {dataset}; the labels file is corrupt or of another "
+            "dataset: check data.dataset and fetch it again"
         )
     # [N, 28, 28] uint8 -> [N, 784] float32 in [0, 1], as the notebook's per-sample code.
     flat = torch.from_numpy(images.reshape(images.shape[0], N_FEATURES)).float().div_(255.0)

@@ -47,6 +47,20 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _META_KEY = "mnist_pipeline"
 
 
+def _write_error(path: Path, err: OSError, want_dir: bool = False) -> PipelineError:
+    """One line for a failed write: what is in the way, and how to clear it."""
+    files = [parent for parent in reversed(path.parents) if parent.is_file()]
+    if files:
+        why = f"{files[0]} is a file, not a directory; remove it or choose another path"
+    elif path.is_dir() and not want_dir:
+        why = "a directory is in the way; remove it or choose another path"
+    elif want_dir and path.exists() and not path.is_dir():
+        why = "a file is in the way; remove it or choose another path"
+    else:
+        why = f"{err.strerror or err}; make {path.parent} writable or choose another path"
+    return PipelineError(f"cannot write {path}: {why}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; rename it onto ``path`` only on success."""
@@ -55,12 +69,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
-        raise PipelineError(f"cannot write {path}: {err.strerror or err}") from err
+        raise _write_error(path, err) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            raise _write_error(path, err) from err
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -73,12 +90,15 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as err:
-        raise PipelineError(f"cannot write {path}: {err.strerror or err}") from err
+        raise _write_error(path, err, want_dir=True) from err
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            os.replace(tmp, path)  # a file in the way fails here, and is left alone
+        except OSError as err:
+            raise _write_error(path, err, want_dir=True) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -99,14 +119,25 @@ def read_json(path: Path) -> Any:
     except FileNotFoundError as err:
         raise PipelineError(f"{path}: file not found; run the stage that writes it") from err
     except json.JSONDecodeError as err:
-        raise PipelineError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        raise PipelineError(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno}); "
+            "rerun the stage that writes it"
+        ) from err
+
+
+def parse_json(text: str, source: str) -> Any:
+    """JSON from a string (e.g. ``git show REV:path``); ``source`` names it in errors."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"{source}: not valid JSON ({err.msg} at line {err.lineno})") from err
 
 
 def read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found") from err
+        raise PipelineError(f"{path}: file not found; check the path") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -125,6 +156,22 @@ def read_csv(path: Path, index_col: int | None = None, dtype: Any = None) -> pd.
         return pd.read_csv(path, index_col=index_col, dtype=dtype, keep_default_na=False)
     except FileNotFoundError as err:
         raise PipelineError(f"{path}: file not found; run the stage that writes it") from err
+
+
+def parse_csv(
+    text: str, source: str, index_col: int | None = None, dtype: Any = None
+) -> pd.DataFrame:
+    """A CSV from a string (e.g. ``git show REV:path``), read as ``read_csv`` reads files."""
+    import io
+
+    import pandas as pd
+
+    try:
+        return pd.read_csv(
+            io.StringIO(text), index_col=index_col, dtype=dtype, keep_default_na=False
+        )
+    except ValueError as err:  # pandas' ParserError and EmptyDataError included
+        raise PipelineError(f"{source}: not a readable CSV file ({err})") from err
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 100) -> None:
@@ -184,16 +231,18 @@ def read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as err:
         raise PipelineError(f"{path}: corrupt gzip data ({err}); rerun the download stage") from err
     if len(raw) < 4:
-        raise PipelineError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+        raise PipelineError(
+            f"{path}: too short to be an IDX file ({len(raw)} bytes); fetch the file again"
+        )
     zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
         raise PipelineError(
-            f"{path}: bad IDX magic number 0x{raw[:4].hex()} "
-            "(expected 0x00000801 for labels or 0x00000803 for images)"
+            f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected 0x00000801 for "
+            "labels or 0x00000803 for images); not an IDX file: fetch the file again"
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise PipelineError(f"{path}: truncated IDX header")
+        raise PipelineError(f"{path}: truncated IDX header; fetch the file again")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[type_code])
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize

@@ -1,0 +1,278 @@
+"""``make validate`` catches every seeded breakage with one line per problem.
+
+Each test breaks one thing in a fresh copy of the project (the ``project`` fixture) and
+runs ``python -m mnist_pipeline.validate`` there as ``make validate`` does: exit 2 and a
+line naming the file, line, key and fix. The slow test runs the CI smoke configuration
+in two clean clones: identical ``dvc.lock`` hashes for every output (determinism), a
+clean ``--up-to-date --thresholds .ci/thresholds.yaml`` pass, then a stale lock caught.
+
+    .venv/bin/python -m pytest tests/test_validate.py [-m "not slow"]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_project, git_env, run
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.validate import JsonSchema, load_schema, status_problems
+
+SMOKE = ["-S", "data.source=embedded", "-S", "train.epochs=2"]  # as .ci/pipeline.sh
+
+
+def validate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = git_env()
+    env["PYTHONPATH"] = str(root / "src")
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_pipeline.validate", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def problems(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The ``error:`` lines of a failed run (exit 2, nothing else on stderr)."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("error: ") for line in lines), result.stderr
+    return lines
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_the_repository_passes() -> None:
+    result = validate(REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("validate: ok: dvc.yaml (schema, DAG)")
+
+
+def test_a_module_missing_from_a_stages_deps(project: Path) -> None:
+    dvc_yaml = project / "dvc.yaml"
+    edit(dvc_yaml, "      - src/mnist_pipeline/io.py\n", "")  # the first: download's
+    found = problems(validate(project))
+    line = line_of(dvc_yaml, "    deps:")
+    assert (
+        f"error: dvc.yaml:{line}: stages.download.deps: missing src/mnist_pipeline/io.py, "
+        "which stages/download.py imports; add it to deps so editing it reruns the stage"
+    ) in found
+
+
+def test_a_new_transitive_import_missing_from_deps(project: Path) -> None:
+    edit(
+        project / "src/mnist_pipeline/sources.py",
+        "from mnist_pipeline.errors import PipelineError\n",
+        "from mnist_pipeline.errors import PipelineError\nfrom mnist_pipeline import summary\n",
+    )
+    found = " ".join(problems(validate(project)))
+    for stage in ("download", "preprocess"):  # both import sources
+        assert (
+            f"stages.{stage}.deps: missing src/mnist_pipeline/summary.py, which "
+            "src/mnist_pipeline/sources.py imports"
+        ) in found
+
+
+def test_a_dep_that_nothing_imports(project: Path) -> None:
+    dvc_yaml = project / "dvc.yaml"
+    edit(
+        dvc_yaml,
+        "      - src/mnist_pipeline/sources.py\n",
+        "      - src/mnist_pipeline/sources.py\n      - src/mnist_pipeline/summary.py\n",
+    )
+    index = yaml.safe_load(dvc_yaml.read_text())["stages"]["download"]["deps"].index(
+        "src/mnist_pipeline/summary.py"
+    )
+    line = line_of(dvc_yaml, "summary.py")
+    assert (
+        f"error: dvc.yaml:{line}: stages.download.deps[{index}]: lists "
+        "src/mnist_pipeline/summary.py but stages/download.py never imports it (directly or "
+        "through other modules); remove it from deps"
+    ) in problems(validate(project))
+
+
+def test_a_params_key_that_params_yaml_lacks(project: Path) -> None:
+    dvc_yaml = project / "dvc.yaml"
+    edit(dvc_yaml, "      - train.threads\n", "      - train.thread\n")
+    found = problems(validate(project))
+    line = line_of(dvc_yaml, "      - train.thread")
+    assert (
+        f"error: dvc.yaml:{line}: stages.evaluate.params[0]: 'train.thread' is not in "
+        "params.yaml (did you mean 'train.threads'?); add it to params.yaml or fix the name"
+    ) in found
+
+
+def test_an_invalid_dvc_yaml_key(project: Path) -> None:
+    dvc_yaml = project / "dvc.yaml"
+    edit(dvc_yaml, "    outs:\n      - data/processed\n", "    outz:\n      - data/processed\n")
+    found = problems(validate(project))
+    line = line_of(dvc_yaml, "    outz:")
+    assert found[0].startswith(
+        f"error: dvc.yaml:{line}: stages.preprocess.outz: unknown key 'outz'; did you mean "
+        "'outs'? (allowed: cmd, wdir, deps, params, outs, metrics, plots,"
+    )
+    # DVC would stop on the same key: reported once, by the schema, not twice.
+    assert not any("DVC cannot build" in p for p in found)
+
+
+def test_a_wrong_value_type(project: Path) -> None:
+    edit(project / "dvc.yaml", "  train:\n", "  train:\n    frozen: 'no'\n")
+    found = problems(validate(project))
+    assert any(
+        p.endswith("stages.train.frozen: expected true or false, got the string 'no'")
+        for p in found
+    )
+
+
+def test_a_dag_dvc_refuses(project: Path) -> None:
+    dvc_yaml = project / "dvc.yaml"
+    spec = yaml.safe_load(dvc_yaml.read_text())
+    spec["stages"]["train"]["outs"].append("data/processed")  # preprocess's output too
+    dvc_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
+    found = problems(validate(project))
+    assert any(
+        p.startswith("error: dvc.yaml: DVC cannot build the pipeline: output 'data/processed'")
+        and p.endswith("fix dvc.yaml (check with `dvc dag`)")
+        for p in found
+    ), found
+
+
+def test_dvc_yaml_that_is_not_yaml(project: Path) -> None:
+    (project / "dvc.yaml").write_text("stages:\n  train: [\n")
+    found = problems(validate(project))
+    assert found[0] == (
+        "error: dvc.yaml:3: not valid YAML (expected the node content, but found "
+        "'<stream end>'); fix the syntax"
+    )
+
+
+def test_every_bad_params_key_gets_its_line(project: Path) -> None:
+    params = project / "params.yaml"
+    edit(params, "  lr: ", "  lrr: ")
+    edit(params, "  epochs: ", "  epochs: ten #")
+    found = problems(validate(project))
+    assert (
+        f"error: params.yaml:{line_of(params, '  lrr:')}: train.lrr: unknown key; did you mean "
+        "'train.lr'?"
+    ) in " ".join(found)
+    assert (
+        f"error: params.yaml:{line_of(params, '  epochs:')}: train.epochs: expected an integer, "
+        "got 'ten'"
+    ) in found
+
+
+def test_thresholds(project: Path, tmp_path: Path) -> None:
+    floors = tmp_path / "thresholds.yaml"
+    floors.write_text(
+        "metrics/eval.json:\n  accuracy: 0.5\n  acuracy: 0.5\n  loss: {max: 0.001}\n"
+        "metrics/missing.json: {accuracy: 0.5}\n"
+    )
+    found = [
+        p for p in problems(validate(project, "--thresholds", str(floors))) if floors.name in p
+    ]
+    loss = json.loads((project / "metrics/eval.json").read_text())["loss"]
+    assert found == [
+        f"error: metrics/eval.json: no metric 'acuracy' (did you mean 'accuracy'?), named in "
+        f"{floors}; fix the name in {floors}",
+        f"error: metrics/eval.json: loss = {loss:g} is above the ceiling 0.001 set in {floors}; "
+        "find what made it worse (`dvc metrics diff`) or raise the ceiling on purpose",
+        f"error: metrics/missing.json: not found (named in {floors}); run `dvc repro` first",
+    ]
+
+
+def test_the_ci_floors_hold_for_the_committed_metrics() -> None:
+    floors = yaml.safe_load((REPO / ".ci/thresholds.yaml").read_text())["metrics/eval.json"]
+    metrics = json.loads((REPO / "metrics/eval.json").read_text())
+    assert all(metrics[name] >= floor for name, floor in floors.items())
+
+
+def test_a_schema_with_keywords_the_validator_lacks_is_refused() -> None:
+    with pytest.raises(PipelineError, match=r"unsupported JSON Schema keyword.*patternProperties"):
+        JsonSchema({"type": "object", "patternProperties": {}}, "s.json")
+    bundled = load_schema()
+    assert bundled.issues({"stages": {"a": {"cmd": "x", "foreach": [1]}}})  # neither form
+
+
+def test_status_problems_on_a_tiny_dvc_project(tmp_path: Path) -> None:
+    """The stale-lock check itself, on a one-stage project: clean, then an input edited."""
+    run(["git", "init", "-q"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    (tmp_path / "a.txt").write_text("one\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp a.txt b.txt\n    deps: [a.txt]\n    outs: [b.txt]\n"
+    )
+    run(["dvc", "repro", "-q"], tmp_path)
+    assert status_problems(tmp_path) == []
+    (tmp_path / "a.txt").write_text("two\n")
+    assert status_problems(tmp_path) == [
+        "dvc status: stage 'copy' is not up to date (changed deps: a.txt modified); "
+        "run `dvc repro` and commit dvc.lock"
+    ]
+
+
+def lock_hashes(project: Path) -> dict[str, dict[str, object]]:
+    """``path -> {md5, size, nfiles}`` of every dep and out that dvc.lock records."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {
+        f"{stage}:{kind}:{entry['path']}": {k: entry.get(k) for k in ("md5", "size", "nfiles")}
+        for stage, spec in lock["stages"].items()
+        for kind in ("deps", "outs")
+        for entry in spec.get(kind, [])
+    }
+
+
+@pytest.mark.slow
+def test_two_clean_clones_give_identical_hashes_then_validate(tmp_path: Path) -> None:
+    clones = [copy_project(tmp_path / name) for name in ("a", "b")]
+    for clone in clones:
+        run(["git", "add", "-A"], clone)
+        run(["git", "commit", "-qm", "base"], clone)
+    # CI's smoke run (params via -S), in both clones at once: they share nothing.
+    runs = [
+        subprocess.Popen(
+            ["dvc", "exp", "run", *SMOKE],
+            cwd=clone,
+            env=git_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for clone in clones
+    ]
+    for proc in runs:
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output
+    first, second = (lock_hashes(c) for c in clones)
+    outs = [key for key in first if ":outs:" in key]
+    assert len(outs) >= 7 and all(first[key]["md5"] for key in outs)
+    assert first == second
+
+    clone = clones[0]
+    result = validate(clone, "--up-to-date", "--thresholds", ".ci/thresholds.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "dvc status clean, thresholds in .ci/thresholds.yaml" in result.stdout
+
+    # A stale lock: code that a stage depends on changed after the run.
+    with (clone / "src/mnist_pipeline/errors.py").open("a") as handle:
+        handle.write("# edited after the run\n")
+    stale = problems(validate(clone, "--up-to-date"))
+    assert stale[0].startswith(
+        "error: dvc status: stage 'download' is not up to date (changed deps: "
+        "src/mnist_pipeline/errors.py modified); run `dvc repro` and commit dvc.lock"
+    )
+    stages = yaml.safe_load((clone / "dvc.yaml").read_text())["stages"]
+    assert {p.split("'")[1] for p in stale} == set(stages)  # every stage imports errors
