@@ -2,10 +2,12 @@
 
     python stages/evaluate.py --params params.yaml --data data/processed \
         --model models/model.safetensors --metrics metrics/eval.json \
-        --confusion metrics/confusion_matrix.csv --predictions metrics/predictions.csv
+        --confusion metrics/confusion_matrix.csv --counts metrics/confusion_counts.csv \
+        --predictions metrics/predictions.csv
 
 Writes the metrics JSON (``dvc metrics``), the 10×10 confusion matrix (rows = actual,
-columns = predicted) and one ``actual,predicted`` row per test image (``dvc plots``).
+columns = predicted), the same counts as one ``actual,predicted,count`` row per cell (the
+heatmap in ``dvc plots``) and one ``actual,predicted`` row per test image (``dvc plots``).
 """
 
 import argparse
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.data import load_split
-from mnist_pipeline.evaluation import evaluate
+from mnist_pipeline.evaluation import confusion_counts, evaluate
 from mnist_pipeline.io import write_csv, write_json
 from mnist_pipeline.models import load_model
 from mnist_pipeline.params import load_params
@@ -26,7 +28,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
-    parser.add_argument("--confusion", type=Path, required=True)
+    parser.add_argument("--confusion", type=Path, required=True, help="wide [C, C] CSV")
+    parser.add_argument("--counts", type=Path, required=True, help="long CSV, one row per cell")
     parser.add_argument("--predictions", type=Path, required=True)
     args = parser.parse_args()
 
@@ -38,6 +41,7 @@ def main() -> None:
 
     write_json(result.metrics, args.metrics)
     write_csv(result.confusion, args.confusion, index=True)
+    write_csv(confusion_counts(result.confusion), args.counts)
     write_csv(result.predictions, args.predictions)
     print(f"evaluate: accuracy {result.metrics['accuracy']:.4f} on {len(split)} test images")
 

@@ -5,7 +5,9 @@
         --confusion metrics/confusion_matrix.csv --predictions metrics/predictions.csv \
         --out reports
 
-Writes ``reports/report.md`` and ``reports/figures/*.png``.
+Writes ``reports/report.md`` and ``reports/figures/*.png``: learning curve, confusion
+heatmap, per-class precision/recall/F1, the first ``report.n_images`` test images and the
+first ``report.n_images`` misclassified ones, each titled with the data's provenance.
 """
 
 import argparse
@@ -16,7 +18,7 @@ from mnist_pipeline.cli import run_stage
 from mnist_pipeline.data import load_split
 from mnist_pipeline.io import atomic_dir, read_csv, read_json, save_figure, write_text
 from mnist_pipeline.params import load_params
-from mnist_pipeline.report import FIGURES, build_figures, render_markdown
+from mnist_pipeline.report import FIGURES, build_figures, provenance, render_markdown
 
 
 def main() -> None:
@@ -41,7 +43,17 @@ def main() -> None:
     class_index = {name: i for i, name in enumerate(split.classes)}
     predicted = predictions["predicted"].map(class_index).to_numpy()
 
-    figures = build_figures(history, confusion, split, predicted, params.report.n_images)
+    counts = manifest["counts"]
+    subtitle = provenance(manifest["dataset"], manifest["source"], counts["train"], counts["test"])
+    figures = build_figures(
+        history,
+        confusion,
+        split,
+        predicted,
+        params.report.n_images,
+        per_class=metrics["per_class"],
+        subtitle=subtitle,
+    )
     text = render_markdown(
         manifest,
         {name: dataclasses.asdict(getattr(params, name)) for name in ("data", "train")},

@@ -9,11 +9,19 @@ import torch
 
 from mnist_pipeline.data import Split
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.evaluation import confusion_frame, evaluate
+from mnist_pipeline.evaluation import confusion_counts, confusion_frame, evaluate
 from mnist_pipeline.io import save_figure
 from mnist_pipeline.models import ModelSpec
 from mnist_pipeline.params import TrainParams
-from mnist_pipeline.report import build_figures, confusion_heatmap, render_markdown
+from mnist_pipeline.report import (
+    FIGURES,
+    build_figures,
+    confusion_heatmap,
+    misclassified_grid,
+    misclassified_indices,
+    per_class_bars,
+    render_markdown,
+)
 from mnist_pipeline.training import history_frame, train
 
 
@@ -31,6 +39,17 @@ def test_confusion_rows_are_actual_columns_predicted() -> None:
     # The notebook's formula: to1hot(y).T @ to1hot(yhat)
     eye = np.eye(3, dtype=int)
     assert (frame.to_numpy() == eye[[0, 0, 1, 2]].T @ eye[[0, 1, 1, 1]]).all()
+
+
+def test_confusion_counts_is_one_row_per_cell_in_class_order() -> None:
+    frame = confusion_frame(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), ("a", "b", "c"))
+    counts = confusion_counts(frame)
+    assert list(counts.columns) == ["actual", "predicted", "count"] and len(counts) == 9
+    assert list(counts["actual"]) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    assert list(counts["predicted"]) == ["a", "b", "c"] * 3
+    assert list(counts["count"]) == frame.to_numpy().ravel().tolist()
+    wide = counts.pivot(index="actual", columns="predicted", values="count")
+    assert (wide.to_numpy() == frame.to_numpy()).all()
 
 
 def test_metrics_are_consistent(trained, test_split: Split) -> None:
@@ -65,9 +84,20 @@ def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Pa
     log = history
     predicted = model(test_split.images).argmax(1).numpy()
     for attempt in ("a", "b"):
-        figures = build_figures(log, result.confusion, test_split, predicted, n_images=12)
+        figures = build_figures(
+            log,
+            result.confusion,
+            test_split,
+            predicted,
+            n_images=12,
+            per_class=result.metrics["per_class"],
+            subtitle="mnist — synthetic data (200 train / 50 test images)",
+        )
+        assert set(figures) == set(FIGURES)
         for name, fig in figures.items():
+            assert "synthetic data (200 train / 50 test images)" in fig.get_suptitle(), name
             save_figure(fig, tmp_path / attempt / f"{name}.png")
+    assert len(list((tmp_path / "a").iterdir())) == len(FIGURES) == 5
     for png in (tmp_path / "a").iterdir():
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -80,6 +110,36 @@ def test_heatmap_writes_every_count() -> None:
     fig = confusion_heatmap(confusion)
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["0", "1", "5", "7"]
+
+
+def test_misclassified_are_the_first_wrong_ones_by_index(test_split: Split) -> None:
+    labels = test_split.labels.numpy()
+    predicted = labels.copy()
+    wrong = [3, 7, 8, 20, 41]
+    predicted[wrong] = (labels[wrong] + 1) % 10
+    assert misclassified_indices(test_split, predicted, 3).tolist() == [3, 7, 8]
+    assert misclassified_indices(test_split, predicted, 10).tolist() == wrong
+    fig = misclassified_grid(test_split, predicted, 3)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    names = test_split.classes
+    assert titles == [f"#{i}\n{names[labels[i]]} → {names[predicted[i]]}" for i in (3, 7, 8)]
+    assert "first 3 of 5" in fig.get_suptitle()
+    # A perfect model: the grid says so instead of failing or linking nothing.
+    perfect = misclassified_grid(test_split, labels, 3)
+    assert "first 0 of 0" in perfect.get_suptitle()
+
+
+def test_per_class_bars_show_precision_recall_f1() -> None:
+    per_class = {
+        "a": {"precision": 0.5, "recall": 1.0, "f1": 0.666667, "support": 2},
+        "b": {"precision": 1.0, "recall": 0.25, "f1": 0.4, "support": 4},
+    }
+    fig = per_class_bars(per_class)
+    ax = fig.axes[0]
+    heights = [round(bar.get_height(), 6) for bar in ax.patches]
+    # Bars are drawn score by score: precision of a, b; recall of a, b; f1 of a, b.
+    assert heights == [0.5, 1.0, 1.0, 0.25, 0.666667, 0.4]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["precision", "recall", "f1"]
 
 
 def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
@@ -106,6 +166,6 @@ def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
     assert text.index("EMBEDDED sample") < text.index("## Headline metrics")
     assert f"test accuracy: {result.metrics['accuracy']:.4f}" in text
     assert "| train.lr | 0.5 |" in text
-    for figure in ("learning_curve.png", "confusion_matrix.png", "test_predictions.png"):
+    for figure in FIGURES.values():
         assert f"figures/{figure}" in text
     assert torch.is_tensor(test_split.images)

@@ -42,7 +42,9 @@ def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     assert len(pd.read_csv(project / "metrics/predictions.csv")) == 1000
     report = (project / "reports/report.md").read_text()
     assert report.startswith("# mnist — embedded data (4,000 train / 1,000 test images)")
-    assert len(list((project / "reports/figures").glob("*.png"))) == 3
+    assert len(list((project / "reports/figures").glob("*.png"))) == 5
+    counts = pd.read_csv(project / "metrics/confusion_counts.csv", dtype={"actual": str})
+    assert len(counts) == 100 and counts["count"].sum() == 1000
     manifest = json.loads((project / "data/raw/manifest.json").read_text())
     assert manifest["source"] == "embedded"
 

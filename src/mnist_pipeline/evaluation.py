@@ -3,6 +3,8 @@
 ``evaluate`` returns plain Python/pandas objects; the stage decides where they go.
 The confusion matrix is ``[actual, predicted]`` counts (rows = actual), as the notebook's
 ``to1hot(y).T @ to1hot(yhat)``; per-class precision/recall/F1 come from scikit-learn.
+``confusion_counts`` reshapes it to one ``actual, predicted, count`` row per cell for
+DVC's heatmap template (``.dvc/plots/confusion_heatmap.json``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,21 @@ def confusion_frame(
     frame = pd.DataFrame(counts, index=list(classes), columns=list(classes))
     frame.index.name = "actual"
     return frame
+
+
+def confusion_counts(confusion: pd.DataFrame) -> pd.DataFrame:
+    """The ``[C, C]`` matrix as ``C*C`` rows of ``actual, predicted, count``.
+
+    Row-major in class order (actual 0 with predicted 0..C-1, then actual 1, ...), zeros
+    included, so the file is deterministic and a plot keeps the class order. This is the
+    long format DVC's plot templates need: Vega-Lite cannot fold the wide matrix without
+    hard-coding the dataset's class names.
+    """
+    actual = np.repeat(confusion.index.to_numpy(dtype=object), len(confusion.columns))
+    predicted = np.tile(confusion.columns.to_numpy(dtype=object), len(confusion.index))
+    # to_numpy() is [C, C] row-major, so ravel() lines up with repeat/tile above.
+    counts = confusion.to_numpy().ravel()
+    return pd.DataFrame({"actual": actual, "predicted": predicted, "count": counts})
 
 
 def evaluate(

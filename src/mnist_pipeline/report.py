@@ -1,9 +1,13 @@
 """The human-readable run report: markdown text and matplotlib figures.
 
 ``build_figures`` returns named figures (learning curve, confusion heatmap with counts,
-a grid of test images with true/predicted labels); ``render_markdown`` returns the report
-text that links them. Data provenance comes first, so nobody mistakes a result on the
-5,000-digit embedded sample for a full-MNIST one. The stage saves both through ``io``.
+per-class precision/recall/F1 bars, the first test images with true → predicted labels,
+and the first misclassified ones); ``render_markdown`` returns the report text that links
+them. Data provenance comes first — in the report's title and in every figure's title — so
+nobody mistakes a result on the 5,000-digit embedded sample for a full-MNIST one. The
+stage (``stages/report.py``, run by ``dvc repro``) saves both through ``io``.
+
+``draw_cells`` is the heatmap-with-numbers drawing shared with ``compare``.
 """
 
 from __future__ import annotations
@@ -17,15 +21,26 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 from mnist_pipeline.data import IMAGE_SIDE, Split
 
 FIGURES = {
     "learning_curve": "learning_curve.png",
     "confusion": "confusion_matrix.png",
+    "per_class": "per_class_scores.png",
     "predictions": "test_predictions.png",
+    "misclassified": "misclassified.png",
 }
+SCORES = ("precision", "recall", "f1")
+
+
+def provenance(dataset: str, source: str, n_train: int, n_test: int) -> str:
+    """``mnist — embedded data (4,000 train / 1,000 test images)``: titles say what was run."""
+    return f"{dataset} — {source} data ({n_train:,} train / {n_test:,} test images)"
 
 
 def accuracy_column(history: pd.DataFrame) -> str:
@@ -33,9 +48,20 @@ def accuracy_column(history: pd.DataFrame) -> str:
     return next(c for c in history.columns if c.endswith("_accuracy"))
 
 
-def learning_curve(history: pd.DataFrame) -> Figure:
+def epoch_ticks(ax: Axes, epochs: pd.Series) -> None:
+    """Whole-number epoch ticks: every epoch when there are few (a 1-epoch run included)."""
+    values = sorted(set(int(e) for e in epochs))
+    if len(values) <= 12:
+        ax.set_xticks(values)
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def learning_curve(history: pd.DataFrame, subtitle: str = "") -> Figure:
     """Train loss and test (or validation) accuracy per epoch, side by side."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+    if subtitle:
+        fig.suptitle(subtitle, fontsize=10)
     ax_loss.plot(history["epoch"], history["train_loss"], marker="o", color="tab:red")
     ax_loss.set(xlabel="epoch", ylabel="mean train loss", title="Train loss")
     column = accuracy_column(history)
@@ -44,50 +70,136 @@ def learning_curve(history: pd.DataFrame) -> Figure:
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{scored_on} accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epoch_ticks(ax, history["epoch"])
     return fig
 
 
-def confusion_heatmap(confusion: pd.DataFrame, title: str = "Confusion matrix") -> Figure:
+def draw_cells(
+    ax: Axes,
+    frame: pd.DataFrame,
+    cmap: str,
+    norm: Normalize,
+    signed: bool = False,
+) -> AxesImage:
+    """Draw a ``[C, C]`` count frame as a heatmap with the value written in each cell.
+
+    Rows = actual (``frame.index``), columns = predicted. ``signed`` writes ``+3``/``-3``
+    (for differences, on a scale centred at 0) and greys out zeros. Text turns white on dark
+    cells: counts above half the scale's top, differences beyond 60 % of its half-width.
+    """
+    values = frame.to_numpy()
+    image = ax.imshow(values, cmap=cmap, norm=norm)
+    ticks = np.arange(len(frame.columns))
+    ax.set_xticks(ticks, [str(c) for c in frame.columns], rotation=45, ha="right")
+    ax.set_yticks(np.arange(len(frame.index)), [str(i) for i in frame.index])
+    ax.set(xlabel="predicted", ylabel="actual")
+    span = max(abs(norm.vmin or 0), abs(norm.vmax or 0), 1)
+    for (row, col), value in np.ndenumerate(values):
+        if signed:
+            text = f"{value:+d}" if value else "0"
+            dark = abs(value) > 0.6 * span
+        else:
+            text = str(value)
+            dark = value > 0.5 * (norm.vmax or 0)
+        color = "white" if dark else ("lightgray" if signed and not value else "black")
+        ax.text(col, row, text, ha="center", va="center", color=color, fontsize=8)
+    return image
+
+
+def confusion_heatmap(
+    confusion: pd.DataFrame, title: str = "Confusion matrix", subtitle: str = ""
+) -> Figure:
     """Counts heatmap, rows = actual, columns = predicted, the count written in each cell."""
     counts = confusion.to_numpy()
     size = max(5.0, 0.55 * len(counts) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size), layout="constrained")
-    image = ax.imshow(counts, cmap="Blues")
+    norm = Normalize(vmin=0, vmax=max(int(counts.max()) if counts.size else 0, 1))
+    image = draw_cells(ax, confusion, "Blues", norm)
     fig.colorbar(image, ax=ax, shrink=0.8)
-    ticks = np.arange(len(counts))
-    ax.set_xticks(ticks, confusion.columns, rotation=45, ha="right")
-    ax.set_yticks(ticks, confusion.index)
-    ax.set(xlabel="predicted", ylabel="actual", title=title)
-    threshold = counts.max() / 2 if counts.size else 0
-    for (row, col), value in np.ndenumerate(counts):
-        color = "white" if value > threshold else "black"
-        ax.text(col, row, str(value), ha="center", va="center", color=color, fontsize=8)
+    ax.set_title(title)
+    if subtitle:
+        fig.suptitle(subtitle, fontsize=10)
     return fig
 
 
-def prediction_grid(split: Split, predicted: np.ndarray, n_images: int) -> Figure:
-    """The first ``n_images`` test images, titled ``true/pred``; wrong ones in red."""
-    n = min(n_images, len(split))
-    cols = min(n, 10)
-    rows = -(-n // cols)
+def per_class_bars(per_class: dict[str, dict[str, float]], subtitle: str = "") -> Figure:
+    """Precision, recall and F1 of each class (``eval.json``'s ``per_class``), grouped bars."""
+    classes = list(per_class)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(classes) + 2), 3.8), layout="constrained")
+    width = 0.8 / len(SCORES)
+    x = np.arange(len(classes))
+    colors = ("tab:blue", "tab:orange", "tab:green")
+    # Three bars per class, centred on the class's tick: offsets -width, 0, +width.
+    for i, (score, color) in enumerate(zip(SCORES, colors, strict=True)):
+        values = [per_class[name][score] for name in classes]
+        ax.bar(x + (i - 1) * width, values, width, label=score, color=color)
+    ax.set_xticks(x, [name[:12] for name in classes], rotation=45 if len(classes) > 10 else 0)
+    ax.set(xlabel="class", ylabel="score", ylim=(0, 1.02), title="Per-class scores (test set)")
+    # Legend outside the axes: bars reach 1.0 and would hide under it.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    if subtitle:
+        fig.suptitle(subtitle, fontsize=10)
+    return fig
+
+
+def image_grid(
+    split: Split, predicted: np.ndarray, indices: np.ndarray, title: str, subtitle: str = ""
+) -> Figure:
+    """Test images ``indices`` (``[n]`` into ``split``), titled ``#index true → pred``.
+
+    Wrong predictions are red. At most 10 per row; an empty ``indices`` gives a figure that
+    says so, so the report never links a missing file.
+    """
+    n = len(indices)
+    cols = min(max(n, 1), 10)
+    rows = max(-(-n // cols), 1)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(1.2 * cols, 1.45 * rows), squeeze=False, layout="constrained"
+        rows,
+        cols,
+        figsize=(max(1.25 * cols, 3.2), 1.55 * rows + 0.6),
+        squeeze=False,
+        layout="constrained",
     )
-    for i, ax in enumerate(axes.flat):
+    for ax in axes.flat:
         ax.axis("off")
-        if i >= n:
-            continue
-        actual = int(split.labels[i])
-        image = split.images[i].reshape(IMAGE_SIDE, IMAGE_SIDE).numpy()
+    if n == 0:
+        axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=12)
+    for ax, index in zip(axes.flat, indices, strict=False):  # more axes than images
+        actual, guess = int(split.labels[index]), int(predicted[index])
+        image = split.images[index].reshape(IMAGE_SIDE, IMAGE_SIDE).numpy()
         ax.imshow(image, cmap="gray_r")
-        ok = actual == predicted[i]
         ax.set_title(
-            f"{split.classes[actual][:8]}\n→ {split.classes[predicted[i]][:8]}",
+            f"#{index}\n{split.classes[actual][:8]} → {split.classes[guess][:8]}",
             fontsize=7,
-            color="black" if ok else "tab:red",
+            color="black" if actual == guess else "tab:red",
         )
+    fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=9)
     return fig
+
+
+def prediction_grid(
+    split: Split, predicted: np.ndarray, n_images: int, subtitle: str = ""
+) -> Figure:
+    """The first ``n_images`` test images, titled ``true → pred``; wrong ones in red."""
+    indices = np.arange(min(n_images, len(split)))
+    return image_grid(split, predicted, indices, "First test images (true → predicted)", subtitle)
+
+
+def misclassified_indices(split: Split, predicted: np.ndarray, n_images: int) -> np.ndarray:
+    """Indices (ascending) of the first ``n_images`` test images the model got wrong."""
+    wrong = np.flatnonzero(split.labels.numpy() != np.asarray(predicted))
+    return wrong[:n_images]
+
+
+def misclassified_grid(
+    split: Split, predicted: np.ndarray, n_images: int, subtitle: str = ""
+) -> Figure:
+    """The first ``n_images`` misclassified test images by index, titled ``true → pred``."""
+    indices = misclassified_indices(split, predicted, n_images)
+    n_wrong = int((split.labels.numpy() != np.asarray(predicted)).sum())
+    title = f"Misclassified test images: first {len(indices)} of {n_wrong} (true → predicted)"
+    return image_grid(split, predicted, indices, title, subtitle)
 
 
 def build_figures(
@@ -96,11 +208,16 @@ def build_figures(
     split: Split,
     predicted: np.ndarray,
     n_images: int,
+    per_class: dict[str, dict[str, float]],
+    subtitle: str = "",
 ) -> dict[str, Figure]:
+    """Every figure of the report, keyed like ``FIGURES``; ``subtitle`` is the provenance."""
     return {
-        "learning_curve": learning_curve(history),
-        "confusion": confusion_heatmap(confusion),
-        "predictions": prediction_grid(split, predicted, n_images),
+        "learning_curve": learning_curve(history, subtitle),
+        "confusion": confusion_heatmap(confusion, subtitle=subtitle),
+        "per_class": per_class_bars(per_class, subtitle),
+        "predictions": prediction_grid(split, predicted, n_images, subtitle),
+        "misclassified": misclassified_grid(split, predicted, n_images, subtitle),
     }
 
 
@@ -128,10 +245,8 @@ def render_markdown(
     figures_dir: str,
 ) -> str:
     counts = manifest["counts"]
-    n_train, n_test = counts["train"], counts["test"]
-    title = (
-        f"# {manifest['dataset']} — {manifest['source']} data "
-        f"({n_train:,} train / {n_test:,} test images)"
+    title = "# " + provenance(
+        manifest["dataset"], manifest["source"], counts["train"], counts["test"]
     )
     lines = [title, ""]
     for warning in manifest.get("warnings", []):
@@ -188,11 +303,17 @@ def render_markdown(
         "",
         "## Per-class scores",
         "",
+        f"![per-class scores]({figures_dir}/{FIGURES['per_class']})",
+        "",
         _table(pd.DataFrame(metrics["per_class"]).T.rename_axis("class")),
         "",
         "## First test images (true → predicted; red = wrong)",
         "",
         f"![test predictions]({figures_dir}/{FIGURES['predictions']})",
+        "",
+        "## Misclassified test images (the first ones by index; true → predicted)",
+        "",
+        f"![misclassified test images]({figures_dir}/{FIGURES['misclassified']})",
         "",
     ]
     return "\n".join(lines)
