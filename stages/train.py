@@ -1,21 +1,26 @@
 """DVC stage `train`: the notebook's model and SGD loop on the processed tensors.
 
     python stages/train.py --params params.yaml --data data/processed \
-        --model models/model.safetensors --log metrics/train_log.csv
+        --model models/model.safetensors --history metrics/train_log.csv --live dvclive
 
 Reads the ``train`` section. Writes the weights (safetensors, with the architecture in
-its metadata) and the per-epoch log that ``dvc plots`` draws.
+its metadata), the per-epoch log that ``dvc plots`` draws, and dvclive's per-epoch
+metrics (live progress for ``dvc exp show`` and the VS Code extension).
 """
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
+from mnist_pipeline import distributed
 from mnist_pipeline.cli import run_stage
 from mnist_pipeline.data import load_split
 from mnist_pipeline.io import write_csv
 from mnist_pipeline.models import save_model
 from mnist_pipeline.params import load_params
-from mnist_pipeline.training import history_frame, train
+from mnist_pipeline.tracking import EpochTracker
+from mnist_pipeline.training import history_frame, scored_on, train
 
 
 def main() -> None:
@@ -23,16 +28,28 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--model", type=Path, required=True, help="weights file to write")
-    parser.add_argument("--log", type=Path, required=True, help="per-epoch CSV to write")
+    # Not "--log": torchrun's parser would take it for an abbreviation of its --log-dir.
+    parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
+    parser.add_argument("--live", type=Path, required=True, help="dvclive directory")
     args = parser.parse_args()
 
     params = load_params(args.params).train
+    if params.processes > 1 and not distributed.launched_by_torchrun():
+        # Re-run this very script under torchrun; it comes back here on every rank.
+        command = distributed.relaunch_command(params.processes, sys.argv)
+        raise SystemExit(subprocess.run(command, check=False).returncode)
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
-    result = train(params, train_split, test_split)
+    if distributed.is_main_process():
+        with EpochTracker(args.live, params.epochs, scored_on(params)) as tracker:
+            result = train(params, train_split, test_split, on_epoch=tracker)
+    else:
+        result = train(params, train_split, test_split)
+    if not result.is_main:
+        return  # rank 0 alone writes the outputs
 
     save_model(result.model, result.spec, args.model, params.loss, params.output)
-    write_csv(history_frame(result), args.log)
+    write_csv(history_frame(result), args.history)
     last = result.history[-1]
     seconds = sum(result.seconds_per_epoch) / len(result.seconds_per_epoch)
     print(

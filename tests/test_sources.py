@@ -23,6 +23,8 @@ def offline_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
     import torchvision.datasets as tvd
 
     for info in sources.DATASETS.values():
+        if not info.torchvision_class:
+            continue
         monkeypatch.setattr(getattr(tvd, info.torchvision_class), "mirrors", UNREACHABLE)
 
 
@@ -195,6 +197,16 @@ def test_torchvision_source_via_a_local_http_mirror(
     assert manifest["source"] == "torchvision"
     assert manifest["counts"] == {"train": 200, "test": 50}
     assert all(e["verified"].startswith("md5") for e in manifest["files"].values())
+
+
+def test_idx_dataset_takes_classes_from_the_labels(tmp_path: Path) -> None:
+    from conftest import write_idx_set
+
+    mirror = write_idx_set(tmp_path / "emnist", n_train=120, n_test=30, num_classes=12)
+    manifest = fetch(DataParams(dataset="idx", source="mirror", mirror=str(mirror)), tmp_path / "o")
+    assert manifest["classes"] == [str(k) for k in range(12)]
+    with pytest.raises(PipelineError, match=r"data\.dataset=idx is read from a mirror only"):
+        fetch(DataParams(dataset="idx", source="auto"), tmp_path / "x")
 
 
 def test_gz_and_raw_give_identical_files(gz_mirror: Path, idx_dir: Path, tmp_path: Path) -> None:

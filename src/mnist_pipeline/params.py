@@ -23,7 +23,7 @@ from typing import Any
 
 from mnist_pipeline.errors import PipelineError
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist")
+DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist", "idx")
 SOURCES = ("auto", "mirror", "torchvision", "embedded")
 MODEL_NAMES = ("linear", "mlp", "cnn")
 ACTIVATIONS = ("sigmoid", "relu")
@@ -109,6 +109,7 @@ class TrainParams:
     )
     device: str = _spec("auto", help="where to train", choices=DEVICES)
     threads: int = _spec(1, help="torch intra-op CPU threads", min=1, max=256)
+    processes: int = _spec(1, help="data-parallel processes (torchrun)", min=1, max=64)
 
     def __post_init__(self) -> None:
         if self.gradients == "manual":
@@ -117,6 +118,11 @@ class TrainParams:
             )
             if reason is not None:
                 raise PipelineError(f"train.gradients: manual: {reason}")
+        if self.processes > self.batch_size:
+            raise PipelineError(
+                f"train.processes: {self.processes} is more than train.batch_size="
+                f"{self.batch_size}; every process needs a share of each minibatch"
+            )
         if self.optimizer != "sgd" and self.momentum > 0:
             raise PipelineError(
                 f"train.momentum: {self.momentum} applies to optimizer sgd only, not "

@@ -7,6 +7,9 @@
 - ``auto``: mirror if ``data.mirror`` is set, else torchvision, else (MNIST only) the
   embedded sample with a loud warning.
 
+``data.dataset: idx`` is any other IDX set of 28×28 images with integer labels (EMNIST
+and the like) from ``data.mirror``; its classes are taken from the labels (0..max).
+
 Each file is verified against a checksum we can stand behind: torchvision's md5 of the
 original ``.gz``, or the sha256 of the decompressed content from ``KNOWN_SHA256``. Where
 neither applies the manifest says ``unverified`` and a warning is logged; the IDX
@@ -91,6 +94,8 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
     ),
     "kmnist": DatasetInfo("KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
+    # Any IDX set from a mirror: no torchvision class, classes read off the labels.
+    "idx": DatasetInfo("", ()),
 }
 
 
@@ -102,6 +107,8 @@ def _torchvision_class(dataset: str) -> Any:
 
 def torchvision_md5s(dataset: str) -> dict[str, str]:
     """torchvision's md5 of each original ``.gz`` file, keyed by the decompressed name."""
+    if not DATASETS[dataset].torchvision_class:
+        return {}
     return {name.removesuffix(".gz"): md5 for name, md5 in _torchvision_class(dataset).resources}
 
 
@@ -133,12 +140,17 @@ def _fetch_url(url: str, dest: Path) -> bool:
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return False
-        raise PipelineError(f"data.mirror: {url} answered HTTP {err.code}") from err
+        raise PipelineError(
+            f"data.mirror: {url} answered HTTP {err.code}; check the URL prefix in data.mirror"
+        ) from err
     except FileNotFoundError:
         return False
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise PipelineError(f"data.mirror: cannot reach {url} ({reason})") from err
+        raise PipelineError(
+            f"data.mirror: cannot reach {url} ({reason}); check the URL and the network, "
+            "or set data.mirror to a local directory"
+        ) from err
     return True
 
 
@@ -198,7 +210,10 @@ def _from_files(dataset: str, files: dict[str, Path], out_dir: Path) -> dict[str
     for name, original in files.items():
         dest = out_dir / name
         decompress_to(original, dest)
-        shape = read_idx(dest).shape  # structure check: magic number, declared shape, size
+        try:  # structure check: magic number, declared shape, size
+            shape = read_idx(dest).shape
+        except PipelineError as err:  # name the file the user has, not our temp copy
+            raise PipelineError(f"{original}: {str(err).removeprefix(f'{dest}: ')}") from err
         entries[name] = {**_verify(dataset, name, original, dest), "shape": list(shape)}
     return entries
 
@@ -297,6 +312,11 @@ EMBEDDED_WARNING = (
 
 def _resolve(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any], list[str]]:
     """Run the requested source (or auto's first one that works): (source, result, warnings)."""
+    if params.dataset == "idx" and (params.source not in ("auto", "mirror") or not params.mirror):
+        raise PipelineError(
+            f"data.dataset=idx is read from a mirror only: set data.source=mirror and "
+            f"data.mirror=DIR (now source={params.source}, mirror={params.mirror})"
+        )
     if params.source != "auto":
         if params.source == "mirror" and params.mirror is None:
             raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
@@ -313,6 +333,12 @@ def _resolve(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any], li
     return "embedded", from_embedded(params, out_dir), [EMBEDDED_WARNING]
 
 
+def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
+    """Class names "0".."K-1" with K = 1 + the largest label of either split."""
+    top = max(int(read_idx(out_dir / labels).max(initial=0)) for _, labels in IDX_FILES.values())
+    return tuple(str(k) for k in range(top + 1))
+
+
 def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
     """Write the four IDX files into ``out_dir`` and return the manifest describing them."""
     source, result, warnings = _resolve(params, out_dir)
@@ -320,9 +346,10 @@ def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
     unverified = [name for name, entry in files.items() if entry["verified"].startswith("un")]
     if unverified:
         warnings.append("no known checksum matched: " + ", ".join(unverified))
+    classes = DATASETS[params.dataset].classes or _classes_from_labels(out_dir)
     return {
         "dataset": params.dataset,
-        "classes": list(DATASETS[params.dataset].classes),
+        "classes": list(classes),
         "requested_source": params.source,
         "source": source,
         "origin": result["origin"],

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from mnist_pipeline import distributed
 from mnist_pipeline.backprop import ManualBackprop
 from mnist_pipeline.data import Split, epoch_order
 from mnist_pipeline.errors import PipelineError
@@ -49,6 +50,7 @@ class TrainResult:
     history: list[EpochRecord]
     scored_on: str  # "test" or "val"
     seconds_per_epoch: list[float]  # wall time, for logs only (never in an artifact)
+    is_main: bool = True  # False on torchrun ranks > 0, which must not write outputs
 
 
 def model_spec(params: TrainParams, in_features: int, num_classes: int) -> ModelSpec:
@@ -112,6 +114,11 @@ def make_optimizer(params: TrainParams, model: nn.Module) -> Optimizer:
     return NotebookSGD(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
 
 
+def scored_on(params: TrainParams) -> str:
+    """Which split the per-epoch accuracy is measured on: ``test`` (the notebook) or ``val``."""
+    return "val" if params.val_fraction > 0 else "test"
+
+
 def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Split off a seeded random ``fraction`` of ``split`` as a validation set."""
     n_val = round(len(split) * fraction)
@@ -132,8 +139,16 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
 StepFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def make_step(params: TrainParams, model: nn.Module, optimizer: Optimizer) -> StepFn:
-    """One training step on a minibatch ``(x [B, 784], y [B])``; returns the loss (0-d)."""
+def make_step(
+    params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context
+) -> StepFn:
+    """One training step on a global minibatch ``(x [B, 784], y [B])``; returns its loss.
+
+    In a single process that is the notebook's step. Under torchrun each rank computes
+    on its shard and the step still equals the single-process one (see ``distributed``);
+    the returned loss is this rank's share, ``loss_r * shard_size / B``, which sums over
+    ranks to the global batch loss.
+    """
     loss_fn = make_loss(params.loss, params.output)
 
     if params.gradients == "manual":
@@ -142,23 +157,65 @@ def make_step(params: TrainParams, model: nn.Module, optimizer: Optimizer) -> St
 
         @torch.no_grad()
         def manual_step(x: Tensor, y: Tensor) -> Tensor:
-            loss, grads = engine.gradients(x, y)
+            xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
+            loss, grads = engine.gradients(xs, ys)
+            weight = len(ys) / len(y)
             for p, grad in zip(parameters, grads, strict=True):
-                p.grad = grad
+                p.grad = distributed.sum_(grad.mul_(weight), ctx) if ctx.active else grad
             optimizer.step()
-            return loss
+            return loss.mul_(weight) if ctx.active else loss
 
         return manual_step
 
+    # DDP averages gradients over ranks; scaling each rank's loss by world * n_r / B turns
+    # that average into the exact global-batch gradient even for a short last batch.
+    forward = nn.parallel.DistributedDataParallel(model) if ctx.active else model
+
     def autograd_step(x: Tensor, y: Tensor) -> Tensor:
-        loss = loss_fn(model(x), y)
-        loss.backward()
+        xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
+        loss = loss_fn(forward(xs), ys)
+        if ctx.active:
+            loss = loss * (len(ys) / len(y))
+            (loss * ctx.world).backward()
+        else:
+            loss.backward()
         optimizer.step()
         if isinstance(optimizer, torch.optim.Optimizer):
             optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
     return autograd_step
+
+
+# Up to this many bytes of training images, each epoch is gathered into a second buffer
+# in shuffled order so that minibatches are contiguous views (~20 µs less per batch-16
+# step; one ~50 ms copy per epoch at 60k = 188 MB). Above it (e.g. 200k images = 627 MB)
+# the copy would break the memory budget, so batches are gathered one at a time.
+EPOCH_STAGING_BYTES = 256 * 2**20
+
+
+def epoch_staging(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | None:
+    if x.element_size() * x.nelement() > EPOCH_STAGING_BYTES:
+        return None
+    return torch.empty_like(x), torch.empty_like(y)
+
+
+def minibatches(
+    x: Tensor,
+    y: Tensor,
+    order: Tensor,
+    batch_size: int,
+    staging: tuple[Tensor, Tensor] | None,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The epoch's minibatches ``(x [B, 784], y [B])`` in ``order``; same values either way."""
+    if staging is None:
+        for idx in order.split(batch_size):
+            yield x[idx], y[idx]
+        return
+    x_epoch, y_epoch = staging
+    torch.index_select(x, 0, order, out=x_epoch)
+    torch.index_select(y, 0, order, out=y_epoch)
+    yield from zip(x_epoch.split(batch_size), y_epoch.split(batch_size), strict=True)
 
 
 def train(
@@ -171,27 +228,23 @@ def train(
     validation slice is held out (``train.val_fraction``)."""
     configure_torch(params.threads)
     device = resolve_device(params.device)
-    scored_on = "test"
     if params.val_fraction > 0:
         train_split, test_split = holdout(train_split, params.val_fraction, params.seed)
-        scored_on = "val"
     n = len(train_split)
     if params.batch_size > n:
         raise PipelineError(
             f"train.batch_size={params.batch_size} is larger than the training set "
             f"({n} images); lower train.batch_size"
         )
-    torch.manual_seed(params.seed)
+    ctx = distributed.init(device)
+    torch.manual_seed(params.seed)  # same seed on every rank: same init, same order
     spec = model_spec(params, train_split.images.shape[1], train_split.num_classes)
     model = build_model(spec).to(device)
     optimizer = make_optimizer(params, model)
-    step = make_step(params, model, optimizer)
-    # Move everything once. Each epoch gathers the whole set in the epoch's shuffled order
-    # into two reused buffers, so a minibatch is a contiguous slice (a view), not a
-    # per-step gather: ~20 µs less per batch-16 step, one ~50 ms copy per epoch at 60k.
+    step = make_step(params, model, optimizer, ctx)
     x, y = train_split.images.to(device), train_split.labels.to(device)
     score_x, score_y = test_split.images.to(device), test_split.labels.to(device)
-    x_epoch, y_epoch = torch.empty_like(x), torch.empty_like(y)
+    staging = epoch_staging(x, y)
     shuffle = torch.Generator().manual_seed(params.seed)
 
     history: list[EpochRecord] = []
@@ -201,13 +254,9 @@ def train(
         # Per-step losses stay 0-d device tensors: no host sync inside the loop.
         step_losses: list[Tensor] = []
         order = epoch_order(n, shuffle, device)
-        torch.index_select(x, 0, order, out=x_epoch)
-        torch.index_select(y, 0, order, out=y_epoch)
-        for xb, yb in zip(
-            x_epoch.split(params.batch_size), y_epoch.split(params.batch_size), strict=True
-        ):
+        for xb, yb in minibatches(x, y, order, params.batch_size, staging):
             step_losses.append(step(xb, yb))
-        losses = torch.stack(step_losses)
+        losses = distributed.sum_(torch.stack(step_losses), ctx)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -221,19 +270,22 @@ def train(
             accuracy(predict_logits(model, score_x), score_y),
         )
         seconds.append(time.perf_counter() - start)
+        history.append(record)
+        if not ctx.is_main:
+            continue
         log.info(
             "epoch %d/%d: train loss %.4f, %s accuracy %.4f (%.2f s)",
             epoch,
             params.epochs,
             record.train_loss,
-            scored_on,
+            scored_on(params),
             record.accuracy,
             seconds[-1],
         )
-        history.append(record)
         if on_epoch is not None:
             on_epoch(record)
-    return TrainResult(model.cpu(), spec, history, scored_on, seconds)
+    distributed.finish(ctx)
+    return TrainResult(model.cpu(), spec, history, scored_on(params), seconds, ctx.is_main)
 
 
 def history_frame(result: TrainResult) -> pd.DataFrame:

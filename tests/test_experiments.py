@@ -1,0 +1,108 @@
+"""Experiments as the README shows them: `dvc exp run -S`, a queued grid, show/diff/apply.
+
+Queued runs execute in a temp copy holding only git- and DVC-tracked files, so these
+tests also prove nothing the pipeline needs is untracked. A typo'd key fails fast with
+the suggestion and leaves every output as it was.
+"""
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run
+
+pytestmark = pytest.mark.slow
+
+OUTPUTS = [
+    "models/model.safetensors",
+    "metrics/train_log.csv",
+    "metrics/eval.json",
+    "metrics/confusion_matrix.csv",
+    "dvclive/metrics.json",
+]
+
+
+def digests(project: Path) -> dict[str, str]:
+    return {p: hashlib.sha256((project / p).read_bytes()).hexdigest() for p in OUTPUTS}
+
+
+@pytest.fixture
+def baseline(project: Path) -> Path:
+    """The project on the embedded sample, 1 epoch, reproduced and committed."""
+    path = project / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["source"] = "embedded"
+    raw["train"]["epochs"] = 1
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    run(["dvc", "repro", "-q"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "baseline"], project)
+    return project
+
+
+def exp_rows(project: Path) -> list[dict]:
+    """Experiments of the baseline commit from `dvc exp show --json`."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    (baseline,) = [entry for entry in shown if entry.get("rev") != "workspace"]
+    return [run_["revs"][0] for run_ in baseline.get("experiments") or []]
+
+
+def metric(row: dict, key: str) -> float:
+    return row["data"]["metrics"]["metrics/eval.json"]["data"][key]
+
+
+def test_exp_run_show_diff_apply(baseline: Path) -> None:
+    run(["dvc", "exp", "run", "-n", "lr-high", "-S", "train.lr=0.1"], baseline)
+    (row,) = exp_rows(baseline)
+    assert row["name"] == "lr-high"
+    assert row["data"]["params"]["params.yaml"]["data"]["train"]["lr"] == 0.1
+    table = run(["dvc", "exp", "show", "--md"], baseline).stdout
+    assert "lr-high" in table and "accuracy" in table
+    diff = json.loads(run(["dvc", "exp", "diff", "HEAD", "lr-high", "--json"], baseline).stdout)
+    assert diff["params"]["params.yaml"]["train.lr"]["new"] == 0.1
+    assert "accuracy" in diff["metrics"]["metrics/eval.json"]
+    run(["git", "checkout", "-q", "--", "."], baseline)
+    run(["dvc", "checkout", "-q"], baseline)
+    run(["dvc", "exp", "apply", "lr-high"], baseline)
+    assert yaml.safe_load((baseline / "params.yaml").read_text())["train"]["lr"] == 0.1
+    applied = json.loads((baseline / "metrics/eval.json").read_text())["accuracy"]
+    assert applied == metric(row, "accuracy")
+
+
+def test_queued_grid_runs_in_parallel(baseline: Path) -> None:
+    run(
+        ["dvc", "exp", "run", "--queue", "-S", "train.lr=0.01,0.1", "-S", "train.model=linear,mlp"],
+        baseline,
+    )
+    run(["dvc", "queue", "start", "-j", "2"], baseline)
+    # `dvc queue start` detaches its workers; wait for the queue to drain.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], baseline).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    status = run(["dvc", "queue", "status"], baseline).stdout
+    assert status.count("Success") == 4, status
+    rows = exp_rows(baseline)
+    assert len(rows) == 4
+    grid = {
+        (r["data"]["params"]["params.yaml"]["data"]["train"]["lr"],
+         r["data"]["params"]["params.yaml"]["data"]["train"]["model"])
+        for r in rows
+    }  # fmt: skip
+    assert grid == {(0.01, "linear"), (0.1, "linear"), (0.01, "mlp"), (0.1, "mlp")}
+    accuracies = [metric(r, "accuracy") for r in rows]
+    assert len(set(accuracies)) == 4, accuracies
+
+
+def test_typo_fails_fast_and_changes_no_output(baseline: Path) -> None:
+    before = digests(baseline)
+    result = run(["dvc", "exp", "run", "-S", "+train.lrr=0.1"], baseline, check=False)
+    assert result.returncode != 0
+    assert "train.lrr: unknown key; did you mean 'train.lr'?" in result.stdout + result.stderr
+    assert digests(baseline) == before
