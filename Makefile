@@ -27,10 +27,12 @@ run: $(STAMP)  ## run the pipeline (dvc repro) and print the headline metrics
 	$(BIN)/dvc repro
 	@$(BIN)/python -m mnist_pipeline.summary metrics/eval.json reports/report.md
 
+# Two pytest workers (one per core here); a module's tests stay on one worker so its
+# module-scoped fixtures (a reproduced pipeline, a trained model) are built once.
 test: $(STAMP)  ## ruff (lint + format check) and the whole pytest suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 test-fast: $(STAMP)  ## pytest without the slow whole-pipeline tests
 	$(BIN)/python -m pytest -m "not slow"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from mnist_pipeline.data import Split, to_split
 from mnist_pipeline.io import write_idx, write_json
@@ -154,6 +155,15 @@ def copy_project(dest: Path) -> Path:
         shutil.copy2(REPO / name, target)
     run(["git", "init", "-q", "-b", "main"], dest)
     return dest
+
+
+def set_params(project: Path, **changes: dict[str, object]) -> None:
+    """Update sections of the project's params.yaml, e.g. ``train={"lr": 0.1}``."""
+    path = project / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for section, values in changes.items():
+        raw[section].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 @pytest.fixture

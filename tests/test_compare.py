@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import copy_project, git_env, run
+from conftest import copy_project, git_env, run, set_params
 from mnist_pipeline.compare import (
     FIGURES,
     Comparison,
@@ -245,14 +244,6 @@ def test_rev_without_metrics_is_one_line(
 
 
 # ------------------------------------------------------- two committed runs, real dvc
-
-
-def set_params(project: Path, **changes: dict[str, object]) -> None:
-    path = project / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for section, values in changes.items():
-        raw[section].update(values)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def commit(project: Path, message: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run
+from conftest import run, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +33,7 @@ def digests(project: Path) -> dict[str, str]:
 @pytest.fixture
 def baseline(project: Path) -> Path:
     """The project on the embedded sample, 1 epoch, reproduced and committed."""
-    path = project / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw["data"]["source"] = "embedded"
-    raw["train"]["epochs"] = 1
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    set_params(project, data={"source": "embedded"}, train={"epochs": 1})
     run(["dvc", "repro", "-q"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "baseline"], project)

@@ -41,6 +41,7 @@ from conftest import (
     git_env,
     make_split,
     run,
+    set_params,
     stage,
     synthetic_arrays,
     write_idx_set,
@@ -701,14 +702,6 @@ def test_planted_pickles_would_run_code(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ DVC
-
-
-def set_params(project: Path, **changes: dict[str, object]) -> None:
-    path = project / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for section, values in changes.items():
-        raw[section].update(values)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 @pytest.mark.slow

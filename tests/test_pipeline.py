@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import run
+from conftest import run, set_params
 
 pytestmark = pytest.mark.slow
-
-
-def set_params(project: Path, **changes: dict[str, object]) -> None:
-    path = project / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for section, values in changes.items():
-        raw[section].update(values)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def test_repro_commit_change_lr_and_diff(project: Path) -> None:

@@ -7,19 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import run
+from conftest import run, set_params
 
 pytestmark = pytest.mark.slow
 
 
 def test_push_clone_pull_is_clean_without_rerunning(project: Path, tmp_path: Path) -> None:
-    params = project / "params.yaml"
-    raw = yaml.safe_load(params.read_text())
-    raw["data"]["source"] = "embedded"
-    raw["train"]["epochs"] = 1
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    set_params(project, data={"source": "embedded"}, train={"epochs": 1})
     run(["dvc", "repro", "-q"], project)
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)

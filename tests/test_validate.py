@@ -118,7 +118,7 @@ def test_a_params_key_that_params_yaml_lacks(project: Path) -> None:
 
 def test_an_invalid_dvc_yaml_key(project: Path) -> None:
     dvc_yaml = project / "dvc.yaml"
-    edit(dvc_yaml, "    outs:\n      - data/processed\n", "    outz:\n      - data/processed\n")
+    edit(dvc_yaml, "    outs:\n      - data/processed:\n", "    outz:\n      - data/processed:\n")
     found = problems(validate(project))
     line = line_of(dvc_yaml, "    outz:")
     assert found[0].startswith(
