@@ -37,7 +37,7 @@ def main() -> None:
     configure_torch(params.train.threads)
     split = load_split(args.data / "test.safetensors")
     model, spec, loss, output = load_model(args.model)
-    result = evaluate(model, spec, split, loss, output)
+    result = evaluate(model, spec, split, loss, output, source=str(args.model))
 
     write_json(result.metrics, args.metrics)
     write_csv(result.confusion, args.confusion, index=True)

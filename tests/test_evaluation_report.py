@@ -74,8 +74,8 @@ def test_metrics_are_consistent(trained, test_split: Split) -> None:
 def test_model_data_mismatch(trained, test_split: Split) -> None:
     model, _, _ = trained
     wrong = ModelSpec("linear", 784, 5)
-    with pytest.raises(PipelineError, match="rerun the train stage"):
-        evaluate(model, wrong, test_split, "mse")
+    with pytest.raises(PipelineError, match=r"^m\.safetensors: takes 784 features / 5 classes"):
+        evaluate(model, wrong, test_split, "mse", source="m.safetensors")
 
 
 def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Path) -> None:

@@ -56,12 +56,20 @@ def confusion_counts(confusion: pd.DataFrame) -> pd.DataFrame:
 
 
 def evaluate(
-    model: nn.Module, spec: ModelSpec, split: Split, loss_name: str, output: str = "softmax"
+    model: nn.Module,
+    spec: ModelSpec,
+    split: Split,
+    loss_name: str,
+    output: str = "softmax",
+    source: str = "the model",
 ) -> Evaluation:
-    """Score ``model`` (built from ``spec``) on ``split`` with the loss it was trained on."""
+    """Score ``model`` (built from ``spec``) on ``split`` with the loss it was trained on.
+
+    ``source`` names the model (its file) in the error when it does not fit the data.
+    """
     if spec.in_features != split.images.shape[1] or spec.num_classes != split.num_classes:
         raise PipelineError(
-            f"the model takes {spec.in_features} features / {spec.num_classes} classes but the "
+            f"{source}: takes {spec.in_features} features / {spec.num_classes} classes but the "
             f"test data has {split.images.shape[1]} / {split.num_classes}; rerun the train stage"
         )
     logits = predict_logits(model, split.images)
