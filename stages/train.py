@@ -40,13 +40,11 @@ def main() -> None:
         raise SystemExit(subprocess.run(command, check=False).returncode)
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
-    if distributed.is_main_process():
-        with EpochTracker(args.live, params.epochs, scored_on(params)) as tracker:
-            result = train(params, train_split, test_split, on_epoch=tracker)
-    else:
-        result = train(params, train_split, test_split)
-    if not result.is_main:
-        return  # rank 0 alone writes the outputs
+    if not distributed.is_main_process():
+        train(params, train_split, test_split)  # a torchrun rank > 0: rank 0 writes outputs
+        return
+    with EpochTracker(args.live, params.epochs, scored_on(params)) as tracker:
+        result = train(params, train_split, test_split, on_epoch=tracker)
 
     save_model(result.model, result.spec, args.model, params.loss, params.output)
     write_csv(history_frame(result), args.history)

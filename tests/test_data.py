@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import synthetic_arrays
-from mnist_pipeline.data import batch_indices, load_split, read_raw_split, save_split, to_split
+from mnist_pipeline.data import epoch_order, load_split, read_raw_split, save_split, to_split
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.io import save_tensors
 from mnist_pipeline.sources import DATASETS, IDX_FILES
@@ -77,12 +77,11 @@ def test_load_split_rejects_wrong_shapes(tmp_path: Path) -> None:
         load_split(path)
 
 
-def test_batches_cover_a_permutation_and_reshuffle_each_epoch() -> None:
+def test_epoch_order_is_a_fresh_seeded_permutation_each_epoch() -> None:
     gen = torch.Generator().manual_seed(0)
-    first = list(batch_indices(10, 4, gen))
-    second = list(batch_indices(10, 4, gen))
-    assert [len(b) for b in first] == [4, 4, 2]
-    assert sorted(torch.cat(first).tolist()) == list(range(10))
-    assert not torch.equal(torch.cat(first), torch.cat(second))
-    again = list(batch_indices(10, 4, torch.Generator().manual_seed(0)))
-    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    first = epoch_order(10, gen)
+    second = epoch_order(10, gen)
+    assert [len(b) for b in first.split(4)] == [4, 4, 2]
+    assert sorted(first.tolist()) == list(range(10))
+    assert not torch.equal(first, second)
+    assert torch.equal(epoch_order(10, torch.Generator().manual_seed(0)), first)

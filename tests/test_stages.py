@@ -1,5 +1,7 @@
 """Stage scripts as a user runs them: bad params or inputs give one line, exit 2, no output."""
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,32 +49,33 @@ def test_bad_params_stop_train_before_touching_outputs(tmp_path: Path) -> None:
     assert model.read_bytes() == b"previous" and not (tmp_path / "log.csv").exists()
 
 
-def test_missing_raw_file_fails_preprocess_cleanly(raw_dir: Path, tmp_path: Path) -> None:
-    (raw_dir / "t10k-images-idx3-ubyte").unlink()
-    result = stage(
+def preprocess(raw_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return stage(
         "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
-        "--out", "processed", cwd=tmp_path,
+        "--out", "processed", cwd=cwd,
     )  # fmt: skip
-    assert "t10k-images-idx3-ubyte: file not found" in error_line(result)
-    assert not (tmp_path / "processed").exists()
 
 
-def test_corrupt_raw_file_fails_preprocess_cleanly(raw_dir: Path, tmp_path: Path) -> None:
-    path = raw_dir / "train-images-idx3-ubyte"
-    path.write_bytes(path.read_bytes()[:-10])
-    result = stage(
-        "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
-        "--out", "processed", cwd=tmp_path,
-    )  # fmt: skip
-    assert "IDX data truncated" in error_line(result)
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda raw: (raw / "t10k-images-idx3-ubyte").unlink(),
+         "t10k-images-idx3-ubyte: file not found"),
+        (lambda raw: (raw / "train-images-idx3-ubyte").write_bytes(
+            (raw / "train-images-idx3-ubyte").read_bytes()[:-10]), "IDX data truncated"),
+    ],
+    ids=["missing", "truncated"],
+)  # fmt: skip
+def test_bad_raw_file_fails_preprocess_cleanly(
+    raw_dir: Path, tmp_path: Path, damage: Callable[[Path], object], expected: str
+) -> None:
+    damage(raw_dir)
+    assert expected in error_line(preprocess(raw_dir, tmp_path))
     assert not (tmp_path / "processed").exists()
 
 
 def test_preprocess_writes_both_splits(raw_dir: Path, tmp_path: Path) -> None:
-    result = stage(
-        "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
-        "--out", "processed", cwd=tmp_path,
-    )  # fmt: skip
+    result = preprocess(raw_dir, tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == [
         "test.safetensors",

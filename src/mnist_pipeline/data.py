@@ -3,14 +3,14 @@
 ``to_split`` checks what the notebook's ``data_iter`` silently assumed (uint8 images of
 28×28, as many labels as images, labels in range) and flattens and scales the images the
 way the notebook does per sample: ``[N, 28, 28] uint8 -> [N, 784] float32 / 255``.
-``load_split`` reads a processed split back with its provenance; ``batch_indices`` is the
-notebook's reshuffled-every-epoch minibatch order, as index tensors into one big tensor.
+``load_split`` reads a processed split back with its provenance; ``epoch_order`` is the
+notebook's reshuffled-every-epoch sample order, as an index tensor into one big tensor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,10 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def subset(self, index: torch.Tensor) -> Split:
+        """The rows ``index`` of this split, same provenance."""
+        return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
 
 
 def to_split(
@@ -146,13 +150,3 @@ def epoch_order(
     may be short), as the notebook's ``data_iter`` reshuffles every epoch.
     """
     return torch.randperm(n, generator=generator).to(device)
-
-
-def batch_indices(
-    n: int,
-    batch_size: int,
-    generator: torch.Generator,
-    device: torch.device | str = "cpu",
-) -> Iterator[torch.Tensor]:
-    """One epoch's minibatches as index tensors into the dataset."""
-    yield from epoch_order(n, generator, device).split(batch_size)

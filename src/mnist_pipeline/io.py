@@ -113,24 +113,28 @@ def write_json(obj: Any, path: Path) -> None:
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
 
-def read_json(path: Path) -> Any:
+RERUN = "; rerun the stage that writes it"
+
+
+def _read_text(path: Path) -> str:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise PipelineError(f"{path}: file not found; run the stage that writes it") from err
-    except json.JSONDecodeError as err:
-        raise PipelineError(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno}); "
-            "rerun the stage that writes it"
-        ) from err
 
 
-def parse_json(text: str, source: str) -> Any:
+def read_json(path: Path) -> Any:
+    return parse_json(_read_text(path), str(path), fix=RERUN)
+
+
+def parse_json(text: str, source: str, fix: str = "") -> Any:
     """JSON from a string (e.g. ``git show REV:path``); ``source`` names it in errors."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise PipelineError(f"{source}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        raise PipelineError(
+            f"{source}: not valid JSON ({err.msg} at line {err.lineno}){fix}"
+        ) from err
 
 
 def read_yaml(path: Path) -> Any:
@@ -150,16 +154,11 @@ def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
 
 
 def read_csv(path: Path, index_col: int | None = None, dtype: Any = None) -> pd.DataFrame:
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path, index_col=index_col, dtype=dtype, keep_default_na=False)
-    except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found; run the stage that writes it") from err
+    return parse_csv(_read_text(path), str(path), index_col=index_col, dtype=dtype, fix=RERUN)
 
 
 def parse_csv(
-    text: str, source: str, index_col: int | None = None, dtype: Any = None
+    text: str, source: str, index_col: int | None = None, dtype: Any = None, fix: str = ""
 ) -> pd.DataFrame:
     """A CSV from a string (e.g. ``git show REV:path``), read as ``read_csv`` reads files."""
     import io
@@ -171,7 +170,7 @@ def parse_csv(
             io.StringIO(text), index_col=index_col, dtype=dtype, keep_default_na=False
         )
     except ValueError as err:  # pandas' ParserError and EmptyDataError included
-        raise PipelineError(f"{source}: not a readable CSV file ({err})") from err
+        raise PipelineError(f"{source}: not a readable CSV file ({err}){fix}") from err
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 100) -> None:

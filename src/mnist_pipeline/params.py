@@ -151,10 +151,12 @@ def _describe(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _closest(name: str, options: typing.Iterable[str], prefix: str = "") -> str:
-    """A "did you mean" hint for a typo, or nothing when no option is close."""
+def did_you_mean(
+    name: str, options: typing.Iterable[str], form: str = "; did you mean '{}'?"
+) -> str:
+    """A "did you mean" hint for a typo (``form`` filled with the closest option), or ""."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
-    return f"; did you mean '{prefix}{match[0]}'?" if match else ""
+    return form.format(match[0]) if match else ""
 
 
 def _check_scalar(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
@@ -179,7 +181,7 @@ def _check_scalar(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any
         allowed = ", ".join(choices)
         raise PipelineError(
             f"{key}: {_describe(value)} is not allowed (choose one of: {allowed})"
-            + _closest(str(value), choices)
+            + did_you_mean(str(value), choices)
         )
     low, high = meta.get("min"), meta.get("max")
     if low is not None:
@@ -215,10 +217,8 @@ def parse_section(name: str, raw: Any, cls: type) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in known:
-            raise PipelineError(
-                f"{name}.{key}: unknown key{_closest(str(key), known, f'{name}.')} "
-                f"(allowed: {', '.join(known)})"
-            )
+            hint = did_you_mean(str(key), known, "; did you mean '" + name + ".{}'?")
+            raise PipelineError(f"{name}.{key}: unknown key{hint} (allowed: {', '.join(known)})")
     values = {}
     for key, spec in known.items():
         if key in raw:
@@ -233,7 +233,7 @@ def parse_params(raw: Any) -> Params:
     for name in raw:
         if name not in SECTIONS:
             raise PipelineError(
-                f"{name}: unknown section{_closest(str(name), SECTIONS)} "
+                f"{name}: unknown section{did_you_mean(str(name), SECTIONS)} "
                 f"(allowed: {', '.join(SECTIONS)})"
             )
     sections = {}

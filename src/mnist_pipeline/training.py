@@ -50,7 +50,6 @@ class TrainResult:
     history: list[EpochRecord]
     scored_on: str  # "test" or "val"
     seconds_per_epoch: list[float]  # wall time, for logs only (never in an artifact)
-    is_main: bool = True  # False on torchrun ranks > 0, which must not write outputs
 
 
 def model_spec(params: TrainParams, in_features: int, num_classes: int) -> ModelSpec:
@@ -128,12 +127,7 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
             "validation; choose a fraction that keeps both parts non-empty"
         )
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed + 1))
-    parts = []
-    for idx in (order[n_val:], order[:n_val]):
-        parts.append(
-            Split(split.images[idx], split.labels[idx], split.dataset, split.source, split.classes)
-        )
-    return parts[0], parts[1]
+    return split.subset(order[n_val:]), split.subset(order[:n_val])
 
 
 StepFn = Callable[[Tensor, Tensor], Tensor]
@@ -285,7 +279,7 @@ def train(
         if on_epoch is not None:
             on_epoch(record)
     distributed.finish(ctx)
-    return TrainResult(model.cpu(), spec, history, scored_on(params), seconds, ctx.is_main)
+    return TrainResult(model.cpu(), spec, history, scored_on(params), seconds)
 
 
 def history_frame(result: TrainResult) -> pd.DataFrame:

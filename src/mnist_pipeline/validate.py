@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import difflib
 import json
 import math
 import os
@@ -48,7 +47,7 @@ from typing import Any
 import yaml
 
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.params import SECTIONS, parse_section
+from mnist_pipeline.params import SECTIONS, did_you_mean, parse_section
 
 EXIT_PROBLEMS = 2
 DVC_YAML = "dvc.yaml"
@@ -61,11 +60,6 @@ JsonPath = tuple[str | int, ...]
 
 
 # ------------------------------------------------------------------------ YAML, lines
-
-
-def _suggest(name: str, options: Iterable[str], form: str = "; did you mean '{}'?") -> str:
-    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
-    return form.format(match[0]) if match else ""
 
 
 def _kind(value: Any) -> str:
@@ -310,7 +304,7 @@ class JsonSchema:
                 found.append(
                     SchemaIssue(
                         (*path, name),
-                        f"unknown key {name!r}{_suggest(name, allowed)} "
+                        f"unknown key {name!r}{did_you_mean(name, allowed)} "
                         f"(allowed: {', '.join(allowed)})",
                     )
                 )
@@ -500,7 +494,7 @@ def params_problems(root: Path) -> list[str]:
     if not isinstance(raw, dict):
         return [f"{PARAMS_YAML}: expected sections {', '.join(SECTIONS)}, got {_kind(raw)}"]
     problems = [
-        f"{doc.where((str(name),))}: unknown section{_suggest(str(name), SECTIONS)} "
+        f"{doc.where((str(name),))}: unknown section{did_you_mean(str(name), SECTIONS)} "
         f"(allowed: {', '.join(SECTIONS)})"
         for name in raw
         if name not in SECTIONS
@@ -736,7 +730,7 @@ def stage_params_problems(doc: YamlDoc, root: Path, name: str) -> list[str]:
         known = _dotted_keys(data)
         for key in keys:
             if not _lookup(data, key)[0]:
-                hint = _suggest(key, known, " (did you mean '{}'?)")
+                hint = did_you_mean(key, known, " (did you mean '{}'?)")
                 problems.append(
                     f"{doc.where(path)}: '{key}' is not in {file}{hint}; add it to {file} "
                     "or fix the name"
@@ -807,7 +801,7 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
             present, value = _lookup(metrics, str(key))
             if not present:
                 known = _dotted_keys(metrics)
-                hint = _suggest(str(key), known, " (did you mean '{}'?)")
+                hint = did_you_mean(str(key), known, " (did you mean '{}'?)")
                 problems.append(
                     f"{file}: no metric '{key}'{hint}, named in {label}; fix the name in {label}"
                 )
