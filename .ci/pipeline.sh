@@ -13,7 +13,7 @@
 #      and append it to $GITHUB_STEP_SUMMARY when that is set;
 #   4. copy the smoke run's report and metrics to $CI_OUT/report and $CI_OUT/metrics;
 #   5. require a clean `dvc status` there and the metric bounds of .ci/thresholds.yaml:
-#        python -m mnist_pipeline.validate --up-to-date --thresholds .ci/thresholds.yaml
+#        python -m mnist_pipeline.tools.validate --up-to-date --thresholds .ci/thresholds.yaml
 #
 # Environment (all optional):
 #   CI_BASE          revision to compare with (default HEAD, the last commit)
@@ -109,5 +109,5 @@ echo "ci: summary $out/summary.md, report $out/report/report.md"
 
 # 5. Last, so that a failure still leaves the summary and the report for the artifact:
 #    a clean `dvc status`, metrics within their bounds (one `error:` line per problem).
-PYTHONPATH="$smoke/src" python -m mnist_pipeline.validate --up-to-date \
+PYTHONPATH="$smoke/src" python -m mnist_pipeline.tools.validate --up-to-date \
   --thresholds .ci/thresholds.yaml

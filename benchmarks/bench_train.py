@@ -1,4 +1,4 @@
-"""Time the notebook's training loop against ``mnist_pipeline.training.train``, side by side.
+"""Time the notebook's training loop against ``learning.training.train``, side by side.
 
     .venv/bin/python benchmarks/bench_train.py --dataset mnist-embedded          # 10 epochs
     .venv/bin/python benchmarks/bench_train.py --dataset fashion-mnist --threads 1,2
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from mnist_pipeline.data import Split, read_raw_split
-from mnist_pipeline.params import DataParams, TrainParams
-from mnist_pipeline.sources import IDX_FILES, fetch
-from mnist_pipeline.training import EpochRecord, train
+from mnist_pipeline.core.params import DataParams, TrainParams
+from mnist_pipeline.data.sources import IDX_FILES, fetch
+from mnist_pipeline.data.splits import Split, read_raw_split
+from mnist_pipeline.learning.training import EpochRecord, train
 from notebook_loop import run_notebook_loop
 
 RESULTS = Path(__file__).resolve().parent / "results"

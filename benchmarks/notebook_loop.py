@@ -8,7 +8,7 @@ out PIL images, the ``data_iter`` generator that shuffles indices with python ``
 and converts every sample from PIL one at a time, the ``Linear`` model with softmax in
 ``forward``, the notebook's ``mse`` and ``sgd``, and the test accuracy as the mean of
 per-batch (16) accuracies, computed with autograd on, as the notebook does.
-``bench_train.py`` times it against ``mnist_pipeline.training.train``.
+``bench_train.py`` times it against ``mnist_pipeline.learning.training.train``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/presets.py [--preset cnn] [--dataset fashion-mnist]
 
 Each preset is a set of ``train`` overrides on top of ``params.yaml``. For each preset and
-dataset it trains in-process with ``mnist_pipeline.training.train`` (exactly what the train
+dataset it trains in-process with ``mnist_pipeline.learning.training.train`` (exactly what the train
 stage runs), then prints a markdown table — test accuracy, wall seconds and CPU seconds of
 training — and the ``dvc exp run -S ...`` line that runs the same preset as a DVC
 experiment. Timings are printed, never asserted.
@@ -21,11 +21,11 @@ from typing import Any
 
 import yaml
 
-from mnist_pipeline.data import Split, read_raw_split
-from mnist_pipeline.params import DataParams, load_params, parse_section
-from mnist_pipeline.params import TrainParams as TrainParamsType
-from mnist_pipeline.sources import IDX_FILES, fetch
-from mnist_pipeline.training import train
+from mnist_pipeline.core.params import DataParams, load_params, parse_section
+from mnist_pipeline.core.params import TrainParams as TrainParamsType
+from mnist_pipeline.data.sources import IDX_FILES, fetch
+from mnist_pipeline.data.splits import Split, read_raw_split
+from mnist_pipeline.learning.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION = "/usr/share/datasets/fashion-mnist"

@@ -2,16 +2,16 @@
 
     python stages/download.py --params params.yaml --out data/raw
 
-Reads the ``data`` section; see ``mnist_pipeline.sources`` for the sources.
+Reads the ``data`` section; see ``mnist_pipeline.data.sources`` for the sources.
 """
 
 import argparse
 from pathlib import Path
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.io import atomic_dir, write_json
-from mnist_pipeline.params import load_params
-from mnist_pipeline.sources import fetch
+from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.io import atomic_dir, write_json
+from mnist_pipeline.core.params import load_params
+from mnist_pipeline.data.sources import fetch
 
 
 def main() -> None:

@@ -13,13 +13,13 @@ heatmap in ``dvc plots``) and one ``actual,predicted`` row per test image (``dvc
 import argparse
 from pathlib import Path
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.data import load_split
-from mnist_pipeline.evaluation import confusion_counts, evaluate
-from mnist_pipeline.io import write_csv, write_json
-from mnist_pipeline.models import load_model
-from mnist_pipeline.params import load_params
-from mnist_pipeline.runtime import configure_torch
+from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.io import write_csv, write_json
+from mnist_pipeline.core.params import load_params
+from mnist_pipeline.core.runtime import configure_torch
+from mnist_pipeline.data.splits import load_split
+from mnist_pipeline.evaluation.metrics import confusion_counts, evaluate
+from mnist_pipeline.learning.models import load_model
 
 
 def main() -> None:

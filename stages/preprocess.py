@@ -9,11 +9,11 @@ dataset, source and class names as metadata.
 import argparse
 from pathlib import Path
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.data import read_raw_split, save_split
-from mnist_pipeline.io import atomic_dir, read_json
-from mnist_pipeline.params import load_params
-from mnist_pipeline.sources import IDX_FILES
+from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.io import atomic_dir, read_json
+from mnist_pipeline.core.params import load_params
+from mnist_pipeline.data.sources import IDX_FILES
+from mnist_pipeline.data.splits import read_raw_split, save_split
 
 
 def main() -> None:

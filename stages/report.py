@@ -14,11 +14,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.data import load_split
-from mnist_pipeline.io import atomic_dir, read_csv, read_json, save_figure, write_text
-from mnist_pipeline.params import load_params
-from mnist_pipeline.report import FIGURES, build_figures, provenance, render_markdown
+from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.io import atomic_dir, read_csv, read_json, save_figure, write_text
+from mnist_pipeline.core.params import load_params
+from mnist_pipeline.data.splits import load_split
+from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
 
 
 def main() -> None:

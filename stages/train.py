@@ -13,14 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_pipeline import distributed
-from mnist_pipeline.cli import run_stage
-from mnist_pipeline.data import load_split
-from mnist_pipeline.io import write_csv
-from mnist_pipeline.models import save_model
-from mnist_pipeline.params import load_params
-from mnist_pipeline.tracking import EpochTracker
-from mnist_pipeline.training import history_frame, scored_on, train
+from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.io import write_csv
+from mnist_pipeline.core.params import load_params
+from mnist_pipeline.data.splits import load_split
+from mnist_pipeline.learning import distributed
+from mnist_pipeline.learning.models import save_model
+from mnist_pipeline.learning.tracking import EpochTracker
+from mnist_pipeline.learning.training import history_frame, scored_on, train
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_pipeline.data import Split, to_split
-from mnist_pipeline.io import write_idx, write_json
-from mnist_pipeline.sources import ALL_FILES, DATASETS, IDX_FILES
+from mnist_pipeline.core.io import write_idx, write_json
+from mnist_pipeline.data.sources import ALL_FILES, DATASETS, IDX_FILES
+from mnist_pipeline.data.splits import Split, to_split
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

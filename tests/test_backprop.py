@@ -1,4 +1,4 @@
-"""The hand-derived backprop in ``mnist_pipeline.backprop`` against autograd, in float64."""
+"""The hand-derived backprop in ``learning.backprop`` against autograd, in float64."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.backprop import (
+from mnist_pipeline.learning.backprop import (
     SUPPORTED,
     check_supported,
     manual_gradients,
@@ -18,9 +18,9 @@ from mnist_pipeline.backprop import (
     sgd_update,
     sigmoid_net_backprop,
 )
-from mnist_pipeline.losses import LOSSES
-from mnist_pipeline.models import MLP, Linear
-from mnist_pipeline.training import sgd_step
+from mnist_pipeline.learning.losses import LOSSES
+from mnist_pipeline.learning.models import MLP, Linear
+from mnist_pipeline.learning.training import sgd_step
 
 DTYPE = torch.float64
 TOL = {"atol": 1e-12, "rtol": 1e-10}

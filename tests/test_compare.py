@@ -1,9 +1,9 @@
-"""Comparing runs: `dvc plots diff` with the heatmap template, and `mnist_pipeline.compare`.
+"""Comparing runs: `dvc plots diff` with the heatmap template, and `reporting.compare`.
 
 Fast tests cover the compare module's pure parts (confusion difference, recall movers,
 tables, revision names, the report files) on made-up runs and a tiny git repo. The slow
 ones build one project copy with two committed runs (train.lr 0.01, then 0.1; embedded
-data, 1 epoch) and check `dvc plots diff HEAD~1` and `python -m mnist_pipeline.compare
+data, 1 epoch) and check `dvc plots diff HEAD~1` and `python -m mnist_pipeline.reporting.compare
 --rev HEAD~1` against the two revisions' own files.
 """
 
@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 
 from conftest import copy_project, git_env, run, set_params
-from mnist_pipeline.compare import (
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.reporting.compare import (
     FIGURES,
     Comparison,
     Revision,
@@ -36,7 +37,6 @@ from mnist_pipeline.compare import (
     resolve,
     write_report,
 )
-from mnist_pipeline.errors import PipelineError
 
 CLASSES = ["0", "1", "2"]
 
@@ -307,7 +307,7 @@ def test_plots_diff_shows_both_revisions_and_the_heatmap(two_runs: Path, tmp_pat
 def test_compare_numbers_are_the_two_revisions_own(two_runs: Path) -> None:
     env = git_env() | {"PYTHONPATH": str(two_runs / "src")}
     result = subprocess.run(
-        [sys.executable, "-m", "mnist_pipeline.compare", "--rev", "HEAD~1"],
+        [sys.executable, "-m", "mnist_pipeline.reporting.compare", "--rev", "HEAD~1"],
         cwd=two_runs,
         env=env,
         capture_output=True,

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import synthetic_arrays
-from mnist_pipeline.data import epoch_order, load_split, read_raw_split, save_split, to_split
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import save_tensors
-from mnist_pipeline.sources import DATASETS, IDX_FILES
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import save_tensors
+from mnist_pipeline.data.sources import DATASETS, IDX_FILES
+from mnist_pipeline.data.splits import epoch_order, load_split, read_raw_split, save_split, to_split
 
 CLASSES = DATASETS["mnist"].classes
 
@@ -49,7 +49,7 @@ def test_invalid_raw_arrays(images: np.ndarray, labels: np.ndarray, message: str
 
 
 def test_read_raw_split_and_round_trip(raw_dir: Path, tmp_path: Path) -> None:
-    from mnist_pipeline.io import read_json
+    from mnist_pipeline.core.io import read_json
 
     manifest = read_json(raw_dir / "manifest.json")
     split = read_raw_split(raw_dir, *IDX_FILES["train"], manifest)

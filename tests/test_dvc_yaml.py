@@ -1,7 +1,7 @@
 """dvc.yaml is complete: every module a stage imports is a dep, every params key exists.
 
 A stage whose code can change without DVC noticing is a broken pipeline. The import
-closure and the checks live in ``mnist_pipeline.validate`` (``make validate`` runs them
+closure and the checks live in ``mnist_pipeline.tools.validate`` (``make validate`` runs them
 too); these tests hold the real dvc.yaml to them, stage by stage.
 """
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pipeline.validate import (
+from mnist_pipeline.tools.validate import (
     DVC_YAML,
     import_closure,
     load_schema,
@@ -55,8 +55,8 @@ def test_closure_follows_imports_transitively() -> None:
     closure = import_closure(code.scripts[0], code.search)
     package = REPO / "src" / "mnist_pipeline"
     # download.py imports sources, which imports io, which imports errors.
-    assert closure[package / "sources.py"] == REPO / "stages" / "download.py"
-    assert package / "errors.py" in closure and package / "__init__.py" in closure
+    assert closure[package / "data" / "sources.py"] == REPO / "stages" / "download.py"
+    assert package / "core" / "errors.py" in closure and package / "__init__.py" in closure
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -64,7 +64,7 @@ def test_no_stage_imports_the_validator(stage: str) -> None:
     """``validate`` shells out to dvc and reads the whole project: never a stage's code."""
     code = stage_code(REPO, STAGES[stage])
     closure = import_closure(code.scripts[0], code.search)
-    assert REPO / "src" / "mnist_pipeline" / "validate.py" not in closure
+    assert REPO / "src" / "mnist_pipeline" / "tools" / "validate.py" not in closure
 
 
 def test_metrics_and_plots_are_uncached() -> None:

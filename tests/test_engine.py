@@ -5,18 +5,18 @@ import itertools
 import pytest
 import torch
 
-from mnist_pipeline.data import Split, read_raw_split
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.models import CNN, ModelSpec, build_model
-from mnist_pipeline.params import TrainParams, parse_params
-from mnist_pipeline.sources import IDX_FILES, fetch
-from mnist_pipeline.training import history_frame, make_optimizer, sgd_step, train
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.params import TrainParams, parse_params
+from mnist_pipeline.data.sources import IDX_FILES, fetch
+from mnist_pipeline.data.splits import Split, read_raw_split
+from mnist_pipeline.learning.models import CNN, ModelSpec, build_model
+from mnist_pipeline.learning.training import history_frame, make_optimizer, sgd_step, train
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Split, Split]:
     """The real 4,000/1,000 embedded MNIST sample, as the pipeline would preprocess it."""
-    from mnist_pipeline.params import DataParams
+    from mnist_pipeline.core.params import DataParams
 
     raw = tmp_path_factory.mktemp("embedded")
     manifest = fetch(DataParams(source="embedded"), raw)

@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from mnist_pipeline.data import Split
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.evaluation import confusion_counts, confusion_frame, evaluate
-from mnist_pipeline.io import save_figure
-from mnist_pipeline.models import ModelSpec
-from mnist_pipeline.params import TrainParams
-from mnist_pipeline.report import (
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import save_figure
+from mnist_pipeline.core.params import TrainParams
+from mnist_pipeline.data.splits import Split
+from mnist_pipeline.evaluation.metrics import confusion_counts, confusion_frame, evaluate
+from mnist_pipeline.learning.models import ModelSpec
+from mnist_pipeline.learning.training import history_frame, train
+from mnist_pipeline.reporting.report import (
     FIGURES,
     build_figures,
     confusion_heatmap,
@@ -22,7 +23,6 @@ from mnist_pipeline.report import (
     per_class_bars,
     render_markdown,
 )
-from mnist_pipeline.training import history_frame, train
 
 
 @pytest.fixture(scope="module")

@@ -46,10 +46,10 @@ from conftest import (
     synthetic_arrays,
     write_idx_set,
 )
-from mnist_pipeline.data import save_split
-from mnist_pipeline.io import file_digest, save_tensors, write_idx, write_json
-from mnist_pipeline.models import ModelSpec, build_model, save_model
-from mnist_pipeline.sources import ALL_FILES, DATASETS
+from mnist_pipeline.core.io import file_digest, save_tensors, write_idx, write_json
+from mnist_pipeline.data.sources import ALL_FILES, DATASETS
+from mnist_pipeline.data.splits import save_split
+from mnist_pipeline.learning.models import ModelSpec, build_model, save_model
 
 DVC_STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())

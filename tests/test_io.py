@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import (
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import (
     atomic_dir,
     atomic_path,
     decompress_to,
@@ -140,7 +140,7 @@ def test_safetensors_bytes_are_stable_across_processes(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import sys, torch; from mnist_pipeline.io import save_tensors; "
+        "import sys, torch; from mnist_pipeline.core.io import save_tensors; "
         "save_tensors({'a': torch.ones(2)}, sys.argv[1], "
         "{k: k * 3 for k in ('dataset', 'source', 'classes', 'spec', 'loss')})"
     )

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_pipeline.losses import LOSSES, accuracy, mse, one_hot
+from mnist_pipeline.learning.losses import LOSSES, accuracy, mse, one_hot
 
 
 def test_notebook_check_values() -> None:

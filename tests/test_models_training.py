@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_pipeline.data import Split
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import save_tensors
-from mnist_pipeline.models import MODELS, ModelSpec, build_model, load_model, save_model
-from mnist_pipeline.params import TrainParams
-from mnist_pipeline.training import sgd_step, train
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import save_tensors
+from mnist_pipeline.core.params import TrainParams
+from mnist_pipeline.data.splits import Split
+from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, load_model, save_model
+from mnist_pipeline.learning.training import sgd_step, train
 
 SPECS = [ModelSpec("linear", 784, 10), ModelSpec("mlp", 784, 10, (32, 16), "relu")]
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.params import (
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.params import (
     SECTIONS,
     DataParams,
     load_params,

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from conftest import REPO, git_env
-from mnist_pipeline.io import read_json, write_idx
-from mnist_pipeline.sources import IDX_FILES
+from mnist_pipeline.core.io import read_json, write_idx
+from mnist_pipeline.data.sources import IDX_FILES
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_pipeline import sources
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import file_digest, read_idx
-from mnist_pipeline.params import DataParams
-from mnist_pipeline.sources import ALL_FILES, EMBEDDED_WARNING, fetch
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import file_digest, read_idx
+from mnist_pipeline.core.params import DataParams
+from mnist_pipeline.data import sources
+from mnist_pipeline.data.sources import ALL_FILES, EMBEDDED_WARNING, fetch
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 UNREACHABLE = ["http://127.0.0.1:9/"]  # discard port: refused at once, never the network

@@ -1,7 +1,7 @@
 """``make validate`` catches every seeded breakage with one line per problem.
 
 Each test breaks one thing in a fresh copy of the project (the ``project`` fixture) and
-runs ``python -m mnist_pipeline.validate`` there as ``make validate`` does: exit 2 and a
+runs ``python -m mnist_pipeline.tools.validate`` there as ``make validate`` does: exit 2 and a
 line naming the file, line, key and fix. The slow test runs the CI smoke configuration
 in two clean clones: identical ``dvc.lock`` hashes for every output (determinism), a
 clean ``--up-to-date --thresholds .ci/thresholds.yaml`` pass, then a stale lock caught.
@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_project, git_env, run
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.validate import JsonSchema, load_schema, status_problems
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.tools.validate import JsonSchema, load_schema, status_problems
 
 SMOKE = ["-S", "data.source=embedded", "-S", "train.epochs=2"]  # as .ci/pipeline.sh
 
@@ -30,7 +30,7 @@ def validate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = git_env()
     env["PYTHONPATH"] = str(root / "src")
     return subprocess.run(
-        [sys.executable, "-m", "mnist_pipeline.validate", *args],
+        [sys.executable, "-m", "mnist_pipeline.tools.validate", *args],
         cwd=root,
         env=env,
         capture_output=True,
@@ -64,26 +64,27 @@ def test_the_repository_passes() -> None:
 
 def test_a_module_missing_from_a_stages_deps(project: Path) -> None:
     dvc_yaml = project / "dvc.yaml"
-    edit(dvc_yaml, "      - src/mnist_pipeline/io.py\n", "")  # the first: download's
+    edit(dvc_yaml, "      - src/mnist_pipeline/core\n", "")  # the first: download's
     found = problems(validate(project))
     line = line_of(dvc_yaml, "    deps:")
     assert (
-        f"error: dvc.yaml:{line}: stages.download.deps: missing src/mnist_pipeline/io.py, "
+        f"error: dvc.yaml:{line}: stages.download.deps: missing src/mnist_pipeline/core/io.py, "
         "which stages/download.py imports; add it to deps so editing it reruns the stage"
     ) in found
 
 
 def test_a_new_transitive_import_missing_from_deps(project: Path) -> None:
     edit(
-        project / "src/mnist_pipeline/sources.py",
-        "from mnist_pipeline.errors import PipelineError\n",
-        "from mnist_pipeline.errors import PipelineError\nfrom mnist_pipeline import summary\n",
+        project / "src/mnist_pipeline/data/sources.py",
+        "from mnist_pipeline.core.errors import PipelineError\n",
+        "from mnist_pipeline.core.errors import PipelineError\n"
+        "from mnist_pipeline.reporting import summary\n",
     )
     found = " ".join(problems(validate(project)))
     for stage in ("download", "preprocess"):  # both import sources
         assert (
-            f"stages.{stage}.deps: missing src/mnist_pipeline/summary.py, which "
-            "src/mnist_pipeline/sources.py imports"
+            f"stages.{stage}.deps: missing src/mnist_pipeline/reporting/summary.py, which "
+            "src/mnist_pipeline/data/sources.py imports"
         ) in found
 
 
@@ -91,17 +92,17 @@ def test_a_dep_that_nothing_imports(project: Path) -> None:
     dvc_yaml = project / "dvc.yaml"
     edit(
         dvc_yaml,
-        "      - src/mnist_pipeline/sources.py\n",
-        "      - src/mnist_pipeline/sources.py\n      - src/mnist_pipeline/summary.py\n",
+        "      - src/mnist_pipeline/data\n",
+        "      - src/mnist_pipeline/data\n      - src/mnist_pipeline/reporting\n",
     )
     index = yaml.safe_load(dvc_yaml.read_text())["stages"]["download"]["deps"].index(
-        "src/mnist_pipeline/summary.py"
+        "src/mnist_pipeline/reporting"
     )
-    line = line_of(dvc_yaml, "summary.py")
+    line = line_of(dvc_yaml, "mnist_pipeline/reporting")
     assert (
         f"error: dvc.yaml:{line}: stages.download.deps[{index}]: lists "
-        "src/mnist_pipeline/summary.py but stages/download.py never imports it (directly or "
-        "through other modules); remove it from deps"
+        "src/mnist_pipeline/reporting but stages/download.py never imports a module in it "
+        "(directly or through other modules); remove it from deps"
     ) in problems(validate(project))
 
 
@@ -267,12 +268,12 @@ def test_two_clean_clones_give_identical_hashes_then_validate(tmp_path: Path) ->
     assert "dvc status clean, thresholds in .ci/thresholds.yaml" in result.stdout
 
     # A stale lock: code that a stage depends on changed after the run.
-    with (clone / "src/mnist_pipeline/errors.py").open("a") as handle:
+    with (clone / "src/mnist_pipeline/core/errors.py").open("a") as handle:
         handle.write("# edited after the run\n")
     stale = problems(validate(clone, "--up-to-date"))
     assert stale[0].startswith(
         "error: dvc status: stage 'download' is not up to date (changed deps: "
-        "src/mnist_pipeline/errors.py modified); run `dvc repro` and commit dvc.lock"
+        "src/mnist_pipeline/core/errors.py modified); run `dvc repro` and commit dvc.lock"
     )
     stages = yaml.safe_load((clone / "dvc.yaml").read_text())["stages"]
     assert {p.split("'")[1] for p in stale} == set(stages)  # every stage imports errors

@@ -1,4 +1,4 @@
-"""``python -m mnist_pipeline.worked_example``: its numbers against autograd, and its CLI."""
+"""``python -m mnist_pipeline.tools.worked_example``: its numbers against autograd, and its CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from mnist_pipeline.worked_example import main
+from mnist_pipeline.tools.worked_example import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPE = torch.float64
@@ -115,7 +115,7 @@ def test_rejects_non_finite_lr(capsys: pytest.CaptureFixture[str]) -> None:
 def test_module_runs_as_a_command() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run(
-        [sys.executable, "-m", "mnist_pipeline.worked_example", "--json"],
+        [sys.executable, "-m", "mnist_pipeline.tools.worked_example", "--json"],
         cwd=ROOT,
         env=env,
         capture_output=True,

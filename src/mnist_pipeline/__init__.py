@@ -1,9 +1,7 @@
 """mnist_pipeline: the logic behind the DVC stages in ``stages/``.
 
-Each module has one job: ``params`` (validated settings), ``io`` (every file format),
-``sources`` (getting the raw IDX files), ``data`` (tensors and batches), ``models``,
-``losses``, ``training``, ``evaluation`` and ``report``. The stages are thin ``main()``
-functions over these; run them through ``dvc repro``.
+The folders follow the DAG: ``core`` (every stage), ``data`` (download, preprocess),
+``learning`` (train; evaluate uses its models), ``evaluation`` (evaluate), ``reporting``
+(report) and ``tools`` (outside the DAG). Each stage in ``dvc.yaml`` depends on the folders
+it imports, so editing code reruns the stages it affects.
 """
-
-__version__ = "0.1.0"

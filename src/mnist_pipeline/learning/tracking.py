@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mnist_pipeline.training import EpochRecord
+from mnist_pipeline.learning.training import EpochRecord
 
 
 def _live(live_dir: Path) -> Any:

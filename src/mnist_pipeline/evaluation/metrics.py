@@ -18,10 +18,10 @@ import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
-from mnist_pipeline.data import Split
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.losses import make_loss
-from mnist_pipeline.models import ModelSpec, predict_logits
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.data.splits import Split
+from mnist_pipeline.learning.losses import make_loss
+from mnist_pipeline.learning.models import ModelSpec, predict_logits
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Is the pipeline definition sound? ``make validate``, and the first step of CI.
 
-    PYTHONPATH=src python -m mnist_pipeline.validate [--root DIR] [--up-to-date]
+    PYTHONPATH=src python -m mnist_pipeline.tools.validate [--root DIR] [--up-to-date]
         [--thresholds .ci/thresholds.yaml] [--schema FILE]
 
 Prints one ``error: ...`` line per problem (what, where, how to fix) on stderr and exits 2,
@@ -9,7 +9,7 @@ or prints one ``validate: ...`` summary line and exits 0. The checks:
 - ``dvc.yaml`` is YAML, follows the dvc.yaml JSON schema (``schemas/dvc_yaml.schema.json``,
   or ``--schema FILE``, e.g. iterative/dvcyaml-schema's ``schema.json``), and DVC itself
   loads it and builds the DAG (``dvc dag``);
-- every section of ``params.yaml`` validates (``mnist_pipeline.params``);
+- every section of ``params.yaml`` validates (``mnist_pipeline.core.params``);
 - deps are complete: a stage lists the script its ``cmd`` runs and every project module
   that script imports, transitively (read from the code with ``ast``, never run), and no
   project module the script never imports; every ``params:`` entry exists in its file;
@@ -46,8 +46,8 @@ from typing import Any
 
 import yaml
 
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.params import SECTIONS, did_you_mean, parse_section
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.params import SECTIONS, did_you_mean, parse_section
 
 EXIT_PROBLEMS = 2
 DVC_YAML = "dvc.yaml"
@@ -214,7 +214,7 @@ class JsonSchema:
         if unknown:
             raise PipelineError(
                 f"{self.label}: {where}: unsupported JSON Schema keyword(s) "
-                f"{', '.join(unknown)}; mnist_pipeline.validate implements "
+                f"{', '.join(unknown)}; mnist_pipeline.tools.validate implements "
                 f"{', '.join(sorted(_KEYWORDS))}"
             )
         kind = node.get("type")
@@ -378,8 +378,11 @@ class JsonSchema:
 def load_schema(path: Path | None = None) -> JsonSchema:
     """The bundled dvc.yaml schema, or the JSON schema file at ``path``."""
     if path is None:
-        resource = resources.files("mnist_pipeline").joinpath(*SCHEMA_RESOURCE)
-        label, text = f"mnist_pipeline/{'/'.join(SCHEMA_RESOURCE)}", resource.read_text("utf-8")
+        resource = resources.files("mnist_pipeline.tools").joinpath(*SCHEMA_RESOURCE)
+        label, text = (
+            f"mnist_pipeline/tools/{'/'.join(SCHEMA_RESOURCE)}",
+            resource.read_text("utf-8"),
+        )
     else:
         label = str(path)
         try:
@@ -485,7 +488,7 @@ def status_problems(root: Path) -> list[str]:
 
 
 def params_problems(root: Path) -> list[str]:
-    """One line per bad section of params.yaml (see ``mnist_pipeline.params``)."""
+    """One line per bad section of params.yaml (see ``mnist_pipeline.core.params``)."""
     try:
         doc = load_yaml(root / PARAMS_YAML, PARAMS_YAML)
     except PipelineError as err:
@@ -698,8 +701,14 @@ def stage_deps_problems(doc: YamlDoc, root: Path, name: str) -> list[str]:
         return problems
     for dep, index in deps.items():
         path = (root / dep).resolve()
-        is_module = path.suffix == ".py" and any(path.is_relative_to(s) for s in code.search)
-        if is_module and dep not in needed:
+        in_package = any(path.is_relative_to(s) for s in code.search)
+        if in_package and path.is_dir() and not any(n.startswith(dep + "/") for n in needed):
+            scripts = ", ".join(_rel(s, root) for s in code.scripts)
+            problems.append(
+                f"{doc.where(('stages', name, 'deps', index))}: lists {dep} but {scripts} never "
+                "imports a module in it (directly or through other modules); remove it from deps"
+            )
+        if in_package and path.suffix == ".py" and dep not in needed:
             scripts = ", ".join(_rel(s, root) for s in code.scripts)
             problems.append(
                 f"{doc.where(('stages', name, 'deps', index))}: lists {dep} but {scripts} never "
@@ -884,7 +893,7 @@ def validate(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline.validate",
+        prog="python -m mnist_pipeline.tools.validate",
         description="Check dvc.yaml (schema, DAG, deps), params.yaml and optionally dvc "
         "status and metric thresholds; one 'error:' line per problem.",
     )

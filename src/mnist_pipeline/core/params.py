@@ -6,7 +6,7 @@ starts: a missing section, an unknown key (with the closest valid key suggested,
 a value out of range raises a one-line ``PipelineError`` naming the key, the bad value and
 what is allowed.
 
-Run ``python -m mnist_pipeline.params params.yaml`` to check a file by hand.
+Run ``python -m mnist_pipeline.core.params params.yaml`` to check a file by hand.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist", "idx")
 SOURCES = ("auto", "mirror", "torchvision", "embedded")
@@ -246,7 +246,7 @@ def parse_params(raw: Any) -> Params:
 
 def load_params(path: Path) -> Params:
     """Read and validate ``params.yaml``; errors name the file and the key."""
-    from mnist_pipeline.io import read_yaml
+    from mnist_pipeline.core.io import read_yaml
 
     try:
         return parse_params(read_yaml(path))

@@ -1,13 +1,13 @@
 """Print a run's headline numbers after ``make run``.
 
-python -m mnist_pipeline.summary metrics/eval.json reports/report.md
+python -m mnist_pipeline.reporting.summary metrics/eval.json reports/report.md
 """
 
 import sys
 from pathlib import Path
 
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import read_json
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import read_json
 
 
 def summarize(metrics: dict[str, object], report: Path) -> str:

@@ -29,7 +29,7 @@ output function and loss in ``SUPPORTED``.
 
 The worked example (the notebook's numbers, float64) prints every intermediate value::
 
-    PYTHONPATH=src python -m mnist_pipeline.worked_example [--lr 0.1] [--json]
+    PYTHONPATH=src python -m mnist_pipeline.tools.worked_example [--lr 0.1] [--json]
 """
 
 from __future__ import annotations
@@ -41,15 +41,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.losses import one_hot
-from mnist_pipeline.models import MLP, Linear
-from mnist_pipeline.params import (
+from mnist_pipeline.core.params import (
     ACTIVATIONS,
     LOSS_NAMES,
     MANUAL_GRADIENT_MODELS,
     OUTPUTS,
     manual_gradients_unsupported,
 )
+from mnist_pipeline.learning.losses import one_hot
+from mnist_pipeline.learning.models import MLP, Linear
 
 SUPPORTED: dict[str, tuple[str, ...]] = {
     "models": MANUAL_GRADIENT_MODELS,

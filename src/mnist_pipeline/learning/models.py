@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import load_tensors, save_tensors
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import load_tensors, save_tensors
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import load_tensors, read_idx, save_tensors
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import load_tensors, read_idx, save_tensors
 
 IMAGE_SIDE = 28
 N_FEATURES = IMAGE_SIDE * IMAGE_SIDE

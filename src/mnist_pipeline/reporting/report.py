@@ -26,7 +26,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from mnist_pipeline.data import IMAGE_SIDE, Split
+from mnist_pipeline.data.splits import IMAGE_SIDE, Split
 
 FIGURES = {
     "learning_curve": "learning_curve.png",

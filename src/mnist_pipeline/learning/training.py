@@ -24,14 +24,14 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from mnist_pipeline import distributed
-from mnist_pipeline.backprop import ManualBackprop
-from mnist_pipeline.data import Split, epoch_order
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.losses import accuracy, make_loss
-from mnist_pipeline.models import ModelSpec, build_model, predict_logits
-from mnist_pipeline.params import TrainParams
-from mnist_pipeline.runtime import configure_torch, resolve_device
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.params import TrainParams
+from mnist_pipeline.core.runtime import configure_torch, resolve_device
+from mnist_pipeline.data.splits import Split, epoch_order
+from mnist_pipeline.learning import distributed
+from mnist_pipeline.learning.backprop import ManualBackprop
+from mnist_pipeline.learning.losses import accuracy, make_loss
+from mnist_pipeline.learning.models import ModelSpec, build_model, predict_logits
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError
 
 EXIT_BAD_INPUT = 2
 

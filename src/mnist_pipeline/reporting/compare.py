@@ -1,7 +1,7 @@
 """Compare two runs — two commits, or two experiments — as a markdown report with pictures.
 
-    python -m mnist_pipeline.compare --rev HEAD~1              # workspace vs HEAD~1
-    python -m mnist_pipeline.compare --rev main --new exp-a1b2 # two revisions
+    python -m mnist_pipeline.reporting.compare --rev HEAD~1              # workspace vs HEAD~1
+    python -m mnist_pipeline.reporting.compare --rev main --new exp-a1b2 # two revisions
     make compare REV=HEAD~1                                    # the same, via make
 
 ``--rev`` (and ``--new``) take any git revision (sha, branch, tag, ``HEAD~1``) or the name
@@ -42,8 +42,8 @@ import pandas as pd
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import (
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import (
     atomic_dir,
     parse_csv,
     parse_json,
@@ -53,7 +53,7 @@ from mnist_pipeline.io import (
     write_json,
     write_text,
 )
-from mnist_pipeline.report import accuracy_column, draw_cells, epoch_ticks
+from mnist_pipeline.reporting.report import accuracy_column, draw_cells, epoch_ticks
 
 EVAL = "metrics/eval.json"
 CONFUSION = "metrics/confusion_matrix.csv"
@@ -569,7 +569,7 @@ def write_report(result: Comparison, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline.compare", description=__doc__.splitlines()[0]
+        prog="python -m mnist_pipeline.reporting.compare", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--rev", required=True, help="old side: git revision or DVC experiment name"

@@ -6,7 +6,7 @@ with torch calls ``configure_torch(train.threads)`` first.
 
 import torch
 
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError
 
 
 def configure_torch(threads: int) -> None:

@@ -2,9 +2,9 @@
 
 Run it from the repository root (or anywhere, once the package is installed)::
 
-    PYTHONPATH=src python -m mnist_pipeline.worked_example            # labelled matrices
-    PYTHONPATH=src python -m mnist_pipeline.worked_example --lr 0.5   # another step size
-    PYTHONPATH=src python -m mnist_pipeline.worked_example --json     # one JSON object
+    PYTHONPATH=src python -m mnist_pipeline.tools.worked_example            # labelled matrices
+    PYTHONPATH=src python -m mnist_pipeline.tools.worked_example --lr 0.5   # another step size
+    PYTHONPATH=src python -m mnist_pipeline.tools.worked_example --json     # one JSON object
 
 The setup is the notebook's, in float64: ``X`` is ``[3, 2]``, ``y`` is ``[3, 1]``,
 ``W1`` is ``[1 + 2, 2]`` and ``W2`` is ``[1 + 2, 1]`` (first row of each = bias). The
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mnist_pipeline.backprop import BackpropResult, sgd_update, sigmoid_net_backprop
+from mnist_pipeline.learning.backprop import BackpropResult, sgd_update, sigmoid_net_backprop
 
 DTYPE = torch.float64
 DEFAULT_LR = 0.1
@@ -137,7 +137,7 @@ def _learning_rate(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline.worked_example",
+        prog="python -m mnist_pipeline.tools.worked_example",
         description="The notebook's Question 1: forward pass, hand-derived backprop and one "
         "SGD step for its 2-layer sigmoid network (float64).",
     )

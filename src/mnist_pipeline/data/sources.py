@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.io import decompress_to, file_digest, read_idx, write_idx
-from mnist_pipeline.params import DataParams
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import decompress_to, file_digest, read_idx, write_idx
+from mnist_pipeline.core.params import DataParams
 
 log = logging.getLogger(__name__)
 

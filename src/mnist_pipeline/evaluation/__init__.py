@@ -1,0 +1,1 @@
+"""Scoring a trained model on the test split: the evaluate stage's metrics and confusion."""
