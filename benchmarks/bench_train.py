@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from mnist_pipeline.core.params import DataParams, TrainParams
+from mnist_pipeline.core.params import KERNELS, DataParams, TrainParams
+from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.training import EpochRecord, train
@@ -73,7 +74,12 @@ def load_ours(raw_dir: Path, manifest: dict[str, object]) -> tuple[Split, Split,
 
 
 def run_ours(
-    threads: int, gradients: str, epochs: int, train_split: Split, test_split: Split
+    threads: int,
+    gradients: str,
+    epochs: int,
+    train_split: Split,
+    test_split: Split,
+    kernels: str = "portable",
 ) -> Row:
     params = TrainParams(
         model="linear",
@@ -86,6 +92,7 @@ def run_ours(
         threads=threads,
         gradients=gradients,
         device="cpu",  # a CPU benchmark, even where a GPU is present
+        kernels=kernels,
     )
     stamps: list[float] = []
     records: list[EpochRecord] = []
@@ -130,7 +137,8 @@ def render(
     lines = [
         f"## bench_train: {name}, {epochs} epochs ({counts[0]} train / {counts[1]} test)",
         "",
-        f"torch {torch.__version__}, {os.cpu_count()} CPUs, {platform.processor() or '?'}; "
+        f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+        f"{os.cpu_count()} CPUs, {platform.processor() or '?'}; "
         f"load avg at end {os.getloadavg()[0]:.2f}",
         "",
         "| loop | threads | s/epoch (mean) | median s/epoch | min s/epoch | final train loss "
@@ -183,6 +191,9 @@ def main() -> None:
         "--gradients", default="manual,autograd", help="our backward passes, e.g. manual"
     )
     parser.add_argument("--notebook-threads", type=int, default=1)
+    parser.add_argument(
+        "--kernels", choices=KERNELS, default="portable", help="for both loops (one process)"
+    )
     parser.add_argument("--skip-notebook", action="store_true", help="time only our loop")
     parser.add_argument("--name", help="results file name (default: dataset-epochs)")
     args = parser.parse_args()
@@ -193,6 +204,7 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     name = args.name or f"train-{args.dataset}-{epochs}ep"
 
+    configure_torch(1, args.kernels)  # before any tensor op: the notebook loop runs under it too
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         raw_dir = Path(tmp)
         manifest = fetch(data_params, raw_dir)
@@ -212,7 +224,9 @@ def main() -> None:
         for gradients in args.gradients.split(","):
             for t in threads:
                 print(f"ours, {gradients}, threads={t}: {epochs} epochs ...", flush=True)
-                rows.append(run_ours(t, gradients, epochs, train_split, test_split))
+                rows.append(
+                    run_ours(t, gradients, epochs, train_split, test_split, args.kernels)
+                )
 
     table = render(
         args.dataset,

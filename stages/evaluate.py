@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    configure_torch(params.train.threads)
+    configure_torch(params.train.threads, params.train.kernels)
     split = load_split(args.data / "test.safetensors")
     model, spec, loss, output = load_model(args.model)
     result = evaluate(model, spec, split, loss, output, source=str(args.model))

@@ -16,6 +16,7 @@ from pathlib import Path
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import write_csv
 from mnist_pipeline.core.params import load_params
+from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.models import save_model
@@ -38,6 +39,7 @@ def main() -> None:
         # Re-run this very script under torchrun; it comes back here on every rank.
         command = distributed.relaunch_command(params.processes, sys.argv)
         raise SystemExit(subprocess.run(command, check=False).returncode)
+    configure_torch(params.threads, params.kernels)  # before any tensor op
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
     if not distributed.is_main_process():

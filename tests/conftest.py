@@ -19,10 +19,13 @@ import pytest
 import yaml
 
 from mnist_pipeline.core.io import write_idx, write_json
+from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.sources import ALL_FILES, DATASETS, IDX_FILES
 from mnist_pipeline.data.splits import Split, to_split
 
 REPO = Path(__file__).resolve().parents[1]
+# The stages' default kernels, chosen before any test computes (torch fixes them then).
+configure_torch(threads=1, kernels="portable")
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -14,13 +14,12 @@ from mnist_pipeline.learning.backprop import (
     SUPPORTED,
     check_supported,
     manual_gradients,
-    manual_sgd_step,
     sgd_update,
     sigmoid_net_backprop,
 )
 from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.models import MLP, Linear
-from mnist_pipeline.learning.training import sgd_step
+from mnist_pipeline.learning.optim import SGD, Outer
 
 DTYPE = torch.float64
 TOL = {"atol": 1e-12, "rtol": 1e-10}
@@ -252,18 +251,29 @@ def test_check_supported() -> None:
 
 @pytest.mark.parametrize("loss", SUPPORTED["losses"])
 def test_manual_sgd_step_reproduces_notebook_step(loss: str) -> None:
-    """Three steps of manual backprop + manual_sgd_step == loss.backward() + sgd_step."""
+    """Three steps of manual backprop + SGD == loss.backward() + SGD on p.grad."""
     manual, x, labels = make_model("mlp1", "sigmoid", seed=6)
     auto = copy.deepcopy(manual)
+    manual_sgd, auto_sgd = SGD(list(manual.parameters()), 0.1), SGD(list(auto.parameters()), 0.1)
     for _ in range(3):
         _, grads = manual_gradients(manual, x, labels, "softmax", loss)
-        manual_sgd_step(manual, grads, lr=0.1)
+        manual_sgd.step(list(grads.values()))
         LOSSES[loss](auto(x), labels).backward()
-        sgd_step(auto.parameters(), lr=0.1)
+        auto_sgd.step()
     for (name, p), q in zip(manual.named_parameters(), auto.parameters(), strict=True):
         torch.testing.assert_close(p, q, **TOL, msg=name)
     before = [p.detach().clone() for p in manual.parameters()]
     _, grads = manual_gradients(manual, x, labels, "softmax", loss)
-    manual_sgd_step(manual, grads, lr=0.1)
+    manual_sgd.step(list(grads.values()))
     for old, (name, p) in zip(before, manual.named_parameters(), strict=True):
         torch.testing.assert_close(p.detach(), old - 0.1 * grads[name], **TOL)
+
+
+def test_a_factored_gradient_is_the_same_update() -> None:
+    """``Outer(delta, z)`` folded into ``addmm_`` equals ``p -= lr * deltaᵀ z``."""
+    gen = torch.Generator().manual_seed(3)
+    delta, z = torch.randn(16, 10, generator=gen, dtype=DTYPE), torch.randn(16, 7, dtype=DTYPE)
+    w = torch.randn(10, 7, generator=gen, dtype=DTYPE)
+    folded = w.clone()
+    SGD([folded], lr=0.3).step([Outer(delta, z)])
+    torch.testing.assert_close(folded, w - 0.3 * (delta.T @ z), **TOL)

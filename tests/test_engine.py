@@ -10,7 +10,7 @@ from mnist_pipeline.core.params import TrainParams, parse_params
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.models import CNN, ModelSpec, build_model
-from mnist_pipeline.learning.training import history_frame, make_optimizer, sgd_step, train
+from mnist_pipeline.learning.training import history_frame, make_optimizer, train
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_torch_sgd_is_the_notebook_step_bit_for_bit() -> None:
     x, y = torch.rand(8, 784), torch.arange(8)
     for model in (a, b):
         torch.nn.functional.cross_entropy(model(x), y).backward()
-    sgd_step(list(a.parameters()), 0.05)
+    torch.optim.SGD(a.parameters(), lr=0.05).step()
     optimizer.step()
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)

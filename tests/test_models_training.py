@@ -10,7 +10,8 @@ from mnist_pipeline.core.io import save_tensors
 from mnist_pipeline.core.params import TrainParams
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, load_model, save_model
-from mnist_pipeline.learning.training import sgd_step, train
+from mnist_pipeline.learning.optim import SGD
+from mnist_pipeline.learning.training import train
 
 SPECS = [ModelSpec("linear", 784, 10), ModelSpec("mlp", 784, 10, (32, 16), "relu")]
 
@@ -52,7 +53,7 @@ def test_weights_from_another_architecture_are_refused(tmp_path: Path) -> None:
 def test_sgd_step_is_the_notebooks() -> None:
     p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     p.grad = torch.tensor([0.5, -1.0])
-    sgd_step([p], lr=0.1)
+    SGD([p], lr=0.1).step()
     assert torch.allclose(p.detach(), torch.tensor([0.95, 2.1]))
     assert p.grad is None
 

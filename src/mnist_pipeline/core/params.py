@@ -32,6 +32,7 @@ LOSS_NAMES = ("mse", "cross_entropy")
 GRADIENTS = ("autograd", "manual")
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
+KERNELS = ("portable", "native")  # see core/runtime.py
 # The hand-derived backward pass (backprop.py) covers these models, with every activation,
 # output and loss above; anything else trains through autograd.
 MANUAL_GRADIENT_MODELS = ("linear", "mlp")
@@ -109,6 +110,9 @@ class TrainParams:
     )
     device: str = _spec("auto", help="where to train", choices=DEVICES)
     threads: int = _spec(1, help="torch intra-op CPU threads", min=1, max=256)
+    kernels: str = _spec(
+        "portable", help="CPU kernels: same bytes on any x86-64, or fastest", choices=KERNELS
+    )
     processes: int = _spec(1, help="data-parallel processes (torchrun)", min=1, max=64)
 
     def __post_init__(self) -> None:

@@ -34,7 +34,7 @@ The worked example (the notebook's numbers, float64) prints every intermediate v
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +50,7 @@ from mnist_pipeline.core.params import (
 )
 from mnist_pipeline.learning.losses import one_hot
 from mnist_pipeline.learning.models import MLP, Linear
+from mnist_pipeline.learning.optim import SGD, Grad, Outer
 
 SUPPORTED: dict[str, tuple[str, ...]] = {
     "models": MANUAL_GRADIENT_MODELS,
@@ -146,12 +147,13 @@ def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> Bac
     )
 
 
-@torch.no_grad()
 def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) -> list[Tensor]:
     """One SGD step ``W_l - lr ∂L/∂W_l`` for every layer, as new tensors (inputs untouched)."""
     if len(weights) != len(grads):
         raise ValueError(f"{len(weights)} weight matrices but {len(grads)} gradients")
-    return [w - lr * g for w, g in zip(weights, grads, strict=True)]
+    updated = [w.clone() for w in weights]
+    SGD(updated, lr).step(grads)
+    return updated
 
 
 # --- The pipeline's models ---------------------------------------------------------------
@@ -180,21 +182,25 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _loss_and_logit_grad(
-    logits: Tensor, labels: Tensor, output: str, loss: str
+    logits: Tensor, target: Tensor, output: str, loss: str
 ) -> tuple[Tensor, Tensor]:
-    """The loss (0-d) and ``∂L/∂logits`` (``[B, C]``) for one output function and loss."""
-    batch, classes = logits.shape
-    target = one_hot(labels, classes, logits.dtype)  # [B, C]
+    """The loss (0-d) and ``∂L/∂logits`` (``[B, C]``) for one output function and loss.
+
+    ``target`` is the one-hot label matrix ``[B, C]``. This runs every training step, so
+    the default pair (softmax, mse) is written in as few tensor ops as the math allows.
+    """
+    batch = logits.shape[0]
     if output == "softmax":
         p = torch.softmax(logits, dim=1)
         if loss == "mse":
             g = p - target
             flat = g.view(-1)
-            # Σ_rows Σ_k g² / B as one dot product: this runs every step, and each op counts.
+            # Σ_rows Σ_k g² / B as one dot product.
             value = torch.dot(flat, flat).mul_(1.0 / batch)
             # ∂L/∂p = 2g/B; the softmax Jacobian ∂p_k/∂z_j = p_k(1[k=j] - p_j) turns it into
-            # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k g_k p_k).
-            grad = (g - (g * p).sum(1, keepdim=True)).mul_(p).mul_(2.0 / batch)
+            # ∂L/∂z_j = p_j g_j - p_j Σ_k p_k g_k  (g already scaled by 2/B).
+            pg = p * g.mul_(2.0 / batch)
+            grad = torch.addcmul(pg, p, pg.sum(1, keepdim=True), value=-1.0)
         elif loss == "cross_entropy":
             # log_softmax, not log(p): no log(0) when a logit dominates.
             value = -(torch.log_softmax(logits, dim=1) * target).sum(1).mean()
@@ -238,10 +244,14 @@ class ManualBackprop:
         self.output, self.loss = output, loss
         self.names = [name for name, _ in model.named_parameters()]
 
-    def gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def gradients(
+        self, x: Tensor, target: Tensor, factored: bool = False
+    ) -> tuple[Tensor, list[Grad]]:
         """Loss (0-d) and ``∂L/∂param`` for each parameter, in ``named_parameters`` order.
 
-        ``x`` is ``[B, in_features]``, ``y`` the integer labels ``[B]``.
+        ``x`` is ``[B, in_features]``, ``target`` the one-hot labels ``[B, C]``. With
+        ``factored``, each weight gradient stays ``Outer(delta, z)`` (``deltaᵀ z``) for
+        ``optim.SGD`` to fold into its update; otherwise every gradient is a tensor.
         """
         layers = self.layers
 
@@ -267,15 +277,16 @@ class ManualBackprop:
                 raise TypeError(f"no manual backward for layer {type(layer).__name__}")
 
         # delta = ∂L/∂logits: [B, C]
-        value, delta = _loss_and_logit_grad(h, y, self.output, self.loss)
+        value, delta = _loss_and_logit_grad(h, target, self.output, self.loss)
 
-        # Backward: delta is always ∂L/∂(output of the current layer).
-        grads: dict[str, Tensor] = {}
+        # Backward: delta is always ∂L/∂(output of the current layer). Every tensor a
+        # gradient refers to is fresh (no in-place op touches it after): Outer stays valid.
+        grads: dict[str, Grad] = {}
         for index in range(len(layers) - 1, -1, -1):
             name, layer = layers[index]
             if isinstance(layer, nn.Linear):
-                z_in = saved[index]  # [B, in]
-                grads[f"{name}.weight"] = delta.T @ z_in  # [out, B] @ [B, in] = [out, in]
+                weight_grad = Outer(delta, saved[index])  # [out, B] @ [B, in] = [out, in]
+                grads[f"{name}.weight"] = weight_grad if factored else weight_grad.materialize()
                 if layer.bias is not None:
                     grads[f"{name}.bias"] = delta.sum(0)  # the bias is added to every row
                 if index > 0:  # the input X needs no gradient
@@ -308,14 +319,6 @@ def manual_gradients(
     if y.dim() != 1 or y.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"y must be integer class labels [B], got {y.dtype} {tuple(y.shape)}")
     engine = ManualBackprop(model, output, loss)
-    value, grads = engine.gradients(x, y)
-    return value, dict(zip(engine.names, grads, strict=True))
-
-
-def manual_sgd_step(model: nn.Module, grads: Mapping[str, Tensor], lr: float) -> None:
-    """The notebook's SGD step ``p -= lr * grad`` for every named parameter, in place."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name not in grads:
-                raise KeyError(f"no gradient for parameter {name!r}")
-            p.sub_(grads[name], alpha=lr)
+    logits_width = engine.layers[-1][1].out_features  # type: ignore[union-attr]
+    value, grads = engine.gradients(x, one_hot(y, logits_width, x.dtype))
+    return value, dict(zip(engine.names, grads, strict=True))  # type: ignore[arg-type]

@@ -30,8 +30,9 @@ from mnist_pipeline.core.runtime import configure_torch, resolve_device
 from mnist_pipeline.data.splits import Split, epoch_order
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop
-from mnist_pipeline.learning.losses import accuracy, make_loss
+from mnist_pipeline.learning.losses import accuracy, make_loss, one_hot
 from mnist_pipeline.learning.models import ModelSpec, build_model, predict_logits
+from mnist_pipeline.learning.optim import SGD, Grad
 
 log = logging.getLogger(__name__)
 
@@ -58,59 +59,14 @@ def model_spec(params: TrainParams, in_features: int, num_classes: int) -> Model
     return ModelSpec(params.model, in_features, num_classes, hidden, params.activation, channels)
 
 
-def sgd_step(parameters: list[nn.Parameter], lr: float) -> None:
-    """The notebook's minibatch SGD, verbatim: ``p -= lr * p.grad``, then clear the grad."""
-    with torch.no_grad():
-        for p in parameters:
-            if p.grad is not None:
-                p.sub_(p.grad, alpha=lr)
-                p.grad = None
-
-
-class NotebookSGD:
-    """The notebook's step, with optional momentum and weight decay.
-
-    With ``momentum=0`` and ``weight_decay=0`` a step is ``sgd_step`` exactly; otherwise it
-    follows ``torch.optim.SGD`` (``g += wd * p``; ``buf = m * buf + g``; ``p -= lr * buf``),
-    bit for bit (tests check both). It exists because ``torch.optim.SGD.step`` costs
-    ~40% more per step than this loop on batch-16 steps that take ~100 µs in all.
-    """
-
-    def __init__(
-        self, parameters: list[nn.Parameter], lr: float, momentum: float, weight_decay: float
-    ) -> None:
-        self.parameters = parameters
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.buffers: list[Tensor | None] = [None] * len(parameters)
-
-    @torch.no_grad()
-    def step(self) -> None:
-        if self.momentum == 0 and self.weight_decay == 0:
-            sgd_step(self.parameters, self.lr)
-            return
-        for i, p in enumerate(self.parameters):
-            if p.grad is None:
-                continue
-            g = p.grad.add(p, alpha=self.weight_decay) if self.weight_decay else p.grad
-            if self.momentum:
-                buf = self.buffers[i]
-                if buf is None:
-                    buf = self.buffers[i] = g.detach().clone()
-                else:
-                    buf.mul_(self.momentum).add_(g)
-                g = buf
-            p.sub_(g, alpha=self.lr)
-            p.grad = None
-
-
-Optimizer = NotebookSGD | torch.optim.Optimizer
+Optimizer = SGD | torch.optim.Optimizer
 
 
 def make_optimizer(params: TrainParams, model: nn.Module) -> Optimizer:
-    """``sgd``: the notebook's step (``NotebookSGD``); ``adam``: ``torch.optim.Adam``."""
+    """``sgd``: the notebook's step (``optim.SGD``); ``adam``: ``torch.optim.Adam``."""
     if params.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    return NotebookSGD(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
+    return SGD(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
 
 
 def scored_on(params: TrainParams) -> str:
@@ -136,7 +92,10 @@ StepFn = Callable[[Tensor, Tensor], Tensor]
 def make_step(
     params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context
 ) -> StepFn:
-    """One training step on a global minibatch ``(x [B, 784], y [B])``; returns its loss.
+    """One training step on a global minibatch ``x [B, 784]``; returns its loss.
+
+    ``y`` is the labels ``[B]`` for autograd, the one-hot rows ``[B, C]`` for the manual
+    engine (gathered with ``x``, so no step builds them).
 
     In a single process that is the notebook's step. Under torchrun each rank computes
     on its shard and the step still equals the single-process one (see ``distributed``);
@@ -148,16 +107,27 @@ def make_step(
     if params.gradients == "manual":
         engine = ManualBackprop(model, params.output, params.loss)
         parameters = list(model.parameters())
+        # Weight gradients stay factored (δ, z) for SGD to fold δᵀz into its update.
+        factored = isinstance(optimizer, SGD) and not ctx.active
+
+        def apply(grads: list[Grad]) -> None:
+            if isinstance(optimizer, SGD):
+                optimizer.step(grads)
+                return
+            for p, grad in zip(parameters, grads, strict=True):
+                p.grad = grad  # type: ignore[assignment]  # tensors: factored is off
+            optimizer.step()
 
         @torch.no_grad()
-        def manual_step(x: Tensor, y: Tensor) -> Tensor:
-            xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
-            loss, grads = engine.gradients(xs, ys)
-            weight = len(ys) / len(y)
-            for p, grad in zip(parameters, grads, strict=True):
-                p.grad = distributed.sum_(grad.mul_(weight), ctx) if ctx.active else grad
-            optimizer.step()
-            return loss.mul_(weight) if ctx.active else loss
+        def manual_step(x: Tensor, target: Tensor) -> Tensor:
+            xs, ts = distributed.shard(x, ctx), distributed.shard(target, ctx)
+            loss, grads = engine.gradients(xs, ts, factored)
+            if not ctx.active:
+                apply(grads)
+                return loss
+            weight = len(ts) / len(target)
+            apply([distributed.sum_(g.mul_(weight), ctx) for g in grads])  # type: ignore[union-attr]
+            return loss.mul_(weight)
 
         return manual_step
 
@@ -201,7 +171,7 @@ def minibatches(
     batch_size: int,
     staging: tuple[Tensor, Tensor] | None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """The epoch's minibatches ``(x [B, 784], y [B])`` in ``order``; same values either way."""
+    """The epoch's minibatches ``(x [B, 784], y [B, ...])`` in ``order``; same values either way."""
     if staging is None:
         for idx in order.split(batch_size):
             yield x[idx], y[idx]
@@ -220,7 +190,7 @@ def train(
 ) -> TrainResult:
     """Train a fresh model from ``params``; score ``test_split`` per epoch unless a
     validation slice is held out (``train.val_fraction``)."""
-    configure_torch(params.threads)
+    configure_torch(params.threads, params.kernels)
     device = resolve_device(params.device)
     if params.val_fraction > 0:
         train_split, test_split = holdout(train_split, params.val_fraction, params.seed)
@@ -237,6 +207,8 @@ def train(
     optimizer = make_optimizer(params, model)
     step = make_step(params, model, optimizer, ctx)
     x, y = train_split.images.to(device), train_split.labels.to(device)
+    if params.gradients == "manual":  # the engine takes one-hot rows, gathered with x
+        y = one_hot(y, train_split.num_classes, x.dtype)  # [N] -> [N, C]
     score_x, score_y = test_split.images.to(device), test_split.labels.to(device)
     staging = epoch_staging(x, y)
     shuffle = torch.Generator().manual_seed(params.seed)
