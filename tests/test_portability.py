@@ -1,0 +1,97 @@
+"""Same params, same bytes on any x86-64 CPU: the train and evaluate stages under every CPU
+this machine can pretend to be.
+
+torch picks its kernels from the CPU it runs on: ATen's vectorised code from
+``ATEN_CPU_CAPABILITY`` (default / avx2 / avx512, capped at what the CPU has), MKL's code
+path from ``MKL_ENABLE_INSTRUCTIONS`` (AVX2 = a CPU without AVX-512, SSE4_2 = an old
+one), the thread pool from the cores it may use. With ``train.kernels: portable`` (the
+default) every combination must write identical files; with ``native`` they differ,
+which is what proves this test can see a difference at all.
+
+    .venv/bin/python -m pytest tests/test_portability.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, make_split, stage
+from mnist_pipeline.data.splits import save_split
+
+AVX512 = "avx512f" in Path("/proc/cpuinfo").read_text()
+# (ATen capability, MKL instruction cap, CPU cores): the CPUs this machine can emulate.
+CPUS: list[tuple[str, str | None, str]] = [
+    ("default", "SSE4_2", "0"),
+    ("avx2", "AVX2", "0,1"),
+    *([("avx512", None, "0,1")] if AVX512 else []),
+]
+CONFIGS = {
+    "seed": {},  # the notebook's linear softmax-MSE, hand-derived gradients, batch 16
+    "mlp-2threads": {"model": "mlp", "hidden": [32], "activation": "relu", "threads": 2,
+                     "loss": "cross_entropy", "optimizer": "adam", "lr": 0.003},
+    "cnn": {"model": "cnn", "channels": [4, 8], "hidden": [16], "gradients": "autograd",
+            "activation": "relu", "batch_size": 32, "lr": 0.05},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("processed")
+    save_split(make_split(320, 1), data / "train.safetensors")
+    save_split(make_split(80, 2), data / "test.safetensors")
+    return data
+
+
+def run_cpu(
+    processed: Path, work: Path, train: dict[str, object], cpu: tuple[str, str | None, str]
+) -> dict[str, str]:
+    """Train + evaluate in ``work`` as that CPU would; the md5 of every file they write."""
+    capability, mkl, cores = cpu
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"].update({"epochs": 2, **train})
+    work.mkdir(parents=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = [
+        "env",
+        f"ATEN_CPU_CAPABILITY={capability}",
+        *([f"MKL_ENABLE_INSTRUCTIONS={mkl}"] * bool(mkl)),
+    ]
+    prefix = ["taskset", "-c", cores, *env]
+    for name, args in (
+        ("train", ["--data", str(processed), "--model", "m.safetensors", "--history", "log.csv",
+                   "--live", "live"]),
+        ("evaluate", ["--data", str(processed), "--model", "m.safetensors", "--metrics",
+                      "eval.json", "--confusion", "c.csv", "--counts", "n.csv",
+                      "--predictions", "p.csv"]),
+    ):  # fmt: skip
+        result = stage(name, "--params", "params.yaml", *args, cwd=work, prefix=prefix)
+        assert result.returncode == 0, result.stderr
+    return {
+        str(p.relative_to(work)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(work.rglob("*"))
+        if p.is_file() and p.name != "params.yaml"
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_portable_kernels_write_the_same_bytes_on_every_cpu(
+    processed: Path, tmp_path: Path, config: str
+) -> None:
+    hashes = [run_cpu(processed, tmp_path / cpu[0], CONFIGS[config], cpu) for cpu in CPUS]
+    assert len(hashes[0]) >= 8  # model, log, dvclive files, metrics, confusion, predictions
+    for cpu, other in zip(CPUS[1:], hashes[1:], strict=True):
+        assert other == hashes[0], f"{cpu} wrote other bytes than {CPUS[0]}"
+
+
+@pytest.mark.slow
+def test_native_kernels_differ_between_cpus(processed: Path, tmp_path: Path) -> None:
+    """The control: without the pinning, the same run on two CPUs writes another model."""
+    native = {"kernels": "native"}
+    first = run_cpu(processed, tmp_path / "a", native, CPUS[0])
+    last = run_cpu(processed, tmp_path / "b", native, CPUS[-1])
+    assert first["m.safetensors"] != last["m.safetensors"]
