@@ -224,9 +224,7 @@ def main() -> None:
         for gradients in args.gradients.split(","):
             for t in threads:
                 print(f"ours, {gradients}, threads={t}: {epochs} epochs ...", flush=True)
-                rows.append(
-                    run_ours(t, gradients, epochs, train_split, test_split, args.kernels)
-                )
+                rows.append(run_ours(t, gradients, epochs, train_split, test_split, args.kernels))
 
     table = render(
         args.dataset,

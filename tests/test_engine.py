@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,8 +111,8 @@ def test_val_fraction_keeps_the_test_set_untouched(train_split: Split, test_spli
     assert result.scored_on == "val"
     assert list(history_frame(result).columns) == ["epoch", "train_loss", "val_accuracy"]
     scrambled = Split(
-        torch.rand_like(test_split.images),
-        test_split.labels.flip(0),
+        np.random.default_rng(0).random(test_split.images.shape, dtype=np.float32),
+        test_split.labels[::-1].copy(),
         "mnist",
         "x",
         test_split.classes,

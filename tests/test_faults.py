@@ -315,7 +315,7 @@ def processed_wrong_shape(s: Scratch) -> None:
     out = s.processed()
     split = make_split(200, 1)
     meta = {"dataset": "mnist", "source": "synthetic", "classes": json.dumps(split.classes)}
-    images = split.images[:, :100].contiguous()  # [200, 100], not [200, 784]
+    images = split.images[:, :100].copy()  # [200, 100], not [200, 784]
     save_tensors({"images": images, "labels": split.labels}, out / "train.safetensors", meta)
 
 

@@ -131,7 +131,18 @@ def test_safetensors_round_trip_is_byte_deterministic(tmp_path: Path) -> None:
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     loaded, meta = load_tensors(tmp_path / "a.safetensors")
     assert meta == {"k": "v"}
-    assert torch.equal(loaded["w"], tensors["w"]) and torch.equal(loaded["b"], tensors["b"])
+    assert all(np.array_equal(loaded[k], tensors[k].numpy()) for k in tensors)
+
+
+def test_safetensors_bytes_do_not_depend_on_the_framework(tmp_path: Path) -> None:
+    """Written from numpy (no torch import) or through safetensors.torch: the same file."""
+    from safetensors.torch import save_file
+
+    tensors = {"w": torch.rand(3, 4), "y": torch.arange(5)}
+    save_tensors(tensors, tmp_path / "ours.safetensors", {"k": "v"})
+    save_file(tensors, str(tmp_path / "torch.safetensors"), {"mnist_pipeline": '{"k": "v"}'})
+    ours, theirs = (tmp_path / f"{n}.safetensors" for n in ("ours", "torch"))
+    assert ours.read_bytes() == theirs.read_bytes()
 
 
 def test_safetensors_bytes_are_stable_across_processes(tmp_path: Path) -> None:

@@ -23,10 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import yaml
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from mnist_pipeline.core.errors import PipelineError
 
@@ -267,22 +264,30 @@ def write_idx(array: np.ndarray, path: Path) -> None:
 
 
 def save_tensors(
-    tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None
+    tensors: Mapping[str, Any], path: Path, metadata: Mapping[str, str] | None = None
 ) -> None:
-    """Save tensors with safetensors: no pickle, and the bytes depend only on the data.
+    """Save arrays (numpy, or torch tensors: read through ``.numpy()``) with safetensors.
 
-    safetensors keeps metadata in a hash map whose order changes from process to process,
-    so it is stored as one JSON string under a single key to keep the file byte-stable.
+    No pickle, and the bytes depend only on the data: safetensors keeps metadata in a hash
+    map whose order changes from process to process, so it is stored as one JSON string
+    under a single key. Written through safetensors' numpy API, so no stage pays for
+    importing torch to read or write a file (the bytes are the same either way).
     """
-    contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    from safetensors.numpy import save_file
+
+    arrays = {
+        name: np.ascontiguousarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t)
+        for name, t in tensors.items()
+    }
     packed = {_META_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file(contiguous, str(tmp), metadata=packed)
+        save_file(arrays, str(tmp), metadata=packed)
 
 
-def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Load a safetensors file and its string metadata; refuse anything else (e.g. pickle)."""
-    from safetensors import safe_open
+def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Load a safetensors file as numpy arrays and its string metadata; refuse anything else."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import load_file
 
     path = Path(path)
     if not path.is_file():
@@ -296,7 +301,7 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         )
     try:
         tensors = load_file(str(path))
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="np") as handle:
             packed = dict(handle.metadata() or {})
         metadata = json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
     except (SafetensorError, OSError, ValueError) as err:

@@ -3,8 +3,8 @@
 ``to_split`` checks what the notebook's ``data_iter`` silently assumed (uint8 images of
 28×28, as many labels as images, labels in range) and flattens and scales the images the
 way the notebook does per sample: ``[N, 28, 28] uint8 -> [N, 784] float32 / 255``.
-``load_split`` reads a processed split back with its provenance; ``epoch_order`` is the
-notebook's reshuffled-every-epoch sample order, as an index tensor into one big tensor.
+``load_split`` reads a processed split back with its provenance. Splits are numpy arrays:
+reading and writing them needs no torch (the training code wraps them without a copy).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import load_tensors, read_idx, save_tensors
@@ -28,8 +27,8 @@ N_FEATURES = IMAGE_SIDE * IMAGE_SIDE
 class Split:
     """One processed split: images ``[N, 784]`` float32 in [0, 1], labels ``[N]`` int64."""
 
-    images: torch.Tensor
-    labels: torch.Tensor
+    images: np.ndarray
+    labels: np.ndarray
     dataset: str
     source: str
     classes: tuple[str, ...]
@@ -41,7 +40,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, index: torch.Tensor) -> Split:
+    def subset(self, index: np.ndarray) -> Split:
         """The rows ``index`` of this split, same provenance."""
         return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
 
@@ -84,8 +83,8 @@ def to_split(
             "dataset: check data.dataset and fetch it again"
         )
     # [N, 28, 28] uint8 -> [N, 784] float32 in [0, 1], as the notebook's per-sample code.
-    flat = torch.from_numpy(images.reshape(images.shape[0], N_FEATURES)).float().div_(255.0)
-    return Split(flat, torch.from_numpy(labels.astype(np.int64)), dataset, source, classes)
+    flat = images.reshape(images.shape[0], N_FEATURES).astype(np.float32) / np.float32(255.0)
+    return Split(flat, labels.astype(np.int64), dataset, source, classes)
 
 
 def read_raw_split(
@@ -127,26 +126,14 @@ def load_split(path: Path) -> Split:
         raise PipelineError(
             f"{path}: missing {err} in the processed file; rerun the preprocess stage"
         ) from err
-    if images.dtype != torch.float32 or images.ndim != 2 or images.shape[1] != N_FEATURES:
+    if images.dtype != np.float32 or images.ndim != 2 or images.shape[1] != N_FEATURES:
         raise PipelineError(
             f"{path}: images are {images.dtype} {list(images.shape)}, expected float32 "
             f"[N, {N_FEATURES}]; rerun the preprocess stage"
         )
-    if labels.dtype != torch.int64 or labels.shape != (images.shape[0],):
+    if labels.dtype != np.int64 or labels.shape != (images.shape[0],):
         raise PipelineError(
             f"{path}: labels are {labels.dtype} {list(labels.shape)}, expected int64 "
             f"[{images.shape[0]}]; rerun the preprocess stage"
         )
     return Split(images, labels, dataset, source, classes)
-
-
-def epoch_order(
-    n: int, generator: torch.Generator, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """A fresh random permutation of ``range(n)``: the order of one epoch's samples.
-
-    Drawn on the CPU (the same order on every device) and moved to ``device`` once per
-    epoch. Consecutive ``batch_size`` slices of it are the epoch's minibatches (the last
-    may be short), as the notebook's ``data_iter`` reshuffles every epoch.
-    """
-    return torch.randperm(n, generator=generator).to(device)

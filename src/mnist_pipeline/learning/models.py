@@ -161,7 +161,7 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
             f"{path}: no usable model description in its metadata ({err}); rerun the train stage"
         ) from err
     try:
-        model.load_state_dict(tensors, strict=True)
+        model.load_state_dict({k: torch.from_numpy(a) for k, a in tensors.items()}, strict=True)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1].strip()
         raise PipelineError(

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.params import TrainParams
 from mnist_pipeline.core.runtime import configure_torch, resolve_device
-from mnist_pipeline.data.splits import Split, epoch_order
+from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop
 from mnist_pipeline.learning.losses import accuracy, make_loss, one_hot
@@ -69,6 +69,16 @@ def make_optimizer(params: TrainParams, model: nn.Module) -> Optimizer:
     return SGD(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
 
 
+def epoch_order(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
+    """A fresh random permutation of ``range(n)``: the order of one epoch's samples.
+
+    Drawn on the CPU (the same order on every device) and moved to ``device`` once per
+    epoch. Consecutive ``batch_size`` slices of it are the epoch's minibatches (the last
+    may be short), as the notebook's ``data_iter`` reshuffles every epoch.
+    """
+    return torch.randperm(n, generator=generator).to(device)
+
+
 def scored_on(params: TrainParams) -> str:
     """Which split the per-epoch accuracy is measured on: ``test`` (the notebook) or ``val``."""
     return "val" if params.val_fraction > 0 else "test"
@@ -83,7 +93,7 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
             "validation; choose a fraction that keeps both parts non-empty"
         )
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed + 1))
-    return split.subset(order[n_val:]), split.subset(order[:n_val])
+    return split.subset(order[n_val:].numpy()), split.subset(order[:n_val].numpy())
 
 
 StepFn = Callable[[Tensor, Tensor], Tensor]
@@ -206,10 +216,12 @@ def train(
     model = build_model(spec).to(device)
     optimizer = make_optimizer(params, model)
     step = make_step(params, model, optimizer, ctx)
-    x, y = train_split.images.to(device), train_split.labels.to(device)
+    x, y = (torch.from_numpy(a).to(device) for a in (train_split.images, train_split.labels))
     if params.gradients == "manual":  # the engine takes one-hot rows, gathered with x
         y = one_hot(y, train_split.num_classes, x.dtype)  # [N] -> [N, C]
-    score_x, score_y = test_split.images.to(device), test_split.labels.to(device)
+    score_x, score_y = (
+        torch.from_numpy(a).to(device) for a in (test_split.images, test_split.labels)
+    )
     staging = epoch_staging(x, y)
     shuffle = torch.Generator().manual_seed(params.seed)
 

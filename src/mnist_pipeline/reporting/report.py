@@ -167,7 +167,7 @@ def image_grid(
         axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=12)
     for ax, index in zip(axes.flat, indices, strict=False):  # more axes than images
         actual, guess = int(split.labels[index]), int(predicted[index])
-        image = split.images[index].reshape(IMAGE_SIDE, IMAGE_SIDE).numpy()
+        image = split.images[index].reshape(IMAGE_SIDE, IMAGE_SIDE)
         ax.imshow(image, cmap="gray_r")
         ax.set_title(
             f"#{index}\n{split.classes[actual][:8]} → {split.classes[guess][:8]}",
@@ -188,7 +188,7 @@ def prediction_grid(
 
 def misclassified_indices(split: Split, predicted: np.ndarray, n_images: int) -> np.ndarray:
     """Indices (ascending) of the first ``n_images`` test images the model got wrong."""
-    wrong = np.flatnonzero(split.labels.numpy() != np.asarray(predicted))
+    wrong = np.flatnonzero(split.labels != np.asarray(predicted))
     return wrong[:n_images]
 
 
@@ -197,7 +197,7 @@ def misclassified_grid(
 ) -> Figure:
     """The first ``n_images`` misclassified test images by index, titled ``true → pred``."""
     indices = misclassified_indices(split, predicted, n_images)
-    n_wrong = int((split.labels.numpy() != np.asarray(predicted)).sum())
+    n_wrong = int((split.labels != np.asarray(predicted)).sum())
     title = f"Misclassified test images: first {len(indices)} of {n_wrong} (true → predicted)"
     return image_grid(split, predicted, indices, title, subtitle)
 
