@@ -241,6 +241,10 @@ class ManualBackprop:
         if loss not in SUPPORTED["losses"]:
             raise ValueError(f"unknown loss {loss!r}; choose one of {SUPPORTED['losses']}")
         self.layers = _layers(model)
+        # W^T views [in, out] made once: they follow the in-place updates of W.
+        self.transposed = {
+            name: layer.weight.T for name, layer in self.layers if isinstance(layer, nn.Linear)
+        }
         self.output, self.loss = output, loss
         self.names = [name for name, _ in model.named_parameters()]
 
@@ -261,14 +265,14 @@ class ManualBackprop:
         #   ReLU    -> its input u (relu'(u) = [u > 0])
         h = x
         saved: list[Tensor] = []
-        for _, layer in layers:
+        for name, layer in layers:
             saved.append(h if not isinstance(layer, nn.Sigmoid) else torch.sigmoid(h))
             if isinstance(layer, nn.Linear):
                 # [B, in] @ [in, out] (+ bias); PyTorch stores weight as [out, in].
                 if layer.bias is not None:
-                    h = torch.addmm(layer.bias, h, layer.weight.T)
+                    h = torch.addmm(layer.bias, h, self.transposed[name])
                 else:
-                    h = h @ layer.weight.T
+                    h = h @ self.transposed[name]
             elif isinstance(layer, nn.Sigmoid):
                 h = saved[-1]
             elif isinstance(layer, nn.ReLU):

@@ -52,6 +52,7 @@ class SGD:
     @torch.no_grad()
     def step(self, grads: Sequence[Grad | None] | None = None) -> None:
         """``p -= lr * grad`` for every parameter; ``grads`` defaults to each ``p.grad``."""
+        from_autograd = grads is None
         if grads is None:
             grads = [p.grad for p in self.parameters]
         plain = self.momentum == 0 and self.weight_decay == 0
@@ -64,7 +65,8 @@ class SGD:
                 p.sub_(g, alpha=self.lr)
             else:
                 p.sub_(self._direction(i, p, g), alpha=self.lr)
-            p.grad = None
+            if from_autograd:
+                p.grad = None
 
     def _direction(self, i: int, p: Tensor, g: Grad) -> Tensor:
         """``torch.optim.SGD``'s step direction: decayed gradient, through momentum."""
