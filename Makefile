@@ -50,10 +50,12 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 validate: $(STAMP)  ## check dvc.yaml (schema, DAG, deps), params.yaml; one line per problem
 	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m mnist_pipeline.tools.validate $(VALIDATE_ARGS)
 
-# The CI job (.github/workflows/pipeline.yml runs the same two steps): smoke run in a
-# throwaway clone, so this checkout and its `git status` stay as they were.
-ci: validate  ## validate, then smoke-run the pipeline (embedded data, 2 epochs) and diff vs CI_BASE
+# The CI job (.github/workflows/pipeline.yml runs the same steps): smoke run in a
+# throwaway clone, so this checkout and its `git status` stay as they were; then the
+# offline-plots test in headless Chromium (.ci/plots.sh installs chromium where it can).
+ci: validate  ## validate, smoke-run the pipeline (embedded data, 2 epochs), diff vs CI_BASE, render plots offline
 	.ci/pipeline.sh
+	.ci/plots.sh
 
 clean:  ## remove the venv and pipeline outputs (the DVC cache stays)
 	rm -rf $(VENV) data models reports .pytest_cache .ruff_cache
