@@ -3,9 +3,10 @@
     python stages/train.py --params params.yaml --data data/processed \
         --model models/model.safetensors --history metrics/train_log.csv --live dvclive
 
-Reads the ``train`` section. Writes the weights (safetensors, with the architecture in
-its metadata), the per-epoch log that ``dvc plots`` draws, and dvclive's per-epoch
-metrics (live progress for ``dvc exp show`` and the VS Code extension).
+Reads the ``train`` section. Writes the weights (safetensors, with the architecture and the
+class names in its metadata: ``predict`` needs no other file), the per-epoch log that
+``dvc plots`` draws, and dvclive's per-epoch metrics (live progress for ``dvc exp show``
+and the VS Code extension).
 """
 
 import argparse
@@ -48,7 +49,9 @@ def main() -> None:
     with EpochTracker(args.live, params.epochs, scored_on(params)) as tracker:
         result = train(params, train_split, test_split, on_epoch=tracker)
 
-    save_model(result.model, result.spec, args.model, params.loss, params.output)
+    save_model(
+        result.model, result.spec, args.model, params.loss, params.output, train_split.classes
+    )
     write_csv(history_frame(result), args.history)
     last = result.history[-1]
     seconds = sum(result.seconds_per_epoch) / len(result.seconds_per_epoch)

@@ -1,6 +1,6 @@
 """Every file format the pipeline reads or writes, and nothing else.
 
-IDX (raw or gzip), YAML, JSON, CSV, safetensors and PNG live here so that the other
+IDX (raw or gzip), YAML, JSON, CSV, safetensors, PNG and JPEG live here so that the other
 modules deal only in arrays, tensors, dicts and figures. Every writer goes through
 ``atomic_path``: the data lands in a temp file in the destination directory and is
 renamed into place only when complete, so an interrupted or failed stage never leaves a
@@ -286,7 +286,7 @@ def save_tensors(
 
 def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Load a safetensors file as numpy arrays and its string metadata; refuse anything else."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     path = Path(path)
@@ -301,11 +301,82 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         )
     try:
         tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _unreadable_tensors(path, err) from err
+    return tensors, read_tensor_metadata(path)
+
+
+def _unreadable_tensors(path: Path, err: Exception) -> PipelineError:
+    return PipelineError(
+        f"{path}: not a readable safetensors file ({err}); rerun the stage that writes it"
+    )
+
+
+def read_tensor_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, from its header alone (no tensors read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
         with safe_open(str(path), framework="np") as handle:
             packed = dict(handle.metadata() or {})
-        metadata = json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
+        return json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
     except (SafetensorError, OSError, ValueError) as err:
+        raise _unreadable_tensors(path, err) from err
+
+
+# ------------------------------------------------------------------------------ images
+
+IMAGE_FORMATS = ("PNG", "JPEG")
+# Pixels read_image decodes at most: a 64-megapixel photo is ~250 MB as float32. The
+# header says the size, so a decompression bomb (a small file that decodes to gigabytes)
+# is refused before any pixel is decoded.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A PNG or JPEG as grayscale ``[H, W]`` float32 in 0..255, upright, alpha over white.
+
+    The size in the header is checked against ``max_pixels`` before decoding; the EXIF
+    orientation of phone photos is applied; transparent pixels count as white paper.
+    """
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    fix = "give a PNG or JPEG of one digit or garment"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise Image.DecompressionBombError(f"{width}×{height}")
+                image.load()  # decode now, inside the error handling below
+                upright = ImageOps.exif_transpose(image)
+                if upright.mode in ("RGBA", "LA", "PA", "P") or "transparency" in upright.info:
+                    rgba = upright.convert("RGBA")
+                    upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+                gray = upright.convert("L")  # ITU-R 601-2 luma
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # Ours above, or Pillow's own check (it runs in Image.open for huge sizes).
         raise PipelineError(
-            f"{path}: not a readable safetensors file ({err}); rerun the stage that writes it"
+            f"{path}: image larger than the {max_pixels:,} pixels read here ({err}); "
+            "crop or shrink it"
         ) from err
-    return tensors, metadata
+    except UnidentifiedImageError as err:
+        raise PipelineError(f"{path}: not a PNG or JPEG image; {fix}") from err
+    except FileNotFoundError as err:
+        raise PipelineError(f"{path}: file not found; {fix}") from err
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+        raise PipelineError(f"{path}: cannot decode the image ({err}); {fix}") from err
+    return np.asarray(gray, dtype=np.float32)
+
+
+def write_png(image: np.ndarray, path: Path) -> None:
+    """A ``[H, W]`` float image in [0, 1] as an 8-bit grayscale PNG (0 = black)."""
+    from PIL import Image
+
+    pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")

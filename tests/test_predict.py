@@ -1,0 +1,202 @@
+"""`mnist-predict`: your own image -> MNIST-style input -> the trained model's top classes.
+
+The main check: the 1,000 embedded test images, written out as a user would photograph or
+draw them (black ink on white paper, off-centre on a bigger sheet, enlarged 4×), get the
+same class from predict as from the evaluate stage for at least 95% of them. The model is
+the pipeline's default (linear, the notebook's settings) trained on the embedded sample.
+Bad input ends with one ``error:`` line, exit status 2 and nothing written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, error_line, git_env
+from mnist_pipeline.core.io import read_image
+from mnist_pipeline.core.params import DataParams, TrainParams
+from mnist_pipeline.data.sources import IDX_FILES, fetch
+from mnist_pipeline.data.splits import Split, read_raw_split
+from mnist_pipeline.evaluation.metrics import evaluate
+from mnist_pipeline.learning.models import ModelSpec, build_model, save_model
+from mnist_pipeline.learning.training import train
+from mnist_pipeline.tools.predict import main, to_mnist
+
+ENLARGE = 4
+PAD = ((6, 10), (12, 4))  # (top, bottom), (left, right): off-centre on the sheet
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Split, list[str]]:
+    """(model file, test split, evaluate's predicted class per test image)."""
+    root = tmp_path_factory.mktemp("predict")
+    manifest = fetch(DataParams(source="embedded"), root / "raw")
+    train_split, test_split = (
+        read_raw_split(root / "raw", *IDX_FILES[split], manifest) for split in ("train", "test")
+    )
+    params = TrainParams()  # the notebook's: linear, softmax, mse, lr 0.01, 10 epochs
+    result = train(params, train_split, test_split)
+    model = root / "model.safetensors"
+    save_model(result.model, result.spec, model, params.loss, params.output, train_split.classes)
+    scored = evaluate(result.model, result.spec, test_split, params.loss, params.output)
+    return model, test_split, list(scored.predictions["predicted"])
+
+
+def as_photo(image: np.ndarray) -> Image.Image:
+    """A test image ``[784]`` in [0, 1] as a user's image: black on white, padded, 4× size."""
+    ink = np.round(image.reshape(28, 28) * 255).astype(np.uint8)
+    sheet = np.pad(255 - ink, PAD, constant_values=255)  # [44, 44], white paper
+    height, width = sheet.shape
+    return Image.fromarray(sheet).resize((width * ENLARGE, height * ENLARGE), Image.NEAREST)
+
+
+def predict_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
+    assert main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_predict_agrees_with_evaluate(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, split, evaluated = trained
+    images = []
+    for index, image in enumerate(split.images.numpy()):
+        path = tmp_path / f"{index:04d}.png"
+        as_photo(image).save(path)
+        images.append(str(path))
+
+    answers = predict_json(capsys, *images, "--model", str(model))
+    predicted = [answer["predicted"] for answer in answers]
+    agreement = np.mean([p == e for p, e in zip(predicted, evaluated, strict=True)])
+    assert agreement >= 0.95, agreement
+    assert [answer["image"] for answer in answers] == images
+    probabilities = answers[0]["probabilities"]
+    assert list(probabilities) == list(split.classes)
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)  # softmax output
+    assert max(probabilities, key=probabilities.get) == predicted[0]
+
+
+def test_top3_text_and_saved_input(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, split, evaluated = trained
+    as_photo(split.images[0].numpy()).save(tmp_path / "mine.png")
+    seen = tmp_path / "seen"
+    assert main([str(tmp_path / "mine.png"), "--model", str(model), "--save-input", str(seen)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{tmp_path / 'mine.png'}: {evaluated[0]}"
+    assert len(lines) == 4 and lines[1].split()[0] == evaluated[0]
+    assert all(line.rstrip().endswith("%") for line in lines[1:])
+
+    saved = read_image(seen / "mine.png") / 255  # [28, 28]: the test image itself, again
+    assert saved.shape == (28, 28)
+    assert np.abs(saved - split.images[0].numpy().reshape(28, 28)).mean() < 0.01
+
+
+def test_mnist_style_input() -> None:
+    """Dark-on-light or light-on-dark, any size: ink fits 20×20, mass centred, peak 1."""
+    bar = np.full((300, 500), 250.0)  # light paper, a dark wide bar off to one side
+    bar[40:100, 20:420] = 10.0
+    for gray in (bar, 255 - bar):
+        field = to_mnist(gray)
+        assert field.shape == (28, 28) and field.max() == 1.0 and field.min() == 0.0
+        rows, cols = np.nonzero(field > 0.5)
+        assert cols.max() - cols.min() + 1 == 20  # the long side fills the box ...
+        assert rows.max() - rows.min() + 1 == 3  # ... and the aspect ratio is kept
+        mass = (field.sum(1) * np.arange(28)).sum() / field.sum()
+        assert abs(mass - 14) <= 0.5
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 100-byte PNG whose header claims ``width``×``height`` (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1)))  # one row of a huge image
+        + chunk(b"IEND", b"")
+    )
+
+
+def truncated_png() -> bytes:
+    """The first half of a 64×64 noise PNG: a download cut short."""
+    noise = np.random.default_rng(0).integers(0, 256, size=(64, 64), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+def other_model(path: Path, in_features: int, classes: list[str]) -> None:
+    spec = ModelSpec("linear", in_features, 10)
+    save_model(build_model(spec), spec, path, "mse", "softmax", classes)
+
+
+DIGITS = [str(d) for d in range(10)]
+BAD = {
+    "text": (lambda p: p.write_text("not an image\n"), "not a PNG or JPEG image"),
+    "empty": (lambda p: p.write_bytes(b""), "not a PNG or JPEG image"),
+    "blank": (lambda p: Image.new("L", (64, 64), 240).save(p, format="PNG"), "blank image"),
+    "truncated": (lambda p: p.write_bytes(truncated_png()), "cannot decode the image"),
+    "20000x20000": (
+        lambda p: p.write_bytes(png_claiming(20000, 20000)),
+        "image larger than the 64,000,000 pixels",
+    ),
+    "model-for-32x32x3": (
+        lambda p: other_model(p.with_suffix(".model"), 3072, DIGITS),
+        "takes 3072 input features, not 28×28 = 784",
+    ),
+    "model-with-2-names": (
+        lambda p: other_model(p.with_suffix(".model"), 784, ["cat", "dog"]),
+        "2 class names for 10 outputs",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_error_line(
+    case: str,
+    trained: tuple[Path, Split, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make, message = BAD[case]
+    good = tmp_path / "good.png"
+    as_photo(trained[1].images[0].numpy()).save(good)
+    bad = tmp_path / "bad.png"
+    make(bad)
+    model = bad.with_suffix(".model") if case.startswith("model") else trained[0]
+    images = [str(good)] if case.startswith("model") else [str(good), str(bad)]
+    seen = tmp_path / "seen"
+
+    status = main([*images, "--model", str(model), "--save-input", str(seen)])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "", (status, out)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not seen.exists()  # nothing written, not even the good image's input
+
+
+def test_command_line(tmp_path: Path) -> None:
+    """The module runs as a program: bad input exits 2 with the one line, no traceback."""
+    (tmp_path / "notes.png").write_text("hello\n")
+    env = {**git_env(), "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-m", "mnist_pipeline.tools.predict", "notes.png"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert error_line(result) == (
+        "error: notes.png: not a PNG or JPEG image; give a PNG or JPEG of one digit or garment"
+    )
