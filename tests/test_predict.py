@@ -116,6 +116,23 @@ def test_mnist_style_input() -> None:
         assert abs(mass - 14) <= 0.5
 
 
+def test_transparency_is_paper_and_exif_rotation_is_applied(tmp_path: Path) -> None:
+    """A black stroke on a transparent PNG reads as on white; a phone's EXIF turn is undone."""
+    stroke = np.zeros((40, 60, 4), dtype=np.uint8)  # RGBA, fully transparent
+    stroke[10:30, 20:25] = (0, 0, 0, 255)  # an opaque black vertical bar
+    Image.fromarray(stroke).save(tmp_path / "clear.png")
+    gray = read_image(tmp_path / "clear.png")
+    assert gray[0, 0] == 255 and gray[15, 22] == 0
+
+    sideways = Image.fromarray(255 - stroke[..., 3])  # [40, 60]: a dark bar on white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; viewers rotate 90° clockwise
+    sideways.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = read_image(tmp_path / "phone.jpg")
+    assert upright.shape == (60, 40)  # rotated: the bar now lies horizontally
+    assert upright[22, 40 - 1 - 15] < 64
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A 100-byte PNG whose header claims ``width``×``height`` (a decompression bomb)."""
 
