@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import copy_project, run
 
@@ -97,6 +98,34 @@ def test_every_plot_renders_offline(project: Path, command: list[str], tmp_path:
     views = plot_views(page, dump_dom(out / "index.html", tmp_path / "profile"))
     assert len(views) == len(listed) >= 2, (sorted(listed), views)
     assert all(views.values()), views
+
+
+def test_every_dvc_template_renders_offline(project: Path, tmp_path: Path) -> None:
+    """Each of DVC's built-in templates (what a `plots:` entry may name) draws offline."""
+    from dvc_render.vega_templates import TEMPLATES
+
+    def plot(template: str) -> dict[str, dict[str, object]]:
+        confusion = template.startswith("confusion")  # per-sample rows: actual, predicted
+        x, source, y = (
+            ("actual", "metrics/predictions.csv", "predicted")
+            if confusion
+            else ("epoch", "metrics/train_log.csv", "test_accuracy")
+        )
+        return {f"template {template}": {"template": template, "x": x, "y": {source: y}}}
+
+    names = [template.DEFAULT_NAME for template in TEMPLATES]
+    dvc_yaml = project / "dvc.yaml"
+    pipeline = yaml.safe_load(dvc_yaml.read_text())
+    dvc_yaml.write_text(yaml.safe_dump({**pipeline, "plots": [plot(name) for name in names]}))
+    try:
+        out = tmp_path / "plots"
+        run(["dvc", "plots", "show", "-o", str(out)], project)
+    finally:
+        run(["git", "checkout", "--", "dvc.yaml"], project)
+    page = (out / "index.html").read_text()
+
+    views = plot_views(page, dump_dom(out / "index.html", tmp_path / "profile"))
+    assert len(views) >= len(names) and all(views.values()), views
 
 
 def test_dvc_default_page_draws_nothing_offline(project: Path, tmp_path: Path) -> None:
