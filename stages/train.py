@@ -3,10 +3,9 @@
     python stages/train.py --params params.yaml --data data/processed \
         --model models/model.safetensors --history metrics/train_log.csv --live dvclive
 
-Reads the ``train`` section. Writes the weights (safetensors, with the architecture and the
-class names in its metadata: ``predict`` needs no other file), the per-epoch log that
-``dvc plots`` draws, and dvclive's per-epoch metrics (live progress for ``dvc exp show``
-and the VS Code extension).
+Reads the ``train`` section. Writes the weights (safetensors, with the architecture in
+its metadata), the per-epoch log that ``dvc plots`` draws, and dvclive's per-epoch
+metrics (live progress for ``dvc exp show`` and the VS Code extension).
 """
 
 import argparse

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import load_tensors, read_tensor_metadata, save_tensors
+from mnist_pipeline.core.io import load_tensors, save_tensors
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 
@@ -149,30 +149,13 @@ def save_model(
     path: Path,
     loss: str,
     output: str,
-    classes: Sequence[str] = (),
+    classes: tuple[str, ...] = (),
 ) -> None:
     """Weights as safetensors; the spec, loss, output function and class names ride along."""
     metadata = {"spec": spec.to_json(), "loss": loss, "output": output}
     if classes:
         metadata["classes"] = json.dumps(list(classes))
     save_tensors(model.state_dict(), path, metadata=metadata)
-
-
-def saved_classes(path: Path, num_classes: int) -> tuple[str, ...]:
-    """The class names saved with a model, or ``"0"``…; a list that does not fit is an error."""
-    raw = read_tensor_metadata(path).get("classes")
-    if raw is None:  # a model saved before the names were
-        return tuple(str(index) for index in range(num_classes))
-    try:
-        classes = tuple(str(name) for name in json.loads(raw))
-    except (TypeError, ValueError) as err:
-        raise PipelineError(f"{path}: unreadable class names in its metadata ({err})") from err
-    if len(classes) != num_classes:
-        raise PipelineError(
-            f"{path}: {len(classes)} class names for {num_classes} outputs in its metadata; "
-            "rerun the train stage"
-        )
-    return classes
 
 
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:

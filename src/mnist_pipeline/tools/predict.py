@@ -31,7 +31,7 @@ import numpy as np
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import read_image, write_png
+from mnist_pipeline.core.io import read_image, read_tensor_metadata, write_png
 
 SIDE = 28  # MNIST field [28, 28]
 BOX = 20  # the digit is scaled to fit [20, 20] ...
@@ -119,11 +119,28 @@ class Prediction:
         return "\n".join(lines)
 
 
+def saved_classes(path: Path, num_classes: int) -> tuple[str, ...]:
+    """The class names saved with a model (train writes them), or ``"0"``, ``"1"``, …"""
+    raw = read_tensor_metadata(path).get("classes")
+    if raw is None:  # a model saved before the names were
+        return tuple(str(index) for index in range(num_classes))
+    try:
+        classes = tuple(str(name) for name in json.loads(raw))
+    except (TypeError, ValueError) as err:
+        raise PipelineError(f"{path}: unreadable class names in its metadata ({err})") from err
+    if len(classes) != num_classes:
+        raise PipelineError(
+            f"{path}: {len(classes)} class names for {num_classes} outputs in its metadata; "
+            "rerun the train stage"
+        )
+    return classes
+
+
 def classify(model_path: Path, images: Sequence[str], inputs: np.ndarray) -> list[Prediction]:
     """Run the saved model on ``inputs`` ``[N, 28, 28]``; one ``Prediction`` per image."""
     import torch
 
-    from mnist_pipeline.learning.models import load_model, predict_logits, saved_classes
+    from mnist_pipeline.learning.models import load_model, predict_logits
 
     model, spec, _, output = load_model(model_path)
     if spec.in_features != SIDE * SIDE:
