@@ -140,8 +140,10 @@ def classify(model_path: Path, images: Sequence[str], inputs: np.ndarray) -> lis
     """Run the saved model on ``inputs`` ``[N, 28, 28]``; one ``Prediction`` per image."""
     import torch
 
+    from mnist_pipeline.core.runtime import configure_torch
     from mnist_pipeline.learning.models import load_model, predict_logits
 
+    configure_torch(threads=1)  # the stages' portable kernels: evaluate's answers on any CPU
     model, spec, _, output = load_model(model_path)
     if spec.in_features != SIDE * SIDE:
         raise PipelineError(
