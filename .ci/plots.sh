@@ -4,22 +4,19 @@
 # and `dvc plots diff` from the vega builds inlined in vendor/vega/plots.html
 # (tests/test_plots_offline.py).
 #
-# A browser is found as the test finds it: $CHROMIUM, or chromium / chromium-browser /
-# google-chrome on PATH. With none, Debian's `chromium` is installed when this can be done
-# (apt-get, as root or through password-less sudo): one `apt-get update`, then the
-# install; a browser already there is left alone. Where nothing can be installed the test
-# is skipped and says why, and this script does not fail for it.
+# A browser is found as the test finds it: $CHROMIUM if set, else chromium /
+# chromium-browser / google-chrome on PATH. With none, Debian's `chromium` is installed
+# when this can be done (apt-get, as root or through password-less sudo): one
+# `apt-get update`, then the install; a browser already there is left alone. Where nothing
+# can be installed the test is skipped and says why, and this script does not fail for it.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-find_browser() {
-  if [[ -n "${CHROMIUM:-}" ]]; then
-    [[ -x "$CHROMIUM" ]] && return 0
-    return 1
-  fi
-  command -v chromium chromium-browser google-chrome google-chrome-stable >/dev/null 2>&1
+find_browser() {  # $CHROMIUM (the test uses it as given), or one on PATH
+  [[ -n "${CHROMIUM:-}" ]] \
+    || command -v chromium chromium-browser google-chrome google-chrome-stable >/dev/null 2>&1
 }
 
 if ! find_browser; then
