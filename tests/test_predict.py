@@ -69,7 +69,7 @@ def test_predict_agrees_with_evaluate(
 ) -> None:
     model, split, evaluated = trained
     images = []
-    for index, image in enumerate(split.images.numpy()):
+    for index, image in enumerate(split.images):
         path = tmp_path / f"{index:04d}.png"
         as_photo(image).save(path)
         images.append(str(path))
@@ -89,7 +89,7 @@ def test_top3_text_and_saved_input(
     trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model, split, evaluated = trained
-    as_photo(split.images[0].numpy()).save(tmp_path / "mine.png")
+    as_photo(split.images[0]).save(tmp_path / "mine.png")
     seen = tmp_path / "seen"
     assert main([str(tmp_path / "mine.png"), "--model", str(model), "--save-input", str(seen)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -99,7 +99,7 @@ def test_top3_text_and_saved_input(
 
     saved = read_image(seen / "mine.png") / 255  # [28, 28]: the test image itself, again
     assert saved.shape == (28, 28)
-    assert np.abs(saved - split.images[0].numpy().reshape(28, 28)).mean() < 0.01
+    assert np.abs(saved - split.images[0].reshape(28, 28)).mean() < 0.01
 
 
 def test_mnist_style_input() -> None:
@@ -193,7 +193,7 @@ def test_bad_input_is_one_error_line(
 ) -> None:
     make, message = BAD[case]
     good = tmp_path / "good.png"
-    as_photo(trained[1].images[0].numpy()).save(good)
+    as_photo(trained[1].images[0]).save(good)
     bad = tmp_path / "bad.png"
     make(bad)
     model = bad.with_suffix(".model") if case.startswith("model") else trained[0]
