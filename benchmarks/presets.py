@@ -12,7 +12,6 @@ experiment. Timings are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import tempfile
 import time
@@ -21,8 +20,7 @@ from typing import Any
 
 import yaml
 
-from mnist_pipeline.core.params import DataParams, load_params, parse_section
-from mnist_pipeline.core.params import TrainParams as TrainParamsType
+from mnist_pipeline.core.params import DataParams, TrainParams, parse_params
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.training import train
@@ -41,9 +39,9 @@ EXP_DATA = {
 }
 
 
-def preset_params(overrides: dict[str, Any]) -> TrainParamsType:
-    base = dataclasses.asdict(load_params(REPO / "params.yaml").train)
-    return parse_section("train", {**base, **overrides}, TrainParamsType)
+def preset_params(overrides: dict[str, Any]) -> TrainParams:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    return parse_params({**raw, "train": {**raw["train"], **overrides}}).train
 
 
 def exp_line(name: str, overrides: dict[str, Any], dataset: str) -> str:

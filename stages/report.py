@@ -11,7 +11,6 @@ first ``report.n_images`` misclassified ones, each titled with the data's proven
 """
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
@@ -56,7 +55,7 @@ def main() -> None:
     )
     text = render_markdown(
         manifest,
-        {name: dataclasses.asdict(getattr(params, name)) for name in ("data", "train")},
+        params.model_dump(include={"data", "train"}),
         metrics,
         history,
         confusion,

@@ -86,7 +86,7 @@ def test_torch_sgd_is_the_notebook_step_bit_for_bit() -> None:
         {"optimizer": "sgd", "weight_decay": 1e-3, "lr": 0.5},
         {"optimizer": "adam", "lr": 0.01},
         {"model": "cnn", "channels": (4, 8), "hidden": (16,), "activation": "relu",
-         "loss": "cross_entropy", "optimizer": "adam", "lr": 0.01},
+         "gradients": "autograd", "loss": "cross_entropy", "optimizer": "adam", "lr": 0.01},
     ],
     ids=["momentum", "weight-decay", "adam", "cnn"],
 )  # fmt: skip

@@ -793,3 +793,69 @@ def test_cases_cover_the_brief() -> None:
     """At least 25 distinct end-to-end faults, across every stage."""
     assert len(CASES) >= 25 and len({c.id for c in CASES}) == len(CASES)
     assert {c.stage for c in CASES} == set(DVC_STAGES)
+
+
+# ------------------------------------------------ params values that crashed a stage once
+
+
+PARAMS_VALUE_CASES = [
+    Case(
+        "lr-300-digits",
+        "train",
+        ("params.yaml: train.lr: 1e+299 is out of range (must be <= 1e+38)",),
+        params_changes(train={"lr": 10**299}),
+    ),
+    Case(
+        "seed-10e23",
+        "train",
+        ("params.yaml: train.seed: a 24-digit integer is out of range (must be <= 4294967295)",),
+        params_changes(train={"seed": 10**23}),
+    ),
+    Case(
+        "seed-2e64",
+        "train",
+        ("params.yaml: train.seed: a 20-digit integer is out of range",),
+        params_changes(train={"seed": 2**64 - 1}),
+    ),
+    Case(
+        "split-seed-2e32",
+        "download",
+        ("params.yaml: data.split_seed: 4294967296 is out of range (must be <= 4294967295)",),
+        params_changes(data={"source": "embedded", "split_seed": 2**32}),
+    ),
+    Case(
+        "huge-hidden-layer",
+        "train",
+        ("params.yaml: train.hidden[0]: 100000000 is out of range (must be <= 1000000)",),
+        params_changes(train={"model": "mlp", "hidden": [100_000_000]}),
+    ),
+    Case(
+        "hidden-layers-over-memory",
+        "train",
+        ("params.yaml: train.hidden: [100000, 1000]", "1.5 GB memory budget; use smaller layers"),
+        params_changes(train={"model": "mlp", "hidden": [100_000, 1000]}),
+    ),
+    Case(
+        "cnn-too-many-blocks",
+        "train",
+        (
+            "params.yaml: train.channels: [6, 16, 32, 64, 128, 256] is 6 conv blocks",
+            "(28 -> 14 -> 7 -> 3 -> 1 -> 0 -> 0); use at most 4 entries",
+        ),
+        params_changes(
+            train={"model": "cnn", "gradients": "autograd", "channels": [6, 16, 32, 64, 128, 256]}
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", PARAMS_VALUE_CASES, ids=[c.id for c in PARAMS_VALUE_CASES])
+def test_params_value_is_one_line_before_any_work(case: Case, tmp_path: Path) -> None:
+    """Values that once crashed deep inside torch or sklearn stop at the params check."""
+    scratch = Scratch(tmp_path)
+    scratch.processed()  # the stage's inputs are all there: only params can stop it
+    case.setup(scratch)
+    line = error_line(stage(case.stage, *stage_args(case.stage), cwd=tmp_path))
+    for fragment in case.expected:
+        assert fragment in line, line
+    assert leftovers(scratch, case.stage) == []

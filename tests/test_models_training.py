@@ -114,3 +114,16 @@ def test_divergence_stops_naming_epoch_and_step(train_split: Split, test_split: 
 def test_batch_larger_than_data(train_split: Split, test_split: Split) -> None:
     with pytest.raises(PipelineError, match=r"batch_size=500 is larger than the training set"):
         train(_params(batch_size=500), train_split, test_split)
+
+
+def test_model_registry_matches_the_params_choices() -> None:
+    """Every ``train.model`` choice has a registry entry whose settings are train keys."""
+    from dataclasses import fields
+    from typing import get_args
+
+    from mnist_pipeline.core.params import ModelName
+
+    assert set(MODELS) == set(get_args(ModelName))
+    spec_fields = {f.name for f in fields(ModelSpec)}
+    for entry in MODELS.values():
+        assert set(entry.settings) <= spec_fields & set(TrainParams.model_fields)

@@ -1,21 +1,15 @@
 """params: the committed params.yaml is valid, and every kind of bad value is one clear line."""
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.params import (
-    SECTIONS,
-    DataParams,
-    load_params,
-    main,
-    parse_params,
-)
+from mnist_pipeline.core.params import SECTIONS, DataParams, load_params, main, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,15 +31,17 @@ def test_committed_params_are_the_notebook_defaults() -> None:
     assert load_params(REPO / "params.yaml").data == DataParams()
 
 
-def test_every_dataclass_field_is_spelled_out_in_params_yaml(raw: dict[str, Any]) -> None:
-    assert set(raw) == set(SECTIONS)
-    for name, cls in SECTIONS.items():
-        assert set(raw[name]) == {f.name for f in dataclasses.fields(cls)}, name
+def test_model_defaults_are_params_yaml(raw: dict[str, Any]) -> None:
+    """Every key is spelled out in params.yaml, with the model's default as its value."""
+    assert list(raw) == list(SECTIONS)
+    for name, section in SECTIONS.items():
+        assert list(raw[name]) == list(section.model_fields), name
+    assert parse_params(raw) == parse_params({name: {} for name in SECTIONS})
 
 
 def test_params_are_frozen() -> None:
     params = parse_params({"data": {}, "train": {}, "report": {}})
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         params.train.lr = 1.0  # type: ignore[misc]
 
 
@@ -75,6 +71,11 @@ def _with(raw: dict[str, Any], section: str, key: str, value: Any) -> dict[str, 
         ("data", "source", "internet", "data.source: 'internet' is not allowed"),
         ("data", "dataset", "fashion_mnist", "did you mean 'fashion-mnist'?"),
         ("data", "mirror", 3, "data.mirror: expected a string, got 3"),
+        ("train", "epochs", "10", "train.epochs: expected an integer, got '10'"),
+        ("train", "lr", 10**300, "train.lr: 1e+300 is out of range (must be <= 1e+38)"),
+        ("train", "seed", 2**64 - 1, "train.seed: a 20-digit integer is out of range"),
+        ("data", "split_seed", 2**32, "data.split_seed: 4294967296 is out of range"),
+        ("train", "hidden", [10**8], "train.hidden[0]: 100000000 is out of range"),
     ],
 )
 def test_bad_values_name_key_value_and_fix(
@@ -106,3 +107,24 @@ def test_load_params_prefixes_the_file_and_cli_exits_2(
     assert main([str(path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert main([str(REPO / "params.yaml")]) == 0
+
+
+def test_cli_help_and_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert (
+        info.value.code == 0 and "usage: python -m mnist_pipeline params" in capsys.readouterr().out
+    )
+    assert main(["--keys"]) == 0
+    assert "train.model: linear (one of: linear, mlp, cnn)" in capsys.readouterr().out.splitlines()
+
+
+def test_model_size_and_cnn_geometry_are_checked_up_front(raw: dict[str, Any]) -> None:
+    cnn = {"model": "cnn", "gradients": "autograd", "channels": [6, 16, 32, 64]}
+    assert parse_params({**raw, "train": {**raw["train"], **cnn}}).train.channels == (6, 16, 32, 64)
+    cnn["channels"] = [6, 16, 32, 64, 128]
+    with pytest.raises(PipelineError, match=r"halves the 28×28 image .*use at most 4 entries"):
+        parse_params({**raw, "train": {**raw["train"], **cnn}})
+    mlp = {"model": "mlp", "hidden": [8192, 8192]}
+    with pytest.raises(PipelineError, match=r"train\.hidden: .*mlp of 73,547,776 weights, over"):
+        parse_params({**raw, "train": {**raw["train"], **mlp}})

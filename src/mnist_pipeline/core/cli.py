@@ -1,9 +1,10 @@
-"""Shared entry-point plumbing for the scripts in ``stages/``.
+"""The one entry-point wrapper: every ``main`` (stages and tools) goes through it.
 
-``run_stage(main)`` turns a ``PipelineError`` into one ``error: ...`` line on stderr and
+``entry_point(main)`` turns a ``PipelineError`` into one ``error: ...`` line on stderr and
 exit status 2, so DVC stops the pipeline with a message instead of a traceback.
 """
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -18,12 +19,23 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+def entry_point(
+    main: Callable[[list[str] | None], int | None],
+) -> Callable[[list[str] | None], int]:
+    """``main(argv)`` -> exit status: its own (``None`` is 0), or 2 on a ``PipelineError``."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        setup_logging()
+        try:
+            return main(argv) or 0
+        except PipelineError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+    return run
+
+
 def run_stage(main: Callable[[], None]) -> int:
-    """Run a stage's ``main`` and map user-facing errors to a clean exit code."""
-    setup_logging()
-    try:
-        main()
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+    """A stage script's ``main()`` (arguments from ``sys.argv``) through ``entry_point``."""
+    return entry_point(lambda _argv: main())(None)

@@ -1,63 +1,52 @@
-"""``params.yaml`` as frozen, validated dataclasses: one section per stage.
+"""``params.yaml`` as frozen pydantic models: one section per stage, each default and each
+list of choices written once, here.
 
 Every stage calls ``load_params(path)`` first. The whole file is checked before any work
 starts: a missing section, an unknown key (with the closest valid key suggested, since
-``dvc exp run -S train.lrr=0.1`` would otherwise silently add a new key), a wrong type or
-a value out of range raises a one-line ``PipelineError`` naming the key, the bad value and
-what is allowed.
+``dvc exp run -S train.lrr=0.1`` would otherwise silently add a new key), a wrong type, a
+value out of range or a combination that cannot run raises a one-line ``PipelineError``
+naming the key, the bad value and what is allowed.
 
-Run ``python -m mnist_pipeline.core.params params.yaml`` to check a file by hand.
+    python -m mnist_pipeline params [params.yaml] [--keys]
 """
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import difflib
-import math
-import sys
-import types
+import itertools
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from mnist_pipeline.core.errors import PipelineError
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist", "idx")
-SOURCES = ("auto", "mirror", "torchvision", "embedded")
-MODEL_NAMES = ("linear", "mlp", "cnn")
-ACTIVATIONS = ("sigmoid", "relu")
-OUTPUTS = ("softmax", "sigmoid")
-LOSS_NAMES = ("mse", "cross_entropy")
-GRADIENTS = ("autograd", "manual")
-OPTIMIZERS = ("sgd", "adam")
-DEVICES = ("auto", "cpu", "cuda")
-KERNELS = ("portable", "native")  # see core/runtime.py
+# Strict: YAML's `10` is no float and `'10'` no integer, as in the DVC params diff.
+Int = Annotated[int, Strict()]
+Size = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]  # a layer's width, channels
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+# Seeds go to torch (seed + 1 must fit) and sklearn (random_state < 2**32).
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
+# lr and weight decay scale float32 gradients: a larger factor overflows float32 (3.4e38).
+Factor = Annotated[float, Strict(), Field(allow_inf_nan=False, le=1e38)]
+Sizes = Annotated[tuple[Size, ...], Field(min_length=1)]
+
+Dataset = Literal["mnist", "fashion-mnist", "kmnist", "idx"]
+Source = Literal["auto", "mirror", "torchvision", "embedded"]
+ModelName = Literal["linear", "mlp", "cnn"]  # learning.models.MODELS builds each
+Activation = Literal["sigmoid", "relu"]
+Output = Literal["softmax", "sigmoid"]
+Loss = Literal["mse", "cross_entropy"]
+Kernels = Literal["portable", "native"]
+ACTIVATIONS, OUTPUTS, LOSS_NAMES = get_args(Activation), get_args(Output), get_args(Loss)
+KERNELS = get_args(Kernels)
 # The hand-derived backward pass (backprop.py) covers these models, with every activation,
 # output and loss above; anything else trains through autograd.
 MANUAL_GRADIENT_MODELS = ("linear", "mlp")
-
-
-def _spec(
-    default: Any = dataclasses.MISSING,
-    *,
-    help: str,
-    choices: tuple[str, ...] | None = None,
-    min: float | None = None,
-    max: float | None = None,
-    exclusive_min: bool = False,
-) -> Any:
-    """A dataclass field carrying its validation rule and a help line."""
-    meta = {
-        "help": help,
-        "choices": choices,
-        "min": min,
-        "max": max,
-        "exclusive_min": exclusive_min,
-    }
-    if isinstance(default, list | tuple):
-        return field(default_factory=lambda: tuple(default), metadata=meta)
-    return field(default=default, metadata=meta)
+IMAGE_SIDE = 28  # every dataset is 28×28 (data.splits checks the files)
+MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
 
 
 def manual_gradients_unsupported(model: str, activation: str, output: str, loss: str) -> str | None:
@@ -77,45 +66,45 @@ def manual_gradients_unsupported(model: str, activation: str, output: str, loss:
     return None
 
 
-@dataclass(frozen=True)
-class DataParams:
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
     """``data``: which dataset, and where its four IDX files come from."""
 
-    dataset: str = _spec("mnist", help="dataset name", choices=DATASET_NAMES)
-    source: str = _spec("auto", help="where the IDX files come from", choices=SOURCES)
-    mirror: str | None = _spec(None, help="directory or URL prefix holding the four IDX files")
-    split_seed: int = _spec(0, help="seed of the embedded sample's stratified split", min=0)
+    dataset: Dataset = "mnist"
+    source: Source = "auto"
+    mirror: Annotated[str, Strict()] | None = None  # directory or URL prefix of the IDX files
+    split_seed: Seed = 0  # the embedded sample's stratified split
 
 
-@dataclass(frozen=True)
-class TrainParams:
+class TrainParams(Section):
     """``train``: the model and the notebook's training loop."""
 
-    model: str = _spec("linear", help="model architecture", choices=MODEL_NAMES)
-    hidden: tuple[int, ...] = _spec((128,), help="hidden layer sizes (mlp, cnn head)", min=1)
-    channels: tuple[int, ...] = _spec((6, 16), help="conv channels per cnn block", min=1)
-    activation: str = _spec("sigmoid", help="hidden activation", choices=ACTIVATIONS)
-    output: str = _spec("softmax", help="logits -> probabilities", choices=OUTPUTS)
-    loss: str = _spec("mse", help="training loss", choices=LOSS_NAMES)
-    gradients: str = _spec("autograd", help="backward pass", choices=GRADIENTS)
-    optimizer: str = _spec("sgd", help="update rule", choices=OPTIMIZERS)
-    lr: float = _spec(0.01, help="learning rate", min=0.0, exclusive_min=True)
-    momentum: float = _spec(0.0, help="sgd momentum", min=0.0, max=0.999)
-    weight_decay: float = _spec(0.0, help="L2 penalty added to the gradient", min=0.0)
-    batch_size: int = _spec(16, help="minibatch size", min=1)
-    epochs: int = _spec(10, help="passes over the training set", min=1)
-    seed: int = _spec(0, help="seed for weight init and shuffling", min=0)
-    val_fraction: float = _spec(
-        0.0, help="held-out share of train scored per epoch", min=0, max=0.5
-    )
-    device: str = _spec("auto", help="where to train", choices=DEVICES)
-    threads: int = _spec(1, help="torch intra-op CPU threads", min=1, max=256)
-    kernels: str = _spec(
-        "portable", help="CPU kernels: same bytes on any x86-64, or fastest", choices=KERNELS
-    )
-    processes: int = _spec(1, help="data-parallel processes (torchrun)", min=1, max=64)
+    model: ModelName = "linear"
+    hidden: Sizes = (128,)  # mlp layers, and the cnn's head
+    channels: Sizes = (6, 16)  # one 5×5 conv + 2×2 max-pool block per entry (cnn)
+    activation: Activation = "sigmoid"
+    output: Output = "softmax"
+    loss: Loss = "mse"
+    gradients: Literal["manual", "autograd"] = "manual"
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: Annotated[Factor, Field(gt=0.0)] = 0.01
+    momentum: Annotated[Number, Field(ge=0.0, le=0.999)] = 0.0
+    weight_decay: Annotated[Factor, Field(ge=0.0)] = 0.0
+    batch_size: Annotated[Int, Field(ge=1, le=1_000_000)] = 16
+    epochs: Annotated[Int, Field(ge=1, le=1_000_000)] = 10
+    seed: Seed = 0
+    val_fraction: Annotated[Number, Field(ge=0.0, le=0.5)] = 0.0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Annotated[Int, Field(ge=1, le=256)] = 1
+    kernels: Kernels = "portable"  # see core/runtime.py
+    processes: Annotated[Int, Field(ge=1, le=64)] = 1
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _runnable(self) -> TrainParams:
+        """Combinations of keys that cannot run, refused before any stage starts."""
         if self.gradients == "manual":
             reason = manual_gradients_unsupported(
                 self.model, self.activation, self.output, self.loss
@@ -132,27 +121,62 @@ class TrainParams:
                 f"train.momentum: {self.momentum} applies to optimizer sgd only, not "
                 f"{self.optimizer!r}; set it to 0 or use train.optimizer=sgd"
             )
+        self._check_size()
+        return self
+
+    def _check_size(self) -> None:
+        """The cnn's maps must not shrink to nothing, and the weights must fit in memory."""
+        width, weights = IMAGE_SIDE * IMAGE_SIDE, 0  # features into the dense layers
+        if self.model == "cnn":
+            sides = [IMAGE_SIDE]
+            for _ in self.channels:
+                sides.append(sides[-1] // 2)  # each 2×2 max-pool halves the map
+            if sides[-1] == 0:
+                raise PipelineError(
+                    f"train.channels: {list(self.channels)} is {len(self.channels)} conv blocks, "
+                    f"but each 2×2 max-pool halves the {IMAGE_SIDE}×{IMAGE_SIDE} image "
+                    f"({' -> '.join(map(str, sides))}); use at most "
+                    f"{IMAGE_SIDE.bit_length() - 1} entries"
+                )
+            maps = (1, *self.channels)
+            weights = sum(25 * a * b + b for a, b in itertools.pairwise(maps))
+            width = self.channels[-1] * sides[-1] ** 2
+        if self.model != "linear":
+            layers = (width, *self.hidden)
+            weights += sum((a + 1) * b for a, b in itertools.pairwise(layers))
+        if weights > MAX_WEIGHTS:
+            convs = f" with channels {list(self.channels)}" if self.model == "cnn" else ""
+            raise PipelineError(
+                f"train.hidden: {list(self.hidden)}{convs} makes a {self.model} of {weights:,} "
+                f"weights, over the {MAX_WEIGHTS:,} that train in the 1.5 GB memory budget; "
+                "use smaller layers"
+            )
 
 
-@dataclass(frozen=True)
-class ReportParams:
+class ReportParams(Section):
     """``report``: what the report shows."""
 
-    n_images: int = _spec(10, help="test images in the prediction grid", min=1, max=100)
+    n_images: Annotated[Int, Field(ge=1, le=100)] = 10  # test images in the prediction grid
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Section):
     data: DataParams
     train: TrainParams
     report: ReportParams
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, raw: Any) -> Any:
+        """``train:`` with nothing under it is a section of defaults."""
+        if isinstance(raw, dict):
+            return {key: {} if value is None else value for key, value in raw.items()}
+        return raw
 
-SECTIONS: dict[str, type] = {"data": DataParams, "train": TrainParams, "report": ReportParams}
 
-
-def _describe(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+SECTIONS: dict[str, type[Section]] = {
+    name: typing.cast(type[Section], field.annotation)
+    for name, field in Params.model_fields.items()
+}
 
 
 def did_you_mean(
@@ -163,89 +187,74 @@ def did_you_mean(
     return form.format(match[0]) if match else ""
 
 
-def _check_scalar(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
-    """Validate one scalar against its type and metadata; return it normalised."""
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise PipelineError(f"{key}: expected true or false, got {_describe(value)}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PipelineError(f"{key}: expected an integer, got {_describe(value)}")
-    elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PipelineError(f"{key}: expected a number, got {_describe(value)}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise PipelineError(f"{key}: expected a finite number, got {value}")
-    elif kind is str and not isinstance(value, str):
-        raise PipelineError(f"{key}: expected a string, got {_describe(value)}")
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        allowed = ", ".join(choices)
-        raise PipelineError(
-            f"{key}: {_describe(value)} is not allowed (choose one of: {allowed})"
+def _describe(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"a {len(str(abs(value)))}-digit integer"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "string_type": "a string",
+    "tuple_type": "a non-empty list",
+    "too_short": "a non-empty list",
+    "model_type": "a mapping of settings",
+    "dict_type": "a mapping of settings",
+}
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than_equal": "<="}
+
+
+def _message(error: Any) -> str:
+    """One pydantic error as today's line: ``train.lr: -0.1 is out of range (must be > 0.0)``."""
+    loc, kind, value = error["loc"], error["type"], error["input"]
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    section = SECTIONS.get(str(loc[0])) if loc else None
+    if kind == "extra_forbidden" and section is None:
+        hint = did_you_mean(key, SECTIONS)
+        return f"{key}: unknown section{hint} (allowed: {', '.join(SECTIONS)})"
+    if kind == "extra_forbidden":
+        hint = did_you_mean(str(loc[-1]), section.model_fields, f"; did you mean '{loc[0]}.{{}}'?")
+        return f"{key}: unknown key{hint} (allowed: {', '.join(section.model_fields)})"
+    if kind == "missing":
+        return f"{key}: missing section; add '{key}:' (see README)"
+    if kind == "literal_error":
+        choices = [str(c) for c in get_args(section.model_fields[str(loc[1])].annotation)]
+        return (
+            f"{key}: {_describe(value)} is not allowed (choose one of: {', '.join(choices)})"
             + did_you_mean(str(value), choices)
         )
-    low, high = meta.get("min"), meta.get("max")
-    if low is not None:
-        if meta.get("exclusive_min") and not value > low:
-            raise PipelineError(f"{key}: {value} is out of range (must be > {low})")
-        if value < low:
-            raise PipelineError(f"{key}: {value} is out of range (must be >= {low})")
-    if high is not None and value > high:
-        raise PipelineError(f"{key}: {value} is out of range (must be <= {high})")
-    return value
+    if kind in _BOUNDS:
+        bound = next(iter(error["ctx"].values()))
+        shown = float(value) if isinstance(bound, float) and abs(value) < 1e300 else value
+        return f"{key}: {_describe(shown)} is out of range (must be {_BOUNDS[kind]} {bound})"
+    if not loc:
+        return f"expected a mapping with sections: {', '.join(SECTIONS)}, got {_describe(value)}"
+    expected = _EXPECTED.get(kind, error["msg"].lower())
+    return f"{key}: expected {expected}, got {_describe(value)}"
 
 
-def _check_value(key: str, value: Any, annotation: Any, meta: dict[str, Any]) -> Any:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _check_value(key, value, inner, meta)
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or not value:
-            raise PipelineError(f"{key}: expected a non-empty list, got {_describe(value)}")
-        return tuple(_check_scalar(f"{key}[{i}]", v, args[0], meta) for i, v in enumerate(value))
-    return _check_scalar(key, value, annotation, meta)
-
-
-def parse_section(name: str, raw: Any, cls: type) -> Any:
-    """Build the frozen dataclass ``cls`` from the mapping ``raw``, validating every key."""
-    if not isinstance(raw, dict):
-        raise PipelineError(f"{name}: expected a mapping of settings, got {_describe(raw)}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in known:
-            hint = did_you_mean(str(key), known, "; did you mean '" + name + ".{}'?")
-            raise PipelineError(f"{name}.{key}: unknown key{hint} (allowed: {', '.join(known)})")
-    values = {}
-    for key, spec in known.items():
-        if key in raw:
-            values[key] = _check_value(f"{name}.{key}", raw[key], hints[key], dict(spec.metadata))
-    return cls(**values)
+def problems(raw: Any) -> list[str]:
+    """Every problem of a params mapping (as loaded from YAML), one line each; [] if valid."""
+    try:
+        Params.model_validate(raw)
+    except ValidationError as err:
+        # Unknown keys first: a typo explains the missing value that follows from it.
+        found = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        # pydantic also calls a list with a bad item "too short": the item says it all.
+        return [_message(e) for e in found if not (e["type"] == "too_short" and e["input"])]
+    except PipelineError as err:  # a combination of valid keys that cannot run
+        return [str(err)]
+    return []
 
 
 def parse_params(raw: Any) -> Params:
     """Validate a whole params mapping (as loaded from YAML)."""
-    if not isinstance(raw, dict):
-        raise PipelineError("expected a mapping with sections: " + ", ".join(SECTIONS))
-    for name in raw:
-        if name not in SECTIONS:
-            raise PipelineError(
-                f"{name}: unknown section{did_you_mean(str(name), SECTIONS)} "
-                f"(allowed: {', '.join(SECTIONS)})"
-            )
-    sections = {}
-    for name, cls in SECTIONS.items():
-        if name not in raw:
-            raise PipelineError(f"{name}: missing section; add '{name}:' (see README)")
-        sections[name] = parse_section(name, raw[name] if raw[name] is not None else {}, cls)
-    return Params(**sections)
+    found = problems(raw)
+    if found:
+        raise PipelineError(found[0])
+    return Params.model_validate(raw)
 
 
 def load_params(path: Path) -> Params:
@@ -262,17 +271,36 @@ def load_params(path: Path) -> Params:
         ) from err
 
 
+def keys() -> list[str]:
+    """``train.model: linear (linear, mlp, cnn)``: every key, its default and its choices."""
+    lines = []
+    for name, section in SECTIONS.items():
+        for key, field in section.model_fields.items():
+            literal = typing.get_origin(field.annotation) is Literal
+            choices = get_args(field.annotation) if literal else ()
+            allowed = f" (one of: {', '.join(choices)})" if choices else ""
+            lines.append(f"{name}.{key}: {field.default}{allowed}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Validate a params file and print 'ok' or the problem."""
-    args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "params.yaml")
-    try:
-        load_params(path)
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{path}: ok")
-    return 0
+    from mnist_pipeline.core.cli import entry_point
+
+    def check(argv: list[str] | None) -> None:
+        parser = argparse.ArgumentParser(
+            prog="python -m mnist_pipeline params", description="Check a params file."
+        )
+        parser.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"))
+        parser.add_argument("--keys", action="store_true", help="list keys, defaults, choices")
+        args = parser.parse_args(argv)
+        if args.keys:
+            print("\n".join(keys()))
+            return
+        load_params(args.path)
+        print(f"{args.path}: ok")
+
+    return entry_point(check)(argv)
 
 
 if __name__ == "__main__":

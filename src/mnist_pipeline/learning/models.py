@@ -130,17 +130,32 @@ def predict_logits(model: nn.Module, images: Tensor, batch: int = EVAL_BATCH) ->
     return out
 
 
-MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
-    "linear": lambda spec: Linear(spec.in_features, spec.num_classes),
-    "mlp": lambda spec: MLP(spec.in_features, spec.num_classes, spec.hidden, spec.activation),
-    "cnn": lambda spec: CNN(
-        spec.in_features, spec.num_classes, spec.channels, spec.hidden, spec.activation
+@dataclass(frozen=True)
+class ModelEntry:
+    """One ``train.model``: how to build it, and which ``train`` settings it takes."""
+
+    build: Callable[[ModelSpec], nn.Module]
+    settings: tuple[str, ...] = ()  # ModelSpec fields copied from params.train
+
+
+# A new model: its class above, an entry here, its name in core/params.py's ModelName.
+MODELS: dict[str, ModelEntry] = {
+    "linear": ModelEntry(lambda spec: Linear(spec.in_features, spec.num_classes)),
+    "mlp": ModelEntry(
+        lambda spec: MLP(spec.in_features, spec.num_classes, spec.hidden, spec.activation),
+        ("hidden", "activation"),
+    ),
+    "cnn": ModelEntry(
+        lambda spec: CNN(
+            spec.in_features, spec.num_classes, spec.channels, spec.hidden, spec.activation
+        ),
+        ("channels", "hidden", "activation"),
     ),
 }
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    return MODELS[spec.name](spec)
+    return MODELS[spec.name].build(spec)
 
 
 def save_model(

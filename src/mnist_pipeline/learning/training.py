@@ -31,7 +31,7 @@ from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop
 from mnist_pipeline.learning.losses import accuracy, make_loss, one_hot
-from mnist_pipeline.learning.models import ModelSpec, build_model, predict_logits
+from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import SGD, Grad
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,9 @@ class TrainResult:
 
 
 def model_spec(params: TrainParams, in_features: int, num_classes: int) -> ModelSpec:
-    hidden = params.hidden if params.model in ("mlp", "cnn") else ()
-    channels = params.channels if params.model == "cnn" else ()
-    return ModelSpec(params.model, in_features, num_classes, hidden, params.activation, channels)
+    """The architecture ``params`` ask for; the model's registry entry names its settings."""
+    settings = {key: getattr(params, key) for key in MODELS[params.model].settings}
+    return ModelSpec(params.model, in_features, num_classes, **settings)
 
 
 Optimizer = SGD | torch.optim.Optimizer
