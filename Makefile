@@ -25,7 +25,7 @@ venv: $(STAMP)  ## create .venv with the pinned dependencies
 
 run: $(STAMP)  ## run the pipeline (dvc repro) and print the headline metrics
 	$(BIN)/dvc repro
-	@$(BIN)/python -m mnist_pipeline.reporting.summary metrics/eval.json reports/report.md
+	@$(BIN)/python -m mnist_pipeline summary metrics/eval.json reports/report.md
 
 # Two pytest workers (one per core here); a module's tests stay on one worker so its
 # module-scoped fixtures (a reproduced pipeline, a trained model) are built once.
@@ -48,7 +48,7 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 # `make validate VALIDATE_ARGS="--up-to-date --thresholds .ci/thresholds.yaml"` adds the
 # dvc status and metric checks (after `make run`). PYTHONPATH: validate this checkout's code.
 validate: $(STAMP)  ## check dvc.yaml (schema, DAG, deps), params.yaml; one line per problem
-	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m mnist_pipeline.tools.validate $(VALIDATE_ARGS)
+	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m mnist_pipeline validate $(VALIDATE_ARGS)
 
 # The CI job (.github/workflows/pipeline.yml runs the same steps): smoke run in a
 # throwaway clone, so this checkout and its `git status` stay as they were; then the
@@ -65,4 +65,4 @@ clean:  ## remove the venv and pipeline outputs (the DVC cache stays)
 .PHONY: compare
 compare: $(STAMP)  ## compare the workspace with REV=<git rev or experiment> (NEW=<rev> optional)
 	@test -n "$(REV)" || { echo "error: make compare needs REV=<git revision or experiment name>" >&2; exit 2; }
-	$(BIN)/python -m mnist_pipeline.reporting.compare --rev "$(REV)" $(if $(NEW),--new "$(NEW)")
+	$(BIN)/python -m mnist_pipeline compare --rev "$(REV)" $(if $(NEW),--new "$(NEW)")

@@ -1,32 +1,27 @@
 """Compare two runs — two commits, or two experiments — as a markdown report with pictures.
 
-    python -m mnist_pipeline.reporting.compare --rev HEAD~1              # workspace vs HEAD~1
-    python -m mnist_pipeline.reporting.compare --rev main --new exp-a1b2 # two revisions
+    python -m mnist_pipeline compare --rev HEAD~1              # workspace vs HEAD~1
+    python -m mnist_pipeline compare --rev main --new exp-a1b2 # two revisions
     make compare REV=HEAD~1                                    # the same, via make
 
 ``--rev`` (and ``--new``) take any git revision (sha, branch, tag, ``HEAD~1``) or the name
-of a DVC experiment (``dvc exp show``; an experiment is a commit under ``refs/exps``).
-Without ``--new`` the "new" side is the working tree as it is now, e.g. right after
-``dvc repro`` or ``dvc exp run -S train.lr=0.1``.
+of a DVC experiment (``dvc exp show``). Without ``--new`` the "new" side is the working
+tree as it is now, e.g. right after ``dvc repro`` or ``dvc exp run -S train.lr=0.1``.
 
-Writes ``compare/compare.md`` (``--out`` changes the folder) with ``dvc params diff`` and
-``dvc metrics diff`` as tables, the classes whose recall moved most, and PNGs: both
-learning curves on one plot, both confusion matrices, their cell-by-cell difference
-``new - old`` as a diverging heatmap, and per-class recall. ``compare.json`` beside it
-holds the same numbers for scripts. The folder is not ``reports/``: that is the report
-stage's DVC output, and ``dvc repro`` would replace it.
+Writes ``compare/compare.md`` (``--out`` changes the folder) with the params that changed
+and every metric (each metrics file that ``dvc.yaml`` declares) as tables, the classes
+whose recall moved most, and PNGs: both learning curves on one plot, both confusion
+matrices, their cell-by-cell difference ``new - old`` as a diverging heatmap, and
+per-class recall. ``compare.json`` beside it holds the same numbers for scripts. The
+folder is not ``reports/``: that is the report stage's DVC output.
 
-The other revision's files are read with ``git show REV:path``: everything compared
-(``params.yaml``, ``metrics/*``) is committed to git, not to the DVC cache. This module is
-a tool, not a stage: no stage imports it.
+Both sides are read through ``dvc.api`` (``params_show``, ``metrics_show``, ``read`` with
+``rev=``), so whatever metrics a run has are compared. This module is a tool, not a stage.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +34,16 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import yaml
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import (
     atomic_dir,
     parse_csv,
     parse_json,
-    read_csv,
-    read_json,
     save_figure,
     write_json,
     write_text,
@@ -70,22 +65,17 @@ TOP_MOVERS = 5
 HEADLINE = ("accuracy", "loss", "macro_precision", "macro_recall", "macro_f1")
 
 
-# ------------------------------------------------------------------------------ git, dvc
-
-
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-    except FileNotFoundError as err:
-        raise PipelineError("git not found on PATH; install git to compare revisions") from err
+# ---------------------------------------------------------------------------- dvc.api
 
 
 def repo_root(start: Path) -> Path:
     """The git work tree holding ``start``."""
-    result = _git(start, "rev-parse", "--show-toplevel")
-    if result.returncode != 0:
-        raise PipelineError(f"{start}: not inside a git repository; run from the project")
-    return Path(result.stdout.strip())
+    from dvc.scm import SCM, SCMError
+
+    try:
+        return Path(SCM(str(start), search_parent_directories=True).root_dir)
+    except SCMError as err:
+        raise PipelineError(f"{start}: not inside a git repository; run from the project") from err
 
 
 @dataclass(frozen=True)
@@ -110,54 +100,82 @@ class Revision:
         return f"{self.name} ({self.commit[:7]})"
 
 
-def experiment_refs(repo: Path) -> dict[str, list[str]]:
-    """DVC experiment name -> commits: ``refs/exps/<baseline[:2]>/<baseline[2:]>/<name>``."""
-    result = _git(repo, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps")
-    found: dict[str, list[str]] = {}
-    for line in result.stdout.splitlines():
-        sha, ref = line.split(" ", 1)
-        parts = ref.split("/")
-        # refs/exps/ab/cdef.../name; skip DVC's bookkeeping refs (exec/, celery/, ...).
-        if len(parts) == 5 and len(parts[2]) == 2:
-            found.setdefault(parts[4], []).append(sha)
-    return found
-
-
 def resolve(repo: Path, rev: str) -> Revision:
     """A git revision or a DVC experiment name -> ``Revision``; one line if it is neither."""
+    from dvc.scm import SCM, RevError, resolve_rev
+
     if rev == WORKSPACE:
         return Revision(WORKSPACE, None)
-    result = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
-    if result.returncode == 0:
-        return Revision(rev, result.stdout.strip())
-    commits = experiment_refs(repo).get(rev, [])
-    if len(commits) == 1:
-        return Revision(rev, commits[0])
-    if len(commits) > 1:
+    try:
+        return Revision(rev, resolve_rev(SCM(str(repo)), rev))
+    except RevError as err:
         raise PipelineError(
-            f"experiment name {rev!r} is ambiguous ({len(commits)} experiments on different "
-            f"baselines: {', '.join(c[:7] for c in commits)}); pass one of those commits"
-        )
-    raise PipelineError(
-        f"unknown revision {rev!r}: not a git commit, branch or tag, nor a DVC experiment "
-        "name (see `git log --oneline`, `dvc exp show`)"
-    )
+            f"unknown revision {rev!r}: {err}; name a git commit, branch or tag, or a DVC "
+            "experiment (see `git log --oneline`, `dvc exp show`)"
+        ) from err
 
 
 def read_text_at(repo: Path, revision: Revision, path: str) -> str:
-    """A file's text in ``revision`` (``git show``), or in the working tree."""
-    if revision.commit is None:
-        target = repo / path
-        if not target.is_file():
-            raise PipelineError(f"{path}: file not found in the workspace; run `dvc repro` first")
-        return target.read_text(encoding="utf-8")
-    result = _git(repo, "show", f"{revision.commit}:{path}")
-    if result.returncode != 0:
+    """A file's text in ``revision``, or in the working tree (``dvc.api.read``)."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return str(dvc.api.read(path, repo=str(repo), rev=revision.commit))
+    except (DvcException, OSError) as err:
+        if revision.commit is None:
+            raise PipelineError(
+                f"{path}: file not found in the workspace; run `dvc repro` first"
+            ) from err
         raise PipelineError(
             f"{revision.label}: has no {path} committed; compare against a commit made "
             "after `dvc repro` (its metrics are committed to git)"
-        )
-    return result.stdout
+        ) from err
+
+
+def flat(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (lists stay values)."""
+    return pd.json_normalize(dict(tree), sep=".").iloc[0].to_dict() if tree else {}
+
+
+def dvc_diff(old: Mapping[str, Any], new: Mapping[str, Any], everything: bool) -> dict[str, Any]:
+    """``{key: {old, new[, diff]}}`` as ``dvc {params,metrics} diff --json`` writes it."""
+    found = {}
+    for key in dict.fromkeys([*old, *new]):
+        before, after = old.get(key), new.get(key)
+        if before == after and not everything:
+            continue
+        entry = {"old": before, "new": after}
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (before, after)):
+            entry["diff"] = after - before
+        found[key] = entry
+    return found
+
+
+def diffs(repo: Path, old: Revision, new: Revision) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Params that changed (``params.yaml``) and every metric, per metrics file."""
+    import dvc.api
+
+    stages = yaml.safe_load(read_text_at(repo, new, "dvc.yaml")).get("stages", {})
+    files = [
+        entry if isinstance(entry, str) else next(iter(entry))
+        for stage in stages.values()
+        for entry in stage.get("metrics", [])
+    ]
+
+    def show(function: Any, revision: Revision, *targets: str) -> dict[str, Any]:
+        try:
+            return flat(function(*targets, repo=str(repo), rev=revision.commit))
+        except Exception as err:  # dvc.api raises many kinds; each is one line here
+            what = ", ".join(targets) or "params"
+            raise PipelineError(f"{revision.label}: cannot read {what} ({err})") from err
+
+    params = dvc_diff(*(show(dvc.api.params_show, r) for r in (old, new)), everything=False)
+    metrics = {
+        file: dvc_diff(*(show(dvc.api.metrics_show, r, file) for r in (old, new)), everything=True)
+        for file in sorted(files)
+    }
+    return {"params.yaml": params} if params else {}, metrics
 
 
 @dataclass(frozen=True)
@@ -168,50 +186,24 @@ class RunFiles:
     confusion: pd.DataFrame  # [C, C] counts, index = actual, columns = predicted
     history: pd.DataFrame  # one row per epoch: epoch, train_loss, test/val_accuracy
 
-
-def _class_labels(confusion: pd.DataFrame) -> pd.DataFrame:
-    """Class names as strings on both axes (the CSV reader makes ``0..9`` ints on the index)."""
-    confusion = confusion.copy()
-    confusion.index = [str(name) for name in confusion.index]
-    confusion.columns = [str(name) for name in confusion.columns]
-    confusion.index.name = "actual"
-    return confusion
+    @property
+    def per_class(self) -> dict[str, dict[str, float]]:
+        return dict(self.metrics.get("per_class", {}))
 
 
 def load_run(repo: Path, revision: Revision) -> RunFiles:
     """``eval.json``, the confusion matrix and the train log of one side."""
-    if revision.commit is None:
-        metrics = read_json(repo / EVAL)
-        confusion = read_csv(repo / CONFUSION, index_col=0)
-        history = read_csv(repo / TRAIN_LOG)
-    else:
-        where = revision.label
-        metrics = parse_json(read_text_at(repo, revision, EVAL), f"{where}:{EVAL}")
-        text = read_text_at(repo, revision, CONFUSION)
-        confusion = parse_csv(text, f"{where}:{CONFUSION}", index_col=0)
-        history = parse_csv(read_text_at(repo, revision, TRAIN_LOG), f"{where}:{TRAIN_LOG}")
-    return RunFiles(metrics, _class_labels(confusion), history)
+    where = revision.label
 
+    def text(path: str) -> tuple[str, str]:
+        return read_text_at(repo, revision, path), f"{where}:{path}"
 
-def _dvc() -> str:
-    """The venv's dvc next to this interpreter, else the one on PATH."""
-    beside = Path(sys.executable).parent / "dvc"
-    found = str(beside) if beside.is_file() else shutil.which("dvc")
-    if found is None:
-        raise PipelineError(
-            "dvc not found on PATH; activate the venv (`source .venv/bin/activate`)"
-        )
-    return found
-
-
-def dvc_diff(repo: Path, kind: str, revs: list[str], *extra: str) -> dict[str, Any]:
-    """``dvc {params,metrics} diff OLD [NEW] --json``, parsed (one rev: OLD vs workspace)."""
-    cmd = [_dvc(), kind, "diff", *revs, "--json", *extra]
-    result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PipelineError(f"`dvc {kind} diff` failed: {last}")
-    return parse_json(result.stdout or "{}", f"dvc {kind} diff --json")
+    metrics = parse_json(*text(EVAL))
+    confusion = parse_csv(*text(CONFUSION), index_col=0)
+    confusion.index = [str(name) for name in confusion.index]  # 0..9 are ints on the index
+    confusion.columns = [str(name) for name in confusion.columns]
+    confusion.index.name = "actual"
+    return RunFiles(metrics, confusion, parse_csv(*text(TRAIN_LOG)))
 
 
 # ---------------------------------------------------------------------- pure functions
@@ -284,10 +276,8 @@ def _change(entry: Mapping[str, Any]) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub-markdown table; ``|`` in cells escaped."""
-    cells = [[str(c).replace("|", "\\|") for c in row] for row in rows]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+    """A GitHub-markdown table (pandas + tabulate), cells kept exactly as given."""
+    return pd.DataFrame(rows, columns=header).to_markdown(index=False, disable_numparse=True)
 
 
 def params_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[str]]:
@@ -411,8 +401,8 @@ class Comparison:
 
     old: Revision
     new: Revision
-    params: dict[str, Any]  # dvc params diff --json
-    metrics: dict[str, Any]  # dvc metrics diff --json --all
+    params: dict[str, Any]  # {file: {key: {old, new, diff}}}: what changed
+    metrics: dict[str, Any]  # {file: {key: {old, new, diff}}}: every metric
     old_run: RunFiles
     new_run: RunFiles
     diff: pd.DataFrame | None  # new - old per cell; None when the classes differ
@@ -444,7 +434,7 @@ def compare(repo: Path, old_rev: str, new_rev: str = WORKSPACE) -> Comparison:
             "--rev: name a git revision or an experiment; the workspace is the default --new"
         )
     old_run, new_run = load_run(repo, old), load_run(repo, new)
-    revs = [old.commit] + ([new.commit] if new.commit else [])
+    params, metrics = diffs(repo, old, new)
     try:
         diff = confusion_diff(old_run.confusion, new_run.confusion)
     except PipelineError:
@@ -452,17 +442,23 @@ def compare(repo: Path, old_rev: str, new_rev: str = WORKSPACE) -> Comparison:
     return Comparison(
         old=old,
         new=new,
-        params=dvc_diff(repo, "params", revs),
-        metrics=dvc_diff(repo, "metrics", revs, "--all"),
+        params=params,
+        metrics=metrics,
         old_run=old_run,
         new_run=new_run,
         diff=diff,
-        movers=recall_movers(old_run.metrics["per_class"], new_run.metrics["per_class"]),
+        movers=recall_movers(old_run.per_class, new_run.per_class),
     )
 
 
 def _data_line(metrics: Mapping[str, Any]) -> str:
-    return f"{metrics['dataset']}, {metrics['source']} data, {metrics['n_test']:,} test images"
+    """``mnist, embedded data, 1,000 test images``: what each run's metrics file says of it."""
+    parts = [
+        metrics.get("dataset"),
+        metrics.get("source") and f"{metrics['source']} data",
+        metrics.get("n_test") and f"{metrics['n_test']:,} test images",
+    ]
+    return ", ".join(str(part) for part in parts if part)
 
 
 def render_markdown(result: Comparison) -> str:
@@ -475,17 +471,17 @@ def render_markdown(result: Comparison) -> str:
     lines = [f"# {new} vs {old}", ""]
     old_data, new_data = _data_line(result.old_run.metrics), _data_line(result.new_run.metrics)
     if old_data == new_data:
-        lines += [f"Both runs: {new_data}.", ""]
+        lines += [f"Both runs: {new_data}.", ""] if new_data else []
     else:
         lines += [
             f"> **Warning:** the runs saw different data — {old}: {old_data}; "
             f"{new}: {new_data}. Their scores are not directly comparable.",
             "",
         ]
-    lines += ["## Params that changed (`dvc params diff`)", ""]
+    lines += ["## Params that changed", ""]
     params = params_rows(result.params)
     lines += [markdown_table(["param", old_short, new_short], params) if params else "None."]
-    lines += ["", "## Metrics (`dvc metrics diff --all`)", ""]
+    lines += ["", "## Metrics", ""]
     metrics = metrics_rows(result.metrics)
     header = ["file", "metric", old_short, new_short, "change"]
     lines += [markdown_table(header, metrics) if metrics else "No metrics on either side."]
@@ -540,7 +536,7 @@ def build_figures(result: Comparison) -> dict[str, Figure]:
     figures = {
         "learning_curves": learning_curves(old_run.history, new_run.history, old, new),
         "confusion": confusion_pair(old_run.confusion, new_run.confusion, old, new),
-        "recall": recall_bars(old_run.metrics["per_class"], new_run.metrics["per_class"], old, new),
+        "recall": recall_bars(old_run.per_class, new_run.per_class, old, new),
     }
     if result.diff is not None:
         figures["confusion_diff"] = confusion_diff_heatmap(result.diff, old, new)
@@ -567,9 +563,10 @@ def write_report(result: Comparison, out: Path) -> Path:
     return out / "compare.md"
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline.reporting.compare", description=__doc__.splitlines()[0]
+        prog="python -m mnist_pipeline compare", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--rev", required=True, help="old side: git revision or DVC experiment name"
@@ -579,13 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("compare"), help="output folder")
     args = parser.parse_args(argv)
-    try:
-        repo = repo_root(Path.cwd())
-        result = compare(repo, args.rev, args.new)
-        report = write_report(result, args.out)
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = compare(repo_root(Path.cwd()), args.rev, args.new)
+    report = write_report(result, args.out)
     accuracy = result.metrics.get(EVAL, {}).get("accuracy", {})
     if "old" in accuracy and "new" in accuracy:
         print(

@@ -1,12 +1,12 @@
 """Print a run's headline numbers after ``make run``.
 
-python -m mnist_pipeline.reporting.summary metrics/eval.json reports/report.md
+python -m mnist_pipeline summary [metrics/eval.json] [reports/report.md]
 """
 
-import sys
+import argparse
 from pathlib import Path
 
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import read_json
 
 
@@ -18,16 +18,15 @@ def summarize(metrics: dict[str, object], report: Path) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    metrics_path = Path(args[0] if args else "metrics/eval.json")
-    report = Path(args[1] if len(args) > 1 else "reports/report.md")
-    try:
-        print(summarize(read_json(metrics_path), report))
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+@entry_point
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_pipeline summary", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("metrics", nargs="?", type=Path, default=Path("metrics/eval.json"))
+    parser.add_argument("report", nargs="?", type=Path, default=Path("reports/report.md"))
+    args = parser.parse_args(argv)
+    print(summarize(read_json(args.metrics), args.report))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 Run it from the repository root (or anywhere, once the package is installed)::
 
-    PYTHONPATH=src python -m mnist_pipeline.tools.worked_example            # labelled matrices
-    PYTHONPATH=src python -m mnist_pipeline.tools.worked_example --lr 0.5   # another step size
-    PYTHONPATH=src python -m mnist_pipeline.tools.worked_example --json     # one JSON object
+    python -m mnist_pipeline worked-example             # labelled matrices
+    python -m mnist_pipeline worked-example --lr 0.5    # another step size
+    python -m mnist_pipeline worked-example --json      # one JSON object
 
 The setup is the notebook's, in float64: ``X`` is ``[3, 2]``, ``y`` is ``[3, 1]``,
 ``W1`` is ``[1 + 2, 2]`` and ``W2`` is ``[1 + 2, 1]`` (first row of each = bias). The
@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.learning.backprop import BackpropResult, sgd_update, sigmoid_net_backprop
 
 DTYPE = torch.float64
@@ -135,9 +135,10 @@ def _learning_rate(text: str) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline.tools.worked_example",
+        prog="python -m mnist_pipeline worked-example",
         description="The notebook's Question 1: forward pass, hand-derived backprop and one "
         "SGD step for its 2-layer sigmoid network (float64).",
     )
@@ -145,10 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         "--lr", type=_learning_rate, default=DEFAULT_LR, help=f"SGD step (default {DEFAULT_LR})"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     values = compute(args.lr)
     print(to_json(values) if args.json else render_text(values))
-    return 0
 
 
 if __name__ == "__main__":

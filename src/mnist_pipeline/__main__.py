@@ -1,0 +1,35 @@
+"""The command-line front door: ``python -m mnist_pipeline COMMAND [ARGS]`` (or the
+``mnist-pipeline`` console script). ``--help`` lists the commands; ``COMMAND --help``
+shows each one's arguments. The pipeline's stages are run by DVC (``dvc repro``), not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+
+# command -> (module whose main(argv) runs it, one line of help)
+COMMANDS = {
+    "params": ("mnist_pipeline.core.params", "check params.yaml; --keys lists keys and choices"),
+    "validate": ("mnist_pipeline.tools.validate", "check dvc.yaml, deps, params (make validate)"),
+    "compare": ("mnist_pipeline.reporting.compare", "compare two runs (make compare REV=...)"),
+    "summary": ("mnist_pipeline.reporting.summary", "print a run's headline numbers"),
+    "predict": ("mnist_pipeline.tools.predict", "classify your own images with the model"),
+    "worked-example": ("mnist_pipeline.tools.worked_example", "the notebook's Question 1"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mnist_pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_line) in COMMANDS.items():
+        if importlib.util.find_spec(module) is not None:  # predict: once tools/predict.py exists
+            commands.add_parser(name, help=help_line, add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.main(rest))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
