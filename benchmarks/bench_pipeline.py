@@ -36,53 +36,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
-RESULTS = REPO / "benchmarks" / "results"
-FASHION_MIRROR = "/usr/share/datasets/fashion-mnist"
+from common import FASHION_MIRROR, VENV_BIN, environment, make_copy, markdown, write_results
+
 GNU_TIME = Path("/usr/bin/time")
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-
-
-def environment() -> dict[str, str]:
-    env = {**os.environ, **GIT_ENV}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-def repo_files(repo: Path) -> list[str]:
-    """Tracked files plus untracked ones git does not ignore, that exist on disk."""
-    out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
-    return sorted({name for name in out.split("\0") if name and (repo / name).is_file()})
-
-
-def make_copy(dest: Path, epochs: int, env: dict[str, str]) -> None:
-    for name in repo_files(REPO):
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, target)
-    params_path = dest / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    params["data"].update(dataset="fashion-mnist", source="mirror", mirror=FASHION_MIRROR)
-    params["train"]["epochs"] = epochs
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-q", "-m", "benchmark copy"],
-    ):
-        subprocess.run(cmd, cwd=dest, env=env, check=True)
 
 
 def run(cmd: list[str] | str, cwd: Path, env: dict[str, str], log: Path) -> float:
@@ -130,7 +86,8 @@ def main() -> None:
     log = work.parent / f"{work.name}.log"
     print(f"copy: {work}  log: {log}", flush=True)
     try:
-        make_copy(work, args.epochs, env)
+        data = {"dataset": "fashion-mnist", "source": "mirror", "mirror": FASHION_MIRROR}
+        make_copy(work, env, data=data, train={"epochs": args.epochs})
         stages = list(yaml.safe_load((work / "dvc.yaml").read_text())["stages"].items())
 
         print("cold dvc repro ...", flush=True)
@@ -157,33 +114,42 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     how = "/usr/bin/time %M" if GNU_TIME.exists() else "getrusage(RUSAGE_CHILDREN) deltas"
-    lines = [
-        f"## bench_pipeline: fashion-mnist (mirror), {args.epochs} epochs",
-        "",
-        f"{os.cpu_count()} CPUs; load avg at end {os.getloadavg()[0]:.2f}; peak RSS via {how}",
-        "",
-        "| measure | seconds |",
-        "|---|---:|",
-        f"| cold `dvc repro` (all 5 stages, empty cache) | {cold:.1f} |",
-        f"| no-op `dvc repro`, best of {len(noop)} | {min(noop):.2f} |",
-        f"| no-op `dvc repro`, all runs | {', '.join(f'{s:.2f}' for s in noop)} |",
-        "",
-        f"Peak RSS of a no-op `dvc repro` (dvc alone): {noop_rss:.0f} MiB. "
-        f"Reference, `python -c 'import torch'`: {torch_rss:.0f} MiB, {torch_wall:.1f} s.",
-        "",
-        "| stage | peak RSS of stage cmd (MiB) | stage cmd wall (s) "
-        "| peak RSS, `dvc repro -s --force` (MiB) | `dvc repro -s --force` wall (s) |",
-        "|---|---:|---:|---:|---:|",
+    measures = [
+        ("cold `dvc repro` (all 5 stages, empty cache)", f"{cold:.1f}"),
+        (f"no-op `dvc repro`, best of {len(noop)}", f"{min(noop):.2f}"),
+        ("no-op `dvc repro`, all runs", ", ".join(f"{s:.2f}" for s in noop)),
     ]
-    for stage, rss, wall, dvc_rss, dvc_wall in rows:
-        lines.append(f"| {stage} | {rss:.0f} | {wall:.1f} | {dvc_rss:.0f} | {dvc_wall:.1f} |")
-    lines += ["", f"`dvc status` afterwards: {status or '(no output)'}"]
-    table = "\n".join(lines) + "\n"
-    print()
-    print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(table)
-    print(f"written: {RESULTS / f'{name}.md'}  (command log: {log})")
+    per_stage = [
+        (stage, f"{rss:.0f}", f"{wall:.1f}", f"{dvc_rss:.0f}", f"{dvc_wall:.1f}")
+        for stage, rss, wall, dvc_rss, dvc_wall in rows
+    ]
+    text = "\n".join(
+        [
+            f"## bench_pipeline: fashion-mnist (mirror), {args.epochs} epochs",
+            "",
+            f"{os.cpu_count()} CPUs; load avg at end {os.getloadavg()[0]:.2f}; peak RSS via {how}",
+            "",
+            markdown(measures, ["measure", "seconds"]),
+            "",
+            f"Peak RSS of a no-op `dvc repro` (dvc alone): {noop_rss:.0f} MiB. "
+            f"Reference, `python -c 'import torch'`: {torch_rss:.0f} MiB, {torch_wall:.1f} s.",
+            "",
+            markdown(
+                per_stage,
+                [
+                    "stage",
+                    "peak RSS of stage cmd (MiB)",
+                    "stage cmd wall (s)",
+                    "peak RSS, `dvc repro -s --force` (MiB)",
+                    "`dvc repro -s --force` wall (s)",
+                ],
+            ),
+            "",
+            f"`dvc status` afterwards: {status or '(no output)'}",
+        ]
+    )
+    write_results(name, text + "\n")
+    print(f"command log: {log}")
 
 
 if __name__ == "__main__":

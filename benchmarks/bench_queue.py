@@ -18,11 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from common import DATASETS, environment, make_copy, markdown
 
-from bench_pipeline import environment, make_copy
-
-FASHION = "/usr/share/datasets/fashion-mnist"
 CONFIGS = [(1, 1), (2, 1), (2, 2)]  # (workers, torch threads per experiment)
 
 
@@ -48,12 +45,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp:
         repo = Path(tmp)
-        make_copy(repo, args.epochs, env)
-        params_path = repo / "params.yaml"
-        params = yaml.safe_load(params_path.read_text())
-        if args.dataset == "mnist-embedded":
-            params["data"].update(dataset="mnist", source="embedded", mirror=None)
-        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        data = DATASETS[args.dataset].model_dump()
+        make_copy(repo, env, data=data, train={"epochs": args.epochs})
         sh(["dvc", "repro", "-q"], repo, env)
         sh(["git", "add", "-A"], repo, env)
         sh(["git", "commit", "-qm", "baseline"], repo, env)
@@ -71,10 +64,9 @@ def main() -> None:
             sh(["dvc", "queue", "remove", "--all"], repo, env)
     base = rows[0][2]
     print(f"\n## 4-experiment sweep, {args.dataset}, {args.epochs} epochs\n")
-    print("| workers (-j) | threads each | wall s | speed-up vs -j 1 | succeeded |")
-    print("|---:|---:|---:|---:|---:|")
-    for workers, threads, seconds, ok in rows:
-        print(f"| {workers} | {threads} | {seconds:.1f} | {base / seconds:.2f}x | {ok} |")
+    cells = [(w, t, f"{s:.1f}", f"{base / s:.2f}x", ok) for w, t, s, ok in rows]
+    columns = ["workers (-j)", "threads each", "wall s", "speed-up vs -j 1", "succeeded"]
+    print(markdown(cells, columns))
 
 
 if __name__ == "__main__":

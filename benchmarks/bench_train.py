@@ -30,23 +30,20 @@ from pathlib import Path
 
 import torch
 
-from mnist_pipeline.core.params import KERNELS, DataParams, TrainParams
+from common import DATASETS, markdown, write_results
+from mnist_pipeline.core.params import KERNELS, TrainParams
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.training import EpochRecord, train
 from notebook_loop import run_notebook_loop
 
-RESULTS = Path(__file__).resolve().parent / "results"
-FASHION_MIRROR = "/usr/share/datasets/fashion-mnist"
-DATASETS = {
-    "mnist-embedded": (DataParams(dataset="mnist", source="embedded"), "mnist", 10),
-    "fashion-mnist": (
-        DataParams(dataset="fashion-mnist", source="mirror", mirror=FASHION_MIRROR),
-        "fashion-mnist",
-        3,
-    ),
-}
+SUMMARY_COLUMNS = [
+    *("loop", "threads", "s/epoch (mean)", "median s/epoch", "min s/epoch"),
+    *("final train loss", "final test acc", "notebook/ours (mean)", "notebook/ours (median)"),
+]
+# benchmark dataset -> (torchvision dataset the notebook loop reads, default epochs)
+NOTEBOOK = {"mnist-embedded": ("mnist", 10), "fashion-mnist": ("fashion-mnist", 3)}
 
 
 @dataclass(frozen=True)
@@ -134,6 +131,23 @@ def render(
     our_load: float,
 ) -> str:
     baseline = rows[0].per_epoch
+    summary = []
+    for row in rows:
+        ratios = ("1.0 (baseline)",) * 2
+        if row is not rows[0]:
+            ratios = (f"{baseline / row.per_epoch:.1f}x", f"{rows[0].median / row.median:.1f}x")
+        times = (f"{row.per_epoch:.3f}", f"{row.median:.3f}", f"{min(row.epoch_seconds):.3f}")
+        scores = (f"{row.final_loss:.4f}", f"{row.accuracies[-1]:.4f}")
+        summary.append((row.loop, row.threads, *times, *scores, *ratios))
+    epochs_columns = ["loop", "threads", *(str(e) for e in range(1, epochs + 1))]
+    per_epoch = {
+        "Test accuracy per epoch:": [
+            (r.loop, r.threads, *(f"{a:.4f}" for a in r.accuracies)) for r in rows
+        ],
+        "Seconds per epoch:": [
+            (r.loop, r.threads, *(f"{t:.3f}" for t in r.epoch_seconds)) for r in rows
+        ],
+    }
     lines = [
         f"## bench_train: {name}, {epochs} epochs ({counts[0]} train / {counts[1]} test)",
         "",
@@ -141,50 +155,19 @@ def render(
         f"{os.cpu_count()} CPUs, {platform.processor() or '?'}; "
         f"load avg at end {os.getloadavg()[0]:.2f}",
         "",
-        "| loop | threads | s/epoch (mean) | median s/epoch | min s/epoch | final train loss "
-        "| final test acc | notebook/ours (mean) | notebook/ours (median) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        if row is rows[0]:
-            ratio = ratio_median = "1.0 (baseline)"
-        else:
-            ratio = f"{baseline / row.per_epoch:.1f}x"
-            ratio_median = f"{rows[0].median / row.median:.1f}x"
-        lines.append(
-            f"| {row.loop} | {row.threads} | {row.per_epoch:.3f} | {row.median:.3f} "
-            f"| {min(row.epoch_seconds):.3f} | {row.final_loss:.4f} | {row.accuracies[-1]:.4f} "
-            f"| {ratio} | {ratio_median} |"
-        )
-    lines += [
+        markdown(summary, SUMMARY_COLUMNS),
         "",
         f"Data loading (excluded above): notebook torchvision datasets {notebook_load:.3f} s; "
         f"ours read_raw_split (IDX -> float tensors) {our_load:.3f} s.",
-        "",
-        "Test accuracy per epoch:",
-        "",
-        "| loop | threads | " + " | ".join(str(e) for e in range(1, epochs + 1)) + " |",
-        "|---|---:|" + "---:|" * epochs,
     ]
-    for row in rows:
-        accs = " | ".join(f"{a:.4f}" for a in row.accuracies)
-        lines.append(f"| {row.loop} | {row.threads} | {accs} |")
-    lines += [
-        "",
-        "Seconds per epoch:",
-        "",
-        "| loop | threads | " + " | ".join(str(e) for e in range(1, epochs + 1)) + " |",
-        "|---|---:|" + "---:|" * epochs,
-    ]
-    for row in rows:
-        secs = " | ".join(f"{t:.3f}" for t in row.epoch_seconds)
-        lines.append(f"| {row.loop} | {row.threads} | {secs} |")
+    for title, table in per_epoch.items():
+        lines += ["", title, "", markdown(table, epochs_columns)]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist-embedded")
+    parser.add_argument("--dataset", choices=sorted(NOTEBOOK), default="mnist-embedded")
     parser.add_argument("--epochs", type=int, help="default: 10 embedded, 3 fashion-mnist")
     parser.add_argument("--threads", default="1", help="our loop's thread counts, e.g. 1,2")
     parser.add_argument(
@@ -199,7 +182,7 @@ def main() -> None:
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
-    data_params, tv_name, default_epochs = DATASETS[args.dataset]
+    data_params, (tv_name, default_epochs) = DATASETS[args.dataset], NOTEBOOK[args.dataset]
     epochs = args.epochs or default_epochs
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     name = args.name or f"train-{args.dataset}-{epochs}ep"
@@ -234,11 +217,7 @@ def main() -> None:
         notebook_load,
         our_load,
     )
-    print()
-    print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(table)
-    print(f"written: {RESULTS / f'{name}.md'}")
+    write_results(name, table)
 
 
 if __name__ == "__main__":

@@ -20,20 +20,16 @@ from typing import Any
 
 import yaml
 
-from mnist_pipeline.core.params import DataParams, TrainParams, parse_params
+from common import DATASETS as DATA
+from common import FASHION_MIRROR, REPO, markdown
+from mnist_pipeline.core.params import TrainParams, parse_params
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.training import train
 
-REPO = Path(__file__).resolve().parents[1]
-FASHION = "/usr/share/datasets/fashion-mnist"
-DATA = {
-    "fashion-mnist": DataParams(dataset="fashion-mnist", source="mirror", mirror=FASHION),
-    "mnist-embedded": DataParams(dataset="mnist", source="embedded"),
-}
 EXP_DATA = {
     "fashion-mnist": (
-        f"-S data.dataset=fashion-mnist -S data.source=mirror -S data.mirror={FASHION}"
+        f"-S data.dataset=fashion-mnist -S data.source=mirror -S data.mirror={FASHION_MIRROR}"
     ),
     "mnist-embedded": "-S data.source=embedded",
 }
@@ -82,10 +78,9 @@ def main() -> None:
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 rows.append((name, dataset, result.history[-1].accuracy, wall, cpu))
                 print(f"{name} on {dataset}: {rows[-1][2]:.4f} in {wall:.1f} s ({cpu:.1f} CPU-s)")
-    print("\n| preset | dataset | test accuracy | train wall s | train CPU s |")
-    print("|---|---|---:|---:|---:|")
-    for name, dataset, acc, wall, cpu in rows:
-        print(f"| {name} | {dataset} | {acc:.4f} | {wall:.1f} | {cpu:.1f} |")
+    cells = [(n, d, f"{acc:.4f}", f"{wall:.1f}", f"{cpu:.1f}") for n, d, acc, wall, cpu in rows]
+    columns = ["preset", "dataset", "test accuracy", "train wall s", "train CPU s"]
+    print(f"\n{markdown(cells, columns)}")
     print()
     for name in names:
         for dataset in datasets:
