@@ -129,8 +129,22 @@ def git_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, cwd=cwd, env=git_env(), capture_output=True, text=True)
+def run(
+    cmd: Sequence[str],
+    cwd: Path,
+    check: bool = True,
+    src: Path | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The tests' one subprocess runner: ``git_env()``, output captured as text.
+
+    ``src``: the package folder on ``PYTHONPATH`` (a project copy runs its own code).
+    ``check``: a non-zero exit fails the test, with the command's output.
+    """
+    env = git_env() | ({"PYTHONPATH": str(src)} if src is not None else {})
+    result = subprocess.run(
+        list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -187,16 +201,9 @@ def stage(
     tests/test_faults.py); it gets the stage's path and arguments as its own. ``prefix``:
     a command that runs the interpreter (e.g. ``setpriv ... --``).
     """
-    env = git_env()
-    env["PYTHONPATH"] = str(REPO / "src")
     wrapper = [str(via)] if via is not None else []
-    return subprocess.run(
-        [*prefix, sys.executable, *wrapper, str(REPO / "stages" / f"{name}.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    script = str(REPO / "stages" / f"{name}.py")
+    return run([*prefix, sys.executable, *wrapper, script, *args], cwd, False, REPO / "src")
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:

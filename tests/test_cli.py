@@ -1,21 +1,16 @@
 """The front door: ``python -m mnist_pipeline`` lists its commands; ``--help`` works on each."""
 
 import importlib.util
-import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, git_env
+from conftest import REPO, run
 from mnist_pipeline.__main__ import COMMANDS, main
 
 
 def test_front_door_lists_the_commands() -> None:
-    env = git_env() | {"PYTHONPATH": str(REPO / "src")}
-    result = subprocess.run(
-        [sys.executable, "-m", "mnist_pipeline", "--help"], env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
+    result = run([sys.executable, "-m", "mnist_pipeline", "--help"], REPO, src=REPO / "src")
     for name in ("params", "validate", "compare", "summary", "worked-example"):
         assert f"    {name}" in result.stdout
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import subprocess
 import sys
 from io import StringIO
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import copy_project, git_env, run, set_params
+from conftest import copy_project, run, set_params
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.reporting.compare import (
     FIGURES,
@@ -305,14 +304,8 @@ def test_plots_diff_shows_both_revisions_and_the_heatmap(two_runs: Path, tmp_pat
 
 @pytest.mark.slow
 def test_compare_numbers_are_the_two_revisions_own(two_runs: Path) -> None:
-    env = git_env() | {"PYTHONPATH": str(two_runs / "src")}
-    result = subprocess.run(
-        [sys.executable, "-m", "mnist_pipeline.reporting.compare", "--rev", "HEAD~1"],
-        cwd=two_runs,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, "-m", "mnist_pipeline", "compare", "--rev", "HEAD~1"]
+    result = run(command, two_runs, src=two_runs / "src")
     assert result.returncode == 0, result.stderr
     out = two_runs / "compare"
     assert (out / "compare.md").is_file()

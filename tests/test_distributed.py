@@ -14,25 +14,15 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, git_env
+from conftest import REPO, run
 from mnist_pipeline.learning.models import load_model
 
 pytestmark = pytest.mark.slow
 
 
 def run_stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = git_env()
-    env["PYTHONPATH"] = str(REPO / "src")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / f"{name}.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
+    script = str(REPO / "stages" / f"{name}.py")
+    return run([sys.executable, script, *args], cwd, src=REPO / "src", timeout=300)
 
 
 @pytest.mark.parametrize("gradients", ["manual", "autograd"])

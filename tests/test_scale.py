@@ -5,7 +5,6 @@ from `data.mirror`, with the number of classes read off the labels. Download, pr
 and one training epoch must each stay within the 1.5 GB peak-memory budget.
 """
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, git_env
+from conftest import REPO, run
 from mnist_pipeline.core.io import read_json, write_idx
 from mnist_pipeline.data.sources import IDX_FILES
 
@@ -46,11 +45,8 @@ def big_idx_set(directory: Path) -> Path:
 
 def stage(name: str, *args: str, cwd: Path) -> int:
     """Run a stage script; return its peak RSS in MiB."""
-    env = git_env()
-    env["PYTHONPATH"] = str(REPO / "src")
     cmd = [sys.executable, "-c", PEAK, sys.executable, str(REPO / "stages" / f"{name}.py"), *args]
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    result = run(cmd, cwd, src=REPO / "src", timeout=600)
     return int(result.stdout.strip().splitlines()[-1]) // 1024
 
 

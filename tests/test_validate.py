@@ -26,14 +26,8 @@ SMOKE = ["-S", "data.source=embedded", "-S", "train.epochs=2"]  # as .ci/pipelin
 
 
 def validate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = git_env()
-    env["PYTHONPATH"] = str(root / "src")
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_pipeline.tools.validate", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
+    return run(
+        [sys.executable, "-m", "mnist_pipeline", "validate", *args], root, False, root / "src"
     )
 
 

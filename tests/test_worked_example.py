@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from conftest import run
 from mnist_pipeline.tools.worked_example import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,16 +112,7 @@ def test_rejects_non_finite_lr(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_module_runs_as_a_command() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnist_pipeline.tools.worked_example", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    command = [sys.executable, "-m", "mnist_pipeline", "worked-example", "--json"]
+    proc = run(command, ROOT, src=ROOT / "src", timeout=60)
     data = json.loads(proc.stdout)
     assert abs(data["loss"] - float(autograd_reference()["loss"])) < 1e-12
