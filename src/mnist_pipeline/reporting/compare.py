@@ -48,7 +48,7 @@ from mnist_pipeline.core.io import (
     write_json,
     write_text,
 )
-from mnist_pipeline.reporting.report import accuracy_column, draw_cells, epoch_ticks
+from mnist_pipeline.reporting.report import accuracy_column, draw_cells, epoch_ticks, markdown_table
 
 EVAL = "metrics/eval.json"
 CONFUSION = "metrics/confusion_matrix.csv"
@@ -275,11 +275,6 @@ def _change(entry: Mapping[str, Any]) -> str:
     return "changed" if entry.get("old") != entry.get("new") else ""
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub-markdown table (pandas + tabulate), cells kept exactly as given."""
-    return pd.DataFrame(rows, columns=header).to_markdown(index=False, disable_numparse=True)
-
-
 def params_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[str]]:
     """``dvc params diff --json`` -> ``[param, old, new]`` rows, sorted by file and key."""
     rows = []
@@ -479,21 +474,25 @@ def render_markdown(result: Comparison) -> str:
             "",
         ]
     lines += ["## Params that changed", ""]
-    params = params_rows(result.params)
-    lines += [markdown_table(["param", old_short, new_short], params) if params else "None."]
+    params = pd.DataFrame(params_rows(result.params), columns=["param", old_short, new_short])
+    lines += [markdown_table(params, index=False) if len(params) else "None."]
     lines += ["", "## Metrics", ""]
-    metrics = metrics_rows(result.metrics)
     header = ["file", "metric", old_short, new_short, "change"]
-    lines += [markdown_table(header, metrics) if metrics else "No metrics on either side."]
+    metrics = pd.DataFrame(metrics_rows(result.metrics), columns=header)
+    lines += [
+        markdown_table(metrics, index=False) if len(metrics) else "No metrics on either side."
+    ]
     lines += ["", f"## Classes whose recall moved most (top {TOP_MOVERS})", ""]
     if result.movers.empty:
         lines += ["No class's recall changed."]
     else:
-        rows = [
-            [str(r["class"]), f"{r['old']:.4f}", f"{r['new']:.4f}", f"{r['delta']:+.4f}"]
-            for r in result.movers.to_dict(orient="records")
-        ]
-        lines += [markdown_table(["class", old_short, new_short, "change"], rows)]
+        movers = result.movers.set_index("class")
+        shown = (
+            movers[["old", "new"]]
+            .map("{:.4f}".format)
+            .assign(change=movers["delta"].map("{:+.4f}".format))
+        )
+        lines += [markdown_table(shown.set_axis([old_short, new_short, "change"], axis=1))]
     lines += [
         "",
         f"![per-class recall]({FIGURES['recall']})",
@@ -519,11 +518,9 @@ def render_markdown(result: Comparison) -> str:
             "off the diagonal red is good.",
             "",
             markdown_table(
-                ["actual \\ predicted", *[str(c) for c in result.diff.columns]],
-                [
-                    [str(name), *[f"{v:+d}" if v else "0" for v in row]]
-                    for name, row in zip(result.diff.index, result.diff.to_numpy(), strict=True)
-                ],
+                result.diff.map(lambda v: f"{v:+d}" if v else "0").rename_axis(
+                    "actual \\ predicted"
+                )
             ),
         ]
     return "\n".join([*lines, ""])

@@ -221,13 +221,9 @@ def build_figures(
     }
 
 
-def _table(frame: pd.DataFrame, index: bool = True) -> str:
-    """A GitHub-markdown table without needing the optional ``tabulate`` package."""
-    frame = frame.reset_index() if index else frame
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
+def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
+    """A GitHub-markdown table (pandas + tabulate); cells shown as pandas gives them."""
+    return frame.to_markdown(index=index, disable_numparse=True)
 
 
 def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
@@ -258,7 +254,7 @@ def render_markdown(
         f"- source: `{manifest['source']}` (requested: `{manifest['requested_source']}`)",
         f"- from: {manifest['origin']}",
         "",
-        _table(
+        markdown_table(
             pd.DataFrame(
                 [
                     {"file": name, "shape": entry["shape"], "sha256": entry["sha256"][:16] + "…"}
@@ -271,7 +267,7 @@ def render_markdown(
         "",
         "## Parameters",
         "",
-        _table(
+        markdown_table(
             pd.DataFrame(
                 [
                     {"param": key, "value": value}
@@ -293,19 +289,19 @@ def render_markdown(
         "",
         f"![learning curve]({figures_dir}/{FIGURES['learning_curve']})",
         "",
-        _table(history.round(4), index=False),
+        markdown_table(history.round(4), index=False),
         "",
         "## Confusion matrix (rows = actual, columns = predicted)",
         "",
         f"![confusion matrix]({figures_dir}/{FIGURES['confusion']})",
         "",
-        _table(confusion),
+        markdown_table(confusion),
         "",
         "## Per-class scores",
         "",
         f"![per-class scores]({figures_dir}/{FIGURES['per_class']})",
         "",
-        _table(pd.DataFrame(metrics["per_class"]).T.rename_axis("class")),
+        markdown_table(pd.DataFrame(metrics["per_class"]).T.rename_axis("class")),
         "",
         "## First test images (true → predicted; red = wrong)",
         "",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import math
 import os
@@ -43,7 +44,6 @@ from mnist_pipeline.core.params import did_you_mean
 DVC_YAML = "dvc.yaml"
 PARAMS_YAML = "params.yaml"
 PACKAGE = "mnist_pipeline"
-DVC_TIMEOUT_S = 300.0
 MAX_LISTED = 4  # changed files named per `dvc status` line before "and N more"
 
 Key = tuple[str | int, ...]
@@ -140,58 +140,37 @@ def dvc_yaml(root: Path) -> tuple[Any, list[str]]:
 # --------------------------------------------------------------------------------- DVC
 
 
-def run_dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``dvc ARGS`` in ``root`` with this interpreter's dvc (its bin dir first on PATH)."""
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "dvc", *args],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=DVC_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired as err:
-        raise PipelineError(
-            f"`dvc {' '.join(args)}` did not finish in {DVC_TIMEOUT_S:.0f} s in {root}; "
-            "is another dvc process holding the repository lock?"
-        ) from err
-
-
-def dvc_messages(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """DVC's error output as one line per ``ERROR:`` block (all of it if none)."""
-    blocks: list[list[str]] = []
-    for raw in (result.stderr or result.stdout or "").splitlines():
-        line = " ".join(raw.replace("│", " ").split())
-        if line.startswith("ERROR:") or (line and not blocks):
-            blocks.append([line.removeprefix("ERROR:").strip()])
-        elif line:
-            blocks[-1].append(line)
-    messages = [" ".join(block) for block in blocks] or [f"exit status {result.returncode}"]
-    return [m if len(m) <= 300 else m[:297] + "..." for m in messages]
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def dag_problems(root: Path) -> list[str]:
     """DVC loads every stage and builds the graph (cycles, overlapping outputs, ...)."""
-    result = run_dvc(root, "dag", "--dot")
-    return [
-        f"{DVC_YAML}: DVC cannot build the pipeline: {message}; fix {DVC_YAML} "
-        "(check with `dvc dag`)"
-        for message in (dvc_messages(result) if result.returncode else [])
-    ]
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with contextlib.chdir(root), Repo(".") as repo:  # stage names as DVC prints them
+            repo.index.check_graph()
+    except DvcException as err:
+        return [
+            f"{DVC_YAML}: DVC cannot build the pipeline: {_one_line(err)}; fix {DVC_YAML} "
+            "(check with `dvc dag`)"
+        ]
+    return []
 
 
 def status_problems(root: Path) -> list[str]:
     """One line per stage that ``dvc status`` does not consider up to date."""
-    result = run_dvc(root, "status", "--json")
-    if result.returncode != 0:
-        return [f"dvc status failed: {m}; fix that first" for m in dvc_messages(result)]
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
     try:
-        status = json.loads(result.stdout or "{}")
-    except json.JSONDecodeError:
-        return [f"dvc status --json printed no JSON: {result.stdout.strip()[:200]!r}"]
+        with contextlib.chdir(root), Repo(".") as repo:  # stage names as DVC prints them
+            status = repo.status()
+    except DvcException as err:
+        return [f"dvc status failed: {_one_line(err)}; fix that first"]
     problems = []
     for stage, changes in status.items():
         parts = []
