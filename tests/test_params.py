@@ -1,6 +1,8 @@
 """params: the committed params.yaml is valid, and every kind of bad value is one clear line."""
 
 import copy
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,35 @@ def test_model_size_and_cnn_geometry_are_checked_up_front(raw: dict[str, Any]) -
     mlp = {"model": "mlp", "hidden": [8192, 8192]}
     with pytest.raises(PipelineError, match=r"train\.hidden: .*mlp of 73,547,776 weights, over"):
         parse_params({**raw, "train": {**raw["train"], **mlp}})
+
+
+def test_every_choice_is_documented_in_params_yaml() -> None:
+    """params.yaml's comments list the choices: each one of the model's, no stale list."""
+    section, checked = "", []
+    for line in (REPO / "params.yaml").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            section = line.rstrip(":")
+            continue
+        key, _, comment = line.strip().partition("#")
+        field = SECTIONS.get(section, DataParams).model_fields.get(key.split(":")[0])
+        if field is None or typing.get_origin(field.annotation) is not typing.Literal:
+            continue
+        for choice in typing.get_args(field.annotation):
+            assert re.search(rf"(?<![\w-]){re.escape(choice)}(?![\w-])", comment), (key, choice)
+        checked.append(f"{section}.{key.split(':')[0]}")
+    literal = [
+        f"{name}.{key}"
+        for name, model in SECTIONS.items()
+        for key, field in model.model_fields.items()
+        if typing.get_origin(field.annotation) is typing.Literal
+    ]
+    assert checked == literal
+
+
+def test_registries_match_the_params_choices() -> None:
+    """Each choice of data.dataset and data.source has its registry entry, and no more."""
+    from mnist_pipeline.core.params import Dataset, Source
+    from mnist_pipeline.data.sources import DATASETS, SOURCE_FUNCTIONS
+
+    assert set(DATASETS) == set(typing.get_args(Dataset))
+    assert {"auto", *SOURCE_FUNCTIONS} == set(typing.get_args(Source))

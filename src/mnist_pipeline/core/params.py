@@ -25,6 +25,7 @@ from mnist_pipeline.core.errors import PipelineError
 
 # Strict: YAML's `10` is no float and `'10'` no integer, as in the DVC params diff.
 Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]  # not "yes", not 1
 Size = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]  # a layer's width, channels
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 # Seeds go to torch (seed + 1 must fit) and sklearn (random_state < 2**32).
@@ -194,6 +195,7 @@ def _describe(value: Any) -> str:
 
 
 _EXPECTED = {
+    "bool_type": "true or false",
     "int_type": "an integer",
     "float_type": "a number",
     "finite_number": "a finite number",
