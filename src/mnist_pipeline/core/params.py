@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, mode
 
 from mnist_pipeline.core.errors import PipelineError
 
-# Strict: YAML's `10` is no float and `'10'` no integer, as in the DVC params diff.
+# Strict: a quoted '10' is no integer, `true` no number, 2.5 no integer (10 is a float).
 Int = Annotated[int, Strict()]
 Bool = Annotated[bool, Strict()]  # not "yes", not 1
 Size = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]  # a layer's width, channels
@@ -31,7 +31,7 @@ Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 # Seeds go to torch (seed + 1 must fit) and sklearn (random_state < 2**32).
 Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
 # lr and weight decay scale float32 gradients: a larger factor overflows float32 (3.4e38).
-Factor = Annotated[float, Strict(), Field(allow_inf_nan=False, le=1e38)]
+Factor = Annotated[Number, Field(le=1e38)]
 Sizes = Annotated[tuple[Size, ...], Field(min_length=1)]
 
 Dataset = Literal["mnist", "fashion-mnist", "kmnist", "idx"]
