@@ -30,14 +30,13 @@ import math
 import os
 import re
 import shlex
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.core import params as params_module
-from mnist_pipeline.core.cli import entry_point
+from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.params import did_you_mean
 
@@ -262,22 +261,27 @@ def _outputs(stages: dict[str, Any]) -> list[str]:
     ]
 
 
-def _git_files(root: Path) -> set[str] | None:
-    """What a commit would hold (tracked, or new and not ignored); ``None`` outside git."""
-    result = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        capture_output=True,
-        text=True,
+def _kept(root: Path) -> Callable[[str], bool]:
+    """Whether git holds a path, or would once committed (there and not ignored), or
+    ``dvc add`` tracks it; outside git: whether it exists."""
+    from dvc.scm import SCM, SCMError
+
+    try:
+        scm = SCM(str(root))
+    except SCMError:
+        return lambda path: (root / path).exists()
+    return lambda path: (
+        scm.is_tracked(path)
+        or ((root / path).exists() and not scm.is_ignored(path))
+        or (root / f"{path}.dvc").is_file()
     )
-    return set(result.stdout.splitlines()) if result.returncode == 0 else None
 
 
 def deps_problems(data: Any, root: Path) -> list[str]:
     """Each stage lists its code (script + imported package folders) and nothing stale."""
     root = root.resolve()
     stages = data.get("stages") or {}
-    outputs, committed = _outputs(stages), _git_files(root)
+    outputs, kept = _outputs(stages), _kept(root)
 
     def under(path: str, folder: str) -> bool:
         return path == folder or path.startswith(folder.rstrip("/") + "/")
@@ -317,12 +321,7 @@ def deps_problems(data: Any, root: Path) -> list[str]:
                     "a module in it (directly or through other modules); remove it from deps"
                 )
             produced = any(under(dep, out) or under(out, dep) for out in outputs)
-            kept = (
-                (root / dep).exists()
-                if committed is None
-                else any(under(f, dep) for f in committed) or f"{dep}.dvc" in committed
-            )
-            if not produced and not kept:
+            if not produced and not kept(dep):
                 problems.append(
                     f"{at}: nothing produces {dep}: no stage writes it and git does not hold it, "
                     "so a fresh clone cannot run the stage; fix the path, commit the file, "
@@ -473,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:
-        return 2
+        return EXIT_BAD_INPUT
     print(f"validate: ok: {', '.join(passed)}")
     return 0
 
