@@ -199,10 +199,8 @@ def load_run(repo: Path, revision: Revision) -> RunFiles:
         return read_text_at(repo, revision, path), f"{where}:{path}"
 
     metrics = parse_json(*text(EVAL))
-    confusion = parse_csv(*text(CONFUSION), index_col=0)
-    confusion.index = [str(name) for name in confusion.index]  # 0..9 are ints on the index
-    confusion.columns = [str(name) for name in confusion.columns]
-    confusion.index.name = "actual"
+    confusion = parse_csv(*text(CONFUSION), index_col=0)  # 0..9 are ints on the index
+    confusion = confusion.rename(index=str, columns=str).rename_axis("actual")
     return RunFiles(metrics, confusion, parse_csv(*text(TRAIN_LOG)))
 
 
@@ -215,20 +213,13 @@ def confusion_diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     Positive on the diagonal = more test images right; positive off it = more of that
     mistake. Raises when the class labels differ (e.g. another dataset).
     """
-    old_labels = [str(c) for c in old.columns], [str(i) for i in old.index]
-    new_labels = [str(c) for c in new.columns], [str(i) for i in new.index]
-    if old_labels != new_labels:
+    old, new = (frame.rename(index=str, columns=str) for frame in (old, new))
+    if [*old.columns, *old.index] != [*new.columns, *new.index]:
         raise PipelineError(
-            f"the confusion matrices have different classes ({', '.join(old_labels[0])} vs "
-            f"{', '.join(new_labels[0])}); no cell-by-cell difference"
+            f"the confusion matrices have different classes ({', '.join(old.columns)} vs "
+            f"{', '.join(new.columns)}); no cell-by-cell difference"
         )
-    diff = pd.DataFrame(
-        new.to_numpy(dtype=np.int64) - old.to_numpy(dtype=np.int64),
-        index=new_labels[1],
-        columns=new_labels[0],
-    )
-    diff.index.name = "actual"
-    return diff
+    return (new.astype("int64") - old.astype("int64")).rename_axis("actual")
 
 
 def recall_movers(
