@@ -578,7 +578,7 @@ CASES: list[Case] = [
         "processed-wrong-shape",
         "train",
         (
-            "train.safetensors: images are torch.float32 [200, 100], expected float32 [N, 784]",
+            "train.safetensors: images are float32 [200, 100], expected float32 [N, 784]",
             "rerun the preprocess stage",
         ),
         processed_wrong_shape,
