@@ -267,7 +267,7 @@ def _change(entry: Mapping[str, Any]) -> str:
 
 
 def params_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[str]]:
-    """``dvc params diff --json`` -> ``[param, old, new]`` rows, sorted by file and key."""
+    """``{file: {key: {old, new}}}`` (as ``dvc params diff --json``) -> ``[param, old, new]``."""
     rows = []
     for file in sorted(diff):
         for key in sorted(diff[file]):
@@ -278,7 +278,7 @@ def params_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[lis
 
 
 def metrics_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[str]]:
-    """``dvc metrics diff --json --all`` -> ``[file, metric, old, new, change]`` rows.
+    """``{file: {key: {old, new, diff}}}`` -> ``[file, metric, old, new, change]`` rows.
 
     Headline metrics first, then the rest alphabetically; per-class ones are left to the
     movers table (``per_class.<class>.<score>`` would be 40 rows for MNIST).
