@@ -156,16 +156,18 @@ def diffs(repo: Path, old: Revision, new: Revision) -> tuple[dict[str, Any], dic
     """Params that changed (``params.yaml``) and every metric, per metrics file."""
     import dvc.api
 
-    stages = yaml.safe_load(read_text_at(repo, new, "dvc.yaml")).get("stages", {})
-    files = [
+    files = {  # the metrics files either side's dvc.yaml declares
         entry if isinstance(entry, str) else next(iter(entry))
-        for stage in stages.values()
+        for revision in (old, new)
+        for stage in yaml.safe_load(read_text_at(repo, revision, "dvc.yaml"))["stages"].values()
         for entry in stage.get("metrics", [])
-    ]
+    }
 
     def show(function: Any, revision: Revision, *targets: str) -> dict[str, Any]:
         try:
             return flat(function(*targets, repo=str(repo), rev=revision.commit))
+        except FileNotFoundError:
+            return {}  # a metrics file this side does not have: its metrics are new/removed
         except Exception as err:  # dvc.api raises many kinds; each is one line here
             what = ", ".join(targets) or "params"
             raise PipelineError(f"{revision.label}: cannot read {what} ({err})") from err
