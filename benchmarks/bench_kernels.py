@@ -23,10 +23,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-FASHION_MIRROR = "/usr/share/datasets/fashion-mnist"
-KERNELS = ("portable", "native")
+from common import DATASETS, REPO, markdown, write_results
+from mnist_pipeline.core.params import KERNELS
 
 
 def one(model: str, kernels: str, epochs: int) -> dict[str, object]:
@@ -34,7 +32,7 @@ def one(model: str, kernels: str, epochs: int) -> dict[str, object]:
     from mnist_pipeline.core.runtime import configure_torch
 
     configure_torch(1, kernels)  # before any tensor op
-    from mnist_pipeline.core.params import DataParams, TrainParams
+    from mnist_pipeline.core.params import TrainParams
     from mnist_pipeline.data.sources import IDX_FILES, fetch
     from mnist_pipeline.data.splits import read_raw_split
     from mnist_pipeline.learning.training import train
@@ -43,7 +41,7 @@ def one(model: str, kernels: str, epochs: int) -> dict[str, object]:
     settings = {} if model == "seed" else presets[model]
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     params = TrainParams(**{**settings, "epochs": epochs, "device": "cpu", "kernels": kernels})
-    data = DataParams(dataset="fashion-mnist", source="mirror", mirror=FASHION_MIRROR)
+    data = DATASETS["fashion-mnist"]
     with tempfile.TemporaryDirectory() as tmp:
         manifest = fetch(data, Path(tmp))
         train_split, test_split = (
@@ -78,26 +76,29 @@ def main() -> None:
                 env=env, check=True, capture_output=True, text=True,
             ).stdout  # fmt: skip
             rows[model, kernels] = json.loads(out.splitlines()[-1])
-    lines = [
-        f"## Portable vs native kernels: Fashion-MNIST 60k/10k, {args.epochs} epochs "
-        f"(load avg {os.getloadavg()[0]:.2f} at the end)",
-        "",
-        "| model | threads | portable s/epoch | native s/epoch | portable / native "
-        "| accuracy portable / native |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    cells = []
     for model in args.models.split(","):
         p, n = rows[model, "portable"], rows[model, "native"]
         mean_p = sum(p["seconds"]) / len(p["seconds"])  # type: ignore[arg-type]
         mean_n = sum(n["seconds"]) / len(n["seconds"])  # type: ignore[arg-type]
-        lines.append(
-            f"| {model} | {p['threads']} | {mean_p:.3f} | {mean_n:.3f} | {mean_p / mean_n:.2f}x "
-            f"| {p['accuracy']:.4f} / {n['accuracy']:.4f} |"
+        accuracies = f"{p['accuracy']:.4f} / {n['accuracy']:.4f}"
+        cells.append(
+            (
+                model,
+                p["threads"],
+                f"{mean_p:.3f}",
+                f"{mean_n:.3f}",
+                f"{mean_p / mean_n:.2f}x",
+                accuracies,
+            )
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "kernels.md").write_text(table)
+    title = (
+        f"## Portable vs native kernels: Fashion-MNIST 60k/10k, {args.epochs} epochs "
+        f"(load avg {os.getloadavg()[0]:.2f} at the end)"
+    )
+    columns = ["model", "threads", "portable s/epoch", "native s/epoch", "portable / native"]
+    table = markdown(cells, [*columns, "accuracy portable / native"])
+    write_results("kernels", f"{title}\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from bench_pipeline import REPO, RESULTS, environment, repo_files
 from bench_queue import drain
+from common import REPO, environment, markdown, repo_files, write_results
 
 STAGES = ("train", "evaluate", "report")
 
@@ -58,7 +58,7 @@ def best(times: int, cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> fl
 def checkout(rev: str, dest: Path, env: dict[str, str]) -> None:
     """``rev``'s tree (``worktree``: the working tree's files) as a fresh one-commit repo."""
     if rev == "worktree":
-        for name in repo_files(REPO):
+        for name in repo_files():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             (dest / name).write_bytes((REPO / name).read_bytes())
     else:
@@ -121,21 +121,16 @@ def main() -> None:
         print(f"measuring {rev} ...", flush=True)
         rows[rev] = measure(rev, args.queue, env)
     old, new = rows[args.old], rows[args.new]
-    lines = [
-        f"## Turnaround: {args.old} vs {args.new} (default params; {os.cpu_count()} CPUs, "
-        f"load avg {os.getloadavg()[0]:.2f} at the end)",
-        "",
-        f"| seconds (wall) | {args.old} | {args.new} | ratio |",
-        "|---|---:|---:|---:|",
-        *(
-            f"| {key} | {old[key]:.2f} | {new[key]:.2f} | {old[key] / max(new[key], 1e-3):.1f}x |"
-            for key in old
-        ),
+    cells = [
+        (key, f"{old[key]:.2f}", f"{new[key]:.2f}", f"{old[key] / max(new[key], 1e-3):.1f}x")
+        for key in old
     ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "turnaround.md").write_text(table)
+    title = (
+        f"## Turnaround: {args.old} vs {args.new} (default params; {os.cpu_count()} CPUs, "
+        f"load avg {os.getloadavg()[0]:.2f} at the end)"
+    )
+    columns = ["seconds (wall)", args.old, args.new, "ratio"]
+    write_results("turnaround", f"{title}\n\n{markdown(cells, columns)}\n")
 
 
 if __name__ == "__main__":

@@ -54,16 +54,21 @@ def environment() -> dict[str, str]:
     return env
 
 
-def make_copy(dest: Path, env: dict[str, str], **sections: dict[str, Any]) -> None:
-    """A committed git repo at ``dest`` holding the project (what a clone would hold), with
-    ``params.yaml`` sections updated, e.g. ``train={"epochs": 3}``."""
+def repo_files() -> list[str]:
+    """What a clone would hold: tracked files plus untracked ones git does not ignore."""
     listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
         check=True,
         capture_output=True,
     ).stdout.decode()
-    for name in sorted({n for n in listing.split("\0") if n and (REPO / n).is_file()}):
+    return sorted({n for n in listing.split("\0") if n and (REPO / n).is_file()})
+
+
+def make_copy(dest: Path, env: dict[str, str], **sections: dict[str, Any]) -> None:
+    """A committed git repo at ``dest`` holding the project (what a clone would hold), with
+    ``params.yaml`` sections updated, e.g. ``train={"epochs": 3}``."""
+    for name in repo_files():
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
