@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,17 @@ def write_idx_set(
                     shutil.copyfileobj(src, dst)
                 (directory / name).unlink()
     return directory
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask (files 0644, folders 0755) for one test, whatever the machine's is.
+
+    Stage subprocesses inherit it. Restored after the test.
+    """
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
 
 
 @pytest.fixture

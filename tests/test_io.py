@@ -1,7 +1,9 @@
 """io: IDX parsing and its failure modes, atomic writes, safetensors, pickle refusal."""
 
 import gzip
+import os
 import pickle
+import stat
 import struct
 from pathlib import Path
 
@@ -100,6 +102,29 @@ def test_atomic_dir_swaps_whole_directory(tmp_path: Path) -> None:
         (tmp / "new").write_text("y")
     assert [p.name for p in target.iterdir()] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_outputs_are_0644_and_folders_0755(tmp_path: Path) -> None:
+    """Readable by a teammate or a web server, although the temp files start private."""
+    write_json({"a": 1}, tmp_path / "m.json")
+    save_tensors({"x": torch.zeros(2)}, tmp_path / "t.safetensors")
+    with atomic_dir(tmp_path / "reports") as tmp:
+        write_json({}, tmp / "figures" / "f.json")
+    modes = {
+        path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in tmp_path.rglob("*")
+    }
+    assert modes == {
+        "m.json": 0o644,
+        "t.safetensors": 0o644,
+        "reports": 0o755,
+        "reports/figures": 0o755,
+        "reports/figures/f.json": 0o644,
+    }
+    os.umask(0o077)  # a private umask is respected, not overridden
+    write_json({}, tmp_path / "private.json")
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
 
 
 def test_unwritable_destination_is_one_line(tmp_path: Path) -> None:

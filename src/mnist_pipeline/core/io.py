@@ -4,7 +4,10 @@ IDX (raw or gzip), YAML, JSON, CSV, safetensors, PNG and JPEG live here so that 
 modules deal only in arrays, tensors, dicts and figures. Every writer goes through
 ``atomic_path``: the data lands in a temp file in the destination directory and is
 renamed into place only when complete, so an interrupted or failed stage never leaves a
-half-written file that DVC or the next stage could mistake for a good one.
+half-written file that DVC or the next stage could mistake for a good one. The temp files
+are private while being written (``mkstemp``: 0600, ``mkdtemp``: 0700); what lands gets the
+modes a plain ``open``/``mkdir`` would give (0644 files and 0755 folders under the usual
+umask 022), so a teammate or a web server can read the outputs.
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ def _write_error(path: Path, err: OSError, want_dir: bool = False) -> PipelineEr
     return PipelineError(f"cannot write {path}: {why}")
 
 
+def _umask() -> int:
+    """The process umask (read by setting it, then restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; rename it onto ``path`` only on success."""
@@ -72,6 +82,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         try:
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
         except OSError as err:
             raise _write_error(path, err) from err
@@ -91,6 +102,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         try:
+            os.chmod(tmp, 0o777 & ~_umask())
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             os.replace(tmp, path)  # a file in the way fails here, and is left alone
