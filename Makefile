@@ -25,7 +25,7 @@ venv: $(STAMP)  ## create .venv with the pinned dependencies
 
 run: $(STAMP)  ## run the pipeline (dvc repro) and print the headline metrics
 	$(BIN)/dvc repro
-	@$(BIN)/python -m mnist_pipeline summary metrics/eval.json reports/report.md
+	@$(BIN)/python -m mnist_pipeline summary metrics/eval.json reports/report.md data/processed/manifest.json
 
 # Two pytest workers (one per core here); a module's tests stay on one worker so its
 # module-scoped fixtures (a reproduced pipeline, a trained model) are built once.

@@ -2,12 +2,13 @@
 
     python stages/evaluate.py --params params.yaml --data data/processed \
         --model models/model.safetensors --metrics metrics/eval.json \
-        --confusion metrics/confusion_matrix.csv --counts metrics/confusion_counts.csv \
-        --predictions metrics/predictions.csv
+        --per-class metrics/per_class.csv --confusion metrics/confusion_matrix.csv \
+        --counts metrics/confusion_counts.csv --predictions metrics/predictions.csv
 
-Writes the metrics JSON (``dvc metrics``), the 10×10 confusion matrix (rows = actual,
-columns = predicted), the same counts as one ``actual,predicted,count`` row per cell (the
-heatmap in ``dvc plots``) and one ``actual,predicted`` row per test image (``dvc plots``).
+Writes the headline metrics (``eval.json``: ``dvc metrics``, ``dvc exp show``), the
+per-class precision/recall/F1 (a bar chart in ``dvc plots``), the 10×10 confusion matrix
+(rows = actual, columns = predicted), the same counts as one ``actual,predicted,count`` row
+per cell (the heatmap in ``dvc plots``) and one ``actual,predicted`` row per test image.
 """
 
 import argparse
@@ -18,7 +19,8 @@ from mnist_pipeline.core.io import write_csv, write_json
 from mnist_pipeline.core.params import load_params
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
-from mnist_pipeline.evaluation.metrics import confusion_counts, evaluate
+from mnist_pipeline.evaluation.metrics import evaluate
+from mnist_pipeline.evaluation.scores import confusion_counts
 from mnist_pipeline.learning.models import load_model
 
 
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--per-class", type=Path, required=True, help="per-class scores CSV")
     parser.add_argument("--confusion", type=Path, required=True, help="wide [C, C] CSV")
     parser.add_argument("--counts", type=Path, required=True, help="long CSV, one row per cell")
     parser.add_argument("--predictions", type=Path, required=True)
@@ -39,11 +42,12 @@ def main() -> None:
     model, spec, loss, output = load_model(args.model)
     result = evaluate(model, spec, split, loss, output, source=str(args.model))
 
-    write_json(result.metrics, args.metrics)
+    write_json(result.metrics.as_json(), args.metrics)
+    write_csv(result.per_class, args.per_class)
     write_csv(result.confusion, args.confusion, index=True)
     write_csv(confusion_counts(result.confusion), args.counts)
     write_csv(result.predictions, args.predictions)
-    print(f"evaluate: accuracy {result.metrics['accuracy']:.4f} on {len(split)} test images")
+    print(f"evaluate: accuracy {result.metrics.accuracy:.4f} on {len(split)} test images")
 
 
 if __name__ == "__main__":

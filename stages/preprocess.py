@@ -3,14 +3,16 @@
     python stages/preprocess.py --raw data/raw --out data/processed
 
 Writes ``train.safetensors`` and ``test.safetensors`` (no pickle anywhere), each with the
-dataset, source and class names as metadata.
+dataset, source and class names as metadata, and the download's ``manifest.json`` beside
+them, so later stages learn where the data came from through the one ``data/processed``
+dependency.
 """
 
 import argparse
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
-from mnist_pipeline.core.io import atomic_dir, read_json
+from mnist_pipeline.core.io import atomic_dir, read_json, write_json
 from mnist_pipeline.core.params import load_params
 from mnist_pipeline.data.sources import IDX_FILES
 from mnist_pipeline.data.splits import read_raw_split, save_split
@@ -32,6 +34,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         for name, split in splits.items():
             save_split(split, tmp / f"{name}.safetensors")
+        write_json(manifest, tmp / "manifest.json")
     shapes = ", ".join(f"{n} {list(s.images.shape)}" for n, s in splits.items())
     print(f"preprocess: {shapes} -> {args.out}")
 

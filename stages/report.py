@@ -1,46 +1,63 @@
 """DVC stage `report`: a markdown report with figures for one run.
 
-    python stages/report.py --params params.yaml --manifest data/raw/manifest.json \
-        --data data/processed --metrics metrics/eval.json --log metrics/train_log.csv \
-        --confusion metrics/confusion_matrix.csv --predictions metrics/predictions.csv \
-        --out reports
+    python stages/report.py --params params.yaml --data data/processed \
+        --metrics metrics/eval.json --log metrics/train_log.csv \
+        --predictions metrics/predictions.csv --out reports
 
 Writes ``reports/report.md`` and ``reports/figures/*.png``: learning curve, confusion
 heatmap, per-class precision/recall/F1, the first ``report.n_images`` test images and the
-first ``report.n_images`` misclassified ones, each titled with the data's provenance.
+first ``report.n_images`` misclassified ones, each titled with the data's provenance
+(``data/processed/manifest.json``). The confusion matrix and per-class scores come from
+``predictions.csv`` through the evaluate stage's own functions, so the stage reads three
+files of the evaluate and train stages and nothing twice.
 """
 
 import argparse
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
-from mnist_pipeline.core.io import atomic_dir, read_csv, read_json, save_figure, write_text
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import (
+    atomic_dir,
+    read_csv,
+    read_json,
+    read_yaml,
+    save_figure,
+    write_text,
+)
 from mnist_pipeline.core.params import load_params
 from mnist_pipeline.data.splits import load_split
+from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, labels_of, per_class_frame
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
-    parser.add_argument("--confusion", type=Path, required=True)
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    manifest = read_json(args.manifest)
-    metrics = read_json(args.metrics)
+    params = load_params(args.params)  # validate the whole file before any work
+    written = read_yaml(args.params)  # ... and show it as written ([128], null)
+    manifest = read_json(args.data / "manifest.json")
+    metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
     history = read_csv(args.log)
-    confusion = read_csv(args.confusion, index_col=0)
     predictions = read_csv(args.predictions, dtype=str)
     split = load_split(args.data / "test.safetensors")
-    class_index = {name: i for i, name in enumerate(split.classes)}
-    predicted = predictions["predicted"].map(class_index).to_numpy()
+    where = str(args.predictions)
+    actual = labels_of(predictions["actual"], split.classes, where)
+    predicted = labels_of(predictions["predicted"], split.classes, where)
+    if len(predicted) != len(split):
+        raise PipelineError(
+            f"{where}: {len(predicted)} predictions for {len(split)} test images; "
+            "rerun the evaluate stage"
+        )
+    confusion = confusion_frame(actual, predicted, split.classes)
+    per_class = per_class_frame(confusion)
 
     counts = manifest["counts"]
     subtitle = provenance(manifest["dataset"], manifest["source"], counts["train"], counts["test"])
@@ -50,15 +67,16 @@ def main() -> None:
         split,
         predicted,
         params.report.n_images,
-        per_class=metrics["per_class"],
+        per_class=per_class,
         subtitle=subtitle,
     )
     text = render_markdown(
         manifest,
-        params.model_dump(include={"data", "train"}),
+        {name: written[name] for name in ("data", "train")},
         metrics,
         history,
         confusion,
+        per_class,
         figures_dir="figures",
     )
     with atomic_dir(args.out) as tmp:

@@ -1,11 +1,11 @@
 """DVC stage `train`: the notebook's model and SGD loop on the processed tensors.
 
     python stages/train.py --params params.yaml --data data/processed \
-        --model models/model.safetensors --history metrics/train_log.csv --live dvclive
+        --model models/model.safetensors --history metrics/train_log.csv
 
 Reads the ``train`` section. Writes the weights (safetensors, with the architecture in
-its metadata), the per-epoch log that ``dvc plots`` draws, and dvclive's per-epoch
-metrics (live progress for ``dvc exp show`` and the VS Code extension).
+its metadata) and the per-epoch log, rewritten after every epoch so that ``dvc plots show``
+and the VS Code extension draw the learning curves live (``learning.tracking``).
 """
 
 import argparse
@@ -14,14 +14,13 @@ import sys
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
-from mnist_pipeline.core.io import write_csv
 from mnist_pipeline.core.params import load_params
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.models import save_model
 from mnist_pipeline.learning.tracking import EpochTracker
-from mnist_pipeline.learning.training import history_frame, scored_on, train
+from mnist_pipeline.learning.training import scored_on, train
 
 
 def main() -> None:
@@ -31,7 +30,6 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="weights file to write")
     # Not "--log": torchrun's parser would take it for an abbreviation of its --log-dir.
     parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
-    parser.add_argument("--live", type=Path, required=True, help="dvclive directory")
     args = parser.parse_args()
 
     params = load_params(args.params).train
@@ -45,13 +43,12 @@ def main() -> None:
     if not distributed.is_main_process():
         train(params, train_split, test_split)  # a torchrun rank > 0: rank 0 writes outputs
         return
-    with EpochTracker(args.live, params.epochs, scored_on(params)) as tracker:
+    with EpochTracker(args.history, params.epochs, scored_on(params)) as tracker:
         result = train(params, train_split, test_split, on_epoch=tracker)
 
     save_model(
         result.model, result.spec, args.model, params.loss, params.output, train_split.classes
     )
-    write_csv(history_frame(result), args.history)
     last = result.history[-1]
     seconds = sum(result.seconds_per_epoch) / len(result.seconds_per_epoch)
     print(

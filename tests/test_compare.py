@@ -122,22 +122,12 @@ def test_revision_labels() -> None:
 def made_up_comparison() -> Comparison:
     history = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.8, 0.6], "test_accuracy": [0.5, 0.6]})
     old_run = RunFiles(
-        {
-            "dataset": "mnist",
-            "source": "embedded",
-            "n_test": 18,
-            "per_class": per_class([0.5, 0.9, 0.4]),
-        },
+        per_class([0.5, 0.9, 0.4]),
         frame([[3, 3, 0], [0, 5, 1], [2, 2, 2]]),
         history,
     )
     new_run = RunFiles(
-        {
-            "dataset": "mnist",
-            "source": "embedded",
-            "n_test": 18,
-            "per_class": per_class([0.7, 0.7, 0.4]),
-        },
+        per_class([0.7, 0.7, 0.4]),
         frame([[4, 2, 0], [1, 4, 1], [2, 2, 2]]),
         history.assign(train_loss=[0.5, 0.3], test_accuracy=[0.6, 0.7]),
     )
@@ -150,7 +140,7 @@ def made_up_comparison() -> Comparison:
         old_run=old_run,
         new_run=new_run,
         diff=diff,
-        movers=recall_movers(old_run.metrics["per_class"], new_run.metrics["per_class"]),
+        movers=recall_movers(old_run.per_class, new_run.per_class),
     )
 
 
@@ -164,6 +154,7 @@ def test_report_files_are_complete_and_deterministic(tmp_path: Path) -> None:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     text = re.sub(" +", " ", (tmp_path / "a" / "compare.md").read_text())  # tables unpadded
     assert text.startswith("# workspace vs HEAD~1 (ababab")
+    assert "Both runs: 30 test images in 3 classes (0, 1, 2)." in text
     assert "| train.lr | 0.01 | 0.1 |" in text
     assert "| metrics/eval.json | accuracy | 0.5 | 0.6 | +0.1 |" in text
     assert "| 0 | 0.5000 | 0.7000 | +0.2000 |" in text
@@ -186,9 +177,8 @@ def test_report_never_replaces_a_folder_it_did_not_write(tmp_path: Path) -> None
 def test_report_across_datasets_has_no_difference_heatmap() -> None:
     result = made_up_comparison()
     other = frame([[1, 0, 0], [0, 1, 0], [0, 0, 1]], classes=["a", "b", "c"])
-    new_run = RunFiles(
-        {**result.new_run.metrics, "dataset": "kmnist"}, other, result.new_run.history
-    )
+    scores = dict(zip(["a", "b", "c"], result.new_run.per_class.values(), strict=True))
+    new_run = RunFiles(scores, other, result.new_run.history)
     text = render_markdown(dataclasses.replace(result, new_run=new_run, diff=None))
     assert "**Warning:** the runs saw different data" in text
     assert "no cell-by-cell difference" in text and FIGURES["confusion_diff"] not in text
@@ -239,7 +229,7 @@ def test_rev_without_metrics_is_one_line(
     monkeypatch.chdir(tiny_repo)
     assert main(["--rev", "HEAD"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "metrics/eval.json" in err
+    assert err.count("\n") == 1 and "has no metrics/per_class.csv committed" in err
 
 
 # ------------------------------------------------------- two committed runs, real dvc
@@ -278,8 +268,21 @@ def test_plots_diff_shows_both_revisions_and_the_heatmap(two_runs: Path, tmp_pat
 
     plots = json.loads(run(["dvc", "plots", "diff", "HEAD~1", "--json"], two_runs).stdout)
     assert not plots.get("errors")
-    (curve,) = plots["data"]["Learning curve"]
-    assert sorted(curve["revisions"]) == ["HEAD~1", "workspace"]
+    for name in ("Train loss", "Test accuracy"):
+        (curve,) = plots["data"][name]
+        assert sorted(curve["revisions"]) == ["HEAD~1", "workspace"]
+    # Per-class bars: each class gets one bar per revision, side by side, in every score.
+    (bars,) = plots["data"]["Per-class scores (test set)"]
+    assert sorted(bars["revisions"]) == ["HEAD~1", "workspace"]
+    encoding = bars["content"]["spec"]["encoding"]
+    assert encoding["xOffset"]["field"] == encoding["color"]["field"] == "rev"
+    assert bars["content"]["facet"]["row"]["field"] == "field"
+    for rev, git_rev in (("HEAD~1", "HEAD~1"), ("workspace", "HEAD")):
+        scores = pd.read_csv(StringIO(at_rev(two_runs, git_rev, "metrics/per_class.csv")))
+        rows = [d for d in bars["content"]["data"]["values"] if d["rev"] == rev]
+        assert len(rows) == 3 * len(scores) == 30
+        recall = {d["class"]: float(d["recall"]) for d in rows if d["field"] == "recall"}
+        assert recall == {str(c): r for c, r in zip(scores["class"], scores["recall"], strict=True)}
     (heatmap,) = plots["data"]["metrics/confusion_counts.csv"]
     assert sorted(heatmap["revisions"]) == ["HEAD~1", "workspace"]
     spec = heatmap["content"]
@@ -314,6 +317,8 @@ def test_compare_numbers_are_the_two_revisions_own(two_runs: Path) -> None:
     numbers = json.loads((out / "compare.json").read_text())
 
     old_eval = json.loads(at_rev(two_runs, "HEAD~1", "metrics/eval.json"))
+    old_scores = pd.read_csv(StringIO(at_rev(two_runs, "HEAD~1", "metrics/per_class.csv")))
+    new_scores = pd.read_csv(two_runs / "metrics/per_class.csv")
     new_eval = json.loads((two_runs / "metrics/eval.json").read_text())
     assert numbers["old"]["commit"] == run(["git", "rev-parse", "HEAD~1"], two_runs).stdout.strip()
     assert numbers["new"] == {"rev": "workspace", "commit": None}
@@ -331,10 +336,11 @@ def test_compare_numbers_are_the_two_revisions_own(two_runs: Path) -> None:
     confusion = numbers["confusion"]
     assert confusion["old"] == old.tolist() and confusion["new"] == new.tolist()
     assert confusion["diff"] == (new - old).tolist()
+    assert numbers["recall_movers"]
     for mover in numbers["recall_movers"]:
-        name = mover["class"]
-        assert mover["old"] == old_eval["per_class"][name]["recall"]
-        assert mover["new"] == new_eval["per_class"][name]["recall"]
+        name = int(mover["class"])
+        assert mover["old"] == old_scores.set_index("class").loc[name, "recall"]
+        assert mover["new"] == new_scores.set_index("class").loc[name, "recall"]
 
     text = re.sub(" +", " ", (out / "compare.md").read_text())  # tables unpadded
     assert "| train.lr | 0.01 | 0.1 |" in text

@@ -41,7 +41,7 @@ def test_two_processes_match_one(raw_dir: Path, tmp_path: Path, gradients: str) 
         run_stage(
             "train", "--params", str(params), "--data", "processed",
             "--model", str(out / "model.safetensors"), "--history", str(out / "log.csv"),
-            "--live", str(out / "dvclive"), cwd=tmp_path,
+            cwd=tmp_path,
         )  # fmt: skip
         outputs[processes] = out
     one, two = (pd.read_csv(outputs[p] / "log.csv") for p in (1, 2))

@@ -5,6 +5,8 @@ closure and the checks live in ``mnist_pipeline.tools.validate`` (``make validat
 too); these tests hold the real dvc.yaml to them.
 """
 
+import json
+import subprocess
 from pathlib import Path
 
 from mnist_pipeline.tools.validate import deps_problems, dvc_yaml, import_closure
@@ -31,3 +33,57 @@ def test_closure_follows_imports_transitively() -> None:
     # download.py imports sources, which imports io, which imports errors.
     assert closure[package / "data" / "sources.py"] == script
     assert package / "core" / "errors.py" in closure and package / "__init__.py" in closure
+
+
+# ------------------------------------------------------- what `dvc exp show` and plots get
+
+
+def unique_deps() -> set[str]:
+    return {dep for stage in DATA["stages"].values() for dep in stage.get("deps", [])}
+
+
+def test_at_most_16_dependencies_in_all() -> None:
+    """`dvc exp show` has one column per unique dep: scripts, package folders, data files."""
+    deps = unique_deps()
+    assert len(deps) <= 16, sorted(deps)
+    assert "data/raw/manifest.json" not in deps  # it travels in data/processed
+    assert not {"metrics/confusion_matrix.csv", "metrics/per_class.csv"} & deps  # derived
+
+
+def test_only_eval_json_is_a_metrics_file() -> None:
+    """One source of each number: no dvclive metrics beside eval.json."""
+    stages = DATA["stages"].values()
+    files = [path for stage in stages for entry in stage.get("metrics", []) for path in entry]
+    assert files == ["metrics/eval.json"]
+
+
+def top_level_plots() -> dict[str, dict]:
+    return {name: props for entry in DATA["plots"] for name, props in entry.items()}
+
+
+def test_learning_curves_are_two_labelled_charts_of_the_live_log() -> None:
+    plots = top_level_plots()
+    loss, accuracy = plots["Train loss"], plots["Test accuracy"]
+    assert loss["y"] == {"metrics/train_log.csv": "train_loss"}
+    assert accuracy["y"] == {"metrics/train_log.csv": "test_accuracy"}
+    assert (loss["x"], loss["x_label"], loss["y_label"]) == ("epoch", "epoch", "train loss")
+    assert (accuracy["x_label"], accuracy["y_label"]) == ("epoch", "test accuracy")
+    # The train stage writes the log (rewritten each epoch), and nothing else draws curves.
+    outs = [path for entry in DATA["stages"]["train"]["outs"] for path in entry]
+    assert outs == ["models/model.safetensors", "metrics/train_log.csv"]
+    assert "--live" not in DATA["stages"]["train"]["cmd"]
+
+
+def test_per_class_scores_are_a_bar_chart_with_its_own_template() -> None:
+    bars = top_level_plots()["Per-class scores (test set)"]
+    assert bars["template"] == "per_class_bars" and bars["x"] == "class"
+    assert bars["y"] == {"metrics/per_class.csv": ["precision", "recall", "f1"]}
+    template = json.loads((REPO / ".dvc/plots/per_class_bars.json").read_text())
+    assert template["spec"]["encoding"]["xOffset"]["field"] == "rev"  # revisions side by side
+    assert template["spec"]["mark"] == "bar"
+
+
+def test_plot_pages_and_comparisons_are_git_ignored() -> None:
+    for path in ("plots/index.html", "compare/compare.md", "dvc_plots/index.html"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
+        assert ignored.returncode == 0, path

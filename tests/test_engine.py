@@ -1,8 +1,10 @@
 """The training engine: manual vs autograd gradients, optimizers, cnn, validation split, device."""
 
 import itertools
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -11,7 +13,8 @@ from mnist_pipeline.core.params import TrainParams, parse_params
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.models import CNN, ModelSpec, build_model
-from mnist_pipeline.learning.training import history_frame, make_optimizer, train
+from mnist_pipeline.learning.tracking import EpochTracker
+from mnist_pipeline.learning.training import EpochRecord, history_frame, make_optimizer, train
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +112,11 @@ def test_val_fraction_keeps_the_test_set_untouched(train_split: Split, test_spli
     params = TrainParams(epochs=2, lr=0.5, val_fraction=0.2)
     result = train(params, train_split, test_split)
     assert result.scored_on == "val"
-    assert list(history_frame(result).columns) == ["epoch", "train_loss", "val_accuracy"]
+    assert list(history_frame(result.history, "val").columns) == [
+        "epoch",
+        "train_loss",
+        "val_accuracy",
+    ]
     scrambled = Split(
         np.random.default_rng(0).random(test_split.images.shape, dtype=np.float32),
         test_split.labels[::-1].copy(),
@@ -131,8 +138,28 @@ def test_val_fraction_too_small(train_split: Split, test_split: Split) -> None:
 def test_notebook_default_scores_test_each_epoch(train_split: Split, test_split: Split) -> None:
     result = train(TrainParams(epochs=2, lr=0.5), train_split, test_split)
     assert result.scored_on == "test"
-    assert list(history_frame(result).columns) == ["epoch", "train_loss", "test_accuracy"]
     assert len(result.seconds_per_epoch) == 2
+
+
+def test_the_log_is_rewritten_after_every_epoch(
+    train_split: Split, test_split: Split, tmp_path: Path
+) -> None:
+    """Live curves: after epoch k the CSV holds epochs 1..k (what `dvc plots show` draws)."""
+    log = tmp_path / "metrics" / "train_log.csv"
+    seen: list[pd.DataFrame] = []
+    with EpochTracker(log, 3, "test") as tracker:
+        assert not log.exists()  # nothing before the first epoch ends
+
+        def on_epoch(record: EpochRecord) -> None:
+            tracker(record)
+            seen.append(pd.read_csv(log))
+
+        result = train(TrainParams(epochs=3, lr=0.5), train_split, test_split, on_epoch=on_epoch)
+    assert [len(frame) for frame in seen] == [1, 2, 3]
+    assert list(seen[0].columns) == ["epoch", "train_loss", "test_accuracy"]
+    final = history_frame(result.history, result.scored_on)
+    pd.testing.assert_frame_equal(seen[-1], final)
+    assert not list(log.parent.glob(".*.tmp"))  # each rewrite was atomic
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")

@@ -1,5 +1,7 @@
 """evaluation and report: metric invariants, the confusion layout, figures, markdown."""
 
+import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -11,20 +13,26 @@ import torch
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import save_figure
 from mnist_pipeline.core.params import TrainParams
+from mnist_pipeline.data.sources import DATASETS
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.evaluation.metrics import (
+from mnist_pipeline.evaluation.metrics import evaluate
+from mnist_pipeline.evaluation.scores import (
+    Metrics,
     confusion_counts,
     confusion_frame,
     confusion_matrix,
-    evaluate,
+    labels_of,
+    per_class_frame,
     per_class_scores,
 )
 from mnist_pipeline.learning.models import ModelSpec
 from mnist_pipeline.learning.training import history_frame, train
 from mnist_pipeline.reporting.report import (
     FIGURES,
+    as_written,
     build_figures,
     confusion_heatmap,
+    image_grid,
     misclassified_grid,
     misclassified_indices,
     per_class_bars,
@@ -36,7 +44,7 @@ from mnist_pipeline.reporting.report import (
 def trained(train_split: Split, test_split: Split):
     params = TrainParams(epochs=2, lr=0.5)
     result = train(params, train_split, test_split)
-    return result.model, result.spec, history_frame(result)
+    return result.model, result.spec, history_frame(result.history, result.scored_on)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -80,20 +88,59 @@ def test_confusion_counts_is_one_row_per_cell_in_class_order() -> None:
 def test_metrics_are_consistent(trained, test_split: Split) -> None:
     model, spec, _ = trained
     result = evaluate(model, spec, test_split, "mse")
-    m = result.metrics
+    m, per_class = result.metrics, result.per_class.set_index("class")
     counts = result.confusion.to_numpy()
-    assert counts.shape == (10, 10) and counts.sum() == m["n_test"] == len(test_split)
-    assert m["accuracy"] == round(np.trace(counts) / counts.sum(), 6)
+    assert counts.shape == (10, 10) and counts.sum() == per_class["support"].sum() == 50
+    assert m.accuracy == round(np.trace(counts) / counts.sum(), 6)
     recalls = np.diag(counts) / counts.sum(axis=1)
     for i, name in enumerate(test_split.classes):
-        assert m["per_class"][name]["recall"] == pytest.approx(recalls[i], abs=1e-6)
-        assert m["per_class"][name]["support"] == counts[i].sum()
-    assert m["macro_recall"] == pytest.approx(recalls.mean(), abs=1e-6)
-    assert (m["dataset"], m["source"], m["loss_name"]) == ("mnist", "synthetic", "mse")
+        assert per_class.loc[name, "recall"] == pytest.approx(recalls[i], abs=1e-6)
+        assert per_class.loc[name, "support"] == counts[i].sum()
+    assert m.macro_recall == pytest.approx(recalls.mean(), abs=1e-6)
     assert len(result.predictions) == len(test_split)
     assert (
         result.predictions["actual"] == result.predictions["predicted"]
-    ).mean() == pytest.approx(m["accuracy"], abs=1e-6)
+    ).mean() == pytest.approx(m.accuracy, abs=1e-6)
+
+
+def test_eval_json_is_a_few_headline_numbers(trained, test_split: Split) -> None:
+    """What `dvc exp show` shows: at most 6 metrics, numbers only, each declared once."""
+    model, spec, _ = trained
+    data = evaluate(model, spec, test_split, "mse").metrics.as_json()
+    assert list(data) == list(Metrics.names()) and len(data) <= 6
+    assert all(type(value) is float for value in data.values())
+    assert len(set(Metrics.labels().values())) == len(data)  # one label each, no clash
+    assert Metrics.from_json(json.loads(json.dumps(data)), "eval.json").as_json() == data
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([0.5], "m/eval.json: expected a JSON object of metrics"),
+        ({"accuracy": 0.5}, "m/eval.json: metric 'loss' is missing"),
+        ({"accuracy": "high", "loss": 1.0}, "metric 'accuracy' is not a number ('high')"),
+        ({"accuracy": True}, "metric 'accuracy' is not a number (True)"),
+    ],
+)
+def test_a_bad_eval_json_is_one_clear_line(data: object, message: str) -> None:
+    with pytest.raises(PipelineError, match=r"rerun the evaluate stage") as info:
+        Metrics.from_json(data, "m/eval.json")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_report_derives_the_evaluate_stages_scores_from_predictions(
+    trained, test_split: Split
+) -> None:
+    """The report reads predictions.csv; the same functions give the same tables."""
+    model, spec, _ = trained
+    result = evaluate(model, spec, test_split, "mse")
+    actual = labels_of(result.predictions["actual"], test_split.classes, "p.csv")
+    predicted = labels_of(result.predictions["predicted"], test_split.classes, "p.csv")
+    confusion = confusion_frame(actual, predicted, test_split.classes)
+    pd.testing.assert_frame_equal(confusion, result.confusion)
+    pd.testing.assert_frame_equal(per_class_frame(confusion), result.per_class)
+    with pytest.raises(PipelineError, match=r"^p\.csv: class 'x' is not one of the data's classes"):
+        labels_of(pd.Series(["0", "x"]), test_split.classes, "p.csv")
 
 
 def test_model_data_mismatch(trained, test_split: Split) -> None:
@@ -115,7 +162,7 @@ def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Pa
             test_split,
             predicted,
             n_images=12,
-            per_class=result.metrics["per_class"],
+            per_class=result.per_class,
             subtitle="mnist — synthetic data (200 train / 50 test images)",
         )
         assert set(figures) == set(FIGURES)
@@ -155,16 +202,42 @@ def test_misclassified_are_the_first_wrong_ones_by_index(test_split: Split) -> N
 
 
 def test_per_class_bars_show_precision_recall_f1() -> None:
-    per_class = {
-        "a": {"precision": 0.5, "recall": 1.0, "f1": 0.666667, "support": 2},
-        "b": {"precision": 1.0, "recall": 0.25, "f1": 0.4, "support": 4},
-    }
+    per_class = pd.DataFrame(
+        {
+            "class": ["a", "Ankle boot"],
+            "precision": [0.5, 1.0],
+            "recall": [1.0, 0.25],
+            "f1": [0.666667, 0.4],
+            "support": [2, 4],
+        }
+    )
     fig = per_class_bars(per_class)
     ax = fig.axes[0]
     heights = [round(bar.get_height(), 6) for bar in ax.patches]
     # Bars are drawn score by score: precision of a, b; recall of a, b; f1 of a, b.
     assert heights == [0.5, 1.0, 1.0, 0.25, 0.666667, 0.4]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["precision", "recall", "f1"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "Ankle boot"]  # full names
+
+
+def test_image_titles_carry_full_class_names(test_split: Split) -> None:
+    fashion = dataclasses.replace(test_split, classes=DATASETS["fashion-mnist"].classes)
+    labels = fashion.labels
+    fig = image_grid(fashion, labels, np.arange(len(fashion)), "all")
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert "Ankle boot → Ankle boot" in titles and "Ankle bo " not in titles + " "
+
+
+def test_params_show_as_written_in_params_yaml() -> None:
+    assert [as_written(v) for v in ([128], (6, 16), None, True, 0.01, "sgd", [])] == [
+        "[128]",
+        "[6, 16]",
+        "null",
+        "true",
+        "0.01",
+        "sgd",
+        "[]",
+    ]
 
 
 def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
@@ -181,16 +254,34 @@ def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
     }
     text = render_markdown(
         manifest,
-        {"train": {"lr": 0.5}},
+        {"data": {"mirror": None}, "train": {"lr": 0.5, "hidden": [128], "loss": "mse"}},
         result.metrics,
         history,
         result.confusion,
+        result.per_class,
         "figures",
     )
     assert text.startswith("# mnist — embedded data (200 train / 50 test images)")
     assert text.index("EMBEDDED sample") < text.index("## Headline metrics")
-    assert f"test accuracy: {result.metrics['accuracy']:.4f}" in text
-    assert "| train.lr | 0.5 |" in re.sub(" +", " ", text)  # tables are padded
+    assert f"**test accuracy: {result.metrics.accuracy:.4f}** on 50 images" in text
+    assert f"- test loss (mse): {result.metrics.loss:.4f}" in text
+    assert f"- macro F1: {result.metrics.macro_f1:.4f}" in text
+    flat = re.sub(" +", " ", text)  # tables are padded
+    for row in ("| train.lr | 0.5 |", "| train.hidden | [128] |", "| data.mirror | null |"):
+        assert row in flat
     for figure in FIGURES.values():
         assert f"figures/{figure}" in text
+    # Rounded numbers: 4 decimals in the per-class and per-epoch tables, supports as ints.
+    scores = flat[flat.index("## Per-class scores") :].split("\n## ")[0]
+    row = next(line for line in scores.splitlines() if line.startswith("| 0 |"))
+    cells = row.strip("|").split("|")
+    assert all(len(c.strip().split(".")[1]) == 4 for c in cells[1:4]), row
+    assert cells[4].strip() == str(result.per_class["support"][0])
+    epochs = flat[flat.index("## Training, per epoch") :].split("\n## ")[0]
+    assert "| 1 | " in epochs and all(
+        len(c.strip().split(".")[1]) == 4
+        for line in epochs.splitlines()
+        if line.startswith("| 1 |")
+        for c in line.strip("|").split("|")[1:]
+    )
     assert isinstance(test_split.images, np.ndarray)  # the report leaves the split as it was

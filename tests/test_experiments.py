@@ -2,10 +2,14 @@
 
 Queued runs execute in a temp copy holding only git- and DVC-tracked files, so these
 tests also prove nothing the pipeline needs is untracked. A typo'd key fails fast with
-the suggestion and leaves every output as it was.
+the suggestion and leaves every output as it was. `dvc exp show` stays a table a person
+reads: at most 6 metrics (numbers), 16 deps and 45 data columns; after the 2×2 grid,
+`--only-changed` leaves at most 12.
 """
 
+import csv
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
@@ -22,8 +26,10 @@ OUTPUTS = [
     "metrics/train_log.csv",
     "metrics/eval.json",
     "metrics/confusion_matrix.csv",
-    "dvclive/metrics.json",
+    "metrics/per_class.csv",
 ]
+# `dvc exp show --csv` columns that name the row, not data: the rest are metrics, params, deps.
+ROW_COLUMNS = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
 
 
 def digests(project: Path) -> dict[str, str]:
@@ -49,6 +55,29 @@ def exp_rows(project: Path) -> list[dict]:
 
 def metric(row: dict, key: str) -> float:
     return row["data"]["metrics"]["metrics/eval.json"]["data"][key]
+
+
+def data_columns(project: Path, *options: str) -> list[str]:
+    """The data columns of `dvc exp show` (as its --csv header names them)."""
+    table = run(["dvc", "exp", "show", "--csv", *options], project).stdout
+    header = next(csv.reader(io.StringIO(table)))
+    return [name for name in header if name not in ROW_COLUMNS]
+
+
+def leaves(tree: dict) -> list[object]:
+    return [x for v in tree.values() for x in (leaves(v) if isinstance(v, dict) else [v])]
+
+
+def test_exp_show_is_a_table_a_person_reads(baseline: Path) -> None:
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], baseline).stdout)
+    data = next(entry for entry in shown if entry.get("rev") != "workspace")["data"]
+    metrics = [v for file in data["metrics"].values() for v in leaves(file["data"])]
+    params = [v for file in data["params"].values() for v in leaves(file["data"])]
+    assert list(data["metrics"]) == ["metrics/eval.json"]  # one source: no dvclive copy
+    assert len(metrics) <= 6 and all(type(v) is float for v in metrics), data["metrics"]
+    assert len(data["deps"]) <= 16, sorted(data["deps"])
+    assert len(metrics) + len(params) + len(data["deps"]) <= 45
+    assert len(data_columns(baseline)) <= 45
 
 
 def test_exp_run_show_diff_apply(baseline: Path) -> None:
@@ -94,6 +123,11 @@ def test_queued_grid_runs_in_parallel(baseline: Path) -> None:
     assert grid == {(0.01, "linear"), (0.1, "linear"), (0.01, "mlp"), (0.1, "mlp")}
     accuracies = [metric(r, "accuracy") for r in rows]
     assert len(set(accuracies)) == 4, accuracies
+    # What changed across the grid fits a terminal: the two params, the metrics, and the
+    # deps that the runs rewrote (model, eval.json, train log, predictions).
+    changed = data_columns(baseline, "--only-changed")
+    assert "train.lr" in changed and "train.model" in changed and "accuracy" in changed
+    assert len(changed) <= 12, changed
 
 
 def test_typo_fails_fast_and_changes_no_output(baseline: Path) -> None:

@@ -111,9 +111,10 @@ def obeys_permissions() -> bool:
     return subprocess.run([*AS_NON_ROOT, "true"], capture_output=True).returncode == 0
 
 
-# dvclive writes training progress while it runs (by design, for `dvc exp show`), so a
-# train stage that fails leaves dvclive/ behind; DVC never records it in dvc.lock then.
-LIVE_PROGRESS = "dvclive/"
+# The train stage rewrites its per-epoch log after every epoch (by design: live curves in
+# `dvc plots show`), so one that fails mid-run leaves the epochs so far in it; DVC never
+# records that in dvc.lock.
+LIVE_PROGRESS = "metrics/train_log.csv"
 
 
 @dataclass

@@ -3,9 +3,12 @@
 Copy the project, `dvc repro` on the embedded sample for 2 epochs, check the outputs'
 invariants, commit, change `train.lr`, reproduce, commit, and compare with
 `dvc metrics diff` / `dvc params diff`. Determinism: `dvc repro -f` changes nothing.
+Outputs are readable by others (0644 files, 0755 folders); `dvc plots show` draws the
+learning curves from the log the train stage rewrites each epoch, mid-run included.
 """
 
 import json
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -16,17 +19,44 @@ from conftest import run, set_params
 pytestmark = pytest.mark.slow
 
 
+def plot_points(project: Path, name: str) -> list[dict]:
+    """The data points of one plot in `dvc plots show --json` (the workspace)."""
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
+    (plot,) = shown["data"][name]
+    return plot["content"]["data"]["values"]
+
+
+def axis_titles(spec: object) -> set[tuple[str, str]]:
+    """Every (axis, title) in a Vega-Lite spec's encodings, layers and facets included."""
+    found = set()
+    if isinstance(spec, dict):
+        for axis in ("x", "y"):
+            encoding = (spec.get("encoding") or {}).get(axis)
+            if isinstance(encoding, dict) and encoding.get("title"):
+                found.add((axis, encoding["title"]))
+        for value in spec.values():
+            found |= axis_titles(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            found |= axis_titles(value)
+    return found
+
+
+@pytest.mark.usefixtures("umask_022")
 def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     set_params(project, data={"source": "embedded"}, train={"epochs": 2})
     run(["dvc", "repro"], project)
 
     metrics = json.loads((project / "metrics/eval.json").read_text())
+    assert set(metrics) == {"accuracy", "loss", "macro_precision", "macro_recall", "macro_f1"}
     confusion = pd.read_csv(project / "metrics/confusion_matrix.csv", index_col=0)
     assert confusion.shape == (10, 10) and confusion.index.name == "actual"
-    assert confusion.to_numpy().sum() == metrics["n_test"] == 1000
+    per_class = pd.read_csv(project / "metrics/per_class.csv")
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert confusion.to_numpy().sum() == per_class["support"].sum() == 1000
     diagonal_share = confusion.to_numpy().trace() / confusion.to_numpy().sum()
     assert metrics["accuracy"] == pytest.approx(diagonal_share, abs=1e-9)
-    assert metrics["source"] == "embedded" and metrics["dataset"] == "mnist"
+    assert metrics["macro_f1"] == pytest.approx(per_class["f1"].mean(), abs=1e-6)
     assert metrics["accuracy"] > 0.7
     log = pd.read_csv(project / "metrics/train_log.csv")
     assert list(log.columns) == ["epoch", "train_loss", "test_accuracy"] and len(log) == 2
@@ -37,7 +67,28 @@ def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     counts = pd.read_csv(project / "metrics/confusion_counts.csv", dtype={"actual": str})
     assert len(counts) == 100 and counts["count"].sum() == 1000
     manifest = json.loads((project / "data/raw/manifest.json").read_text())
-    assert manifest["source"] == "embedded"
+    assert manifest["source"] == "embedded" and manifest["dataset"] == "mnist"
+    assert json.loads((project / "data/processed/manifest.json").read_text()) == manifest
+
+    # Readable by a teammate or a web server: files 0644, folders 0755.
+    for top in ("data", "models", "metrics", "reports"):
+        for path in [project / top, *(project / top).rglob("*")]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+
+    # The learning curves: two charts with axis titles, from the log train rewrites each
+    # epoch. Mid-run the log holds the epochs so far, and `dvc plots show` draws those.
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
+    assert ("y", "train loss") in axis_titles(shown["Train loss"])
+    assert ("y", "test accuracy") in axis_titles(shown["Test accuracy"])
+    assert ("x", "epoch") in axis_titles(shown["Train loss"]) & axis_titles(shown["Test accuracy"])
+    assert {"Per-class scores (test set)", "metrics/confusion_counts.csv"} <= set(shown)
+    full = (project / "metrics/train_log.csv").read_text()
+    (project / "metrics/train_log.csv").write_text("".join(full.splitlines(True)[:2]))
+    assert [p["epoch"] for p in plot_points(project, "Train loss")] == ["1"]
+    (project / "metrics/train_log.csv").write_text(full)
+    assert len(plot_points(project, "Test accuracy")) == 2
+    run(["dvc", "plots", "show", "-o", "plots"], project)  # git-ignored, like dvc_plots/
 
     # Determinism: forcing every stage to rerun reproduces the lock byte for byte.
     lock = (project / "dvc.lock").read_text()

@@ -73,8 +73,6 @@ def test_200k_images_26_classes_within_memory(tmp_path: Path) -> None:
             "model.safetensors",
             "--history",
             "log.csv",
-            "--live",
-            "dvclive",
             cwd=tmp_path,
         ),
     }

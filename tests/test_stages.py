@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from conftest import REPO, error_line, stage
+from mnist_pipeline.core.io import read_json
 
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -43,7 +44,7 @@ def test_bad_params_stop_train_before_touching_outputs(tmp_path: Path) -> None:
     model.write_bytes(b"previous")
     result = stage(
         "train", "--params", str(params), "--data", "nowhere", "--model", str(model),
-        "--history", "log.csv", "--live", "live", cwd=tmp_path,
+        "--history", "log.csv", cwd=tmp_path,
     )  # fmt: skip
     assert "train.epochs: 0 is out of range" in error_line(result)
     assert model.read_bytes() == b"previous" and not (tmp_path / "log.csv").exists()
@@ -78,6 +79,9 @@ def test_preprocess_writes_both_splits(raw_dir: Path, tmp_path: Path) -> None:
     result = preprocess(raw_dir, tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == [
+        "manifest.json",  # the download's, so later stages need no data/raw dep
         "test.safetensors",
         "train.safetensors",
     ]
+    copied = read_json(tmp_path / "processed" / "manifest.json")
+    assert copied == read_json(raw_dir / "manifest.json")

@@ -81,6 +81,17 @@ def test_a_new_transitive_import_missing_from_deps(project: Path) -> None:
         ) in found
 
 
+def test_the_package_init_is_no_dep_while_it_holds_only_a_docstring(project: Path) -> None:
+    """It cannot change an output, so no stage lists it (16 deps in `dvc exp show`) ...
+    until it holds code: then every stage must, and validate says so."""
+    init = project / "src/mnist_pipeline/__init__.py"
+    assert "src/mnist_pipeline/__init__.py" not in (project / "dvc.yaml").read_text()
+    init.write_text(init.read_text() + "\nimport os\n")
+    found = " ".join(problems(validate(project)))
+    for stage in ("download", "preprocess", "train", "evaluate", "report"):
+        assert f"stages.{stage}.deps: missing src/mnist_pipeline/__init__.py, which" in found
+
+
 def test_a_dep_that_nothing_imports(project: Path) -> None:
     dvc_yaml = project / "dvc.yaml"
     edit(

@@ -1,13 +1,14 @@
-"""Per-epoch progress of a training run: dvclive files, a tqdm bar, log lines.
+"""Per-epoch progress of a training run: the live learning curve, a tqdm bar, log lines.
 
 ``EpochTracker`` is the ``on_epoch`` callback the train stage hands to
-``training.train``. Each epoch it logs ``train/loss`` and ``test/accuracy`` (or
-``val/accuracy``) with dvclive — ``dvclive/metrics.json`` and
-``dvclive/plots/metrics/**.tsv``, what ``dvc exp show`` and the DVC VS Code extension show
-while a run is in progress — with ``step`` = epoch and no timestamps, so the files are
-byte-identical for the same params. When stderr is a terminal it also draws a tqdm bar over
-the epochs with the latest loss and accuracy; otherwise the training module's one log line
-per epoch is all there is.
+``training.train``. After every epoch it rewrites the per-epoch log
+(``metrics/train_log.csv``: ``epoch, train_loss, test_accuracy`` or ``val_accuracy``)
+atomically with the epochs so far, so ``dvc plots show`` and the DVC VS Code extension draw
+the learning curves while the run is still going. That CSV is the one record of training
+progress: the report and ``compare`` read it too. It holds no timestamps, so it is
+byte-identical for the same params. When stderr is a terminal the tracker also draws a
+tqdm bar over the epochs with the latest loss and accuracy; otherwise the training
+module's one log line per epoch is all there is.
 """
 
 from __future__ import annotations
@@ -15,42 +16,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from mnist_pipeline.learning.training import EpochRecord
-
-
-def _live(live_dir: Path) -> Any:
-    """A dvclive ``Live`` that also works in a git repo with no commit yet.
-
-    dvclive 3.x asks git for HEAD while linking the run to DVC and fails with
-    ``SCMError("Empty git repo")`` before the first commit (its own guard for that case
-    comes one line too late). There is no experiment to link to then, so the run logs
-    files only — exactly what the pipeline needs from it.
-    """
-    from dvclive import Live
-    from scmrepo.exceptions import SCMError
-
-    class _FilesOnlyBeforeFirstCommit(Live):
-        def _init_dvc(self) -> None:
-            try:
-                super()._init_dvc()
-            except SCMError:
-                self._dvc_file = "dvc.yaml"
-
-    # save_dvc_exp/dvcyaml off: the pipeline's dvc.yaml owns the stage; dvclive only
-    # writes its metric files (it must never rewrite dvc.yaml or commit experiments).
-    return _FilesOnlyBeforeFirstCommit(
-        dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None
-    )
+from mnist_pipeline.core.io import write_csv
+from mnist_pipeline.learning.training import EpochRecord, history_frame
 
 
 class EpochTracker:
-    """Context manager: ``with EpochTracker(dir, epochs, "test") as track: train(..., track)``."""
+    """Context manager: ``with EpochTracker(log, epochs, "test") as track: train(..., track)``.
 
-    def __init__(self, live_dir: Path, epochs: int, scored_on: str) -> None:
-        self.live = _live(live_dir)
+    Nothing is written until the first epoch ends, so a run that fails before training
+    (bad params, unreadable data) leaves the previous log as it was.
+    """
+
+    def __init__(self, history_path: Path, epochs: int, scored_on: str) -> None:
+        self.history_path = Path(history_path)
         self.scored_on = scored_on
+        self.history: list[EpochRecord] = []
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -58,10 +39,8 @@ class EpochTracker:
             self.bar = tqdm(total=epochs, unit="epoch", desc="train", file=sys.stderr)
 
     def __call__(self, record: EpochRecord) -> None:
-        self.live.step = record.epoch
-        self.live.log_metric("train/loss", round(record.train_loss, 6))
-        self.live.log_metric(f"{self.scored_on}/accuracy", round(record.accuracy, 6))
-        self.live.make_summary()
+        self.history.append(record)
+        write_csv(history_frame(self.history, self.scored_on), self.history_path)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.accuracy:.4f}")
             self.bar.update(1)
@@ -77,4 +56,3 @@ class EpochTracker:
     ) -> None:
         if self.bar is not None:
             self.bar.close()
-        self.live.end()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -266,12 +266,12 @@ def train(
     return TrainResult(model.cpu(), spec, history, scored_on(params), seconds)
 
 
-def history_frame(result: TrainResult) -> pd.DataFrame:
+def history_frame(history: Sequence[EpochRecord], scored_on: str) -> pd.DataFrame:
     """The per-epoch log: ``epoch, train_loss, test_accuracy`` (or ``val_accuracy``)."""
     return pd.DataFrame(
         {
-            "epoch": [r.epoch for r in result.history],
-            "train_loss": [round(r.train_loss, 6) for r in result.history],
-            f"{result.scored_on}_accuracy": [round(r.accuracy, 6) for r in result.history],
+            "epoch": [r.epoch for r in history],
+            "train_loss": [round(r.train_loss, 6) for r in history],
+            f"{scored_on}_accuracy": [round(r.accuracy, 6) for r in history],
         }
     )

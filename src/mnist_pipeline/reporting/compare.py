@@ -10,10 +10,10 @@ tree as it is now, e.g. right after ``dvc repro`` or ``dvc exp run -S train.lr=0
 
 Writes ``compare/compare.md`` (``--out`` changes the folder) with the params that changed
 and every metric (each metrics file that ``dvc.yaml`` declares) as tables, the classes
-whose recall moved most, and PNGs: both learning curves on one plot, both confusion
-matrices, their cell-by-cell difference ``new - old`` as a diverging heatmap, and
-per-class recall. ``compare.json`` beside it holds the same numbers for scripts. The
-folder is not ``reports/``: that is the report stage's DVC output.
+whose recall moved most (each side's ``metrics/per_class.csv``), and PNGs: both learning
+curves on one plot, both confusion matrices, their cell-by-cell difference ``new - old``
+as a diverging heatmap, and per-class recall. ``compare.json`` beside it holds the same
+numbers for scripts. The folder is not ``reports/``: that is the report stage's DVC output.
 
 Both sides are read through ``dvc.api`` (``params_show``, ``metrics_show``, ``read`` with
 ``rev=``), so whatever metrics a run has are compared. This module is a tool, not a stage.
@@ -43,14 +43,15 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import (
     atomic_dir,
     parse_csv,
-    parse_json,
     save_figure,
     write_json,
     write_text,
 )
+from mnist_pipeline.evaluation.scores import Metrics
 from mnist_pipeline.reporting.report import accuracy_column, draw_cells, epoch_ticks, markdown_table
 
 EVAL = "metrics/eval.json"
+PER_CLASS = "metrics/per_class.csv"
 CONFUSION = "metrics/confusion_matrix.csv"
 TRAIN_LOG = "metrics/train_log.csv"
 WORKSPACE = "workspace"
@@ -61,8 +62,8 @@ FIGURES = {
     "recall": "recall.png",
 }
 TOP_MOVERS = 5
-# Headline metrics first in the metrics table; per-class ones go to the movers table.
-HEADLINE = ("accuracy", "loss", "macro_precision", "macro_recall", "macro_f1")
+# Headline metrics first in the metrics table, in Metrics' order.
+HEADLINE = Metrics.names()
 
 
 # ---------------------------------------------------------------------------- dvc.api
@@ -184,26 +185,23 @@ def diffs(repo: Path, old: Revision, new: Revision) -> tuple[dict[str, Any], dic
 class RunFiles:
     """The files of one run that the comparison reads."""
 
-    metrics: dict[str, Any]
+    per_class: dict[str, dict[str, float]]  # class -> precision, recall, f1, support
     confusion: pd.DataFrame  # [C, C] counts, index = actual, columns = predicted
     history: pd.DataFrame  # one row per epoch: epoch, train_loss, test/val_accuracy
 
-    @property
-    def per_class(self) -> dict[str, dict[str, float]]:
-        return dict(self.metrics.get("per_class", {}))
-
 
 def load_run(repo: Path, revision: Revision) -> RunFiles:
-    """``eval.json``, the confusion matrix and the train log of one side."""
+    """The per-class scores, the confusion matrix and the train log of one side."""
     where = revision.label
 
     def text(path: str) -> tuple[str, str]:
         return read_text_at(repo, revision, path), f"{where}:{path}"
 
-    metrics = parse_json(*text(EVAL))
+    per_class = parse_csv(*text(PER_CLASS), dtype={"class": str})  # "0".."9" stay names
+    scores = per_class.set_index("class").to_dict(orient="index")
     confusion = parse_csv(*text(CONFUSION), index_col=0)  # 0..9 are ints on the index
     confusion = confusion.rename(index=str, columns=str).rename_axis("actual")
-    return RunFiles(metrics, confusion, parse_csv(*text(TRAIN_LOG)))
+    return RunFiles(scores, confusion, parse_csv(*text(TRAIN_LOG)))
 
 
 # ---------------------------------------------------------------------- pure functions
@@ -229,7 +227,7 @@ def recall_movers(
     new: Mapping[str, Mapping[str, float]],
     top: int = TOP_MOVERS,
 ) -> pd.DataFrame:
-    """The ``top`` classes whose recall changed most (``eval.json``'s ``per_class``).
+    """The ``top`` classes whose recall changed most (``per_class.csv``'s rows by class).
 
     Columns ``class, old, new, delta`` (``delta = new - old``), largest ``|delta|`` first,
     ties in class order; classes that did not move are left out; only classes on both sides.
@@ -292,7 +290,7 @@ def metrics_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[li
         for key in sorted(keys, key=lambda k: (rank.get(k, len(rank)), k)):
             entry = diff[file][key]
             if "diff" not in entry and entry.get("old") == entry.get("new"):
-                continue  # an unchanged string (dataset, loss_name): the header says it
+                continue  # an unchanged non-number: nothing to show
             rows.append(
                 [file, key, _value(entry.get("old")), _value(entry.get("new")), _change(entry)]
             )
@@ -373,7 +371,7 @@ def recall_bars(
         color = "tab:blue" if delta > 0 else "tab:red" if delta < 0 else "gray"
         text = f"{delta:+.2f}" if round(delta, 2) else "0"
         ax.text(i, top + 0.02, text, ha="center", fontsize=7, color=color)
-    ax.set_xticks(x, [name[:12] for name in classes], rotation=45 if len(classes) > 10 else 0)
+    ax.set_xticks(x, classes, rotation=45 if len(classes) > 10 else 0)
     ax.set(xlabel="class", ylabel="recall", ylim=(0, 1.12), title="Per-class recall")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
@@ -439,14 +437,11 @@ def compare(repo: Path, old_rev: str, new_rev: str = WORKSPACE) -> Comparison:
     )
 
 
-def _data_line(metrics: Mapping[str, Any]) -> str:
-    """``mnist, embedded data, 1,000 test images``: what each run's metrics file says of it."""
-    parts = [
-        metrics.get("dataset"),
-        metrics.get("source") and f"{metrics['source']} data",
-        metrics.get("n_test") and f"{metrics['n_test']:,} test images",
-    ]
-    return ", ".join(str(part) for part in parts if part)
+def _data_line(run: RunFiles) -> str:
+    """``1,000 test images in 10 classes (0, 1, …, 9)``: what each side was scored on."""
+    n_test = sum(int(scores["support"]) for scores in run.per_class.values())
+    names = ", ".join(run.per_class)
+    return f"{n_test:,} test images in {len(run.per_class)} classes ({names})"
 
 
 def render_markdown(result: Comparison) -> str:
@@ -457,7 +452,7 @@ def render_markdown(result: Comparison) -> str:
     old, new = result.old.label, result.new.label
     old_short, new_short = result.old.short, result.new.short
     lines = [f"# {new} vs {old}", ""]
-    old_data, new_data = _data_line(result.old_run.metrics), _data_line(result.new_run.metrics)
+    old_data, new_data = _data_line(result.old_run), _data_line(result.new_run)
     if old_data == new_data:
         lines += [f"Both runs: {new_data}.", ""] if new_data else []
     else:

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from mnist_pipeline.data.splits import IMAGE_SIDE, Split
+from mnist_pipeline.evaluation.scores import SCORES, Metrics
 
 FIGURES = {
     "learning_curve": "learning_curve.png",
@@ -35,7 +36,6 @@ FIGURES = {
     "predictions": "test_predictions.png",
     "misclassified": "misclassified.png",
 }
-SCORES = ("precision", "recall", "f1")
 
 
 def provenance(dataset: str, source: str, n_train: int, n_test: int) -> str:
@@ -122,18 +122,19 @@ def confusion_heatmap(
     return fig
 
 
-def per_class_bars(per_class: dict[str, dict[str, float]], subtitle: str = "") -> Figure:
-    """Precision, recall and F1 of each class (``eval.json``'s ``per_class``), grouped bars."""
-    classes = list(per_class)
+def per_class_bars(per_class: pd.DataFrame, subtitle: str = "") -> Figure:
+    """Precision, recall and F1 of each class (``per_class_frame``'s rows), grouped bars."""
+    classes = per_class["class"].astype(str).tolist()
     fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(classes) + 2), 3.8), layout="constrained")
     width = 0.8 / len(SCORES)
     x = np.arange(len(classes))
     colors = ("tab:blue", "tab:orange", "tab:green")
     # Three bars per class, centred on the class's tick: offsets -width, 0, +width.
     for i, (score, color) in enumerate(zip(SCORES, colors, strict=True)):
-        values = [per_class[name][score] for name in classes]
-        ax.bar(x + (i - 1) * width, values, width, label=score, color=color)
-    ax.set_xticks(x, [name[:12] for name in classes], rotation=45 if len(classes) > 10 else 0)
+        ax.bar(x + (i - 1) * width, per_class[score], width, label=score, color=color)
+    # Full class names ("Ankle boot"), turned when they would collide.
+    turn = len(classes) > 10 or max(map(len, classes), default=0) > 5
+    ax.set_xticks(x, classes, rotation=45 if turn else 0, ha="right" if turn else "center")
     ax.set(xlabel="class", ylabel="score", ylim=(0, 1.02), title="Per-class scores (test set)")
     # Legend outside the axes: bars reach 1.0 and would hide under it.
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
@@ -170,7 +171,7 @@ def image_grid(
         image = split.images[index].reshape(IMAGE_SIDE, IMAGE_SIDE)
         ax.imshow(image, cmap="gray_r")
         ax.set_title(
-            f"#{index}\n{split.classes[actual][:8]} → {split.classes[guess][:8]}",
+            f"#{index}\n{split.classes[actual]} → {split.classes[guess]}",
             fontsize=7,
             color="black" if actual == guess else "tab:red",
         )
@@ -208,7 +209,7 @@ def build_figures(
     split: Split,
     predicted: np.ndarray,
     n_images: int,
-    per_class: dict[str, dict[str, float]],
+    per_class: pd.DataFrame,
     subtitle: str = "",
 ) -> dict[str, Figure]:
     """Every figure of the report, keyed like ``FIGURES``; ``subtitle`` is the provenance."""
@@ -232,18 +233,48 @@ def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
+def _rounded(value: Any) -> Any:
+    """Scores and losses with 4 decimals in the report's tables; ints and names as they are."""
+    return f"{value:.4f}" if isinstance(value, float) else value
+
+
+def as_written(value: Any) -> str:
+    """A params value the way params.yaml spells it: ``[128]``, ``null``, ``true``, ``0.01``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(as_written(v) for v in value) + "]"
+    return str(value)
+
+
 def render_markdown(
     manifest: dict[str, Any],
     params: dict[str, Any],
-    metrics: dict[str, Any],
+    metrics: Metrics,
     history: pd.DataFrame,
     confusion: pd.DataFrame,
+    per_class: pd.DataFrame,
     figures_dir: str,
 ) -> str:
+    """The report: provenance, params (``params`` = params.yaml's sections as written),
+    headline ``metrics`` (loss named by ``train.loss``), per-epoch log, confusion, classes."""
     counts = manifest["counts"]
     title = "# " + provenance(
         manifest["dataset"], manifest["source"], counts["train"], counts["test"]
     )
+    n_test = int(per_class["support"].sum())
+    loss_name = params.get("train", {}).get("loss")
+    labels = Metrics.labels()
+    if loss_name:
+        labels["loss"] += f" ({loss_name})"
+    values = metrics.as_json()
+    # Accuracy in bold with the test-set size, then every other metric in Metrics' order.
+    headline = [f"- **{labels['accuracy']}: {values.pop('accuracy'):.4f}** on {n_test:,} images"]
+    headline += [f"- {labels[name]}: {value:.4f}" for name, value in values.items()]
+    scores = per_class.set_index("class").rename_axis("class")
+    scores[list(SCORES)] = scores[list(SCORES)].map(_rounded)
     lines = [title, ""]
     for warning in manifest.get("warnings", []):
         lines += [f"> **Warning:** {warning}", ""]
@@ -265,12 +296,12 @@ def render_markdown(
             index=False,
         ),
         "",
-        "## Parameters",
+        "## Parameters (as in params.yaml)",
         "",
         markdown_table(
             pd.DataFrame(
                 [
-                    {"param": key, "value": value}
+                    {"param": key, "value": as_written(value)}
                     for name, section in params.items()
                     for key, value in _flatten(name, section)
                 ]
@@ -280,16 +311,13 @@ def render_markdown(
         "",
         "## Headline metrics",
         "",
-        f"- **test accuracy: {metrics['accuracy']:.4f}** on {metrics['n_test']:,} images",
-        f"- test loss ({metrics['loss_name']}): {metrics['loss']:.4f}",
-        f"- macro precision / recall / F1: {metrics['macro_precision']:.4f} / "
-        f"{metrics['macro_recall']:.4f} / {metrics['macro_f1']:.4f}",
+        *headline,
         "",
         "## Training, per epoch",
         "",
         f"![learning curve]({figures_dir}/{FIGURES['learning_curve']})",
         "",
-        markdown_table(history.round(4), index=False),
+        markdown_table(history.map(_rounded), index=False),
         "",
         "## Confusion matrix (rows = actual, columns = predicted)",
         "",
@@ -301,7 +329,7 @@ def render_markdown(
         "",
         f"![per-class scores]({figures_dir}/{FIGURES['per_class']})",
         "",
-        markdown_table(pd.DataFrame(metrics["per_class"]).T.rename_axis("class")),
+        markdown_table(scores),
         "",
         "## First test images (true → predicted; red = wrong)",
         "",

@@ -239,6 +239,16 @@ def _imports(path: Path, search: Sequence[Path]) -> Iterator[Path]:
                     yield found
 
 
+def holds_code(path: Path) -> bool:
+    """Whether a module holds any statement besides its docstring.
+
+    A docstring-only module (the package's top-level ``__init__.py``) cannot change what a
+    stage writes, so it need not be a dep; one line of code in it makes it one again.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return len(tree.body) > (0 if ast.get_docstring(tree) is None else 1)
+
+
 def import_closure(script: Path, search: Sequence[Path]) -> dict[Path, Path]:
     """Every project module ``script`` imports, transitively: module -> who imports it."""
     importer: dict[Path, Path] = {}
@@ -308,7 +318,7 @@ def deps_problems(data: Any, root: Path) -> list[str]:
             closure = import_closure(script, [script.parent, root / "src"])
             for module, importer in sorted(closure.items()):
                 needed.add(rel(module))
-                if not any(under(rel(module), dep) for dep in deps):
+                if not any(under(rel(module), dep) for dep in deps) and holds_code(module):
                     problems.append(
                         f"{here}: missing {rel(module)}, which {rel(importer)} imports; add it "
                         "to deps so editing it reruns the stage"
