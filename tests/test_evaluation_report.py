@@ -96,7 +96,7 @@ def test_metrics_are_consistent(trained, test_split: Split) -> None:
     for i, name in enumerate(test_split.classes):
         assert per_class.loc[name, "recall"] == pytest.approx(recalls[i], abs=1e-6)
         assert per_class.loc[name, "support"] == counts[i].sum()
-    assert m.macro_recall == pytest.approx(recalls.mean(), abs=1e-6)
+    assert m.macro_f1 == pytest.approx(per_class["f1"].mean(), abs=1e-6)
     assert len(result.predictions) == len(test_split)
     assert (
         result.predictions["actual"] == result.predictions["predicted"]

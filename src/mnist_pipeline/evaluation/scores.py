@@ -2,7 +2,9 @@
 
 ``Metrics`` is ``metrics/eval.json``: the headline numbers that ``dvc exp show`` shows, one
 field per metric and nothing else (no text: what was run lives in the manifest, the params
-and the report). Each field is declared once here, with the label readers print, so adding
+and the report). Three numbers — accuracy, loss, macro F1 — keep that table at 43 data
+columns (limit 45) with room for a param or two; per-class precision and recall are in
+``per_class.csv``. Each field is declared once here, with the label readers print, so adding
 a metric means adding a field here and computing it in ``headline``; the evaluate stage,
 the report, ``summary`` and ``compare`` all follow ``Metrics``' fields.
 
@@ -43,8 +45,6 @@ class Metrics:
 
     accuracy: float = _headline("test accuracy")
     loss: float = _headline("test loss")
-    macro_precision: float = _headline("macro precision")
-    macro_recall: float = _headline("macro recall")
     macro_f1: float = _headline("macro F1")
 
     @classmethod
@@ -82,12 +82,10 @@ class Metrics:
 def headline(confusion: pd.DataFrame, loss: float) -> Metrics:
     """``Metrics`` from ``confusion_frame``'s counts and the test loss (unrounded scores)."""
     counts = confusion.to_numpy()
-    precision, recall, f1, _ = per_class_scores(counts)
+    _, _, f1, _ = per_class_scores(counts)
     return Metrics(
         accuracy=float(np.trace(counts) / counts.sum()),
         loss=loss,
-        macro_precision=float(precision.mean()),
-        macro_recall=float(recall.mean()),
         macro_f1=float(f1.mean()),
     )
 
