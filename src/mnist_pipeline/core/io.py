@@ -13,9 +13,12 @@ umask 022), so a teammate or a web server can read the outputs.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import gzip
 import hashlib
 import json
+import math
 import os
 import shutil
 import struct
@@ -45,10 +48,29 @@ _IDX_DTYPES: dict[int, str] = {
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 _META_KEY = "mnist_pipeline"
+# The largest IDX payload read: a little above the 200k-image set whose stages were
+# measured under the 1.5 GB RSS budget (README, Bigger data). Reads stop at the declared
+# size + 1 byte, so a small .gz that inflates to gigabytes costs no more than this.
+MAX_IDX_BYTES = 160 * 2**20
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _no_space(path: Path, written: int = 0) -> PipelineError:
+    """Disk full: name the directory (not our temp sibling), the space free and needed."""
+    where = next(p for p in (path, *path.parents) if not p.name.endswith(".tmp"))
+    folder = where.parent if where == path else where
+    free = shutil.disk_usage(folder).free if folder.exists() else 0
+    return PipelineError(
+        f"cannot write {path}: no space left on device in {folder} ({free / 2**20:.1f} MiB "
+        f"free, the file needs more than the {written / 2**20:.1f} MiB written); free some "
+        "space there and rerun the stage"
+    )
 
 
 def _write_error(path: Path, err: OSError, want_dir: bool = False) -> PipelineError:
     """One line for a failed write: what is in the way, and how to clear it."""
+    if err.errno in _NO_SPACE:
+        return _no_space(path)
     files = [parent for parent in reversed(path.parents) if parent.is_file()]
     if files:
         why = f"{files[0]} is a file, not a directory; remove it or choose another path"
@@ -68,19 +90,39 @@ def _umask() -> int:
     return mask
 
 
+def _clear_stale(path: Path) -> None:
+    """Remove ``.NAME.*.tmp`` siblings that a killed run (SIGKILL, power loss) left behind.
+
+    Only one run of a stage writes an output at a time (DVC's lock), so any such sibling
+    belongs to a run that is gone.
+    """
+    for old in glob.glob(f".{glob.escape(path.name)}.*.tmp", root_dir=path.parent):
+        stale = path.parent / old
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _clear_stale(path)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise _write_error(path, err) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:
+            if err.errno not in _NO_SPACE:
+                raise
+            raise _no_space(path, tmp.stat().st_size if tmp.exists() else 0) from err
         try:
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
@@ -96,6 +138,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _clear_stale(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as err:
         raise _write_error(path, err, want_dir=True) from err
@@ -117,19 +160,47 @@ def write_text(text: str, path: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _non_finite(obj: Any, key: str = "") -> str | None:
+    """The first ``key.path = nan`` in a JSON-bound object, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return f"{key.lstrip('.') or 'the value'} = {obj}"
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
+    )
+    return next(filter(None, (_non_finite(v, f"{key}.{k}") for k, v in items)), None)
+
+
 def write_json(obj: Any, path: Path) -> None:
-    """Stable JSON (sorted keys, 2-space indent, trailing newline) so diffs stay small."""
+    """Stable JSON (sorted keys, 2-space indent, trailing newline) so diffs stay small.
+
+    NaN and Infinity are not JSON (strict parsers reject them), so they are refused.
+    """
+    bad = _non_finite(obj)
+    if bad is not None:
+        raise PipelineError(
+            f"cannot write {path}: {bad}, which JSON cannot hold; the numbers behind it "
+            "overflowed: check the inputs of the stage that writes it (e.g. rerun train)"
+        )
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
 
 RERUN = "; rerun the stage that writes it"
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, missing: str = "run the stage that writes it") -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found; run the stage that writes it") from err
+        raise PipelineError(f"{path}: file not found; {missing}") from err
+    except UnicodeDecodeError as err:
+        raise PipelineError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start}); save it as UTF-8"
+        ) from err
+    except OSError as err:  # a directory, no permission, ...
+        raise PipelineError(
+            f"{path}: cannot read it ({err.strerror or err}); point to a readable file"
+        ) from err
 
 
 def read_json(path: Path) -> Any:
@@ -139,21 +210,55 @@ def read_json(path: Path) -> Any:
 def parse_json(text: str, source: str, fix: str = "") -> Any:
     """JSON from a string (e.g. ``git show REV:path``); ``source`` names it in errors."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_pairs(source))
     except json.JSONDecodeError as err:
         raise PipelineError(
             f"{source}: not valid JSON ({err.msg} at line {err.lineno}){fix}"
         ) from err
 
 
+def _unique_pairs(source: str) -> Any:
+    """A JSON ``object_pairs_hook`` that refuses a key given twice (json keeps the last)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise PipelineError(f"{source}: duplicate key {key!r}; keep only one")
+            out[key] = value
+        return out
+
+    return hook
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate mapping keys (PyYAML keeps the last one
+    silently; DVC rejects such a file, so a stage run directly must too)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # unhashable: the base class reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path) -> Any:
+    text = _read_text(path, missing="check the path")
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found; check the path") from err
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", "") or ""
+        if problem.startswith("duplicate key"):
+            raise PipelineError(f"{path}: {problem}{where}; keep only one") from err
         raise PipelineError(f"{path}: not valid YAML{where}: fix the syntax") from err
 
 
@@ -207,69 +312,80 @@ def is_gzip(path: Path) -> bool:
         return handle.read(2) == _GZIP_MAGIC
 
 
-def decompress_to(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest``, gunzipping it when it is gzip data."""
-    try:
-        with atomic_path(dest) as tmp:
-            opener = gzip.open if is_gzip(src) else open
-            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-    except (OSError, EOFError, zlib.error) as err:
-        raise PipelineError(
-            f"{src}: corrupt or truncated gzip data ({err}); fetch it again"
-        ) from err
+def _read_exactly(handle: Any, size: int, path: Path, what: str) -> bytes:
+    data = handle.read(size)
+    if len(data) < size:
+        raise PipelineError(f"{path}: truncated IDX {what}; fetch the file again")
+    return data
 
 
-# --------------------------------------------------------------------------------- IDX
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Parse an IDX file (raw or gzip) into an array of the declared dtype and shape.
+def read_idx_bytes(path: Path) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
+    """The whole (decompressed) IDX file, checked: ``(content, header_len, dtype, shape)``.
 
     Checks the magic number (two zero bytes, a known type code, ndim >= 1) and that the
-    payload is exactly the size the header declares.
+    payload is exactly the size the header declares. Reads at most the declared size + 1
+    byte, and refuses a declared size above ``MAX_IDX_BYTES``: neither a gzip bomb nor a
+    header claiming ``[2**31, 2**31, 4]`` can exhaust memory.
     """
     path = Path(path)
     try:
         opener = gzip.open if is_gzip(path) else open
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            magic = handle.read(4)
+            if len(magic) < 4:
+                raise PipelineError(
+                    f"{path}: too short to be an IDX file ({len(magic)} bytes); "
+                    "fetch the file again"
+                )
+            zero, type_code, ndim = struct.unpack(">HBB", magic)
+            if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
+                raise PipelineError(
+                    f"{path}: bad IDX magic number 0x{magic.hex()} (expected 0x00000801 for "
+                    "labels or 0x00000803 for images); not an IDX file: fetch the file again"
+                )
+            dims = _read_exactly(handle, 4 * ndim, path, "header")
+            shape = struct.unpack(f">{ndim}I", dims)
+            dtype = np.dtype(_IDX_DTYPES[type_code])
+            expected = math.prod(shape) * dtype.itemsize  # a Python int: never overflows
+            if expected > MAX_IDX_BYTES:
+                raise PipelineError(
+                    f"{path}: IDX header declares shape {list(shape)} ({expected:,} bytes), "
+                    f"more than the {MAX_IDX_BYTES // 2**20} MiB limit that keeps every stage "
+                    "within its memory budget; fetch the right file or split the dataset"
+                )
+            payload = handle.read(expected + 1)
     except FileNotFoundError as err:
         raise PipelineError(f"{path}: file not found; rerun the download stage") from err
     except (OSError, EOFError, zlib.error) as err:
-        raise PipelineError(f"{path}: corrupt gzip data ({err}); rerun the download stage") from err
-    if len(raw) < 4:
         raise PipelineError(
-            f"{path}: too short to be an IDX file ({len(raw)} bytes); fetch the file again"
-        )
-    zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
-        raise PipelineError(
-            f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected 0x00000801 for "
-            "labels or 0x00000803 for images); not an IDX file: fetch the file again"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise PipelineError(f"{path}: truncated IDX header; fetch the file again")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    found = len(raw) - header
-    if found != expected:
-        state = "truncated" if found < expected else "has trailing bytes"
+            f"{path}: corrupt or truncated gzip data ({err}); fetch it again"
+        ) from err
+    if len(payload) != expected:
+        state = "truncated" if len(payload) < expected else "has trailing bytes"
+        held = f"{len(payload)}" if len(payload) < expected else "more"
         raise PipelineError(
             f"{path}: IDX data {state}: header declares shape {list(shape)} "
-            f"({expected} bytes) but the file holds {found}; fetch the file again"
+            f"({expected} bytes) but the file holds {held}; fetch the file again"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).copy()
+    return magic + dims + payload, 4 + len(dims), dtype, shape
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file (raw or gzip) into an array of the declared dtype and shape."""
+    content, header, dtype, shape = read_idx_bytes(path)
+    return np.frombuffer(content, dtype=dtype, offset=header).reshape(shape).copy()
+
+
+def write_bytes(content: bytes, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
 
 
 def write_idx(array: np.ndarray, path: Path) -> None:
     """Write a uint8 array as an uncompressed IDX file."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(header + array.tobytes())
+    write_bytes(header + array.tobytes(), path)
 
 
 # ------------------------------------------------------------------------- safetensors
@@ -285,6 +401,7 @@ def save_tensors(
     under a single key. Written through safetensors' numpy API, so no stage pays for
     importing torch to read or write a file (the bytes are the same either way).
     """
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     arrays = {
@@ -293,7 +410,38 @@ def save_tensors(
     }
     packed = {_META_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file(arrays, str(tmp), metadata=packed)
+        try:
+            save_file(arrays, str(tmp), metadata=packed)
+        except SafetensorError as err:  # it wraps the OSError, disk full included
+            if "No space left" not in str(err):
+                raise
+            raise OSError(errno.ENOSPC, str(err)) from err
+
+
+# safetensors caps its JSON header at 100 MB.
+_MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def is_safetensors(path: Path) -> bool:
+    """True when ``path`` is laid out as safetensors: a little-endian u64 header length N,
+    then N bytes of a JSON object, within the file.
+
+    The format is recognised by parsing that header, never by the first byte: the length's
+    low byte can be anything (0x80, a pickle's first byte, for every N = 128 mod 256).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return False
+        (length,) = struct.unpack("<Q", head)
+        if length > min(size - 8, _MAX_SAFETENSORS_HEADER):
+            return False
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            return False
+    return isinstance(header, dict)
 
 
 def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -304,12 +452,17 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: file not found; run the stage that writes it")
-    with open(path, "rb") as handle:
-        head = handle.read(2)
-    if head[:1] == b"\x80" or head == b"PK":
+    if not is_safetensors(path):
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+        if head[:1] == b"\x80" or head == b"PK":
+            raise PipelineError(
+                f"{path}: is a pickle/torch.save file, not safetensors; refusing to load it "
+                "(pickle can run code). Delete it and rerun the stage that writes it"
+            )
         raise PipelineError(
-            f"{path}: is a pickle/torch.save file, not safetensors; refusing to load it "
-            "(pickle can run code). Delete it and rerun the stage that writes it"
+            f"{path}: not a readable safetensors file (no valid safetensors header); "
+            "rerun the stage that writes it"
         )
     try:
         tensors = load_file(str(path))

@@ -78,6 +78,8 @@ class DataParams(Section):
     source: Source = "auto"
     mirror: Annotated[str, Strict()] | None = None  # directory or URL prefix of the IDX files
     split_seed: Seed = 0  # the embedded sample's stratified split
+    verify: Bool = True  # false: accept a known dataset's files that match no checksum
+    download_timeout: Annotated[Number, Field(gt=0.0)] = 600.0  # seconds, the whole download
 
 
 class TrainParams(Section):

@@ -8,23 +8,32 @@
   embedded sample with a loud warning.
 
 ``data.dataset: idx`` is any other IDX set of 28×28 images with integer labels (EMNIST
-and the like) from ``data.mirror``; its classes are taken from the labels (0..max).
+and the like) from ``data.mirror``; its classes are taken from the labels (0..max, at
+most ``MAX_CLASSES``).
 
 Each file is verified against a checksum we can stand behind: torchvision's md5 of the
-original ``.gz``, or the sha256 of the decompressed content from ``KNOWN_SHA256``. Where
-neither applies the manifest says ``unverified`` and a warning is logged; the IDX
-structure is always checked. ``fetch`` returns the manifest the download stage writes.
+original ``.gz``, or the sha256 of the decompressed content from ``KNOWN_SHA256``. For a
+known dataset a file that matches neither stops the stage unless ``data.verify: false``
+(then the manifest says ``unverified`` and a warning is logged); ``idx`` sets have no
+known checksums. The IDX structure is always checked, reading no more than the header
+declares. The whole download has a deadline (``data.download_timeout``), shows progress
+on a terminal, and ``fetch`` returns the manifest the download stage writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -33,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import decompress_to, file_digest, read_idx, write_idx
+from mnist_pipeline.core.io import file_digest, read_idx, read_idx_bytes, write_bytes, write_idx
 from mnist_pipeline.core.params import DataParams
 
 log = logging.getLogger(__name__)
@@ -46,7 +55,8 @@ IDX_FILES: dict[str, tuple[str, str]] = {
 ALL_FILES: tuple[str, ...] = tuple(name for pair in IDX_FILES.values() for name in pair)
 
 EMBEDDED_TEST_SIZE = 1000
-DOWNLOAD_TIMEOUT_S = 30.0
+DOWNLOAD_TIMEOUT_S = 30.0  # per read; data.download_timeout bounds the whole download
+MAX_CLASSES = 1000  # an idx set's labels: more classes than this is a corrupt labels file
 
 # sha256 of the *decompressed* IDX files, where we have a source we can stand behind.
 # fashion-mnist: computed from Debian's signed package dataset-fashion-mnist
@@ -116,7 +126,12 @@ def torchvision_md5s(dataset: str) -> dict[str, str]:
 
 
 def _is_url(location: str) -> bool:
-    return urllib.parse.urlparse(location).scheme in ("http", "https", "file")
+    try:
+        return urllib.parse.urlparse(location).scheme in ("http", "https", "file")
+    except ValueError as err:  # e.g. "http://[::1": Invalid IPv6 URL
+        raise PipelineError(
+            f"data.mirror={location!r}: not a valid URL ({err}); fix it or use a local directory"
+        ) from err
 
 
 def _find_in_mirror(mirror: Path, name: str) -> Path:
@@ -131,12 +146,21 @@ def _find_in_mirror(mirror: Path, name: str) -> Path:
 
 def _fetch_url(url: str, dest: Path) -> bool:
     """Download ``url`` to ``dest``; False when the server says it does not exist."""
+    from tqdm import tqdm
+
     try:
         with (
             urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
             open(dest, "wb") as out,
+            tqdm.wrapattr(
+                out,
+                "write",
+                total=int(response.headers.get("Content-Length") or 0) or None,
+                desc=Path(urllib.parse.urlparse(url).path).name,
+                disable=not sys.stderr.isatty(),  # progress on a terminal only
+            ) as counted,
         ):
-            shutil.copyfileobj(response, out, 1 << 20)
+            shutil.copyfileobj(response, counted, 1 << 16)
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return False
@@ -147,6 +171,8 @@ def _fetch_url(url: str, dest: Path) -> bool:
         return False
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
+        if isinstance(reason, FileNotFoundError):  # file:// URLs: try the raw name next
+            return False
         raise PipelineError(
             f"data.mirror: cannot reach {url} ({reason}); check the URL and the network, "
             "or set data.mirror to a local directory"
@@ -177,44 +203,42 @@ def _collect_mirror(mirror: str, workdir: Path) -> dict[str, Path]:
     return found
 
 
-def _verify(dataset: str, name: str, original: Path, decompressed: Path) -> dict[str, Any]:
-    """Check one file against known checksums; raise on a mismatch we can prove."""
-    sha256 = file_digest(decompressed, "sha256")
-    entry: dict[str, Any] = {"sha256": sha256}
+def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) -> str:
+    """How one file was verified; raise when a known dataset's file matches no checksum."""
     known_md5 = torchvision_md5s(dataset).get(name)
     is_gz = original.name.endswith(".gz")
     if is_gz and known_md5 and file_digest(original, "md5") == known_md5:
-        entry["verified"] = "md5 of the .gz matches torchvision's"
-        return entry
+        return "md5 of the .gz matches torchvision's"
     known_sha = KNOWN_SHA256.get(dataset, {}).get(name)
-    if known_sha is not None:
-        if sha256 != known_sha:
+    if known_sha is not None and sha256 == known_sha:
+        return "sha256 of the decompressed content matches the known value"
+    if known_sha is not None or known_md5:
+        theirs = f"sha256 {known_sha[:16]}..." if known_sha else "torchvision's md5 of the .gz"
+        why = f"decompressed sha256 {sha256[:16]}... does not match {theirs}"
+        if verify:
             raise PipelineError(
-                f"{original}: checksum mismatch: decompressed sha256 {sha256[:16]}... is not "
-                f"the known {dataset} {name} ({known_sha[:16]}...); the mirror holds other "
-                "or corrupted data: replace the file or use another data.mirror"
+                f"{original}: checksum mismatch: {why} for {dataset} {name}; the mirror holds "
+                "other, corrupted or recompressed data: check data.dataset, use another "
+                "data.mirror, or set data.verify: false to use it unverified"
             )
-        entry["verified"] = "sha256 of the decompressed content matches the known value"
-        return entry
-    if is_gz and known_md5:
-        # A recompressed .gz can differ in md5 while its content is fine; we cannot tell.
-        entry["verified"] = "unverified: .gz md5 differs from torchvision's (recompressed?)"
+        verified = f"unverified (data.verify: false): {why}"
     else:
-        entry["verified"] = "unverified: no known checksum for this file"
-    log.warning("%s: %s; only the IDX structure was checked", original, entry["verified"])
-    return entry
+        verified = "unverified: no known checksum for this file"
+    log.warning("%s: %s; only the IDX structure was checked", original, verified)
+    return verified
 
 
-def _from_files(dataset: str, files: dict[str, Path], out_dir: Path) -> dict[str, Any]:
+def _from_files(
+    params: DataParams, files: dict[str, Path], out_dir: Path
+) -> dict[str, dict[str, Any]]:
     entries = {}
-    for name, original in files.items():
-        dest = out_dir / name
-        decompress_to(original, dest)
-        try:  # structure check: magic number, declared shape, size
-            shape = read_idx(dest).shape
-        except PipelineError as err:  # name the file the user has, not our temp copy
-            raise PipelineError(f"{original}: {str(err).removeprefix(f'{dest}: ')}") from err
-        entries[name] = {**_verify(dataset, name, original, dest), "shape": list(shape)}
+    for name, original in files.items():  # every file's structure first, then checksums
+        content, _, _, shape = read_idx_bytes(original)  # bounded, structure checked
+        write_bytes(content, out_dir / name)
+        entries[name] = {"sha256": hashlib.sha256(content).hexdigest(), "shape": list(shape)}
+    for name, entry in entries.items():
+        verify = (params.dataset, name, files[name], entry["sha256"], params.verify)
+        entry["verified"] = _verify(*verify)
     return entries
 
 
@@ -222,7 +246,7 @@ def from_mirror(params: DataParams, out_dir: Path) -> dict[str, Any]:
     assert params.mirror is not None
     with tempfile.TemporaryDirectory(prefix="mirror-") as work:
         files = _collect_mirror(params.mirror, Path(work))
-        entries = _from_files(params.dataset, files, out_dir)
+        entries = _from_files(params, files, out_dir)
     return {"origin": params.mirror, "files": entries}
 
 
@@ -257,7 +281,7 @@ def from_torchvision(params: DataParams, out_dir: Path) -> dict[str, Any]:
                 ) from err
             raw = Path(root) / cls.__name__ / "raw"
             files = {name: raw / f"{name}.gz" for name in ALL_FILES}
-            entries = _from_files(params.dataset, files, out_dir)
+            entries = _from_files(params, files, out_dir)
     finally:
         socket.setdefaulttimeout(previous_timeout)
     return {"origin": ", ".join(cls.mirrors), "files": entries}
@@ -334,14 +358,50 @@ def _resolve(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any], li
 
 
 def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
-    """Class names "0".."K-1" with K = 1 + the largest label of either split."""
-    top = max(int(read_idx(out_dir / labels).max(initial=0)) for _, labels in IDX_FILES.values())
+    """Class names "0".."K-1" with K = 1 + the largest label of either split (K <= 1000)."""
+    top = 0
+    for _, name in IDX_FILES.values():
+        labels = read_idx(out_dir / name)
+        bad = ~np.isin(labels, np.arange(MAX_CLASSES)) if labels.size else labels.astype(bool)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise PipelineError(
+                f"data.mirror: {name}: label {labels[index]} at index {index} is not a class "
+                f"number 0..{MAX_CLASSES - 1}; the labels file is corrupt or not integer class "
+                "labels: fetch it again or fix data.mirror"
+            )
+        top = max(top, int(labels.max(initial=0)))
     return tuple(str(k) for k in range(top + 1))
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float, what: str) -> Iterator[None]:
+    """Raise a ``PipelineError`` if the block runs longer than ``seconds`` (main thread).
+
+    SIGALRM interrupts even a read that a server feeds one byte at a time, which a
+    per-read socket timeout never trips.
+    """
+
+    def expire(signum: int, frame: object) -> None:
+        raise PipelineError(
+            f"data.download_timeout={seconds:g}: downloading {what} did not finish in "
+            f"{seconds:g} s; use a faster or local data.mirror, or raise data.download_timeout"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
     """Write the four IDX files into ``out_dir`` and return the manifest describing them."""
-    source, result, warnings = _resolve(params, out_dir)
+    what = f"{params.dataset} from {params.mirror or params.source}"
+    with _deadline(params.download_timeout, what):
+        source, result, warnings = _resolve(params, out_dir)
     files = result["files"]
     unverified = [name for name, entry in files.items() if entry["verified"].startswith("un")]
     if unverified:
