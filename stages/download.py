@@ -11,6 +11,7 @@ from pathlib import Path
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
 from mnist_pipeline.core.params import load_params
+from mnist_pipeline.core.schemas import Manifest
 from mnist_pipeline.data.sources import fetch
 
 
@@ -22,7 +23,7 @@ def main() -> None:
 
     params = load_params(args.params).data
     with atomic_dir(args.out) as tmp:
-        manifest = fetch(params, tmp)
+        manifest = Manifest(**fetch(params, tmp)).model_dump()  # what readers will expect
         write_json(manifest, tmp / "manifest.json")
     print(
         f"download: {manifest['dataset']} from {manifest['source']} "

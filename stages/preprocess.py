@@ -12,8 +12,9 @@ import argparse
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
-from mnist_pipeline.core.io import atomic_dir, read_json, write_json
+from mnist_pipeline.core.io import atomic_dir, write_json
 from mnist_pipeline.core.params import load_params
+from mnist_pipeline.core.schemas import read_manifest
 from mnist_pipeline.data.sources import IDX_FILES
 from mnist_pipeline.data.splits import read_raw_split, save_split
 
@@ -26,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     load_params(args.params)  # validate the whole file before any work
-    manifest = read_json(args.raw / "manifest.json")
+    manifest = read_manifest(args.raw / "manifest.json").model_dump()
     splits = {
         name: read_raw_split(args.raw, images, labels, manifest)
         for name, (images, labels) in IDX_FILES.items()

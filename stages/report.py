@@ -16,16 +16,9 @@ import argparse
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
-from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import (
-    atomic_dir,
-    read_csv,
-    read_json,
-    read_yaml,
-    save_figure,
-    write_text,
-)
+from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
 from mnist_pipeline.core.params import load_params
+from mnist_pipeline.core.schemas import read_history, read_manifest, read_predictions
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, labels_of, per_class_frame
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
@@ -43,19 +36,15 @@ def main() -> None:
 
     params = load_params(args.params)  # validate the whole file before any work
     written = read_yaml(args.params)  # ... and show it as written ([128], null)
-    manifest = read_json(args.data / "manifest.json")
+    # Every input validated (one line naming file and field) before any figure is drawn.
+    manifest = read_manifest(args.data / "manifest.json").model_dump()
     metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
-    history = read_csv(args.log)
-    predictions = read_csv(args.predictions, dtype=str)
+    history = read_history(args.log)
     split = load_split(args.data / "test.safetensors")
+    predictions = read_predictions(args.predictions, split.classes, len(split))
     where = str(args.predictions)
     actual = labels_of(predictions["actual"], split.classes, where)
     predicted = labels_of(predictions["predicted"], split.classes, where)
-    if len(predicted) != len(split):
-        raise PipelineError(
-            f"{where}: {len(predicted)} predictions for {len(split)} test images; "
-            "rerun the evaluate stage"
-        )
     confusion = confusion_frame(actual, predicted, split.classes)
     per_class = per_class_frame(confusion)
 

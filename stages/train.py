@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.params import load_params
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
@@ -43,8 +44,17 @@ def main() -> None:
     if not distributed.is_main_process():
         train(params, train_split, test_split)  # a torchrun rank > 0: rank 0 writes outputs
         return
-    with EpochTracker(args.history, params.epochs, scored_on(params)) as tracker:
-        result = train(params, train_split, test_split, on_epoch=tracker)
+    try:  # the tracker puts the previous log back if the run fails
+        with EpochTracker(args.history, params.epochs, scored_on(params)) as tracker:
+            result = train(params, train_split, test_split, on_epoch=tracker)
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
+        if not isinstance(err, MemoryError) and "alloc" not in str(err):
+            raise
+        reason = (str(err).strip().splitlines() or ["MemoryError"])[0]
+        raise PipelineError(
+            f"train: out of memory ({reason[:120]}); lower train.batch_size or the model's "
+            "size (train.hidden, train.channels), or free memory"
+        ) from err
 
     save_model(
         result.model, result.spec, args.model, params.loss, params.output, train_split.classes

@@ -86,18 +86,29 @@ def gz_mirror(tmp_path: Path) -> Path:
     return write_idx_set(tmp_path / "mirror", gz=True)
 
 
-@pytest.fixture
-def raw_dir(idx_dir: Path) -> Path:
-    """A download-stage output: the IDX files plus a manifest."""
+def write_manifest(raw: Path, n_train: int = 200, n_test: int = 50) -> None:
+    """The manifest the download stage would write for a synthetic mirror in ``raw``."""
     write_json(
         {
             "dataset": "mnist",
+            "requested_source": "mirror",
             "source": "mirror",
+            "origin": "synthetic",
             "classes": list(DATASETS["mnist"].classes),
-            "files": {name: {} for name in ALL_FILES},
+            "files": {
+                name: {"sha256": "0" * 64, "verified": "no", "shape": []} for name in ALL_FILES
+            },
+            "counts": {"train": n_train, "test": n_test},
+            "warnings": [],
         },
-        idx_dir / "manifest.json",
+        raw / "manifest.json",
     )
+
+
+@pytest.fixture
+def raw_dir(idx_dir: Path) -> Path:
+    """A download-stage output: the IDX files plus a manifest."""
+    write_manifest(idx_dir)
     return idx_dir
 
 

@@ -45,9 +45,9 @@ from conftest import (
     stage,
     synthetic_arrays,
     write_idx_set,
+    write_manifest,
 )
-from mnist_pipeline.core.io import file_digest, save_tensors, write_idx, write_json
-from mnist_pipeline.data.sources import ALL_FILES, DATASETS
+from mnist_pipeline.core.io import file_digest, save_tensors, write_idx
 from mnist_pipeline.data.splits import save_split
 from mnist_pipeline.learning.models import ModelSpec, build_model, save_model
 
@@ -111,12 +111,6 @@ def obeys_permissions() -> bool:
     return subprocess.run([*AS_NON_ROOT, "true"], capture_output=True).returncode == 0
 
 
-# The train stage rewrites its per-epoch log after every epoch (by design: live curves in
-# `dvc plots show`), so one that fails mid-run leaves the epochs so far in it; DVC never
-# records that in dvc.lock.
-LIVE_PROGRESS = "metrics/train_log.csv"
-
-
 @dataclass
 class Scratch:
     """A directory laid out like the project, for one fault."""
@@ -133,13 +127,7 @@ class Scratch:
     def raw(self, **kwargs: int) -> Path:
         """A download-stage output: four synthetic IDX files (200/50) and the manifest."""
         raw = write_idx_set(self.root / "data" / "raw", **kwargs)
-        manifest = {
-            "dataset": "mnist",
-            "source": "mirror",
-            "classes": list(DATASETS["mnist"].classes),
-            "files": {name: {} for name in ALL_FILES},
-        }
-        write_json(manifest, raw / "manifest.json")
+        write_manifest(raw)
         return raw
 
     def processed(self, n_train: int = 200) -> Path:
@@ -668,9 +656,7 @@ def leftovers(scratch: Scratch, stage_name: str) -> list[str]:
     found = [
         path
         for path in stage_outputs(stage_name)
-        if (scratch.root / path).exists()
-        and path not in scratch.planted
-        and not path.startswith(LIVE_PROGRESS)
+        if (scratch.root / path).exists() and path not in scratch.planted
     ]
     found += [str(p.relative_to(scratch.root)) for p in scratch.root.rglob(".*.tmp")]
     return found

@@ -1,12 +1,16 @@
 """The one entry-point wrapper: every ``main`` (stages and tools) goes through it.
 
 ``entry_point(main)`` turns a ``PipelineError`` into one ``error: ...`` line on stderr and
-exit status 2, so DVC stops the pipeline with a message instead of a traceback.
+exit status 2, so DVC stops the pipeline with a message instead of a traceback. SIGTERM
+(like Ctrl-C's SIGINT) unwinds the run, so its temp files and directories are removed on
+the way out; the exit status is then 128 + the signal number.
 """
 
 import functools
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from mnist_pipeline.core.errors import PipelineError
@@ -19,19 +23,41 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT: unwinds ``with`` blocks (and so removes temp files) like Ctrl-C."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def entry_point(
     main: Callable[[list[str] | None], int | None],
 ) -> Callable[[list[str] | None], int]:
-    """``main(argv)`` -> exit status: its own (``None`` is 0), or 2 on a ``PipelineError``."""
+    """``main(argv)`` -> exit status: its own (``None`` is 0), 2 on a ``PipelineError``,
+    128 + N on signal N (SIGTERM, SIGINT)."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
         setup_logging()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = {n: signal.signal(n, _interrupt) for n in signals if in_main_thread}
         try:
             return main(argv) or 0
         except PipelineError as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except Interrupted as stop:
+            name = signal.Signals(stop.args[0]).name
+            print(
+                f"error: interrupted by {name}; temp files removed, nothing written",
+                file=sys.stderr,
+            )
+            return 128 + stop.args[0]
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return run
 

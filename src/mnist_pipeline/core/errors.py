@@ -8,3 +8,10 @@ is a bug and keeps its traceback.
 
 class PipelineError(Exception):
     """A bad input or environment problem, described in one actionable line."""
+
+
+def one_line(err: Exception) -> str:
+    """A pydantic ``ValidationError`` as ``where: what (got value)``, one line."""
+    first = err.errors()[0]  # type: ignore[attr-defined]
+    where = ".".join(str(part) for part in first["loc"]) or "value"
+    return f"{where}: {first['msg']} (got {first.get('input')!r})"

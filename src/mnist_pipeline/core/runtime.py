@@ -50,12 +50,26 @@ def configure_torch(threads: int, kernels: str = "portable") -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device; under torchrun, rank ``LOCAL_RANK``'s own GPU.
+
+    NCCL needs one GPU per process, so more ranks on a node than GPUs is refused up front
+    (rather than every rank landing on ``cuda:0``).
+    """
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise PipelineError(
             "train.device=cuda but torch sees no CUDA GPU here; use train.device=auto or cpu"
         )
-    return torch.device(name)
+    if name != "cuda":
+        return torch.device(name)
+    local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local_rank >= gpus:
+        raise PipelineError(
+            f"train.processes: rank {local_rank} has no GPU of its own ({gpus} visible); "
+            f"set train.processes <= {gpus} or train.device=cpu"
+        )
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)

@@ -357,19 +357,26 @@ def _resolve(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any], li
     return "embedded", from_embedded(params, out_dir), [EMBEDDED_WARNING]
 
 
+def check_labels(labels: np.ndarray, num_classes: int, where: str, dataset: str) -> None:
+    """Every label an integer class number ``0..num_classes-1`` (NaN and floats fail)."""
+    bad = ~np.isin(labels, np.arange(num_classes))
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise PipelineError(
+            f"{where}: label {labels[index]} at index {index} is out of range "
+            f"0..{num_classes - 1} for {dataset}; the labels file is corrupt or of another "
+            "dataset: check data.dataset and fetch it again"
+        )
+
+
 def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
     """Class names "0".."K-1" with K = 1 + the largest label of either split (K <= 1000)."""
     top = 0
     for _, name in IDX_FILES.values():
         labels = read_idx(out_dir / name)
-        bad = ~np.isin(labels, np.arange(MAX_CLASSES)) if labels.size else labels.astype(bool)
-        if bad.any():
-            index = int(np.flatnonzero(bad)[0])
-            raise PipelineError(
-                f"data.mirror: {name}: label {labels[index]} at index {index} is not a class "
-                f"number 0..{MAX_CLASSES - 1}; the labels file is corrupt or not integer class "
-                "labels: fetch it again or fix data.mirror"
-            )
+        check_labels(
+            labels, MAX_CLASSES, f"data.mirror: {name}", "data.dataset=idx (at most 1,000 classes)"
+        )
         top = max(top, int(labels.max(initial=0)))
     return tuple(str(k) for k in range(top + 1))
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import load_tensors, read_idx, save_tensors
+from mnist_pipeline.data.sources import check_labels
 
 IMAGE_SIDE = 28
 N_FEATURES = IMAGE_SIDE * IMAGE_SIDE
@@ -74,14 +75,7 @@ def to_split(
         )
     if images.shape[0] == 0:
         raise PipelineError(f"{where}: the split is empty (0 images); fetch the data again")
-    bad = labels >= len(classes)
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise PipelineError(
-            f"{where}: label {int(labels[index])} at index {index} is out of range "
-            f"0..{len(classes) - 1} for {dataset}; the labels file is corrupt or of another "
-            "dataset: check data.dataset and fetch it again"
-        )
+    check_labels(labels, len(classes), where, dataset)
     # [N, 28, 28] uint8 -> [N, 784] float32 in [0, 1], as the notebook's per-sample code.
     flat = images.reshape(images.shape[0], N_FEATURES).astype(np.float32) / np.float32(255.0)
     return Split(flat, labels.astype(np.int64), dataset, source, classes)

@@ -12,42 +12,44 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
 from torch import Tensor, nn
 
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, one_line
 from mnist_pipeline.core.io import load_tensors, save_tensors
+from mnist_pipeline.core.params import LOSS_NAMES, OUTPUTS
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Architecture of a model: enough to rebuild it and load its weights."""
+Size = Annotated[int, Field(ge=1)]
 
-    name: str
-    in_features: int
-    num_classes: int
-    hidden: tuple[int, ...] = ()
-    activation: str = "sigmoid"
-    channels: tuple[int, ...] = ()
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", strict=True))
+class ModelSpec:
+    """Architecture of a model: enough to rebuild it and load its weights (validated, so a
+    hand-edited model file's metadata cannot ask for ``num_classes: -5`` or ``1e9``)."""
+
+    name: Literal["linear", "mlp", "cnn"]
+    in_features: Size
+    num_classes: Size
+    hidden: tuple[Size, ...] = ()
+    activation: Literal["sigmoid", "relu"] = "sigmoid"
+    channels: tuple[Size, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
-        raw = json.loads(text)
-        return cls(
-            **{
-                **raw,
-                "hidden": tuple(raw.get("hidden", ())),
-                "channels": tuple(raw.get("channels", ())),
-            }
-        )
+        raw = json.loads(text)  # lists -> tuples: JSON has no tuples
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
 class Linear(nn.Module):
@@ -173,23 +175,49 @@ def save_model(
     save_tensors(model.state_dict(), path, metadata=metadata)
 
 
+def _check_weights(path: Path, model: nn.Module, tensors: dict[str, Tensor]) -> None:
+    """The file's tensors have exactly the names, shapes and dtype the spec's model has
+    (``model`` is built on the meta device: nothing allocated), and are all finite."""
+    want = model.state_dict()
+    for name in sorted(want.keys() | tensors.keys()):
+        have, need = tensors.get(name), want.get(name)
+        if have is None or need is None or (have.dtype, have.shape) != (need.dtype, need.shape):
+            found = "missing" if have is None else f"{have.dtype} {list(have.shape)}"
+            expected = "nothing" if need is None else f"{need.dtype} {list(need.shape)}"
+            raise PipelineError(
+                f"{path}: weights do not fit the {model.__class__.__name__.lower()} "
+                f"architecture in its metadata ({name}: {found}, expected {expected}); "
+                "rerun the train stage"
+            )
+        if not bool(torch.isfinite(have).all()):
+            raise PipelineError(
+                f"{path}: {name} holds NaN or infinite weights; the model is unusable: "
+                "rerun the train stage (lower train.lr if it diverged)"
+            )
+
+
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
     """Rebuild the saved architecture and load its weights: (model, spec, loss, output)."""
-    tensors, meta = load_tensors(path)
+    arrays, meta = load_tensors(path)
+    weights = {name: torch.from_numpy(array) for name, array in arrays.items()}
     try:
         spec = ModelSpec.from_json(meta["spec"])
-        model = build_model(spec)
         loss, output = meta["loss"], meta["output"]
-    except (KeyError, TypeError, ValueError) as err:
+        if loss not in LOSS_NAMES or output not in OUTPUTS:
+            raise ValueError(
+                f"loss {loss!r} / output {output!r} is not one of {LOSS_NAMES} / {OUTPUTS}"
+            )
+        with torch.device("meta"):
+            _check_weights(path, build_model(spec), weights)
+    except ValidationError as err:
+        raise PipelineError(
+            f"{path}: bad model description in its metadata ({one_line(err)}); "
+            "rerun the train stage"
+        ) from err
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
         raise PipelineError(
             f"{path}: no usable model description in its metadata ({err}); rerun the train stage"
         ) from err
-    try:
-        model.load_state_dict({k: torch.from_numpy(a) for k, a in tensors.items()}, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1].strip()
-        raise PipelineError(
-            f"{path}: weights do not fit the {spec.name} architecture in its metadata ({first}); "
-            "rerun the train stage"
-        ) from err
+    model = build_model(spec)
+    model.load_state_dict(weights, strict=True)  # names, shapes and dtypes checked above
     return model, spec, loss, output

@@ -17,19 +17,21 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from mnist_pipeline.core.io import write_csv
+from mnist_pipeline.core.io import write_bytes, write_csv
 from mnist_pipeline.learning.training import EpochRecord, history_frame
 
 
 class EpochTracker:
     """Context manager: ``with EpochTracker(log, epochs, "test") as track: train(..., track)``.
 
-    Nothing is written until the first epoch ends, so a run that fails before training
-    (bad params, unreadable data) leaves the previous log as it was.
+    Nothing is written until the first epoch ends, and a run that fails later (a diverged
+    loss, an allocation error, SIGTERM) puts the previous log back: a failed train stage
+    changes no tracked file.
     """
 
     def __init__(self, history_path: Path, epochs: int, scored_on: str) -> None:
         self.history_path = Path(history_path)
+        self.before = self.history_path.read_bytes() if self.history_path.is_file() else None
         self.scored_on = scored_on
         self.history: list[EpochRecord] = []
         self.bar = None
@@ -56,3 +58,9 @@ class EpochTracker:
     ) -> None:
         if self.bar is not None:
             self.bar.close()
+        if error is None or not self.history:
+            return
+        if self.before is None:
+            self.history_path.unlink(missing_ok=True)
+        else:
+            write_bytes(self.before, self.history_path)

@@ -49,6 +49,7 @@ from mnist_pipeline.core.io import (
 )
 from mnist_pipeline.evaluation.scores import Metrics
 from mnist_pipeline.reporting.report import accuracy_column, draw_cells, epoch_ticks, markdown_table
+from mnist_pipeline.reporting.text import escape_md
 
 EVAL = "metrics/eval.json"
 PER_CLASS = "metrics/per_class.csv"
@@ -441,7 +442,7 @@ def _data_line(run: RunFiles) -> str:
     """``1,000 test images in 10 classes (0, 1, …, 9)``: what each side was scored on."""
     n_test = sum(int(scores["support"]) for scores in run.per_class.values())
     names = ", ".join(run.per_class)
-    return f"{n_test:,} test images in {len(run.per_class)} classes ({names})"
+    return escape_md(f"{n_test:,} test images in {len(run.per_class)} classes ({names})")
 
 
 def render_markdown(result: Comparison) -> str:
@@ -451,14 +452,14 @@ def render_markdown(result: Comparison) -> str:
     """
     old, new = result.old.label, result.new.label
     old_short, new_short = result.old.short, result.new.short
-    lines = [f"# {new} vs {old}", ""]
+    lines = [f"# {escape_md(new)} vs {escape_md(old)}", ""]
     old_data, new_data = _data_line(result.old_run), _data_line(result.new_run)
     if old_data == new_data:
         lines += [f"Both runs: {new_data}.", ""] if new_data else []
     else:
         lines += [
-            f"> **Warning:** the runs saw different data — {old}: {old_data}; "
-            f"{new}: {new_data}. Their scores are not directly comparable.",
+            f"> **Warning:** the runs saw different data — {escape_md(old)}: {old_data}; "
+            f"{escape_md(new)}: {new_data}. Their scores are not directly comparable.",
             "",
         ]
     lines += ["## Params that changed", ""]

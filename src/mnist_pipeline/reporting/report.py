@@ -28,6 +28,7 @@ from matplotlib.image import AxesImage
 
 from mnist_pipeline.data.splits import IMAGE_SIDE, Split
 from mnist_pipeline.evaluation.scores import SCORES, Metrics
+from mnist_pipeline.reporting.text import escape_md, plain
 
 FIGURES = {
     "learning_curve": "learning_curve.png",
@@ -36,11 +37,15 @@ FIGURES = {
     "predictions": "test_predictions.png",
     "misclassified": "misclassified.png",
 }
+# Above this many classes (an EMNIST-size idx set) cells get no numbers and figures stop
+# growing: 200 classes would otherwise be 40,000 text objects and gigabytes of memory.
+MAX_LABELLED_CLASSES = 30
+MAX_INCHES = 24.0
 
 
 def provenance(dataset: str, source: str, n_train: int, n_test: int) -> str:
     """``mnist — embedded data (4,000 train / 1,000 test images)``: titles say what was run."""
-    return f"{dataset} — {source} data ({n_train:,} train / {n_test:,} test images)"
+    return f"{plain(dataset)} — {plain(source)} data ({n_train:,} train / {n_test:,} test images)"
 
 
 def accuracy_column(history: pd.DataFrame) -> str:
@@ -94,6 +99,8 @@ def draw_cells(
     ax.set_yticks(np.arange(len(frame.index)), [str(i) for i in frame.index])
     ax.set(xlabel="predicted", ylabel="actual")
     span = max(abs(norm.vmin or 0), abs(norm.vmax or 0), 1)
+    if len(frame.columns) > MAX_LABELLED_CLASSES:
+        return image
     for (row, col), value in np.ndenumerate(values):
         if signed:
             text = f"{value:+d}" if value else "0"
@@ -111,7 +118,7 @@ def confusion_heatmap(
 ) -> Figure:
     """Counts heatmap, rows = actual, columns = predicted, the count written in each cell."""
     counts = confusion.to_numpy()
-    size = max(5.0, 0.55 * len(counts) + 2)
+    size = min(max(5.0, 0.55 * len(counts) + 2), MAX_INCHES)
     fig, ax = plt.subplots(figsize=(size + 1, size), layout="constrained")
     norm = Normalize(vmin=0, vmax=max(int(counts.max()) if counts.size else 0, 1))
     image = draw_cells(ax, confusion, "Blues", norm)
@@ -125,7 +132,8 @@ def confusion_heatmap(
 def per_class_bars(per_class: pd.DataFrame, subtitle: str = "") -> Figure:
     """Precision, recall and F1 of each class (``per_class_frame``'s rows), grouped bars."""
     classes = per_class["class"].astype(str).tolist()
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(classes) + 2), 3.8), layout="constrained")
+    width = min(max(7.0, 0.75 * len(classes) + 2), MAX_INCHES)
+    fig, ax = plt.subplots(figsize=(width, 3.8), layout="constrained")
     width = 0.8 / len(SCORES)
     x = np.arange(len(classes))
     colors = ("tab:blue", "tab:orange", "tab:green")
@@ -223,8 +231,11 @@ def build_figures(
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
-    """A GitHub-markdown table (pandas + tabulate); cells shown as pandas gives them."""
-    return frame.to_markdown(index=index, disable_numparse=True)
+    """A GitHub-markdown table (pandas + tabulate); cells shown as pandas gives them, every
+    cell and heading escaped (they hold class names, params and paths)."""
+    frame = frame.reset_index() if index else frame
+    safe = frame.map(escape_md).rename(columns=escape_md)
+    return safe.to_markdown(index=False, disable_numparse=True)
 
 
 def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
@@ -261,8 +272,8 @@ def render_markdown(
     """The report: provenance, params (``params`` = params.yaml's sections as written),
     headline ``metrics`` (loss named by ``train.loss``), per-epoch log, confusion, classes."""
     counts = manifest["counts"]
-    title = "# " + provenance(
-        manifest["dataset"], manifest["source"], counts["train"], counts["test"]
+    title = "# " + escape_md(
+        provenance(manifest["dataset"], manifest["source"], counts["train"], counts["test"])
     )
     n_test = int(per_class["support"].sum())
     loss_name = params.get("train", {}).get("loss")
@@ -277,13 +288,14 @@ def render_markdown(
     scores[list(SCORES)] = scores[list(SCORES)].map(_rounded)
     lines = [title, ""]
     for warning in manifest.get("warnings", []):
-        lines += [f"> **Warning:** {warning}", ""]
+        lines += [f"> **Warning:** {escape_md(warning)}", ""]
     lines += [
         "## Data provenance",
         "",
-        f"- dataset: `{manifest['dataset']}`",
-        f"- source: `{manifest['source']}` (requested: `{manifest['requested_source']}`)",
-        f"- from: {manifest['origin']}",
+        f"- dataset: {escape_md(manifest['dataset'])}",
+        f"- source: {escape_md(manifest['source'])} "
+        f"(requested: {escape_md(manifest['requested_source'])})",
+        f"- from: {escape_md(manifest['origin'])}",
         "",
         markdown_table(
             pd.DataFrame(

@@ -12,6 +12,7 @@ from typing import Any
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import read_json
+from mnist_pipeline.core.schemas import read_manifest
 from mnist_pipeline.evaluation.scores import Metrics
 from mnist_pipeline.reporting.report import provenance
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
-    print(summarize(metrics, args.report, read_json(args.manifest)))
+    print(summarize(metrics, args.report, read_manifest(args.manifest).model_dump()))
 
 
 if __name__ == "__main__":
