@@ -16,23 +16,31 @@ of ``train`` is picked up cleanly by the next one, with a consistent lock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gzip
+import http.server
 import json
 import os
 import pickle
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import (
@@ -47,7 +55,8 @@ from conftest import (
     write_idx_set,
     write_manifest,
 )
-from mnist_pipeline.core.io import file_digest, save_tensors, write_idx
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import file_digest, save_tensors, write_idx, write_json
 from mnist_pipeline.data.splits import save_split
 from mnist_pipeline.learning.models import ModelSpec, build_model, save_model
 
@@ -669,14 +678,21 @@ def test_fault_is_one_clear_line_and_leaves_no_output(
     if case.obey_permissions and not obeys_permissions():
         pytest.skip("running as root without setpriv: permissions are not enforced")
     outcome = outcomes[case.id]
-    assert outcome.result is not None
-    line = error_line(outcome.result)  # exit 2, exactly one error line, no traceback
+    assert_failed_cleanly(case, outcome.scratch, outcome.result)
+
+
+def assert_failed_cleanly(
+    case: Case, scratch: Scratch, result: subprocess.CompletedProcess[str] | None
+) -> None:
+    """Exit 2 with one line holding every expected fragment; no output, no temp file."""
+    assert result is not None
+    line = error_line(result)  # exit 2, exactly one error line, no traceback
     for fragment in case.expected:
         assert fragment in line, line
-    assert leftovers(outcome.scratch, case.stage) == []
-    assert not (outcome.scratch.root / MARKER).exists(), "a planted pickle was executed"
-    for planted in outcome.scratch.planted:  # what was in the way is left alone
-        assert (outcome.scratch.root / planted).exists()
+    assert leftovers(scratch, case.stage) == []
+    assert not (scratch.root / MARKER).exists(), "a planted pickle was executed"
+    for planted in scratch.planted:  # what was in the way is left alone
+        assert (scratch.root / planted).exists()
 
 
 def test_planted_pickles_would_run_code(tmp_path: Path) -> None:
@@ -846,3 +862,749 @@ def test_params_value_is_one_line_before_any_work(case: Case, tmp_path: Path) ->
     for fragment in case.expected:
         assert fragment in line, line
     assert leftovers(scratch, case.stage) == []
+
+
+# ======================================================== hardening (issue 13): more faults
+#
+# The adversarial pass of issue 13: inputs that once exhausted memory or disk, hung, changed
+# tracked files or died with a traceback. Each case runs its stage through RSS_WRAPPER,
+# which records the process's peak RSS, so every case also checks the README's 1.5 GB
+# budget. Train cases start with a dvclive/ from an earlier run, which must come out
+# byte-identical: a failed train stage changes no tracked file.
+
+RSS_BUDGET = int(1.5 * 2**30)
+RSS_FILE = "peak_rss_bytes"
+# Runs `<patch>` (a per-case snippet, e.g. a simulated allocation failure) and then the
+# stage, and writes the peak RSS (this process and its children, bytes) when it exits.
+RSS_WRAPPER = """
+import atexit, resource, runpy, sys
+
+def _peak():
+    kb = max(resource.getrusage(who).ru_maxrss
+             for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    open({rss!r}, "w").write(str(kb * 1024))
+
+atexit.register(_peak)
+{patch}
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+LIVE_BEFORE = {  # dvclive/ as an earlier successful run left it
+    "dvclive/metrics.json": '{"step": 2, "test": {"accuracy": 0.5}}\n',
+    "dvclive/plots/metrics/train/loss.tsv": "step\tloss\n1\t0.9\n2\t0.8\n",
+}
+# The second epoch's scoring runs out of memory, after dvclive has logged the first.
+OOM_AT_EPOCH_2 = """
+import torch
+import mnist_pipeline.learning.training as training
+_calls, _predict = [], training.predict_logits
+
+def _predict_then_oom(*args, **kwargs):
+    _calls.append(1)
+    if len(_calls) == 2:
+        raise torch.OutOfMemoryError("simulated: tried to allocate 20.00 GiB")
+    return _predict(*args, **kwargs)
+
+training.predict_logits = _predict_then_oom
+"""
+
+
+@dataclass(frozen=True)
+class HardCase(Case):
+    patch: str = ""  # Python run before the stage (see RSS_WRAPPER)
+    needs_root: bool = False  # mounts a small tmpfs (disk-full cases)
+
+
+def idx_bytes(dtype: str, shape: tuple[int, ...], payload: bytes) -> bytes:
+    codes = {"u1": 0x08, ">i4": 0x0C, ">f4": 0x0D}
+    return (
+        struct.pack(">HBB", 0, codes[dtype], len(shape))
+        + struct.pack(f">{len(shape)}I", *shape)
+        + payload
+    )
+
+
+def idx_mirror_with(name: str, content: bytes, dataset: str = "idx") -> Callable[[Scratch], None]:
+    """A raw synthetic mirror where ``name`` holds ``content`` instead."""
+
+    def setup(s: Scratch) -> None:
+        mirror = s.mirror(gz=False)
+        (mirror / name).write_bytes(content)
+        s.params(data={"dataset": dataset, "source": "mirror", "mirror": str(mirror)})
+
+    return setup
+
+
+def labels_of(dtype: str, bad_value: float, index: int = 7) -> bytes:
+    labels = synthetic_arrays(50, 2)[1].astype(dtype)
+    labels[index] = bad_value
+    return idx_bytes(dtype, labels.shape, labels.tobytes())
+
+
+def gzip_bomb(s: Scratch) -> None:
+    """A ~2 MB .gz that inflates to 2 GiB: an IDX header for 200 images, then zeros.
+
+    gzip allows concatenated members, so one 64 MiB member of zeros, written 32 times,
+    makes the bomb in well under a second.
+    """
+    mirror = s.mirror()
+    zeros = gzip.compress(bytes(64 * 2**20), compresslevel=9)
+    with open(mirror / "train-images-idx3-ubyte.gz", "wb") as out:
+        out.write(gzip.compress(idx_bytes("u1", (200, 28, 28), b"")))
+        for _ in range(32):  # 32 x 64 MiB = 2 GiB inflated
+            out.write(zeros)
+    s.params(data={"source": "mirror", "mirror": str(mirror), "verify": False})
+
+
+def other_dataset_than_declared(s: Scratch) -> None:
+    """Fashion-MNIST (Debian's, when installed; else synthetic) under data.dataset: mnist."""
+    real = Path("/usr/share/datasets/fashion-mnist")
+    mirror = real if real.is_dir() else s.mirror()
+    s.params(data={"dataset": "mnist", "source": "mirror", "mirror": str(mirror)})
+
+
+class Drip(http.server.BaseHTTPRequestHandler):
+    """An HTTP mirror that sends one byte a second: never trips a per-read timeout."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(600):
+                self.wfile.write(b"\x00")
+                self.wfile.flush()
+                time.sleep(1)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@functools.cache
+def drip_server() -> str:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/mnist"
+
+
+def dripping_mirror(s: Scratch) -> None:
+    s.params(data={"source": "mirror", "mirror": drip_server(), "download_timeout": 3})
+
+
+def small_disk(size: str, fill: Callable[[Scratch], None]) -> Callable[[Scratch], None]:
+    """``data/`` on a tmpfs of ``size`` (unmounted by the fixture), then ``fill``."""
+
+    def setup(s: Scratch) -> None:
+        (s.root / "data").mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(s.root / "data")],
+            check=True,
+        )
+        fill(s)
+
+    return setup
+
+
+def model_with(
+    tensors: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = dict,
+    spec: object = None,
+    loss: str = "mse",
+) -> Callable[[Scratch], None]:
+    """A linear model whose tensors (and metadata) are edited after training."""
+
+    def setup(s: Scratch) -> None:
+        s.params()
+        s.processed()
+        model = build_model(ModelSpec("linear", 784, 10))
+        described = ModelSpec("linear", 784, 10).to_json() if spec is None else json.dumps(spec)
+        meta = {"spec": described, "loss": loss, "output": "softmax"}
+        weights = tensors(dict(model.state_dict()))
+        save_tensors(weights, s.root / "models" / "model.safetensors", meta)
+
+    return setup
+
+
+def params_bytes(content: bytes) -> Callable[[Scratch], None]:
+    def setup(s: Scratch) -> None:
+        (s.root / "params.yaml").write_bytes(content)
+
+    return setup
+
+
+def params_is_a_directory(s: Scratch) -> None:
+    (s.root / "params.yaml").mkdir()
+    s.planted.add("params.yaml")
+
+
+def report_inputs(s: Scratch) -> None:
+    """Everything the report stage reads, as the stages before it would write it."""
+    from mnist_pipeline.evaluation.metrics import evaluate
+
+    s.params()
+    s.raw()
+    split = make_split(50, 2)
+    save_split(split, s.root / "data" / "processed" / "test.safetensors")
+    result = evaluate(
+        build_model(ModelSpec("linear", 784, 10)), ModelSpec("linear", 784, 10), split, "mse"
+    )
+    write_json(result.metrics, s.root / "metrics" / "eval.json")
+    result.confusion.to_csv(s.root / "metrics" / "confusion_matrix.csv", lineterminator="\n")
+    result.predictions.to_csv(s.root / "metrics" / "predictions.csv", index=False)
+    (s.root / "metrics" / "train_log.csv").write_text(
+        "epoch,train_loss,test_accuracy\n1,0.9,0.5\n2,0.8,0.6\n"
+    )
+
+
+def edited(path: str, edit: Callable[[str], str]) -> Callable[[Scratch], None]:
+    """The report's inputs, with the file ``path`` edited by hand."""
+
+    def setup(s: Scratch) -> None:
+        report_inputs(s)
+        target = s.root / path
+        target.write_text(edit(target.read_text()))
+
+    return setup
+
+
+def edited_json(
+    path: str, edit: Callable[[dict[str, object]], object]
+) -> Callable[[Scratch], None]:
+    return edited(path, lambda text: json.dumps(edit(json.loads(text))))
+
+
+def without(key: str) -> Callable[[dict[str, object]], dict[str, object]]:
+    return lambda raw: {k: v for k, v in raw.items() if k != key}
+
+
+def first_line_then(rows: Callable[[list[str]], list[str]]) -> Callable[[str], str]:
+    """A CSV edit: keep the header, transform the data rows."""
+
+    def edit(text: str) -> str:
+        header, *body = text.splitlines()
+        return "\n".join([header, *rows(body)]) + "\n"
+
+    return edit
+
+
+def with_dvclive(setup: Callable[[Scratch], None]) -> Callable[[Scratch], None]:
+    """``setup``, plus the dvclive/ files an earlier run left (they must survive)."""
+
+    def plant(s: Scratch) -> None:
+        setup(s)
+        for path, text in LIVE_BEFORE.items():
+            (s.root / path).parent.mkdir(parents=True, exist_ok=True)
+            (s.root / path).write_text(text)
+            s.planted.add(path)
+        s.planted.add("dvclive/plots")
+
+    return plant
+
+
+FASHION_AS_MNIST = ("checksum mismatch", "check data.dataset", "data.verify: false")
+HARD_CASES: list[HardCase] = [
+    # download: resources bounded by what the header declares
+    HardCase(
+        "gzip-bomb",
+        "download",
+        ("train-images-idx3-ubyte.gz: IDX data has trailing bytes", "[200, 28, 28]"),
+        gzip_bomb,
+    ),
+    HardCase(
+        "idx-size-product-overflow",
+        "download",
+        (
+            "train-images-idx3-ubyte: IDX header declares shape [2147483648, 2147483648, 4]",
+            "160 MiB limit",
+            "fetch the right file",
+        ),
+        idx_mirror_with("train-images-idx3-ubyte", idx_bytes("u1", (2**31, 2**31, 4), b"")),
+    ),
+    HardCase(
+        "idx-label-2**31-1",
+        "download",
+        ("t10k-labels-idx1-ubyte: label 2147483647 at index 7 is out of range 0..999",),
+        idx_mirror_with("t10k-labels-idx1-ubyte", labels_of(">i4", 2**31 - 1)),
+    ),
+    HardCase(
+        "idx-label-3M",
+        "download",
+        ("t10k-labels-idx1-ubyte: label 3000000 at index 7 is out of range 0..999",),
+        idx_mirror_with("t10k-labels-idx1-ubyte", labels_of(">i4", 3_000_000)),
+    ),
+    HardCase(
+        "idx-label-nan",
+        "download",
+        ("t10k-labels-idx1-ubyte: label nan at index 7 is out of range", "fetch it again"),
+        idx_mirror_with("t10k-labels-idx1-ubyte", labels_of(">f4", float("nan"))),
+    ),
+    HardCase(
+        "other-dataset-than-declared", "download", FASHION_AS_MNIST, other_dataset_than_declared
+    ),
+    HardCase(
+        "mirror-url-not-a-url",
+        "download",
+        ("data.mirror='http://[::1': not a valid URL", "use a local directory"),
+        params_changes(data={"source": "mirror", "mirror": "http://[::1"}),
+    ),
+    HardCase(
+        "mirror-drips-one-byte-a-second",
+        "download",
+        ("data.download_timeout=3: downloading mnist from http://127.0.0.1:", "did not finish"),
+        dripping_mirror,
+    ),
+    HardCase(
+        "disk-full-download",
+        "download",
+        (
+            "cannot write data/raw/train-images-idx3-ubyte: no space left on device in data/raw (",
+            "free some space",
+        ),
+        small_disk("1m", lambda s: s.params(data={"source": "embedded"})),
+        needs_root=True,
+    ),
+    HardCase(
+        "disk-full-preprocess",
+        "preprocess",
+        (
+            "cannot write data/processed/train.safetensors: no space left on device in "
+            "data/processed (",
+            "free some space",
+        ),
+        small_disk("600k", lambda s: (s.params(), s.raw())),
+        needs_root=True,
+    ),
+    # params.yaml that a stage run directly must refuse
+    HardCase(
+        "params-duplicate-key",
+        "train",
+        ("params.yaml: duplicate key 'train' at line", "keep only one"),
+        with_dvclive(params_text(lambda t: t + "train:\n  lr: 0.5\n")),
+    ),
+    HardCase(
+        "params-duplicate-nested-key",
+        "download",
+        ("params.yaml: duplicate key 'source' at line", "keep only one"),
+        params_text(lambda t: t.replace("data:\n", "data:\n  source: embedded\n", 1)),
+    ),
+    HardCase(
+        "params-is-a-directory",
+        "download",
+        ("params.yaml: cannot read it (Is a directory)", "point to a readable file"),
+        params_is_a_directory,
+    ),
+    HardCase(
+        "params-not-utf8",
+        "preprocess",
+        ("params.yaml: not UTF-8 text (byte 0xff at offset 0)", "save it as UTF-8"),
+        params_bytes(b"\xff\xfedata: {}\n"),
+    ),
+    # train: nothing tracked changes, dvclive/ included
+    HardCase(
+        "train-cuda-without-gpu",
+        "train",
+        ("train.device=cuda but torch sees no CUDA GPU here",),
+        with_dvclive(lambda s: (s.params(train={"device": "cuda", "epochs": 1}), s.processed())),
+    ),
+    HardCase(
+        "train-batch-larger-than-data-keeps-dvclive",
+        "train",
+        ("train.batch_size=500 is larger than the training set",),
+        with_dvclive(batch_larger_than_data),
+    ),
+    HardCase(
+        "train-out-of-memory-at-epoch-2",
+        "train",
+        ("train: out of memory (simulated: tried to allocate 20.00 GiB)", "lower train.batch_size"),
+        with_dvclive(lambda s: (s.params(train={"epochs": 3}), s.processed())),
+        patch=OOM_AT_EPOCH_2,
+    ),
+    # evaluate: models that are not what train writes
+    HardCase(
+        "model-nan-weights",
+        "evaluate",
+        ("model.safetensors: layer1.weight holds NaN or infinite weights", "rerun the train"),
+        model_with(lambda t: {**t, "layer1.weight": t["layer1.weight"].fill_(float("nan"))}),
+    ),
+    HardCase(
+        "model-inf-bias",
+        "evaluate",
+        ("model.safetensors: layer1.bias holds NaN or infinite weights",),
+        model_with(lambda t: {**t, "layer1.bias": t["layer1.bias"].fill_(float("inf"))}),
+    ),
+    HardCase(
+        "model-overflowing-loss",
+        "evaluate",
+        ("cannot write metrics/eval.json: loss = nan, which JSON cannot hold",),
+        model_with(lambda t: {**t, "layer1.weight": t["layer1.weight"].fill_(3e38)}),
+    ),
+    HardCase(
+        "model-fp16",
+        "evaluate",
+        (
+            "weights do not fit the linear architecture",
+            "layer1.weight: torch.float16 [10, 784], expected torch.float32 [10, 784]",
+        ),
+        model_with(lambda t: {k: v.half() for k, v in t.items()}),
+    ),
+    HardCase(
+        "model-int8",
+        "evaluate",
+        (
+            "weights do not fit the linear architecture",
+            "layer1.weight: torch.int8 [10, 784], expected torch.float32 [10, 784]",
+        ),
+        model_with(lambda t: {k: v.to(torch.int8) for k, v in t.items()}),
+    ),
+    HardCase(
+        "model-unknown-loss",
+        "evaluate",
+        ("model.safetensors: no usable model description", "loss 'mae'", "rerun the train"),
+        model_with(loss="mae"),
+    ),
+    HardCase(
+        "model-hidden-1e9",
+        "evaluate",
+        ("model.safetensors: bad model description", "hidden[0]: Input should be a valid integer"),
+        model_with(spec={"name": "mlp", "in_features": 784, "num_classes": 10, "hidden": [1e9]}),
+    ),
+    HardCase(
+        "model-hidden-10**9-int",
+        "evaluate",
+        (
+            "weights do not fit the mlp architecture",
+            "net.0.weight: missing, expected torch.float32 [1000000000, 784]",
+        ),
+        model_with(spec={"name": "mlp", "in_features": 784, "num_classes": 10, "hidden": [10**9]}),
+    ),
+    HardCase(
+        "model-negative-classes",
+        "evaluate",
+        ("bad model description", "num_classes: Input should be greater than or equal to 1"),
+        model_with(spec={"name": "linear", "in_features": 784, "num_classes": -5}),
+    ),
+    # report: the nine hand-edited inputs, and markup in params
+    HardCase(
+        "predictions-unknown-class",
+        "report",
+        ("metrics/predictions.csv: row 1 names class 'cat'", "rerun the stage that writes it"),
+        edited("metrics/predictions.csv", first_line_then(lambda rows: ["cat,cat", *rows[1:]])),
+    ),
+    HardCase(
+        "predictions-missing-rows",
+        "report",
+        ("metrics/predictions.csv: 40 rows for 50 test images",),
+        edited("metrics/predictions.csv", first_line_then(lambda rows: rows[:40])),
+    ),
+    HardCase(
+        "predictions-missing-column",
+        "report",
+        ("metrics/predictions.csv: row 1: predicted: Field required",),
+        edited(
+            "metrics/predictions.csv",
+            lambda t: "\n".join(line.split(",")[0] for line in t.splitlines()) + "\n",
+        ),
+    ),
+    HardCase(
+        "predictions-extra-field",
+        "report",
+        ("metrics/predictions.csv: row 1: note: Extra inputs are not permitted",),
+        edited(
+            "metrics/predictions.csv",
+            lambda t: (
+                "\n".join(f"{line},x" for line in t.splitlines()).replace(
+                    "predicted,x", "predicted,note", 1
+                )
+                + "\n"
+            ),
+        ),
+    ),
+    HardCase(
+        "eval-without-per-class",
+        "report",
+        ("metrics/eval.json: per_class: Field required",),
+        edited_json("metrics/eval.json", without("per_class")),
+    ),
+    HardCase(
+        "eval-string-accuracy",
+        "report",
+        ("metrics/eval.json: accuracy: Input should be a valid number (got '0.9')",),
+        edited_json("metrics/eval.json", lambda raw: {**raw, "accuracy": "0.9"}),
+    ),
+    HardCase(
+        "eval-is-a-list",
+        "report",
+        ("metrics/eval.json: value: Input should be a valid dictionary",),
+        edited_json("metrics/eval.json", lambda raw: [raw]),
+    ),
+    HardCase(
+        "train-log-without-accuracy",
+        "report",
+        ("metrics/train_log.csv: row 1: Value error, needs exactly one of the columns",),
+        edited(
+            "metrics/train_log.csv",
+            lambda t: (
+                t.replace(",test_accuracy", "").replace(",0.5\n", "\n").replace(",0.6\n", "\n")
+            ),
+        ),
+    ),
+    HardCase(
+        "manifest-without-counts",
+        "report",
+        ("data/raw/manifest.json: counts: Field required",),
+        edited_json("data/raw/manifest.json", without("counts")),
+    ),
+]
+
+
+@functools.cache
+def can_mount() -> bool:
+    """Root with mount rights: the disk-full cases put data/ on a tiny tmpfs."""
+    if os.geteuid() != 0:
+        return False
+    with tempfile.TemporaryDirectory() as where:
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", where], capture_output=True
+            ).returncode
+            == 0
+        )
+        if mounted:
+            subprocess.run(["umount", where], check=True)
+    return mounted
+
+
+@dataclass(frozen=True)
+class HardOutcome:
+    scratch: Scratch
+    result: subprocess.CompletedProcess[str] | None
+    peak_rss: int
+
+
+@pytest.fixture(scope="module")
+def hard_outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, HardOutcome]]:
+    """Every hardening case's scratch directory, stage run and peak RSS (a few at a time)."""
+    base = tmp_path_factory.mktemp("hard")
+    scratches: dict[str, Scratch] = {}
+    runnable = [c for c in HARD_CASES if not c.needs_root or can_mount()]
+    for case in runnable:
+        scratch = Scratch(base / case.id)
+        scratch.root.mkdir()
+        case.setup(scratch)
+        (scratch.root / ".wrapper.py").write_text(
+            RSS_WRAPPER.format(rss=RSS_FILE, patch=case.patch)
+        )
+        scratches[case.id] = scratch
+
+    def execute(case: HardCase) -> subprocess.CompletedProcess[str]:
+        root = scratches[case.id].root
+        return stage(case.stage, *stage_args(case.stage), cwd=root, via=root / ".wrapper.py")
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            results = dict(zip([c.id for c in runnable], pool.map(execute, runnable), strict=True))
+        outcomes = {}
+        for case in runnable:
+            rss = scratches[case.id].root / RSS_FILE
+            peak = int(rss.read_text()) if rss.exists() else -1
+            outcomes[case.id] = HardOutcome(scratches[case.id], results[case.id], peak)
+            rss.unlink(missing_ok=True)
+        yield outcomes
+    finally:
+        for case in runnable:
+            if case.needs_root:
+                subprocess.run(["umount", str(scratches[case.id].root / "data")], check=False)
+
+
+@pytest.mark.parametrize("case", HARD_CASES, ids=[c.id for c in HARD_CASES])
+def test_hardening_fault_is_one_line_no_change_bounded_memory(
+    case: HardCase, hard_outcomes: dict[str, HardOutcome]
+) -> None:
+    if case.needs_root and not can_mount():
+        pytest.skip("needs root with mount rights (a small tmpfs for a full disk)")
+    outcome = hard_outcomes[case.id]
+    assert_failed_cleanly(case, outcome.scratch, outcome.result)
+    for path, text in LIVE_BEFORE.items():  # an earlier run's dvclive/ is left as it was
+        if path in outcome.scratch.planted:
+            assert (outcome.scratch.root / path).read_text() == text, path
+    live = outcome.scratch.root / "dvclive"
+    files = {str(p.relative_to(outcome.scratch.root)) for p in live.rglob("*") if p.is_file()}
+    assert files == {p for p in LIVE_BEFORE if p in outcome.scratch.planted}
+    assert 0 < outcome.peak_rss < RSS_BUDGET, f"peak RSS {outcome.peak_rss / 2**20:.0f} MiB"
+
+
+# ----------------------------------------------------- hardening (issue 13): single checks
+
+
+def test_safetensors_with_any_header_length_loads_and_a_pickle_never_does(
+    tmp_path: Path,
+) -> None:
+    """Safetensors headers of length 256..511: every low byte, 0x80 (a pickle's) included."""
+    from mnist_pipeline.core.io import load_tensors
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    path = tmp_path / "model.safetensors"
+    for length in range(256, 512):
+        path.write_bytes(struct.pack("<Q", length) + header.ljust(length) + bytes(8))
+        assert load_tensors(path)[0]["w"].tolist() == [0.0, 0.0], length
+    plant_pickle(path, tmp_path / MARKER, protocol=4)  # starts with 0x80 too: still refused
+    with pytest.raises(PipelineError, match=r"is a pickle/torch\.save file"):
+        load_tensors(path)
+    assert not (tmp_path / MARKER).exists()
+
+
+def test_cnn_model_whose_header_starts_with_0x80_evaluates(tmp_path: Path) -> None:
+    """The issue's cnn/relu/cross-entropy model: its file starts 80 03 (896-byte header)."""
+    from mnist_pipeline.learning.models import load_model
+
+    spec = ModelSpec("cnn", 784, 10, (128,), "relu", (6, 16))
+    path = tmp_path / "model.safetensors"
+    save_model(build_model(spec), spec, path, "cross_entropy", "softmax")
+    assert path.read_bytes()[:1] == b"\x80"
+    assert load_model(path)[1] == spec
+
+
+def test_stale_temp_siblings_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    """What a SIGKILLed run leaves (``.raw.*.tmp`` dirs, ``.x.json.*.tmp`` files) goes."""
+    from mnist_pipeline.core.io import atomic_dir
+
+    (tmp_path / ".raw.k1ll3d00.tmp").mkdir()
+    (tmp_path / ".raw.k1ll3d00.tmp" / "train-images-idx3-ubyte").write_bytes(bytes(2**20))
+    (tmp_path / ".eval.json.k1ll3d00.tmp").write_text("{")
+    (tmp_path / ".rawer.k1ll3d00.tmp").mkdir()  # another output's: left alone
+    with atomic_dir(tmp_path / "raw") as out:
+        write_json({}, out / "manifest.json")
+    write_json({"accuracy": 1.0}, tmp_path / "eval.json")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".rawer.k1ll3d00.tmp", "eval.json", "raw"]
+
+
+def test_sigterm_during_download_removes_every_temp_file(tmp_path: Path) -> None:
+    """A download stuck on a slow mirror, stopped by SIGTERM: no data/.raw.*.tmp, no mirror-*."""
+    scratch = Scratch(tmp_path / "scratch")
+    scratch.root.mkdir()
+    scratch.params(data={"source": "mirror", "mirror": drip_server()})
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**git_env(), "PYTHONPATH": str(REPO / "src"), "TMPDIR": str(temp)}
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "stages" / "download.py"), *stage_args("download")],
+        cwd=scratch.root,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(temp.glob("mirror-*/*")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the download is under way: its temp files exist
+    assert list(scratch.root.glob("data/.raw.*.tmp")), "the download never started"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted by SIGTERM")
+    assert list(scratch.root.rglob(".*.tmp")) == [] and list(temp.iterdir()) == []
+    assert not (scratch.root / "data" / "raw").exists()
+
+
+def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
+    from mnist_pipeline.reporting.compare import markdown_table
+    from mnist_pipeline.reporting.report import render_markdown
+    from mnist_pipeline.reporting.text import plain
+
+    evil = "x\n## INJECTED <img src=x onerror=alert(1)>"
+    split = make_split(50, 2)
+    from mnist_pipeline.evaluation.metrics import evaluate
+
+    result = evaluate(
+        build_model(ModelSpec("linear", 784, 10)), ModelSpec("linear", 784, 10), split, "mse"
+    )
+    manifest = {
+        "dataset": "mnist",
+        "source": "mirror",
+        "requested_source": "mirror",
+        "origin": evil,
+        "counts": {"train": 200, "test": 50},
+        "warnings": [evil],
+        "files": {"f": {"sha256": "ab" * 32, "verified": evil, "shape": [50]}},
+    }
+    history = pd.DataFrame({"epoch": [1], "train_loss": [0.5], "test_accuracy": [0.5]})
+    text = render_markdown(
+        manifest, {"data": {"mirror": evil}}, result.metrics, history, result.confusion, "figures"
+    )
+    text += markdown_table(["param", "old", "new"], [["data.mirror", "null", evil]])
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert not any(line.startswith("## INJECTED") for line in text.splitlines())
+    assert plain("mnist\x1b[2J\nrm") == "mnist\N{REPLACEMENT CHARACTER}[2J rm"
+
+
+def test_report_with_200_classes_stays_within_the_memory_budget(tmp_path: Path) -> None:
+    """One stray label (199) in an idx set means 200 classes: the report must still fit."""
+    from mnist_pipeline.data.splits import to_split
+    from mnist_pipeline.evaluation.metrics import evaluate
+
+    scratch = Scratch(tmp_path)
+    report_inputs(scratch)
+    images, labels = synthetic_arrays(400, 2)
+    labels[7] = 199
+    classes = tuple(str(k) for k in range(200))
+    split = to_split(images, labels, where="t", dataset="idx", source="mirror", classes=classes)
+    save_split(split, tmp_path / "data" / "processed" / "test.safetensors")
+    spec = ModelSpec("linear", 784, 200)
+    result = evaluate(build_model(spec), spec, split, "mse")
+    write_json(result.metrics, tmp_path / "metrics" / "eval.json")
+    result.confusion.to_csv(tmp_path / "metrics" / "confusion_matrix.csv", lineterminator="\n")
+    result.predictions.to_csv(tmp_path / "metrics" / "predictions.csv", index=False)
+    manifest = json.loads((tmp_path / "data" / "raw" / "manifest.json").read_text())
+    manifest.update(dataset="idx", classes=list(classes))
+    write_json(manifest, tmp_path / "data" / "raw" / "manifest.json")
+    (tmp_path / ".wrapper.py").write_text(RSS_WRAPPER.format(rss=RSS_FILE, patch=""))
+    done = stage("report", *stage_args("report"), cwd=tmp_path, via=tmp_path / ".wrapper.py")
+    assert done.returncode == 0, done.stderr
+    peak = int((tmp_path / RSS_FILE).read_text())
+    assert peak < RSS_BUDGET, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+def test_each_torchrun_rank_gets_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnist_pipeline.core.runtime import resolve_device
+
+    chosen: list[int] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for rank in (0, 1):
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        assert resolve_device("cuda") == torch.device("cuda", rank)
+    assert chosen == [0, 1]
+    monkeypatch.setenv("LOCAL_RANK", "2")  # a third rank on a two-GPU node: refused
+    with pytest.raises(PipelineError, match=r"rank 2 has no GPU of its own \(2 visible\)"):
+        resolve_device("auto")
+
+
+def test_raw_files_through_a_file_url_mirror_with_progress_on_a_tty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys as system
+
+    from mnist_pipeline.core.params import DataParams
+    from mnist_pipeline.data.sources import fetch
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(system, "stderr", terminal)
+    mirror = write_idx_set(tmp_path / "raw-mirror")  # no .gz: the raw names are the fallback
+    params = DataParams(source="mirror", mirror=mirror.as_uri(), verify=False)
+    manifest = fetch(params, tmp_path / "out")
+    assert manifest["counts"] == {"train": 200, "test": 50}
+    assert "train-images-idx3-ubyte" in terminal.getvalue()
+
+
+def test_duplicate_keys_fail_the_params_check(tmp_path: Path) -> None:
+    from mnist_pipeline.core.params import main
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text() + "train:\n  lr: 0.5\n")
+    assert main([str(path)]) == 2

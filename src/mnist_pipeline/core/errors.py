@@ -13,5 +13,8 @@ class PipelineError(Exception):
 def one_line(err: Exception) -> str:
     """A pydantic ``ValidationError`` as ``where: what (got value)``, one line."""
     first = err.errors()[0]  # type: ignore[attr-defined]
-    where = ".".join(str(part) for part in first["loc"]) or "value"
+    loc = list(first["loc"])
+    row = f"row {loc.pop(0) + 1}" if loc and isinstance(loc[0], int) else ""  # a CSV's rows
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    where = ": ".join(part for part in (row, path) if part) or "value"
     return f"{where}: {first['msg']} (got {first.get('input')!r})"

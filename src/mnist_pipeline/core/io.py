@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -56,13 +57,13 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _no_space(path: Path, written: int = 0) -> PipelineError:
-    """Disk full: name the directory (not our temp sibling), the space free and needed."""
-    where = next(p for p in (path, *path.parents) if not p.name.endswith(".tmp"))
-    folder = where.parent if where == path else where
-    free = shutil.disk_usage(folder).free if folder.exists() else 0
+    """Disk full: name the output (not our temp sibling), its folder, space free and needed."""
+    shown = Path(*(re.sub(r"^\.(.+)\.[^.]+\.tmp$", r"\1", part) for part in path.parts))
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    free = shutil.disk_usage(existing).free
     return PipelineError(
-        f"cannot write {path}: no space left on device in {folder} ({free / 2**20:.1f} MiB "
-        f"free, the file needs more than the {written / 2**20:.1f} MiB written); free some "
+        f"cannot write {shown}: no space left on device in {shown.parent} ({free / 2**20:.1f} "
+        f"MiB free, the file needs more than the {written / 2**20:.1f} MiB written); free some "
         "space there and rerun the stage"
     )
 

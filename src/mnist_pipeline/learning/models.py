@@ -179,7 +179,7 @@ def _check_weights(path: Path, model: nn.Module, tensors: dict[str, Tensor]) -> 
     """The file's tensors have exactly the names, shapes and dtype the spec's model has
     (``model`` is built on the meta device: nothing allocated), and are all finite."""
     want = model.state_dict()
-    for name in sorted(want.keys() | tensors.keys()):
+    for name in [*want, *(k for k in sorted(tensors) if k not in want)]:
         have, need = tensors.get(name), want.get(name)
         if have is None or need is None or (have.dtype, have.shape) != (need.dtype, need.shape):
             found = "missing" if have is None else f"{have.dtype} {list(have.shape)}"
