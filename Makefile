@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 # Stage commands in dvc.yaml run `python`: make it the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv run test test-fast lint format validate ci clean
+.PHONY: help venv run test test-fast lint format validate audit ci clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -50,10 +50,15 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 validate: $(STAMP)  ## check dvc.yaml (schema, DAG, deps), params.yaml; one line per problem
 	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m mnist_pipeline validate $(VALIDATE_ARGS)
 
+# zizmor (pinned in requirements.lock) audits the workflow offline: actions pinned to
+# commit SHAs, no persisted checkout credentials, no template injection.
+audit: $(STAMP)  ## audit .github/workflows with zizmor (offline)
+	$(BIN)/zizmor --offline .github/workflows/pipeline.yml
+
 # The CI job (.github/workflows/pipeline.yml runs the same steps): smoke run in a
 # throwaway clone, so this checkout and its `git status` stay as they were; then the
 # offline-plots test in headless Chromium (.ci/plots.sh installs chromium where it can).
-ci: validate  ## validate, smoke-run the pipeline (embedded data, 2 epochs), diff vs CI_BASE, render plots offline
+ci: validate audit  ## validate, audit the workflow, smoke-run the pipeline (embedded data, 2 epochs), diff vs CI_BASE, render plots offline
 	.ci/pipeline.sh
 	.ci/plots.sh
 
