@@ -1115,7 +1115,7 @@ HARD_CASES: list[HardCase] = [
         "download",
         (
             "train-images-idx3-ubyte: IDX header declares shape [2147483648, 2147483648, 4]",
-            "160 MiB limit",
+            "over the 160 MiB a dataset's four files may hold together",
             "fetch the right file",
         ),
         idx_mirror_with("train-images-idx3-ubyte", idx_bytes("u1", (2**31, 2**31, 4), b"")),
@@ -1608,3 +1608,17 @@ def test_duplicate_keys_fail_the_params_check(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text((REPO / "params.yaml").read_text() + "train:\n  lr: 0.5\n")
     assert main([str(path)]) == 2
+
+
+def test_four_files_together_are_bounded(tmp_path: Path) -> None:
+    """Each file under the limit, the dataset over it: the last file read is refused."""
+    from mnist_pipeline.core.params import DataParams
+    from mnist_pipeline.data.sources import fetch
+
+    mirror = write_idx_set(tmp_path / "mirror")
+    big = idx_bytes("u1", (110_000, 28, 28), bytes(110_000 * 784))  # 82 MiB, twice over
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        (mirror / name).write_bytes(big)
+    params = DataParams(dataset="idx", source="mirror", mirror=str(mirror))
+    with pytest.raises(PipelineError, match=r"t10k-images-idx3-ubyte: .* bytes left for this"):
+        fetch(params, tmp_path / "out")

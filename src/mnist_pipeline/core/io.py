@@ -49,9 +49,10 @@ _IDX_DTYPES: dict[int, str] = {
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 _META_KEY = "mnist_pipeline"
-# The largest IDX payload read: a little above the 200k-image set whose stages were
-# measured under the 1.5 GB RSS budget (README, Bigger data). Reads stop at the declared
-# size + 1 byte, so a small .gz that inflates to gigabytes costs no more than this.
+# The most IDX data a dataset may hold (its four files together): a little above the
+# 210k-image set whose stages were measured under the 1.5 GB RSS budget (README, Bigger
+# data). Reads stop at the declared size + 1 byte, so a small .gz that inflates to
+# gigabytes costs no more than the header declares.
 MAX_IDX_BYTES = 160 * 2**20
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -320,12 +321,15 @@ def _read_exactly(handle: Any, size: int, path: Path, what: str) -> bytes:
     return data
 
 
-def read_idx_bytes(path: Path) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
+def read_idx_bytes(
+    path: Path, limit: int = MAX_IDX_BYTES
+) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
     """The whole (decompressed) IDX file, checked: ``(content, header_len, dtype, shape)``.
 
     Checks the magic number (two zero bytes, a known type code, ndim >= 1) and that the
     payload is exactly the size the header declares. Reads at most the declared size + 1
-    byte, and refuses a declared size above ``MAX_IDX_BYTES``: neither a gzip bomb nor a
+    byte, and refuses a declared size above ``limit`` (what is left of ``MAX_IDX_BYTES``
+    for the dataset): neither a gzip bomb nor a
     header claiming ``[2**31, 2**31, 4]`` can exhaust memory.
     """
     path = Path(path)
@@ -348,11 +352,12 @@ def read_idx_bytes(path: Path) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
             shape = struct.unpack(f">{ndim}I", dims)
             dtype = np.dtype(_IDX_DTYPES[type_code])
             expected = math.prod(shape) * dtype.itemsize  # a Python int: never overflows
-            if expected > MAX_IDX_BYTES:
+            if expected > limit:
                 raise PipelineError(
                     f"{path}: IDX header declares shape {list(shape)} ({expected:,} bytes), "
-                    f"more than the {MAX_IDX_BYTES // 2**20} MiB limit that keeps every stage "
-                    "within its memory budget; fetch the right file or split the dataset"
+                    f"over the {MAX_IDX_BYTES // 2**20} MiB a dataset's four files may hold "
+                    f"together ({limit:,} bytes left for this one), the limit that keeps every "
+                    "stage within its memory budget; fetch the right file or split the dataset"
                 )
             payload = handle.read(expected + 1)
     except FileNotFoundError as err:

@@ -42,7 +42,14 @@ from typing import Any
 import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import file_digest, read_idx, read_idx_bytes, write_bytes, write_idx
+from mnist_pipeline.core.io import (
+    MAX_IDX_BYTES,
+    file_digest,
+    read_idx,
+    read_idx_bytes,
+    write_bytes,
+    write_idx,
+)
 from mnist_pipeline.core.params import DataParams
 
 log = logging.getLogger(__name__)
@@ -231,9 +238,10 @@ def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) 
 def _from_files(
     params: DataParams, files: dict[str, Path], out_dir: Path
 ) -> dict[str, dict[str, Any]]:
-    entries = {}
+    entries, budget = {}, MAX_IDX_BYTES  # the four files together: bounded memory downstream
     for name, original in files.items():  # every file's structure first, then checksums
-        content, _, _, shape = read_idx_bytes(original)  # bounded, structure checked
+        content, header, _, shape = read_idx_bytes(original, budget)  # structure checked
+        budget -= len(content) - header
         write_bytes(content, out_dir / name)
         entries[name] = {"sha256": hashlib.sha256(content).hexdigest(), "shape": list(shape)}
     for name, entry in entries.items():
