@@ -55,11 +55,12 @@ _META_KEY = "mnist_pipeline"
 # gigabytes costs no more than the header declares.
 MAX_IDX_BYTES = 160 * 2**20
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_TEMP_RANDOM_GLOB = "[a-z0-9_]" * 8  # the random part of tempfile's names
 
 
 def _no_space(path: Path, written: int = 0) -> PipelineError:
     """Disk full: name the output (not our temp sibling), its folder, space free and needed."""
-    shown = Path(*(re.sub(r"^\.(.+)\.[^.]+\.tmp$", r"\1", part) for part in path.parts))
+    shown = Path(*(re.sub(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$", r"\1", p) for p in path.parts))
     existing = next((p for p in path.parents if p.exists()), Path("."))
     free = shutil.disk_usage(existing).free
     return PipelineError(
@@ -98,7 +99,8 @@ def _clear_stale(path: Path) -> None:
     Only one run of a stage writes an output at a time (DVC's lock), so any such sibling
     belongs to a run that is gone.
     """
-    for old in glob.glob(f".{glob.escape(path.name)}.*.tmp", root_dir=path.parent):
+    pattern = f".{glob.escape(path.name)}.{_TEMP_RANDOM_GLOB}.tmp"  # as tempfile names them
+    for old in glob.glob(pattern, root_dir=path.parent):
         stale = path.parent / old
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
