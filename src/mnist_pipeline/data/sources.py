@@ -220,8 +220,12 @@ def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) 
     if known_sha is not None and sha256 == known_sha:
         return "sha256 of the decompressed content matches the known value"
     if known_sha is not None or known_md5:
-        theirs = f"sha256 {known_sha[:16]}..." if known_sha else "torchvision's md5 of the .gz"
-        why = f"decompressed sha256 {sha256[:16]}... does not match {theirs}"
+        if known_sha is not None:
+            why = f"decompressed sha256 {sha256[:16]}... is not the known {known_sha[:16]}..."
+        elif is_gz:
+            why = "md5 of the .gz is not torchvision's"
+        else:
+            why = "a raw file cannot be checked against torchvision's md5 of the .gz"
         if verify:
             raise PipelineError(
                 f"{original}: checksum mismatch: {why} for {dataset} {name}; the mirror holds "
