@@ -875,13 +875,15 @@ def test_params_value_is_one_line_before_any_work(case: Case, tmp_path: Path) ->
 RSS_BUDGET = int(1.5 * 2**30)
 RSS_FILE = "peak_rss_bytes"
 # Runs `<patch>` (a per-case snippet, e.g. a simulated allocation failure) and then the
-# stage, and writes the peak RSS (this process and its children, bytes) when it exits.
+# stage, and writes the stage's peak RSS (bytes) when it exits: VmHWM, the high-water mark
+# of this process's own memory (ru_maxrss would also count the pytest process it was
+# forked from, which Linux carries across exec).
 RSS_WRAPPER = """
-import atexit, resource, runpy, sys
+import atexit, re, runpy, sys
 
 def _peak():
-    kb = max(resource.getrusage(who).ru_maxrss
-             for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    status = open("/proc/self/status").read()
+    kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
     open({rss!r}, "w").write(str(kb * 1024))
 
 atexit.register(_peak)
