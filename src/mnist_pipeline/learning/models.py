@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import torch
 from pydantic import ConfigDict, Field, ValidationError
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError, one_line
 from mnist_pipeline.core.io import load_tensors, save_tensors
-from mnist_pipeline.core.params import LOSS_NAMES, OUTPUTS
+from mnist_pipeline.core.params import LOSS_NAMES, OUTPUTS, Activation, ModelName
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 
@@ -36,11 +36,11 @@ class ModelSpec:
     """Architecture of a model: enough to rebuild it and load its weights (validated, so a
     hand-edited model file's metadata cannot ask for ``num_classes: -5`` or ``1e9``)."""
 
-    name: Literal["linear", "mlp", "cnn"]
+    name: ModelName
     in_features: Size
     num_classes: Size
     hidden: tuple[Size, ...] = ()
-    activation: Literal["sigmoid", "relu"] = "sigmoid"
+    activation: Activation = "sigmoid"
     channels: tuple[Size, ...] = ()
 
     def to_json(self) -> str:
