@@ -1509,8 +1509,7 @@ def test_sigterm_during_download_removes_every_temp_file(tmp_path: Path) -> None
 
 
 def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
-    from mnist_pipeline.reporting.compare import markdown_table
-    from mnist_pipeline.reporting.report import render_markdown
+    from mnist_pipeline.reporting.report import markdown_table, render_markdown
     from mnist_pipeline.reporting.text import plain
 
     evil = "x\n## INJECTED <img src=x onerror=alert(1)>"
@@ -1533,7 +1532,8 @@ def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
     text = render_markdown(
         manifest, {"data": {"mirror": evil}}, result.metrics, history, result.confusion, "figures"
     )
-    text += markdown_table(["param", "old", "new"], [["data.mirror", "null", evil]])
+    row = pd.DataFrame([["data.mirror", "null", evil]], columns=["param", "old", "new"])
+    text += markdown_table(row, index=False)  # compare.md's tables come from here too
     assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     assert not any(line.startswith("## INJECTED") for line in text.splitlines())
     assert plain("mnist\x1b[2J\nrm") == "mnist\N{REPLACEMENT CHARACTER}[2J rm"
