@@ -869,7 +869,7 @@ def test_params_value_is_one_line_before_any_work(case: Case, tmp_path: Path) ->
 # The adversarial pass of issue 13: inputs that once exhausted memory or disk, hung, changed
 # tracked files or died with a traceback. Each case runs its stage through RSS_WRAPPER,
 # which records the process's peak RSS, so every case also checks the README's 1.5 GB
-# budget. Train cases start with a dvclive/ from an earlier run, which must come out
+# budget. Train cases start with the training log of an earlier run, which must come out
 # byte-identical: a failed train stage changes no tracked file.
 
 RSS_BUDGET = int(1.5 * 2**30)
@@ -891,11 +891,10 @@ atexit.register(_peak)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-LIVE_BEFORE = {  # dvclive/ as an earlier successful run left it
-    "dvclive/metrics.json": '{"step": 2, "test": {"accuracy": 0.5}}\n',
-    "dvclive/plots/metrics/train/loss.tsv": "step\tloss\n1\t0.9\n2\t0.8\n",
+LIVE_BEFORE = {  # the live training log as an earlier successful run left it
+    "metrics/train_log.csv": "epoch,train_loss,test_accuracy\n1,0.9,0.5\n2,0.8,0.6\n",
 }
-# The second epoch's scoring runs out of memory, after dvclive has logged the first.
+# The second epoch's scoring runs out of memory, after the log has taken the first.
 OOM_AT_EPOCH_2 = """
 import torch
 import mnist_pipeline.learning.training as training
@@ -1044,14 +1043,13 @@ def report_inputs(s: Scratch) -> None:
     from mnist_pipeline.evaluation.metrics import evaluate
 
     s.params()
-    s.raw()
+    write_manifest(s.root / "data" / "processed")  # preprocess passes it on
     split = make_split(50, 2)
     save_split(split, s.root / "data" / "processed" / "test.safetensors")
     result = evaluate(
         build_model(ModelSpec("linear", 784, 10)), ModelSpec("linear", 784, 10), split, "mse"
     )
-    write_json(result.metrics, s.root / "metrics" / "eval.json")
-    result.confusion.to_csv(s.root / "metrics" / "confusion_matrix.csv", lineterminator="\n")
+    write_json(result.metrics.as_json(), s.root / "metrics" / "eval.json")
     result.predictions.to_csv(s.root / "metrics" / "predictions.csv", index=False)
     (s.root / "metrics" / "train_log.csv").write_text(
         "epoch,train_loss,test_accuracy\n1,0.9,0.5\n2,0.8,0.6\n"
@@ -1089,8 +1087,8 @@ def first_line_then(rows: Callable[[list[str]], list[str]]) -> Callable[[str], s
     return edit
 
 
-def with_dvclive(setup: Callable[[Scratch], None]) -> Callable[[Scratch], None]:
-    """``setup``, plus the dvclive/ files an earlier run left (they must survive)."""
+def with_previous_log(setup: Callable[[Scratch], None]) -> Callable[[Scratch], None]:
+    """``setup``, plus the training log an earlier run left (it must survive)."""
 
     def plant(s: Scratch) -> None:
         setup(s)
@@ -1098,7 +1096,6 @@ def with_dvclive(setup: Callable[[Scratch], None]) -> Callable[[Scratch], None]:
             (s.root / path).parent.mkdir(parents=True, exist_ok=True)
             (s.root / path).write_text(text)
             s.planted.add(path)
-        s.planted.add("dvclive/plots")
 
     return plant
 
@@ -1181,7 +1178,7 @@ HARD_CASES: list[HardCase] = [
         "params-duplicate-key",
         "train",
         ("params.yaml: duplicate key 'train' at line", "keep only one"),
-        with_dvclive(params_text(lambda t: t + "train:\n  lr: 0.5\n")),
+        with_previous_log(params_text(lambda t: t + "train:\n  lr: 0.5\n")),
     ),
     HardCase(
         "params-duplicate-nested-key",
@@ -1206,19 +1203,21 @@ HARD_CASES: list[HardCase] = [
         "train-cuda-without-gpu",
         "train",
         ("train.device=cuda but torch sees no CUDA GPU here",),
-        with_dvclive(lambda s: (s.params(train={"device": "cuda", "epochs": 1}), s.processed())),
+        with_previous_log(
+            lambda s: (s.params(train={"device": "cuda", "epochs": 1}), s.processed())
+        ),
     ),
     HardCase(
         "train-batch-larger-than-data-keeps-dvclive",
         "train",
         ("train.batch_size=500 is larger than the training set",),
-        with_dvclive(batch_larger_than_data),
+        with_previous_log(batch_larger_than_data),
     ),
     HardCase(
         "train-out-of-memory-at-epoch-2",
         "train",
         ("train: out of memory (simulated: tried to allocate 20.00 GiB)", "lower train.batch_size"),
-        with_dvclive(lambda s: (s.params(train={"epochs": 3}), s.processed())),
+        with_previous_log(lambda s: (s.params(train={"epochs": 3}), s.processed())),
         patch=OOM_AT_EPOCH_2,
     ),
     # evaluate: models that are not what train writes
@@ -1322,21 +1321,21 @@ HARD_CASES: list[HardCase] = [
         ),
     ),
     HardCase(
-        "eval-without-per-class",
+        "eval-without-accuracy",
         "report",
-        ("metrics/eval.json: per_class: Field required",),
-        edited_json("metrics/eval.json", without("per_class")),
+        ("metrics/eval.json: metric 'accuracy' is missing", "rerun the evaluate stage"),
+        edited_json("metrics/eval.json", without("accuracy")),
     ),
     HardCase(
         "eval-string-accuracy",
         "report",
-        ("metrics/eval.json: accuracy: Input should be a valid number (got '0.9')",),
+        ("metrics/eval.json: metric 'accuracy' is not a number ('0.9')",),
         edited_json("metrics/eval.json", lambda raw: {**raw, "accuracy": "0.9"}),
     ),
     HardCase(
         "eval-is-a-list",
         "report",
-        ("metrics/eval.json: value: Input should be a valid dictionary",),
+        ("metrics/eval.json: expected a JSON object of metrics",),
         edited_json("metrics/eval.json", lambda raw: [raw]),
     ),
     HardCase(
@@ -1353,8 +1352,8 @@ HARD_CASES: list[HardCase] = [
     HardCase(
         "manifest-without-counts",
         "report",
-        ("data/raw/manifest.json: counts: Field required",),
-        edited_json("data/raw/manifest.json", without("counts")),
+        ("data/processed/manifest.json: counts: Field required",),
+        edited_json("data/processed/manifest.json", without("counts")),
     ),
 ]
 
@@ -1426,12 +1425,9 @@ def test_hardening_fault_is_one_line_no_change_bounded_memory(
         pytest.skip("needs root with mount rights (a small tmpfs for a full disk)")
     outcome = hard_outcomes[case.id]
     assert_failed_cleanly(case, outcome.scratch, outcome.result)
-    for path, text in LIVE_BEFORE.items():  # an earlier run's dvclive/ is left as it was
+    for path, text in LIVE_BEFORE.items():  # an earlier run's training log is left as it was
         if path in outcome.scratch.planted:
             assert (outcome.scratch.root / path).read_text() == text, path
-    live = outcome.scratch.root / "dvclive"
-    files = {str(p.relative_to(outcome.scratch.root)) for p in live.rglob("*") if p.is_file()}
-    assert files == {p for p in LIVE_BEFORE if p in outcome.scratch.planted}
     assert 0 < outcome.peak_rss < RSS_BUDGET, f"peak RSS {outcome.peak_rss / 2**20:.0f} MiB"
 
 
@@ -1530,7 +1526,13 @@ def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
     }
     history = pd.DataFrame({"epoch": [1], "train_loss": [0.5], "test_accuracy": [0.5]})
     text = render_markdown(
-        manifest, {"data": {"mirror": evil}}, result.metrics, history, result.confusion, "figures"
+        manifest,
+        {"data": {"mirror": evil}},
+        result.metrics,
+        history,
+        result.confusion,
+        result.per_class,
+        "figures",
     )
     row = pd.DataFrame([["data.mirror", "null", evil]], columns=["param", "old", "new"])
     text += markdown_table(row, index=False)  # compare.md's tables come from here too
@@ -1553,12 +1555,11 @@ def test_report_with_200_classes_stays_within_the_memory_budget(tmp_path: Path) 
     save_split(split, tmp_path / "data" / "processed" / "test.safetensors")
     spec = ModelSpec("linear", 784, 200)
     result = evaluate(build_model(spec), spec, split, "mse")
-    write_json(result.metrics, tmp_path / "metrics" / "eval.json")
-    result.confusion.to_csv(tmp_path / "metrics" / "confusion_matrix.csv", lineterminator="\n")
+    write_json(result.metrics.as_json(), tmp_path / "metrics" / "eval.json")
     result.predictions.to_csv(tmp_path / "metrics" / "predictions.csv", index=False)
-    manifest = json.loads((tmp_path / "data" / "raw" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "data" / "processed" / "manifest.json").read_text())
     manifest.update(dataset="idx", classes=list(classes))
-    write_json(manifest, tmp_path / "data" / "raw" / "manifest.json")
+    write_json(manifest, tmp_path / "data" / "processed" / "manifest.json")
     (tmp_path / ".wrapper.py").write_text(RSS_WRAPPER.format(rss=RSS_FILE, patch=""))
     done = stage("report", *stage_args("report"), cwd=tmp_path, via=tmp_path / ".wrapper.py")
     assert done.returncode == 0, done.stderr
