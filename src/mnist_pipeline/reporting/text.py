@@ -9,7 +9,9 @@ report as the literal text it is, not a heading and an HTML element.
 import html
 import re
 
-_MARKDOWN = re.compile(r"([\\`*_\[\]|#])")
+# Backslashed: code spans, emphasis, table cells, headings. Links need "](", so that pair
+# is broken; brackets alone stay readable ("[128]"). HTML goes through entities.
+_MARKDOWN = re.compile(r"([\\`*|#])")
 
 
 def plain(value: object) -> str:
@@ -18,4 +20,5 @@ def plain(value: object) -> str:
 
 
 def escape_md(value: object) -> str:
-    return html.escape(_MARKDOWN.sub(r"\\\1", plain(value)), quote=False)
+    escaped = _MARKDOWN.sub(r"\\\1", plain(value)).replace("](", "]\\(")
+    return html.escape(escaped, quote=False)
