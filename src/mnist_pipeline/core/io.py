@@ -108,55 +108,52 @@ def _clear_stale(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def _temp_file(**names: str) -> str:
+    fd, name = tempfile.mkstemp(**names)
+    os.close(fd)
+    return name
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; rename it onto ``path`` only on success."""
+def _atomic(path: Path, want_dir: bool) -> Iterator[Path]:
+    """Yield a temp file or folder next to ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _clear_stale(path)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        make = tempfile.mkdtemp if want_dir else _temp_file
+        tmp = Path(make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as err:
-        raise _write_error(path, err) from err
-    os.close(fd)
-    tmp = Path(tmp_name)
+        raise _write_error(path, err, want_dir) from err
     try:
         try:
             yield tmp
         except OSError as err:
             if err.errno not in _NO_SPACE:
                 raise
-            raise _no_space(path, tmp.stat().st_size if tmp.exists() else 0) from err
+            raise _no_space(path, tmp.stat().st_size if tmp.is_file() else 0) from err
         try:
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except OSError as err:
-            raise _write_error(path, err) from err
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temp directory next to ``path``; swap it in for ``path`` only on success."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _clear_stale(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    except OSError as err:
-        raise _write_error(path, err, want_dir=True) from err
-    try:
-        yield tmp
-        try:
-            os.chmod(tmp, 0o777 & ~_umask())
-            if path.is_dir() and not path.is_symlink():
+            os.chmod(tmp, (0o777 if want_dir else 0o666) & ~_umask())
+            if want_dir and path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
-            os.replace(tmp, path)  # a file in the way fails here, and is left alone
+            os.replace(tmp, path)  # a file in the way of a folder fails here, and is left alone
         except OSError as err:
-            raise _write_error(path, err, want_dir=True) from err
+            raise _write_error(path, err, want_dir) from err
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_path(path: Path) -> contextlib.AbstractContextManager[Path]:
+    """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
+    return _atomic(path, want_dir=False)
+
+
+def atomic_dir(path: Path) -> contextlib.AbstractContextManager[Path]:
+    """A temp folder next to ``path``, swapped in for ``path`` only when the block succeeds."""
+    return _atomic(path, want_dir=True)
 
 
 def write_text(text: str, path: Path) -> None:
