@@ -480,7 +480,7 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             "rerun the stage that writes it"
         )
     start, size = 8 + header.pop("__length__"), path.stat().st_size
-    header.pop("__metadata__", None)
+    metadata = _unpack_metadata(path, header.pop("__metadata__", None))
     tensors = {}
     with open(path, "rb") as handle:
         for name, info in header.items():
@@ -496,7 +496,7 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             handle.seek(start + begin)
             array = np.fromfile(handle, dtype=dtype, count=count)
             tensors[name] = array.reshape(shape)
-    return tensors, read_tensor_metadata(path)
+    return tensors, metadata
 
 
 def _unreadable_tensors(path: Path, err: Exception | str) -> PipelineError:
@@ -505,16 +505,21 @@ def _unreadable_tensors(path: Path, err: Exception | str) -> PipelineError:
     )
 
 
+def _unpack_metadata(path: Path, packed: Any) -> dict[str, str]:
+    """The header's ``__metadata__`` (save_tensors packs it as JSON under one key)."""
+    packed = packed or {}
+    try:
+        return json.loads(packed[_META_KEY]) if _META_KEY in packed else dict(packed)
+    except (TypeError, ValueError) as err:
+        raise _unreadable_tensors(path, f"bad metadata: {err}") from err
+
+
 def read_tensor_metadata(path: Path) -> dict[str, str]:
     """The string metadata of a safetensors file, from its header alone (no tensors read)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="np") as handle:
-            packed = dict(handle.metadata() or {})
-        return json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
-    except (SafetensorError, OSError, ValueError) as err:
-        raise _unreadable_tensors(path, err) from err
+    header = _safetensors_header(Path(path))
+    if header is None:
+        raise _unreadable_tensors(path, "no valid safetensors header")
+    return _unpack_metadata(path, header.get("__metadata__"))
 
 
 # ------------------------------------------------------------------------------ images
