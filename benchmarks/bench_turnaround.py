@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from bench_queue import drain
-from common import REPO, environment, markdown, repo_files, write_results
+from common import REPO, environment, make_copy, markdown, write_results
 
 STAGES = ("train", "evaluate", "report")
 
@@ -58,13 +58,11 @@ def best(times: int, cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> fl
 def checkout(rev: str, dest: Path, env: dict[str, str]) -> None:
     """``rev``'s tree (``worktree``: the working tree's files) as a fresh one-commit repo."""
     if rev == "worktree":
-        for name in repo_files():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            (dest / name).write_bytes((REPO / name).read_bytes())
-    else:
-        tar = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True)
-        with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
-            archive.extractall(dest, filter="data")
+        make_copy(dest, env)
+        return
+    tar = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True)
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+        archive.extractall(dest, filter="data")
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", rev]):
         sh(cmd, dest, env)
 
