@@ -12,14 +12,16 @@ from torch import Tensor, nn
 
 from mnist_pipeline.learning.backprop import (
     SUPPORTED,
+    NotebookEpoch,
     check_supported,
     manual_gradients,
     sgd_update,
     sigmoid_net_backprop,
+    with_bias_column,
 )
 from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.models import MLP, Linear
-from mnist_pipeline.learning.optim import SGD, Outer
+from mnist_pipeline.learning.optim import SGD
 
 DTYPE = torch.float64
 TOL = {"atol": 1e-12, "rtol": 1e-10}
@@ -269,11 +271,27 @@ def test_manual_sgd_step_reproduces_notebook_step(loss: str) -> None:
         torch.testing.assert_close(p.detach(), old - 0.1 * grads[name], **TOL)
 
 
-def test_a_factored_gradient_is_the_same_update() -> None:
-    """``Outer(delta, z)`` folded into ``addmm_`` equals ``p -= lr * deltaᵀ z``."""
-    gen = torch.Generator().manual_seed(3)
-    delta, z = torch.randn(16, 10, generator=gen, dtype=DTYPE), torch.randn(16, 7, dtype=DTYPE)
-    w = torch.randn(10, 7, generator=gen, dtype=DTYPE)
-    folded = w.clone()
-    SGD([folded], lr=0.3).step([Outer(delta, z)])
-    torch.testing.assert_close(folded, w - 0.3 * (delta.T @ z), **TOL)
+@pytest.mark.parametrize("n", [15, 12])  # a short last batch, and none
+def test_notebook_epoch_is_the_notebook_step(n: int) -> None:
+    """``NotebookEpoch`` (bias-augmented, five ops a step) == autograd MSE + ``p -= lr * grad``
+    batch by batch: the same weights after the epoch and the same per-step losses."""
+    fast, _, _ = make_model("linear", "sigmoid", seed=8)
+    auto = copy.deepcopy(fast)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(n, 9, generator=g, dtype=DTYPE)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    target = F.one_hot(labels, 4).to(DTYPE)
+    epoch = NotebookEpoch(fast.layer1, lr=0.3, batch_size=4, n=n)  # type: ignore[arg-type]
+    losses = epoch(zip(with_bias_column(x).split(4), target.split(4), strict=True))
+    expected = []
+    for xb, yb in zip(x.split(4), labels.split(4), strict=True):
+        loss = LOSSES["mse"](auto(xb), yb)
+        loss.backward()
+        with torch.no_grad():
+            for p in auto.parameters():
+                p -= 0.3 * p.grad  # type: ignore[operator]
+                p.grad = None
+        expected.append(loss.detach())
+    torch.testing.assert_close(losses, torch.stack(expected), **TOL)
+    for (name, p), q in zip(fast.named_parameters(), auto.parameters(), strict=True):
+        torch.testing.assert_close(p, q, **TOL, msg=name)

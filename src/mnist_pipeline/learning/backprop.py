@@ -34,7 +34,7 @@ The worked example (the notebook's numbers, float64) prints every intermediate v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +50,7 @@ from mnist_pipeline.core.params import (
 )
 from mnist_pipeline.learning.losses import one_hot
 from mnist_pipeline.learning.models import MLP, Linear
-from mnist_pipeline.learning.optim import SGD, Grad, Outer
+from mnist_pipeline.learning.optim import SGD
 
 SUPPORTED: dict[str, tuple[str, ...]] = {
     "models": MANUAL_GRADIENT_MODELS,
@@ -156,6 +156,50 @@ def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) ->
     return updated
 
 
+class NotebookEpoch:
+    """The notebook's own training, one epoch at a time: the softmax-linear model, the MSE
+    loss and plain SGD (``p -= lr * grad``), in five tensor ops per step.
+
+    It is the same math as ``ManualBackprop`` + ``optim.SGD`` for that one combination
+    (the tests hold them together), written in the notebook's bias-augmented notation so
+    that nothing is left but the math: the batch comes as ``[1 X]`` (``with_bias_column``,
+    once per run) and the layer as ``A = [b W]`` (``[C, 1 + D]``, its first column the
+    bias), so the logits are one product and the update one ``addmm_``. Per step, with
+    ``g = p - Y``::
+
+        p  = softmax([1 X] Aᵀ)                       [B, C]
+        δ  = p ⊙ (g - Σ_k p_k g_k)                   the softmax Jacobian applied to g
+        A -= lr · (2/B) · δᵀ [1 X]                   ∂L/∂A = (2/B) δᵀ [1 X]
+
+    The losses ``Σ_rows Σ_k g² / B`` are computed once per epoch from the ``g`` rows kept
+    in a buffer, not per step. ``A`` is copied back into the layer after every epoch.
+    """
+
+    def __init__(self, layer: nn.Linear, lr: float, batch_size: int, n: int) -> None:
+        self.layer, self.lr, self.batch_size = layer, lr, batch_size
+        self.augmented = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], 1)
+        self.residual = layer.weight.new_empty(n, layer.out_features)  # g rows, epoch order
+        steps = -(-n // batch_size)
+        self.padding = steps * batch_size - n  # the last batch may be short ...
+        self.sizes = layer.weight.new_full((steps,), batch_size)
+        self.sizes[-1] -= self.padding  # ... and its loss is its own mean
+
+    @torch.no_grad()
+    def __call__(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Tensor:
+        """Train on ``([1 X] [B, 1 + D], one-hot Y [B, C])`` batches; the step losses ``[S]``."""
+        a, a_t = self.augmented, self.augmented.T  # a_t: a [1 + D, C] view of the live A
+        for (x, target), g in zip(batches, self.residual.split(self.batch_size), strict=True):
+            p = torch.softmax(x @ a_t, dim=1)
+            torch.sub(p, target, out=g)
+            # The softmax Jacobian's product p ⊙ (g - Σ_k p_k g_k), fused into one kernel.
+            delta = torch._softmax_backward_data(g, p, 1, p.dtype)
+            a.addmm_(delta.T, x, alpha=-2.0 * self.lr / len(x))
+        self.layer.bias.copy_(a[:, 0])
+        self.layer.weight.copy_(a[:, 1:])
+        per_row = F.pad(self.residual.square().sum(1), (0, self.padding))  # [S * B]: Σ_k g²
+        return per_row.view(len(self.sizes), -1).sum(1) / self.sizes
+
+
 # --- The pipeline's models ---------------------------------------------------------------
 
 
@@ -194,13 +238,10 @@ def _loss_and_logit_grad(
         p = torch.softmax(logits, dim=1)
         if loss == "mse":
             g = p - target
-            flat = g.view(-1)
-            # Σ_rows Σ_k g² / B as one dot product.
-            value = torch.dot(flat, flat).mul_(1.0 / batch)
+            value = g.square().sum() / batch
             # ∂L/∂p = 2g/B; the softmax Jacobian ∂p_k/∂z_j = p_k(1[k=j] - p_j) turns it into
-            # ∂L/∂z_j = p_j g_j - p_j Σ_k p_k g_k  (g already scaled by 2/B).
-            pg = p * g.mul_(2.0 / batch)
-            grad = torch.addcmul(pg, p, pg.sum(1, keepdim=True), value=-1.0)
+            # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k p_k g_k): softmax's own backward kernel.
+            grad = torch._softmax_backward_data(g, p, 1, p.dtype).mul_(2.0 / batch)
         elif loss == "cross_entropy":
             # log_softmax, not log(p): no log(0) when a logit dominates.
             value = -(torch.log_softmax(logits, dim=1) * target).sum(1).mean()
@@ -248,14 +289,10 @@ class ManualBackprop:
         self.output, self.loss = output, loss
         self.names = [name for name, _ in model.named_parameters()]
 
-    def gradients(
-        self, x: Tensor, target: Tensor, factored: bool = False
-    ) -> tuple[Tensor, list[Grad]]:
+    def gradients(self, x: Tensor, target: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Loss (0-d) and ``∂L/∂param`` for each parameter, in ``named_parameters`` order.
 
-        ``x`` is ``[B, in_features]``, ``target`` the one-hot labels ``[B, C]``. With
-        ``factored``, each weight gradient stays ``Outer(delta, z)`` (``deltaᵀ z``) for
-        ``optim.SGD`` to fold into its update; otherwise every gradient is a tensor.
+        ``x`` is ``[B, in_features]``, ``target`` the one-hot labels ``[B, C]``.
         """
         layers = self.layers
 
@@ -283,14 +320,12 @@ class ManualBackprop:
         # delta = ∂L/∂logits: [B, C]
         value, delta = _loss_and_logit_grad(h, target, self.output, self.loss)
 
-        # Backward: delta is always ∂L/∂(output of the current layer). Every tensor a
-        # gradient refers to is fresh (no in-place op touches it after): Outer stays valid.
-        grads: dict[str, Grad] = {}
+        # Backward: delta is always ∂L/∂(output of the current layer).
+        grads: dict[str, Tensor] = {}
         for index in range(len(layers) - 1, -1, -1):
             name, layer = layers[index]
             if isinstance(layer, nn.Linear):
-                weight_grad = Outer(delta, saved[index])  # [out, B] @ [B, in] = [out, in]
-                grads[f"{name}.weight"] = weight_grad if factored else weight_grad.materialize()
+                grads[f"{name}.weight"] = delta.T @ saved[index]  # [out, B] @ [B, in]
                 if layer.bias is not None:
                     grads[f"{name}.bias"] = delta.sum(0)  # the bias is added to every row
                 if index > 0:  # the input X needs no gradient

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -29,10 +29,10 @@ from mnist_pipeline.core.params import TrainParams
 from mnist_pipeline.core.runtime import configure_torch, resolve_device
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
-from mnist_pipeline.learning.backprop import ManualBackprop
+from mnist_pipeline.learning.backprop import ManualBackprop, NotebookEpoch, with_bias_column
 from mnist_pipeline.learning.losses import accuracy, make_loss, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
-from mnist_pipeline.learning.optim import SGD, Grad
+from mnist_pipeline.learning.optim import SGD
 
 log = logging.getLogger(__name__)
 
@@ -117,26 +117,24 @@ def make_step(
     if params.gradients == "manual":
         engine = ManualBackprop(model, params.output, params.loss)
         parameters = list(model.parameters())
-        # Weight gradients stay factored (δ, z) for SGD to fold δᵀz into its update.
-        factored = isinstance(optimizer, SGD) and not ctx.active
 
-        def apply(grads: list[Grad]) -> None:
+        def apply(grads: list[Tensor]) -> None:
             if isinstance(optimizer, SGD):
                 optimizer.step(grads)
                 return
             for p, grad in zip(parameters, grads, strict=True):
-                p.grad = grad  # type: ignore[assignment]  # tensors: factored is off
+                p.grad = grad
             optimizer.step()
 
         @torch.no_grad()
         def manual_step(x: Tensor, target: Tensor) -> Tensor:
             xs, ts = distributed.shard(x, ctx), distributed.shard(target, ctx)
-            loss, grads = engine.gradients(xs, ts, factored)
+            loss, grads = engine.gradients(xs, ts)
             if not ctx.active:
                 apply(grads)
                 return loss
             weight = len(ts) / len(target)
-            apply([distributed.sum_(g.mul_(weight), ctx) for g in grads])  # type: ignore[union-attr]
+            apply([distributed.sum_(g.mul_(weight), ctx) for g in grads])
             return loss.mul_(weight)
 
         return manual_step
@@ -159,6 +157,26 @@ def make_step(
         return loss.detach()
 
     return autograd_step
+
+
+EpochFn = Callable[[Iterable[tuple[Tensor, Tensor]]], Tensor]  # minibatches -> step losses [S]
+
+
+def make_epoch(
+    params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context, n: int
+) -> EpochFn:
+    """One epoch over its minibatches, returning the per-step losses ``[S]``.
+
+    The notebook's own setup (linear, softmax, mse, hand-derived gradients, plain SGD, one
+    process) runs as ``backprop.NotebookEpoch``, which takes its batches bias-augmented
+    (``[1 X]``); everything else runs ``make_step`` batch by batch.
+    """
+    setup = (params.model, params.output, params.loss, params.gradients, params.optimizer)
+    plain_sgd = params.momentum == 0 and params.weight_decay == 0
+    if setup == ("linear", "softmax", "mse", "manual", "sgd") and plain_sgd and not ctx.active:
+        return NotebookEpoch(model.layer1, params.lr, params.batch_size, n)  # type: ignore[arg-type]
+    step = make_step(params, model, optimizer, ctx)
+    return lambda batches: torch.stack([step(x, y) for x, y in batches])
 
 
 # Up to this many bytes of training images, each epoch is gathered into a second buffer
@@ -215,10 +233,12 @@ def train(
     spec = model_spec(params, train_split.images.shape[1], train_split.num_classes)
     model = build_model(spec).to(device)
     optimizer = make_optimizer(params, model)
-    step = make_step(params, model, optimizer, ctx)
+    run_epoch = make_epoch(params, model, optimizer, ctx, n)
     x, y = (torch.from_numpy(a).to(device) for a in (train_split.images, train_split.labels))
     if params.gradients == "manual":  # the engine takes one-hot rows, gathered with x
         y = one_hot(y, train_split.num_classes, x.dtype)  # [N] -> [N, C]
+    if isinstance(run_epoch, NotebookEpoch):
+        x = with_bias_column(x)  # [N, D] -> [N, 1 + D]
     score_x, score_y = (
         torch.from_numpy(a).to(device) for a in (test_split.images, test_split.labels)
     )
@@ -229,12 +249,10 @@ def train(
     seconds: list[float] = []
     for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
-        # Per-step losses stay 0-d device tensors: no host sync inside the loop.
-        step_losses: list[Tensor] = []
+        # Per-step losses stay device tensors: no host sync inside the loop.
         order = epoch_order(n, shuffle, device)
-        for xb, yb in minibatches(x, y, order, params.batch_size, staging):
-            step_losses.append(step(xb, yb))
-        losses = distributed.sum_(torch.stack(step_losses), ctx)
+        losses = run_epoch(minibatches(x, y, order, params.batch_size, staging))
+        losses = distributed.sum_(losses, ctx)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
