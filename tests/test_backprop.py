@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnist_pipeline.core.params import manual_gradients_unsupported as check_supported
 from mnist_pipeline.learning.backprop import (
     SUPPORTED,
     NotebookEpoch,
-    check_supported,
     manual_gradients,
     sgd_update,
     sigmoid_net_backprop,

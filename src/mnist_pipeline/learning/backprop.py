@@ -46,7 +46,6 @@ from mnist_pipeline.core.params import (
     LOSS_NAMES,
     MANUAL_GRADIENT_MODELS,
     OUTPUTS,
-    manual_gradients_unsupported,
 )
 from mnist_pipeline.learning.losses import one_hot
 from mnist_pipeline.learning.models import MLP, Linear
@@ -203,16 +202,6 @@ class NotebookEpoch:
 # --- The pipeline's models ---------------------------------------------------------------
 
 
-def check_supported(model_name: str, activation: str, output: str, loss: str) -> str | None:
-    """``None`` if the manual engine handles this combination, else a one-line reason.
-
-    Every combination of ``SUPPORTED``'s four tuples is handled; anything else (for
-    example a ``cnn`` model) has to train through autograd. The rule lives in ``params``
-    so that params validation rejects an unsupported combination before any work.
-    """
-    return manual_gradients_unsupported(model_name, activation, output, loss)
-
-
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's layers in forward order, each with its ``named_parameters`` prefix."""
     if isinstance(model, Linear):
@@ -277,10 +266,6 @@ class ManualBackprop:
     """
 
     def __init__(self, model: nn.Module, output: str, loss: str) -> None:
-        if output not in SUPPORTED["outputs"]:
-            raise ValueError(f"unknown output {output!r}; choose one of {SUPPORTED['outputs']}")
-        if loss not in SUPPORTED["losses"]:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {SUPPORTED['losses']}")
         self.layers = _layers(model)
         # W^T views [in, out] made once: they follow the in-place updates of W.
         self.transposed = {
