@@ -34,7 +34,7 @@ The worked example (the notebook's numbers, float64) prints every intermediate v
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -157,14 +157,15 @@ def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) ->
 
 class NotebookEpoch:
     """The notebook's own training, one epoch at a time: the softmax-linear model, the MSE
-    loss and plain SGD (``p -= lr * grad``), in five tensor ops per step.
+    loss and plain SGD (``p -= lr * grad``), in five tensor ops per step after the batch
+    is gathered.
 
     It is the same math as ``ManualBackprop`` + ``optim.SGD`` for that one combination
     (the tests hold them together), written in the notebook's bias-augmented notation so
-    that nothing is left but the math: the batch comes as ``[1 X]`` (``with_bias_column``,
-    once per run) and the layer as ``A = [b W]`` (``[C, 1 + D]``, its first column the
-    bias), so the logits are one product and the update one ``addmm_``. Per step, with
-    ``g = p - Y``::
+    that nothing is left but the math: each batch is gathered as ``[1 X]`` (into a buffer
+    whose first column stays 1) and the layer is held as ``A = [b W]`` (``[C, 1 + D]``,
+    its first column the bias), so the logits are one product and the update one
+    ``addmm_``. Per step, with ``g = p - Y``::
 
         p  = softmax([1 X] Aᵀ)                       [B, C]
         δ  = p ⊙ (g - Σ_k p_k g_k)                   the softmax Jacobian applied to g
@@ -182,17 +183,31 @@ class NotebookEpoch:
         self.padding = steps * batch_size - n  # the last batch may be short ...
         self.sizes = layer.weight.new_full((steps,), batch_size)
         self.sizes[-1] -= self.padding  # ... and its loss is its own mean
+        self.buffers: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def _buffers(self, size: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``[1 X]`` rows ``[size, 1 + D]`` (column 0 stays 1), their ``X`` part, ``Y`` rows."""
+        if size not in self.buffers:
+            rows = self.augmented.new_ones(size, self.augmented.shape[1])
+            target = self.augmented.new_empty(size, self.augmented.shape[0])
+            self.buffers[size] = rows, rows[:, 1:], target
+        return self.buffers[size]
 
     @torch.no_grad()
-    def __call__(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Tensor:
-        """Train on ``([1 X] [B, 1 + D], one-hot Y [B, C])`` batches; the step losses ``[S]``."""
+    def __call__(self, x: Tensor, target: Tensor, order: Tensor) -> Tensor:
+        """One epoch on ``x [N, D]`` and one-hot ``target [N, C]`` in ``order``; the step
+        losses ``[S]``."""
         a, a_t = self.augmented, self.augmented.T  # a_t: a [1 + D, C] view of the live A
-        for (x, target), g in zip(batches, self.residual.split(self.batch_size), strict=True):
-            p = torch.softmax(x @ a_t, dim=1)
-            torch.sub(p, target, out=g)
+        steps = order.split(self.batch_size), self.residual.split(self.batch_size)
+        for idx, g in zip(*steps, strict=True):
+            rows, features, y = self._buffers(len(idx))
+            torch.index_select(x, 0, idx, out=features)  # fills [1 X] next to the ones
+            torch.index_select(target, 0, idx, out=y)
+            p = torch.softmax(rows @ a_t, dim=1)
+            torch.sub(p, y, out=g)
             # The softmax Jacobian's product p ⊙ (g - Σ_k p_k g_k), fused into one kernel.
             delta = torch._softmax_backward_data(g, p, 1, p.dtype)
-            a.addmm_(delta.T, x, alpha=-2.0 * self.lr / len(x))
+            a.addmm_(delta.T, rows, alpha=-2.0 * self.lr / len(idx))
         self.layer.bias.copy_(a[:, 0])
         self.layer.weight.copy_(a[:, 1:])
         per_row = F.pad(self.residual.square().sum(1), (0, self.padding))  # [S * B]: Σ_k g²

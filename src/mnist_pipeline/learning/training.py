@@ -1,13 +1,13 @@
 """The notebook's training loop, made fast and repeatable.
 
 Per epoch: a fresh permutation of the training set (seeded), minibatches gathered from
-one in-memory tensor into a reused buffer (no per-step allocation of the batch), the
-loss from ``losses.make_loss``, gradients by autograd or by the hand-derived backward
-pass (``train.gradients: manual``, ``backprop.manual_gradients``), and the update: the
-notebook's SGD step ``p -= lr * grad`` (``torch.optim.SGD`` with momentum 0 is exactly
-that; momentum and weight decay are optional), or Adam. After each epoch: the mean
-minibatch loss and the accuracy on the scoring split — the test set, as in the notebook,
-or a held-out slice of train when ``train.val_fraction > 0``.
+one in-memory tensor, the loss from ``losses.make_loss``, gradients by autograd or by the
+hand-derived backward pass (``train.gradients: manual``, ``backprop.ManualBackprop``; the
+notebook's own setup runs as ``backprop.NotebookEpoch``), and the update: the notebook's
+SGD step ``p -= lr * grad`` (``optim.SGD``; momentum and weight decay are optional), or
+Adam. After each epoch: the mean minibatch loss and the accuracy on the scoring split —
+the test set, as in the notebook, or a held-out slice of train when
+``train.val_fraction > 0``.
 
 Data and model move to the device once (``train.device``); same params -> same weights,
 bit for bit, on the same CPU kind: seeds and thread count are set here.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -29,7 +29,7 @@ from mnist_pipeline.core.params import TrainParams
 from mnist_pipeline.core.runtime import configure_torch, resolve_device
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
-from mnist_pipeline.learning.backprop import ManualBackprop, NotebookEpoch, with_bias_column
+from mnist_pipeline.learning.backprop import ManualBackprop, NotebookEpoch
 from mnist_pipeline.learning.losses import accuracy, make_loss, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import SGD
@@ -159,55 +159,35 @@ def make_step(
     return autograd_step
 
 
-EpochFn = Callable[[Iterable[tuple[Tensor, Tensor]]], Tensor]  # minibatches -> step losses [S]
+EpochFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x, y, order) -> step losses [S]
 
 
 def make_epoch(
     params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context, n: int
 ) -> EpochFn:
-    """One epoch over its minibatches, returning the per-step losses ``[S]``.
+    """One epoch on ``x``, ``y`` in ``order``, returning the per-step losses ``[S]``.
 
     The notebook's own setup (linear, softmax, mse, hand-derived gradients, plain SGD, one
-    process) runs as ``backprop.NotebookEpoch``, which takes its batches bias-augmented
-    (``[1 X]``); everything else runs ``make_step`` batch by batch.
+    process) runs as ``backprop.NotebookEpoch``; everything else runs ``make_step`` on
+    ``minibatches``.
     """
     setup = (params.model, params.output, params.loss, params.gradients, params.optimizer)
     plain_sgd = params.momentum == 0 and params.weight_decay == 0
     if setup == ("linear", "softmax", "mse", "manual", "sgd") and plain_sgd and not ctx.active:
         return NotebookEpoch(model.layer1, params.lr, params.batch_size, n)  # type: ignore[arg-type]
     step = make_step(params, model, optimizer, ctx)
-    return lambda batches: torch.stack([step(x, y) for x, y in batches])
-
-
-# Up to this many bytes of training images, each epoch is gathered into a second buffer
-# in shuffled order so that minibatches are contiguous views (~20 µs less per batch-16
-# step; one ~50 ms copy per epoch at 60k = 188 MB). Above it (e.g. 200k images = 627 MB)
-# the copy would break the memory budget, so batches are gathered one at a time.
-EPOCH_STAGING_BYTES = 256 * 2**20
-
-
-def epoch_staging(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | None:
-    if x.element_size() * x.nelement() > EPOCH_STAGING_BYTES:
-        return None
-    return torch.empty_like(x), torch.empty_like(y)
+    return lambda x, y, order: torch.stack(
+        [step(xb, yb) for xb, yb in minibatches(x, y, order, params.batch_size)]
+    )
 
 
 def minibatches(
-    x: Tensor,
-    y: Tensor,
-    order: Tensor,
-    batch_size: int,
-    staging: tuple[Tensor, Tensor] | None,
+    x: Tensor, y: Tensor, order: Tensor, batch_size: int
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """The epoch's minibatches ``(x [B, 784], y [B, ...])`` in ``order``; same values either way."""
-    if staging is None:
-        for idx in order.split(batch_size):
-            yield x[idx], y[idx]
-        return
-    x_epoch, y_epoch = staging
-    torch.index_select(x, 0, order, out=x_epoch)
-    torch.index_select(y, 0, order, out=y_epoch)
-    yield from zip(x_epoch.split(batch_size), y_epoch.split(batch_size), strict=True)
+    """The epoch's minibatches ``(x [B, 784], y [B, ...])``: consecutive slices of ``order``,
+    gathered one at a time (no shuffled copy of the epoch: memory stays the data once)."""
+    for idx in order.split(batch_size):
+        yield x.index_select(0, idx), y.index_select(0, idx)
 
 
 def train(
@@ -237,12 +217,9 @@ def train(
     x, y = (torch.from_numpy(a).to(device) for a in (train_split.images, train_split.labels))
     if params.gradients == "manual":  # the engine takes one-hot rows, gathered with x
         y = one_hot(y, train_split.num_classes, x.dtype)  # [N] -> [N, C]
-    if isinstance(run_epoch, NotebookEpoch):
-        x = with_bias_column(x)  # [N, D] -> [N, 1 + D]
     score_x, score_y = (
         torch.from_numpy(a).to(device) for a in (test_split.images, test_split.labels)
     )
-    staging = epoch_staging(x, y)
     shuffle = torch.Generator().manual_seed(params.seed)
 
     history: list[EpochRecord] = []
@@ -251,7 +228,7 @@ def train(
         start = time.perf_counter()
         # Per-step losses stay device tensors: no host sync inside the loop.
         order = epoch_order(n, shuffle, device)
-        losses = run_epoch(minibatches(x, y, order, params.batch_size, staging))
+        losses = run_epoch(x, y, order)
         losses = distributed.sum_(losses, ctx)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
