@@ -20,7 +20,7 @@ import yaml
 
 from mnist_pipeline.core.io import write_idx, write_json
 from mnist_pipeline.core.runtime import configure_torch
-from mnist_pipeline.data.sources import ALL_FILES, DATASETS, IDX_FILES
+from mnist_pipeline.data.sources import ALL_FILES, IDX_FILES, dataset_classes
 from mnist_pipeline.data.splits import Split, to_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def write_manifest(raw: Path, n_train: int = 200, n_test: int = 50) -> None:
             "requested_source": "mirror",
             "source": "mirror",
             "origin": "synthetic",
-            "classes": list(DATASETS["mnist"].classes),
+            "classes": list(dataset_classes("mnist")),
             "files": {
                 name: {"sha256": "0" * 64, "verified": "no", "shape": []} for name in ALL_FILES
             },
@@ -120,7 +120,7 @@ def make_split(n: int, seed: int) -> Split:
         where="synthetic",
         dataset="mnist",
         source="synthetic",
-        classes=DATASETS["mnist"].classes,
+        classes=dataset_classes("mnist"),
     )
 
 

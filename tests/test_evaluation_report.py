@@ -13,7 +13,7 @@ import torch
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import save_figure
 from mnist_pipeline.core.params import TrainParams
-from mnist_pipeline.data.sources import DATASETS
+from mnist_pipeline.data.sources import dataset_classes
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.evaluation.metrics import evaluate
 from mnist_pipeline.evaluation.scores import (
@@ -221,7 +221,7 @@ def test_per_class_bars_show_precision_recall_f1() -> None:
 
 
 def test_image_titles_carry_full_class_names(test_split: Split) -> None:
-    fashion = dataclasses.replace(test_split, classes=DATASETS["fashion-mnist"].classes)
+    fashion = dataclasses.replace(test_split, classes=dataset_classes("fashion-mnist"))
     labels = fashion.labels
     fig = image_grid(fashion, labels, np.arange(len(fashion)), "all")
     titles = " ".join(ax.get_title() for ax in fig.axes)

@@ -22,10 +22,8 @@ def offline_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
     """Point every torchvision dataset class at a refused local port."""
     import torchvision.datasets as tvd
 
-    for info in sources.DATASETS.values():
-        if not info.torchvision_class:
-            continue
-        monkeypatch.setattr(getattr(tvd, info.torchvision_class), "mirrors", UNREACHABLE)
+    for name in filter(None, sources.DATASETS.values()):
+        monkeypatch.setattr(getattr(tvd, name), "mirrors", UNREACHABLE)
 
 
 def test_mirror_directory_of_gz_files(
@@ -222,3 +220,14 @@ def test_gz_and_raw_give_identical_files(gz_mirror: Path, idx_dir: Path, tmp_pat
         gzip.decompress((gz_mirror / "t10k-labels-idx1-ubyte.gz").read_bytes())
         == (tmp_path / "a" / "t10k-labels-idx1-ubyte").read_bytes()
     )
+
+
+def test_class_names_of_the_known_datasets() -> None:
+    """torchvision's names (the manifest and the report carry them); MNIST's bare digits."""
+    assert sources.dataset_classes("mnist") == tuple("0123456789")
+    assert sources.dataset_classes("fashion-mnist") == (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    )  # fmt: skip
+    assert sources.dataset_classes("kmnist") == tuple("o ki su tsu na ha ma ya re wo".split())
+    assert sources.dataset_classes("idx") == ()

@@ -34,7 +34,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -69,62 +68,41 @@ MAX_CLASSES = 1000  # an idx set's labels: more classes than this is a corrupt l
 # fashion-mnist: computed from Debian's signed package dataset-fashion-mnist
 # 0.0~git20200523.55506a9-1 (/usr/share/datasets/fashion-mnist; Debian recompressed the
 # .gz files, so torchvision's .gz md5s do not match them, but the content is upstream's).
-KNOWN_SHA256: dict[str, dict[str, str]] = {
-    "fashion-mnist": {
-        "train-images-idx3-ubyte": (
-            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
-        ),
-        "train-labels-idx1-ubyte": (
-            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
-        ),
-        "t10k-images-idx3-ubyte": (
-            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
-        ),
-        "t10k-labels-idx1-ubyte": (
-            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
-        ),
-    },
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
+KNOWN_SHA256: dict[str, dict[str, str]] = {"fashion-mnist": FASHION_MNIST_SHA256}
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    torchvision_class: str
-    classes: tuple[str, ...]
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("MNIST", tuple(str(d) for d in range(10))),
-    "fashion-mnist": DatasetInfo(
-        "FashionMNIST",
-        (
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ),
-    ),
-    "kmnist": DatasetInfo("KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
-    # Any IDX set from a mirror: no torchvision class, classes read off the labels.
-    "idx": DatasetInfo("", ()),
+# data.dataset -> its torchvision class, which also names its classes; "idx": any IDX set
+# from a mirror, its classes read off the labels.
+DATASETS: dict[str, str] = {
+    "mnist": "MNIST",
+    "fashion-mnist": "FashionMNIST",
+    "kmnist": "KMNIST",
+    "idx": "",
 }
 
 
 def _torchvision_class(dataset: str) -> Any:
     import torchvision.datasets
 
-    return getattr(torchvision.datasets, DATASETS[dataset].torchvision_class)
+    return getattr(torchvision.datasets, DATASETS[dataset])
+
+
+def dataset_classes(dataset: str) -> tuple[str, ...]:
+    """A known dataset's class names: torchvision's, but MNIST's are the bare digits (not
+    "0 - zero"); () for ``idx``."""
+    if dataset == "mnist":
+        return tuple(str(digit) for digit in range(10))
+    return tuple(_torchvision_class(dataset).classes) if DATASETS[dataset] else ()
 
 
 def torchvision_md5s(dataset: str) -> dict[str, str]:
     """torchvision's md5 of each original ``.gz`` file, keyed by the decompressed name."""
-    if not DATASETS[dataset].torchvision_class:
+    if not DATASETS[dataset]:
         return {}
     return {name.removesuffix(".gz"): md5 for name, md5 in _torchvision_class(dataset).resources}
 
@@ -139,16 +117,6 @@ def _is_url(location: str) -> bool:
         raise PipelineError(
             f"data.mirror={location!r}: not a valid URL ({err}); fix it or use a local directory"
         ) from err
-
-
-def _find_in_mirror(mirror: Path, name: str) -> Path:
-    for candidate in (mirror / f"{name}.gz", mirror / name):
-        if candidate.is_file():
-            return candidate
-    raise PipelineError(
-        f"data.mirror={mirror}: missing {name}.gz (or {name}); "
-        f"the mirror must hold all four files: {', '.join(ALL_FILES)}"
-    )
 
 
 def _fetch_url(url: str, dest: Path) -> bool:
@@ -174,8 +142,6 @@ def _fetch_url(url: str, dest: Path) -> bool:
         raise PipelineError(
             f"data.mirror: {url} answered HTTP {err.code}; check the URL prefix in data.mirror"
         ) from err
-    except FileNotFoundError:
-        return False
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         if isinstance(reason, FileNotFoundError):  # file:// URLs: try the raw name next
@@ -189,24 +155,24 @@ def _fetch_url(url: str, dest: Path) -> bool:
 
 def _collect_mirror(mirror: str, workdir: Path) -> dict[str, Path]:
     """Local paths of the four (possibly gzipped) files of a mirror directory or URL."""
-    if not _is_url(mirror):
-        root = Path(mirror).expanduser()
-        if not root.is_dir():
-            raise PipelineError(
-                f"data.mirror={mirror}: no such directory; point it at a folder holding "
-                f"the four IDX files (e.g. /usr/share/datasets/fashion-mnist)"
-            )
-        return {name: _find_in_mirror(root, name) for name in ALL_FILES}
-    prefix = mirror.rstrip("/") + "/"
+    remote, root = _is_url(mirror), Path(mirror).expanduser()
+    if not remote and not root.is_dir():
+        raise PipelineError(
+            f"data.mirror={mirror}: no such directory; point it at a folder holding "
+            f"the four IDX files (e.g. /usr/share/datasets/fashion-mnist)"
+        )
     found = {}
     for name in ALL_FILES:
-        for suffix in (".gz", ""):
-            dest = workdir / f"{name}{suffix}"
-            if _fetch_url(prefix + name + suffix, dest):
-                found[name] = dest
+        for file in (f"{name}.gz", name):
+            path = workdir / file if remote else root / file
+            if _fetch_url(f"{mirror.rstrip('/')}/{file}", path) if remote else path.is_file():
+                found[name] = path
                 break
         else:
-            raise PipelineError(f"data.mirror={mirror}: missing {name}.gz (or {name})")
+            raise PipelineError(
+                f"data.mirror={mirror}: missing {name}.gz (or {name}); "
+                f"the mirror must hold all four files: {', '.join(ALL_FILES)}"
+            )
     return found
 
 
@@ -425,7 +391,7 @@ def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
     unverified = [name for name, entry in files.items() if entry["verified"].startswith("un")]
     if unverified:
         warnings.append("no known checksum matched: " + ", ".join(unverified))
-    classes = DATASETS[params.dataset].classes or _classes_from_labels(out_dir)
+    classes = dataset_classes(params.dataset) or _classes_from_labels(out_dir)
     return {
         "dataset": params.dataset,
         "classes": list(classes),
