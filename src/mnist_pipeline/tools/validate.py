@@ -27,11 +27,12 @@ import ast
 import contextlib
 import json
 import math
+import modulefinder
 import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,34 +212,6 @@ def params_problems(root: Path) -> list[str]:
 # -------------------------------------------------------------------------------- deps
 
 
-def _module_file(name: str, search: Sequence[Path]) -> Path | None:
-    """The file that ``import name`` loads from one of ``search``, if it is ours."""
-    for base in search:
-        target = base.joinpath(*name.split("."))
-        for candidate in (target / "__init__.py", target.with_suffix(".py")):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _imports(path: Path, search: Sequence[Path]) -> Iterator[Path]:
-    """Project modules ``path`` imports, in any scope; ``import a.b.c`` runs a, a.b, a.b.c."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            for end in range(1, len(parts) + 1):
-                found = _module_file(".".join(parts[:end]), search)
-                if found is not None:
-                    yield found
-
-
 def holds_code(path: Path) -> bool:
     """Whether a module holds any statement besides its docstring.
 
@@ -249,17 +222,33 @@ def holds_code(path: Path) -> bool:
     return len(tree.body) > (0 if ast.get_docstring(tree) is None else 1)
 
 
+class _Importers(modulefinder.ModuleFinder):
+    """stdlib's ``modulefinder`` (bytecode read, never run: imports in any scope, and
+    ``import a.b.c`` loads a, a.b and a.b.c), noting the file that first imports each file."""
+
+    def __init__(self, search: Sequence[Path]) -> None:
+        super().__init__([str(base) for base in search])  # only ours: no stdlib, no torch
+        self.importer: dict[Path, Path] = {}
+        self.scanning: list[Path] = []
+
+    def load_module(self, fqname: str, fp: Any, pathname: str, file_info: Any) -> Any:
+        if not str(pathname).endswith(".py"):  # a package folder: its __init__.py comes next
+            return super().load_module(fqname, fp, pathname, file_info)
+        module = Path(pathname)
+        if self.scanning:
+            self.importer.setdefault(module, self.scanning[-1])
+        self.scanning.append(module)
+        try:
+            return super().load_module(fqname, fp, pathname, file_info)
+        finally:
+            self.scanning.pop()
+
+
 def import_closure(script: Path, search: Sequence[Path]) -> dict[Path, Path]:
     """Every project module ``script`` imports, transitively: module -> who imports it."""
-    importer: dict[Path, Path] = {}
-    todo = [script]
-    while todo:
-        current = todo.pop()
-        for target in sorted(set(_imports(current, search))):
-            if target != script and target not in importer:
-                importer[target] = current
-                todo.append(target)
-    return importer
+    finder = _Importers(search)
+    finder.run_script(str(script))
+    return finder.importer
 
 
 def _outputs(stages: dict[str, Any]) -> list[str]:
