@@ -47,7 +47,6 @@ _IDX_DTYPES: dict[int, str] = {
     0x0D: ">f4",
     0x0E: ">f8",
 }
-_GZIP_MAGIC = b"\x1f\x8b"
 _META_KEY = "mnist_pipeline"
 # The most IDX data a dataset may hold (its four files together): a little above the
 # 210k-image set whose stages were measured under the 1.5 GB RSS budget (README, Bigger
@@ -205,20 +204,15 @@ def _read_text(path: Path, missing: str = "run the stage that writes it") -> str
 
 
 def read_json(path: Path) -> Any:
-    return parse_json(_read_text(path), str(path), fix=RERUN)
-
-
-def parse_json(text: str, source: str, fix: str = "") -> Any:
-    """JSON from a string (e.g. ``git show REV:path``); ``source`` names it in errors."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_pairs(source))
+        return json.loads(_read_text(path), object_pairs_hook=_unique_pairs(path))
     except json.JSONDecodeError as err:
         raise PipelineError(
-            f"{source}: not valid JSON ({err.msg} at line {err.lineno}){fix}"
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno}){RERUN}"
         ) from err
 
 
-def _unique_pairs(source: str) -> Any:
+def _unique_pairs(source: Path) -> Any:
     """A JSON ``object_pairs_hook`` that refuses a key given twice (json keeps the last)."""
 
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -268,8 +262,8 @@ def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
         frame.to_csv(tmp, index=index, lineterminator="\n")
 
 
-def read_csv(path: Path, index_col: int | None = None, dtype: Any = None) -> pd.DataFrame:
-    return parse_csv(_read_text(path), str(path), index_col=index_col, dtype=dtype, fix=RERUN)
+def read_csv(path: Path, dtype: Any = None) -> pd.DataFrame:
+    return parse_csv(_read_text(path), str(path), dtype=dtype, fix=RERUN)
 
 
 def parse_csv(
@@ -301,23 +295,8 @@ def save_figure(fig: Figure, path: Path, dpi: int = 100) -> None:
 
 
 def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == _GZIP_MAGIC
-
-
-def _read_exactly(handle: Any, size: int, path: Path, what: str) -> bytes:
-    data = handle.read(size)
-    if len(data) < size:
-        raise PipelineError(f"{path}: truncated IDX {what}; fetch the file again")
-    return data
+        return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
 def read_idx_bytes(
@@ -333,8 +312,8 @@ def read_idx_bytes(
     """
     path = Path(path)
     try:
-        opener = gzip.open if is_gzip(path) else open
-        with opener(path, "rb") as handle:
+        with open(path, "rb") as raw:
+            handle = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
             magic = handle.read(4)
             if len(magic) < 4:
                 raise PipelineError(
@@ -347,7 +326,9 @@ def read_idx_bytes(
                     f"{path}: bad IDX magic number 0x{magic.hex()} (expected 0x00000801 for "
                     "labels or 0x00000803 for images); not an IDX file: fetch the file again"
                 )
-            dims = _read_exactly(handle, 4 * ndim, path, "header")
+            dims = handle.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise PipelineError(f"{path}: truncated IDX header; fetch the file again")
             shape = struct.unpack(f">{ndim}I", dims)
             dtype = np.dtype(_IDX_DTYPES[type_code])
             expected = math.prod(shape) * dtype.itemsize  # a Python int: never overflows
