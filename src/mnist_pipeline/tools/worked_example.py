@@ -63,40 +63,29 @@ def compute(lr: float = DEFAULT_LR) -> dict[str, Any]:
     }
 
 
-# (key, label) in the order they are printed; the label says what the value is.
-SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    (
-        "Inputs (the notebook's setup, float64; row 0 of each W is the bias)",
-        (("X", "X [N=3, 2]"), ("y", "y [3, 1]"), ("W1", "W1 [1+2, 2]"), ("W2", "W2 [1+2, 1]")),
+# Each label in the order printed, starting with its key; the rest says what the value is.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "Inputs (the notebook's setup, float64; row 0 of each W is the bias)": (
+        "X [N=3, 2]",
+        "y [3, 1]",
+        "W1 [1+2, 2]",
+        "W2 [1+2, 1]",
     ),
-    (
-        "Forward pass",
-        (
-            ("U1", "U1 = [1 X] W1"),
-            ("Z1", "Z1 = sigmoid(U1)"),
-            ("U2", "U2 = [1 Z1] W2"),
-            ("Z2", "Z2 = sigmoid(U2)"),
-            ("loss", "loss = 1/(2N) sum (Z2 - y)^2"),
-        ),
+    "Forward pass": (
+        "U1 = [1 X] W1",
+        "Z1 = sigmoid(U1)",
+        "U2 = [1 Z1] W2",
+        "Z2 = sigmoid(U2)",
+        "loss = 1/(2N) sum (Z2 - y)^2",
     ),
-    (
-        "Backward pass",
-        (
-            ("delta2", "delta2 = dL/dU2 = (Z2 - y) * Z2 * (1 - Z2) / N"),
-            ("delta1", "delta1 = dL/dU1 = (delta2 W2[1:]^T) * Z1 * (1 - Z1)"),
-            ("dW2", "dW2 = dL/dW2 = [1 Z1]^T delta2"),
-            ("dW1", "dW1 = dL/dW1 = [1 X]^T delta1"),
-        ),
+    "Backward pass": (
+        "delta2 = dL/dU2 = (Z2 - y) * Z2 * (1 - Z2) / N",
+        "delta1 = dL/dU1 = (delta2 W2[1:]^T) * Z1 * (1 - Z1)",
+        "dW2 = dL/dW2 = [1 Z1]^T delta2",
+        "dW1 = dL/dW1 = [1 X]^T delta1",
     ),
-    (
-        "One SGD step",
-        (
-            ("lr", "lr"),
-            ("W2_next", "W2_next = W2 - lr dW2"),
-            ("W1_next", "W1_next = W1 - lr dW1"),
-        ),
-    ),
-)
+    "One SGD step": ("lr", "W2_next = W2 - lr dW2", "W1_next = W1 - lr dW1"),
+}
 
 
 def format_value(value: Tensor | float) -> str:
@@ -111,14 +100,12 @@ def format_value(value: Tensor | float) -> str:
 def render_text(values: dict[str, Any]) -> str:
     """The human-readable report: each section, each labelled value."""
     lines: list[str] = ["Question 1: backprop by hand for a 2-layer sigmoid network"]
-    for title, entries in SECTIONS:
+    for title, labels in SECTIONS.items():
         lines += ["", f"== {title} =="]
-        for key, label in entries:
-            text = format_value(values[key])
-            if isinstance(values[key], Tensor):
-                lines += [f"{label} =", text]
-            else:
-                lines.append(f"{label} = {text}")
+        for label in labels:
+            value = values[label.split()[0]]
+            separator = "\n" if isinstance(value, Tensor) else " "
+            lines.append(f"{label} ={separator}{format_value(value)}")
     return "\n".join(lines)
 
 
