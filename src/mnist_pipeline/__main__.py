@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 
 # command -> (module whose main(argv) runs it, one line of help)
 COMMANDS = {
@@ -23,9 +22,8 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, help_line) in COMMANDS.items():
-        if importlib.util.find_spec(module) is not None:  # predict: once tools/predict.py exists
-            commands.add_parser(name, help=help_line, add_help=False)
+    for name, (_, help_line) in COMMANDS.items():
+        commands.add_parser(name, help=help_line, add_help=False)
     args, rest = parser.parse_known_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.main(rest))

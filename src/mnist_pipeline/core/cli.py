@@ -18,11 +18,6 @@ from mnist_pipeline.core.errors import PipelineError
 EXIT_BAD_INPUT = 2
 
 
-def setup_logging() -> None:
-    """One plain line per message on stderr (DVC shows it as the stage's output)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGINT: unwinds ``with`` blocks (and so removes temp files) like Ctrl-C."""
 
@@ -39,7 +34,8 @@ def entry_point(
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
-        setup_logging()
+        # One plain line per message on stderr (DVC shows it as the stage's output).
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         signals = (signal.SIGTERM, signal.SIGINT)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = {n: signal.signal(n, _interrupt) for n in signals if in_main_thread}

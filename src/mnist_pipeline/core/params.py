@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
 
 # Strict: a quoted '10' is no integer, `true` no number, 2.5 no integer (10 is a float).
@@ -131,9 +132,7 @@ class TrainParams(Section):
         """The cnn's maps must not shrink to nothing, and the weights must fit in memory."""
         width, weights = IMAGE_SIDE * IMAGE_SIDE, 0  # features into the dense layers
         if self.model == "cnn":
-            sides = [IMAGE_SIDE]
-            for _ in self.channels:
-                sides.append(sides[-1] // 2)  # each 2×2 max-pool halves the map
+            sides = [IMAGE_SIDE >> n for n in range(len(self.channels) + 1)]  # 2×2 max-pools
             if sides[-1] == 0:
                 raise PipelineError(
                     f"train.channels: {list(self.channels)} is {len(self.channels)} conv blocks, "
@@ -281,30 +280,25 @@ def keys() -> list[str]:
     for name, section in SECTIONS.items():
         for key, field in section.model_fields.items():
             literal = typing.get_origin(field.annotation) is Literal
-            choices = get_args(field.annotation) if literal else ()
-            allowed = f" (one of: {', '.join(choices)})" if choices else ""
+            allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
             lines.append(f"{name}.{key}: {field.default}{allowed}")
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str] | None = None) -> None:
     """Validate a params file and print 'ok' or the problem."""
-    from mnist_pipeline.core.cli import entry_point
-
-    def check(argv: list[str] | None) -> None:
-        parser = argparse.ArgumentParser(
-            prog="python -m mnist_pipeline params", description="Check a params file."
-        )
-        parser.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"))
-        parser.add_argument("--keys", action="store_true", help="list keys, defaults, choices")
-        args = parser.parse_args(argv)
-        if args.keys:
-            print("\n".join(keys()))
-            return
-        load_params(args.path)
-        print(f"{args.path}: ok")
-
-    return entry_point(check)(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_pipeline params", description="Check a params file."
+    )
+    parser.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--keys", action="store_true", help="list keys, defaults, choices")
+    args = parser.parse_args(argv)
+    if args.keys:
+        print("\n".join(keys()))
+        return
+    load_params(args.path)
+    print(f"{args.path}: ok")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import load_tensors, read_idx, save_tensors
+from mnist_pipeline.core.params import IMAGE_SIDE
 from mnist_pipeline.data.sources import check_labels
 
-IMAGE_SIDE = 28
 N_FEATURES = IMAGE_SIDE * IMAGE_SIDE
 
 
