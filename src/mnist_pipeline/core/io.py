@@ -231,16 +231,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     silently; DVC rejects such a file, so a stage run directly must too)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict):
-                continue  # unhashable: the base class reports it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
+        keys = [self.construct_object(key_node, deep=True) for key_node, _ in node.value]
+        for index, key in enumerate(keys):
+            if key in keys[:index]:  # by equality: an unhashable key is left to the base class
+                mark = node.value[index][0].start_mark
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
         return super().construct_mapping(node, deep)
 
 
