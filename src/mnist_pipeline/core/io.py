@@ -399,10 +399,6 @@ def save_tensors(
             raise OSError(errno.ENOSPC, str(err)) from err
 
 
-# safetensors caps its JSON header at 100 MB.
-_MAX_SAFETENSORS_HEADER = 100_000_000
-
-
 # safetensors dtype names -> numpy (little-endian, as the format stores them).
 _SAFETENSORS_DTYPES = {
     "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
@@ -410,68 +406,51 @@ _SAFETENSORS_DTYPES = {
 }  # fmt: skip
 
 
-def _safetensors_header(path: Path) -> dict[str, Any] | None:
-    """The JSON header of a safetensors file (a little-endian u64 length N, then N bytes of
-    a JSON object, within the file), or None when ``path`` is not laid out that way.
+def _open_tensors(path: Path) -> Any:
+    """safetensors' own reader of ``path``: it checks the header (a JSON object within the
+    file; each tensor's dtype and shape filling its bytes, the tensors back to back) and
+    reads no data. Anything else is refused in one line, a pickle by name.
 
-    The format is recognised by parsing that header, never by the first byte: the length's
-    low byte can be anything (0x80, a pickle's first byte, for every N = 128 mod 256).
+    The format is recognised by that header, never by the first byte: the header length's
+    low byte can be anything (0x80, a pickle's first byte, for every length = 128 mod 256).
     """
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            return None
-        (length,) = struct.unpack("<Q", head)
-        if length > min(size - 8, _MAX_SAFETENSORS_HEADER):
-            return None
-        try:
-            header = json.loads(handle.read(length))
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError
-            return None
-    return {"__length__": length, **header} if isinstance(header, dict) else None
+    from safetensors import SafetensorError, safe_open
 
-
-def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Load a safetensors file as numpy arrays and its string metadata; refuse anything else.
-
-    Each tensor is read straight into its array (``np.fromfile`` at its offset): the peak
-    memory is the data once. safetensors' own numpy loader copies out of a memory map,
-    which counts the data twice (1.25 GB for 200k images, over the stages' budget).
-    """
-    path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: file not found; run the stage that writes it")
-    header = _safetensors_header(path)
-    if header is None:
+    try:
+        return safe_open(str(path), framework="numpy")
+    except SafetensorError as err:
         with open(path, "rb") as handle:
             head = handle.read(2)
         if head[:1] == b"\x80" or head == b"PK":
             raise PipelineError(
                 f"{path}: is a pickle/torch.save file, not safetensors; refusing to load it "
                 "(pickle can run code). Delete it and rerun the stage that writes it"
-            )
-        raise PipelineError(
-            f"{path}: not a readable safetensors file (no valid safetensors header); "
-            "rerun the stage that writes it"
-        )
-    start, size = 8 + header.pop("__length__"), path.stat().st_size
-    metadata = _unpack_metadata(path, header.pop("__metadata__", None))
-    tensors = {}
-    with open(path, "rb") as handle:
-        for name, info in header.items():
-            try:
-                dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
-                shape = [int(n) for n in info["shape"]]
-                begin, end = (int(n) for n in info["data_offsets"])
-                count = int(np.prod(shape, dtype=object))
-            except (KeyError, TypeError, ValueError) as err:
-                raise _unreadable_tensors(path, f"tensor {name!r}: bad entry {err}") from err
-            if not (0 <= begin <= end <= size - start) or end - begin != count * dtype.itemsize:
-                raise _unreadable_tensors(path, f"tensor {name!r} does not fit the file")
-            handle.seek(start + begin)
-            array = np.fromfile(handle, dtype=dtype, count=count)
-            tensors[name] = array.reshape(shape)
+            ) from err
+        raise _unreadable_tensors(path, err) from err
+
+
+def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Load a safetensors file as numpy arrays and its string metadata; refuse anything else.
+
+    Each tensor is read straight into its array (``np.fromfile``): the peak memory is the
+    data once. safetensors' own numpy loader copies out of a memory map, which counts the
+    data twice (1.25 GB for 200k images, over the stages' budget).
+    """
+    path = Path(path)
+    with _open_tensors(path) as reader, open(path, "rb") as handle:
+        metadata = _unpack_metadata(path, reader.metadata())
+        (length,) = struct.unpack("<Q", handle.read(8))
+        handle.seek(8 + length)  # the data: the tensors back to back, in offset order
+        tensors = {}
+        for name in reader.offset_keys():
+            info = reader.get_slice(name)
+            if info.get_dtype() not in _SAFETENSORS_DTYPES:
+                raise _unreadable_tensors(path, f"tensor {name!r} is {info.get_dtype()}")
+            shape = info.get_shape()
+            dtype = _SAFETENSORS_DTYPES[info.get_dtype()]
+            tensors[name] = np.fromfile(handle, dtype, math.prod(shape)).reshape(shape)
     return tensors, metadata
 
 
@@ -481,21 +460,19 @@ def _unreadable_tensors(path: Path, err: Exception | str) -> PipelineError:
     )
 
 
-def _unpack_metadata(path: Path, packed: Any) -> dict[str, str]:
+def _unpack_metadata(path: Path, packed: dict[str, str] | None) -> dict[str, str]:
     """The header's ``__metadata__`` (save_tensors packs it as JSON under one key)."""
     packed = packed or {}
     try:
-        return json.loads(packed[_META_KEY]) if _META_KEY in packed else dict(packed)
-    except (TypeError, ValueError) as err:
+        return json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
+    except ValueError as err:
         raise _unreadable_tensors(path, f"bad metadata: {err}") from err
 
 
 def read_tensor_metadata(path: Path) -> dict[str, str]:
     """The string metadata of a safetensors file, from its header alone (no tensors read)."""
-    header = _safetensors_header(Path(path))
-    if header is None:
-        raise _unreadable_tensors(path, "no valid safetensors header")
-    return _unpack_metadata(path, header.get("__metadata__"))
+    with _open_tensors(Path(path)) as reader:
+        return _unpack_metadata(Path(path), reader.metadata())
 
 
 # ------------------------------------------------------------------------------ images
