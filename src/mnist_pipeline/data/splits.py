@@ -1,4 +1,4 @@
-"""Raw IDX arrays -> validated training tensors, and the minibatch order.
+"""Raw IDX arrays -> validated training tensors.
 
 ``to_split`` checks what the notebook's ``data_iter`` silently assumed (uint8 images of
 28×28, as many labels as images, labels in range) and flattens and scales the images the
