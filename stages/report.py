@@ -48,8 +48,6 @@ def main() -> None:
     confusion = confusion_frame(actual, predicted, split.classes)
     per_class = per_class_frame(confusion)
 
-    counts = manifest["counts"]
-    subtitle = provenance(manifest["dataset"], manifest["source"], counts["train"], counts["test"])
     figures = build_figures(
         history,
         confusion,
@@ -57,7 +55,7 @@ def main() -> None:
         predicted,
         params.report.n_images,
         per_class=per_class,
-        subtitle=subtitle,
+        subtitle=provenance(manifest),
     )
     text = render_markdown(
         manifest,

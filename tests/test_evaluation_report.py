@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import save_figure
@@ -17,6 +19,7 @@ from mnist_pipeline.data.sources import dataset_classes
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.evaluation.metrics import evaluate
 from mnist_pipeline.evaluation.scores import (
+    SCORES,
     Metrics,
     confusion_counts,
     confusion_frame,
@@ -30,12 +33,11 @@ from mnist_pipeline.learning.training import history_frame, train
 from mnist_pipeline.reporting.report import (
     FIGURES,
     as_written,
+    bar_chart,
     build_figures,
-    confusion_heatmap,
+    heatmap,
     image_grid,
     misclassified_grid,
-    misclassified_indices,
-    per_class_bars,
     render_markdown,
 )
 
@@ -179,9 +181,14 @@ def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Pa
 
 def test_heatmap_writes_every_count() -> None:
     confusion = pd.DataFrame([[5, 1], [0, 7]], index=["a", "b"], columns=["a", "b"])
-    fig = confusion_heatmap(confusion)
+    fig = heatmap([("Confusion matrix", confusion)], Normalize(vmin=0, vmax=7))
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["0", "1", "5", "7"]
+
+
+def image_titles(fig: Figure) -> list[str]:
+    """The ``#index\\ntrue → predicted`` title of each image of an ``image_grid``."""
+    return [text.get_text() for text in fig.axes[0].texts]
 
 
 def test_misclassified_are_the_first_wrong_ones_by_index(test_split: Split) -> None:
@@ -189,13 +196,12 @@ def test_misclassified_are_the_first_wrong_ones_by_index(test_split: Split) -> N
     predicted = labels.copy()
     wrong = [3, 7, 8, 20, 41]
     predicted[wrong] = (labels[wrong] + 1) % 10
-    assert misclassified_indices(test_split, predicted, 3).tolist() == [3, 7, 8]
-    assert misclassified_indices(test_split, predicted, 10).tolist() == wrong
-    fig = misclassified_grid(test_split, predicted, 3)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     names = test_split.classes
-    assert titles == [f"#{i}\n{names[labels[i]]} → {names[predicted[i]]}" for i in (3, 7, 8)]
-    assert "first 3 of 5" in fig.get_suptitle()
+    for n_images, shown in ((3, [3, 7, 8]), (10, wrong)):
+        fig = misclassified_grid(test_split, predicted, n_images)
+        titles = [f"#{i}\n{names[labels[i]]} → {names[predicted[i]]}" for i in shown]
+        assert image_titles(fig) == titles
+        assert f"first {len(shown)} of 5" in fig.get_suptitle()
     # A perfect model: the grid says so instead of failing or linking nothing.
     perfect = misclassified_grid(test_split, labels, 3)
     assert "first 0 of 0" in perfect.get_suptitle()
@@ -211,7 +217,7 @@ def test_per_class_bars_show_precision_recall_f1() -> None:
             "support": [2, 4],
         }
     )
-    fig = per_class_bars(per_class)
+    fig = bar_chart(per_class.set_index("class")[list(SCORES)], "Per-class scores", "score")
     ax = fig.axes[0]
     heights = [round(bar.get_height(), 6) for bar in ax.patches]
     # Bars are drawn score by score: precision of a, b; recall of a, b; f1 of a, b.
@@ -224,7 +230,7 @@ def test_image_titles_carry_full_class_names(test_split: Split) -> None:
     fashion = dataclasses.replace(test_split, classes=dataset_classes("fashion-mnist"))
     labels = fashion.labels
     fig = image_grid(fashion, labels, np.arange(len(fashion)), "all")
-    titles = " ".join(ax.get_title() for ax in fig.axes)
+    titles = " ".join(image_titles(fig))
     assert "Ankle boot → Ankle boot" in titles and "Ankle bo " not in titles + " "
 
 

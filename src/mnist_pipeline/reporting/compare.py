@@ -15,8 +15,10 @@ curves on one plot, both confusion matrices, their cell-by-cell difference ``new
 as a diverging heatmap, and per-class recall. ``compare.json`` beside it holds the same
 numbers for scripts. The folder is not ``reports/``: that is the report stage's DVC output.
 
-Both sides are read through ``dvc.api`` (``params_show``, ``metrics_show``, ``read`` with
-``rev=``), so whatever metrics a run has are compared. This module is a tool, not a stage.
+Params and metrics are DVC's own ``dvc params diff`` and ``dvc metrics diff --all`` (the
+``Repo`` API), so whatever metrics a run has are compared; the other files are read with
+``dvc.api.read(rev=)``. The figures are the report's (``reporting.report``), drawn with both
+runs. This module is a tool, not a stage.
 """
 
 from __future__ import annotations
@@ -27,28 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display; must precede pyplot
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import (
-    atomic_dir,
-    parse_csv,
-    save_figure,
-    write_json,
-    write_text,
-)
+from mnist_pipeline.core.io import atomic_dir, parse_csv, save_figure, write_json, write_text
 from mnist_pipeline.evaluation.scores import Metrics
-from mnist_pipeline.reporting.report import accuracy_column, draw_cells, epoch_ticks, markdown_table
+from mnist_pipeline.reporting.report import bar_chart, heatmap, learning_curves, markdown_table
 from mnist_pipeline.reporting.text import escape_md
 
 EVAL = "metrics/eval.json"
@@ -67,7 +57,7 @@ TOP_MOVERS = 5
 HEADLINE = Metrics.names()
 
 
-# ---------------------------------------------------------------------------- dvc.api
+# ---------------------------------------------------------------------------- dvc
 
 
 def repo_root(start: Path) -> Path:
@@ -135,118 +125,73 @@ def read_text_at(repo: Path, revision: Revision, path: str) -> str:
         ) from err
 
 
-def flat(tree: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (lists stay values)."""
-    return pd.json_normalize(dict(tree), sep=".").iloc[0].to_dict() if tree else {}
-
-
-def dvc_diff(old: Mapping[str, Any], new: Mapping[str, Any], everything: bool) -> dict[str, Any]:
-    """``{key: {old, new[, diff]}}`` as ``dvc {params,metrics} diff --json`` writes it."""
-    found = {}
-    for key in dict.fromkeys([*old, *new]):
-        before, after = old.get(key), new.get(key)
-        if before == after and not everything:
-            continue
-        entry = {"old": before, "new": after}
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (before, after)):
-            entry["diff"] = after - before
-        found[key] = entry
-    return found
-
-
 def diffs(repo: Path, old: Revision, new: Revision) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Params that changed (``params.yaml``) and every metric, per metrics file."""
-    import dvc.api
+    """The params that changed and every metric, ``{file: {key: {old, new[, diff]}}}``: what
+    ``dvc params diff`` and ``dvc metrics diff --all`` compute (each side's dvc.yaml names
+    its params and metrics files)."""
+    from dvc.repo import Repo
 
-    files = {  # the metrics files either side's dvc.yaml declares
-        entry if isinstance(entry, str) else next(iter(entry))
-        for revision in (old, new)
-        for stage in yaml.safe_load(read_text_at(repo, revision, "dvc.yaml"))["stages"].values()
-        for entry in stage.get("metrics", [])
-    }
-
-    def show(function: Any, revision: Revision, *targets: str) -> dict[str, Any]:
-        try:
-            return flat(function(*targets, repo=str(repo), rev=revision.commit))
-        except FileNotFoundError:
-            return {}  # a metrics file this side does not have: its metrics are new/removed
-        except Exception as err:  # dvc.api raises many kinds; each is one line here
-            what = ", ".join(targets) or "params"
-            raise PipelineError(f"{revision.label}: cannot read {what} ({err})") from err
-
-    params = dvc_diff(*(show(dvc.api.params_show, r) for r in (old, new)), everything=False)
-    metrics = {
-        file: dvc_diff(*(show(dvc.api.metrics_show, r, file) for r in (old, new)), everything=True)
-        for file in sorted(files)
-    }
-    return {"params.yaml": params} if params else {}, metrics
+    revs = [old.commit, new.commit or WORKSPACE]
+    with Repo(str(repo)) as dvc_repo:
+        found = [dvc_repo.params.diff(*revs), dvc_repo.metrics.diff(*revs, all=True)]
+    for result in found:
+        for rev, errors in result.get("errors", {}).items():
+            for what, err in errors.items() if isinstance(errors, dict) else [("", errors)]:
+                # A metrics file that only one side has: its metrics are new / removed.
+                if not isinstance(err, FileNotFoundError):
+                    where = old.label if rev == old.commit else new.label
+                    raise PipelineError(f"{where}: cannot read {what or 'dvc.yaml'} ({err})")
+    params, metrics = (result.get("diff", {}) for result in found)
+    return params, metrics
 
 
 @dataclass(frozen=True)
 class RunFiles:
     """The files of one run that the comparison reads."""
 
-    per_class: dict[str, dict[str, float]]  # class -> precision, recall, f1, support
+    per_class: pd.DataFrame  # index = class; precision, recall, f1, support
     confusion: pd.DataFrame  # [C, C] counts, index = actual, columns = predicted
     history: pd.DataFrame  # one row per epoch: epoch, train_loss, test/val_accuracy
 
 
 def load_run(repo: Path, revision: Revision) -> RunFiles:
     """The per-class scores, the confusion matrix and the train log of one side."""
-    where = revision.label
 
-    def text(path: str) -> tuple[str, str]:
-        return read_text_at(repo, revision, path), f"{where}:{path}"
+    def read(path: str, **kwargs: Any) -> pd.DataFrame:
+        return parse_csv(read_text_at(repo, revision, path), f"{revision.label}:{path}", **kwargs)
 
-    per_class = parse_csv(*text(PER_CLASS), dtype={"class": str})  # "0".."9" stay names
-    scores = per_class.set_index("class").to_dict(orient="index")
-    confusion = parse_csv(*text(CONFUSION), index_col=0)  # 0..9 are ints on the index
+    per_class = read(PER_CLASS, dtype={"class": str}).set_index("class")  # "0".."9": names
+    confusion = read(CONFUSION, index_col=0)  # 0..9 are ints on the index
     confusion = confusion.rename(index=str, columns=str).rename_axis("actual")
-    return RunFiles(scores, confusion, parse_csv(*text(TRAIN_LOG)))
+    return RunFiles(per_class, confusion, read(TRAIN_LOG))
 
 
 # ---------------------------------------------------------------------- pure functions
 
 
-def confusion_diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """Cell by cell ``new - old`` of two ``[C, C]`` confusion frames with the same classes.
+def confusion_diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame | None:
+    """Cell by cell ``new - old`` of two ``[C, C]`` confusion frames (``load_run``'s).
 
     Positive on the diagonal = more test images right; positive off it = more of that
-    mistake. Raises when the class labels differ (e.g. another dataset).
+    mistake. None when the class labels differ (e.g. another dataset).
     """
-    old, new = (frame.rename(index=str, columns=str) for frame in (old, new))
     if [*old.columns, *old.index] != [*new.columns, *new.index]:
-        raise PipelineError(
-            f"the confusion matrices have different classes ({', '.join(old.columns)} vs "
-            f"{', '.join(new.columns)}); no cell-by-cell difference"
-        )
-    return (new.astype("int64") - old.astype("int64")).rename_axis("actual")
+        return None
+    return new.astype("int64") - old.astype("int64")
 
 
-def recall_movers(
-    old: Mapping[str, Mapping[str, float]],
-    new: Mapping[str, Mapping[str, float]],
-    top: int = TOP_MOVERS,
-) -> pd.DataFrame:
+def recall_movers(old: pd.DataFrame, new: pd.DataFrame, top: int = TOP_MOVERS) -> pd.DataFrame:
     """The ``top`` classes whose recall changed most (``per_class.csv``'s rows by class).
 
     Columns ``class, old, new, delta`` (``delta = new - old``), largest ``|delta|`` first,
     ties in class order; classes that did not move are left out; only classes on both sides.
     """
-    rows = [
-        {
-            "class": name,
-            "old": float(old[name]["recall"]),
-            "new": float(new[name]["recall"]),
-            "delta": round(float(new[name]["recall"]) - float(old[name]["recall"]), 6),
-        }
-        for name in new
-        if name in old
-    ]
-    frame = pd.DataFrame(rows, columns=["class", "old", "new", "delta"])
+    both = new.index.intersection(old.index, sort=False)
+    frame = pd.DataFrame({"old": old.loc[both, "recall"], "new": new.loc[both, "recall"]})
+    frame = frame.astype(float).assign(delta=(frame["new"] - frame["old"]).round(6))
     frame = frame[frame["delta"] != 0]
-    order = frame["delta"].abs().sort_values(ascending=False, kind="stable").index
-    return frame.loc[order].head(top).reset_index(drop=True)
+    frame = frame.loc[frame["delta"].abs().nlargest(top).index]  # nlargest: ties in order
+    return frame.rename_axis("class").reset_index()
 
 
 def _value(value: Any) -> str:
@@ -284,10 +229,10 @@ def metrics_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[li
     Headline metrics first, then the rest alphabetically; per-class ones are left to the
     movers table (``per_class.<class>.<score>`` would be 40 rows for MNIST).
     """
+    rank = {name: i for i, name in enumerate(HEADLINE)}
     rows = []
     for file in sorted(diff):
         keys = [k for k in diff[file] if not k.startswith("per_class.")]
-        rank = {name: i for i, name in enumerate(HEADLINE)}
         for key in sorted(keys, key=lambda k: (rank.get(k, len(rank)), k)):
             entry = diff[file][key]
             if "diff" not in entry and entry.get("old") == entry.get("new"):
@@ -296,87 +241,6 @@ def metrics_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[li
                 [file, key, _value(entry.get("old")), _value(entry.get("new")), _change(entry)]
             )
     return rows
-
-
-# -------------------------------------------------------------------------------- figures
-
-
-def learning_curves(old: pd.DataFrame, new: pd.DataFrame, old_label: str, new_label: str) -> Figure:
-    """Train loss and test (or validation) accuracy per epoch, both runs on each panel."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    for history, label, style in (
-        (old, old_label, {"color": "tab:gray", "linestyle": "--", "marker": "s"}),
-        (new, new_label, {"color": "tab:blue", "linestyle": "-", "marker": "o"}),
-    ):
-        column = accuracy_column(history)
-        scored_on = "" if column == "test_accuracy" else f" ({column})"
-        ax_loss.plot(history["epoch"], history["train_loss"], label=label, **style)
-        ax_acc.plot(history["epoch"], history[column], label=label + scored_on, **style)
-    ax_loss.set(xlabel="epoch", ylabel="mean train loss", title="Train loss")
-    scored_on = "Test" if accuracy_column(new).startswith("test") else "Validation"
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{scored_on} accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        epoch_ticks(ax, pd.concat([old["epoch"], new["epoch"]]))
-    return fig
-
-
-def confusion_pair(old: pd.DataFrame, new: pd.DataFrame, old_label: str, new_label: str) -> Figure:
-    """Both confusion matrices side by side on one colour scale, counts in the cells."""
-    size = max(4.5, 0.45 * len(old) + 1.5)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), layout="constrained")
-    top = max(int(old.to_numpy().max()), int(new.to_numpy().max()), 1)
-    norm = Normalize(vmin=0, vmax=top)
-    for ax, frame, label in ((axes[0], old, old_label), (axes[1], new, new_label)):
-        image = draw_cells(ax, frame, "Blues", norm)
-        ax.set_title(label)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="test images")
-    fig.suptitle("Confusion matrices (rows = actual, columns = predicted)")
-    return fig
-
-
-def confusion_diff_heatmap(diff: pd.DataFrame, old_label: str, new_label: str) -> Figure:
-    """``new - old`` per cell on a diverging scale centred at 0: blue = more, red = fewer."""
-    size = max(5.0, 0.55 * len(diff) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
-    # Symmetric limits so white is exactly 0 and equal changes get equal colour strength.
-    span = max(int(np.abs(diff.to_numpy()).max()), 1)
-    norm = TwoSlopeNorm(vcenter=0, vmin=-span, vmax=span)
-    image = draw_cells(ax, diff, "RdBu", norm, signed=True)
-    fig.colorbar(image, ax=ax, shrink=0.8, label=f"{new_label} − {old_label}")
-    ax.set_title(
-        f"Confusion difference: {new_label} − {old_label}\n"
-        "diagonal blue = more right; off-diagonal red = fewer of that mistake",
-        fontsize=10,
-    )
-    return fig
-
-
-def recall_bars(
-    old: Mapping[str, Mapping[str, float]],
-    new: Mapping[str, Mapping[str, float]],
-    old_label: str,
-    new_label: str,
-) -> Figure:
-    """Per-class recall of both runs, grouped bars, the change written above each pair."""
-    classes = [name for name in new if name in old]
-    x = np.arange(len(classes))
-    old_recall = np.array([old[name]["recall"] for name in classes])
-    new_recall = np.array([new[name]["recall"] for name in classes])
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.8 * len(classes) + 2), 3.8), layout="constrained")
-    ax.bar(x - 0.2, old_recall, 0.4, label=old_label, color="tab:gray")
-    ax.bar(x + 0.2, new_recall, 0.4, label=new_label, color="tab:blue")
-    for i, delta in enumerate(new_recall - old_recall):
-        top = max(old_recall[i], new_recall[i])
-        color = "tab:blue" if delta > 0 else "tab:red" if delta < 0 else "gray"
-        text = f"{delta:+.2f}" if round(delta, 2) else "0"
-        ax.text(i, top + 0.02, text, ha="center", fontsize=7, color=color)
-    ax.set_xticks(x, classes, rotation=45 if len(classes) > 10 else 0)
-    ax.set(xlabel="class", ylabel="recall", ylim=(0, 1.12), title="Per-class recall")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
 
 
 # ---------------------------------------------------------------------------- the report
@@ -422,10 +286,6 @@ def compare(repo: Path, old_rev: str, new_rev: str = WORKSPACE) -> Comparison:
         )
     old_run, new_run = load_run(repo, old), load_run(repo, new)
     params, metrics = diffs(repo, old, new)
-    try:
-        diff = confusion_diff(old_run.confusion, new_run.confusion)
-    except PipelineError:
-        diff = None  # another dataset: the report shows both matrices and says so
     return Comparison(
         old=old,
         new=new,
@@ -433,15 +293,14 @@ def compare(repo: Path, old_rev: str, new_rev: str = WORKSPACE) -> Comparison:
         metrics=metrics,
         old_run=old_run,
         new_run=new_run,
-        diff=diff,
+        diff=confusion_diff(old_run.confusion, new_run.confusion),
         movers=recall_movers(old_run.per_class, new_run.per_class),
     )
 
 
 def _data_line(run: RunFiles) -> str:
     """``1,000 test images in 10 classes (0, 1, …, 9)``: what each side was scored on."""
-    n_test = sum(int(scores["support"]) for scores in run.per_class.values())
-    names = ", ".join(run.per_class)
+    n_test, names = int(run.per_class["support"].sum()), ", ".join(run.per_class.index)
     return escape_md(f"{n_test:,} test images in {len(run.per_class)} classes ({names})")
 
 
@@ -455,7 +314,7 @@ def render_markdown(result: Comparison) -> str:
     lines = [f"# {escape_md(new)} vs {escape_md(old)}", ""]
     old_data, new_data = _data_line(result.old_run), _data_line(result.new_run)
     if old_data == new_data:
-        lines += [f"Both runs: {new_data}.", ""] if new_data else []
+        lines += [f"Both runs: {new_data}.", ""]
     else:
         lines += [
             f"> **Warning:** the runs saw different data — {escape_md(old)}: {old_data}; "
@@ -515,17 +374,44 @@ def render_markdown(result: Comparison) -> str:
     return "\n".join([*lines, ""])
 
 
+def recall_bars(result: Comparison) -> Figure:
+    """Per-class recall of both runs, grouped bars, the change written above each pair."""
+    old, new = result.old_run.per_class["recall"], result.new_run.per_class["recall"]
+    recall = pd.concat([old, new], axis=1, keys=[result.old.label, result.new.label], join="inner")
+    fig = bar_chart(recall, "Per-class recall", "recall", top=1.12, colors=["tab:gray", "tab:blue"])
+    deltas = recall.iloc[:, 1] - recall.iloc[:, 0]
+    for i, (delta, top) in enumerate(zip(deltas, recall.max(axis=1), strict=True)):
+        color = "tab:blue" if delta > 0 else "tab:red" if delta < 0 else "gray"
+        text = f"{delta:+.2f}" if round(delta, 2) else "0"
+        fig.axes[0].text(i, top + 0.02, text, ha="center", fontsize=7, color=color)
+    return fig
+
+
 def build_figures(result: Comparison) -> dict[str, Figure]:
     """The report's figures, keyed like ``FIGURES`` (no difference heatmap across datasets)."""
     old, new = result.old.label, result.new.label
-    old_run, new_run = result.old_run, result.new_run
+    runs = [(old, result.old_run), (new, result.new_run)]
+    top = max(int(run.confusion.to_numpy().max(initial=0)) for _, run in runs)
     figures = {
-        "learning_curves": learning_curves(old_run.history, new_run.history, old, new),
-        "confusion": confusion_pair(old_run.confusion, new_run.confusion, old, new),
-        "recall": recall_bars(old_run.per_class, new_run.per_class, old, new),
+        "learning_curves": learning_curves([(label, run.history) for label, run in runs]),
+        "confusion": heatmap(
+            [(label, run.confusion) for label, run in runs],
+            Normalize(vmin=0, vmax=max(top, 1)),
+            "Confusion matrices (rows = actual, columns = predicted)",
+            label="test images",
+        ),
+        "recall": recall_bars(result),
     }
     if result.diff is not None:
-        figures["confusion_diff"] = confusion_diff_heatmap(result.diff, old, new)
+        # Symmetric limits so white is exactly 0 and equal changes get equal colour strength.
+        span = max(int(np.abs(result.diff.to_numpy()).max(initial=0)), 1)
+        figures["confusion_diff"] = heatmap(
+            [(f"Confusion difference: {new} − {old}", result.diff)],
+            TwoSlopeNorm(vcenter=0, vmin=-span, vmax=span),
+            "diagonal blue = more right; off-diagonal red = fewer of that mistake",
+            label=f"{new} − {old}",
+            signed=True,
+        )
     return figures
 
 

@@ -7,24 +7,21 @@ them. Data provenance comes first — in the report's title and in every figure'
 nobody mistakes a result on the 5,000-digit embedded sample for a full-MNIST one. The
 stage (``stages/report.py``, run by ``dvc repro``) saves both through ``io``.
 
-``draw_cells`` is the heatmap-with-numbers drawing shared with ``compare``.
+``learning_curves``, ``heatmap`` and ``bar_chart`` draw one run here and two in ``compare``.
+Figures are ``matplotlib.figure.Figure`` objects (no pyplot state); ``io.save_figure``
+renders them with the Agg canvas.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display; must precede pyplot
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
 
 from mnist_pipeline.data.splits import IMAGE_SIDE, Split
 from mnist_pipeline.evaluation.scores import SCORES, Metrics
@@ -37,15 +34,34 @@ FIGURES = {
     "predictions": "test_predictions.png",
     "misclassified": "misclassified.png",
 }
+# The report's section for each figure, in report.md's order.
+SECTIONS = {
+    "learning_curve": "Training, per epoch",
+    "confusion": "Confusion matrix (rows = actual, columns = predicted)",
+    "per_class": "Per-class scores",
+    "predictions": "First test images (true → predicted; red = wrong)",
+    "misclassified": "Misclassified test images (the first ones by index; true → predicted)",
+}
 # Above this many classes (an EMNIST-size idx set) cells get no numbers and figures stop
 # growing: 200 classes would otherwise be 40,000 text objects and gigabytes of memory.
 MAX_LABELLED_CLASSES = 30
 MAX_INCHES = 24.0
+# One line style per run in learning_curves: an earlier run dashed grey, the last solid blue.
+RUN_STYLES = (
+    {"color": "tab:gray", "linestyle": "--", "marker": "s"},
+    {"color": "tab:blue", "linestyle": "-", "marker": "o"},
+)
 
 
-def provenance(dataset: str, source: str, n_train: int, n_test: int) -> str:
-    """``mnist — embedded data (4,000 train / 1,000 test images)``: titles say what was run."""
-    return f"{plain(dataset)} — {plain(source)} data ({n_train:,} train / {n_test:,} test images)"
+def provenance(manifest: Mapping[str, Any]) -> str:
+    """``mnist — embedded data (4,000 train / 1,000 test images)``: titles say what was run
+    (``manifest`` is ``manifest.json``'s object)."""
+    dataset, source, counts = (
+        plain(manifest["dataset"]),
+        plain(manifest["source"]),
+        manifest["counts"],
+    )
+    return f"{dataset} — {source} data ({counts['train']:,} train / {counts['test']:,} test images)"
 
 
 def accuracy_column(history: pd.DataFrame) -> str:
@@ -53,162 +69,140 @@ def accuracy_column(history: pd.DataFrame) -> str:
     return next(c for c in history.columns if c.endswith("_accuracy"))
 
 
-def epoch_ticks(ax: Axes, epochs: pd.Series) -> None:
-    """Whole-number epoch ticks: every epoch when there are few (a 1-epoch run included)."""
-    values = sorted(set(int(e) for e in epochs))
-    if len(values) <= 12:
-        ax.set_xticks(values)
-    else:
-        ax.xaxis.get_major_locator().set_params(integer=True)
-
-
-def learning_curve(history: pd.DataFrame, subtitle: str = "") -> Figure:
-    """Train loss and test (or validation) accuracy per epoch, side by side."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
-    if subtitle:
-        fig.suptitle(subtitle, fontsize=10)
-    ax_loss.plot(history["epoch"], history["train_loss"], marker="o", color="tab:red")
+def learning_curves(runs: Sequence[tuple[str, pd.DataFrame]]) -> Figure:
+    """Train loss and test (or validation) accuracy per epoch, side by side, one line per
+    run (``(legend label, train log)`` pairs; a legend only when there are several)."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for (label, history), style in zip(runs, RUN_STYLES[-len(runs) :], strict=True):
+        column = accuracy_column(history)
+        scored_on = "" if column == "test_accuracy" else f" ({column})"
+        ax_loss.plot(history["epoch"], history["train_loss"], label=label, **style)
+        ax_acc.plot(history["epoch"], history[column], label=label + scored_on, **style)
     ax_loss.set(xlabel="epoch", ylabel="mean train loss", title="Train loss")
-    column = accuracy_column(history)
-    ax_acc.plot(history["epoch"], history[column], marker="o", color="tab:blue")
     scored_on = "Test" if column.startswith("test") else "Validation"
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{scored_on} accuracy")
+    # Whole-number epoch ticks: every epoch when there are few (a 1-epoch run included).
+    epochs = sorted({int(e) for _, history in runs for e in history["epoch"]})
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        epoch_ticks(ax, history["epoch"])
-    return fig
-
-
-def draw_cells(
-    ax: Axes,
-    frame: pd.DataFrame,
-    cmap: str,
-    norm: Normalize,
-    signed: bool = False,
-) -> AxesImage:
-    """Draw a ``[C, C]`` count frame as a heatmap with the value written in each cell.
-
-    Rows = actual (``frame.index``), columns = predicted. ``signed`` writes ``+3``/``-3``
-    (for differences, on a scale centred at 0) and greys out zeros. Text turns white on dark
-    cells: counts above half the scale's top, differences beyond 60 % of its half-width.
-    """
-    values = frame.to_numpy()
-    image = ax.imshow(values, cmap=cmap, norm=norm)
-    ticks = np.arange(len(frame.columns))
-    ax.set_xticks(ticks, [str(c) for c in frame.columns], rotation=45, ha="right")
-    ax.set_yticks(np.arange(len(frame.index)), [str(i) for i in frame.index])
-    ax.set(xlabel="predicted", ylabel="actual")
-    span = max(abs(norm.vmin or 0), abs(norm.vmax or 0), 1)
-    if len(frame.columns) > MAX_LABELLED_CLASSES:
-        return image
-    for (row, col), value in np.ndenumerate(values):
-        if signed:
-            text = f"{value:+d}" if value else "0"
-            dark = abs(value) > 0.6 * span
+        if len(runs) > 1:
+            ax.legend(fontsize=8)
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
         else:
-            text = str(value)
-            dark = value > 0.5 * (norm.vmax or 0)
-        color = "white" if dark else ("lightgray" if signed and not value else "black")
-        ax.text(col, row, text, ha="center", va="center", color=color, fontsize=8)
-    return image
-
-
-def confusion_heatmap(
-    confusion: pd.DataFrame, title: str = "Confusion matrix", subtitle: str = ""
-) -> Figure:
-    """Counts heatmap, rows = actual, columns = predicted, the count written in each cell."""
-    counts = confusion.to_numpy()
-    size = min(max(5.0, 0.55 * len(counts) + 2), MAX_INCHES)
-    fig, ax = plt.subplots(figsize=(size + 1, size), layout="constrained")
-    norm = Normalize(vmin=0, vmax=max(int(counts.max()) if counts.size else 0, 1))
-    image = draw_cells(ax, confusion, "Blues", norm)
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_title(title)
-    if subtitle:
-        fig.suptitle(subtitle, fontsize=10)
+            ax.xaxis.get_major_locator().set_params(integer=True)
     return fig
 
 
-def per_class_bars(per_class: pd.DataFrame, subtitle: str = "") -> Figure:
-    """Precision, recall and F1 of each class (``per_class_frame``'s rows), grouped bars."""
-    classes = per_class["class"].astype(str).tolist()
-    width = min(max(7.0, 0.75 * len(classes) + 2), MAX_INCHES)
-    fig, ax = plt.subplots(figsize=(width, 3.8), layout="constrained")
-    width = 0.8 / len(SCORES)
-    x = np.arange(len(classes))
-    colors = ("tab:blue", "tab:orange", "tab:green")
-    # Three bars per class, centred on the class's tick: offsets -width, 0, +width.
-    for i, (score, color) in enumerate(zip(SCORES, colors, strict=True)):
-        ax.bar(x + (i - 1) * width, per_class[score], width, label=score, color=color)
-    # Full class names ("Ankle boot"), turned when they would collide.
+def heatmap(
+    panels: Sequence[tuple[str, pd.DataFrame]],
+    norm: Normalize,
+    title: str = "",
+    label: str = "",
+    signed: bool = False,
+) -> Figure:
+    """``[C, C]`` frames (``(panel title, frame)`` pairs) side by side on one colour scale, with the
+    value written in each cell; rows = actual (``frame.index``), columns = predicted.
+
+    ``signed`` (differences, ``norm`` centred at 0): red–blue, ``+3``/``-3``, zeros grey.
+    Text turns white on dark cells: counts above half the scale's top, differences beyond
+    60 % of its half-width. ``label`` names the colour bar, ``title`` heads the figure.
+    """
+    size = min(max(5.0, 0.55 * len(panels[0][1]) + 2), MAX_INCHES)
+    fig = Figure(figsize=(len(panels) * size + 1, size), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    span = max(abs(norm.vmin or 0), abs(norm.vmax or 0), 1)
+    for ax, (name, frame) in zip(axes, panels, strict=True):
+        values = frame.to_numpy()
+        image = ax.imshow(values, cmap="RdBu" if signed else "Blues", norm=norm)
+        ax.set_xticks(range(len(frame.columns)), frame.columns.astype(str), rotation=45, ha="right")
+        ax.set_yticks(range(len(frame.index)), frame.index.astype(str))
+        ax.set(xlabel="predicted", ylabel="actual", title=name)
+        if len(frame.columns) > MAX_LABELLED_CLASSES:
+            continue
+        for (row, col), value in np.ndenumerate(values):
+            if signed:
+                text, dark = (f"{value:+d}" if value else "0"), abs(value) > 0.6 * span
+            else:
+                text, dark = str(value), value > 0.5 * (norm.vmax or 0)
+            color = "white" if dark else ("lightgray" if signed and not value else "black")
+            ax.text(col, row, text, ha="center", va="center", color=color, fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label=label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def bar_chart(
+    frame: pd.DataFrame,
+    title: str,
+    ylabel: str,
+    top: float = 1.02,
+    colors: Sequence[str] | None = None,
+) -> Figure:
+    """Grouped bars (pandas): a group per row of ``frame`` (index = class), a bar per column.
+
+    Full class names ("Ankle boot"), turned when they would collide; the legend outside
+    the axes (bars reach 1.0 and would hide under it).
+    """
+    classes = frame.index.astype(str)
+    width = min(max(7.0, 0.75 * len(frame) + 2), MAX_INCHES)
+    fig = Figure(figsize=(width, 3.8), layout="constrained")
+    ax = fig.subplots()
+    frame.plot.bar(ax=ax, width=0.8, color=colors)
     turn = len(classes) > 10 or max(map(len, classes), default=0) > 5
-    ax.set_xticks(x, classes, rotation=45 if turn else 0, ha="right" if turn else "center")
-    ax.set(xlabel="class", ylabel="score", ylim=(0, 1.02), title="Per-class scores (test set)")
-    # Legend outside the axes: bars reach 1.0 and would hide under it.
+    ax.set_xticks(
+        range(len(classes)), classes, rotation=45 if turn else 0, ha="right" if turn else "center"
+    )
+    ax.set(xlabel="class", ylabel=ylabel, ylim=(0, top), title=title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    if subtitle:
-        fig.suptitle(subtitle, fontsize=10)
     return fig
 
 
-def image_grid(
-    split: Split, predicted: np.ndarray, indices: np.ndarray, title: str, subtitle: str = ""
-) -> Figure:
+def image_grid(split: Split, predicted: np.ndarray, indices: np.ndarray, title: str) -> Figure:
     """Test images ``indices`` (``[n]`` into ``split``), titled ``#index true → pred``.
 
     Wrong predictions are red. At most 10 per row; an empty ``indices`` gives a figure that
-    says so, so the report never links a missing file.
+    says so, so the report never links a missing file. The images are tiles of one picture
+    on one axes (28 px, 4 px apart, 8 px above each for its title): an axes per image
+    would take most of the report stage's drawing time.
     """
-    n = len(indices)
-    cols = min(max(n, 1), 10)
-    rows = max(-(-n // cols), 1)
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(max(1.25 * cols, 3.2), 1.55 * rows + 0.6),
-        squeeze=False,
-        layout="constrained",
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    if n == 0:
-        axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=12)
-    for ax, index in zip(axes.flat, indices, strict=False):  # more axes than images
-        actual, guess = int(split.labels[index]), int(predicted[index])
+    cols = min(max(len(indices), 1), 10)
+    rows = max(-(-len(indices) // cols), 1)
+    tile_width, tile_height = IMAGE_SIDE + 4, IMAGE_SIDE + 8
+    sheet = np.full((rows * tile_height, cols * tile_width), np.nan)  # NaN: blank paper
+    fig = Figure(figsize=(max(1.25 * cols, 3.2), 1.45 * rows + 0.6), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    for k, index in enumerate(indices):
+        top, left = (k // cols + 1) * tile_height - IMAGE_SIDE, k % cols * tile_width
         image = split.images[index].reshape(IMAGE_SIDE, IMAGE_SIDE)
-        ax.imshow(image, cmap="gray_r")
-        ax.set_title(
+        sheet[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = image
+        actual, guess = int(split.labels[index]), int(predicted[index])
+        ax.text(
+            left + IMAGE_SIDE / 2 - 0.5,
+            top - 1.5,
             f"#{index}\n{split.classes[actual]} → {split.classes[guess]}",
+            ha="center",
+            va="bottom",
             fontsize=7,
             color="black" if actual == guess else "tab:red",
         )
-    fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=9)
+    ax.imshow(sheet, cmap="gray_r", vmin=0, vmax=1)
+    if not len(indices):
+        ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=12, transform=ax.transAxes)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
-def prediction_grid(
-    split: Split, predicted: np.ndarray, n_images: int, subtitle: str = ""
-) -> Figure:
-    """The first ``n_images`` test images, titled ``true → pred``; wrong ones in red."""
-    indices = np.arange(min(n_images, len(split)))
-    return image_grid(split, predicted, indices, "First test images (true → predicted)", subtitle)
-
-
-def misclassified_indices(split: Split, predicted: np.ndarray, n_images: int) -> np.ndarray:
-    """Indices (ascending) of the first ``n_images`` test images the model got wrong."""
-    wrong = np.flatnonzero(split.labels != np.asarray(predicted))
-    return wrong[:n_images]
-
-
-def misclassified_grid(
-    split: Split, predicted: np.ndarray, n_images: int, subtitle: str = ""
-) -> Figure:
+def misclassified_grid(split: Split, predicted: np.ndarray, n_images: int) -> Figure:
     """The first ``n_images`` misclassified test images by index, titled ``true → pred``."""
-    indices = misclassified_indices(split, predicted, n_images)
-    n_wrong = int((split.labels != np.asarray(predicted)).sum())
-    title = f"Misclassified test images: first {len(indices)} of {n_wrong} (true → predicted)"
-    return image_grid(split, predicted, indices, title, subtitle)
+    wrong = np.flatnonzero(split.labels != np.asarray(predicted))
+    shown = f"first {min(n_images, len(wrong))} of {len(wrong)}"
+    title = f"Misclassified test images: {shown} (true → predicted)"
+    return image_grid(split, predicted, wrong[:n_images], title)
 
 
 def build_figures(
@@ -218,16 +212,23 @@ def build_figures(
     predicted: np.ndarray,
     n_images: int,
     per_class: pd.DataFrame,
-    subtitle: str = "",
+    subtitle: str,
 ) -> dict[str, Figure]:
-    """Every figure of the report, keyed like ``FIGURES``; ``subtitle`` is the provenance."""
-    return {
-        "learning_curve": learning_curve(history, subtitle),
-        "confusion": confusion_heatmap(confusion, subtitle=subtitle),
-        "per_class": per_class_bars(per_class, subtitle),
-        "predictions": prediction_grid(split, predicted, n_images, subtitle),
-        "misclassified": misclassified_grid(split, predicted, n_images, subtitle),
+    """Every figure of the report, keyed like ``FIGURES``; ``subtitle`` (the provenance)
+    goes under each figure's own title."""
+    first = np.arange(min(n_images, len(split)))
+    norm = Normalize(vmin=0, vmax=max(int(confusion.to_numpy().max(initial=0)), 1))
+    scores = per_class.set_index("class")[list(SCORES)]
+    figures = {
+        "learning_curve": learning_curves([("", history)]),
+        "confusion": heatmap([("Confusion matrix", confusion)], norm),
+        "per_class": bar_chart(scores, "Per-class scores (test set)", "score"),
+        "predictions": image_grid(split, predicted, first, "First test images (true → predicted)"),
+        "misclassified": misclassified_grid(split, predicted, n_images),
     }
+    for fig in figures.values():
+        fig.suptitle("\n".join(filter(None, (fig.get_suptitle(), subtitle))), fontsize=10)
+    return figures
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
@@ -238,12 +239,6 @@ def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
     return safe.to_markdown(index=False, disable_numparse=True)
 
 
-def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
-    if isinstance(value, dict):
-        return [item for k, v in value.items() for item in _flatten(f"{prefix}.{k}", v)]
-    return [(prefix, value)]
-
-
 def _rounded(value: Any) -> Any:
     """Scores and losses with 4 decimals in the report's tables; ints and names as they are."""
     return f"{value:.4f}" if isinstance(value, float) else value
@@ -251,13 +246,7 @@ def _rounded(value: Any) -> Any:
 
 def as_written(value: Any) -> str:
     """A params value the way params.yaml spells it: ``[128]``, ``null``, ``true``, ``0.01``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(as_written(v) for v in value) + "]"
-    return str(value)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def render_markdown(
@@ -271,10 +260,7 @@ def render_markdown(
 ) -> str:
     """The report: provenance, params (``params`` = params.yaml's sections as written),
     headline ``metrics`` (loss named by ``train.loss``), per-epoch log, confusion, classes."""
-    counts = manifest["counts"]
-    title = "# " + escape_md(
-        provenance(manifest["dataset"], manifest["source"], counts["train"], counts["test"])
-    )
+    title = "# " + escape_md(provenance(manifest))
     n_test = int(per_class["support"].sum())
     loss_name = params.get("train", {}).get("loss")
     labels = Metrics.labels()
@@ -284,8 +270,10 @@ def render_markdown(
     # Accuracy in bold with the test-set size, then every other metric in Metrics' order.
     headline = [f"- **{labels['accuracy']}: {values.pop('accuracy'):.4f}** on {n_test:,} images"]
     headline += [f"- {labels[name]}: {value:.4f}" for name, value in values.items()]
-    scores = per_class.set_index("class").rename_axis("class")
-    scores[list(SCORES)] = scores[list(SCORES)].map(_rounded)
+    files = pd.DataFrame.from_dict(manifest["files"], orient="index").rename_axis("file")
+    files = files[["shape", "sha256", "verified"]].assign(sha256=files["sha256"].str[:16] + "…")
+    flat = pd.Series(pd.json_normalize(params, sep=".").to_dict("records")[0], dtype=object)
+    written = flat.map(as_written).rename_axis("param").to_frame("value")
     lines = [title, ""]
     for warning in manifest.get("warnings", []):
         lines += [f"> **Warning:** {escape_md(warning)}", ""]
@@ -297,59 +285,25 @@ def render_markdown(
         f"(requested: {escape_md(manifest['requested_source'])})",
         f"- from: {escape_md(manifest['origin'])}",
         "",
-        markdown_table(
-            pd.DataFrame(
-                [
-                    {"file": name, "shape": entry["shape"], "sha256": entry["sha256"][:16] + "…"}
-                    | {"verified": entry["verified"]}
-                    for name, entry in manifest["files"].items()
-                ]
-            ),
-            index=False,
-        ),
+        markdown_table(files),
         "",
         "## Parameters (as in params.yaml)",
         "",
-        markdown_table(
-            pd.DataFrame(
-                [
-                    {"param": key, "value": as_written(value)}
-                    for name, section in params.items()
-                    for key, value in _flatten(name, section)
-                ]
-            ),
-            index=False,
-        ),
+        markdown_table(written),
         "",
         "## Headline metrics",
         "",
         *headline,
         "",
-        "## Training, per epoch",
-        "",
-        f"![learning curve]({figures_dir}/{FIGURES['learning_curve']})",
-        "",
-        markdown_table(history.map(_rounded), index=False),
-        "",
-        "## Confusion matrix (rows = actual, columns = predicted)",
-        "",
-        f"![confusion matrix]({figures_dir}/{FIGURES['confusion']})",
-        "",
-        markdown_table(confusion),
-        "",
-        "## Per-class scores",
-        "",
-        f"![per-class scores]({figures_dir}/{FIGURES['per_class']})",
-        "",
-        markdown_table(scores),
-        "",
-        "## First test images (true → predicted; red = wrong)",
-        "",
-        f"![test predictions]({figures_dir}/{FIGURES['predictions']})",
-        "",
-        "## Misclassified test images (the first ones by index; true → predicted)",
-        "",
-        f"![misclassified test images]({figures_dir}/{FIGURES['misclassified']})",
-        "",
     ]
+    # Each figure's section: heading, the PNG, and its numbers as a table where there are some.
+    tables = {
+        "learning_curve": history.set_index("epoch"),
+        "confusion": confusion,
+        "per_class": per_class.set_index("class"),
+    }
+    for key, heading in SECTIONS.items():
+        alt = FIGURES[key].removesuffix(".png").replace("_", " ")
+        lines += [f"## {heading}", "", f"![{alt}]({figures_dir}/{FIGURES[key]})", ""]
+        lines += [markdown_table(tables[key].map(_rounded)), ""] if key in tables else []
     return "\n".join(lines)

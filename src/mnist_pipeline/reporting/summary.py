@@ -8,21 +8,12 @@ Every ``Metrics`` field, labelled as the report labels it, after the data's prov
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import read_json
 from mnist_pipeline.core.schemas import read_manifest
 from mnist_pipeline.evaluation.scores import Metrics
 from mnist_pipeline.reporting.report import provenance
-
-
-def summarize(metrics: Metrics, report: Path, manifest: dict[str, Any]) -> str:
-    counts = manifest["counts"]
-    data = provenance(manifest["dataset"], manifest["source"], counts["train"], counts["test"])
-    labels = Metrics.labels()
-    numbers = ", ".join(f"{labels[name]} {value:.4f}" for name, value in metrics.as_json().items())
-    return f"\n{data}:\n{numbers}\nreport: {report}"
 
 
 @entry_point
@@ -37,7 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
-    print(summarize(metrics, args.report, read_manifest(args.manifest).model_dump()))
+    data = provenance(read_manifest(args.manifest).model_dump())
+    labels = Metrics.labels()
+    numbers = ", ".join(f"{labels[name]} {value:.4f}" for name, value in metrics.as_json().items())
+    print(f"\n{data}:\n{numbers}\nreport: {args.report}")
 
 
 if __name__ == "__main__":
