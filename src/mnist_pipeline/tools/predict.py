@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import read_image, read_tensor_metadata, write_png
 
@@ -63,9 +63,8 @@ def fit_box(ink: np.ndarray) -> np.ndarray:
     """Crop ``ink`` to the pixels above ``INK`` and scale it to fit ``BOX``×``BOX``."""
     from PIL import Image
 
-    rows = np.flatnonzero((ink > INK).any(axis=1))
-    cols = np.flatnonzero((ink > INK).any(axis=0))
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # [h, w]
+    left, top, right, bottom = Image.fromarray(ink > INK).getbbox()
+    crop = ink[top:bottom, left:right]  # [h, w]
     height, width = crop.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))  # PIL: (w, h)
@@ -80,9 +79,8 @@ def fit_box(ink: np.ndarray) -> np.ndarray:
 def centre(box: np.ndarray) -> np.ndarray:
     """Place ``box`` ``[h, w]`` in the 28×28 field with its centre of mass nearest (14, 14)."""
     height, width = box.shape
-    total = float(box.sum())
-    mass_row = float((box.sum(axis=1) * np.arange(height)).sum()) / total
-    mass_col = float((box.sum(axis=0) * np.arange(width)).sum()) / total
+    rows_cols = np.indices(box.shape).reshape(2, -1)
+    mass_row, mass_col = np.average(rows_cols, axis=1, weights=box.ravel())
     # Whole-pixel shifts as in MNIST, kept inside the field.
     top = min(max(round(CENTRE - mass_row), 0), SIDE - height)
     left = min(max(round(CENTRE - mass_col), 0), SIDE - width)
@@ -104,15 +102,13 @@ class Prediction:
     predicted: str
     probabilities: dict[str, float]  # class name -> probability, in class order
 
-    def top(self, k: int = TOP) -> list[tuple[str, float]]:
-        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
-
     def to_json(self) -> dict[str, object]:
         rounded = {name: round(p, 6) for name, p in self.probabilities.items()}
         return {"image": self.image, "predicted": self.predicted, "probabilities": rounded}
 
     def to_text(self) -> str:
-        top = self.top()
+        """``image: predicted`` and the ``TOP`` classes with their probabilities."""
+        top = sorted(self.probabilities.items(), key=lambda item: -item[1])[:TOP]
         width = max(len(name) for name, _ in top)
         lines = [f"{self.image}: {self.predicted}"]
         lines += [f"  {name:<{width}}  {p:6.1%}" for name, p in top]
@@ -178,7 +174,10 @@ def saved_input_paths(images: Sequence[str], directory: Path) -> list[Path]:
     return paths
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+@entry_point
+def main(argv: list[str] | None = None) -> None:
+    """``mnist-predict``: read every image, then predict, then write: a bad one stops the run
+    before any output (exit status 2 with one ``error:`` line)."""
     parser = argparse.ArgumentParser(
         prog="mnist-predict",
         description=__doc__.splitlines()[0],
@@ -197,11 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="write the 28×28 input the model saw as DIR/<image name>.png",
     )
-    return parser.parse_args(argv)
-
-
-def run(args: argparse.Namespace) -> None:
-    """Read every image, then predict, then write: a bad one stops the run before output."""
+    args = parser.parse_args(argv)
     inputs = np.stack([to_mnist(read_image(Path(image)), image) for image in args.images])
     targets = saved_input_paths(args.images, args.save_input) if args.save_input else []
     predictions = classify(args.model, args.images, inputs)
@@ -211,12 +206,6 @@ def run(args: argparse.Namespace) -> None:
         print(json.dumps([p.to_json() for p in predictions], indent=2))
     else:
         print("\n".join(p.to_text() for p in predictions))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``mnist-predict``: exit status 0, or 2 with one ``error:`` line."""
-    args = parse_args(argv)
-    return run_stage(lambda: run(args))
 
 
 if __name__ == "__main__":
