@@ -28,9 +28,8 @@ from mnist_pipeline.reporting.compare import (
     Revision,
     RunFiles,
     confusion_diff,
+    diff_rows,
     main,
-    metrics_rows,
-    params_rows,
     recall_movers,
     render_markdown,
     resolve,
@@ -86,7 +85,9 @@ def test_recall_movers_largest_change_first_ties_in_class_order() -> None:
 
 def test_params_and_metrics_tables_from_dvc_json() -> None:
     params = {"params.yaml": {"train.lr": {"old": 0.01, "new": 0.1, "diff": 0.09}}}
-    assert params_rows(params) == [["train.lr", "0.01", "0.1"]]
+    assert diff_rows(params) == [["params.yaml", "train.lr", "0.01", "0.1", "+0.09"]]
+    verify = {"params.yaml": {"data.verify": {"old": True, "new": False, "diff": -1}}}
+    assert diff_rows(verify)[0][-1] == "changed"  # dvc subtracts booleans too
     metrics = {
         "metrics/eval.json": {
             "macro_f1": {"old": 0.5, "new": 0.75, "diff": 0.25},
@@ -98,7 +99,7 @@ def test_params_and_metrics_tables_from_dvc_json() -> None:
             "n_test": {"old": 1000, "new": 1000, "diff": 0},
         }
     }
-    rows = metrics_rows(metrics)
+    rows = diff_rows(metrics)
     # Headline first; per-class left to the movers table; an unchanged string left out.
     assert [row[1] for row in rows] == ["accuracy", "macro_f1", "loss_name", "n_test", "step"]
     assert rows[0] == ["metrics/eval.json", "accuracy", "0.5", "0.6", "+0.1"]
@@ -109,8 +110,7 @@ def test_params_and_metrics_tables_from_dvc_json() -> None:
 def test_revision_labels() -> None:
     sha = "1a2b3c4d" * 5
     assert Revision("HEAD~1", sha).label == "HEAD~1 (1a2b3c4)"
-    assert Revision("HEAD~1", sha).short == "HEAD~1"
-    assert Revision(sha[:10], sha).label == Revision(sha[:10], sha).short == "1a2b3c4"
+    assert Revision(sha[:10], sha).label == "1a2b3c4"
     assert Revision("workspace", None).label == "workspace"
 
 
@@ -129,7 +129,6 @@ def made_up_comparison() -> Comparison:
         frame([[4, 2, 0], [1, 4, 1], [2, 2, 2]]),
         history.assign(train_loss=[0.5, 0.3], test_accuracy=[0.6, 0.7]),
     )
-    diff = confusion_diff(old_run.confusion, new_run.confusion)
     return Comparison(
         old=Revision("HEAD~1", "ab" * 20),
         new=Revision("workspace", None),
@@ -137,8 +136,6 @@ def made_up_comparison() -> Comparison:
         metrics={"metrics/eval.json": {"accuracy": {"old": 0.5, "new": 0.6, "diff": 0.1}}},
         old_run=old_run,
         new_run=new_run,
-        diff=diff,
-        movers=recall_movers(old_run.per_class, new_run.per_class),
     )
 
 
@@ -153,7 +150,7 @@ def test_report_files_are_complete_and_deterministic(tmp_path: Path) -> None:
     text = re.sub(" +", " ", (tmp_path / "a" / "compare.md").read_text())  # tables unpadded
     assert text.startswith("# workspace vs HEAD~1 (ababab")
     assert "Both runs: 30 test images in 3 classes (0, 1, 2)." in text
-    assert "| train.lr | 0.01 | 0.1 |" in text
+    assert "| params.yaml | train.lr | 0.01 | 0.1 | +0.09 |" in text
     assert "| metrics/eval.json | accuracy | 0.5 | 0.6 | +0.1 |" in text
     assert "| 0 | 0.5000 | 0.7000 | +0.2000 |" in text
     assert "| 0 | +1 | -1 | 0 |" in text  # the difference table, row actual = 0
@@ -177,7 +174,7 @@ def test_report_across_datasets_has_no_difference_heatmap() -> None:
     other = frame([[1, 0, 0], [0, 1, 0], [0, 0, 1]], classes=["a", "b", "c"])
     scores = per_class([0.7, 0.7, 0.4], classes=["a", "b", "c"])
     new_run = RunFiles(scores, other, result.new_run.history)
-    text = render_markdown(dataclasses.replace(result, new_run=new_run, diff=None))
+    text = render_markdown(dataclasses.replace(result, new_run=new_run))
     assert "**Warning:** the runs saw different data" in text
     assert "no cell-by-cell difference" in text and FIGURES["confusion_diff"] not in text
 
@@ -341,7 +338,7 @@ def test_compare_numbers_are_the_two_revisions_own(two_runs: Path) -> None:
         assert mover["new"] == new_scores.set_index("class").loc[name, "recall"]
 
     text = re.sub(" +", " ", (out / "compare.md").read_text())  # tables unpadded
-    assert "| train.lr | 0.01 | 0.1 |" in text
+    assert "| params.yaml | train.lr | 0.01 | 0.1 | +0.09 |" in text
     row = re.search(r"^\| metrics/eval\.json \| accuracy \| (\S+) \| (\S+) \|", text, re.M)
     assert row and (float(row[1]), float(row[2])) == (old_eval["accuracy"], new_eval["accuracy"])
     assert result.stdout.strip().endswith("compare: compare/compare.md")

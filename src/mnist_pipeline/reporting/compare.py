@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +79,11 @@ class Revision:
     commit: str | None
 
     @property
-    def short(self) -> str:
-        """``HEAD~1``, ``workspace``, or 7 hex digits for a sha: table column headers."""
-        if self.commit is not None and self.commit.startswith(self.name):
-            return self.commit[:7]
-        return self.name
-
-    @property
     def label(self) -> str:
-        """``HEAD~1 (1a2b3c4)``: titles and legends name the commit too."""
-        if self.commit is None or self.short == self.commit[:7]:
-            return self.short
+        """``HEAD~1 (1a2b3c4)``, 7 hex digits for a sha, or ``workspace``: table columns,
+        titles and legends name the commit."""
+        if self.commit is None or self.commit.startswith(self.name):
+            return self.name if self.commit is None else self.commit[:7]
         return f"{self.name} ({self.commit[:7]})"
 
 
@@ -141,8 +136,7 @@ def diffs(repo: Path, old: Revision, new: Revision) -> tuple[dict[str, Any], dic
                 if not isinstance(err, FileNotFoundError):
                     where = old.label if rev == old.commit else new.label
                     raise PipelineError(f"{where}: cannot read {what or 'dvc.yaml'} ({err})")
-    params, metrics = (result.get("diff", {}) for result in found)
-    return params, metrics
+    return found[0].get("diff", {}), found[1].get("diff", {})
 
 
 @dataclass(frozen=True)
@@ -161,8 +155,7 @@ def load_run(repo: Path, revision: Revision) -> RunFiles:
         return parse_csv(read_text_at(repo, revision, path), f"{revision.label}:{path}", **kwargs)
 
     per_class = read(PER_CLASS, dtype={"class": str}).set_index("class")  # "0".."9": names
-    confusion = read(CONFUSION, index_col=0)  # 0..9 are ints on the index
-    confusion = confusion.rename(index=str, columns=str).rename_axis("actual")
+    confusion = read(CONFUSION, index_col=0).rename(index=str)  # 0..9 are ints on the index
     return RunFiles(per_class, confusion, read(TRAIN_LOG))
 
 
@@ -186,8 +179,7 @@ def recall_movers(old: pd.DataFrame, new: pd.DataFrame, top: int = TOP_MOVERS) -
     Columns ``class, old, new, delta`` (``delta = new - old``), largest ``|delta|`` first,
     ties in class order; classes that did not move are left out; only classes on both sides.
     """
-    both = new.index.intersection(old.index, sort=False)
-    frame = pd.DataFrame({"old": old.loc[both, "recall"], "new": new.loc[both, "recall"]})
+    frame = pd.concat([old["recall"], new["recall"]], axis=1, keys=["old", "new"], join="inner")
     frame = frame.astype(float).assign(delta=(frame["new"] - frame["old"]).round(6))
     frame = frame[frame["delta"] != 0]
     frame = frame.loc[frame["delta"].abs().nlargest(top).index]  # nlargest: ties in order
@@ -204,39 +196,28 @@ def _value(value: Any) -> str:
 
 def _change(entry: Mapping[str, Any]) -> str:
     """``+0.1``, ``0``, ``new``/``removed`` (only one side has it), or ``changed`` (text)."""
-    if entry.get("old") is None or entry.get("new") is None:
-        return "new" if entry.get("old") is None else "removed"
-    diff = entry.get("diff")
-    if isinstance(diff, int | float) and not isinstance(diff, bool):
-        return f"{diff:+.6g}" if diff else "0"
-    return "changed" if entry.get("old") != entry.get("new") else ""
+    old, new = entry.get("old"), entry.get("new")
+    if old is None or new is None:
+        return "new" if old is None else "removed"
+    if "diff" in entry and not isinstance(new, bool):  # dvc subtracts numbers only
+        return f"{entry['diff']:+.6g}" if entry["diff"] else "0"
+    return "changed" if old != new else ""
 
 
-def params_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[str]]:
-    """``{file: {key: {old, new}}}`` (as ``dvc params diff --json``) -> ``[param, old, new]``."""
-    rows = []
-    for file in sorted(diff):
-        for key in sorted(diff[file]):
-            entry = diff[file][key]
-            name = key if file == "params.yaml" else f"{file}:{key}"
-            rows.append([name, _value(entry.get("old")), _value(entry.get("new"))])
-    return rows
+def diff_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[str]]:
+    """``{file: {key: {old, new[, diff]}}}`` (``diffs``) -> ``[file, key, old, new, change]``.
 
-
-def metrics_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[str]]:
-    """``{file: {key: {old, new, diff}}}`` -> ``[file, metric, old, new, change]`` rows.
-
-    Headline metrics first, then the rest alphabetically; per-class ones are left to the
-    movers table (``per_class.<class>.<score>`` would be 40 rows for MNIST).
+    Headline metrics first, then the rest alphabetically; unchanged non-numbers are left
+    out, per-class metrics left to the movers table (``per_class.<class>.<score>`` would be
+    40 rows for MNIST).
     """
     rank = {name: i for i, name in enumerate(HEADLINE)}
     rows = []
     for file in sorted(diff):
-        keys = [k for k in diff[file] if not k.startswith("per_class.")]
-        for key in sorted(keys, key=lambda k: (rank.get(k, len(rank)), k)):
+        for key in sorted(diff[file], key=lambda k: (rank.get(k, len(rank)), k)):
             entry = diff[file][key]
-            if "diff" not in entry and entry.get("old") == entry.get("new"):
-                continue  # an unchanged non-number: nothing to show
+            if key.startswith("per_class.") or not _change(entry):
+                continue
             rows.append(
                 [file, key, _value(entry.get("old")), _value(entry.get("new")), _change(entry)]
             )
@@ -248,7 +229,7 @@ def metrics_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[li
 
 @dataclass(frozen=True)
 class Comparison:
-    """Everything the report shows, computed once."""
+    """Everything the report shows; the derived tables are computed once, when first used."""
 
     old: Revision
     new: Revision
@@ -256,23 +237,30 @@ class Comparison:
     metrics: dict[str, Any]  # {file: {key: {old, new, diff}}}: every metric
     old_run: RunFiles
     new_run: RunFiles
-    diff: pd.DataFrame | None  # new - old per cell; None when the classes differ
-    movers: pd.DataFrame
+
+    @cached_property
+    def diff(self) -> pd.DataFrame | None:
+        """``new - old`` per confusion cell; None when the classes differ."""
+        return confusion_diff(self.old_run.confusion, self.new_run.confusion)
+
+    @cached_property
+    def movers(self) -> pd.DataFrame:
+        """The classes whose recall moved most (``recall_movers``)."""
+        return recall_movers(self.old_run.per_class, self.new_run.per_class)
 
     def as_json(self) -> dict[str, Any]:
         """The numbers of ``compare.md`` for scripts and tests (``compare.json``)."""
-        confusion: dict[str, Any] = {
-            "classes": [str(c) for c in self.new_run.confusion.columns],
-            "old": self.old_run.confusion.to_numpy().tolist(),
-            "new": self.new_run.confusion.to_numpy().tolist(),
-            "diff": None if self.diff is None else self.diff.to_numpy().tolist(),
-        }
         return {
             "old": {"rev": self.old.name, "commit": self.old.commit},
             "new": {"rev": self.new.name, "commit": self.new.commit},
             "params": self.params,
             "metrics": self.metrics,
-            "confusion": confusion,
+            "confusion": {
+                "classes": [str(c) for c in self.new_run.confusion.columns],
+                "old": self.old_run.confusion.to_numpy().tolist(),
+                "new": self.new_run.confusion.to_numpy().tolist(),
+                "diff": None if self.diff is None else self.diff.to_numpy().tolist(),
+            },
             "recall_movers": self.movers.to_dict(orient="records"),
         }
 
@@ -285,17 +273,7 @@ def compare(repo: Path, old_rev: str, new_rev: str = WORKSPACE) -> Comparison:
             "--rev: name a git revision or an experiment; the workspace is the default --new"
         )
     old_run, new_run = load_run(repo, old), load_run(repo, new)
-    params, metrics = diffs(repo, old, new)
-    return Comparison(
-        old=old,
-        new=new,
-        params=params,
-        metrics=metrics,
-        old_run=old_run,
-        new_run=new_run,
-        diff=confusion_diff(old_run.confusion, new_run.confusion),
-        movers=recall_movers(old_run.per_class, new_run.per_class),
-    )
+    return Comparison(old, new, *diffs(repo, old, new), old_run, new_run)
 
 
 def _data_line(run: RunFiles) -> str:
@@ -310,7 +288,6 @@ def render_markdown(result: Comparison) -> str:
     The PNGs sit next to it, so the links are bare file names.
     """
     old, new = result.old.label, result.new.label
-    old_short, new_short = result.old.short, result.new.short
     lines = [f"# {escape_md(new)} vs {escape_md(old)}", ""]
     old_data, new_data = _data_line(result.old_run), _data_line(result.new_run)
     if old_data == new_data:
@@ -321,26 +298,20 @@ def render_markdown(result: Comparison) -> str:
             f"{escape_md(new)}: {new_data}. Their scores are not directly comparable.",
             "",
         ]
-    lines += ["## Params that changed", ""]
-    params = pd.DataFrame(params_rows(result.params), columns=["param", old_short, new_short])
-    lines += [markdown_table(params, index=False) if len(params) else "None."]
-    lines += ["", "## Metrics", ""]
-    header = ["file", "metric", old_short, new_short, "change"]
-    metrics = pd.DataFrame(metrics_rows(result.metrics), columns=header)
-    lines += [
-        markdown_table(metrics, index=False) if len(metrics) else "No metrics on either side."
-    ]
-    lines += ["", f"## Classes whose recall moved most (top {TOP_MOVERS})", ""]
+    for heading, name, diff, none in (
+        ("Params that changed", "param", result.params, "None."),
+        ("Metrics", "metric", result.metrics, "No metrics on either side."),
+    ):
+        table = pd.DataFrame(diff_rows(diff), columns=["file", name, old, new, "change"])
+        body = markdown_table(table, index=False) if len(table) else none
+        lines += [f"## {heading}", "", body, ""]
+    lines += [f"## Classes whose recall moved most (top {TOP_MOVERS})", ""]
     if result.movers.empty:
         lines += ["No class's recall changed."]
     else:
         movers = result.movers.set_index("class")
-        shown = (
-            movers[["old", "new"]]
-            .map("{:.4f}".format)
-            .assign(change=movers["delta"].map("{:+.4f}".format))
-        )
-        lines += [markdown_table(shown.set_axis([old_short, new_short, "change"], axis=1))]
+        movers["delta"] = movers["delta"].map("{:+.4f}".format)  # the other floats: .4f
+        lines += [markdown_table(movers.set_axis([old, new, "change"], axis=1))]
     lines += [
         "",
         f"![per-class recall]({FIGURES['recall']})",
@@ -353,23 +324,20 @@ def render_markdown(result: Comparison) -> str:
         "",
         f"![confusion matrices]({FIGURES['confusion']})",
         "",
-        f"## Confusion difference ({new_short} − {old_short}, cell by cell)",
+        f"## Confusion difference ({new} − {old}, cell by cell)",
         "",
     ]
     if result.diff is None:
         lines += ["The two runs have different classes; there is no cell-by-cell difference."]
     else:
+        signed = result.diff.map(lambda v: f"{v:+d}" if v else "0")
         lines += [
             f"![confusion difference]({FIGURES['confusion_diff']})",
             "",
             "Blue = more test images in that cell, red = fewer. On the diagonal blue is good;",
             "off the diagonal red is good.",
             "",
-            markdown_table(
-                result.diff.map(lambda v: f"{v:+d}" if v else "0").rename_axis(
-                    "actual \\ predicted"
-                )
-            ),
+            markdown_table(signed.rename_axis("actual \\ predicted")),
         ]
     return "\n".join([*lines, ""])
 
@@ -436,7 +404,7 @@ def write_report(result: Comparison, out: Path) -> Path:
 
 
 @entry_point
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m mnist_pipeline compare", description=__doc__.splitlines()[0]
     )
@@ -451,13 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     result = compare(repo_root(Path.cwd()), args.rev, args.new)
     report = write_report(result, args.out)
     accuracy = result.metrics.get(EVAL, {}).get("accuracy", {})
-    if "old" in accuracy and "new" in accuracy:
+    if None not in (accuracy.get("old"), accuracy.get("new")):  # None: a side has none
         print(
             f"accuracy {result.old.label} {accuracy['old']:.4f} -> "
             f"{result.new.label} {accuracy['new']:.4f}"
         )
     print(f"compare: {report}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -64,18 +64,14 @@ def provenance(manifest: Mapping[str, Any]) -> str:
     return f"{dataset} — {source} data ({counts['train']:,} train / {counts['test']:,} test images)"
 
 
-def accuracy_column(history: pd.DataFrame) -> str:
-    """``test_accuracy`` (the notebook's per-epoch test score) or ``val_accuracy``."""
-    return next(c for c in history.columns if c.endswith("_accuracy"))
-
-
 def learning_curves(runs: Sequence[tuple[str, pd.DataFrame]]) -> Figure:
     """Train loss and test (or validation) accuracy per epoch, side by side, one line per
     run (``(legend label, train log)`` pairs; a legend only when there are several)."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     for (label, history), style in zip(runs, RUN_STYLES[-len(runs) :], strict=True):
-        column = accuracy_column(history)
+        # test_accuracy (the notebook's per-epoch test score) or val_accuracy
+        column = next(c for c in history.columns if c.endswith("_accuracy"))
         scored_on = "" if column == "test_accuracy" else f" ({column})"
         ax_loss.plot(history["epoch"], history["train_loss"], label=label, **style)
         ax_acc.plot(history["epoch"], history[column], label=label + scored_on, **style)
@@ -181,15 +177,10 @@ def image_grid(split: Split, predicted: np.ndarray, indices: np.ndarray, title: 
         image = split.images[index].reshape(IMAGE_SIDE, IMAGE_SIDE)
         sheet[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = image
         actual, guess = int(split.labels[index]), int(predicted[index])
-        ax.text(
-            left + IMAGE_SIDE / 2 - 0.5,
-            top - 1.5,
-            f"#{index}\n{split.classes[actual]} → {split.classes[guess]}",
-            ha="center",
-            va="bottom",
-            fontsize=7,
-            color="black" if actual == guess else "tab:red",
-        )
+        caption = f"#{index}\n{split.classes[actual]} → {split.classes[guess]}"
+        color = "black" if actual == guess else "tab:red"
+        x, y = left + IMAGE_SIDE / 2 - 0.5, top - 1.5  # centred over the tile, just above it
+        ax.text(x, y, caption, ha="center", va="bottom", fontsize=7, color=color)
     ax.imshow(sheet, cmap="gray_r", vmin=0, vmax=1)
     if not len(indices):
         ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=12, transform=ax.transAxes)
@@ -232,16 +223,13 @@ def build_figures(
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
-    """A GitHub-markdown table (pandas + tabulate); cells shown as pandas gives them, every
-    cell and heading escaped (they hold class names, params and paths)."""
+    """A GitHub-markdown table (pandas + tabulate): floats (scores, losses) with 4 decimals,
+    every other cell and heading as text, escaped (they hold class names, params, paths)."""
     frame = frame.reset_index() if index else frame
-    safe = frame.map(escape_md).rename(columns=escape_md)
-    return safe.to_markdown(index=False, disable_numparse=True)
-
-
-def _rounded(value: Any) -> Any:
-    """Scores and losses with 4 decimals in the report's tables; ints and names as they are."""
-    return f"{value:.4f}" if isinstance(value, float) else value
+    cells = frame.map(
+        lambda value: f"{value:.4f}" if isinstance(value, float) else escape_md(value)
+    )
+    return cells.rename(columns=escape_md).to_markdown(index=False, disable_numparse=True)
 
 
 def as_written(value: Any) -> str:
@@ -305,5 +293,5 @@ def render_markdown(
     for key, heading in SECTIONS.items():
         alt = FIGURES[key].removesuffix(".png").replace("_", " ")
         lines += [f"## {heading}", "", f"![{alt}]({figures_dir}/{FIGURES[key]})", ""]
-        lines += [markdown_table(tables[key].map(_rounded)), ""] if key in tables else []
+        lines += [markdown_table(tables[key]), ""] if key in tables else []
     return "\n".join(lines)
