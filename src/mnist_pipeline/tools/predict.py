@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,25 +94,12 @@ def to_mnist(gray: np.ndarray, source: str = "the image") -> np.ndarray:
     return centre(fit_box(ink_map(gray, source)))
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One image's answer: the argmax class and every class's probability."""
-
-    image: str
-    predicted: str
-    probabilities: dict[str, float]  # class name -> probability, in class order
-
-    def to_json(self) -> dict[str, object]:
-        rounded = {name: round(p, 6) for name, p in self.probabilities.items()}
-        return {"image": self.image, "predicted": self.predicted, "probabilities": rounded}
-
-    def to_text(self) -> str:
-        """``image: predicted`` and the ``TOP`` classes with their probabilities."""
-        top = sorted(self.probabilities.items(), key=lambda item: -item[1])[:TOP]
-        width = max(len(name) for name, _ in top)
-        lines = [f"{self.image}: {self.predicted}"]
-        lines += [f"  {name:<{width}}  {p:6.1%}" for name, p in top]
-        return "\n".join(lines)
+def as_text(answer: Mapping[str, Any]) -> str:
+    """``image: predicted`` and the ``TOP`` classes with their probabilities (``classify``'s)."""
+    top = sorted(answer["probabilities"].items(), key=lambda item: -item[1])[:TOP]
+    width = max(len(name) for name, _ in top)
+    lines = [f"{answer['image']}: {answer['predicted']}"]
+    return "\n".join(lines + [f"  {name:<{width}}  {p:6.1%}" for name, p in top])
 
 
 def saved_classes(path: Path, num_classes: int) -> tuple[str, ...]:
@@ -132,8 +119,10 @@ def saved_classes(path: Path, num_classes: int) -> tuple[str, ...]:
     return classes
 
 
-def classify(model_path: Path, images: Sequence[str], inputs: np.ndarray) -> list[Prediction]:
-    """Run the saved model on ``inputs`` ``[N, 28, 28]``; one ``Prediction`` per image."""
+def classify(model_path: Path, images: Sequence[str], inputs: np.ndarray) -> list[dict[str, Any]]:
+    """Run the saved model on ``inputs`` ``[N, 28, 28]``: one answer per image, ``{image,
+    predicted, probabilities}`` (the ``--json`` output; class name -> probability, in class
+    order, 6 decimals)."""
     import torch
 
     from mnist_pipeline.core.runtime import configure_torch
@@ -151,12 +140,12 @@ def classify(model_path: Path, images: Sequence[str], inputs: np.ndarray) -> lis
     logits = predict_logits(model, torch.from_numpy(inputs.reshape(len(inputs), -1)))
     probs = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
     return [
-        Prediction(
-            image=image,
-            predicted=classes[int(row_logits.argmax())],
-            probabilities=dict(zip(classes, map(float, row_probs), strict=True)),
-        )
-        for image, row_logits, row_probs in zip(images, logits, probs, strict=True)
+        {
+            "image": image,
+            "predicted": classes[int(row_logits.argmax())],  # as evaluate: argmax of the logits
+            "probabilities": {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)},
+        }
+        for image, row_logits, row in zip(images, logits, probs, strict=True)
     ]
 
 
@@ -199,13 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     inputs = np.stack([to_mnist(read_image(Path(image)), image) for image in args.images])
     targets = saved_input_paths(args.images, args.save_input) if args.save_input else []
-    predictions = classify(args.model, args.images, inputs)
+    answers = classify(args.model, args.images, inputs)
     for field, target in zip(inputs[: len(targets)], targets, strict=True):
         write_png(field, target)
     if args.json:
-        print(json.dumps([p.to_json() for p in predictions], indent=2))
+        print(json.dumps(answers, indent=2))
     else:
-        print("\n".join(p.to_text() for p in predictions))
+        print("\n".join(map(as_text, answers)))
 
 
 if __name__ == "__main__":
