@@ -123,7 +123,8 @@ def heatmap(
             else:
                 text, dark = str(value), value > 0.5 * (norm.vmax or 0)
             color = "white" if dark else ("lightgray" if signed and not value else "black")
-            ax.text(col, row, text, ha="center", va="center", color=color, fontsize=8)
+            # Inside the axes, so out of the layout: constrained layout measures no cell text.
+            ax.text(col, row, text, ha="center", va="center", color=color, size=8, in_layout=False)
     fig.colorbar(image, ax=axes, shrink=0.8, label=label)
     if title:
         fig.suptitle(title, fontsize=10)
