@@ -24,6 +24,7 @@ runs. This module is a tool, not a stage.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -127,15 +128,22 @@ def diffs(repo: Path, old: Revision, new: Revision) -> tuple[dict[str, Any], dic
     from dvc.repo import Repo
 
     revs = [old.commit, new.commit or WORKSPACE]
-    with Repo(str(repo)) as dvc_repo:
-        found = [dvc_repo.params.diff(*revs), dvc_repo.metrics.diff(*revs, all=True)]
+    logging.disable(logging.WARNING)  # dvc warns of a side it cannot read: the error says it
+    try:
+        with Repo(str(repo)) as dvc_repo:
+            found = [dvc_repo.params.diff(*revs), dvc_repo.metrics.diff(*revs, all=True)]
+    finally:
+        logging.disable(logging.NOTSET)
     for result in found:
         for rev, errors in result.get("errors", {}).items():
             for what, err in errors.items() if isinstance(errors, dict) else [("", errors)]:
                 # A metrics file that only one side has: its metrics are new / removed.
                 if not isinstance(err, FileNotFoundError):
                     where = old.label if rev == old.commit else new.label
-                    raise PipelineError(f"{where}: cannot read {what or 'dvc.yaml'} ({err})")
+                    raise PipelineError(
+                        f"{where}: cannot read {what or 'dvc.yaml'} ({err}); repair it there "
+                        "or compare another revision"
+                    )
     return found[0].get("diff", {}), found[1].get("diff", {})
 
 
@@ -408,12 +416,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m mnist_pipeline compare", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--rev", required=True, help="old side: git revision or DVC experiment name"
-    )
-    parser.add_argument(
-        "--new", default=WORKSPACE, help="new side (default: the working tree as it is)"
-    )
+    parser.add_argument("--rev", required=True, help="old side: a git revision or a DVC experiment")
+    parser.add_argument("--new", default=WORKSPACE, help="new side (default: the working tree)")
     parser.add_argument("--out", type=Path, default=Path("compare"), help="output folder")
     args = parser.parse_args(argv)
     result = compare(repo_root(Path.cwd()), args.rev, args.new)

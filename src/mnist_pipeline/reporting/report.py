@@ -23,7 +23,8 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from mnist_pipeline.data.splits import IMAGE_SIDE, Split
+from mnist_pipeline.core.params import IMAGE_SIDE
+from mnist_pipeline.data.splits import Split
 from mnist_pipeline.evaluation.scores import SCORES, Metrics
 from mnist_pipeline.reporting.text import escape_md, plain
 
@@ -56,12 +57,9 @@ RUN_STYLES = (
 def provenance(manifest: Mapping[str, Any]) -> str:
     """``mnist — embedded data (4,000 train / 1,000 test images)``: titles say what was run
     (``manifest`` is ``manifest.json``'s object)."""
-    dataset, source, counts = (
-        plain(manifest["dataset"]),
-        plain(manifest["source"]),
-        manifest["counts"],
-    )
-    return f"{dataset} — {source} data ({counts['train']:,} train / {counts['test']:,} test images)"
+    counts = manifest["counts"]
+    data = f"{plain(manifest['dataset'])} — {plain(manifest['source'])} data"
+    return f"{data} ({counts['train']:,} train / {counts['test']:,} test images)"
 
 
 def learning_curves(runs: Sequence[tuple[str, pd.DataFrame]]) -> Figure:
@@ -149,9 +147,8 @@ def bar_chart(
     ax = fig.subplots()
     frame.plot.bar(ax=ax, width=0.8, color=colors)
     turn = len(classes) > 10 or max(map(len, classes), default=0) > 5
-    ax.set_xticks(
-        range(len(classes)), classes, rotation=45 if turn else 0, ha="right" if turn else "center"
-    )
+    rotation, align = (45, "right") if turn else (0, "center")
+    ax.set_xticks(range(len(classes)), classes, rotation=rotation, ha=align)
     ax.set(xlabel="class", ylabel=ylabel, ylim=(0, top), title=title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
