@@ -10,9 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnist_pipeline.core.params import (
+    ACTIVATIONS,
+    LOSS_NAMES,
+    MANUAL_GRADIENT_MODELS,
+    OUTPUTS,
+)
 from mnist_pipeline.core.params import manual_gradients_unsupported as check_supported
 from mnist_pipeline.learning.backprop import (
-    SUPPORTED,
     NotebookEpoch,
     manual_gradients,
     sgd_update,
@@ -22,6 +27,12 @@ from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.models import MLP, Linear
 from mnist_pipeline.learning.optim import SGD
 
+SUPPORTED = {
+    "models": MANUAL_GRADIENT_MODELS,
+    "activations": ACTIVATIONS,
+    "outputs": OUTPUTS,
+    "losses": LOSS_NAMES,
+}
 DTYPE = torch.float64
 TOL = {"atol": 1e-12, "rtol": 1e-10}
 
@@ -160,7 +171,7 @@ def reference_loss(logits: Tensor, labels: Tensor, output: str, loss: str) -> Te
     """The loss each combination means, written with library functions."""
     target = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
     if output == "softmax" and loss == "mse":
-        return LOSSES["mse"](logits, labels)
+        return LOSSES["softmax"]["mse"](logits, labels)
     if output == "softmax" and loss == "cross_entropy":
         return F.cross_entropy(logits, labels)
     if output == "sigmoid" and loss == "mse":
@@ -259,7 +270,7 @@ def test_manual_sgd_step_reproduces_notebook_step(loss: str) -> None:
     for _ in range(3):
         _, grads = manual_gradients(manual, x, labels, "softmax", loss)
         manual_sgd.step(list(grads.values()))
-        LOSSES[loss](auto(x), labels).backward()
+        LOSSES["softmax"][loss](auto(x), labels).backward()
         auto_sgd.step()
     for (name, p), q in zip(manual.named_parameters(), auto.parameters(), strict=True):
         torch.testing.assert_close(p, q, **TOL, msg=name)
@@ -286,7 +297,7 @@ def test_notebook_epoch_is_the_notebook_step(n: int) -> None:
     expected = []
     for idx in order.split(4):
         xb, yb = x[idx], labels[idx]
-        loss = LOSSES["mse"](auto(xb), yb)
+        loss = LOSSES["softmax"]["mse"](auto(xb), yb)
         loss.backward()
         with torch.no_grad():
             for p in auto.parameters():

@@ -27,18 +27,18 @@ def test_one_hot_matches_torch_eye() -> None:
 def test_mse_from_logits_is_mse_of_softmax() -> None:
     logits = torch.randn(5, 10, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 3, 4])
-    assert torch.allclose(LOSSES["mse"](logits, y), mse(torch.softmax(logits, 1), y))
+    assert torch.allclose(LOSSES["softmax"]["mse"](logits, y), mse(torch.softmax(logits, 1), y))
 
 
 def test_cross_entropy_registry_entry() -> None:
     logits = torch.randn(5, 10, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([9, 1, 2, 3, 4])
-    assert torch.allclose(LOSSES["cross_entropy"](logits, y), F.cross_entropy(logits, y))
+    assert torch.allclose(LOSSES["softmax"]["cross_entropy"](logits, y), F.cross_entropy(logits, y))
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSSES["softmax"]))
 def test_losses_are_zero_ish_for_confident_right_answers(name: str) -> None:
     y = torch.tensor([2, 7])
     logits = 50.0 * one_hot(y, 10)
-    assert LOSSES[name](logits, y).item() < 1e-6
-    assert LOSSES[name](-logits, y).item() > 0.5
+    assert LOSSES["softmax"][name](logits, y).item() < 1e-6
+    assert LOSSES["softmax"][name](-logits, y).item() > 0.5

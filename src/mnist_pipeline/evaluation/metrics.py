@@ -20,7 +20,7 @@ from torch import nn
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, headline, per_class_frame
-from mnist_pipeline.learning.losses import make_loss
+from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.models import ModelSpec, predict_logits
 
 
@@ -49,14 +49,10 @@ def evaluate(
             f"{source}: takes {spec.in_features} features / {spec.num_classes} classes but the "
             f"test data has {split.images.shape[1]} / {split.num_classes}; rerun the train stage"
         )
-    logits = predict_logits(model, torch.from_numpy(split.images))
-    with torch.no_grad():
-        loss = float(make_loss(loss_name, output)(logits, torch.from_numpy(split.labels)))
-    actual = split.labels
+    logits = predict_logits(model, torch.from_numpy(split.images))  # no autograd graph
+    loss = float(LOSSES[output][loss_name](logits, torch.from_numpy(split.labels)))
     predicted = logits.argmax(dim=1).numpy()
-    confusion = confusion_frame(actual, predicted, split.classes)
-    per_class = per_class_frame(confusion)
-    metrics = headline(confusion, loss)
-    class_names = np.asarray(split.classes, dtype=object)
-    predictions = pd.DataFrame({"actual": class_names[actual], "predicted": class_names[predicted]})
-    return Evaluation(metrics, per_class, confusion, predictions)
+    confusion = confusion_frame(split.labels, predicted, split.classes)
+    names = np.asarray(split.classes, dtype=object)
+    predictions = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
+    return Evaluation(headline(confusion, loss), per_class_frame(confusion), confusion, predictions)

@@ -25,7 +25,7 @@ For sigmoid, ``act'(U) = Z ⊙ (1 - Z)``; for ReLU, ``act'(U) = [U > 0]``.
 ``sigmoid_net_backprop`` is the Question 1 network; ``manual_gradients`` applies the same
 recursion to ``models.Linear`` / ``models.MLP`` (PyTorch layout: ``u = z W^T + b``, so
 ``∂L/∂W = δ^T z`` and ``∂L/∂b = Σ_rows δ``), starting from ``∂L/∂logits`` for each
-output function and loss in ``SUPPORTED``.
+output function and loss of ``core.params`` (``OUTPUTS``, ``LOSS_NAMES``).
 
 The worked example (the notebook's numbers, float64) prints every intermediate value::
 
@@ -41,23 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.core.params import (
-    ACTIVATIONS,
-    LOSS_NAMES,
-    MANUAL_GRADIENT_MODELS,
-    OUTPUTS,
-)
+from mnist_pipeline.core.params import LOSS_NAMES, OUTPUTS
 from mnist_pipeline.learning.losses import one_hot
 from mnist_pipeline.learning.models import MLP, Linear
 from mnist_pipeline.learning.optim import SGD
-
-SUPPORTED: dict[str, tuple[str, ...]] = {
-    "models": MANUAL_GRADIENT_MODELS,
-    "activations": ACTIVATIONS,
-    "outputs": OUTPUTS,
-    "losses": LOSS_NAMES,
-}
-
 
 # --- The notebook's Question 1 network -------------------------------------------------
 
@@ -148,8 +135,6 @@ def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> Bac
 
 def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) -> list[Tensor]:
     """One SGD step ``W_l - lr ∂L/∂W_l`` for every layer, as new tensors (inputs untouched)."""
-    if len(weights) != len(grads):
-        raise ValueError(f"{len(weights)} weight matrices but {len(grads)} gradients")
     updated = [w.clone() for w in weights]
     SGD(updated, lr).step(grads)
     return updated
@@ -217,12 +202,12 @@ class NotebookEpoch:
 # --- The pipeline's models ---------------------------------------------------------------
 
 
-def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The model's layers in forward order, each with its ``named_parameters`` prefix."""
+def _layers(model: nn.Module) -> list[nn.Module]:
+    """The model's layers in forward order: ``nn.Linear`` (with bias) and its activations."""
     if isinstance(model, Linear):
-        return [("layer1", model.layer1)]
+        return [model.layer1]
     if isinstance(model, MLP):
-        return [(f"net.{name}", layer) for name, layer in model.net.named_children()]
+        return list(model.net)
     raise TypeError(
         f"manual_gradients supports models.Linear and models.MLP, not {type(model).__name__}; "
         "use autograd for it"
@@ -246,51 +231,49 @@ def _loss_and_logit_grad(
             # ∂L/∂p = 2g/B; the softmax Jacobian ∂p_k/∂z_j = p_k(1[k=j] - p_j) turns it into
             # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k p_k g_k): softmax's own backward kernel.
             grad = torch._softmax_backward_data(g, p, 1, p.dtype).mul_(2.0 / batch)
-        elif loss == "cross_entropy":
-            # log_softmax, not log(p): no log(0) when a logit dominates.
+        else:  # cross_entropy; log_softmax, not log(p): no log(0) when a logit dominates.
             value = -(torch.log_softmax(logits, dim=1) * target).sum(1).mean()
             grad = (p - target) / batch
-        else:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {SUPPORTED['losses']}")
-    elif output == "sigmoid":
+    else:  # sigmoid
         p = torch.sigmoid(logits)
         if loss == "mse":
             g = p - target
             value = g.pow(2).sum(1).mean()
             grad = 2 / batch * g * p * (1 - p)  # σ' = p(1 - p), elementwise
-        elif loss == "cross_entropy":
+        else:  # cross_entropy
             # Binary cross-entropy per class, summed over classes, mean over the batch.
             # log p = logsigmoid(z), log(1 - p) = logsigmoid(-z): finite for any z.
             per_class = target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)
             value = -per_class.sum(1).mean()
             grad = (p - target) / batch
-        else:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {SUPPORTED['losses']}")
-    else:
-        raise ValueError(f"unknown output {output!r}; choose one of {SUPPORTED['outputs']}")
     return value, grad
 
 
 class ManualBackprop:
     """The hand-derived forward + backward pass of one ``models.Linear`` / ``models.MLP``.
 
-    Built once per model: the layer list and parameter names are looked up here, not on
-    every training step (``named_parameters()`` alone costs ~30 µs a call, a third of a
-    batch-16 step). ``gradients`` needs the caller to be in ``torch.no_grad()``;
-    ``manual_gradients`` is the one-shot convenience that takes care of it.
+    Built once per model: the layer list is looked up here, not on every training step
+    (``named_parameters()`` alone costs ~30 µs a call, a third of a batch-16 step).
+    ``gradients`` needs the caller to be in ``torch.no_grad()``; ``manual_gradients`` is
+    the one-shot convenience that takes care of it.
     """
 
     def __init__(self, model: nn.Module, output: str, loss: str) -> None:
+        if output not in OUTPUTS or loss not in LOSS_NAMES:
+            raise ValueError(
+                f"manual_gradients: unknown output {output!r} or loss {loss!r}; "
+                f"choose an output of {OUTPUTS} and a loss of {LOSS_NAMES}"
+            )
         self.layers = _layers(model)
         # W^T views [in, out] made once: they follow the in-place updates of W.
         self.transposed = {
-            name: layer.weight.T for name, layer in self.layers if isinstance(layer, nn.Linear)
+            i: layer.weight.T for i, layer in enumerate(self.layers) if isinstance(layer, nn.Linear)
         }
         self.output, self.loss = output, loss
-        self.names = [name for name, _ in model.named_parameters()]
 
     def gradients(self, x: Tensor, target: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Loss (0-d) and ``∂L/∂param`` for each parameter, in ``named_parameters`` order.
+        """Loss (0-d) and ``∂L/∂param`` for each parameter, in ``parameters()`` order
+        (each linear layer's weight, then its bias).
 
         ``x`` is ``[B, in_features]``, ``target`` the one-hot labels ``[B, C]``.
         """
@@ -302,44 +285,35 @@ class ManualBackprop:
         #   ReLU    -> its input u (relu'(u) = [u > 0])
         h = x
         saved: list[Tensor] = []
-        for name, layer in layers:
+        for index, layer in enumerate(layers):
             saved.append(h if not isinstance(layer, nn.Sigmoid) else torch.sigmoid(h))
             if isinstance(layer, nn.Linear):
-                # [B, in] @ [in, out] (+ bias); PyTorch stores weight as [out, in].
-                if layer.bias is not None:
-                    h = torch.addmm(layer.bias, h, self.transposed[name])
-                else:
-                    h = h @ self.transposed[name]
+                # [B, in] @ [in, out] + bias; PyTorch stores weight as [out, in].
+                h = torch.addmm(layer.bias, h, self.transposed[index])
             elif isinstance(layer, nn.Sigmoid):
                 h = saved[-1]
-            elif isinstance(layer, nn.ReLU):
+            else:  # nn.ReLU, the only other layer models.MLP holds
                 h = h.clamp_min(0)
-            else:
-                raise TypeError(f"no manual backward for layer {type(layer).__name__}")
 
         # delta = ∂L/∂logits: [B, C]
         value, delta = _loss_and_logit_grad(h, target, self.output, self.loss)
 
         # Backward: delta is always ∂L/∂(output of the current layer).
-        grads: dict[str, Tensor] = {}
+        grads: list[Tensor] = []
         for index in range(len(layers) - 1, -1, -1):
-            name, layer = layers[index]
+            layer = layers[index]
             if isinstance(layer, nn.Linear):
-                grads[f"{name}.weight"] = delta.T @ saved[index]  # [out, B] @ [B, in]
-                if layer.bias is not None:
-                    grads[f"{name}.bias"] = delta.sum(0)  # the bias is added to every row
+                # [out, B] @ [B, in], and the bias is added to every row; put ahead of the
+                # later layers' gradients: parameters() order.
+                grads[:0] = delta.T @ saved[index], delta.sum(0)
                 if index > 0:  # the input X needs no gradient
                     delta = delta @ layer.weight  # [B, out] @ [out, in] -> ∂L/∂z_in
             elif isinstance(layer, nn.Sigmoid):
                 z = saved[index]
                 delta = delta * z * (1 - z)
-            else:  # nn.ReLU (anything else was rejected in the forward pass)
+            else:  # nn.ReLU
                 delta = delta * (saved[index] > 0).to(delta.dtype)
-
-        try:
-            return value, [grads[name] for name in self.names]
-        except KeyError as err:
-            raise TypeError(f"manual_gradients computed no gradient for parameter {err}") from None
+        return value, grads
 
 
 @torch.no_grad()
@@ -358,6 +332,6 @@ def manual_gradients(
     if y.dim() != 1 or y.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"y must be integer class labels [B], got {y.dtype} {tuple(y.shape)}")
     engine = ManualBackprop(model, output, loss)
-    logits_width = engine.layers[-1][1].out_features  # type: ignore[union-attr]
-    value, grads = engine.gradients(x, one_hot(y, logits_width, x.dtype))
-    return value, dict(zip(engine.names, grads, strict=True))  # type: ignore[arg-type]
+    value, grads = engine.gradients(x, one_hot(y, engine.layers[-1].out_features, x.dtype))
+    names = [name for name, _ in model.named_parameters()]
+    return value, dict(zip(names, grads, strict=True))

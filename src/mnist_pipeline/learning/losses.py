@@ -1,10 +1,10 @@
 """Output functions, losses and accuracy, with the notebook's definitions.
 
 ``mse`` is exactly the notebook's: squared error of the probabilities against one-hot
-labels, summed over classes, averaged over the batch. ``make_loss(loss, output)`` returns
-a function of *logits* for a ``train.loss`` / ``train.output`` pair, so models stay
+labels, summed over classes, averaged over the batch. ``LOSSES[output][loss]`` is a
+function of *logits* for a ``train.output`` / ``train.loss`` pair, so models stay
 output-agnostic: softmax or sigmoid outputs, mse or cross-entropy (categorical for
-softmax, per-class binary for sigmoid). ``LOSSES`` holds the softmax versions.
+softmax, per-class binary for sigmoid).
 """
 
 from __future__ import annotations
@@ -37,19 +37,7 @@ def mse(probs: Tensor, labels: Tensor) -> Tensor:
     return (target - probs).pow(2).sum(1).mean()
 
 
-def mse_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
-    return mse(torch.softmax(logits, dim=1), labels)
-
-
-def cross_entropy_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
-    return F.cross_entropy(logits, labels)
-
-
-def sigmoid_mse_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
-    return mse(torch.sigmoid(logits), labels)
-
-
-def sigmoid_cross_entropy_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
+def _sigmoid_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Binary cross-entropy per class, summed over classes, mean over the batch."""
     target = one_hot(labels, logits.shape[1], logits.dtype)
     per_class = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -58,19 +46,17 @@ def sigmoid_cross_entropy_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-LOSSES: dict[str, LossFn] = {
-    "mse": mse_from_logits,
-    "cross_entropy": cross_entropy_from_logits,
+# output -> loss -> the loss of logits [B, C] and labels [B]
+LOSSES: dict[str, dict[str, LossFn]] = {
+    "softmax": {
+        "mse": lambda logits, labels: mse(torch.softmax(logits, dim=1), labels),
+        "cross_entropy": F.cross_entropy,
+    },
+    "sigmoid": {
+        "mse": lambda logits, labels: mse(torch.sigmoid(logits), labels),
+        "cross_entropy": _sigmoid_cross_entropy,
+    },
 }
-SIGMOID_LOSSES: dict[str, LossFn] = {
-    "mse": sigmoid_mse_from_logits,
-    "cross_entropy": sigmoid_cross_entropy_from_logits,
-}
-
-
-def make_loss(loss: str, output: str = "softmax") -> LossFn:
-    """The loss of logits ``[B, C]`` and labels ``[B]`` for a loss / output pair."""
-    return {"softmax": LOSSES, "sigmoid": SIGMOID_LOSSES}[output][loss]
 
 
 def accuracy(scores: Tensor, labels: Tensor) -> float:

@@ -119,45 +119,36 @@ class CNN(nn.Module):
         return self.head(maps.flatten(1))
 
 
-EVAL_BATCH = 4096
-
-
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: Tensor, batch: int = EVAL_BATCH) -> Tensor:
-    """Logits ``[N, C]`` for images ``[N, 784]``, in chunks to bound memory."""
+def predict_logits(model: nn.Module, images: Tensor) -> Tensor:
+    """Logits ``[N, C]`` for images ``[N, 784]``, in chunks of 4096 to bound memory."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(chunk) for chunk in images.split(batch)])
+    out = torch.cat([model(chunk) for chunk in images.split(4096)])
     model.train(was_training)
     return out
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One ``train.model``: how to build it, and which ``train`` settings it takes."""
+    """One ``train.model``: its class, and which ``train`` settings it takes (keywords)."""
 
-    build: Callable[[ModelSpec], nn.Module]
+    cls: type[nn.Module]
     settings: tuple[str, ...] = ()  # ModelSpec fields copied from params.train
 
 
 # A new model: its class above, an entry here, its name in core/params.py's ModelName.
 MODELS: dict[str, ModelEntry] = {
-    "linear": ModelEntry(lambda spec: Linear(spec.in_features, spec.num_classes)),
-    "mlp": ModelEntry(
-        lambda spec: MLP(spec.in_features, spec.num_classes, spec.hidden, spec.activation),
-        ("hidden", "activation"),
-    ),
-    "cnn": ModelEntry(
-        lambda spec: CNN(
-            spec.in_features, spec.num_classes, spec.channels, spec.hidden, spec.activation
-        ),
-        ("channels", "hidden", "activation"),
-    ),
+    "linear": ModelEntry(Linear),
+    "mlp": ModelEntry(MLP, ("hidden", "activation")),
+    "cnn": ModelEntry(CNN, ("channels", "hidden", "activation")),
 }
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    return MODELS[spec.name].build(spec)
+    entry = MODELS[spec.name]
+    settings = {key: getattr(spec, key) for key in entry.settings}
+    return entry.cls(spec.in_features, spec.num_classes, **settings)
 
 
 def save_model(

@@ -32,26 +32,22 @@ class SGD:
 
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
-        """``p -= lr * grad`` for every parameter; ``grads`` defaults to each ``p.grad``."""
-        from_autograd = grads is None
-        if grads is None:
-            grads = [p.grad for p in self.parameters]
-        for i, (p, g) in enumerate(zip(self.parameters, grads, strict=True)):
+        """``p -= lr * grad`` for every parameter; ``grads`` defaults to each ``p.grad``,
+        cleared after the step. The direction is ``torch.optim.SGD``'s: the gradient plus
+        weight decay, through momentum."""
+        given = grads if grads is not None else [p.grad for p in self.parameters]
+        for i, (p, g) in enumerate(zip(self.parameters, given, strict=True)):
             if g is None:
                 continue
-            p.sub_(self._direction(i, p, g), alpha=self.lr)
-            if from_autograd:
+            if self.weight_decay:
+                g = g.add(p, alpha=self.weight_decay)
+            if self.momentum:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = g.detach().clone()
+                else:
+                    buf.mul_(self.momentum).add_(g)
+                g = buf
+            p.sub_(g, alpha=self.lr)
+            if grads is None:
                 p.grad = None
-
-    def _direction(self, i: int, p: Tensor, g: Tensor) -> Tensor:
-        """``torch.optim.SGD``'s step direction: decayed gradient, through momentum."""
-        if self.weight_decay:
-            g = g.add(p, alpha=self.weight_decay)
-        if self.momentum:
-            buf = self.buffers[i]
-            if buf is None:
-                buf = self.buffers[i] = g.detach().clone()
-            else:
-                buf.mul_(self.momentum).add_(g)
-            g = buf
-        return g

@@ -1,7 +1,7 @@
 """The notebook's training loop, made fast and repeatable.
 
 Per epoch: a fresh permutation of the training set (seeded), minibatches gathered from
-one in-memory tensor, the loss from ``losses.make_loss``, gradients by autograd or by the
+one in-memory tensor, the loss from ``losses.LOSSES``, gradients by autograd or by the
 hand-derived backward pass (``train.gradients: manual``, ``backprop.ManualBackprop``; the
 notebook's own setup runs as ``backprop.NotebookEpoch``), and the update: the notebook's
 SGD step ``p -= lr * grad`` (``optim.SGD``; momentum and weight decay are optional), or
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -30,7 +30,7 @@ from mnist_pipeline.core.runtime import configure_torch, resolve_device
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop, NotebookEpoch
-from mnist_pipeline.learning.losses import accuracy, make_loss, one_hot
+from mnist_pipeline.learning.losses import LOSSES, accuracy, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import SGD
 
@@ -51,12 +51,6 @@ class TrainResult:
     history: list[EpochRecord]
     scored_on: str  # "test" or "val"
     seconds_per_epoch: list[float]  # wall time, for logs only (never in an artifact)
-
-
-def model_spec(params: TrainParams, in_features: int, num_classes: int) -> ModelSpec:
-    """The architecture ``params`` ask for; the model's registry entry names its settings."""
-    settings = {key: getattr(params, key) for key in MODELS[params.model].settings}
-    return ModelSpec(params.model, in_features, num_classes, **settings)
 
 
 Optimizer = SGD | torch.optim.Optimizer
@@ -96,12 +90,9 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return split.subset(order[n_val:].numpy()), split.subset(order[:n_val].numpy())
 
 
-StepFn = Callable[[Tensor, Tensor], Tensor]
-
-
 def make_step(
     params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context
-) -> StepFn:
+) -> Callable[[Tensor, Tensor], Tensor]:
     """One training step on a global minibatch ``x [B, 784]``; returns its loss.
 
     ``y`` is the labels ``[B]`` for autograd, the one-hot rows ``[B, C]`` for the manual
@@ -112,8 +103,6 @@ def make_step(
     the returned loss is this rank's share, ``loss_r * shard_size / B``, which sums over
     ranks to the global batch loss.
     """
-    loss_fn = make_loss(params.loss, params.output)
-
     if params.gradients == "manual":
         engine = ManualBackprop(model, params.output, params.loss)
         parameters = list(model.parameters())
@@ -142,6 +131,7 @@ def make_step(
     # DDP averages gradients over ranks; scaling each rank's loss by world * n_r / B turns
     # that average into the exact global-batch gradient even for a short last batch.
     forward = nn.parallel.DistributedDataParallel(model) if ctx.active else model
+    loss_fn = LOSSES[params.output][params.loss]
 
     def autograd_step(x: Tensor, y: Tensor) -> Tensor:
         xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
@@ -159,17 +149,15 @@ def make_step(
     return autograd_step
 
 
-EpochFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x, y, order) -> step losses [S]
-
-
 def make_epoch(
     params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context, n: int
-) -> EpochFn:
+) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
     """One epoch on ``x``, ``y`` in ``order``, returning the per-step losses ``[S]``.
 
     The notebook's own setup (linear, softmax, mse, hand-derived gradients, plain SGD, one
-    process) runs as ``backprop.NotebookEpoch``; everything else runs ``make_step`` on
-    ``minibatches``.
+    process) runs as ``backprop.NotebookEpoch``; everything else runs ``make_step`` on the
+    epoch's minibatches: consecutive ``batch_size`` slices of ``order``, gathered one at a
+    time (no shuffled copy of the epoch: memory stays the data once).
     """
     setup = (params.model, params.output, params.loss, params.gradients, params.optimizer)
     plain_sgd = params.momentum == 0 and params.weight_decay == 0
@@ -177,17 +165,8 @@ def make_epoch(
         return NotebookEpoch(model.layer1, params.lr, params.batch_size, n)  # type: ignore[arg-type]
     step = make_step(params, model, optimizer, ctx)
     return lambda x, y, order: torch.stack(
-        [step(xb, yb) for xb, yb in minibatches(x, y, order, params.batch_size)]
+        [step(x.index_select(0, i), y.index_select(0, i)) for i in order.split(params.batch_size)]
     )
-
-
-def minibatches(
-    x: Tensor, y: Tensor, order: Tensor, batch_size: int
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """The epoch's minibatches ``(x [B, 784], y [B, ...])``: consecutive slices of ``order``,
-    gathered one at a time (no shuffled copy of the epoch: memory stays the data once)."""
-    for idx in order.split(batch_size):
-        yield x.index_select(0, idx), y.index_select(0, idx)
 
 
 def train(
@@ -210,7 +189,8 @@ def train(
         )
     ctx = distributed.init(device)
     torch.manual_seed(params.seed)  # same seed on every rank: same init, same order
-    spec = model_spec(params, train_split.images.shape[1], train_split.num_classes)
+    settings = {key: getattr(params, key) for key in MODELS[params.model].settings}
+    spec = ModelSpec(params.model, train_split.images.shape[1], train_split.num_classes, **settings)
     model = build_model(spec).to(device)
     optimizer = make_optimizer(params, model)
     run_epoch = make_epoch(params, model, optimizer, ctx, n)
