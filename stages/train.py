@@ -9,6 +9,7 @@ and the VS Code extension draw the learning curves live (``learning.tracking``).
 """
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,8 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.params import load_params
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
-from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.models import save_model
-from mnist_pipeline.learning.tracking import EpochTracker
+from mnist_pipeline.learning.tracking import epoch_tracker
 from mnist_pipeline.learning.training import scored_on, train
 
 
@@ -34,18 +34,19 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params).train
-    if params.processes > 1 and not distributed.launched_by_torchrun():
+    if params.processes > 1 and "WORLD_SIZE" not in os.environ:
         # Re-run this very script under torchrun; it comes back here on every rank.
-        command = distributed.relaunch_command(params.processes, sys.argv)
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command = [*torchrun, f"--nproc_per_node={params.processes}", *sys.argv]
         raise SystemExit(subprocess.run(command, check=False).returncode)
     configure_torch(params.threads, params.kernels)  # before any tensor op
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
-    if not distributed.is_main_process():
-        train(params, train_split, test_split)  # a torchrun rank > 0: rank 0 writes outputs
+    if os.environ.get("RANK", "0") != "0":  # a torchrun rank > 0: rank 0 writes outputs
+        train(params, train_split, test_split)
         return
     try:  # the tracker puts the previous log back if the run fails
-        with EpochTracker(args.history, params.epochs, scored_on(params)) as tracker:
+        with epoch_tracker(args.history, params.epochs, scored_on(params)) as tracker:
             result = train(params, train_split, test_split, on_epoch=tracker)
     except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
         if not isinstance(err, MemoryError) and "alloc" not in str(err):

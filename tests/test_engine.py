@@ -13,7 +13,7 @@ from mnist_pipeline.core.params import TrainParams, parse_params
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.models import CNN, ModelSpec, build_model
-from mnist_pipeline.learning.tracking import EpochTracker
+from mnist_pipeline.learning.tracking import epoch_tracker
 from mnist_pipeline.learning.training import EpochRecord, history_frame, make_optimizer, train
 
 
@@ -147,7 +147,7 @@ def test_the_log_is_rewritten_after_every_epoch(
     """Live curves: after epoch k the CSV holds epochs 1..k (what `dvc plots show` draws)."""
     log = tmp_path / "metrics" / "train_log.csv"
     seen: list[pd.DataFrame] = []
-    with EpochTracker(log, 3, "test") as tracker:
+    with epoch_tracker(log, 3, "test") as tracker:
         assert not log.exists()  # nothing before the first epoch ends
 
         def on_epoch(record: EpochRecord) -> None:

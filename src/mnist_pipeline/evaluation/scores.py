@@ -143,11 +143,8 @@ def confusion_counts(confusion: pd.DataFrame) -> pd.DataFrame:
     long format DVC's plot templates need: Vega-Lite cannot fold the wide matrix without
     hard-coding the dataset's class names.
     """
-    actual = np.repeat(confusion.index.to_numpy(dtype=object), len(confusion.columns))
-    predicted = np.tile(confusion.columns.to_numpy(dtype=object), len(confusion.index))
-    # to_numpy() is [C, C] row-major, so ravel() lines up with repeat/tile above.
-    counts = confusion.to_numpy().ravel()
-    return pd.DataFrame({"actual": actual, "predicted": predicted, "count": counts})
+    counts = confusion.rename_axis(index="actual", columns="predicted").stack()  # row-major
+    return counts.rename("count").reset_index()
 
 
 def labels_of(names: pd.Series, classes: tuple[str, ...], source: str) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Multi-process data-parallel training with ``torch.distributed`` (torchrun).
 
 The train stage runs unchanged under ``torchrun --nproc_per_node=N``; with
-``train.processes: N`` it re-launches itself that way (``relaunch_command``). Every rank
+``train.processes: N`` it re-launches itself that way (``stages/train.py``). Every rank
 draws the same epoch permutation (same seed) and cuts the same global minibatches; each
 takes its contiguous shard of every minibatch (``shard``). Gradients are combined so a
 step equals the single-process step on the whole global batch: each rank scales its
@@ -14,13 +14,11 @@ factor) and an explicit ``all_reduce`` for the hand-derived engine, which never 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
-
-ENV_WORLD = "WORLD_SIZE"
 
 
 @dataclass(frozen=True)
@@ -37,34 +35,10 @@ class Context:
         return self.world > 1
 
 
-def launched_by_torchrun() -> bool:
-    return ENV_WORLD in os.environ
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or no torchrun at all), known before the process group exists."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def relaunch_command(processes: int, argv: list[str]) -> list[str]:
-    """``python -m torch.distributed.run --standalone --nproc_per_node=N <script> <args>``."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={processes}",
-        *argv,
-    ]
-
-
 def init(device: torch.device) -> Context:
     """Join the process group torchrun set up (a no-op single-process context otherwise)."""
-    world = int(os.environ.get(ENV_WORLD, "1"))
-    if world == 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return Context()
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Context(dist.get_rank(), dist.get_world_size())
@@ -78,15 +52,11 @@ def shard(batch: Tensor, ctx: Context) -> Tensor:
 def sum_(tensor: Tensor, ctx: Context) -> Tensor:
     """In-place sum over ranks (identity in a single process)."""
     if ctx.active:
-        import torch.distributed as dist
-
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
 def finish(ctx: Context) -> None:
     if ctx.active:
-        import torch.distributed as dist
-
         dist.barrier()
         dist.destroy_process_group()
