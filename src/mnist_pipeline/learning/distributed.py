@@ -27,10 +27,6 @@ class Context:
     world: int = 1
 
     @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
     def active(self) -> bool:
         return self.world > 1
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import torch
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 from torch import Tensor, nn
 
@@ -48,8 +48,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
-        raw = json.loads(text)  # lists -> tuples: JSON has no tuples
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return TypeAdapter(cls).validate_json(text)  # strict: JSON arrays for the tuples
 
 
 class Linear(nn.Module):

@@ -208,8 +208,7 @@ def train(
         start = time.perf_counter()
         # Per-step losses stay device tensors: no host sync inside the loop.
         order = epoch_order(n, shuffle, device)
-        losses = run_epoch(x, y, order)
-        losses = distributed.sum_(losses, ctx)
+        losses = distributed.sum_(run_epoch(x, y, order), ctx)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -224,7 +223,7 @@ def train(
         )
         seconds.append(time.perf_counter() - start)
         history.append(record)
-        if not ctx.is_main:
+        if ctx.rank > 0:  # rank 0 alone logs and writes
             continue
         log.info(
             "epoch %d/%d: train loss %.4f, %s accuracy %.4f (%.2f s)",
