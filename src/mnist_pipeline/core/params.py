@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, dotted
 
 # Strict: a quoted '10' is no integer, `true` no number, 2.5 no integer (10 is a float).
 Int = Annotated[int, Strict()]
@@ -170,9 +170,7 @@ class Params(Section):
     @classmethod
     def _empty_sections(cls, raw: Any) -> Any:
         """``train:`` with nothing under it is a section of defaults."""
-        if isinstance(raw, dict):
-            return {key: {} if value is None else value for key, value in raw.items()}
-        return raw
+        return {k: {} if v is None else v for k, v in raw.items()} if isinstance(raw, dict) else raw
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -212,7 +210,7 @@ _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than_equal": "
 def _message(error: Any) -> str:
     """One pydantic error as today's line: ``train.lr: -0.1 is out of range (must be > 0.0)``."""
     loc, kind, value = error["loc"], error["type"], error["input"]
-    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    key = dotted(loc)
     section = SECTIONS.get(str(loc[0])) if loc else None
     if kind == "extra_forbidden" and section is None:
         hint = did_you_mean(key, SECTIONS)
@@ -264,14 +262,11 @@ def load_params(path: Path) -> Params:
     """Read and validate ``params.yaml``; errors name the file and the key."""
     from mnist_pipeline.core.io import read_yaml
 
+    raw = read_yaml(path)  # its errors name the file already
     try:
-        return parse_params(read_yaml(path))
+        return parse_params(raw)
     except PipelineError as err:
-        message = str(err)
-        prefix = f"{path}:"
-        raise PipelineError(
-            message if message.startswith(prefix) else f"{prefix} {message}"
-        ) from err
+        raise PipelineError(f"{path}: {err}") from err
 
 
 def keys() -> list[str]:

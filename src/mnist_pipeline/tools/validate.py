@@ -39,62 +39,47 @@ from typing import Any
 
 from mnist_pipeline.core import params as params_module
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, dotted
 from mnist_pipeline.core.params import did_you_mean
 
 DVC_YAML = "dvc.yaml"
 PARAMS_YAML = "params.yaml"
 PACKAGE = "mnist_pipeline"
 MAX_LISTED = 4  # changed files named per `dvc status` line before "and N more"
-
-Key = tuple[str | int, ...]
+HINT = " (did you mean '{}'?)"  # after a key that is not there
+DAG = f"{DVC_YAML} (schema, DAG)"  # the check that DVC can load and link every stage
 
 
 # ------------------------------------------------------------------------ YAML, lines
 
 
-def dotted(path: Sequence[str | int]) -> str:
-    """``stages.evaluate.metrics[0]['metrics/eval.json'].cache``: dots stay unambiguous."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif re.fullmatch(r"[\w-]+", str(part)):
-            text += f".{part}" if text else str(part)
-        else:
-            text += f"[{str(part)!r}]"
-    return text or "(top level)"
-
-
 def _lookup(data: Any, path: Sequence[str | int]) -> tuple[bool, Any]:
+    """``(True, value)`` at ``path`` (list items by number, "5" too), else ``(False, None)``."""
     node = data
     for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, TypeError, ValueError):
             return False, None
     return True, node
 
 
-def line_of(data: Any, path: Sequence[str | int]) -> int | None:
-    """The line of the nearest key or list item on ``path`` (ruamel's records), if known."""
-    for end in range(len(path), 0, -1):
-        parent = _lookup(data, path[: end - 1])[1]
-        lc = getattr(parent, "lc", None)
+def line_of(data: Any, path: Sequence[str | int]) -> str:
+    """``:57``: the line of the deepest key or list item on ``path`` that ruamel recorded
+    (DVC's round-trip loader keeps them), or "" if none."""
+    line, node = "", data
+    for part in path:
         try:
-            position = lc.item(path[end - 1]) if isinstance(parent, list) else lc.key(path[end - 1])
+            line = f":{(node.lc.item if isinstance(node, list) else node.lc.key)(part)[0] + 1}"
+            node = node[part]
         except (AttributeError, KeyError, IndexError, TypeError):
-            continue
-        return int(position[0]) + 1
-    return None
+            break
+    return line
 
 
 def where(label: str, data: Any, path: Sequence[str | int]) -> str:
     """``dvc.yaml:57: stages.train.outz``."""
-    line = line_of(data, path)
-    return f"{label}{'' if line is None else f':{line}'}: {dotted(path)}"
+    return f"{label}{line_of(data, path)}: {dotted(path) or '(top level)'}"
 
 
 def load_yaml(path: Path, label: str, schema: Any = None) -> Any:
@@ -175,15 +160,11 @@ def status_problems(root: Path) -> list[str]:
     problems = []
     for stage, changes in status.items():
         parts = []
-        for change in changes if isinstance(changes, list) else [changes]:
-            for kind, files in change.items() if isinstance(change, dict) else [("", change)]:
-                if isinstance(files, dict):
-                    named = [f"{path} {state}" for path, state in files.items()]
-                    more = len(named) - MAX_LISTED
-                    files = ", ".join(named[:MAX_LISTED]) + (
-                        f" and {more} more" if more > 0 else ""
-                    )
-                parts.append(f"{kind}: {files}" if kind else str(files))
+        for change in changes:  # "always changed", or {"changed deps": {path: state, ...}}
+            for kind, files in change.items() if isinstance(change, dict) else [(change, {})]:
+                named = [f"{path} {state}" for path, state in files.items()]
+                more = f" and {len(named) - MAX_LISTED} more" if len(named) > MAX_LISTED else ""
+                parts.append(f"{kind}: {', '.join(named[:MAX_LISTED])}{more}" if named else kind)
         problems.append(
             f"dvc status: stage '{stage}' is not up to date ({'; '.join(parts)}); "
             "run `dvc repro` and commit dvc.lock"
@@ -205,8 +186,8 @@ def params_problems(root: Path) -> list[str]:
     found = []
     for problem in params_module.problems(values):
         key = re.match(r"([\w.-]+?)(?:\[\d+\])?: ", problem)
-        line = line_of(lines, key.group(1).split(".")) if key else None
-        found.append(f"{PARAMS_YAML}{'' if line is None else f':{line}'}: {problem}")
+        line = line_of(lines, key.group(1).split(".")) if key else ""
+        found.append(f"{PARAMS_YAML}{line}: {problem}")
     return found
 
 
@@ -335,27 +316,24 @@ def _stage_params_problems(data: Any, root: Path, name: str, spec: dict[str, Any
     """Every ``params:`` entry names a key that exists in its params file."""
     problems: list[str] = []
     for index, entry in enumerate(spec.get("params") or []):
-        path: Key = ("stages", name, "params", index)
-        pairs = (
-            [(PARAMS_YAML, [entry], path)]
-            if isinstance(entry, str)
-            else [(str(file), keys or [], (*path, str(file))) for file, keys in entry.items()]
-        )
-        for file, keys, at in pairs:
+        path = ("stages", name, "params", index)
+        files = {PARAMS_YAML: [entry]} if isinstance(entry, str) else entry
+        for file, keys in files.items():
+            at = where(DVC_YAML, data, path if isinstance(entry, str) else (*path, file))
             if Path(file).suffix not in (".yaml", ".yml", ".json"):
                 continue  # TOML/Python params files: left to DVC
             try:
                 values = load_yaml(root / file, file)
             except PipelineError as err:
-                problems.append(f"{where(DVC_YAML, data, at)}: params file {file} unusable: {err}")
+                problems.append(f"{at}: params file {file} unusable: {err}")
                 continue
-            for key in keys:
-                if not _lookup(values, key.split("."))[0]:
-                    hint = did_you_mean(key, _dotted_keys(values), " (did you mean '{}'?)")
-                    problems.append(
-                        f"{where(DVC_YAML, data, at)}: '{key}' is not in {file}{hint}; add it to "
-                        f"{file} or fix the name"
-                    )
+            problems += [
+                f"{at}: '{key}' is not in {file}"
+                f"{did_you_mean(key, _dotted_keys(values), HINT)}; add it to "
+                f"{file} or fix the name"
+                for key in keys or []
+                if not _lookup(values, key.split("."))[0]
+            ]
     return problems
 
 
@@ -408,7 +386,7 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
                 continue
             present, value = _lookup(metrics, str(key).split("."))
             if not present:
-                hint = did_you_mean(str(key), _dotted_keys(metrics), " (did you mean '{}'?)")
+                hint = did_you_mean(str(key), _dotted_keys(metrics), HINT)
                 problems.append(
                     f"{file}: no metric '{key}'{hint}, named in {label}; fix the name in {label}"
                 )
@@ -435,26 +413,19 @@ def validate(
 ) -> tuple[list[str], list[str]]:
     """Every check on the project in ``root`` (see the module docstring): (problems, passed)."""
     data, problems = dvc_yaml(root)
-    passed, dvc_ok = [], False
+    found: dict[str, list[str]] = {}  # check -> its problems, in the order they run
     if data is not None:
-        problems += dag_problems(root)
-        dvc_ok = not problems
-        if dvc_ok:
-            passed.append(f"{DVC_YAML} (schema, DAG)")
-        found = deps_problems(data, root)
-        problems += found
-        if not found:
-            passed.append(f"deps and params of {len(data.get('stages') or {})} stages")
-    checks = [(PARAMS_YAML, lambda: params_problems(root))]
-    if up_to_date and data is not None and dvc_ok:
-        checks.append(("dvc status clean", lambda: status_problems(root)))
+        found[DAG] = dag_problems(root)
+        found[f"deps and params of {len(data.get('stages') or {})} stages"] = deps_problems(
+            data, root
+        )
+    found[PARAMS_YAML] = params_problems(root)
+    if up_to_date and found.get(DAG) == []:  # dvc.yaml is sound: its status means something
+        found["dvc status clean"] = status_problems(root)
     if thresholds is not None:
-        checks.append((f"thresholds in {thresholds}", lambda: threshold_problems(root, thresholds)))
-    for name, check in checks:
-        found = check()
-        problems += found
-        passed += [] if found else [name]
-    return problems, passed
+        found[f"thresholds in {thresholds}"] = threshold_problems(root, thresholds)
+    problems += [problem for check in found.values() for problem in check]
+    return problems, [name for name, check in found.items() if not check]
 
 
 @entry_point
