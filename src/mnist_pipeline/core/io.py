@@ -25,6 +25,7 @@ import shutil
 import struct
 import tempfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,22 +58,19 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _TEMP_RANDOM_GLOB = "[a-z0-9_]" * 8  # the random part of tempfile's names
 
 
-def _no_space(path: Path, written: int = 0) -> PipelineError:
-    """Disk full: name the output (not our temp sibling), its folder, space free and needed."""
-    shown = Path(*(re.sub(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$", r"\1", p) for p in path.parts))
-    existing = next((p for p in path.parents if p.exists()), Path("."))
-    free = shutil.disk_usage(existing).free
-    return PipelineError(
-        f"cannot write {shown}: no space left on device in {shown.parent} ({free / 2**20:.1f} "
-        f"MiB free, the file needs more than the {written / 2**20:.1f} MiB written); free some "
-        "space there and rerun the stage"
-    )
-
-
-def _write_error(path: Path, err: OSError, want_dir: bool = False) -> PipelineError:
-    """One line for a failed write: what is in the way, and how to clear it."""
+def _write_error(
+    path: Path, err: OSError, want_dir: bool = False, written: int = 0
+) -> PipelineError:
+    """One line for a failed write: what is in the way, and how to clear it. Disk full: the
+    output (not our temp sibling), its folder, the space free and the ``written`` bytes."""
     if err.errno in _NO_SPACE:
-        return _no_space(path)
+        shown = Path(*(re.sub(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$", r"\1", p) for p in path.parts))
+        existing = next((p for p in path.parents if p.exists()), Path("."))
+        return PipelineError(
+            f"cannot write {shown}: no space left on device in {shown.parent} "
+            f"({shutil.disk_usage(existing).free / 2**20:.1f} MiB free, the file needs more than "
+            f"the {written / 2**20:.1f} MiB written); free some space there and rerun the stage"
+        )
     files = [parent for parent in reversed(path.parents) if parent.is_file()]
     if files:
         why = f"{files[0]} is a file, not a directory; remove it or choose another path"
@@ -85,13 +83,6 @@ def _write_error(path: Path, err: OSError, want_dir: bool = False) -> PipelineEr
     return PipelineError(f"cannot write {path}: {why}")
 
 
-def _umask() -> int:
-    """The process umask (read by setting it, then restoring it at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _clear_stale(path: Path) -> None:
     """Remove ``.NAME.*.tmp`` siblings that a killed run (SIGKILL, power loss) left behind.
 
@@ -100,11 +91,15 @@ def _clear_stale(path: Path) -> None:
     """
     pattern = f".{glob.escape(path.name)}.{_TEMP_RANDOM_GLOB}.tmp"  # as tempfile names them
     for old in glob.glob(pattern, root_dir=path.parent):
-        stale = path.parent / old
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+        _remove(path.parent / old)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a folder with everything in it (never what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _temp_file(**names: str) -> str:
@@ -130,19 +125,20 @@ def _atomic(path: Path, want_dir: bool) -> Iterator[Path]:
         except OSError as err:
             if err.errno not in _NO_SPACE:
                 raise
-            raise _no_space(path, tmp.stat().st_size if tmp.is_file() else 0) from err
+            raise _write_error(
+                path, err, written=tmp.stat().st_size if tmp.is_file() else 0
+            ) from err
         try:
-            os.chmod(tmp, (0o777 if want_dir else 0o666) & ~_umask())
+            umask = os.umask(0o022)  # read it by setting it, then restore it at once
+            os.umask(umask)
+            os.chmod(tmp, (0o777 if want_dir else 0o666) & ~umask)
             if want_dir and path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             os.replace(tmp, path)  # a file in the way of a folder fails here, and is left alone
         except OSError as err:
             raise _write_error(path, err, want_dir) from err
     finally:
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _remove(tmp)
 
 
 def atomic_path(path: Path) -> contextlib.AbstractContextManager[Path]:
@@ -205,25 +201,21 @@ def _read_text(path: Path, missing: str = "run the stage that writes it") -> str
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(_read_text(path), object_pairs_hook=_unique_pairs(path))
+        return json.loads(_read_text(path), object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as err:
         raise PipelineError(
             f"{path}: not valid JSON ({err.msg} at line {err.lineno}){RERUN}"
         ) from err
+    except KeyError as err:  # from _unique_pairs
+        raise PipelineError(f"{path}: duplicate key {err}; keep only one") from err
 
 
-def _unique_pairs(source: Path) -> Any:
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON ``object_pairs_hook`` that refuses a key given twice (json keeps the last)."""
-
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise PipelineError(f"{source}: duplicate key {key!r}; keep only one")
-            out[key] = value
-        return out
-
-    return hook
+    out = dict(pairs)
+    if len(out) < len(pairs):  # name the key given twice
+        raise KeyError(next(key for key, n in Counter(k for k, _ in pairs).items() if n > 1))
+    return out
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
