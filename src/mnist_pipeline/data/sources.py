@@ -110,15 +110,6 @@ def torchvision_md5s(dataset: str) -> dict[str, str]:
 # ----------------------------------------------------------------------------- sources
 
 
-def _is_url(location: str) -> bool:
-    try:
-        return urllib.parse.urlparse(location).scheme in ("http", "https", "file")
-    except ValueError as err:  # e.g. "http://[::1": Invalid IPv6 URL
-        raise PipelineError(
-            f"data.mirror={location!r}: not a valid URL ({err}); fix it or use a local directory"
-        ) from err
-
-
 def _fetch_url(url: str, dest: Path) -> bool:
     """Download ``url`` to ``dest``; False when the server says it does not exist."""
     from tqdm import tqdm
@@ -155,7 +146,13 @@ def _fetch_url(url: str, dest: Path) -> bool:
 
 def _collect_mirror(mirror: str, workdir: Path) -> dict[str, Path]:
     """Local paths of the four (possibly gzipped) files of a mirror directory or URL."""
-    remote, root = _is_url(mirror), Path(mirror).expanduser()
+    try:
+        remote = urllib.parse.urlparse(mirror).scheme in ("http", "https", "file")
+    except ValueError as err:  # e.g. "http://[::1": Invalid IPv6 URL
+        raise PipelineError(
+            f"data.mirror={mirror!r}: not a valid URL ({err}); fix it or use a local directory"
+        ) from err
+    root = Path(mirror).expanduser()
     if not remote and not root.is_dir():
         raise PipelineError(
             f"data.mirror={mirror}: no such directory; point it at a folder holding "
