@@ -438,10 +438,9 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         tensors = {}
         for name in reader.offset_keys():
             info = reader.get_slice(name)
-            if info.get_dtype() not in _SAFETENSORS_DTYPES:
+            dtype, shape = _SAFETENSORS_DTYPES.get(info.get_dtype()), info.get_shape()
+            if dtype is None:
                 raise _unreadable_tensors(path, f"tensor {name!r} is {info.get_dtype()}")
-            shape = info.get_shape()
-            dtype = _SAFETENSORS_DTYPES[info.get_dtype()]
             tensors[name] = np.fromfile(handle, dtype, math.prod(shape)).reshape(shape)
     return tensors, metadata
 

