@@ -140,12 +140,10 @@ class TrainParams(Section):
                     f"({' -> '.join(map(str, sides))}); use at most "
                     f"{IMAGE_SIDE.bit_length() - 1} entries"
                 )
-            maps = (1, *self.channels)
-            weights = sum(25 * a * b + b for a, b in itertools.pairwise(maps))
+            weights = sum(25 * a * b + b for a, b in itertools.pairwise((1, *self.channels)))
             width = self.channels[-1] * sides[-1] ** 2
         if self.model != "linear":
-            layers = (width, *self.hidden)
-            weights += sum((a + 1) * b for a, b in itertools.pairwise(layers))
+            weights += sum((a + 1) * b for a, b in itertools.pairwise((width, *self.hidden)))
         if weights > MAX_WEIGHTS:
             convs = f" with channels {list(self.channels)}" if self.model == "cnn" else ""
             raise PipelineError(

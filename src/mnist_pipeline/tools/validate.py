@@ -82,14 +82,14 @@ def where(label: str, data: Any, path: Sequence[str | int]) -> str:
     return f"{label}{line_of(data, path)}: {dotted(path) or '(top level)'}"
 
 
-def load_yaml(path: Path, label: str, schema: Any = None) -> Any:
-    """YAML through DVC's loader (ruamel, lines kept); ``schema``: a DVC voluptuous schema."""
+def load_yaml(path: Path, label: str) -> Any:
+    """YAML through DVC's loader (ruamel, lines kept)."""
     from dvc.utils.strictyaml import YAMLSyntaxError, load
 
     if not path.is_file():
         raise PipelineError(f"{label}: file not found in {path.parent}; pass --root DIR")
     try:
-        return load(str(path), schema, round_trip=True)[0]  # (data, text)
+        return load(str(path), round_trip=True)[0]  # (data, text)
     except YAMLSyntaxError as err:
         cause = err.__cause__
         mark = getattr(cause, "problem_mark", None)
@@ -101,15 +101,15 @@ def load_yaml(path: Path, label: str, schema: Any = None) -> Any:
 def dvc_yaml(root: Path) -> tuple[Any, list[str]]:
     """dvc.yaml's data, or the problems DVC's schema finds in it (then ``None``)."""
     from dvc.schema import COMPILED_MULTI_STAGE_SCHEMA, STAGE_DEFINITION
-    from dvc.utils.serialize import parse_yaml_for_update
-    from dvc.utils.strictyaml import YAMLValidationError
+    from voluptuous import MultipleInvalid
 
     try:
-        return load_yaml(root / DVC_YAML, DVC_YAML, COMPILED_MULTI_STAGE_SCHEMA), []
-    except YAMLValidationError as err:
-        data = parse_yaml_for_update(err.text, DVC_YAML)
+        data = load_yaml(root / DVC_YAML, DVC_YAML)
+        COMPILED_MULTI_STAGE_SCHEMA(data)  # as DVC checks it (the result drops ruamel's lines)
+        return data, []
+    except MultipleInvalid as err:
         problems = []
-        for error in err.exc.errors:
+        for error in err.errors:
             path, message = list(error.path), error.error_message
             if message == "extra keys not allowed":
                 allowed = [str(k) for k in STAGE_DEFINITION] if len(path) == 3 else []
@@ -211,19 +211,16 @@ class _Importers(modulefinder.ModuleFinder):
     def __init__(self, search: Sequence[Path]) -> None:
         super().__init__([str(base) for base in search])  # only ours: no stdlib, no torch
         self.importer: dict[Path, Path] = {}
-        self.scanning: list[Path] = []
 
-    def load_module(self, fqname: str, fp: Any, pathname: str, file_info: Any) -> Any:
-        if not str(pathname).endswith(".py"):  # a package folder: its __init__.py comes next
-            return super().load_module(fqname, fp, pathname, file_info)
-        module = Path(pathname)
-        if self.scanning:
-            self.importer.setdefault(module, self.scanning[-1])
-        self.scanning.append(module)
+    def import_hook(self, name: str, caller: Any = None, *rest: Any, **level: Any) -> Any:
+        known = set(self.modules)
         try:
-            return super().load_module(fqname, fp, pathname, file_info)
-        finally:
-            self.scanning.pop()
+            return super().import_hook(name, caller, *rest, **level)
+        finally:  # what this import loaded, the modules it imports having noted theirs first
+            for new in self.modules.keys() - known:
+                file = self.modules[new].__file__ or ""  # a builtin (sys, time) has none
+                if file.endswith(".py"):
+                    self.importer.setdefault(Path(file), Path(caller.__file__))
 
 
 def import_closure(script: Path, search: Sequence[Path]) -> dict[Path, Path]:
