@@ -55,12 +55,9 @@ _META_KEY = "mnist_pipeline"
 # gigabytes costs no more than the header declares.
 MAX_IDX_BYTES = 160 * 2**20
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-_TEMP_RANDOM_GLOB = "[a-z0-9_]" * 8  # the random part of tempfile's names
 
 
-def _write_error(
-    path: Path, err: OSError, want_dir: bool = False, written: int = 0
-) -> PipelineError:
+def _write_error(path: Path, err: OSError, folder: bool = False, written: int = 0) -> PipelineError:
     """One line for a failed write: what is in the way, and how to clear it. Disk full: the
     output (not our temp sibling), its folder, the space free and the ``written`` bytes."""
     if err.errno in _NO_SPACE:
@@ -74,9 +71,9 @@ def _write_error(
     files = [parent for parent in reversed(path.parents) if parent.is_file()]
     if files:
         why = f"{files[0]} is a file, not a directory; remove it or choose another path"
-    elif path.is_dir() and not want_dir:
+    elif path.is_dir() and not folder:
         why = "a directory is in the way; remove it or choose another path"
-    elif want_dir and path.exists() and not path.is_dir():
+    elif folder and path.exists() and not path.is_dir():
         why = "a file is in the way; remove it or choose another path"
     else:
         why = f"{err.strerror or err}; make {path.parent} writable or choose another path"
@@ -89,7 +86,7 @@ def _clear_stale(path: Path) -> None:
     Only one run of a stage writes an output at a time (DVC's lock), so any such sibling
     belongs to a run that is gone.
     """
-    pattern = f".{glob.escape(path.name)}.{_TEMP_RANDOM_GLOB}.tmp"  # as tempfile names them
+    pattern = f".{glob.escape(path.name)}.{'[a-z0-9_]' * 8}.tmp"  # as tempfile names them
     for old in glob.glob(pattern, root_dir=path.parent):
         _remove(path.parent / old)
 
@@ -109,46 +106,41 @@ def _temp_file(**names: str) -> str:
 
 
 @contextlib.contextmanager
-def _atomic(path: Path, want_dir: bool) -> Iterator[Path]:
-    """Yield a temp file or folder next to ``path``; rename it onto ``path`` only on success."""
+def atomic_path(path: Path, folder: bool = False) -> Iterator[Path]:
+    """A temp file (or folder) next to ``path``, renamed onto ``path`` only when the block
+    succeeds."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _clear_stale(path)
-        make = tempfile.mkdtemp if want_dir else _temp_file
+        make = tempfile.mkdtemp if folder else _temp_file
         tmp = Path(make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as err:
-        raise _write_error(path, err, want_dir) from err
+        raise _write_error(path, err, folder) from err
     try:
         try:
             yield tmp
         except OSError as err:
             if err.errno not in _NO_SPACE:
                 raise
-            raise _write_error(
-                path, err, written=tmp.stat().st_size if tmp.is_file() else 0
-            ) from err
+            written = tmp.stat().st_size if tmp.is_file() else 0
+            raise _write_error(path, err, written=written) from err
         try:
             umask = os.umask(0o022)  # read it by setting it, then restore it at once
             os.umask(umask)
-            os.chmod(tmp, (0o777 if want_dir else 0o666) & ~umask)
-            if want_dir and path.is_dir() and not path.is_symlink():
+            os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)
+            if folder and path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             os.replace(tmp, path)  # a file in the way of a folder fails here, and is left alone
         except OSError as err:
-            raise _write_error(path, err, want_dir) from err
+            raise _write_error(path, err, folder) from err
     finally:
         _remove(tmp)
 
 
-def atomic_path(path: Path) -> contextlib.AbstractContextManager[Path]:
-    """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
-    return _atomic(path, want_dir=False)
-
-
 def atomic_dir(path: Path) -> contextlib.AbstractContextManager[Path]:
     """A temp folder next to ``path``, swapped in for ``path`` only when the block succeeds."""
-    return _atomic(path, want_dir=True)
+    return atomic_path(path, folder=True)
 
 
 def write_text(text: str, path: Path) -> None:

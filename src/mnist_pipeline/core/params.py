@@ -109,12 +109,9 @@ class TrainParams(Section):
     @model_validator(mode="after")
     def _runnable(self) -> TrainParams:
         """Combinations of keys that cannot run, refused before any stage starts."""
-        if self.gradients == "manual":
-            reason = manual_gradients_unsupported(
-                self.model, self.activation, self.output, self.loss
-            )
-            if reason is not None:
-                raise PipelineError(f"train.gradients: manual: {reason}")
+        combo = (self.model, self.activation, self.output, self.loss)
+        if self.gradients == "manual" and (reason := manual_gradients_unsupported(*combo)):
+            raise PipelineError(f"train.gradients: manual: {reason}")
         if self.processes > self.batch_size:
             raise PipelineError(
                 f"train.processes: {self.processes} is more than train.batch_size="

@@ -230,15 +230,6 @@ def import_closure(script: Path, search: Sequence[Path]) -> dict[Path, Path]:
     return finder.importer
 
 
-def _outputs(stages: dict[str, Any]) -> list[str]:
-    return [
-        os.path.normpath(str(entry if isinstance(entry, str) else next(iter(entry))))
-        for spec in stages.values()
-        for kind in ("outs", "metrics", "plots")
-        for entry in (spec.get(kind) or [] if isinstance(spec, dict) else [])
-    ]
-
-
 def _kept(root: Path) -> Callable[[str], bool]:
     """Whether git holds a path, or would once committed (there and not ignored), or
     ``dvc add`` tracks it; outside git: whether it exists."""
@@ -259,7 +250,13 @@ def deps_problems(data: Any, root: Path) -> list[str]:
     """Each stage lists its code (script + imported package folders) and nothing stale."""
     root = root.resolve()
     stages = data.get("stages") or {}
-    outputs, kept = _outputs(stages), _kept(root)
+    outputs = [  # every stage's outs, metrics and plots
+        os.path.normpath(str(entry if isinstance(entry, str) else next(iter(entry))))
+        for spec in stages.values()
+        for kind in ("outs", "metrics", "plots")
+        for entry in (spec.get(kind) or [] if isinstance(spec, dict) else [])
+    ]
+    kept = _kept(root)
 
     def under(path: str, folder: str) -> bool:
         return path == folder or path.startswith(folder.rstrip("/") + "/")
@@ -273,9 +270,8 @@ def deps_problems(data: Any, root: Path) -> list[str]:
             continue  # generated stages: DVC checks their expansion
         deps = [os.path.normpath(str(d)) for d in spec.get("deps") or []]
         here = where(DVC_YAML, data, ("stages", name, "deps" if "deps" in spec else "cmd"))
-        cmd = spec["cmd"] if isinstance(spec["cmd"], list) else [spec["cmd"]]
-        scripts = [root / t for t in shlex.split(" ".join(cmd)) if t.endswith(".py")]
-        scripts = [script for script in scripts if script.is_file()]
+        words = shlex.split(" ".join(spec["cmd"]) if isinstance(spec["cmd"], list) else spec["cmd"])
+        scripts = [root / w for w in words if w.endswith(".py") and (root / w).is_file()]
         needed = {rel(script) for script in scripts}
         problems += [
             f"{here}: missing {path}, the script its cmd runs; add it to deps"
@@ -372,9 +368,8 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
             problems.append(f"{file}: not readable JSON ({err}); rerun the stage that writes it")
             continue
         for key, bound in bounds.items():
-            low, high = (bound, None) if _number(bound) else (None, None)
-            if isinstance(bound, dict) and bound and set(bound) <= {"min", "max"}:
-                low, high = bound.get("min"), bound.get("max")
+            ranged = isinstance(bound, dict) and set(bound) <= {"min", "max"}  # else a floor
+            low, high = (bound.get("min"), bound.get("max")) if ranged else (bound, None)
             if not any(_number(b) for b in (low, high)):
                 problems.append(
                     f"{where(label, doc, (file, key))}: expected a number (the floor) or "

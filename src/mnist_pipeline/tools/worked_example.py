@@ -91,13 +91,12 @@ def render_text(sections: dict[str, dict[str, Any]]) -> str:
 def to_json(sections: dict[str, dict[str, Any]]) -> str:
     """One JSON object keyed by each label's first word: matrices as nested lists (rows as in
     the notebook), scalars as numbers."""
-    return json.dumps(
-        {
-            label.split()[0]: value.tolist() if isinstance(value, Tensor) else value
-            for values in sections.values()
-            for label, value in values.items()
-        }
-    )
+    plain = {
+        label.split()[0]: value.tolist() if isinstance(value, Tensor) else value
+        for values in sections.values()
+        for label, value in values.items()
+    }
+    return json.dumps(plain)
 
 
 @entry_point
