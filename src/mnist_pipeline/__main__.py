@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_, help_line) in COMMANDS.items():
         commands.add_parser(name, help=help_line, add_help=False)
     args, rest = parser.parse_known_args(argv)
-    module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.main(rest))
+    return int(importlib.import_module(COMMANDS[args.command][0]).main(rest))
 
 
 if __name__ == "__main__":

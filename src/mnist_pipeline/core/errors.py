@@ -5,9 +5,16 @@ value) and how to fix it. ``cli.run_stage`` prints it and exits non-zero; anythi
 is a bug and keeps its traceback.
 """
 
+from collections.abc import Sequence
+
 
 class PipelineError(Exception):
     """A bad input or environment problem, described in one actionable line."""
+
+
+def dotted(path: Sequence[str | int]) -> str:
+    """A key path as text: ``train.hidden[1]``, ``stages.train.deps[0]``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
 def one_line(err: Exception) -> str:
@@ -15,6 +22,5 @@ def one_line(err: Exception) -> str:
     first = err.errors()[0]  # type: ignore[attr-defined]
     loc = list(first["loc"])
     row = f"row {loc.pop(0) + 1}" if loc and isinstance(loc[0], int) else ""  # a CSV's rows
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    where = ": ".join(part for part in (row, path) if part) or "value"
+    where = ": ".join(part for part in (row, dotted(loc)) if part) or "value"
     return f"{where}: {first['msg']} (got {first.get('input')!r})"

@@ -25,6 +25,7 @@ import shutil
 import struct
 import tempfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,42 +55,29 @@ _META_KEY = "mnist_pipeline"
 # gigabytes costs no more than the header declares.
 MAX_IDX_BYTES = 160 * 2**20
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-_TEMP_RANDOM_GLOB = "[a-z0-9_]" * 8  # the random part of tempfile's names
 
 
-def _no_space(path: Path, written: int = 0) -> PipelineError:
-    """Disk full: name the output (not our temp sibling), its folder, space free and needed."""
-    shown = Path(*(re.sub(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$", r"\1", p) for p in path.parts))
-    existing = next((p for p in path.parents if p.exists()), Path("."))
-    free = shutil.disk_usage(existing).free
-    return PipelineError(
-        f"cannot write {shown}: no space left on device in {shown.parent} ({free / 2**20:.1f} "
-        f"MiB free, the file needs more than the {written / 2**20:.1f} MiB written); free some "
-        "space there and rerun the stage"
-    )
-
-
-def _write_error(path: Path, err: OSError, want_dir: bool = False) -> PipelineError:
-    """One line for a failed write: what is in the way, and how to clear it."""
+def _write_error(path: Path, err: OSError, folder: bool = False, written: int = 0) -> PipelineError:
+    """One line for a failed write: what is in the way, and how to clear it. Disk full: the
+    output (not our temp sibling), its folder, the space free and the ``written`` bytes."""
     if err.errno in _NO_SPACE:
-        return _no_space(path)
+        shown = Path(*(re.sub(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$", r"\1", p) for p in path.parts))
+        existing = next((p for p in path.parents if p.exists()), Path("."))
+        return PipelineError(
+            f"cannot write {shown}: no space left on device in {shown.parent} "
+            f"({shutil.disk_usage(existing).free / 2**20:.1f} MiB free, the file needs more than "
+            f"the {written / 2**20:.1f} MiB written); free some space there and rerun the stage"
+        )
     files = [parent for parent in reversed(path.parents) if parent.is_file()]
     if files:
         why = f"{files[0]} is a file, not a directory; remove it or choose another path"
-    elif path.is_dir() and not want_dir:
+    elif path.is_dir() and not folder:
         why = "a directory is in the way; remove it or choose another path"
-    elif want_dir and path.exists() and not path.is_dir():
+    elif folder and path.exists() and not path.is_dir():
         why = "a file is in the way; remove it or choose another path"
     else:
         why = f"{err.strerror or err}; make {path.parent} writable or choose another path"
     return PipelineError(f"cannot write {path}: {why}")
-
-
-def _umask() -> int:
-    """The process umask (read by setting it, then restoring it at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _clear_stale(path: Path) -> None:
@@ -98,13 +86,17 @@ def _clear_stale(path: Path) -> None:
     Only one run of a stage writes an output at a time (DVC's lock), so any such sibling
     belongs to a run that is gone.
     """
-    pattern = f".{glob.escape(path.name)}.{_TEMP_RANDOM_GLOB}.tmp"  # as tempfile names them
+    pattern = f".{glob.escape(path.name)}.{'[a-z0-9_]' * 8}.tmp"  # as tempfile names them
     for old in glob.glob(pattern, root_dir=path.parent):
-        stale = path.parent / old
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+        _remove(path.parent / old)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a folder with everything in it (never what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _temp_file(**names: str) -> str:
@@ -114,45 +106,41 @@ def _temp_file(**names: str) -> str:
 
 
 @contextlib.contextmanager
-def _atomic(path: Path, want_dir: bool) -> Iterator[Path]:
-    """Yield a temp file or folder next to ``path``; rename it onto ``path`` only on success."""
+def atomic_path(path: Path, folder: bool = False) -> Iterator[Path]:
+    """A temp file (or folder) next to ``path``, renamed onto ``path`` only when the block
+    succeeds."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _clear_stale(path)
-        make = tempfile.mkdtemp if want_dir else _temp_file
+        make = tempfile.mkdtemp if folder else _temp_file
         tmp = Path(make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as err:
-        raise _write_error(path, err, want_dir) from err
+        raise _write_error(path, err, folder) from err
     try:
         try:
             yield tmp
         except OSError as err:
             if err.errno not in _NO_SPACE:
                 raise
-            raise _no_space(path, tmp.stat().st_size if tmp.is_file() else 0) from err
+            written = tmp.stat().st_size if tmp.is_file() else 0
+            raise _write_error(path, err, written=written) from err
         try:
-            os.chmod(tmp, (0o777 if want_dir else 0o666) & ~_umask())
-            if want_dir and path.is_dir() and not path.is_symlink():
+            umask = os.umask(0o022)  # read it by setting it, then restore it at once
+            os.umask(umask)
+            os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)
+            if folder and path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             os.replace(tmp, path)  # a file in the way of a folder fails here, and is left alone
         except OSError as err:
-            raise _write_error(path, err, want_dir) from err
+            raise _write_error(path, err, folder) from err
     finally:
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-
-
-def atomic_path(path: Path) -> contextlib.AbstractContextManager[Path]:
-    """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
-    return _atomic(path, want_dir=False)
+        _remove(tmp)
 
 
 def atomic_dir(path: Path) -> contextlib.AbstractContextManager[Path]:
     """A temp folder next to ``path``, swapped in for ``path`` only when the block succeeds."""
-    return _atomic(path, want_dir=True)
+    return atomic_path(path, folder=True)
 
 
 def write_text(text: str, path: Path) -> None:
@@ -205,25 +193,21 @@ def _read_text(path: Path, missing: str = "run the stage that writes it") -> str
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(_read_text(path), object_pairs_hook=_unique_pairs(path))
+        return json.loads(_read_text(path), object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as err:
         raise PipelineError(
             f"{path}: not valid JSON ({err.msg} at line {err.lineno}){RERUN}"
         ) from err
+    except KeyError as err:  # from _unique_pairs
+        raise PipelineError(f"{path}: duplicate key {err}; keep only one") from err
 
 
-def _unique_pairs(source: Path) -> Any:
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON ``object_pairs_hook`` that refuses a key given twice (json keeps the last)."""
-
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise PipelineError(f"{source}: duplicate key {key!r}; keep only one")
-            out[key] = value
-        return out
-
-    return hook
+    out = dict(pairs)
+    if len(out) < len(pairs):  # name the key given twice
+        raise KeyError(next(key for key, n in Counter(k for k, _ in pairs).items() if n > 1))
+    return out
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -305,7 +289,6 @@ def read_idx_bytes(
     for the dataset): neither a gzip bomb nor a
     header claiming ``[2**31, 2**31, 4]`` can exhaust memory.
     """
-    path = Path(path)
     try:
         with open(path, "rb") as raw:
             handle = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
@@ -446,10 +429,9 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         tensors = {}
         for name in reader.offset_keys():
             info = reader.get_slice(name)
-            if info.get_dtype() not in _SAFETENSORS_DTYPES:
+            dtype, shape = _SAFETENSORS_DTYPES.get(info.get_dtype()), info.get_shape()
+            if dtype is None:
                 raise _unreadable_tensors(path, f"tensor {name!r} is {info.get_dtype()}")
-            shape = info.get_shape()
-            dtype = _SAFETENSORS_DTYPES[info.get_dtype()]
             tensors[name] = np.fromfile(handle, dtype, math.prod(shape)).reshape(shape)
     return tensors, metadata
 
@@ -500,9 +482,8 @@ def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=IMAGE_FORMATS) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise Image.DecompressionBombError(f"{width}×{height}")
+                if math.prod(image.size) > max_pixels:
+                    raise Image.DecompressionBombError("{}×{}".format(*image.size))
                 image.load()  # decode now, inside the error handling below
                 upright = ImageOps.exif_transpose(image)
                 if upright.mode in ("RGBA", "LA", "PA", "P") or "transparency" in upright.info:

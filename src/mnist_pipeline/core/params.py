@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, dotted
 
 # Strict: a quoted '10' is no integer, `true` no number, 2.5 no integer (10 is a float).
 Int = Annotated[int, Strict()]
@@ -109,12 +109,9 @@ class TrainParams(Section):
     @model_validator(mode="after")
     def _runnable(self) -> TrainParams:
         """Combinations of keys that cannot run, refused before any stage starts."""
-        if self.gradients == "manual":
-            reason = manual_gradients_unsupported(
-                self.model, self.activation, self.output, self.loss
-            )
-            if reason is not None:
-                raise PipelineError(f"train.gradients: manual: {reason}")
+        combo = (self.model, self.activation, self.output, self.loss)
+        if self.gradients == "manual" and (reason := manual_gradients_unsupported(*combo)):
+            raise PipelineError(f"train.gradients: manual: {reason}")
         if self.processes > self.batch_size:
             raise PipelineError(
                 f"train.processes: {self.processes} is more than train.batch_size="
@@ -140,12 +137,10 @@ class TrainParams(Section):
                     f"({' -> '.join(map(str, sides))}); use at most "
                     f"{IMAGE_SIDE.bit_length() - 1} entries"
                 )
-            maps = (1, *self.channels)
-            weights = sum(25 * a * b + b for a, b in itertools.pairwise(maps))
+            weights = sum(25 * a * b + b for a, b in itertools.pairwise((1, *self.channels)))
             width = self.channels[-1] * sides[-1] ** 2
         if self.model != "linear":
-            layers = (width, *self.hidden)
-            weights += sum((a + 1) * b for a, b in itertools.pairwise(layers))
+            weights += sum((a + 1) * b for a, b in itertools.pairwise((width, *self.hidden)))
         if weights > MAX_WEIGHTS:
             convs = f" with channels {list(self.channels)}" if self.model == "cnn" else ""
             raise PipelineError(
@@ -170,9 +165,7 @@ class Params(Section):
     @classmethod
     def _empty_sections(cls, raw: Any) -> Any:
         """``train:`` with nothing under it is a section of defaults."""
-        if isinstance(raw, dict):
-            return {key: {} if value is None else value for key, value in raw.items()}
-        return raw
+        return {k: {} if v is None else v for k, v in raw.items()} if isinstance(raw, dict) else raw
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -212,14 +205,12 @@ _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than_equal": "
 def _message(error: Any) -> str:
     """One pydantic error as today's line: ``train.lr: -0.1 is out of range (must be > 0.0)``."""
     loc, kind, value = error["loc"], error["type"], error["input"]
-    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    key = dotted(loc)
     section = SECTIONS.get(str(loc[0])) if loc else None
-    if kind == "extra_forbidden" and section is None:
-        hint = did_you_mean(key, SECTIONS)
-        return f"{key}: unknown section{hint} (allowed: {', '.join(SECTIONS)})"
-    if kind == "extra_forbidden":
-        hint = did_you_mean(str(loc[-1]), section.model_fields, f"; did you mean '{loc[0]}.{{}}'?")
-        return f"{key}: unknown key{hint} (allowed: {', '.join(section.model_fields)})"
+    if kind == "extra_forbidden":  # an unknown section, or an unknown key of a section
+        allowed, what = (SECTIONS, "section") if section is None else (section.model_fields, "key")
+        hint = did_you_mean(str(loc[-1]), allowed, f"; did you mean '{dotted((*loc[:-1], '{}'))}'?")
+        return f"{key}: unknown {what}{hint} (allowed: {', '.join(allowed)})"
     if kind == "missing":
         return f"{key}: missing section; add '{key}:' (see README)"
     if kind == "literal_error":
@@ -264,14 +255,11 @@ def load_params(path: Path) -> Params:
     """Read and validate ``params.yaml``; errors name the file and the key."""
     from mnist_pipeline.core.io import read_yaml
 
+    raw = read_yaml(path)  # its errors name the file already
     try:
-        return parse_params(read_yaml(path))
+        return parse_params(raw)
     except PipelineError as err:
-        message = str(err)
-        prefix = f"{path}:"
-        raise PipelineError(
-            message if message.startswith(prefix) else f"{prefix} {message}"
-        ) from err
+        raise PipelineError(f"{path}: {err}") from err
 
 
 def keys() -> list[str]:

