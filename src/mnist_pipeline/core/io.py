@@ -262,12 +262,11 @@ def parse_csv(
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 100) -> None:
-    """PNG without the matplotlib version stamp, so the bytes depend only on the data."""
-    import matplotlib.pyplot as plt
+    """PNG without the matplotlib version stamp, so the bytes depend only on the data.
 
+    Figures are plain ``Figure`` objects that pyplot never tracks: nothing to close."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- checksums
