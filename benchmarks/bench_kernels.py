@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from common import DATASETS, REPO, markdown, write_results
-from mnist_pipeline.core.params import KERNELS
+from mnist_pipeline.core.runtime import KERNELS
 
 
 def one(model: str, kernels: str, epochs: int) -> dict[str, object]:
@@ -32,9 +32,9 @@ def one(model: str, kernels: str, epochs: int) -> dict[str, object]:
     from mnist_pipeline.core.runtime import configure_torch
 
     configure_torch(1, kernels)  # before any tensor op
-    from mnist_pipeline.core.params import TrainParams
     from mnist_pipeline.data.sources import IDX_FILES, fetch
     from mnist_pipeline.data.splits import read_raw_split
+    from mnist_pipeline.learning.config import TrainParams
     from mnist_pipeline.learning.training import train
 
     presets = yaml.safe_load((REPO / "presets.yaml").read_text())

@@ -22,9 +22,9 @@ import yaml
 
 from common import DATASETS as DATA
 from common import FASHION_MIRROR, REPO, markdown
-from mnist_pipeline.core.params import TrainParams, parse_params
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
+from mnist_pipeline.learning.config import TrainParams, parse_params
 from mnist_pipeline.learning.training import train
 
 EXP_DATA = {

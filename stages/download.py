@@ -10,9 +10,9 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
-from mnist_pipeline.core.params import load_params
 from mnist_pipeline.core.schemas import Manifest
 from mnist_pipeline.data.sources import fetch
+from mnist_pipeline.learning.config import load_params
 
 
 def main() -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import write_csv, write_json
-from mnist_pipeline.core.params import load_params
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
-from mnist_pipeline.evaluation.metrics import evaluate
+from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import confusion_counts
-from mnist_pipeline.learning.models import load_model
+from mnist_pipeline.learning.config import load_params
+from mnist_pipeline.learning.model_file import load_model
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     configure_torch(params.train.threads, params.train.kernels)
     split = load_split(args.data / "test.safetensors")
     model, spec, loss, output = load_model(args.model)
-    result = evaluate(model, spec, split, loss, output, source=str(args.model))
+    result = evaluate(model, spec, split, loss, output, model_path=str(args.model))
 
     write_json(result.metrics.as_json(), args.metrics)
     write_csv(result.per_class, args.per_class)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
-from mnist_pipeline.core.params import load_params
 from mnist_pipeline.core.schemas import read_manifest
 from mnist_pipeline.data.sources import IDX_FILES
 from mnist_pipeline.data.splits import read_raw_split, save_split
+from mnist_pipeline.learning.config import load_params
 
 
 def main() -> None:
@@ -34,7 +34,8 @@ def main() -> None:
     }
     with atomic_dir(args.out) as tmp:
         for name, split in splits.items():
-            save_split(split, tmp / f"{name}.safetensors")
+            provenance = {key: manifest[key] for key in ("dataset", "source")}
+            save_split(split, tmp / f"{name}.safetensors", provenance)
         write_json(manifest, tmp / "manifest.json")
     shapes = ", ".join(f"{n} {list(s.images.shape)}" for n, s in splits.items())
     print(f"preprocess: {shapes} -> {args.out}")

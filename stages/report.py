@@ -17,10 +17,10 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
-from mnist_pipeline.core.params import load_params
 from mnist_pipeline.core.schemas import read_history, read_manifest, read_predictions
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, labels_of, per_class_frame
+from mnist_pipeline.learning.config import load_params
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
 
 

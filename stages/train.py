@@ -16,10 +16,9 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.params import load_params
-from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
-from mnist_pipeline.learning.models import save_model
+from mnist_pipeline.learning.config import load_params
+from mnist_pipeline.learning.model_file import save_model
 from mnist_pipeline.learning.tracking import epoch_tracker
 from mnist_pipeline.learning.training import scored_on, train
 
@@ -39,7 +38,6 @@ def main() -> None:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         command = [*torchrun, f"--nproc_per_node={params.processes}", *sys.argv]
         raise SystemExit(subprocess.run(command, check=False).returncode)
-    configure_torch(params.threads, params.kernels)  # before any tensor op
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
     if os.environ.get("RANK", "0") != "0":  # a torchrun rank > 0: rank 0 writes outputs

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_pipeline.core.io import write_idx, write_json
+from mnist_pipeline.core.io import write_json
 from mnist_pipeline.core.runtime import configure_torch
+from mnist_pipeline.data.idx import write_idx
 from mnist_pipeline.data.sources import ALL_FILES, IDX_FILES, dataset_classes
 from mnist_pipeline.data.splits import Split, to_split
 
@@ -119,7 +120,6 @@ def make_split(n: int, seed: int) -> Split:
         labels,
         where="synthetic",
         dataset="mnist",
-        source="synthetic",
         classes=dataset_classes("mnist"),
     )
 

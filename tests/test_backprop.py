@@ -10,28 +10,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.core.params import (
-    ACTIVATIONS,
-    LOSS_NAMES,
-    MANUAL_GRADIENT_MODELS,
-    OUTPUTS,
-)
-from mnist_pipeline.core.params import manual_gradients_unsupported as check_supported
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.learning.backprop import (
+    ManualBackprop,
     NotebookEpoch,
-    manual_gradients,
+    chain,
     sgd_update,
     sigmoid_net_backprop,
 )
-from mnist_pipeline.learning.losses import LOSSES
-from mnist_pipeline.learning.models import MLP, Linear
+from mnist_pipeline.learning.config import parse_params
+from mnist_pipeline.learning.losses import LOSSES, one_hot
+from mnist_pipeline.learning.models import ACTIVATIONS, MODELS, ModelSpec, build_model
 from mnist_pipeline.learning.optim import SGD
 
 SUPPORTED = {
-    "models": MANUAL_GRADIENT_MODELS,
-    "activations": ACTIVATIONS,
-    "outputs": OUTPUTS,
-    "losses": LOSS_NAMES,
+    "activations": tuple(ACTIVATIONS),
+    "outputs": tuple(LOSSES),
+    "losses": tuple(LOSSES["softmax"]),
 }
 DTYPE = torch.float64
 TOL = {"atol": 1e-12, "rtol": 1e-10}
@@ -154,17 +149,25 @@ def make_model(arch: str, activation: str, seed: int) -> tuple[nn.Module, Tensor
     name, hidden = ARCHITECTURES[arch]
     g = torch.Generator().manual_seed(seed)
     in_features, classes, batch = 9, 4, 5
-    if name == "linear":
-        model: nn.Module = Linear(in_features, classes)
-    else:
-        model = MLP(in_features, classes, hidden, activation)
-    model.double()
+    settings = {"hidden": hidden, "activation": activation} if name == "mlp" else {}
+    model = build_model(ModelSpec(name, in_features, classes, **settings)).double()
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=DTYPE))
     x = torch.randn(batch, in_features, generator=g, dtype=DTYPE)
     labels = torch.randint(0, classes, (batch,), generator=g)
     return model, x, labels
+
+
+@torch.no_grad()
+def manual_gradients(
+    model: nn.Module, x: Tensor, labels: Tensor, output: str, loss: str
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """``ManualBackprop``'s loss and gradients, keyed like ``model.named_parameters()``."""
+    engine = ManualBackprop(model, output, loss)
+    value, grads = engine.gradients(x, one_hot(labels, engine.layers[-1].out_features, x.dtype))
+    names = [name for name, _ in model.named_parameters()]
+    return value, dict(zip(names, grads, strict=True))
 
 
 def reference_loss(logits: Tensor, labels: Tensor, output: str, loss: str) -> Tensor:
@@ -245,20 +248,20 @@ def test_manual_gradients_rejects_unknown_inputs() -> None:
         manual_gradients(conv, x, labels, "softmax", "mse")
 
 
-def test_check_supported() -> None:
-    for combo in itertools.product(*SUPPORTED.values()):
-        assert check_supported(*combo) is None, combo
-    reason = check_supported("cnn", "relu", "softmax", "mse")
-    assert reason is not None
-    assert "cnn" in reason
-    assert "autograd" in reason
-    assert "\n" not in reason
-    for bad, index in (("tanh", 1), ("identity", 2), ("hinge", 3)):
-        combo = ["mlp", "sigmoid", "softmax", "mse"]
-        combo[index] = bad
-        message = check_supported(*combo)
-        assert message is not None
-        assert bad in message
+def test_engine_support_is_the_registry_s() -> None:
+    """A model's ``manual`` flag says what the engine does with it, and the params follow
+    the flag: ``gradients: manual`` is accepted for exactly the flagged models."""
+    for name, entry in MODELS.items():
+        settings = {"hidden": (5,), "channels": (2,), "activation": "relu"}
+        spec = ModelSpec(name, 784, 3, **{k: settings[k] for k in entry.settings})
+        assert bool(chain(build_model(spec))) == entry.manual, name
+        train = {"model": name, "gradients": "manual"}
+        if entry.manual:
+            assert parse_params({"data": {}, "train": train, "report": {}}).train.model == name
+        else:
+            with pytest.raises(PipelineError, match=rf"model '{name}' is autograd only"):
+                parse_params({"data": {}, "train": train, "report": {}})
+    assert [n for n, e in MODELS.items() if e.manual] == ["linear", "mlp"]
 
 
 @pytest.mark.parametrize("loss", SUPPORTED["losses"])
@@ -291,7 +294,9 @@ def test_notebook_epoch_is_the_notebook_step(n: int) -> None:
     x = torch.randn(n, 9, generator=g, dtype=DTYPE)
     labels = torch.randint(0, 4, (n,), generator=g)
     target = F.one_hot(labels, 4).to(DTYPE)
-    epoch = NotebookEpoch(fast.layer1, lr=0.3, batch_size=4, n=n)  # type: ignore[arg-type]
+    assert NotebookEpoch.fits(fast, "softmax", "mse")
+    assert not NotebookEpoch.fits(fast, "sigmoid", "mse")
+    epoch = NotebookEpoch(fast, lr=0.3, batch_size=4, n=n)
     order = torch.randperm(n, generator=g)
     losses = epoch(x, target, order)
     expected = []

@@ -3,7 +3,7 @@
 Fast tests cover the compare module's pure parts (confusion difference, recall movers,
 tables, revision names, the report files) on made-up runs and a tiny git repo. The slow
 ones build one project copy with two committed runs (train.lr 0.01, then 0.1; embedded
-data, 1 epoch) and check `dvc plots diff HEAD~1` and `python -m mnist_pipeline.reporting.compare
+data, 1 epoch) and check `dvc plots diff HEAD~1` and `python -m mnist_pipeline.tools.compare
 --rev HEAD~1` against the two revisions' own files.
 """
 
@@ -22,16 +22,16 @@ import pytest
 
 from conftest import copy_project, run, set_params
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.reporting.compare import (
-    FIGURES,
+from mnist_pipeline.tools.compare import (
+    COMPARE_FIGURES,
     Comparison,
     Revision,
     RunFiles,
+    comparison_markdown,
     confusion_diff,
     diff_rows,
     main,
     recall_movers,
-    render_markdown,
     resolve,
     write_report,
 )
@@ -144,7 +144,7 @@ def test_report_files_are_complete_and_deterministic(tmp_path: Path) -> None:
     write_report(result, tmp_path / "a")
     write_report(result, tmp_path / "b")
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == sorted([*FIGURES.values(), "compare.md", "compare.json"])
+    assert names == sorted([*COMPARE_FIGURES.values(), "compare.md", "compare.json"])
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     text = re.sub(" +", " ", (tmp_path / "a" / "compare.md").read_text())  # tables unpadded
@@ -154,7 +154,7 @@ def test_report_files_are_complete_and_deterministic(tmp_path: Path) -> None:
     assert "| metrics/eval.json | accuracy | 0.5 | 0.6 | +0.1 |" in text
     assert "| 0 | 0.5000 | 0.7000 | +0.2000 |" in text
     assert "| 0 | +1 | -1 | 0 |" in text  # the difference table, row actual = 0
-    for png in FIGURES.values():
+    for png in COMPARE_FIGURES.values():
         assert f"]({png})" in text
     numbers = json.loads((tmp_path / "a" / "compare.json").read_text())
     assert numbers["confusion"]["diff"] == [[1, -1, 0], [1, -1, 0], [0, 0, 0]]
@@ -174,9 +174,9 @@ def test_report_across_datasets_has_no_difference_heatmap() -> None:
     other = frame([[1, 0, 0], [0, 1, 0], [0, 0, 1]], classes=["a", "b", "c"])
     scores = per_class([0.7, 0.7, 0.4], classes=["a", "b", "c"])
     new_run = RunFiles(scores, other, result.new_run.history)
-    text = render_markdown(dataclasses.replace(result, new_run=new_run))
+    text = comparison_markdown(dataclasses.replace(result, new_run=new_run))
     assert "**Warning:** the runs saw different data" in text
-    assert "no cell-by-cell difference" in text and FIGURES["confusion_diff"] not in text
+    assert "no cell-by-cell difference" in text and COMPARE_FIGURES["confusion_diff"] not in text
 
 
 # ----------------------------------------------------------- revisions in a tiny repo
@@ -307,7 +307,7 @@ def test_compare_numbers_are_the_two_revisions_own(two_runs: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = two_runs / "compare"
     assert (out / "compare.md").is_file()
-    for png in FIGURES.values():
+    for png in COMPARE_FIGURES.values():
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     numbers = json.loads((out / "compare.json").read_text())
 

@@ -8,16 +8,16 @@ import torch
 
 from conftest import synthetic_arrays
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import save_tensors
 from mnist_pipeline.data.sources import IDX_FILES, dataset_classes
 from mnist_pipeline.data.splits import load_split, read_raw_split, save_split, to_split
+from mnist_pipeline.data.tensors import load_tensors, save_tensors
 from mnist_pipeline.learning.training import epoch_order
 
 CLASSES = dataset_classes("mnist")
 
 
 def _split(images: np.ndarray, labels: np.ndarray):
-    return to_split(images, labels, where="x", dataset="mnist", source="s", classes=CLASSES)
+    return to_split(images, labels, where="x", dataset="mnist", classes=CLASSES)
 
 
 def test_flattens_to_784_and_scales_like_the_notebook() -> None:
@@ -54,11 +54,13 @@ def test_read_raw_split_and_round_trip(raw_dir: Path, tmp_path: Path) -> None:
 
     manifest = read_json(raw_dir / "manifest.json")
     split = read_raw_split(raw_dir, *IDX_FILES["train"], manifest)
-    save_split(split, tmp_path / "train.safetensors")
+    save_split(split, tmp_path / "train.safetensors", {"dataset": "mnist", "source": "mirror"})
     loaded = load_split(tmp_path / "train.safetensors")
     assert np.array_equal(loaded.images, split.images)
     assert np.array_equal(loaded.labels, split.labels)
-    assert (loaded.dataset, loaded.source, loaded.classes) == ("mnist", "mirror", CLASSES)
+    assert loaded.classes == CLASSES
+    metadata = load_tensors(tmp_path / "train.safetensors")[1]
+    assert (metadata["dataset"], metadata["source"]) == ("mnist", "mirror")
 
 
 def test_load_split_rejects_wrong_shapes(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from conftest import REPO, run
-from mnist_pipeline.learning.models import load_model
+from mnist_pipeline.learning.model_file import load_model
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.params import TrainParams, parse_params
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
-from mnist_pipeline.learning.models import CNN, ModelSpec, build_model
+from mnist_pipeline.learning.config import TrainParams, parse_params
+from mnist_pipeline.learning.models import ModelSpec, build_cnn, build_model
 from mnist_pipeline.learning.tracking import epoch_tracker
 from mnist_pipeline.learning.training import EpochRecord, history_frame, make_optimizer, train
 
@@ -20,7 +20,7 @@ from mnist_pipeline.learning.training import EpochRecord, history_frame, make_op
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Split, Split]:
     """The real 4,000/1,000 embedded MNIST sample, as the pipeline would preprocess it."""
-    from mnist_pipeline.core.params import DataParams
+    from mnist_pipeline.learning.config import DataParams
 
     raw = tmp_path_factory.mktemp("embedded")
     manifest = fetch(DataParams(source="embedded"), raw)
@@ -102,10 +102,10 @@ def test_optimizers_and_cnn_learn(
 
 
 def test_cnn_shapes() -> None:
-    model = CNN(784, 10, channels=(6, 16), hidden=(120, 84), activation="relu")
+    model = build_cnn(784, 10, channels=(6, 16), hidden=(120, 84), activation="relu")
     assert model(torch.rand(5, 784)).shape == (5, 10)
     with pytest.raises(ValueError, match="square images"):
-        CNN(780, 10, (4,), (8,), "relu")
+        build_cnn(780, 10, channels=(4,), hidden=(8,), activation="relu")
 
 
 def test_val_fraction_keeps_the_test_set_untouched(train_split: Split, test_split: Split) -> None:
@@ -120,8 +120,6 @@ def test_val_fraction_keeps_the_test_set_untouched(train_split: Split, test_spli
     scrambled = Split(
         np.random.default_rng(0).random(test_split.images.shape, dtype=np.float32),
         test_split.labels[::-1].copy(),
-        "mnist",
-        "x",
         test_split.classes,
     )
     again = train(params, train_split, scrambled)

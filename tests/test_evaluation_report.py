@@ -14,10 +14,9 @@ from matplotlib.figure import Figure
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import save_figure
-from mnist_pipeline.core.params import TrainParams
 from mnist_pipeline.data.sources import dataset_classes
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.evaluation.metrics import evaluate
+from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import (
     SCORES,
     Metrics,
@@ -28,14 +27,14 @@ from mnist_pipeline.evaluation.scores import (
     per_class_frame,
     per_class_scores,
 )
+from mnist_pipeline.learning.config import TrainParams
 from mnist_pipeline.learning.models import ModelSpec
 from mnist_pipeline.learning.training import history_frame, train
+from mnist_pipeline.reporting.figures import bar_chart, heatmap
 from mnist_pipeline.reporting.report import (
     FIGURES,
     as_written,
-    bar_chart,
     build_figures,
-    heatmap,
     image_grid,
     misclassified_grid,
     render_markdown,
@@ -149,7 +148,7 @@ def test_model_data_mismatch(trained, test_split: Split) -> None:
     model, _, _ = trained
     wrong = ModelSpec("linear", 784, 5)
     with pytest.raises(PipelineError, match=r"^m\.safetensors: takes 784 features / 5 classes"):
-        evaluate(model, wrong, test_split, "mse", source="m.safetensors")
+        evaluate(model, wrong, test_split, "mse", model_path="m.safetensors")
 
 
 def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Path) -> None:

@@ -56,9 +56,12 @@ from conftest import (
     write_manifest,
 )
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import file_digest, save_tensors, write_idx, write_json
+from mnist_pipeline.core.io import file_digest, write_json
+from mnist_pipeline.data.idx import write_idx
 from mnist_pipeline.data.splits import save_split
-from mnist_pipeline.learning.models import ModelSpec, build_model, save_model
+from mnist_pipeline.data.tensors import save_tensors
+from mnist_pipeline.learning.model_file import save_model
+from mnist_pipeline.learning.models import ModelSpec, build_model
 
 DVC_STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -1040,7 +1043,7 @@ def params_is_a_directory(s: Scratch) -> None:
 
 def report_inputs(s: Scratch) -> None:
     """Everything the report stage reads, as the stages before it would write it."""
-    from mnist_pipeline.evaluation.metrics import evaluate
+    from mnist_pipeline.evaluation.evaluate import evaluate
 
     s.params()
     write_manifest(s.root / "data" / "processed")  # preprocess passes it on
@@ -1438,7 +1441,7 @@ def test_safetensors_with_any_header_length_loads_and_a_pickle_never_does(
     tmp_path: Path,
 ) -> None:
     """Safetensors headers of length 256..511: every low byte, 0x80 (a pickle's) included."""
-    from mnist_pipeline.core.io import load_tensors
+    from mnist_pipeline.data.tensors import load_tensors
 
     header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
     path = tmp_path / "model.safetensors"
@@ -1453,7 +1456,7 @@ def test_safetensors_with_any_header_length_loads_and_a_pickle_never_does(
 
 def test_cnn_model_whose_header_starts_with_0x80_evaluates(tmp_path: Path) -> None:
     """The issue's cnn/relu/cross-entropy model: its file starts 80 03 (896-byte header)."""
-    from mnist_pipeline.learning.models import load_model
+    from mnist_pipeline.learning.model_file import load_model
 
     spec = ModelSpec("cnn", 784, 10, (128,), "relu", (6, 16))
     path = tmp_path / "model.safetensors"
@@ -1505,12 +1508,12 @@ def test_sigterm_during_download_removes_every_temp_file(tmp_path: Path) -> None
 
 
 def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
-    from mnist_pipeline.reporting.report import markdown_table, render_markdown
-    from mnist_pipeline.reporting.text import plain
+    from mnist_pipeline.reporting.report import render_markdown
+    from mnist_pipeline.reporting.text import markdown_table, plain
 
     evil = "x\n## INJECTED <img src=x onerror=alert(1)>"
     split = make_split(50, 2)
-    from mnist_pipeline.evaluation.metrics import evaluate
+    from mnist_pipeline.evaluation.evaluate import evaluate
 
     result = evaluate(
         build_model(ModelSpec("linear", 784, 10)), ModelSpec("linear", 784, 10), split, "mse"
@@ -1544,14 +1547,14 @@ def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
 def test_report_with_200_classes_stays_within_the_memory_budget(tmp_path: Path) -> None:
     """One stray label (199) in an idx set means 200 classes: the report must still fit."""
     from mnist_pipeline.data.splits import to_split
-    from mnist_pipeline.evaluation.metrics import evaluate
+    from mnist_pipeline.evaluation.evaluate import evaluate
 
     scratch = Scratch(tmp_path)
     report_inputs(scratch)
     images, labels = synthetic_arrays(400, 2)
     labels[7] = 199
     classes = tuple(str(k) for k in range(200))
-    split = to_split(images, labels, where="t", dataset="idx", source="mirror", classes=classes)
+    split = to_split(images, labels, where="t", dataset="idx", classes=classes)
     save_split(split, tmp_path / "data" / "processed" / "test.safetensors")
     spec = ModelSpec("linear", 784, 200)
     result = evaluate(build_model(spec), spec, split, "mse")
@@ -1589,8 +1592,8 @@ def test_raw_files_through_a_file_url_mirror_with_progress_on_a_tty(
     import io
     import sys as system
 
-    from mnist_pipeline.core.params import DataParams
     from mnist_pipeline.data.sources import fetch
+    from mnist_pipeline.learning.config import DataParams
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -1606,7 +1609,7 @@ def test_raw_files_through_a_file_url_mirror_with_progress_on_a_tty(
 
 
 def test_duplicate_keys_fail_the_params_check(tmp_path: Path) -> None:
-    from mnist_pipeline.core.params import main
+    from mnist_pipeline.learning.config import main
 
     path = tmp_path / "params.yaml"
     path.write_text((REPO / "params.yaml").read_text() + "train:\n  lr: 0.5\n")
@@ -1615,8 +1618,8 @@ def test_duplicate_keys_fail_the_params_check(tmp_path: Path) -> None:
 
 def test_four_files_together_are_bounded(tmp_path: Path) -> None:
     """Each file under the limit, the dataset over it: the last file read is refused."""
-    from mnist_pipeline.core.params import DataParams
     from mnist_pipeline.data.sources import fetch
+    from mnist_pipeline.learning.config import DataParams
 
     mirror = write_idx_set(tmp_path / "mirror")
     big = idx_bytes("u1", (110_000, 28, 28), bytes(110_000 * 784))  # 82 MiB, twice over

@@ -12,17 +12,9 @@ import pytest
 import torch
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import (
-    atomic_dir,
-    atomic_path,
-    load_tensors,
-    read_idx,
-    read_json,
-    read_yaml,
-    save_tensors,
-    write_idx,
-    write_json,
-)
+from mnist_pipeline.core.io import atomic_dir, atomic_path, read_json, read_yaml, write_json
+from mnist_pipeline.data.idx import read_idx, write_idx
+from mnist_pipeline.data.tensors import load_tensors, save_tensors
 
 
 def test_idx_round_trip_raw_and_gzip(tmp_path: Path) -> None:
@@ -172,7 +164,7 @@ def test_safetensors_bytes_are_stable_across_processes(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import sys, torch; from mnist_pipeline.core.io import save_tensors; "
+        "import sys, torch; from mnist_pipeline.data.tensors import save_tensors; "
         "save_tensors({'a': torch.ones(2)}, sys.argv[1], "
         "{k: k * 3 for k in ('dataset', 'source', 'classes', 'spec', 'loss')})"
     )

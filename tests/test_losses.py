@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_pipeline.learning.losses import LOSSES, accuracy, mse, one_hot
+from mnist_pipeline.learning.losses import LOSSES, mse, one_hot
+from mnist_pipeline.learning.training import accuracy
 
 
 def test_notebook_check_values() -> None:

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import save_tensors
-from mnist_pipeline.core.params import TrainParams
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, load_model, save_model
+from mnist_pipeline.data.tensors import save_tensors
+from mnist_pipeline.learning.config import TrainParams
+from mnist_pipeline.learning.model_file import load_model, save_model
+from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model
 from mnist_pipeline.learning.optim import SGD
 from mnist_pipeline.learning.training import train
 
@@ -73,9 +74,7 @@ def _params(**kw: object) -> TrainParams:
     ids=["linear-mse", "linear-ce", "mlp-relu-ce", "mlp-sigmoid-mse"],
 )
 def test_overfits_one_batch(kw: dict[str, object], train_split: Split) -> None:
-    batch = Split(
-        train_split.images[:32], train_split.labels[:32], "mnist", "s", train_split.classes
-    )
+    batch = Split(train_split.images[:32], train_split.labels[:32], train_split.classes)
     params = _params(epochs=150, batch_size=32, **kw)
     history = train(params, batch, batch).history
     assert history[-1].accuracy == 1.0
@@ -121,7 +120,7 @@ def test_model_registry_matches_the_params_choices() -> None:
     from dataclasses import fields
     from typing import get_args
 
-    from mnist_pipeline.core.params import ModelName
+    from mnist_pipeline.learning.config import ModelName
 
     assert set(MODELS) == set(get_args(ModelName))
     spec_fields = {f.name for f in fields(ModelSpec)}

@@ -22,13 +22,14 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, error_line, git_env
-from mnist_pipeline.core.io import read_image
-from mnist_pipeline.core.params import DataParams, TrainParams
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
-from mnist_pipeline.evaluation.metrics import evaluate
-from mnist_pipeline.learning.models import ModelSpec, build_model, save_model
+from mnist_pipeline.evaluation.evaluate import evaluate
+from mnist_pipeline.learning.config import DataParams, TrainParams
+from mnist_pipeline.learning.model_file import save_model
+from mnist_pipeline.learning.models import ModelSpec, build_model
 from mnist_pipeline.learning.training import train
+from mnist_pipeline.tools.images import read_image
 from mnist_pipeline.tools.predict import main, to_mnist
 
 ENLARGE = 4

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from conftest import REPO, run
-from mnist_pipeline.core.io import read_json, write_idx
+from mnist_pipeline.core.io import read_json
+from mnist_pipeline.data.idx import write_idx
 from mnist_pipeline.data.sources import IDX_FILES
 
 pytestmark = pytest.mark.slow

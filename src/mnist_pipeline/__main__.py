@@ -10,9 +10,12 @@ import importlib
 
 # command -> (module whose main(argv) runs it, one line of help)
 COMMANDS = {
-    "params": ("mnist_pipeline.core.params", "check params.yaml; --keys lists keys and choices"),
+    "params": (
+        "mnist_pipeline.learning.config",
+        "check params.yaml; --keys lists keys and choices",
+    ),
     "validate": ("mnist_pipeline.tools.validate", "check dvc.yaml, deps, params (make validate)"),
-    "compare": ("mnist_pipeline.reporting.compare", "compare two runs (make compare REV=...)"),
+    "compare": ("mnist_pipeline.tools.compare", "compare two runs (make compare REV=...)"),
     "summary": ("mnist_pipeline.reporting.summary", "print a run's headline numbers"),
     "predict": ("mnist_pipeline.tools.predict", "classify your own images with the model"),
     "worked-example": ("mnist_pipeline.tools.worked_example", "the notebook's Question 1"),

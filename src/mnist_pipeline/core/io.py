@@ -1,13 +1,12 @@
-"""Every file format the pipeline reads or writes, and nothing else.
+"""Atomic writes and the plain text formats every stage shares (YAML, JSON, CSV, PNG figures).
 
-IDX (raw or gzip), YAML, JSON, CSV, safetensors, PNG and JPEG live here so that the other
-modules deal only in arrays, tensors, dicts and figures. Every writer goes through
-``atomic_path``: the data lands in a temp file in the destination directory and is
-renamed into place only when complete, so an interrupted or failed stage never leaves a
-half-written file that DVC or the next stage could mistake for a good one. The temp files
-are private while being written (``mkstemp``: 0600, ``mkdtemp``: 0700); what lands gets the
-modes a plain ``open``/``mkdir`` would give (0644 files and 0755 folders under the usual
-umask 022), so a teammate or a web server can read the outputs.
+Every writer goes through ``atomic_path``: the data lands in a temp file in the
+destination directory and is renamed into place only when complete, so an interrupted or
+failed stage never leaves a half-written file that DVC or the next stage could mistake for
+a good one. The temp files are private while being written (``mkstemp``: 0600,
+``mkdtemp``: 0700); what lands gets the modes a plain ``open``/``mkdir`` would give (0644
+files and 0755 folders under the usual umask 022), so a teammate or a web server can read
+the outputs.
 """
 
 from __future__ import annotations
@@ -15,22 +14,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
-import gzip
 import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import struct
 import tempfile
-import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import yaml
 
 from mnist_pipeline.core.errors import PipelineError
@@ -39,21 +34,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-# IDX type codes (third header byte) -> numpy big-endian dtype.
-_IDX_DTYPES: dict[int, str] = {
-    0x08: "u1",
-    0x09: "i1",
-    0x0B: ">i2",
-    0x0C: ">i4",
-    0x0D: ">f4",
-    0x0E: ">f8",
-}
-_META_KEY = "mnist_pipeline"
-# The most IDX data a dataset may hold (its four files together): a little above the
-# 210k-image set whose stages were measured under the 1.5 GB RSS budget (README, Bigger
-# data). Reads stop at the declared size + 1 byte, so a small .gz that inflates to
-# gigabytes costs no more than the header declares.
-MAX_IDX_BYTES = 160 * 2**20
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -246,7 +226,7 @@ def read_csv(path: Path, dtype: Any = None) -> pd.DataFrame:
 
 
 def parse_csv(
-    text: str, source: str, index_col: int | None = None, dtype: Any = None, fix: str = ""
+    text: str, where: str, index_col: int | None = None, dtype: Any = None, fix: str = ""
 ) -> pd.DataFrame:
     """A CSV from a string (e.g. ``git show REV:path``), read as ``read_csv`` reads files."""
     import io
@@ -258,7 +238,7 @@ def parse_csv(
             io.StringIO(text), index_col=index_col, dtype=dtype, keep_default_na=False
         )
     except ValueError as err:  # pandas' ParserError and EmptyDataError included
-        raise PipelineError(f"{source}: not a readable CSV file ({err}){fix}") from err
+        raise PipelineError(f"{where}: not a readable CSV file ({err}){fix}") from err
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 100) -> None:
@@ -269,245 +249,11 @@ def save_figure(fig: Figure, path: Path, dpi: int = 100) -> None:
         fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
 
 
-# --------------------------------------------------------------------------- checksums
-
-
 def file_digest(path: Path, algorithm: str) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
-def read_idx_bytes(
-    path: Path, limit: int = MAX_IDX_BYTES
-) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
-    """The whole (decompressed) IDX file, checked: ``(content, header_len, dtype, shape)``.
-
-    Checks the magic number (two zero bytes, a known type code, ndim >= 1) and that the
-    payload is exactly the size the header declares. Reads at most the declared size + 1
-    byte, and refuses a declared size above ``limit`` (what is left of ``MAX_IDX_BYTES``
-    for the dataset): neither a gzip bomb nor a
-    header claiming ``[2**31, 2**31, 4]`` can exhaust memory.
-    """
-    try:
-        with open(path, "rb") as raw:
-            handle = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
-            magic = handle.read(4)
-            if len(magic) < 4:
-                raise PipelineError(
-                    f"{path}: too short to be an IDX file ({len(magic)} bytes); "
-                    "fetch the file again"
-                )
-            zero, type_code, ndim = struct.unpack(">HBB", magic)
-            if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
-                raise PipelineError(
-                    f"{path}: bad IDX magic number 0x{magic.hex()} (expected 0x00000801 for "
-                    "labels or 0x00000803 for images); not an IDX file: fetch the file again"
-                )
-            dims = handle.read(4 * ndim)
-            if len(dims) < 4 * ndim:
-                raise PipelineError(f"{path}: truncated IDX header; fetch the file again")
-            shape = struct.unpack(f">{ndim}I", dims)
-            dtype = np.dtype(_IDX_DTYPES[type_code])
-            expected = math.prod(shape) * dtype.itemsize  # a Python int: never overflows
-            if expected > limit:
-                raise PipelineError(
-                    f"{path}: IDX header declares shape {list(shape)} ({expected:,} bytes), "
-                    f"over the {MAX_IDX_BYTES // 2**20} MiB a dataset's four files may hold "
-                    f"together ({limit:,} bytes left for this one), the limit that keeps every "
-                    "stage within its memory budget; fetch the right file or split the dataset"
-                )
-            payload = handle.read(expected + 1)
-    except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found; rerun the download stage") from err
-    except (OSError, EOFError, zlib.error) as err:
-        raise PipelineError(
-            f"{path}: corrupt or truncated gzip data ({err}); fetch it again"
-        ) from err
-    if len(payload) != expected:
-        state = "truncated" if len(payload) < expected else "has trailing bytes"
-        held = f"{len(payload)}" if len(payload) < expected else "more"
-        raise PipelineError(
-            f"{path}: IDX data {state}: header declares shape {list(shape)} "
-            f"({expected} bytes) but the file holds {held}; fetch the file again"
-        )
-    return magic + dims + payload, 4 + len(dims), dtype, shape
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Parse an IDX file (raw or gzip) into an array of the declared dtype and shape."""
-    content, header, dtype, shape = read_idx_bytes(path)
-    return np.frombuffer(content, dtype=dtype, offset=header).reshape(shape).copy()
-
-
 def write_bytes(content: bytes, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(content)
-
-
-def write_idx(array: np.ndarray, path: Path) -> None:
-    """Write a uint8 array as an uncompressed IDX file."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    write_bytes(header + array.tobytes(), path)
-
-
-# ------------------------------------------------------------------------- safetensors
-
-
-def save_tensors(
-    tensors: Mapping[str, Any], path: Path, metadata: Mapping[str, str] | None = None
-) -> None:
-    """Save arrays (numpy, or torch tensors: read through ``.numpy()``) with safetensors.
-
-    No pickle, and the bytes depend only on the data: safetensors keeps metadata in a hash
-    map whose order changes from process to process, so it is stored as one JSON string
-    under a single key. Written through safetensors' numpy API, so no stage pays for
-    importing torch to read or write a file (the bytes are the same either way).
-    """
-    from safetensors import SafetensorError
-    from safetensors.numpy import save_file
-
-    arrays = {
-        name: np.ascontiguousarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t)
-        for name, t in tensors.items()
-    }
-    packed = {_META_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
-    with atomic_path(path) as tmp:
-        try:
-            save_file(arrays, str(tmp), metadata=packed)
-        except SafetensorError as err:  # it wraps the OSError, disk full included
-            if "No space left" not in str(err):
-                raise
-            raise OSError(errno.ENOSPC, str(err)) from err
-
-
-# safetensors dtype names -> numpy (little-endian, as the format stores them).
-_SAFETENSORS_DTYPES = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-    "I8": "i1", "U8": "u1", "BOOL": "?",
-}  # fmt: skip
-
-
-def _open_tensors(path: Path) -> Any:
-    """safetensors' own reader of ``path``: it checks the header (a JSON object within the
-    file; each tensor's dtype and shape filling its bytes, the tensors back to back) and
-    reads no data. Anything else is refused in one line, a pickle by name.
-
-    The format is recognised by that header, never by the first byte: the header length's
-    low byte can be anything (0x80, a pickle's first byte, for every length = 128 mod 256).
-    """
-    from safetensors import SafetensorError, safe_open
-
-    if not path.is_file():
-        raise PipelineError(f"{path}: file not found; run the stage that writes it")
-    try:
-        return safe_open(str(path), framework="numpy")
-    except SafetensorError as err:
-        with open(path, "rb") as handle:
-            head = handle.read(2)
-        if head[:1] == b"\x80" or head == b"PK":
-            raise PipelineError(
-                f"{path}: is a pickle/torch.save file, not safetensors; refusing to load it "
-                "(pickle can run code). Delete it and rerun the stage that writes it"
-            ) from err
-        raise _unreadable_tensors(path, err) from err
-
-
-def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Load a safetensors file as numpy arrays and its string metadata; refuse anything else.
-
-    Each tensor is read straight into its array (``np.fromfile``): the peak memory is the
-    data once. safetensors' own numpy loader copies out of a memory map, which counts the
-    data twice (1.25 GB for 200k images, over the stages' budget).
-    """
-    path = Path(path)
-    with _open_tensors(path) as reader, open(path, "rb") as handle:
-        metadata = _unpack_metadata(path, reader.metadata())
-        (length,) = struct.unpack("<Q", handle.read(8))
-        handle.seek(8 + length)  # the data: the tensors back to back, in offset order
-        tensors = {}
-        for name in reader.offset_keys():
-            info = reader.get_slice(name)
-            dtype, shape = _SAFETENSORS_DTYPES.get(info.get_dtype()), info.get_shape()
-            if dtype is None:
-                raise _unreadable_tensors(path, f"tensor {name!r} is {info.get_dtype()}")
-            tensors[name] = np.fromfile(handle, dtype, math.prod(shape)).reshape(shape)
-    return tensors, metadata
-
-
-def _unreadable_tensors(path: Path, err: Exception | str) -> PipelineError:
-    return PipelineError(
-        f"{path}: not a readable safetensors file ({err}); rerun the stage that writes it"
-    )
-
-
-def _unpack_metadata(path: Path, packed: dict[str, str] | None) -> dict[str, str]:
-    """The header's ``__metadata__`` (save_tensors packs it as JSON under one key)."""
-    packed = packed or {}
-    try:
-        return json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
-    except ValueError as err:
-        raise _unreadable_tensors(path, f"bad metadata: {err}") from err
-
-
-def read_tensor_metadata(path: Path) -> dict[str, str]:
-    """The string metadata of a safetensors file, from its header alone (no tensors read)."""
-    with _open_tensors(Path(path)) as reader:
-        return _unpack_metadata(Path(path), reader.metadata())
-
-
-# ------------------------------------------------------------------------------ images
-
-IMAGE_FORMATS = ("PNG", "JPEG")
-# Pixels read_image decodes at most: a 64-megapixel photo is ~250 MB as float32. The
-# header says the size, so a decompression bomb (a small file that decodes to gigabytes)
-# is refused before any pixel is decoded.
-MAX_IMAGE_PIXELS = 64_000_000
-
-
-def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """A PNG or JPEG as grayscale ``[H, W]`` float32 in 0..255, upright, alpha over white.
-
-    The size in the header is checked against ``max_pixels`` before decoding; the EXIF
-    orientation of phone photos is applied; transparent pixels count as white paper.
-    """
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    fix = "give a PNG or JPEG of one digit or garment"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=IMAGE_FORMATS) as image:
-                if math.prod(image.size) > max_pixels:
-                    raise Image.DecompressionBombError("{}×{}".format(*image.size))
-                image.load()  # decode now, inside the error handling below
-                upright = ImageOps.exif_transpose(image)
-                if upright.mode in ("RGBA", "LA", "PA", "P") or "transparency" in upright.info:
-                    rgba = upright.convert("RGBA")
-                    upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-                gray = upright.convert("L")  # ITU-R 601-2 luma
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        # Ours above, or Pillow's own check (it runs in Image.open for huge sizes).
-        raise PipelineError(
-            f"{path}: image larger than the {max_pixels:,} pixels read here ({err}); "
-            "crop or shrink it"
-        ) from err
-    except UnidentifiedImageError as err:
-        raise PipelineError(f"{path}: not a PNG or JPEG image; {fix}") from err
-    except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found; {fix}") from err
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
-        raise PipelineError(f"{path}: cannot decode the image ({err}); {fix}") from err
-    return np.asarray(gray, dtype=np.float32)
-
-
-def write_png(image: np.ndarray, path: Path) -> None:
-    """A ``[H, W]`` float image in [0, 1] as an 8-bit grayscale PNG (0 = black)."""
-    from PIL import Image
-
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")

@@ -30,6 +30,8 @@ from mnist_pipeline.core.errors import PipelineError
 if TYPE_CHECKING:
     import torch
 
+KERNELS = ("portable", "native")  # train.kernels
+DEVICES = ("auto", "cpu", "cuda")  # train.device
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 
 

@@ -77,12 +77,12 @@ class Prediction(BaseModel):
     predicted: str
 
 
-def validated(kind: Any, data: Any, source: Path | str) -> Any:
+def validated(kind: Any, data: Any, where: Path | str) -> Any:
     """``data`` checked against ``kind`` (a model, or e.g. ``list[Row]``), or one line."""
     try:
         return TypeAdapter(kind).validate_python(data)
     except ValidationError as err:
-        raise PipelineError(f"{source}: {one_line(err)}{RERUN}") from err
+        raise PipelineError(f"{where}: {one_line(err)}{RERUN}") from err
 
 
 def read_manifest(path: Path) -> Manifest:

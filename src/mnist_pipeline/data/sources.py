@@ -36,22 +36,28 @@ import urllib.request
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import (
-    MAX_IDX_BYTES,
-    file_digest,
-    read_idx,
-    read_idx_bytes,
-    write_bytes,
-    write_idx,
-)
-from mnist_pipeline.core.params import DataParams
+from mnist_pipeline.core.io import file_digest, write_bytes
+from mnist_pipeline.data.idx import MAX_IDX_BYTES, read_idx, read_idx_bytes, write_idx
+from mnist_pipeline.data.splits import IMAGE_SIDE, check_labels
 
 log = logging.getLogger(__name__)
+
+
+class DataRequest(Protocol):
+    """What a source is asked for: the ``data`` section's values."""
+
+    dataset: str
+    source: str
+    mirror: str | None
+    split_seed: int
+    verify: bool
+    download_timeout: float
+
 
 # Split name -> (images file, labels file), standard IDX names without ".gz".
 IDX_FILES: dict[str, tuple[str, str]] = {
@@ -203,7 +209,7 @@ def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) 
 
 
 def _from_files(
-    params: DataParams, files: dict[str, Path], out_dir: Path
+    params: DataRequest, files: dict[str, Path], out_dir: Path
 ) -> dict[str, dict[str, Any]]:
     entries, budget = {}, MAX_IDX_BYTES  # the four files together: bounded memory downstream
     for name, original in files.items():  # every file's structure first, then checksums
@@ -217,7 +223,7 @@ def _from_files(
     return entries
 
 
-def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
+def from_mirror(params: DataRequest, out_dir: Path) -> tuple[str, dict[str, Any]]:
     if params.mirror is None:
         raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
     with tempfile.TemporaryDirectory(prefix="mirror-") as work:
@@ -237,7 +243,7 @@ class TorchvisionUnavailable(PipelineError):
     """torchvision could not download the dataset (typically: no network)."""
 
 
-def from_torchvision(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
+def from_torchvision(params: DataRequest, out_dir: Path) -> tuple[str, dict[str, Any]]:
     cls = _torchvision_class(params.dataset)
     with tempfile.TemporaryDirectory(prefix="torchvision-") as root:
         try:
@@ -258,7 +264,7 @@ def from_torchvision(params: DataParams, out_dir: Path) -> tuple[str, dict[str, 
     return ", ".join(cls.mirrors), entries
 
 
-def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
+def from_embedded(params: DataRequest, out_dir: Path) -> tuple[str, dict[str, Any]]:
     if params.dataset != "mnist":
         raise PipelineError(
             f"data.source=embedded only has MNIST digits, not data.dataset={params.dataset}; "
@@ -268,7 +274,7 @@ def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any
     from sklearn.model_selection import train_test_split
 
     images, labels = mnist_data()  # float64 [5000, 784] in 0..255, int64 [5000]
-    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    images = images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).astype(np.uint8)
     labels = labels.astype(np.uint8)
     train_x, test_x, train_y, test_y = train_test_split(
         images,
@@ -290,7 +296,7 @@ def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any
     return origin, entries
 
 
-SOURCE_FUNCTIONS = {
+SOURCES = {
     "mirror": from_mirror,
     "torchvision": from_torchvision,
     "embedded": from_embedded,
@@ -303,7 +309,7 @@ EMBEDDED_WARNING = (
 )
 
 
-def _resolve(params: DataParams, out_dir: Path) -> tuple[str, Any, list[str]]:
+def _resolve(params: DataRequest, out_dir: Path) -> tuple[str, Any, list[str]]:
     """Run the requested source (or auto's first one that works): ``(source, (origin,
     manifest entry per file), warnings)``."""
     if params.dataset == "idx" and (params.source not in ("auto", "mirror") or not params.mirror):
@@ -312,7 +318,7 @@ def _resolve(params: DataParams, out_dir: Path) -> tuple[str, Any, list[str]]:
             f"data.mirror=DIR (now source={params.source}, mirror={params.mirror})"
         )
     if params.source != "auto":
-        return params.source, SOURCE_FUNCTIONS[params.source](params, out_dir), []
+        return params.source, SOURCES[params.source](params, out_dir), []
     if params.mirror is not None:
         return "mirror", from_mirror(params, out_dir), []
     try:
@@ -323,18 +329,6 @@ def _resolve(params: DataParams, out_dir: Path) -> tuple[str, Any, list[str]]:
         log.info("%s", err)
     log.warning("%s", EMBEDDED_WARNING)
     return "embedded", from_embedded(params, out_dir), [EMBEDDED_WARNING]
-
-
-def check_labels(labels: np.ndarray, num_classes: int, where: str, dataset: str) -> None:
-    """Every label an integer class number ``0..num_classes-1`` (NaN and floats fail)."""
-    bad = ~np.isin(labels, np.arange(num_classes))
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise PipelineError(
-            f"{where}: label {labels[index]} at index {index} is out of range "
-            f"0..{num_classes - 1} for {dataset}; the labels file is corrupt or of another "
-            "dataset: check data.dataset and fetch it again"
-        )
 
 
 def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
@@ -376,7 +370,7 @@ def _deadline(seconds: float, what: str) -> Iterator[None]:
         socket.setdefaulttimeout(timeout)
 
 
-def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
+def fetch(params: DataRequest, out_dir: Path) -> dict[str, Any]:
     """Write the four IDX files into ``out_dir`` and return the manifest describing them."""
     what = f"{params.dataset} from {params.mirror or params.source}"
     with _deadline(params.download_timeout, what):

@@ -3,7 +3,7 @@
 ``to_split`` checks what the notebook's ``data_iter`` silently assumed (uint8 images of
 28×28, as many labels as images, labels in range) and flattens and scales the images the
 way the notebook does per sample: ``[N, 28, 28] uint8 -> [N, 784] float32 / 255``.
-``load_split`` reads a processed split back with its provenance. Splits are numpy arrays:
+``load_split`` reads a processed split back. Splits are numpy arrays:
 reading and writing them needs no torch (the training code wraps them without a copy).
 """
 
@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import load_tensors, read_idx, save_tensors
-from mnist_pipeline.core.params import IMAGE_SIDE
-from mnist_pipeline.data.sources import check_labels
+from mnist_pipeline.data.idx import read_idx
+from mnist_pipeline.data.tensors import load_tensors, save_tensors
 
+IMAGE_SIDE = 28  # every dataset's images are IMAGE_SIDE × IMAGE_SIDE pixels
 N_FEATURES = IMAGE_SIDE * IMAGE_SIDE
 
 
@@ -30,8 +31,6 @@ class Split:
 
     images: np.ndarray
     labels: np.ndarray
-    dataset: str
-    source: str
     classes: tuple[str, ...]
 
     @property
@@ -42,8 +41,20 @@ class Split:
         return int(self.labels.shape[0])
 
     def subset(self, index: np.ndarray) -> Split:
-        """The rows ``index`` of this split, same provenance."""
+        """The rows ``index`` of this split, same classes."""
         return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str, dataset: str) -> None:
+    """Every label an integer class number ``0..num_classes-1`` (NaN and floats fail)."""
+    bad = ~np.isin(labels, np.arange(num_classes))
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise PipelineError(
+            f"{where}: label {labels[index]} at index {index} is out of range "
+            f"0..{num_classes - 1} for {dataset}; the labels file is corrupt or of another "
+            "dataset: check data.dataset and fetch it again"
+        )
 
 
 def to_split(
@@ -52,7 +63,6 @@ def to_split(
     *,
     where: str,
     dataset: str,
-    source: str,
     classes: tuple[str, ...],
 ) -> Split:
     """Validate raw IDX arrays and turn them into a ``Split``; ``where`` names them in errors."""
@@ -63,8 +73,9 @@ def to_split(
         )
     if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise PipelineError(
-            f"{where}: images have shape {list(images.shape)}, expected [N, 28, 28]; "
-            "the file is not a 28×28 image set: check data.dataset and data.mirror"
+            f"{where}: images have shape {list(images.shape)}, expected "
+            f"[N, {IMAGE_SIDE}, {IMAGE_SIDE}]; the file is not a {IMAGE_SIDE}×{IMAGE_SIDE} "
+            "image set: check data.dataset and data.mirror"
         )
     if labels.ndim != 1:
         raise PipelineError(f"{where}: labels have shape {list(labels.shape)}, expected [N]")
@@ -78,7 +89,7 @@ def to_split(
     check_labels(labels, len(classes), where, dataset)
     # [N, 28, 28] uint8 -> [N, 784] float32 in [0, 1], as the notebook's per-sample code.
     flat = images.reshape(images.shape[0], N_FEATURES).astype(np.float32) / np.float32(255.0)
-    return Split(flat, labels.astype(np.int64), dataset, source, classes)
+    return Split(flat, labels.astype(np.int64), classes)
 
 
 def read_raw_split(
@@ -90,21 +101,15 @@ def read_raw_split(
         read_idx(raw_dir / labels_name),
         where=f"{raw_dir}/{images_name} + {labels_name}",
         dataset=str(manifest["dataset"]),
-        source=str(manifest["source"]),
         classes=tuple(manifest["classes"]),  # type: ignore[arg-type]
     )
 
 
-def save_split(split: Split, path: Path) -> None:
-    save_tensors(
-        {"images": split.images, "labels": split.labels},
-        path,
-        metadata={
-            "dataset": split.dataset,
-            "source": split.source,
-            "classes": json.dumps(list(split.classes)),
-        },
-    )
+def save_split(split: Split, path: Path, provenance: Mapping[str, str] | None = None) -> None:
+    """The split as safetensors: its class names, and ``provenance`` (the manifest's
+    ``dataset`` and ``source``, for whoever opens the file) as metadata."""
+    metadata = {**(provenance or {}), "classes": json.dumps(list(split.classes))}
+    save_tensors({"images": split.images, "labels": split.labels}, path, metadata=metadata)
 
 
 def load_split(path: Path) -> Split:
@@ -113,7 +118,6 @@ def load_split(path: Path) -> Split:
     try:
         images, labels = tensors["images"], tensors["labels"]
         classes = tuple(json.loads(meta["classes"]))
-        dataset, source = meta["dataset"], meta["source"]
     except (KeyError, json.JSONDecodeError) as err:
         raise PipelineError(
             f"{path}: missing {err} in the processed file; rerun the preprocess stage"
@@ -128,4 +132,4 @@ def load_split(path: Path) -> Split:
             f"{path}: labels are {labels.dtype} {list(labels.shape)}, expected int64 "
             f"[{images.shape[0]}]; rerun the preprocess stage"
         )
-    return Split(images, labels, dataset, source, classes)
+    return Split(images, labels, classes)

@@ -62,19 +62,19 @@ class Metrics:
         return {name: round(float(getattr(self, name)), DIGITS) for name in self.names()}
 
     @classmethod
-    def from_json(cls, data: Any, source: str) -> Metrics:
-        """Parse an ``eval.json`` object; ``source`` names the file in the one-line error."""
+    def from_json(cls, data: Any, where: str) -> Metrics:
+        """Parse an ``eval.json`` object; ``where`` names the file in the one-line error."""
         fix = "; rerun the evaluate stage (`dvc repro evaluate`)"
         if not isinstance(data, Mapping):
-            raise PipelineError(f"{source}: expected a JSON object of metrics{fix}")
+            raise PipelineError(f"{where}: expected a JSON object of metrics{fix}")
         values = {}
         for name in cls.names():
             value = data.get(name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 state = "missing" if name not in data else f"not a number ({value!r})"
-                raise PipelineError(f"{source}: metric {name!r} is {state}{fix}")
+                raise PipelineError(f"{where}: metric {name!r} is {state}{fix}")
             if not math.isfinite(value):
-                raise PipelineError(f"{source}: metric {name!r} is {value}{fix}")
+                raise PipelineError(f"{where}: metric {name!r} is {value}{fix}")
             values[name] = float(value)
         return cls(**values)
 
@@ -147,13 +147,13 @@ def confusion_counts(confusion: pd.DataFrame) -> pd.DataFrame:
     return counts.rename("count").reset_index()
 
 
-def labels_of(names: pd.Series, classes: tuple[str, ...], source: str) -> np.ndarray:
+def labels_of(names: pd.Series, classes: tuple[str, ...], where: str) -> np.ndarray:
     """Class names (a predictions.csv column) -> ``[N]`` int labels in ``classes``' order."""
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted(set(names) - set(index))
     if unknown:
         raise PipelineError(
-            f"{source}: class {unknown[0]!r} is not one of the data's classes "
+            f"{where}: class {unknown[0]!r} is not one of the data's classes "
             f"({', '.join(classes)}); rerun the evaluate stage"
         )
     return names.map(index).to_numpy(dtype=np.int64)

@@ -2,7 +2,7 @@
 
 What it is for: the course notebook's Question 1 derives backprop by hand for a two-layer
 sigmoid network; this module turns that derivation into code, for that network (any depth)
-and for the pipeline's own models (``models.Linear`` and ``models.MLP``). Nothing here
+and for the pipeline's chains of linear layers and activations (``chain``). Nothing here
 calls ``.backward()``: every gradient is an explicit matrix product, so everything runs
 under ``torch.no_grad()`` and the tests can hold the derivation against autograd.
 
@@ -22,10 +22,10 @@ Backward, with deltas ``δ_l = ∂L/∂U_l`` (``[N, d_l]``)::
 
 For sigmoid, ``act'(U) = Z ⊙ (1 - Z)``; for ReLU, ``act'(U) = [U > 0]``.
 
-``sigmoid_net_backprop`` is the Question 1 network; ``manual_gradients`` applies the same
-recursion to ``models.Linear`` / ``models.MLP`` (PyTorch layout: ``u = z W^T + b``, so
+``sigmoid_net_backprop`` is the Question 1 network; ``ManualBackprop`` applies the same
+recursion to the registry's ``manual`` models (PyTorch layout: ``u = z W^T + b``, so
 ``∂L/∂W = δ^T z`` and ``∂L/∂b = Σ_rows δ``), starting from ``∂L/∂logits`` for each
-output function and loss of ``core.params`` (``OUTPUTS``, ``LOSS_NAMES``).
+output function and loss of ``losses.LOSSES``.
 
 The worked example (the notebook's numbers, float64) prints every intermediate value::
 
@@ -41,9 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.core.params import LOSS_NAMES, OUTPUTS
-from mnist_pipeline.learning.losses import one_hot
-from mnist_pipeline.learning.models import MLP, Linear
+from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.optim import SGD
 
 # --- The notebook's Question 1 network -------------------------------------------------
@@ -160,7 +158,15 @@ class NotebookEpoch:
     in a buffer, not per step. ``A`` is copied back into the layer after every epoch.
     """
 
-    def __init__(self, layer: nn.Linear, lr: float, batch_size: int, n: int) -> None:
+    @staticmethod
+    def fits(model: nn.Module, output: str, loss: str) -> bool:
+        """Whether ``model`` is one linear layer trained on softmax + mse: the notebook's."""
+        layers = chain(model)
+        one_layer = len(layers) == 1 and isinstance(layers[0], nn.Linear)
+        return one_layer and (output, loss) == ("softmax", "mse")
+
+    def __init__(self, model: nn.Module, lr: float, batch_size: int, n: int) -> None:
+        (layer,) = chain(model)
         self.layer, self.lr, self.batch_size = layer, lr, batch_size
         self.augmented = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], 1)
         self.residual = layer.weight.new_empty(n, layer.out_features)  # g rows, epoch order
@@ -202,16 +208,18 @@ class NotebookEpoch:
 # --- The pipeline's models ---------------------------------------------------------------
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    """The model's layers in forward order: ``nn.Linear`` (with bias) and its activations."""
-    if isinstance(model, Linear):
-        return [model.layer1]
-    if isinstance(model, MLP):
-        return list(model.net)
-    raise TypeError(
-        f"manual_gradients supports models.Linear and models.MLP, not {type(model).__name__}; "
-        "use autograd for it"
-    )
+LAYERS = (nn.Linear, nn.Sigmoid, nn.ReLU)  # what ManualBackprop differentiates
+
+
+def chain(model: nn.Module) -> list[nn.Module]:
+    """The model's layers in forward order, if it is a chain of ``LAYERS`` ending in a
+    linear layer (what ``ManualBackprop`` trains), else ``[]``."""
+    if not isinstance(model, nn.Sequential):
+        return []
+    layers = [m for m in model.modules() if not isinstance(m, nn.Sequential)]
+    if not layers or not all(type(m) in LAYERS for m in layers):
+        return []
+    return layers if isinstance(layers[-1], nn.Linear) else []
 
 
 def _loss_and_logit_grad(
@@ -250,21 +258,26 @@ def _loss_and_logit_grad(
 
 
 class ManualBackprop:
-    """The hand-derived forward + backward pass of one ``models.Linear`` / ``models.MLP``.
+    """The hand-derived forward + backward pass of a ``chain`` of linear layers and
+    activations.
 
     Built once per model: the layer list is looked up here, not on every training step
     (``named_parameters()`` alone costs ~30 µs a call, a third of a batch-16 step).
-    ``gradients`` needs the caller to be in ``torch.no_grad()``; ``manual_gradients`` is
-    the one-shot convenience that takes care of it.
+    ``gradients`` needs the caller to be in ``torch.no_grad()``.
     """
 
     def __init__(self, model: nn.Module, output: str, loss: str) -> None:
-        if output not in OUTPUTS or loss not in LOSS_NAMES:
+        if loss not in LOSSES.get(output, {}):
             raise ValueError(
-                f"manual_gradients: unknown output {output!r} or loss {loss!r}; "
-                f"choose an output of {OUTPUTS} and a loss of {LOSS_NAMES}"
+                f"ManualBackprop: unknown output {output!r} or loss {loss!r}; choose an "
+                f"output and loss of losses.LOSSES ({ {o: list(ls) for o, ls in LOSSES.items()} })"
             )
-        self.layers = _layers(model)
+        self.layers = chain(model)
+        if not self.layers:
+            raise TypeError(
+                f"ManualBackprop trains chains of {', '.join(t.__name__ for t in LAYERS)} "
+                "ending in a linear layer; use autograd for this model"
+            )
         # W^T views [in, out] made once: they follow the in-place updates of W.
         self.transposed = {
             i: layer.weight.T for i, layer in enumerate(self.layers) if isinstance(layer, nn.Linear)
@@ -292,7 +305,7 @@ class ManualBackprop:
                 h = torch.addmm(layer.bias, h, self.transposed[index])
             elif isinstance(layer, nn.Sigmoid):
                 h = saved[-1]
-            else:  # nn.ReLU, the only other layer models.MLP holds
+            else:  # nn.ReLU, the only other layer of a chain
                 h = h.clamp_min(0)
 
         # delta = ∂L/∂logits: [B, C]
@@ -314,24 +327,3 @@ class ManualBackprop:
             else:  # nn.ReLU
                 delta = delta * (saved[index] > 0).to(delta.dtype)
         return value, grads
-
-
-@torch.no_grad()
-def manual_gradients(
-    model: nn.Module, x: Tensor, y: Tensor, output: str, loss: str
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Loss and ``∂L/∂param`` for a ``models.Linear`` / ``models.MLP``, without autograd.
-
-    ``x`` is ``[B, in_features]``, ``y`` the integer labels ``[B]``; ``output`` (softmax
-    or sigmoid) maps logits to probabilities and ``loss`` is ``mse`` (the notebook's: sum
-    over classes of squared error, mean over the batch) or ``cross_entropy`` (categorical
-    for softmax, per-class binary for sigmoid). The forward pass reads the model's own
-    ``weight``/``bias``. Returns ``(loss, grads)`` with ``grads`` keyed and ordered like
-    ``model.named_parameters()`` and shaped like each parameter.
-    """
-    if y.dim() != 1 or y.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"y must be integer class labels [B], got {y.dtype} {tuple(y.shape)}")
-    engine = ManualBackprop(model, output, loss)
-    value, grads = engine.gradients(x, one_hot(y, engine.layers[-1].out_features, x.dtype))
-    names = [name for name, _ in model.named_parameters()]
-    return value, dict(zip(names, grads, strict=True))

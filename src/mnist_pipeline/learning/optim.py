@@ -10,10 +10,12 @@ It exists instead of ``torch.optim.SGD`` because that costs ~40% more per batch-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 class SGD:
@@ -30,11 +32,16 @@ class SGD:
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.buffers: list[Tensor | None] = [None] * len(self.parameters)
 
-    @torch.no_grad()
     def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
         """``p -= lr * grad`` for every parameter; ``grads`` defaults to each ``p.grad``,
         cleared after the step. The direction is ``torch.optim.SGD``'s: the gradient plus
         weight decay, through momentum."""
+        import torch
+
+        with torch.no_grad():
+            self._step(grads)
+
+    def _step(self, grads: Sequence[Tensor | None] | None) -> None:
         given = grads if grads is not None else [p.grad for p in self.parameters]
         for i, (p, g) in enumerate(zip(self.parameters, given, strict=True)):
             if g is None:
@@ -51,3 +58,14 @@ class SGD:
             p.sub_(g, alpha=self.lr)
             if grads is None:
                 p.grad = None
+
+
+def _adam(parameters: Sequence[Tensor], lr: float, momentum: float, weight_decay: float) -> Any:
+    import torch
+
+    return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+
+
+# train.optimizer -> (parameters, lr, momentum, weight_decay) -> the optimizer: SGD's
+# ``step(grads)`` takes the hand-derived engine's gradients, torch's optimizers ``p.grad``.
+OPTIMIZERS: dict[str, Callable[..., SGD | torch.optim.Optimizer]] = {"sgd": SGD, "adam": _adam}

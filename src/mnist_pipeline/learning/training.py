@@ -25,14 +25,14 @@ import torch
 from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.params import TrainParams
 from mnist_pipeline.core.runtime import configure_torch, resolve_device
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop, NotebookEpoch
-from mnist_pipeline.learning.losses import LOSSES, accuracy, one_hot
+from mnist_pipeline.learning.config import TrainParams
+from mnist_pipeline.learning.losses import LOSSES, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
-from mnist_pipeline.learning.optim import SGD
+from mnist_pipeline.learning.optim import OPTIMIZERS, SGD
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,14 @@ Optimizer = SGD | torch.optim.Optimizer
 
 
 def make_optimizer(params: TrainParams, model: nn.Module) -> Optimizer:
-    """``sgd``: the notebook's step (``optim.SGD``); ``adam``: ``torch.optim.Adam``."""
-    if params.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    return SGD(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
+    """``train.optimizer`` from ``optim.OPTIMIZERS`` over the model's parameters."""
+    build = OPTIMIZERS[params.optimizer]
+    return build(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
+
+
+def accuracy(scores: Tensor, labels: Tensor) -> float:
+    """Share of rows whose highest score is the label (scores may be logits or probs)."""
+    return float((scores.argmax(dim=1) == labels).float().mean())
 
 
 def epoch_order(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
@@ -154,15 +158,16 @@ def make_epoch(
 ) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
     """One epoch on ``x``, ``y`` in ``order``, returning the per-step losses ``[S]``.
 
-    The notebook's own setup (linear, softmax, mse, hand-derived gradients, plain SGD, one
-    process) runs as ``backprop.NotebookEpoch``; everything else runs ``make_step`` on the
-    epoch's minibatches: consecutive ``batch_size`` slices of ``order``, gathered one at a
-    time (no shuffled copy of the epoch: memory stays the data once).
+    The notebook's own setup (one linear layer, softmax, mse, hand-derived gradients, plain
+    SGD, one process: ``NotebookEpoch.fits``) runs as ``backprop.NotebookEpoch``; everything
+    else runs ``make_step`` on the epoch's minibatches: consecutive ``batch_size`` slices of
+    ``order``, gathered one at a time (no shuffled copy of the epoch: memory stays the data
+    once).
     """
-    setup = (params.model, params.output, params.loss, params.gradients, params.optimizer)
-    plain_sgd = params.momentum == 0 and params.weight_decay == 0
-    if setup == ("linear", "softmax", "mse", "manual", "sgd") and plain_sgd and not ctx.active:
-        return NotebookEpoch(model.layer1, params.lr, params.batch_size, n)  # type: ignore[arg-type]
+    plain_sgd = isinstance(optimizer, SGD) and not (optimizer.momentum or optimizer.weight_decay)
+    manual = params.gradients == "manual" and plain_sgd and not ctx.active
+    if manual and NotebookEpoch.fits(model, params.output, params.loss):
+        return NotebookEpoch(model, params.lr, params.batch_size, n)
     step = make_step(params, model, optimizer, ctx)
     return lambda x, y, order: torch.stack(
         [step(x.index_select(0, i), y.index_select(0, i)) for i in order.split(params.batch_size)]

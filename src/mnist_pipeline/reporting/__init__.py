@@ -1,1 +1,2 @@
-"""The report stage (``report``), the run summary of ``make run`` and ``make compare``."""
+"""The report stage (``report``, its charts in ``figures``) and the run summary of
+``make run``."""

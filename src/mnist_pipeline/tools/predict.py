@@ -31,18 +31,19 @@ import numpy as np
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import read_image, read_tensor_metadata, write_png
+from mnist_pipeline.data.splits import IMAGE_SIDE
+from mnist_pipeline.data.tensors import read_tensor_metadata
+from mnist_pipeline.tools.images import read_image, write_png
 
-SIDE = 28  # MNIST field [28, 28]
 BOX = 20  # the digit is scaled to fit [20, 20] ...
-CENTRE = SIDE / 2  # ... and its centre of mass put here (row, column); MNIST's mean is 14.0
+CENTRE = IMAGE_SIDE / 2  # ... and its centre of mass put here (row, column); MNIST's is 14.0
 MIN_CONTRAST = 32.0  # of 255: weaker ink than this is a blank image (paper grain, noise)
 INK = 0.1  # share of the ink peak above which a pixel counts when cropping
 TOP = 3
 DEFAULT_MODEL = Path("models/model.safetensors")
 
 
-def ink_map(gray: np.ndarray, source: str) -> np.ndarray:
+def ink_map(gray: np.ndarray, where: str) -> np.ndarray:
     """``[H, W]`` gray 0..255 -> ink ``[H, W]`` in [0, 1]: light on dark, background 0.
 
     The border's median is the paper: light paper means dark ink, so the image is inverted.
@@ -53,7 +54,7 @@ def ink_map(gray: np.ndarray, source: str) -> np.ndarray:
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
         raise PipelineError(
-            f"{source}: blank image (ink contrast {peak:.0f}/255 against its background); "
+            f"{where}: blank image (ink contrast {peak:.0f}/255 against its background); "
             "give an image of one digit or garment, dark on light or light on dark"
         )
     return np.clip(ink / peak, 0.0, 1.0)
@@ -82,16 +83,16 @@ def centre(box: np.ndarray) -> np.ndarray:
     rows_cols = np.indices(box.shape).reshape(2, -1)
     mass_row, mass_col = np.average(rows_cols, axis=1, weights=box.ravel())
     # Whole-pixel shifts as in MNIST, kept inside the field.
-    top = min(max(round(CENTRE - mass_row), 0), SIDE - height)
-    left = min(max(round(CENTRE - mass_col), 0), SIDE - width)
-    field = np.zeros((SIDE, SIDE), dtype=np.float32)
+    top = min(max(round(CENTRE - mass_row), 0), IMAGE_SIDE - height)
+    left = min(max(round(CENTRE - mass_col), 0), IMAGE_SIDE - width)
+    field = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     field[top : top + height, left : left + width] = box
     return field / field.max()
 
 
-def to_mnist(gray: np.ndarray, source: str = "the image") -> np.ndarray:
+def to_mnist(gray: np.ndarray, where: str = "the image") -> np.ndarray:
     """Any grayscale image ``[H, W]`` 0..255 -> an MNIST-style ``[28, 28]`` float32 in [0, 1]."""
-    return centre(fit_box(ink_map(gray, source)))
+    return centre(fit_box(ink_map(gray, where)))
 
 
 def as_text(answer: Mapping[str, Any]) -> str:
@@ -126,15 +127,16 @@ def classify(model_path: Path, images: Sequence[str], inputs: np.ndarray) -> lis
     import torch
 
     from mnist_pipeline.core.runtime import configure_torch
-    from mnist_pipeline.learning.models import load_model, predict_logits
+    from mnist_pipeline.learning.model_file import load_model
+    from mnist_pipeline.learning.models import predict_logits
 
     configure_torch(threads=1)  # the stages' portable kernels: evaluate's answers on any CPU
     model, spec, _, output = load_model(model_path)
-    if spec.in_features != SIDE * SIDE:
+    if spec.in_features != IMAGE_SIDE * IMAGE_SIDE:
         raise PipelineError(
             f"{model_path}: the model takes {spec.in_features} input features, not "
-            f"{SIDE}×{SIDE} = {SIDE * SIDE}: it was trained on another kind of data; "
-            "use a model this pipeline trained (dvc repro) or pass --model"
+            f"{IMAGE_SIDE}×{IMAGE_SIDE} = {IMAGE_SIDE * IMAGE_SIDE}: it was trained on another "
+            "kind of data; use a model this pipeline trained (dvc repro) or pass --model"
         )
     classes = saved_classes(model_path, spec.num_classes)
     logits = predict_logits(model, torch.from_numpy(inputs.reshape(len(inputs), -1)))

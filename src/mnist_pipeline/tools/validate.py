@@ -7,7 +7,7 @@ exits 2, or prints one ``validate: ...`` summary line and exits 0. The checks:
 
 - ``dvc.yaml`` is judged by DVC's own loader and schema (``dvc.utils.strictyaml``), then
   DVC builds the DAG (``dvc dag``: cycles, overlapping outputs);
-- ``params.yaml`` validates (``mnist_pipeline.core.params``), one line per bad key;
+- ``params.yaml`` validates (``mnist_pipeline.learning.config``), one line per bad key;
 - deps are complete: a stage lists the script its ``cmd`` runs and the package folders
   (or files) of every module that script imports, transitively (stdlib ``modulefinder``
   reads the bytecode, never runs it), and no package folder it never imports; every dep
@@ -37,10 +37,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mnist_pipeline.core import params as params_module
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
 from mnist_pipeline.core.errors import PipelineError, dotted
-from mnist_pipeline.core.params import did_you_mean
+from mnist_pipeline.learning import config
+from mnist_pipeline.learning.config import did_you_mean
 
 DVC_YAML = "dvc.yaml"
 PARAMS_YAML = "params.yaml"
@@ -184,7 +184,7 @@ def params_problems(root: Path) -> list[str]:
     except PipelineError as err:
         return [str(err)]
     found = []
-    for problem in params_module.problems(values):
+    for problem in config.problems(values):
         key = re.match(r"([\w.-]+?)(?:\[\d+\])?: ", problem)
         line = line_of(lines, key.group(1).split(".")) if key else ""
         found.append(f"{PARAMS_YAML}{line}: {problem}")

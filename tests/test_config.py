@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.params import SECTIONS, DataParams, load_params, main, parse_params
+from mnist_pipeline.learning.config import SECTIONS, DataParams, load_params, main, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,8 +157,8 @@ def test_every_choice_is_documented_in_params_yaml() -> None:
 
 def test_registries_match_the_params_choices() -> None:
     """Each choice of data.dataset and data.source has its registry entry, and no more."""
-    from mnist_pipeline.core.params import Dataset, Source
-    from mnist_pipeline.data.sources import DATASETS, SOURCE_FUNCTIONS
+    from mnist_pipeline.data.sources import DATASETS, SOURCES
+    from mnist_pipeline.learning.config import Dataset, Source
 
-    assert set(DATASETS) == set(typing.get_args(Dataset))
-    assert {"auto", *SOURCE_FUNCTIONS} == set(typing.get_args(Source))
+    assert tuple(DATASETS) == typing.get_args(Dataset)
+    assert ("auto", *SOURCES) == typing.get_args(Source)

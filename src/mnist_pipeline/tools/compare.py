@@ -17,7 +17,7 @@ numbers for scripts. The folder is not ``reports/``: that is the report stage's 
 
 Params and metrics are DVC's own ``dvc params diff`` and ``dvc metrics diff --all`` (the
 ``Repo`` API), so whatever metrics a run has are compared; the other files are read with
-``dvc.api.read(rev=)``. The figures are the report's (``reporting.report``), drawn with both
+``dvc.api.read(rev=)``. The charts are the report's (``reporting.figures``), drawn with both
 runs. This module is a tool, not a stage.
 """
 
@@ -40,15 +40,15 @@ from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import atomic_dir, parse_csv, save_figure, write_json, write_text
 from mnist_pipeline.evaluation.scores import Metrics
-from mnist_pipeline.reporting.report import bar_chart, heatmap, learning_curves, markdown_table
-from mnist_pipeline.reporting.text import escape_md
+from mnist_pipeline.reporting.figures import bar_chart, heatmap, learning_curves
+from mnist_pipeline.reporting.text import escape_md, markdown_table
 
 EVAL = "metrics/eval.json"
 PER_CLASS = "metrics/per_class.csv"
 CONFUSION = "metrics/confusion_matrix.csv"
 TRAIN_LOG = "metrics/train_log.csv"
 WORKSPACE = "workspace"
-FIGURES = {
+COMPARE_FIGURES = {
     "learning_curves": "learning_curves.png",
     "confusion": "confusion_matrices.png",
     "confusion_diff": "confusion_diff.png",
@@ -290,7 +290,7 @@ def _data_line(run: RunFiles) -> str:
     return escape_md(f"{n_test:,} test images in {len(run.per_class)} classes ({names})")
 
 
-def render_markdown(result: Comparison) -> str:
+def comparison_markdown(result: Comparison) -> str:
     """``compare.md``: what changed (params), what moved (metrics, classes), the pictures.
 
     The PNGs sit next to it, so the links are bare file names.
@@ -322,15 +322,15 @@ def render_markdown(result: Comparison) -> str:
         lines += [markdown_table(movers.set_axis([old, new, "change"], axis=1))]
     lines += [
         "",
-        f"![per-class recall]({FIGURES['recall']})",
+        f"![per-class recall]({COMPARE_FIGURES['recall']})",
         "",
         "## Learning curves",
         "",
-        f"![learning curves]({FIGURES['learning_curves']})",
+        f"![learning curves]({COMPARE_FIGURES['learning_curves']})",
         "",
         "## Confusion matrices (rows = actual, columns = predicted)",
         "",
-        f"![confusion matrices]({FIGURES['confusion']})",
+        f"![confusion matrices]({COMPARE_FIGURES['confusion']})",
         "",
         f"## Confusion difference ({new} − {old}, cell by cell)",
         "",
@@ -340,7 +340,7 @@ def render_markdown(result: Comparison) -> str:
     else:
         signed = result.diff.map(lambda v: f"{v:+d}" if v else "0")
         lines += [
-            f"![confusion difference]({FIGURES['confusion_diff']})",
+            f"![confusion difference]({COMPARE_FIGURES['confusion_diff']})",
             "",
             "Blue = more test images in that cell, red = fewer. On the diagonal blue is good;",
             "off the diagonal red is good.",
@@ -363,8 +363,9 @@ def recall_bars(result: Comparison) -> Figure:
     return fig
 
 
-def build_figures(result: Comparison) -> dict[str, Figure]:
-    """The report's figures, keyed like ``FIGURES`` (no difference heatmap across datasets)."""
+def comparison_figures(result: Comparison) -> dict[str, Figure]:
+    """The comparison's figures, keyed like ``COMPARE_FIGURES`` (no difference heatmap
+    across datasets)."""
     old, new = result.old.label, result.new.label
     runs = [(old, result.old_run), (new, result.new_run)]
     top = max(int(run.confusion.to_numpy().max(initial=0)) for _, run in runs)
@@ -402,12 +403,12 @@ def write_report(result: Comparison, out: Path) -> Path:
             f"--out {out}: folder exists and is not an earlier comparison (no compare.md); "
             "it would be replaced: choose a new or empty folder"
         )
-    figures = build_figures(result)
+    figures = comparison_figures(result)
     with atomic_dir(out) as tmp:
         for name, fig in figures.items():
-            save_figure(fig, tmp / FIGURES[name])
+            save_figure(fig, tmp / COMPARE_FIGURES[name])
         write_json(result.as_json(), tmp / "compare.json")
-        write_text(render_markdown(result), tmp / "compare.md")
+        write_text(comparison_markdown(result), tmp / "compare.md")
     return out / "compare.md"
 
 

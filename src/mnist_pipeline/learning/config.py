@@ -1,5 +1,6 @@
-"""``params.yaml`` as frozen pydantic models: one section per stage, each default and each
-list of choices written once, here.
+"""``params.yaml`` as frozen pydantic models: one section per stage, each default written
+once, here, and each list of choices taken from the registry that implements it (data
+sources and datasets, models, losses, optimizers, kernels, devices).
 
 Every stage calls ``load_params(path)`` first. The whole file is checked before any work
 starts: a missing section, an unknown key (with the closest valid key suggested, since
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import itertools
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -23,6 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, mode
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError, dotted
+from mnist_pipeline.core.runtime import DEVICES, KERNELS
+from mnist_pipeline.data.sources import DATASETS, SOURCES
+from mnist_pipeline.data.splits import IMAGE_SIDE
+from mnist_pipeline.learning.losses import LOSSES
+from mnist_pipeline.learning.models import ACTIVATIONS, MODELS
+from mnist_pipeline.learning.optim import OPTIMIZERS
 
 # Strict: a quoted '10' is no integer, `true` no number, 2.5 no integer (10 is a float).
 Int = Annotated[int, Strict()]
@@ -35,37 +42,22 @@ Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
 Factor = Annotated[Number, Field(le=1e38)]
 Sizes = Annotated[tuple[Size, ...], Field(min_length=1)]
 
-Dataset = Literal["mnist", "fashion-mnist", "kmnist", "idx"]
-Source = Literal["auto", "mirror", "torchvision", "embedded"]
-ModelName = Literal["linear", "mlp", "cnn"]  # learning.models.MODELS builds each
-Activation = Literal["sigmoid", "relu"]
-Output = Literal["softmax", "sigmoid"]
-Loss = Literal["mse", "cross_entropy"]
-Kernels = Literal["portable", "native"]
-ACTIVATIONS, OUTPUTS, LOSS_NAMES = get_args(Activation), get_args(Output), get_args(Loss)
-KERNELS = get_args(Kernels)
-# The hand-derived backward pass (backprop.py) covers these models, with every activation,
-# output and loss above; anything else trains through autograd.
-MANUAL_GRADIENT_MODELS = ("linear", "mlp")
-IMAGE_SIDE = 28  # every dataset is 28×28 (data.splits checks the files)
+
+def _choices(names: Iterable[str]) -> Any:
+    """``Literal[...]`` of a registry's keys: the params accept exactly what is registered."""
+    return Literal[tuple(names)]
+
+
+Dataset = _choices(DATASETS)
+Source = _choices(("auto", *SOURCES))  # auto: the first of them that works (data.sources)
+ModelName = _choices(MODELS)
+Activation = _choices(ACTIVATIONS)
+Output = _choices(LOSSES)
+Loss = _choices(dict.fromkeys(loss for losses in LOSSES.values() for loss in losses))
+Optimizer = _choices(OPTIMIZERS)
+Kernels = _choices(KERNELS)
+Device = _choices(DEVICES)
 MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
-
-
-def manual_gradients_unsupported(model: str, activation: str, output: str, loss: str) -> str | None:
-    """``None`` if the hand-derived engine handles this combination, else why not."""
-    combo = f"model={model}, activation={activation}, output={output}, loss={loss}"
-    for kind, value, allowed in (
-        ("model", model, MANUAL_GRADIENT_MODELS),
-        ("activation", activation, ACTIVATIONS),
-        ("output", output, OUTPUTS),
-        ("loss", loss, LOSS_NAMES),
-    ):
-        if value not in allowed:
-            return (
-                f"{kind} {value!r} is autograd only ({combo}): the manual backprop engine "
-                f"supports {kind}s {', '.join(allowed)}; set train.gradients=autograd"
-            )
-    return None
 
 
 class Section(BaseModel):
@@ -92,8 +84,8 @@ class TrainParams(Section):
     activation: Activation = "sigmoid"
     output: Output = "softmax"
     loss: Loss = "mse"
-    gradients: Literal["manual", "autograd"] = "manual"
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    gradients: Literal["manual", "autograd"] = "manual"  # manual: backprop.ManualBackprop
+    optimizer: Optimizer = "sgd"
     lr: Annotated[Factor, Field(gt=0.0)] = 0.01
     momentum: Annotated[Number, Field(ge=0.0, le=0.999)] = 0.0
     weight_decay: Annotated[Factor, Field(ge=0.0)] = 0.0
@@ -101,7 +93,7 @@ class TrainParams(Section):
     epochs: Annotated[Int, Field(ge=1, le=1_000_000)] = 10
     seed: Seed = 0
     val_fraction: Annotated[Number, Field(ge=0.0, le=0.5)] = 0.0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     threads: Annotated[Int, Field(ge=1, le=256)] = 1
     kernels: Kernels = "portable"  # see core/runtime.py
     processes: Annotated[Int, Field(ge=1, le=64)] = 1
@@ -109,9 +101,13 @@ class TrainParams(Section):
     @model_validator(mode="after")
     def _runnable(self) -> TrainParams:
         """Combinations of keys that cannot run, refused before any stage starts."""
-        combo = (self.model, self.activation, self.output, self.loss)
-        if self.gradients == "manual" and (reason := manual_gradients_unsupported(*combo)):
-            raise PipelineError(f"train.gradients: manual: {reason}")
+        entry = MODELS[self.model]
+        if self.gradients == "manual" and not entry.manual:
+            manual = ", ".join(name for name, model in MODELS.items() if model.manual)
+            raise PipelineError(
+                f"train.gradients: manual: model {self.model!r} is autograd only: the manual "
+                f"backprop engine trains models {manual}; set train.gradients=autograd"
+            )
         if self.processes > self.batch_size:
             raise PipelineError(
                 f"train.processes: {self.processes} is more than train.batch_size="
@@ -126,25 +122,18 @@ class TrainParams(Section):
         return self
 
     def _check_size(self) -> None:
-        """The cnn's maps must not shrink to nothing, and the weights must fit in memory."""
-        width, weights = IMAGE_SIDE * IMAGE_SIDE, 0  # features into the dense layers
-        if self.model == "cnn":
-            sides = [IMAGE_SIDE >> n for n in range(len(self.channels) + 1)]  # 2×2 max-pools
-            if sides[-1] == 0:
-                raise PipelineError(
-                    f"train.channels: {list(self.channels)} is {len(self.channels)} conv blocks, "
-                    f"but each 2×2 max-pool halves the {IMAGE_SIDE}×{IMAGE_SIDE} image "
-                    f"({' -> '.join(map(str, sides))}); use at most "
-                    f"{IMAGE_SIDE.bit_length() - 1} entries"
-                )
-            weights = sum(25 * a * b + b for a, b in itertools.pairwise((1, *self.channels)))
-            width = self.channels[-1] * sides[-1] ** 2
-        if self.model != "linear":
-            weights += sum((a + 1) * b for a, b in itertools.pairwise((width, *self.hidden)))
+        """The model can be built from these settings, and its weights fit in memory."""
+        entry = MODELS[self.model]
+        settings = {key: getattr(self, key) for key in entry.settings}
+        try:
+            weights = entry.weights(IMAGE_SIDE, settings)
+        except ValueError as err:
+            raise PipelineError(f"train.{err}") from err
         if weights > MAX_WEIGHTS:
-            convs = f" with channels {list(self.channels)}" if self.model == "cnn" else ""
+            sized = [key for key in entry.settings if isinstance(settings[key], tuple)]
+            shown = " with ".join(f"{key} {list(settings[key])}" for key in sized)
             raise PipelineError(
-                f"train.hidden: {list(self.hidden)}{convs} makes a {self.model} of {weights:,} "
+                f"train.{shown.replace(' ', ': ', 1)} makes a {self.model} of {weights:,} "
                 f"weights, over the {MAX_WEIGHTS:,} that train in the 1.5 GB memory budget; "
                 "use smaller layers"
             )

@@ -38,15 +38,15 @@ def evaluate(
     split: Split,
     loss_name: str,
     output: str = "softmax",
-    source: str = "the model",
+    model_path: str = "the model",
 ) -> Evaluation:
     """Score ``model`` (built from ``spec``) on ``split`` with the loss it was trained on.
 
-    ``source`` names the model (its file) in the error when it does not fit the data.
+    ``model_path`` names the model's file in the error when it does not fit the data.
     """
     if spec.in_features != split.images.shape[1] or spec.num_classes != split.num_classes:
         raise PipelineError(
-            f"{source}: takes {spec.in_features} features / {spec.num_classes} classes but the "
+            f"{model_path}: takes {spec.in_features} features / {spec.num_classes} classes but the "
             f"test data has {split.images.shape[1]} / {split.num_classes}; rerun the train stage"
         )
     logits = predict_logits(model, torch.from_numpy(split.images))  # no autograd graph

@@ -1,0 +1,82 @@
+"""A trained model's file: its weights as safetensors, with what rebuilds it as metadata.
+
+The metadata holds the ``ModelSpec`` (architecture), the loss and output function it was
+trained with and the class names, so evaluate and predict need no ``params.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from torch import Tensor, nn
+
+from mnist_pipeline.core.errors import PipelineError, one_line
+from mnist_pipeline.data.tensors import load_tensors, save_tensors
+from mnist_pipeline.learning.losses import LOSSES
+from mnist_pipeline.learning.models import ModelSpec, build_model
+
+
+def save_model(
+    model: nn.Module,
+    spec: ModelSpec,
+    path: Path,
+    loss: str,
+    output: str,
+    classes: tuple[str, ...] = (),
+) -> None:
+    """Weights as safetensors; the spec, loss, output function and class names ride along."""
+    metadata = {"spec": spec.to_json(), "loss": loss, "output": output}
+    if classes:
+        metadata["classes"] = json.dumps(list(classes))
+    save_tensors(model.state_dict(), path, metadata=metadata)
+
+
+def _check_weights(
+    path: Path, spec: ModelSpec, model: nn.Module, tensors: dict[str, Tensor]
+) -> None:
+    """The file's tensors have exactly the names, shapes and dtype the spec's model has
+    (``model`` is built on the meta device: nothing allocated), and are all finite."""
+    want = model.state_dict()
+    for name in [*want, *(k for k in sorted(tensors) if k not in want)]:
+        have, need = tensors.get(name), want.get(name)
+        if have is None or need is None or (have.dtype, have.shape) != (need.dtype, need.shape):
+            found = "missing" if have is None else f"{have.dtype} {list(have.shape)}"
+            expected = "nothing" if need is None else f"{need.dtype} {list(need.shape)}"
+            raise PipelineError(
+                f"{path}: weights do not fit the {spec.name} "
+                f"architecture in its metadata ({name}: {found}, expected {expected}); "
+                "rerun the train stage"
+            )
+        if not bool(torch.isfinite(have).all()):
+            raise PipelineError(
+                f"{path}: {name} holds NaN or infinite weights; the model is unusable: "
+                "rerun the train stage (lower train.lr if it diverged)"
+            )
+
+
+def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
+    """Rebuild the saved architecture and load its weights: (model, spec, loss, output)."""
+    arrays, meta = load_tensors(path)
+    weights = {name: torch.from_numpy(array) for name, array in arrays.items()}
+    try:
+        spec = ModelSpec.from_json(meta["spec"])
+        loss, output = meta["loss"], meta["output"]
+        if loss not in LOSSES.get(output, {}):
+            raise ValueError(f"loss {loss!r} / output {output!r} is no pair of {list(LOSSES)}")
+        with torch.device("meta"):
+            _check_weights(path, spec, build_model(spec), weights)
+    except ValidationError as err:
+        raise PipelineError(
+            f"{path}: bad model description in its metadata ({one_line(err)}); "
+            "rerun the train stage"
+        ) from err
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        raise PipelineError(
+            f"{path}: no usable model description in its metadata ({err}); rerun the train stage"
+        ) from err
+    model = build_model(spec)
+    model.load_state_dict(weights, strict=True)  # names, shapes and dtypes checked above
+    return model, spec, loss, output

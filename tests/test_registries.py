@@ -1,0 +1,129 @@
+"""The registries decide: a model or a data source registered in one place is a valid
+``params.yaml`` choice, and the stages run it, with no other file touched.
+
+Each throw-away entry lives in this test alone: a wrapper registers it, then runs the real
+stage script (``conftest.stage(via=...)``), as a contributor's new file would.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, stage
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import read_csv, read_json
+from mnist_pipeline.data.sources import DATASETS, SOURCES
+from mnist_pipeline.data.splits import Split, save_split
+from mnist_pipeline.data.tensors import read_tensor_metadata
+from mnist_pipeline.learning import config
+from mnist_pipeline.learning.models import MODELS
+
+# A two-layer relu net under a name no registry knows; the hand-derived engine trains it
+# (a chain of linear layers and activations), so the default gradients: manual applies.
+TINY_MODEL = """
+import runpy, sys
+from mnist_pipeline.learning.models import MODELS, ModelEntry
+
+def build_tiny(in_features, num_classes, hidden):
+    from torch import nn
+    width = hidden[0]
+    return nn.Sequential(nn.Linear(in_features, width), nn.ReLU(), nn.Linear(width, num_classes))
+
+def tiny_weights(side, settings):
+    return (side * side + 1) * settings["hidden"][0]
+
+MODELS["tiny"] = ModelEntry(build_tiny, ("hidden",), tiny_weights, manual=True)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+# A source that makes a small synthetic dataset (the tests' own bands) instead of fetching one.
+TINY_SOURCE = """
+import hashlib, runpy, sys
+sys.path.insert(0, {tests!r})
+from conftest import synthetic_arrays
+from mnist_pipeline.data.idx import write_idx
+from mnist_pipeline.data.sources import ALL_FILES, SOURCES
+
+def from_bands(params, out_dir):
+    (train_x, train_y), (test_x, test_y) = synthetic_arrays(60, 1), synthetic_arrays(20, 2)
+    entries = {{}}
+    for name, array in zip(ALL_FILES, (train_x, train_y, test_x, test_y), strict=True):
+        write_idx(array, out_dir / name)
+        digest = hashlib.sha256((out_dir / name).read_bytes()).hexdigest()
+        entries[name] = {{"sha256": digest, "verified": "generated", "shape": list(array.shape)}}
+    return "synthetic bands", entries
+
+SOURCES["bands"] = from_bands
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def params_file(path: Path, **sections: dict[str, object]) -> Path:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, values in sections.items():
+        raw[name].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_unknown_names_are_refused_until_registered() -> None:
+    """The choices are the registries' keys, in their order, and nothing else."""
+    assert [*config.ModelName.__args__] == list(MODELS)
+    assert [*config.Dataset.__args__] == list(DATASETS)
+    assert [*config.Source.__args__] == ["auto", *SOURCES]
+    with pytest.raises(PipelineError, match=r"train\.model: 'tiny' is not allowed"):
+        config.parse_params({"data": {}, "train": {"model": "tiny"}, "report": {}})
+
+
+def test_a_model_registered_in_one_place_trains_through_the_stage(
+    tmp_path: Path, train_split: Split, test_split: Split
+) -> None:
+    data = tmp_path / "processed"
+    save_split(train_split, data / "train.safetensors")
+    save_split(test_split, data / "test.safetensors")
+    wrapper = tmp_path / "tiny_model.py"
+    wrapper.write_text(TINY_MODEL)
+    train = {"model": "tiny", "hidden": [32], "epochs": 3, "lr": 0.5, "loss": "cross_entropy"}
+    params = params_file(tmp_path / "params.yaml", train=train)
+    model, log = tmp_path / "model.safetensors", tmp_path / "log.csv"
+    args = ["--params", str(params), "--data", str(data), "--model", str(model)]
+    result = stage("train", *args, "--history", str(log), cwd=tmp_path, via=wrapper)
+    assert result.returncode == 0, result.stderr
+    assert '"name": "tiny"' in read_tensor_metadata(model)["spec"]
+    history = read_csv(log)
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert history["test_accuracy"].iloc[-1] >= 0.9  # the synthetic bands are easy
+
+    # Without the wrapper the name is unknown: the registry is the only place it exists.
+    plain = stage("train", *args, "--history", str(log), cwd=tmp_path)
+    assert plain.returncode == 2 and "train.model: 'tiny' is not allowed" in plain.stderr
+
+
+def test_the_params_check_applies_the_entry_s_size_rule_and_engine_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Change an entry, and the params check changes with it: nothing else holds a copy."""
+    mlp = {"model": "mlp", "hidden": [64]}
+    assert config.TrainParams.model_validate(mlp).hidden == (64,)
+    monkeypatch.setitem(MODELS, "mlp", dataclasses.replace(MODELS["mlp"], manual=False))
+    with pytest.raises(PipelineError, match="model 'mlp' is autograd only"):
+        config.TrainParams.model_validate(mlp)
+    huge = dataclasses.replace(MODELS["mlp"], weights=lambda side, settings: 10**9)
+    monkeypatch.setitem(MODELS, "mlp", huge)
+    with pytest.raises(PipelineError, match=r"train\.hidden: \[64\] makes a mlp of 1,0"):
+        config.TrainParams.model_validate({**mlp, "gradients": "autograd"})
+
+
+def test_a_source_registered_in_one_place_feeds_the_download_stage(tmp_path: Path) -> None:
+    wrapper = tmp_path / "bands_source.py"
+    wrapper.write_text(TINY_SOURCE.format(tests=str(REPO / "tests")))
+    params = params_file(tmp_path / "params.yaml", data={"source": "bands"})
+    result = stage("download", "--params", str(params), "--out", "raw", cwd=tmp_path, via=wrapper)
+    assert result.returncode == 0, result.stderr
+    manifest = read_json(tmp_path / "raw" / "manifest.json")
+    assert (manifest["source"], manifest["origin"]) == ("bands", "synthetic bands")
+    assert manifest["counts"] == {"train": 60, "test": 20}
