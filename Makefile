@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 # Stage commands in dvc.yaml run `python`: make it the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv run test test-fast lint format validate audit ci clean
+.PHONY: help venv run serve test test-fast lint format validate audit ci clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,11 @@ venv: $(STAMP)  ## create .venv with the pinned dependencies
 run: $(STAMP)  ## run the pipeline (dvc repro) and print the headline metrics
 	$(BIN)/dvc repro
 	@$(BIN)/python -m mnist_pipeline summary metrics/eval.json reports/report.md data/processed/manifest.json
+
+# The trained model (models/model.onnx, written by `make run`) over HTTP on 127.0.0.1 with
+# a draw-a-digit page; PORT=8001 for another port.
+serve: $(STAMP)  ## serve the model on http://127.0.0.1:8000/ (draw a digit; POST /predict)
+	$(BIN)/python -m mnist_pipeline serve --port $(or $(PORT),8000)
 
 # Two pytest workers (one per core here); a module's tests stay on one worker so its
 # module-scoped fixtures (a reproduced pipeline, a trained model) are built once.

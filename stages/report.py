@@ -7,9 +7,10 @@
 Writes ``reports/report.md`` and ``reports/figures/*.png``: learning curve, confusion
 heatmap, per-class precision/recall/F1, the first ``report.n_images`` test images and the
 first ``report.n_images`` misclassified ones, each titled with the data's provenance
-(``data/processed/manifest.json``). The confusion matrix and per-class scores come from
-``predictions.csv`` through the evaluate stage's own functions, so the stage reads three
-files of the evaluate and train stages and nothing twice.
+(``data/processed/manifest.json``), and a model card (``reporting.model_card``). The
+confusion matrix and per-class scores come from ``predictions.csv`` through the evaluate
+stage's own functions, so the stage reads three files of the evaluate and train stages and
+nothing twice.
 """
 
 import argparse
@@ -21,6 +22,7 @@ from mnist_pipeline.core.schemas import read_history, read_manifest, read_predic
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, labels_of, per_class_frame
 from mnist_pipeline.learning.config import load_params
+from mnist_pipeline.reporting.model_card import model_card
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
 
 
@@ -66,6 +68,7 @@ def main() -> None:
         per_class,
         figures_dir="figures",
     )
+    text += "\n" + model_card(manifest, written["train"], metrics)
     with atomic_dir(args.out) as tmp:
         for name, fig in figures.items():
             save_figure(fig, tmp / "figures" / FIGURES[name])

@@ -1,11 +1,14 @@
 """DVC stage `train`: the notebook's model and SGD loop on the processed tensors.
 
     python stages/train.py --params params.yaml --data data/processed \
-        --model models/model.safetensors --history metrics/train_log.csv
+        --model models/model.safetensors --history metrics/train_log.csv \
+        --onnx models/model.onnx
 
 Reads the ``train`` section. Writes the weights (safetensors, with the architecture in
-its metadata) and the per-epoch log, rewritten after every epoch so that ``dvc plots show``
-and the VS Code extension draw the learning curves live (``learning.tracking``).
+its metadata), the same model as ONNX (``--onnx``: checked against torch on the whole test
+set before anything is written; ``learning.export``) and the per-epoch log, rewritten
+after every epoch so that ``dvc plots show`` and the VS Code extension draw the learning
+curves live (``learning.tracking``).
 """
 
 import argparse
@@ -16,8 +19,11 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import write_bytes
 from mnist_pipeline.data.splits import load_split
+from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.config import load_params
+from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.model_file import save_model
 from mnist_pipeline.learning.tracking import epoch_tracker
 from mnist_pipeline.learning.training import scored_on, train
@@ -30,6 +36,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="weights file to write")
     # Not "--log": torchrun's parser would take it for an abbreviation of its --log-dir.
     parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
+    parser.add_argument("--onnx", type=Path, help="the model as ONNX, for serving")
     args = parser.parse_args()
 
     params = load_params(args.params).train
@@ -55,9 +62,21 @@ def main() -> None:
             "size (train.hidden, train.channels), or free memory"
         ) from err
 
+    if args.onnx:  # exported and checked first: a refused export writes nothing
+        dataset = read_tensor_metadata(args.data / "test.safetensors").get("dataset", "unknown")
+        onnx_model = to_onnx(result.model, result.spec, params.output, train_split.classes, dataset)
+        diff, count = check_onnx(
+            onnx_model, result.model, params.output, test_split.images, str(args.onnx)
+        )
     save_model(
         result.model, result.spec, args.model, params.loss, params.output, train_split.classes
     )
+    if args.onnx:
+        write_bytes(onnx_model, args.onnx)
+        print(
+            f"train: {args.onnx} matches torch on {count} test images "
+            f"(max probability difference {diff:.1e}, same class for every image)"
+        )
     last = result.history[-1]
     seconds = sum(result.seconds_per_epoch) / len(result.seconds_per_epoch)
     print(

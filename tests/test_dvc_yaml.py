@@ -70,7 +70,7 @@ def test_learning_curves_are_two_labelled_charts_of_the_live_log() -> None:
     assert (accuracy["x_label"], accuracy["y_label"]) == ("epoch", "test accuracy")
     # The train stage writes the log (rewritten each epoch), and nothing else draws curves.
     outs = [path for entry in DATA["stages"]["train"]["outs"] for path in entry]
-    assert outs == ["models/model.safetensors", "metrics/train_log.csv"]
+    assert outs == ["models/model.safetensors", "models/model.onnx", "metrics/train_log.csv"]
     assert "--live" not in DATA["stages"]["train"]["cmd"]
 
 

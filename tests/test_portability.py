@@ -62,7 +62,8 @@ def run_cpu(
     ]
     prefix = ["taskset", "-c", cores, *env]
     for name, args in (
-        ("train", ["--data", str(processed), "--model", "m.safetensors", "--history", "log.csv"]),
+        ("train", ["--data", str(processed), "--model", "m.safetensors", "--history", "log.csv",
+                   "--onnx", "m.onnx"]),
         ("evaluate", ["--data", str(processed), "--model", "m.safetensors", "--metrics",
                       "eval.json", "--per-class", "pc.csv", "--confusion", "c.csv",
                       "--counts", "n.csv", "--predictions", "p.csv"]),
@@ -82,7 +83,7 @@ def test_portable_kernels_write_the_same_bytes_on_every_cpu(
     processed: Path, tmp_path: Path, config: str
 ) -> None:
     hashes = [run_cpu(processed, tmp_path / cpu[0], CONFIGS[config], cpu) for cpu in CPUS]
-    assert len(hashes[0]) == 7  # model, log, metrics, per-class, confusion x2, predictions
+    assert len(hashes[0]) == 8  # model, ONNX, log, metrics, per-class, confusion x2, predictions
     for cpu, other in zip(CPUS[1:], hashes[1:], strict=True):
         assert other == hashes[0], f"{cpu} wrote other bytes than {CPUS[0]}"
 

@@ -1,10 +1,12 @@
-"""`mnist-predict`: your own image -> MNIST-style input -> the trained model's top classes.
+"""`mnist-predict`: your own image -> MNIST-style input -> the ONNX model's top classes.
 
 The main check: the 1,000 embedded test images, written out as a user would photograph or
 draw them (black ink on white paper, off-centre on a bigger sheet, enlarged 4×), get the
-same class from predict as from the evaluate stage for at least 95% of them. The model is
-the pipeline's default (linear, the notebook's settings) trained on the embedded sample.
-Bad input ends with one ``error:`` line, exit status 2 and nothing written.
+same class from predict (onnxruntime) as from the evaluate stage (torch) for at least 95% of
+them. The model is the pipeline's default (linear, the notebook's settings) trained on the
+embedded sample and exported as the train stage exports it. A bad image gets its own
+``error:`` line while the others are answered (exit status 2); a bad model or save folder
+stops the run with one line and nothing written. No torch is imported.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.learning.config import DataParams, TrainParams
-from mnist_pipeline.learning.model_file import save_model
+from mnist_pipeline.learning.export import to_onnx
 from mnist_pipeline.learning.models import ModelSpec, build_model
 from mnist_pipeline.learning.training import train
-from mnist_pipeline.tools.images import read_image
-from mnist_pipeline.tools.predict import main, to_mnist
+from mnist_pipeline.serving.images import read_image, to_mnist
+from mnist_pipeline.tools.predict import main
 
 ENLARGE = 4
 PAD = ((6, 10), (12, 4))  # (top, bottom), (left, right): off-centre on the sheet
@@ -38,7 +40,7 @@ PAD = ((6, 10), (12, 4))  # (top, bottom), (left, right): off-centre on the shee
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Split, list[str]]:
-    """(model file, test split, evaluate's predicted class per test image)."""
+    """(ONNX model file, test split, evaluate's predicted class per test image)."""
     root = tmp_path_factory.mktemp("predict")
     manifest = fetch(DataParams(source="embedded"), root / "raw")
     train_split, test_split = (
@@ -46,8 +48,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Split, list
     )
     params = TrainParams()  # the notebook's: linear, softmax, mse, lr 0.01, 10 epochs
     result = train(params, train_split, test_split)
-    model = root / "model.safetensors"
-    save_model(result.model, result.spec, model, params.loss, params.output, train_split.classes)
+    model = root / "model.onnx"
+    model.write_bytes(
+        to_onnx(result.model, result.spec, params.output, train_split.classes, "mnist")
+    )
     scored = evaluate(result.model, result.spec, test_split, params.loss, params.output)
     return model, test_split, list(scored.predictions["predicted"])
 
@@ -161,7 +165,7 @@ def truncated_png() -> bytes:
 
 def other_model(path: Path, in_features: int, classes: list[str]) -> None:
     spec = ModelSpec("linear", in_features, 10)
-    save_model(build_model(spec), spec, path, "mse", "softmax", classes)
+    path.write_bytes(to_onnx(build_model(spec), spec, "softmax", tuple(classes), "mnist"))
 
 
 DIGITS = [str(d) for d in range(10)]
@@ -192,28 +196,156 @@ def test_bad_input_is_one_error_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """A bad image: its own error line, the good image still answered, exit 2. A bad
+    model: one error line, nothing answered, nothing written."""
     make, message = BAD[case]
     good = tmp_path / "good.png"
     as_photo(trained[1].images[0]).save(good)
     bad = tmp_path / "bad.png"
     make(bad)
-    model = bad.with_suffix(".model") if case.startswith("model") else trained[0]
-    images = [str(good)] if case.startswith("model") else [str(good), str(bad)]
+    bad_model = case.startswith("model")
+    model = bad.with_suffix(".model") if bad_model else trained[0]
+    images = [str(good)] if bad_model else [str(bad), str(good)]
     seen = tmp_path / "seen"
 
     status = main([*images, "--model", str(model), "--save-input", str(seen)])
     out, err = capsys.readouterr()
-    assert status == 2 and out == "", (status, out)
+    assert status == 2, (status, out)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
-    assert not seen.exists()  # nothing written, not even the good image's input
+    if bad_model:
+        assert out == "" and not seen.exists()  # nothing written, not even the good input
+    else:
+        assert out.splitlines()[0] == f"{good}: {trained[2][0]}"
+        assert sorted(p.name for p in seen.iterdir()) == ["good.png"]
+
+
+def test_batch_json_has_an_error_entry_per_bad_file(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = []
+    for index, image in enumerate(trained[1].images[:3]):
+        paths.append(tmp_path / f"{index}.png")
+        as_photo(image).save(paths[-1])
+    (tmp_path / "1.png").write_text("not an image")
+    assert main([*map(str, paths), "--model", str(trained[0]), "--json"]) == 2
+    out, err = capsys.readouterr()
+    answers = json.loads(out)
+    assert [a["image"] for a in answers] == list(map(str, paths))
+    assert answers[1] == {"image": str(paths[1]), "error": err.strip().removeprefix("error: ")}
+    assert [a["predicted"] for a in (answers[0], answers[2])] == [trained[2][0], trained[2][2]]
+
+
+def test_16_bit_grayscale_png_keeps_its_digit(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20 item 12: 16-bit samples are scaled to 8 bits, not clipped to white."""
+    photo = np.asarray(as_photo(trained[1].images[0]), dtype=np.uint16) * 257  # 0..65535
+    Image.fromarray(photo).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    assert (
+        predict_json(capsys, str(tmp_path / "deep.png"), "--model", str(trained[0]))[0]["predicted"]
+        == trained[2][0]
+    )
+
+
+def corrupt_jpeg(image: Image.Image) -> bytes:
+    """A JPEG whose scan data was replaced with noise: Pillow decodes it without error."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    start = data.index(b"\xff\xda") + 30
+    noise = np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8).tobytes()
+    return data[:start] + noise + data[start + 300 :]
+
+
+def test_corrupt_jpeg_is_refused(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20 item 14: garbage from damaged JPEG data is an error, not an answer."""
+    data = corrupt_jpeg(as_photo(trained[1].images[0]))
+    Image.open(io.BytesIO(data)).load()  # Pillow alone would answer it
+    (tmp_path / "broken.jpg").write_bytes(data)
+    assert main([str(tmp_path / "broken.jpg"), "--model", str(trained[0])]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"error: {tmp_path / 'broken.jpg'}: corrupt JPEG data")
+
+
+def test_save_input_writes_all_or_nothing(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20 item 14: a save that cannot complete writes no file at all."""
+    for name in ("a", "b"):
+        as_photo(trained[1].images[0]).save(tmp_path / f"{name}.png")
+    seen = tmp_path / "seen"
+    (seen / "b.png").mkdir(parents=True)  # the second target cannot be written
+    images = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert main([*images, "--model", str(trained[0]), "--save-input", str(seen)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "seen/b.png exists and is not a file" in err
+    assert [p.name for p in seen.iterdir()] == ["b.png"]  # a.png was not written
+
+
+def test_names_reach_the_terminal_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20 item 14: escapes and newlines in file and class names are shown, not run."""
+    spec = ModelSpec("linear", 784, 10)
+    classes = ("\x1b]0;owned\x07", "a\nerror: forged", *DIGITS[2:])
+    model = tmp_path / "m.onnx"
+    model.write_bytes(to_onnx(build_model(spec), spec, "softmax", classes, "mnist"))
+    image = tmp_path / "x\x1b[2Jy\nerror: fake.png"
+    as_photo(np.linspace(0, 1, 784, dtype=np.float32)).save(image, format="PNG")
+    missing = tmp_path / "gone\r.png"
+    assert main([str(image), str(missing), "--model", str(model)]) == 2
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert not any(ch in text for ch in "\x1b\x07\r")
+    assert "\\x1b[2Jy\\nerror: fake.png: " in out
+    assert err.count("\n") == 1 and "gone\\r.png: file not found" in err
+    if "owned" in out:
+        assert "\\x1b]0;owned\\x07" in out
+
+
+def test_broken_pipe_is_quiet(trained: tuple[Path, Split, list[str]], tmp_path: Path) -> None:
+    """Issue 20 item 14: `predict ... | head -1` ends without a traceback."""
+    as_photo(trained[1].images[0]).save(tmp_path / "a.png")
+    env = {**git_env(), "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-m", "mnist_pipeline", "predict", "a.png", "a.png"]
+    process = subprocess.Popen(
+        [*command, "--model", str(trained[0])],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # the reader is gone before the first answer is printed
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0 and err == "", err
+
+
+def test_predict_imports_no_torch(trained: tuple[Path, Split, list[str]], tmp_path: Path) -> None:
+    """The ONNX model runs in onnxruntime: the process never imports torch."""
+    as_photo(trained[1].images[0]).save(tmp_path / "a.png")
+    env = {**git_env(), "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-X", "importtime", "-m", "mnist_pipeline", "predict", "a.png"]
+    result = subprocess.run(
+        [*command, "--model", str(trained[0])], cwd=tmp_path, env=env, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+    assert "onnxruntime" in imported and "numpy" in imported  # the check sees imports
+    assert not {name for name in imported if name.split(".")[0] == "torch"}
+    assert result.stdout.startswith(f"a.png: {trained[2][0]}")
 
 
 def test_command_line(tmp_path: Path) -> None:
     """The module runs as a program: bad input exits 2 with the one line, no traceback."""
     (tmp_path / "notes.png").write_text("hello\n")
     env = {**git_env(), "PYTHONPATH": str(REPO / "src")}
-    command = [sys.executable, "-m", "mnist_pipeline.tools.predict", "notes.png"]
+    command = [sys.executable, "-m", "mnist_pipeline.tools.predict", "notes.png", "--model"]
+    other_model(tmp_path / "m.onnx", 784, DIGITS)
+    command.append("m.onnx")
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert error_line(result) == (
         "error: notes.png: not a PNG or JPEG image; give a PNG or JPEG of one digit or garment"

@@ -1,4 +1,5 @@
-"""Sharing the DVC cache through a remote: push, fresh clone, pull, nothing reruns.
+"""Sharing the DVC cache through a remote: push, fresh clone, pull, nothing reruns; and the
+registered model (dvc.yaml ``artifacts:``) fetched from a clone by ``dvc artifacts get``.
 
 A local-directory remote stands in for S3/GCS (same `dvc push`/`dvc pull` code path).
 """
@@ -8,23 +9,33 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run, set_params
+from conftest import copy_project, run, set_params
 
 pytestmark = pytest.mark.slow
 
 
-def test_push_clone_pull_is_clean_without_rerunning(project: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(project, clone): the pipeline run (embedded sample, 1 epoch), pushed to a local
+    remote, the model version tagged ``mnist-classifier@v1.0.0``, then cloned with git."""
+    root = tmp_path_factory.mktemp("remote")
+    project = copy_project(root / "project")
     set_params(project, data={"source": "embedded"}, train={"epochs": 1})
     run(["dvc", "repro", "-q"], project)
-    remote = tmp_path / "remote"
+    remote = root / "remote"
     run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "pipeline + remote"], project)
+    run(["git", "tag", "-a", "mnist-classifier@v1.0.0", "-m", "first model"], project)
     pushed = run(["dvc", "push"], project)
     assert remote.is_dir() and any(remote.rglob("*")), pushed.stdout
+    clone = root / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], root)
+    return project, clone
 
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+
+def test_push_clone_pull_is_clean_without_rerunning(pushed: tuple[Path, Path]) -> None:
+    project, clone = pushed
     assert not (clone / "models/model.safetensors").exists()
     run(["dvc", "pull"], clone)
     pulled = ("models/model.safetensors", "data/processed/test.safetensors", "reports/report.md")
@@ -37,3 +48,19 @@ def test_push_clone_pull_is_clean_without_rerunning(project: Path, tmp_path: Pat
     again = run(["dvc", "repro"], clone)
     assert "Running stage" not in again.stdout
     assert run(["git", "status", "--porcelain"], clone).stdout == ""
+
+
+def test_registered_model_is_fetched_from_a_clone(
+    pushed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """From another directory: the tagged version and the latest, the trained bytes each."""
+    project, clone = pushed
+    run(["dvc", "artifacts", "get", str(clone), "mnist-classifier", "--rev", "v1.0.0"], tmp_path)
+    assert (tmp_path / "model.onnx").read_bytes() == (project / "models/model.onnx").read_bytes()
+    tag = "mnist-classifier@v1.0.0"  # the version's torch weights: the same commit
+    run(["dvc", "get", str(clone), "models/model.safetensors", "--rev", tag], tmp_path)
+    weights = (tmp_path / "model.safetensors").read_bytes()
+    assert weights == (project / "models/model.safetensors").read_bytes()
+    latest = tmp_path / "latest"
+    run(["dvc", "artifacts", "get", str(clone), "mnist-classifier", "-o", str(latest)], tmp_path)
+    assert latest.read_bytes() == (project / "models/model.onnx").read_bytes()

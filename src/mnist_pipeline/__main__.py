@@ -18,6 +18,7 @@ COMMANDS = {
     "compare": ("mnist_pipeline.tools.compare", "compare two runs (make compare REV=...)"),
     "summary": ("mnist_pipeline.reporting.summary", "print a run's headline numbers"),
     "predict": ("mnist_pipeline.tools.predict", "classify your own images with the model"),
+    "serve": ("mnist_pipeline.serving.serve", "the model over HTTP with a draw-a-digit page"),
     "worked-example": ("mnist_pipeline.tools.worked_example", "the notebook's Question 1"),
 }
 

@@ -4,13 +4,16 @@
 that would start a markdown heading). ``escape_md``: that, with HTML and markdown
 punctuation escaped, so ``data.mirror: "x\\n## INJECTED <img onerror=...>"`` lands in a
 report as the literal text it is, not a heading and an HTML element. ``markdown_table``:
-a frame as a table of such text, for the report and ``compare``.
+a frame as a table of such text, for the report and ``compare``. ``printable``: a
+name the user must recognise (a file, a class) on a terminal line, its control
+characters shown as ``\\x1b``-style escapes (``predict``, ``serve``).
 """
 
 from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,3 +42,14 @@ def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
         lambda value: f"{value:.4f}" if isinstance(value, float) else escape_md(value)
     )
     return cells.rename(columns=escape_md).to_markdown(index=False, disable_numparse=True)
+
+
+def printable(text: object) -> str:
+    """``text`` safe for a terminal line: control and format characters (ANSI/OSC escapes,
+    newlines, bidi overrides) as ``\\x1b``-style escapes, everything else as is."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+        else ch
+        for ch in str(text)
+    )

@@ -1,0 +1,102 @@
+"""The trained model as ONNX, checked against torch before it is written.
+
+The graph takes ``images`` ``[N, 784]`` float32 in [0, 1] and returns ``logits`` ``[N, C]``
+and ``probabilities`` ``[N, C]`` (the model's output function: softmax or one sigmoid per
+class). Its metadata carries what a server needs without the pipeline: the class names, the
+dataset, the architecture and the output function. The legacy TorchScript exporter writes
+the same bytes for the same weights; onnxruntime must reproduce torch's probabilities on
+the whole test set within ``TOLERANCE`` and its predicted class for every image, or the
+export is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.learning.models import ModelSpec, predict_logits
+
+TOLERANCE = 1e-5  # absolute, on each probability
+OPSET = 17
+OUTPUT_FUNCTIONS = {"softmax": lambda z: torch.softmax(z, dim=1), "sigmoid": torch.sigmoid}
+
+
+class WithProbabilities(nn.Module):
+    """``images -> (logits, probabilities)``: the classifier and its output function."""
+
+    def __init__(self, model: nn.Module, output: str) -> None:
+        super().__init__()
+        self.model = model
+        self.output = output
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(images)
+        return logits, OUTPUT_FUNCTIONS[self.output](logits)
+
+
+def to_onnx(
+    model: nn.Module, spec: ModelSpec, output: str, classes: tuple[str, ...], dataset: str
+) -> bytes:
+    """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included."""
+    import onnx
+
+    graph = WithProbabilities(copy.deepcopy(model).cpu().eval(), output)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the legacy exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph,
+            (torch.zeros(1, spec.in_features),),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=["logits", "probabilities"],
+            dynamic_axes={name: {0: "batch"} for name in ("images", "logits", "probabilities")},
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    metadata = {
+        "classes": json.dumps(list(classes)),
+        "dataset": dataset,
+        "model": spec.name,
+        "spec": spec.to_json(),
+        "output": output,
+    }
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def check_onnx(
+    onnx_model: bytes, model: nn.Module, output: str, images: np.ndarray, where: str
+) -> tuple[float, int]:
+    """onnxruntime against torch on ``images`` ``[N, 784]``: (max |Δp|, images compared).
+
+    Refused with one line when a probability differs by more than ``TOLERANCE`` or a
+    predicted class differs.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+    logits = predict_logits(copy.deepcopy(model).cpu(), torch.from_numpy(images))
+    want = OUTPUT_FUNCTIONS[output](logits).numpy()
+    got_logits, got = session.run(None, {"images": images.astype(np.float32)})
+    diff = float(np.abs(got - want).max()) if len(images) else 0.0
+    differ = int((got_logits.argmax(1) != logits.numpy().argmax(1)).sum())
+    if not diff <= TOLERANCE or differ:
+        raise PipelineError(
+            f"{where}: the ONNX export disagrees with torch on {len(images)} test images "
+            f"(max probability difference {diff:.2e}, tolerance {TOLERANCE:.0e}; "
+            f"{differ} predicted classes differ); report this with the params used"
+        )
+    return diff, len(images)
