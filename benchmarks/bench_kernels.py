@@ -1,11 +1,14 @@
-"""What portable kernels cost: s/epoch of the seed config, the mlp and the cnn presets under
-``train.kernels: portable`` and ``native``, side by side on Fashion-MNIST 60k/10k.
+"""What pinned kernels cost: s/epoch of the seed config, the mlp and the cnn presets under
+``train.kernels: portable``, ``avx2`` and ``native``, side by side on Fashion-MNIST 60k/10k.
 
-    .venv/bin/python benchmarks/bench_kernels.py [--epochs 2] [--models seed,mlp,cnn]
+    .venv/bin/python benchmarks/bench_kernels.py [--epochs 3] [--models seed,mlp,cnn]
+        [--subsample N]
 
 torch fixes its kernels when it first computes, so every (model, kernels) pair trains in a
-fresh process (``--one MODEL KERNELS`` is that child); pairs alternate so that drifting
-load hits both modes alike. Prints a markdown table and writes it to
+fresh process (``--one MODEL KERNELS`` is that child); the kernels alternate within each
+model so that drifting load hits every mode alike. Each preset runs with its own
+``train.threads``. ``--subsample N`` trains on the first N images (for quick looks; the
+README's table uses all 60k). Prints a markdown table and writes it to
 ``benchmarks/results/kernels.md``; never asserts timings.
 """
 
@@ -27,18 +30,20 @@ from common import DATASETS, REPO, markdown, write_results
 from mnist_pipeline.core.runtime import KERNELS
 
 
-def one(model: str, kernels: str, epochs: int) -> dict[str, object]:
+def one(model: str, kernels: str, epochs: int, subsample: int) -> dict[str, object]:
     """Train one preset in this process (the child's job); its per-epoch seconds."""
     from mnist_pipeline.core.runtime import configure_torch
 
-    configure_torch(1, kernels)  # before any tensor op
+    presets = yaml.safe_load((REPO / "presets.yaml").read_text())
+    settings = {} if model == "seed" else presets[model]
+    configure_torch(settings.get("threads", 1), kernels)  # before any tensor op
+    import dataclasses
+
     from mnist_pipeline.data.sources import IDX_FILES, fetch
     from mnist_pipeline.data.splits import read_raw_split
     from mnist_pipeline.learning.config import TrainParams
     from mnist_pipeline.learning.training import train
 
-    presets = yaml.safe_load((REPO / "presets.yaml").read_text())
-    settings = {} if model == "seed" else presets[model]
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     params = TrainParams(**{**settings, "epochs": epochs, "device": "cpu", "kernels": kernels})
     data = DATASETS["fashion-mnist"]
@@ -48,6 +53,9 @@ def one(model: str, kernels: str, epochs: int) -> dict[str, object]:
             read_raw_split(Path(tmp), images, labels, manifest)
             for images, labels in IDX_FILES.values()
         )
+    if subsample:
+        head = {"images": train_split.images[:subsample], "labels": train_split.labels[:subsample]}
+        train_split = dataclasses.replace(train_split, **head)
     stamps: list[float] = []
     start = time.perf_counter()
     result = train(
@@ -59,12 +67,13 @@ def one(model: str, kernels: str, epochs: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--subsample", type=int, default=0, help="train images (0: all)")
     parser.add_argument("--models", default="seed,mlp,cnn")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "KERNELS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(*args.one, args.epochs)))
+        print(json.dumps(one(*args.one, args.epochs, args.subsample)))
         return
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     rows = {}
@@ -72,33 +81,43 @@ def main() -> None:
         for kernels in KERNELS:
             print(f"{model}, {kernels} ...", flush=True)
             out = subprocess.run(
-                [sys.executable, __file__, "--epochs", str(args.epochs), "--one", model, kernels],
+                [sys.executable, __file__, "--epochs", str(args.epochs), "--subsample",
+                 str(args.subsample), "--one", model, kernels],
                 env=env, check=True, capture_output=True, text=True,
             ).stdout  # fmt: skip
             rows[model, kernels] = json.loads(out.splitlines()[-1])
     cells = []
     for model in args.models.split(","):
-        p, n = rows[model, "portable"], rows[model, "native"]
-        mean_p = sum(p["seconds"]) / len(p["seconds"])  # type: ignore[arg-type]
-        mean_n = sum(n["seconds"]) / len(n["seconds"])  # type: ignore[arg-type]
-        accuracies = f"{p['accuracy']:.4f} / {n['accuracy']:.4f}"
+        mean = {k: sum(rows[model, k]["seconds"]) / args.epochs for k in KERNELS}  # type: ignore[arg-type]
         cells.append(
             (
                 model,
-                p["threads"],
-                f"{mean_p:.3f}",
-                f"{mean_n:.3f}",
-                f"{mean_p / mean_n:.2f}x",
-                accuracies,
+                rows[model, "native"]["threads"],
+                *(f"{mean[k]:.3f}" for k in KERNELS),
+                *(f"{mean[k] / mean['native']:.2f}x" for k in KERNELS if k != "native"),
+                " / ".join(f"{rows[model, k]['accuracy']:.4f}" for k in KERNELS),
             )
         )
+    size = f"first {args.subsample:,} of 60k" if args.subsample else "60k"
     title = (
-        f"## Portable vs native kernels: Fashion-MNIST 60k/10k, {args.epochs} epochs "
+        f"## Pinned vs native kernels: Fashion-MNIST {size}/10k, {args.epochs} epochs, "
+        f"{cpu_name()}, {os.cpu_count()} cores "
         f"(load avg {os.getloadavg()[0]:.2f} at the end)"
     )
-    columns = ["model", "threads", "portable s/epoch", "native s/epoch", "portable / native"]
-    table = markdown(cells, [*columns, "accuracy portable / native"])
-    write_results("kernels", f"{title}\n\n{table}\n")
+    columns = [
+        "model", "threads", *(f"{k} s/epoch" for k in KERNELS),
+        *(f"{k} / native" for k in KERNELS if k != "native"),
+        f"accuracy {' / '.join(KERNELS)}",
+    ]  # fmt: skip
+    write_results("kernels", f"{title}\n\n{markdown(cells, columns)}\n")
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (the machine the table was measured on)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
-"""Same params, same bytes on any x86-64 CPU: the train and evaluate stages under every CPU
+"""Same params, same bytes on other CPUs: the train and evaluate stages under every CPU
 this machine can pretend to be.
 
 torch picks its kernels from the CPU it runs on: ATen's vectorised code from
 ``ATEN_CPU_CAPABILITY`` (default / avx2 / avx512, capped at what the CPU has), MKL's code
 path from ``MKL_ENABLE_INSTRUCTIONS`` (AVX2 = a CPU without AVX-512, SSE4_2 = an old
 one), the thread pool from the cores it may use. With ``train.kernels: portable`` (the
-default) every combination must write identical files; with ``native`` they differ,
-which is what proves this test can see a difference at all.
+default) every combination must write identical files, and with ``avx2`` every
+combination of an AVX2 CPU; with ``native`` they differ, which is what proves this test
+can see a difference at all.
 
     .venv/bin/python -m pytest tests/test_portability.py
 """
@@ -14,21 +15,29 @@ which is what proves this test can see a difference at all.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import REPO, make_split, stage
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.runtime import KERNEL_PINS, configure_torch
 from mnist_pipeline.data.splits import save_split
 
-AVX512 = "avx512f" in Path("/proc/cpuinfo").read_text()
-# (ATen capability, MKL instruction cap, CPU cores): the CPUs this machine can emulate.
+FLAGS = Path("/proc/cpuinfo").read_text().split()
+AVX512 = "avx512f" in FLAGS
+# (ATen capability, MKL instruction cap, CPU cores): the CPUs this machine can emulate,
+# the oldest first; ``avx2`` kernels run on the AVX2 ones (the others are refused).
 CPUS: list[tuple[str, str | None, str]] = [
     ("default", "SSE4_2", "0"),
+    ("avx2", "AVX2", "0"),
     ("avx2", "AVX2", "0,1"),
     *([("avx512", None, "0,1")] if AVX512 else []),
 ]
+OLDEST = {"portable": CPUS[0], "avx2": CPUS[1]}
 CONFIGS = {
     "seed": {},  # the notebook's linear softmax-MSE, hand-derived gradients, batch 16
     "mlp-2threads": {"model": "mlp", "hidden": [32], "activation": "relu", "threads": 2,
@@ -36,6 +45,28 @@ CONFIGS = {
     "cnn": {"model": "cnn", "channels": [4, 8], "hidden": [16], "gradients": "autograd",
             "activation": "relu", "batch_size": 32, "lr": 0.05},
 }  # fmt: skip
+
+
+@pytest.fixture
+def pins_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """configure_torch sets the pinned variables: put this process's values back after."""
+    for name in {key for env, _ in KERNEL_PINS.values() for key in env}:
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+
+
+@pytest.mark.usefixtures("pins_restored")
+def test_avx2_kernels_are_refused_on_a_cpu_without_avx2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": False, "fma3": False})
+    with pytest.raises(PipelineError, match=r"^train.kernels=avx2 needs a CPU with AVX2 and FMA"):
+        configure_torch(1, "avx2")
+
+
+@pytest.mark.usefixtures("pins_restored")
+@pytest.mark.skipif("avx2" not in FLAGS, reason="needs an AVX2 CPU")
+def test_kernels_pinned_after_torch_computed_are_refused() -> None:
+    """This process computed with portable kernels (conftest): avx2 ones cannot follow."""
+    with pytest.raises(PipelineError, match=r"already computed with DEFAULT kernels"):
+        configure_torch(1, "avx2")
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +109,17 @@ def run_cpu(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kernels", list(OLDEST))
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_portable_kernels_write_the_same_bytes_on_every_cpu(
-    processed: Path, tmp_path: Path, config: str
+def test_pinned_kernels_write_the_same_bytes_on_every_cpu(
+    processed: Path, tmp_path: Path, config: str, kernels: str
 ) -> None:
-    hashes = [run_cpu(processed, tmp_path / cpu[0], CONFIGS[config], cpu) for cpu in CPUS]
+    cpus = CPUS[CPUS.index(OLDEST[kernels]) :]
+    train = {**CONFIGS[config], "kernels": kernels}
+    hashes = [run_cpu(processed, tmp_path / str(i), train, cpu) for i, cpu in enumerate(cpus)]
     assert len(hashes[0]) == 8  # model, ONNX, log, metrics, per-class, confusion x2, predictions
-    for cpu, other in zip(CPUS[1:], hashes[1:], strict=True):
-        assert other == hashes[0], f"{cpu} wrote other bytes than {CPUS[0]}"
+    for cpu, other in zip(cpus[1:], hashes[1:], strict=True):
+        assert other == hashes[0], f"{cpu} wrote other bytes than {cpus[0]}"
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ COMMANDS = {
     "summary": ("mnist_pipeline.reporting.summary", "print a run's headline numbers"),
     "predict": ("mnist_pipeline.tools.predict", "classify your own images with the model"),
     "serve": ("mnist_pipeline.serving.serve", "the model over HTTP with a draw-a-digit page"),
+    "preset": ("mnist_pipeline.tools.presets", "run a presets.yaml preset as a dvc experiment"),
     "worked-example": ("mnist_pipeline.tools.worked_example", "the notebook's Question 1"),
 }
 

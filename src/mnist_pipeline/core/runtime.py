@@ -1,23 +1,28 @@
 """Where and how torch computes: kernels, thread count, device.
 
-Same commit and params must give the same bytes on any x86-64 CPU, and a CPU's
-instruction set changes float results: torch picks its vectorised kernels (ATen: scalar,
-AVX2 or AVX-512, with or without FMA) and its BLAS (MKL) code path from the CPU it runs
-on, and oneDNN JIT-compiles convolutions for it. ``train.kernels: portable`` (the
-default) pins all three to one code path that every x86-64 CPU runs identically:
+Same commit and params must give the same bytes on other CPUs, and a CPU's instruction set
+changes float results: torch picks its vectorised kernels (ATen: scalar, AVX2 or AVX-512)
+and its BLAS (MKL) code path from the CPU it runs on, and oneDNN JIT-compiles convolutions
+for it. ``train.kernels`` pins all three (``KERNEL_PINS``):
 
-- ``ATEN_CPU_CAPABILITY=default``: ATen's non-vectorised kernels;
-- ``MKL_CBWR=COMPATIBLE``: MKL's SSE2 branch, the one MKL documents as reproducible across
-  Intel and non-Intel CPUs (fixed blocking, deterministic reductions);
-- oneDNN off (``torch.backends.mkldnn``): convolutions through ATen + MKL instead.
+- ``portable`` (the default): ATen's non-vectorised kernels (``ATEN_CPU_CAPABILITY=default``)
+  and MKL's ``COMPATIBLE`` conditional-numerical-reproducibility (CNR) branch, SSE2, the one
+  branch MKL documents as giving the same results on Intel and non-Intel CPUs: the same
+  bytes on every x86-64 CPU, Intel or AMD.
+- ``avx2``: ATen's AVX2 kernels and MKL's ``AVX2`` CNR branch, which MKL documents as giving
+  the same results on every Intel CPU with AVX2 (AVX-512 ones included); on other CPUs MKL
+  runs its own dispatch (``AUTO``) instead, so AMD CPUs get repeatable bytes that need not
+  match Intel's. A CPU without AVX2 and FMA is refused. Close to native speed.
+- ``native``: each CPU's fastest kernels, oneDNN included; repeatable on one machine only.
 
-torch reads the first two lazily, when it first computes, so ``configure_torch`` must run
-before any tensor op in the process: every stage calls it right after reading its params.
-It checks ATen's choice and fails loudly if something computed first. ``native`` lets each
-CPU use its fastest kernels: faster (see the README), repeatable on one machine only.
+Both pinned modes turn oneDNN off (``torch.backends.mkldnn``): its JIT code and blocking
+follow the CPU it finds, so convolutions run through ATen + MKL instead.
 
-Float sums are also only bit-repeatable at a fixed thread count: ``train.threads`` is a
-param, so it is part of what DVC tracks.
+torch and MKL read the variables lazily, when they first compute, so ``configure_torch``
+must run before any tensor op in the process: every stage calls it right after reading its
+params. It checks ATen's choice and fails loudly if something computed first (or, for
+``avx2``, if the CPU lacks AVX2). Float sums are also only bit-repeatable at a fixed thread
+count: ``train.threads`` is a param, so it is part of what DVC tracks.
 """
 
 from __future__ import annotations
@@ -30,25 +35,39 @@ from mnist_pipeline.core.errors import PipelineError
 if TYPE_CHECKING:
     import torch
 
-KERNELS = ("portable", "native")  # train.kernels
+# train.kernels -> (environment read by torch/MKL at their first computation, ATen capability)
+KERNEL_PINS: dict[str, tuple[dict[str, str], str]] = {
+    "portable": ({"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}, "DEFAULT"),
+    "avx2": ({"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}, "AVX2"),
+}
+KERNELS = (*KERNEL_PINS, "native")  # train.kernels
 DEVICES = ("auto", "cpu", "cuda")  # train.device
-PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 
 
 def configure_torch(threads: int, kernels: str = "portable") -> None:
-    """Pin the kernels (``portable`` or ``native``) and the thread count; call before any op."""
-    if kernels == "portable":
-        os.environ.update(PORTABLE_ENV)  # read by torch/MKL at their first computation
+    """Pin the kernels (``portable``, ``avx2`` or ``native``) and the thread count; call
+    before any tensor op."""
+    pins = KERNEL_PINS.get(kernels)
+    if pins is not None:
+        os.environ.update(pins[0])
     import torch
 
-    torch.backends.mkldnn.enabled = kernels != "portable"
-    if kernels == "portable" and torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+    torch.backends.mkldnn.enabled = pins is None
+    torch.set_num_threads(threads)
+    if pins is None:
+        return
+    cpu = torch.cpu.get_capabilities()
+    if pins[1] == "AVX2" and not (cpu.get("avx2") and cpu.get("fma3")):
         raise PipelineError(
-            "train.kernels=portable: torch already computed with "
+            f"train.kernels={kernels} needs a CPU with AVX2 and FMA, and this one lacks them; "
+            "use train.kernels=portable (any x86-64 CPU) or native"
+        )
+    if torch.backends.cpu.get_cpu_capability() != pins[1]:
+        raise PipelineError(
+            f"train.kernels={kernels}: torch already computed with "
             f"{torch.backends.cpu.get_cpu_capability()} kernels in this process; call "
             "runtime.configure_torch before any tensor op, or set train.kernels=native"
         )
-    torch.set_num_threads(threads)
 
 
 def resolve_device(name: str) -> torch.device:
