@@ -1,90 +1,84 @@
-"""Measure the accuracy presets in ``presets.yaml`` on Fashion-MNIST and the embedded sample.
+"""The README's preset table: each preset of ``presets.yaml`` run by the one command a user
+types, timed whole, on a fresh copy of the project.
 
     .venv/bin/python benchmarks/presets.py [--preset cnn] [--dataset fashion-mnist]
 
-Each preset is a set of ``train`` overrides on top of ``params.yaml``. For each preset and
-dataset it trains in-process with ``mnist_pipeline.learning.training.train`` (exactly what the train
-stage runs), then prints a markdown table — test accuracy, wall seconds and CPU seconds of
-training — and the ``dvc exp run -S ...`` line that runs the same preset as a DVC
-experiment. Timings are printed, never asserted.
+For each preset and dataset it copies the project into a throwaway git repo (what a clone
+holds: no DVC cache, no outputs) and runs ``python -m mnist_pipeline preset NAME <dataset
+args>`` there, i.e. a whole ``dvc exp run`` (download, preprocess, train, evaluate,
+report). It prints a markdown table (test accuracy from ``metrics/eval.json``, the
+command's wall seconds, the train stage's mean s/epoch from its log, the machine) and
+writes it to ``benchmarks/results/presets.md``. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import yaml
+from bench_kernels import cpu_name
+from common import FASHION_MIRROR, environment, make_copy, markdown, write_results
+from mnist_pipeline.tools.presets import load_presets
 
-from common import DATASETS as DATA
-from common import FASHION_MIRROR, REPO, markdown
-from mnist_pipeline.data.sources import IDX_FILES, fetch
-from mnist_pipeline.data.splits import Split, read_raw_split
-from mnist_pipeline.learning.config import TrainParams, parse_params
-from mnist_pipeline.learning.training import train
-
-EXP_DATA = {
-    "fashion-mnist": (
-        f"-S data.dataset=fashion-mnist -S data.source=mirror -S data.mirror={FASHION_MIRROR}"
-    ),
-    "mnist-embedded": "-S data.source=embedded",
-}
+DATASET_ARGS = {
+    "fashion-mnist": [
+        "-S", "data.dataset=fashion-mnist", "-S", "data.source=mirror",
+        "-S", f"data.mirror={FASHION_MIRROR}",
+    ],
+    "mnist-embedded": ["-S", "data.source=embedded"],
+}  # fmt: skip
+EPOCH_LINE = re.compile(r"epoch \d+/\d+: .*\((\d+\.\d+) s\)")
 
 
-def preset_params(overrides: dict[str, Any]) -> TrainParams:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    return parse_params({**raw, "train": {**raw["train"], **overrides}}).train
-
-
-def exp_line(name: str, overrides: dict[str, Any], dataset: str) -> str:
-    sets = " ".join(
-        f"-S 'train.{key}={list(value) if isinstance(value, list | tuple) else value}'"
-        for key, value in overrides.items()
-    )
-    return f"dvc exp run -n {name}-{dataset} {EXP_DATA[dataset]} {sets}"
-
-
-def load(dataset: str, workdir: Path) -> tuple[Split, Split]:
-    raw = workdir / dataset
-    manifest = fetch(DATA[dataset], raw)
-    train_split, test_split = (
-        read_raw_split(raw, *IDX_FILES[s], manifest) for s in ("train", "test")
-    )
-    return train_split, test_split
+def run_preset(name: str, dataset: str, workdir: Path) -> tuple[float, float, float, str]:
+    """(test accuracy, wall s of the whole command, mean s/epoch, the command as typed)."""
+    env = environment()
+    make_copy(workdir, env)
+    args = ["preset", name, "-n", f"{name}-{dataset}", *DATASET_ARGS[dataset]]
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_pipeline", *args],
+        cwd=workdir, env={**env, "PYTHONPATH": str(workdir / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{name} on {dataset} failed:\n{result.stdout}\n{result.stderr}")
+    epochs = [float(s) for s in EPOCH_LINE.findall(result.stdout + result.stderr)]
+    accuracy = json.loads((workdir / "metrics" / "eval.json").read_text())["accuracy"]
+    typed = shlex.join(["python", "-m", "mnist_pipeline", *args])
+    return accuracy, wall, sum(epochs) / max(len(epochs), 1), typed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", action="append", help="preset name(s); default: all")
-    parser.add_argument("--dataset", action="append", choices=sorted(DATA), help="default: both")
+    parser.add_argument("--dataset", action="append", choices=sorted(DATASET_ARGS))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    presets = yaml.safe_load((REPO / "presets.yaml").read_text())
-    names = args.preset or list(presets)
-    datasets = args.dataset or list(DATA)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="presets-") as tmp:
-        for dataset in datasets:
-            train_split, test_split = load(dataset, Path(tmp))
-            for name in names:
-                params = preset_params(presets[name])
-                wall, cpu = time.perf_counter(), time.process_time()
-                result = train(params, train_split, test_split)
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                rows.append((name, dataset, result.history[-1].accuracy, wall, cpu))
-                print(f"{name} on {dataset}: {rows[-1][2]:.4f} in {wall:.1f} s ({cpu:.1f} CPU-s)")
-    cells = [(n, d, f"{acc:.4f}", f"{wall:.1f}", f"{cpu:.1f}") for n, d, acc, wall, cpu in rows]
-    columns = ["preset", "dataset", "test accuracy", "train wall s", "train CPU s"]
-    print(f"\n{markdown(cells, columns)}")
-    print()
-    for name in names:
-        for dataset in datasets:
-            print(exp_line(name, presets[name], dataset))
+    presets = load_presets(Path(__file__).resolve().parents[1] / "presets.yaml")
+    rows, commands = [], []
+    for dataset in args.dataset or list(DATASET_ARGS):
+        for name in args.preset or list(presets):
+            with tempfile.TemporaryDirectory(prefix="preset-") as tmp:
+                accuracy, wall, per_epoch, typed = run_preset(name, dataset, Path(tmp))
+            print(f"{name} on {dataset}: {accuracy:.4f}, {wall:.1f} s", flush=True)
+            rows.append((name, dataset, f"{accuracy:.4f}", f"{wall:.1f}", f"{per_epoch:.2f}"))
+            commands.append(typed)
+    columns = ["preset", "dataset", "test accuracy", "dvc exp run wall s", "train s/epoch"]
+    title = (
+        f"## Presets, one command each on a fresh copy: {cpu_name()}, {os.cpu_count()} cores "
+        f"(load avg {os.getloadavg()[0]:.2f} at the end)"
+    )
+    listing = "\n".join(f"    {c}" for c in commands)
+    write_results("presets", f"{title}\n\n{markdown(rows, columns)}\n\n{listing}\n")
 
 
 if __name__ == "__main__":
