@@ -56,13 +56,21 @@ def one(model: str, kernels: str, epochs: int, subsample: int) -> dict[str, obje
     if subsample:
         head = {"images": train_split.images[:subsample], "labels": train_split.labels[:subsample]}
         train_split = dataclasses.replace(train_split, **head)
-    stamps: list[float] = []
-    start = time.perf_counter()
+    stamps: list[tuple[float, float]] = []
+    start = (time.perf_counter(), time.process_time())
     result = train(
-        params, train_split, test_split, on_epoch=lambda _: stamps.append(time.perf_counter())
+        params,
+        train_split,
+        test_split,
+        on_epoch=lambda _: stamps.append((time.perf_counter(), time.process_time())),
     )
-    seconds = [b - a for a, b in itertools.pairwise([start, *stamps])]
-    return {"seconds": seconds, "accuracy": result.history[-1].accuracy, "threads": params.threads}
+    wall, cpu = ([b[i] - a[i] for a, b in itertools.pairwise([start, *stamps])] for i in (0, 1))
+    return {
+        "seconds": wall,
+        "cpu": cpu,
+        "accuracy": result.history[-1].accuracy,
+        "threads": params.threads,
+    }
 
 
 def main() -> None:
@@ -89,12 +97,14 @@ def main() -> None:
     cells = []
     for model in args.models.split(","):
         mean = {k: sum(rows[model, k]["seconds"]) / args.epochs for k in KERNELS}  # type: ignore[arg-type]
+        cpu = {k: sum(rows[model, k]["cpu"]) / args.epochs for k in KERNELS}  # type: ignore[arg-type]
         cells.append(
             (
                 model,
                 rows[model, "native"]["threads"],
                 *(f"{mean[k]:.3f}" for k in KERNELS),
                 *(f"{mean[k] / mean['native']:.2f}x" for k in KERNELS if k != "native"),
+                *(f"{cpu[k] / cpu['native']:.2f}x" for k in KERNELS if k != "native"),
                 " / ".join(f"{rows[model, k]['accuracy']:.4f}" for k in KERNELS),
             )
         )
@@ -107,6 +117,7 @@ def main() -> None:
     columns = [
         "model", "threads", *(f"{k} s/epoch" for k in KERNELS),
         *(f"{k} / native" for k in KERNELS if k != "native"),
+        *(f"{k} / native CPU-s" for k in KERNELS if k != "native"),
         f"accuracy {' / '.join(KERNELS)}",
     ]  # fmt: skip
     write_results("kernels", f"{title}\n\n{markdown(cells, columns)}\n")
