@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     before any output (exit status 2 with one ``error:`` line)."""
     parser = argparse.ArgumentParser(
         prog="mnist-predict",
-        description=__doc__.splitlines()[0],
+        description="classify your own PNG or JPEG of one digit (or garment)",
         epilog="Exit status 2 with one 'error:' line on bad input.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
