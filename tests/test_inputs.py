@@ -243,3 +243,15 @@ def test_dvc_exp_set_param_changes_exactly_the_line_it_sets(tmp_path: Path) -> N
         assert len(after) == len(original)
         changed = [(a, b) for a, b in zip(original, after, strict=True) if a != b]
         assert len(changed) == 1 and changed[0][1].startswith(line), changed
+
+
+def test_an_error_line_never_carries_control_characters(tmp_path: Path) -> None:
+    """Whatever a message quotes (here a path with a newline and an ANSI escape), the
+    entry point prints one line with the control characters escaped."""
+    path = tmp_path / "p\nerror: forged\x1b[31m.yaml"
+    result = run(
+        [sys.executable, "-m", "mnist_pipeline", "params", str(path)], tmp_path, False, REPO / "src"
+    )
+    line = error_line(result)
+    assert "\\nerror: forged\\x1b[31m.yaml: file not found" in line
+    assert "\x1b" not in result.stderr

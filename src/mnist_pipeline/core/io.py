@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -162,18 +162,6 @@ MAX_TEXT_BYTES = {"YAML": 4 * 2**20, "JSON": 16 * 2**20, "CSV": 128 * 2**20}
 # to 6 (dvc.yaml) levels, and libyaml's C composer recurses once per level (a crash, not an
 # exception, at a few ten thousand).
 MAX_YAML_DEPTH = 64
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character escaped (``\\n``, ``\\x1b``), nothing quoted."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def shown(value: object, limit: int = 200) -> str:
-    """``repr(value)`` for an error line: control characters escaped (a newline or an
-    ANSI escape in a value cannot forge or break a line), long values cut."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def read_bytes_bounded(handle: Any, source: object, kind: str, limit: int | None = None) -> bytes:

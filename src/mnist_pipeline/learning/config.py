@@ -31,8 +31,8 @@ from pydantic import (
 )
 
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError, dotted
-from mnist_pipeline.core.io import read_yaml, shown
+from mnist_pipeline.core.errors import PipelineError, dotted, shown
+from mnist_pipeline.core.io import read_yaml
 from mnist_pipeline.core.runtime import DEVICES, KERNELS
 from mnist_pipeline.data.sources import DATASETS, SOURCES
 from mnist_pipeline.data.splits import IMAGE_SIDE

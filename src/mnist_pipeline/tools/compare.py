@@ -38,14 +38,13 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, shown
 from mnist_pipeline.core.io import (
     atomic_dir,
     decode_text,
     parse_csv,
     read_bytes_bounded,
     save_figure,
-    shown,
     write_json,
     write_text,
 )

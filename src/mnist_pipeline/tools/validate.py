@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
-from mnist_pipeline.core.errors import PipelineError, dotted
-from mnist_pipeline.core.io import printable, read_json
+from mnist_pipeline.core.errors import PipelineError, dotted, printable
+from mnist_pipeline.core.io import read_json
 from mnist_pipeline.learning import config
 from mnist_pipeline.learning.config import did_you_mean
 
