@@ -16,7 +16,9 @@ from mnist_pipeline.learning.config import load_params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="materialise the dataset's four IDX files and a manifest"
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--out", type=Path, required=True, help="directory for the IDX files")
     args = parser.parse_args()

@@ -25,7 +25,7 @@ from mnist_pipeline.learning.model_file import load_model
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="score the trained model on the test split")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--model", type=Path, required=True)

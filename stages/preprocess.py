@@ -9,18 +9,21 @@ dependency.
 """
 
 import argparse
+import logging
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
 from mnist_pipeline.core.schemas import read_manifest
 from mnist_pipeline.data.sources import IDX_FILES
-from mnist_pipeline.data.splits import read_raw_split, save_split
+from mnist_pipeline.data.splits import degenerate_data, read_raw_split, save_split
 from mnist_pipeline.learning.config import load_params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="IDX files -> float32 [N, 784] in [0, 1] + int64 labels"
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--raw", type=Path, required=True, help="download stage output")
     parser.add_argument("--out", type=Path, required=True, help="directory for the tensors")
@@ -32,6 +35,8 @@ def main() -> None:
         name: read_raw_split(args.raw, images, labels, manifest)
         for name, (images, labels) in IDX_FILES.items()
     }
+    for warning in degenerate_data(splits["train"], splits["test"]):
+        logging.getLogger("preprocess").warning(warning)
     with atomic_dir(args.out) as tmp:
         for name, split in splits.items():
             provenance = {key: manifest[key] for key in ("dataset", "source")}

@@ -15,19 +15,29 @@ nothing twice.
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
 from mnist_pipeline.core.schemas import read_history, read_manifest, read_predictions
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, labels_of, per_class_frame
-from mnist_pipeline.learning.config import load_params
+from mnist_pipeline.learning.config import UNTRACKED, load_params
 from mnist_pipeline.reporting.model_card import model_card
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
 
 
+def shown_params(written: dict[str, Any]) -> dict[str, Any]:
+    """The data and train sections as written, less the settings that change no output
+    (``UNTRACKED``: the report is no dep of them, so it must not show them)."""
+    return {
+        name: {k: v for k, v in (written[name] or {}).items() if f"{name}.{k}" not in UNTRACKED}
+        for name in ("data", "train")
+    }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="a markdown report with figures for one run")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--metrics", type=Path, required=True)
@@ -37,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)  # validate the whole file before any work
-    written = read_yaml(args.params)  # ... and show it as written ([128], null)
+    written = read_yaml(args.params)  # ... and show its values as YAML spells them ([128], null)
     # Every input validated (one line naming file and field) before any figure is drawn.
     manifest = read_manifest(args.data / "manifest.json").model_dump()
     metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
@@ -61,7 +71,7 @@ def main() -> None:
     )
     text = render_markdown(
         manifest,
-        {name: written[name] for name in ("data", "train")},
+        shown_params(written),
         metrics,
         history,
         confusion,

@@ -30,7 +30,9 @@ from mnist_pipeline.learning.training import scored_on, train
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="the notebook's model and SGD loop on the processed tensors"
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--model", type=Path, required=True, help="weights file to write")

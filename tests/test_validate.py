@@ -294,3 +294,61 @@ def test_two_clean_clones_give_identical_hashes_then_validate(tmp_path: Path) ->
     )
     stages = yaml.safe_load((clone / "dvc.yaml").read_text())["stages"]
     assert {p.split("'")[1] for p in stale} == set(stages)  # every stage imports errors
+
+
+# ------------------------------------------------- templates, foreach, empty, long cmd
+
+
+def test_vars_and_interpolation_resolve_as_dvc_resolves_them(project: Path) -> None:
+    """``vars:`` and ``${...}`` are filled by DVC's own resolver: a templated script path
+    and deps pass (a raw reading called them missing)."""
+    dvc_yaml = project / "dvc.yaml"
+    edit(dvc_yaml, "stages:\n", "vars:\n  - code: src/mnist_pipeline\nstages:\n")
+    edit(dvc_yaml, "      - src/mnist_pipeline/core\n", "      - ${code}/core\n")
+    edit(dvc_yaml, "      - stages/download.py\n", "      - ${script}\n")
+    edit(dvc_yaml, "python stages/download.py", "python ${script}")
+    edit(
+        dvc_yaml,
+        "  - code: src/mnist_pipeline\n",
+        "  - code: src/mnist_pipeline\n    script: stages/download.py\n",
+    )
+    result = validate(project)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unresolvable_template_is_one_line(project: Path) -> None:
+    edit(project / "dvc.yaml", "      - src/mnist_pipeline/core\n", "      - ${nowhere}/core\n")
+    found = problems(validate(project))
+    assert any("nowhere" in line for line in found), found
+
+
+def test_a_foreach_stage_missing_deps_is_caught(project: Path) -> None:
+    """Each generated stage is checked like a plain one (they were skipped)."""
+    head, plots = (project / "dvc.yaml").read_text().split("\nplots:\n")
+    (project / "dvc.yaml").write_text(
+        head.rstrip("\n") + "\n\n  summaries:\n    foreach: [a, b]\n    do:\n"
+        "      cmd: PYTHONPATH=src python stages/report.py --out out-${item}\n"
+        "      deps:\n        - stages/report.py\n\nplots:\n" + plots
+    )
+    found = " ".join(problems(validate(project)))
+    for name in ("summaries@a", "summaries@b"):
+        assert f"({name}): missing src/mnist_pipeline/core/io.py" in found, found
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "stages: {}\n"])
+def test_an_empty_dvc_yaml_is_refused(project: Path, text: str) -> None:
+    (project / "dvc.yaml").write_text(text)
+    found = problems(validate(project))
+    assert "error: dvc.yaml: no stages; define the pipeline under 'stages:'" in found
+
+
+def test_a_megabyte_cmd_is_read_in_linear_time() -> None:
+    """The cmd's words: a 1 MB word is one regex pass (shlex took 20 s on it)."""
+    import time
+
+    from mnist_pipeline.tools.validate import command_words
+
+    start = time.process_time()
+    words = command_words("python stages/train.py --x " + "y" * 1_000_000 + " 'a b'")
+    assert words[-1] == "a b" and len(words[-2]) == 1_000_000
+    assert time.process_time() - start < 5

@@ -25,7 +25,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_pipeline",
+        description="The MNIST pipeline's tools; its stages run under DVC (`dvc repro`).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_line) in COMMANDS.items():
         commands.add_parser(name, help=help_line, add_help=False)

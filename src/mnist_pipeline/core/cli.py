@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, printable
 
 EXIT_BAD_INPUT = 2
 
@@ -42,7 +42,7 @@ def entry_point(
         try:
             return main(argv) or 0
         except PipelineError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {printable(str(err))}", file=sys.stderr)  # one line, always
             return EXIT_BAD_INPUT
         except Interrupted as stop:
             name = signal.Signals(stop.args[0]).name

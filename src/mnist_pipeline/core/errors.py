@@ -12,6 +12,18 @@ class PipelineError(Exception):
     """A bad input or environment problem, described in one actionable line."""
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x1b``), nothing quoted."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """``repr(value)`` for an error line: control characters escaped (a newline or an
+    ANSI escape in a value cannot forge or break a line), long values cut."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def dotted(path: Sequence[str | int]) -> str:
     """A key path as text: ``train.hidden[1]``, ``stages.train.deps[0]``."""
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")

@@ -26,9 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -155,31 +153,70 @@ def write_json(obj: Any, path: Path) -> None:
 RERUN = "; rerun the stage that writes it"
 
 
-def _read_text(path: Path, missing: str = "run the stage that writes it") -> str:
+# The most bytes each kind of text file may hold, generous for real files: params.yaml is
+# under 2 KB, dvc.yaml under 10 KB, eval.json with 1,000 classes ~200 KB, predictions.csv
+# of a 70,000-image test set ~1 MB. Reads stop at the limit + 1 byte, so a huge or endless
+# file (``/dev/zero``) costs that much memory and time, no more.
+MAX_TEXT_BYTES = {"YAML": 4 * 2**20, "JSON": 16 * 2**20, "CSV": 128 * 2**20}
+# YAML nesting deeper than this is refused before it is built: real files nest 2 (params)
+# to 6 (dvc.yaml) levels, and libyaml's C composer recurses once per level (a crash, not an
+# exception, at a few ten thousand).
+MAX_YAML_DEPTH = 64
+
+
+def read_bytes_bounded(handle: Any, source: object, kind: str, limit: int | None = None) -> bytes:
+    """At most ``limit`` bytes from a binary ``handle`` (``MAX_TEXT_BYTES[kind]``), or one
+    line naming ``source`` when there are more."""
+    limit = MAX_TEXT_BYTES[kind] if limit is None else limit
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise PipelineError(
+            f"{source}: larger than the {limit / 2**20:g} MiB a {kind} file may hold here "
+            "(the limit that keeps every read within memory); point to the right file"
+        )
+    return bytes(data)
+
+
+def decode_text(data: bytes, source: object) -> str:
+    """UTF-8 text, or one line naming the first bad byte."""
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found; {missing}") from err
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise PipelineError(
-            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+            f"{source}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
             f"{err.start}); save it as UTF-8"
         ) from err
+
+
+def _read_text(path: Path, kind: str, missing: str = "run the stage that writes it") -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = read_bytes_bounded(handle, path, kind)
+    except FileNotFoundError as err:
+        raise PipelineError(f"{path}: file not found; {missing}") from err
     except OSError as err:  # a directory, no permission, ...
         raise PipelineError(
             f"{path}: cannot read it ({err.strerror or err}); point to a readable file"
         ) from err
+    return decode_text(data, path)
 
 
 def read_json(path: Path) -> Any:
+    return parse_json(_read_text(path, "JSON"), path)
+
+
+def parse_json(text: str, source: object, fix: str = RERUN) -> Any:
+    """JSON from a string, each key once; a deep nesting or bad syntax is one line."""
     try:
-        return json.loads(_read_text(path), object_pairs_hook=_unique_pairs)
+        return json.loads(text, object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as err:
         raise PipelineError(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno}){RERUN}"
+            f"{source}: not valid JSON ({err.msg} at line {err.lineno}){fix}"
         ) from err
+    except RecursionError as err:
+        raise PipelineError(f"{source}: not valid JSON (nested too deeply){fix}") from err
     except KeyError as err:  # from _unique_pairs
-        raise PipelineError(f"{path}: duplicate key {err}; keep only one") from err
+        raise PipelineError(f"{source}: duplicate key {err}; keep only one") from err
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -190,30 +227,68 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate mapping keys (PyYAML keeps the last one
-    silently; DVC rejects such a file, so a stage run directly must too)."""
+def yaml_depth_problem(text: str) -> str | None:
+    """``None``, or why ``text`` nests deeper than ``MAX_YAML_DEPTH`` (and where): checked on
+    libyaml's event stream, which holds no recursion, before anything is built."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [self.construct_object(key_node, deep=True) for key_node, _ in node.value]
-        for index, key in enumerate(keys):
-            if key in keys[:index]:  # by equality: an unhashable key is left to the base class
-                mark = node.value[index][0].start_mark
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
-        return super().construct_mapping(node, deep)
+    depth = 0
+    for event in YAML(typ="safe").parse(text):
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                return f"nested deeper than {MAX_YAML_DEPTH} levels at line {line}"
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+    return None
+
+
+def parse_yaml(text: str, source: object) -> Any:
+    """YAML 1.2 read exactly as DVC reads ``params.yaml`` and ``dvc.yaml`` (ruamel.yaml's
+    safe loader: ``1e-3`` is 0.001, ``yes`` a string, merge keys allowed, a key given twice
+    refused), so a stage and ``dvc params diff`` never see different values. An empty
+    file is ``None``. Errors are one line with the line number."""
+    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml.constructor import DuplicateKeyError
+
+    try:
+        deep = yaml_depth_problem(text)
+        if deep:
+            raise PipelineError(f"{source}: {deep}; flatten it")
+        return YAML(typ="safe").load(text)
+    except DuplicateKeyError as err:
+        key = re.search(r'duplicate key "(.*)" with value', err.problem or "", re.S)
+        name = shown(key.group(1) if key else "?")
+        raise PipelineError(
+            f"{source}: duplicate key {name} at line {err.problem_mark.line + 1}; keep only one"
+        ) from err
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise PipelineError(f"{source}: not valid YAML{where}: fix the syntax") from err
+    except RecursionError as err:
+        raise PipelineError(f"{source}: nested too deeply; flatten it") from err
+
+
+def read_yaml_text(path: Path, source: object = None) -> str:
+    """A YAML file's text, bounded in size and nesting, for a loader that builds it (ours,
+    or DVC's round-trip one that keeps line numbers)."""
+    from ruamel.yaml import YAMLError
+
+    text = _read_text(path, "YAML", missing="check the path")
+    try:
+        deep = yaml_depth_problem(text)
+    except YAMLError:  # bad syntax: the loader that follows names it, at its line
+        deep = None
+    if deep:
+        raise PipelineError(f"{path if source is None else source}: {deep}; flatten it")
+    return text
 
 
 def read_yaml(path: Path) -> Any:
-    text = _read_text(path, missing="check the path")
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", "") or ""
-        if problem.startswith("duplicate key"):
-            raise PipelineError(f"{path}: {problem}{where}; keep only one") from err
-        raise PipelineError(f"{path}: not valid YAML{where}: fix the syntax") from err
+    return parse_yaml(_read_text(path, "YAML", missing="check the path"), path)
 
 
 def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
@@ -222,7 +297,7 @@ def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
 
 
 def read_csv(path: Path, dtype: Any = None) -> pd.DataFrame:
-    return parse_csv(_read_text(path), str(path), dtype=dtype, fix=RERUN)
+    return parse_csv(_read_text(path, "CSV"), str(path), dtype=dtype, fix=RERUN)
 
 
 def parse_csv(

@@ -56,9 +56,9 @@ class Manifest(_Strict):
 class EpochRow(BaseModel):
     """One row of ``metrics/train_log.csv``: the loss and the test (or val) accuracy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     epoch: int = Field(ge=1)
-    train_loss: float
+    train_loss: float = Field(ge=0.0)  # every loss here is a sum of squares or a -log p
     test_accuracy: Score | None = None
     val_accuracy: Score | None = None
 

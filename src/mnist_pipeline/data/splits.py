@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +103,56 @@ def read_raw_split(
         dataset=str(manifest["dataset"]),
         classes=tuple(manifest["classes"]),  # type: ignore[arg-type]
     )
+
+
+# A train class this many times rarer than the commonest: a model can score well by
+# (almost) never predicting it, so the accuracy hides it.
+MAX_IMBALANCE = 50
+# Blank (one-colour) images above this share of a split: the set holds little to learn.
+MAX_BLANK_SHARE = 0.5
+
+
+def _names(split: Split, labels: Iterable[int]) -> str:
+    return ", ".join(repr(split.classes[label]) for label in sorted(labels))
+
+
+def degenerate_data(train: Split, test: Split) -> list[str]:
+    """Warnings (one line each) about data a model learns little or nothing from: extreme
+    class imbalance, mostly blank images, test classes that train never shows. Training
+    on one class is meaningless (every prediction is that class, accuracy 1.0), so that
+    is refused."""
+    counts = np.bincount(train.labels, minlength=train.num_classes)
+    present = np.flatnonzero(counts)
+    fix = "check data.dataset, data.mirror and the label files"
+    if len(present) < 2:
+        raise PipelineError(
+            f"train split: every one of its {len(train):,} images is class "
+            f"{_names(train, present)}: a model trained on one class predicts only it, and "
+            f"its accuracy of 1.0 says nothing; {fix}"
+        )
+    found = []
+    rare, common = present[np.argmin(counts[present])], int(np.argmax(counts))
+    if counts[common] > MAX_IMBALANCE * counts[rare]:
+        found.append(
+            f"train split: class {train.classes[common]!r} has {counts[common]:,} images, "
+            f"class {train.classes[rare]!r} only {counts[rare]:,} (over {MAX_IMBALANCE}:1): "
+            "the accuracy can look good while rare classes are never predicted; read the "
+            "per-class recall in the report, or rebalance the data"
+        )
+    unseen = set(np.unique(test.labels).tolist()) - set(present.tolist())
+    if unseen:
+        found.append(
+            f"test split: classes {_names(test, unseen)} never occur in the train split: the "
+            f"model cannot learn them and scores 0 on them; {fix}"
+        )
+    for name, split in (("train", train), ("test", test)):
+        blank = int(np.count_nonzero(split.images.max(axis=1) == split.images.min(axis=1)))
+        if blank > MAX_BLANK_SHARE * len(split):
+            found.append(
+                f"{name} split: {blank:,} of {len(split):,} images are blank (one colour): "
+                f"little to learn or score; {fix}"
+            )
+    return found
 
 
 def save_split(split: Split, path: Path, provenance: Mapping[str, str] | None = None) -> None:

@@ -34,9 +34,10 @@ DIGITS = 6  # decimals kept in metrics files: stable text, far below any real ch
 SCORES = ("precision", "recall", "f1")  # per-class columns of per_class.csv, besides support
 
 
-def _headline(label: str) -> Any:
-    """A ``Metrics`` field: ``label`` is how the report and ``summary`` name it."""
-    return field(metadata={"label": label})
+def _headline(label: str, high: float = 1.0) -> Any:
+    """A ``Metrics`` field: ``label`` is how the report and ``summary`` name it; its
+    values lie in ``0..high`` (a tampered or broken file is refused, not rendered)."""
+    return field(metadata={"label": label, "high": high})
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Metrics:
     """The headline metrics of one run on the test split (``metrics/eval.json``)."""
 
     accuracy: float = _headline("test accuracy")
-    loss: float = _headline("test loss")
+    loss: float = _headline("test loss", high=math.inf)  # a sum of squares or a -log p
     macro_f1: float = _headline("macro F1")
 
     @classmethod
@@ -73,8 +74,10 @@ class Metrics:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 state = "missing" if name not in data else f"not a number ({value!r})"
                 raise PipelineError(f"{where}: metric {name!r} is {state}{fix}")
-            if not math.isfinite(value):
-                raise PipelineError(f"{where}: metric {name!r} is {value}{fix}")
+            high = dataclasses.fields(cls)[cls.names().index(name)].metadata["high"]
+            if not math.isfinite(value) or not 0 <= value <= high:
+                allowed = f" (allowed: 0 to {high:g})" if math.isfinite(value) else ""
+                raise PipelineError(f"{where}: metric {name!r} is {value:g}{allowed}{fix}")
             values[name] = float(value)
         return cls(**values)
 

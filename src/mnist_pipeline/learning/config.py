@@ -20,10 +20,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError, dotted
+from mnist_pipeline.core.errors import PipelineError, dotted, shown
+from mnist_pipeline.core.io import read_yaml
 from mnist_pipeline.core.runtime import DEVICES, KERNELS
 from mnist_pipeline.data.sources import DATASETS, SOURCES
 from mnist_pipeline.data.splits import IMAGE_SIDE
@@ -58,6 +67,10 @@ Optimizer = _choices(OPTIMIZERS)
 Kernels = _choices(KERNELS)
 Device = _choices(DEVICES)
 MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
+# Settings that change no output (they only bound or check the run): validated with the
+# rest, but no stage lists them under ``params:`` in dvc.yaml, so changing one reruns
+# nothing. The report leaves them out too, so its bytes do not depend on them.
+UNTRACKED = ("data.download_timeout",)
 
 
 class Section(BaseModel):
@@ -72,7 +85,20 @@ class DataParams(Section):
     mirror: Annotated[str, Strict()] | None = None  # directory or URL prefix of the IDX files
     split_seed: Seed = 0  # the embedded sample's stratified split
     verify: Bool = True  # false: accept a known dataset's files that match no checksum
-    download_timeout: Annotated[Number, Field(gt=0.0)] = 600.0  # seconds, the whole download
+    # seconds, the whole download: at most a day (the alarm that enforces it takes an int)
+    download_timeout: Annotated[Number, Field(gt=0.0, le=86_400.0)] = 600.0
+
+    @field_validator("mirror")
+    @classmethod
+    def _printable(cls, mirror: str | None) -> str | None:
+        """A path or URL is one printable line: a newline, NUL or escape code in it would
+        end up in commands, URLs and error lines."""
+        if mirror is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in mirror):
+            raise PipelineError(
+                f"data.mirror: {shown(mirror)} holds a control character (newline, NUL, "
+                "escape); give a plain directory path or URL prefix"
+            )
+        return mirror
 
 
 class TrainParams(Section):
@@ -242,8 +268,6 @@ def parse_params(raw: Any) -> Params:
 
 def load_params(path: Path) -> Params:
     """Read and validate ``params.yaml``; errors name the file and the key."""
-    from mnist_pipeline.core.io import read_yaml
-
     raw = read_yaml(path)  # its errors name the file already
     try:
         return parse_params(raw)

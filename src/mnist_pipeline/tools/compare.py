@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,9 +38,18 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import atomic_dir, parse_csv, save_figure, write_json, write_text
-from mnist_pipeline.evaluation.scores import Metrics
+from mnist_pipeline.core.errors import PipelineError, shown
+from mnist_pipeline.core.io import (
+    atomic_dir,
+    decode_text,
+    parse_csv,
+    read_bytes_bounded,
+    save_figure,
+    write_json,
+    write_text,
+)
+from mnist_pipeline.core.schemas import EpochRow, validated
+from mnist_pipeline.evaluation.scores import SCORES, Metrics
 from mnist_pipeline.reporting.figures import bar_chart, heatmap, learning_curves
 from mnist_pipeline.reporting.text import escape_md, markdown_table
 
@@ -94,22 +104,32 @@ def resolve(repo: Path, rev: str) -> Revision:
 
     if rev == WORKSPACE:
         return Revision(WORKSPACE, None)
+    scm = SCM(str(repo))
     try:
-        return Revision(rev, resolve_rev(SCM(str(repo)), rev))
+        sha = resolve_rev(scm, rev)
     except RevError as err:
         raise PipelineError(
-            f"unknown revision {rev!r}: {err}; name a git commit, branch or tag, or a DVC "
+            f"unknown revision {shown(rev)}: {err}; name a git commit, branch or tag, or a DVC "
             "experiment (see `git log --oneline`, `dvc exp show`)"
         ) from err
+    kind = scm.pygit2.repo[sha].type_str if hasattr(scm, "pygit2") else "commit"
+    if kind not in ("commit", "tag"):  # e.g. HEAD:params.yaml, a blob
+        raise PipelineError(
+            f"--rev {shown(rev)}: names a git {kind}, not a commit; name a commit, branch, tag "
+            "or DVC experiment (`HEAD:file` is a file's content)"
+        )
+    return Revision(rev, sha)
 
 
 def read_text_at(repo: Path, revision: Revision, path: str) -> str:
-    """A file's text in ``revision``, or in the working tree (``dvc.api.read``)."""
+    """A file's text in ``revision``, or in the working tree (``dvc.api.open``), bounded
+    in size like every CSV the pipeline reads."""
     import dvc.api
     from dvc.exceptions import DvcException
 
     try:
-        return str(dvc.api.read(path, repo=str(repo), rev=revision.commit))
+        with dvc.api.open(path, repo=str(repo), rev=revision.commit, mode="rb") as handle:
+            data = read_bytes_bounded(handle, f"{revision.label}:{path}", "CSV")
     except (DvcException, OSError) as err:
         if revision.commit is None:
             raise PipelineError(
@@ -119,6 +139,7 @@ def read_text_at(repo: Path, revision: Revision, path: str) -> str:
             f"{revision.label}: has no {path} committed; compare against a commit made "
             "after `dvc repro` (its metrics are committed to git)"
         ) from err
+    return decode_text(data, f"{revision.label}:{path}")
 
 
 def diffs(repo: Path, old: Revision, new: Revision) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -160,11 +181,105 @@ def load_run(repo: Path, revision: Revision) -> RunFiles:
     """The per-class scores, the confusion matrix and the train log of one side."""
 
     def read(path: str, **kwargs: Any) -> pd.DataFrame:
-        return parse_csv(read_text_at(repo, revision, path), f"{revision.label}:{path}", **kwargs)
+        text, source = read_text_at(repo, revision, path), f"{revision.label}:{path}"
+        marker = re.search(r"^(<{7}|={7}|>{7})( |$)", text, re.M)
+        if marker:
+            line = text.count("\n", 0, marker.start()) + 1
+            raise PipelineError(
+                f"{source}: holds merge-conflict markers at line {line}; resolve the conflict "
+                "(or rerun `dvc repro`) and commit, or compare another revision"
+            )
+        return parse_csv(text, source, **kwargs)
 
-    per_class = read(PER_CLASS, dtype={"class": str}).set_index("class")  # "0".."9": names
-    confusion = read(CONFUSION, index_col=0).rename(index=str)  # 0..9 are ints on the index
-    return RunFiles(per_class, confusion, read(TRAIN_LOG))
+    per_class = read(PER_CLASS, dtype={"class": str})  # "0".."9": class names
+    confusion = read(CONFUSION, index_col=0, dtype=str)
+    history = read(TRAIN_LOG)
+    where = {name: f"{revision.label}:{name}" for name in (PER_CLASS, CONFUSION, TRAIN_LOG)}
+    validated(list[EpochRow], history.to_dict(orient="records"), where[TRAIN_LOG])
+    if history.empty:
+        raise PipelineError(f"{where[TRAIN_LOG]}: no rows{FIX}")
+    return RunFiles(
+        checked_per_class(per_class, where[PER_CLASS]),
+        checked_confusion(confusion, where[CONFUSION]),
+        history,
+    )
+
+
+# What a metrics file must hold, or compare names the revision, file and problem (a merge
+# conflict left in a file, a hand edit, another tool's output): never a traceback, never a
+# silently wrong chart.
+FIX = "; repair it there (`git show REV:FILE`) or compare another revision"
+MAX_COUNT = 10**9  # test images in one confusion cell: more than any dataset here holds
+
+
+def _numbers(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Every cell a finite number, or one line naming the first that is not."""
+    numbers = frame.apply(pd.to_numeric, errors="coerce")
+    bad = numbers.isna().to_numpy() | ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+    if bad.any():
+        row, column = next(zip(*bad.nonzero(), strict=True))
+        raise PipelineError(
+            f"{source}: row {shown(frame.index[row])}, column {shown(frame.columns[column])}: "
+            f"{shown(frame.iat[row, column])} is not a finite number{FIX}"
+        )
+    return numbers.astype(float)
+
+
+def _counts(frame: pd.DataFrame, source: str, what: str) -> pd.DataFrame:
+    """Whole numbers of test images, 0 to ``MAX_COUNT``, as int64."""
+    numbers = _numbers(frame, source)
+    values = numbers.to_numpy()
+    bad = (values != np.round(values)) | (values < 0) | (values > MAX_COUNT)
+    if bad.any():
+        row, column = next(zip(*bad.nonzero(), strict=True))
+        raise PipelineError(
+            f"{source}: row {shown(frame.index[row])}, column {shown(frame.columns[column])}: "
+            f"{what} {values[row, column]:g} is not a whole number from 0 to {MAX_COUNT:,}{FIX}"
+        )
+    return numbers.astype("int64")
+
+
+def _unique_classes(names: pd.Index, source: str, what: str) -> None:
+    if names.empty:
+        raise PipelineError(f"{source}: no classes{FIX}")
+    duplicated = names[names.duplicated()]
+    if len(duplicated):
+        raise PipelineError(f"{source}: {what} {shown(duplicated[0])} appears twice{FIX}")
+
+
+def checked_per_class(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``per_class.csv`` indexed by class: scores in [0, 1], supports whole counts."""
+    missing = [c for c in ("class", *SCORES, "support") if c not in frame.columns]
+    if missing:
+        raise PipelineError(
+            f"{source}: no column {', '.join(map(shown, missing))} (has "
+            f"{', '.join(map(shown, frame.columns))}){FIX}"
+        )
+    frame = frame.set_index("class")[[*SCORES, "support"]]
+    _unique_classes(frame.index, source, "class")
+    scores = _numbers(frame[list(SCORES)], source)
+    outside = (scores < 0) | (scores > 1)
+    if outside.to_numpy().any():
+        row, column = next(zip(*outside.to_numpy().nonzero(), strict=True))
+        raise PipelineError(
+            f"{source}: class {shown(frame.index[row])}: {scores.columns[column]} "
+            f"{scores.iat[row, column]:g} is outside 0..1{FIX}"
+        )
+    support = _counts(frame[["support"]], source, "support")
+    return scores.assign(support=support["support"])
+
+
+def checked_confusion(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``confusion_matrix.csv``: square, one row and column per class, whole counts."""
+    frame = frame.rename(index=str)
+    _unique_classes(frame.index, source, "actual class")
+    _unique_classes(frame.columns, source, "predicted class")
+    if list(frame.index) != list(frame.columns):
+        raise PipelineError(
+            f"{source}: rows (actual {', '.join(map(shown, frame.index[:12]))}) and columns "
+            f"(predicted {', '.join(map(shown, frame.columns[:12]))}) name different classes{FIX}"
+        )
+    return _counts(frame, source, "count")
 
 
 # ---------------------------------------------------------------------- pure functions
@@ -415,7 +530,8 @@ def write_report(result: Comparison, out: Path) -> Path:
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline compare", description=__doc__.splitlines()[0]
+        prog="python -m mnist_pipeline compare",
+        description="compare two runs (commits or experiments) as a report",
     )
     parser.add_argument("--rev", required=True, help="old side: a git revision or a DVC experiment")
     parser.add_argument("--new", default=WORKSPACE, help="new side (default: the working tree)")

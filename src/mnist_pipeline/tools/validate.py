@@ -26,19 +26,18 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import json
 import math
 import modulefinder
 import os
 import re
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
-from mnist_pipeline.core.errors import PipelineError, dotted
+from mnist_pipeline.core.errors import PipelineError, dotted, printable
+from mnist_pipeline.core.io import read_json
 from mnist_pipeline.learning import config
 from mnist_pipeline.learning.config import did_you_mean
 
@@ -83,19 +82,24 @@ def where(label: str, data: Any, path: Sequence[str | int]) -> str:
 
 
 def load_yaml(path: Path, label: str) -> Any:
-    """YAML through DVC's loader (ruamel, lines kept)."""
-    from dvc.utils.strictyaml import YAMLSyntaxError, load
+    """YAML through DVC's loader (ruamel, lines kept), bounded in size and nesting."""
+    from dvc.utils.serialize import YAMLFileCorruptedError, parse_yaml_for_update
+
+    from mnist_pipeline.core.io import read_yaml_text
 
     if not path.is_file():
         raise PipelineError(f"{label}: file not found in {path.parent}; pass --root DIR")
+    text = read_yaml_text(path, label)
     try:
-        return load(str(path), round_trip=True)[0]  # (data, text)
-    except YAMLSyntaxError as err:
+        return parse_yaml_for_update(text, label)
+    except YAMLFileCorruptedError as err:
         cause = err.__cause__
         mark = getattr(cause, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(cause, "problem", None) or "syntax error"
-        raise PipelineError(f"{label}{line}: not valid YAML ({problem}); fix the syntax") from err
+        problem = " ".join((getattr(cause, "problem", None) or "syntax error").split())
+        raise PipelineError(
+            f"{label}{line}: not valid YAML ({printable(problem)}); fix the syntax"
+        ) from err
 
 
 def dvc_yaml(root: Path) -> tuple[Any, list[str]]:
@@ -105,6 +109,8 @@ def dvc_yaml(root: Path) -> tuple[Any, list[str]]:
 
     try:
         data = load_yaml(root / DVC_YAML, DVC_YAML)
+        if not isinstance(data, dict) or not data.get("stages"):
+            return None, [f"{DVC_YAML}: no stages; define the pipeline under 'stages:'"]
         COMPILED_MULTI_STAGE_SCHEMA(data)  # as DVC checks it (the result drops ruamel's lines)
         return data, []
     except MultipleInvalid as err:
@@ -246,10 +252,38 @@ def _kept(root: Path) -> Callable[[str], bool]:
     )
 
 
+def resolved_stages(data: Any, root: Path) -> tuple[dict[str, Any], list[str]]:
+    """dvc.yaml's stages as DVC runs them, by DVC's own resolver: ``vars`` and ``${...}``
+    interpolated, ``foreach``/``matrix`` expanded (``name@key``); or one line saying why DVC
+    cannot resolve them."""
+    from dvc.exceptions import DvcException
+    from dvc.parsing import DataResolver
+    from dvc.repo import Repo
+
+    try:
+        with contextlib.chdir(root), Repo(".", uninitialized=True) as repo:
+            return DataResolver(repo, ".", data).resolve()["stages"], []
+    except DvcException as err:
+        return {}, [
+            f"{DVC_YAML}: DVC cannot resolve its stages: {_one_line(err)}; fix the vars or "
+            "${...} it names (check with `dvc dag`)"
+        ]
+
+
+def command_words(cmd: str | list[str]) -> list[str]:
+    """The words of a stage's ``cmd`` as the shell splits them (quotes removed), in linear
+    time (``shlex`` grows each word a character at a time: quadratic on a long one)."""
+    text = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
+    words = re.findall(r"""(?:[^\s'"]|'[^']*'|"[^"]*")+""", text)
+    unquote = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+    return [unquote.sub(lambda m: m.group(1) or m.group(2) or "", word) for word in words]
+
+
 def deps_problems(data: Any, root: Path) -> list[str]:
-    """Each stage lists its code (script + imported package folders) and nothing stale."""
+    """Each stage lists its code (script + imported package folders) and nothing stale;
+    stages are checked as DVC resolves them (templates filled, foreach expanded)."""
     root = root.resolve()
-    stages = data.get("stages") or {}
+    stages, problems = resolved_stages(data, root)
     outputs = [  # every stage's outs, metrics and plots
         os.path.normpath(str(entry if isinstance(entry, str) else next(iter(entry))))
         for spec in stages.values()
@@ -264,13 +298,15 @@ def deps_problems(data: Any, root: Path) -> list[str]:
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix()
 
-    problems = []
     for name, spec in stages.items():
-        if not isinstance(spec, dict) or "foreach" in spec or "matrix" in spec:
-            continue  # generated stages: DVC checks their expansion
+        if not isinstance(spec, dict):
+            continue
+        source = name.split("@")[0]  # a foreach/matrix stage's lines are its template's
         deps = [os.path.normpath(str(d)) for d in spec.get("deps") or []]
-        here = where(DVC_YAML, data, ("stages", name, "deps" if "deps" in spec else "cmd"))
-        words = shlex.split(" ".join(spec["cmd"]) if isinstance(spec["cmd"], list) else spec["cmd"])
+        here = where(DVC_YAML, data, ("stages", source, "deps" if "deps" in spec else "cmd"))
+        if source != name:
+            here = f"{here} ({name})"
+        words = command_words(spec["cmd"])
         scripts = [root / w for w in words if w.endswith(".py") and (root / w).is_file()]
         needed = {rel(script) for script in scripts}
         problems += [
@@ -288,7 +324,7 @@ def deps_problems(data: Any, root: Path) -> list[str]:
                         "to deps so editing it reruns the stage"
                     )
         for index, dep in enumerate(deps):
-            at = where(DVC_YAML, data, ("stages", name, "deps", index))
+            at = where(DVC_YAML, data, ("stages", source, "deps", index))
             if scripts and under(dep, f"src/{PACKAGE}") and not any(under(n, dep) for n in needed):
                 problems.append(
                     f"{at}: lists {dep} but {', '.join(rel(s) for s in scripts)} never imports "
@@ -301,7 +337,7 @@ def deps_problems(data: Any, root: Path) -> list[str]:
                     "so a fresh clone cannot run the stage; fix the path, commit the file, "
                     "`dvc add` it or add the stage that writes it"
                 )
-        problems += _stage_params_problems(data, root, name, spec)
+        problems += _stage_params_problems(data, root, source, spec)
     return problems
 
 
@@ -359,13 +395,13 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
         if not isinstance(bounds, dict) or not bounds:
             problems.append(f"{where(label, doc, (file,))}: expected {{metric: floor}} under it")
             continue
-        try:
-            metrics = json.loads((root / str(file)).read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not (root / str(file)).is_file():
             problems.append(f"{file}: not found (named in {label}); run `dvc repro` first")
             continue
-        except (OSError, json.JSONDecodeError) as err:
-            problems.append(f"{file}: not readable JSON ({err}); rerun the stage that writes it")
+        try:
+            metrics = read_json(root / str(file))  # bounded in size, keys unique
+        except PipelineError as err:
+            problems.append(str(err))
             continue
         for key, bound in bounds.items():
             ranged = isinstance(bound, dict) and set(bound) <= {"min", "max"}  # else a floor
