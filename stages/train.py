@@ -2,13 +2,15 @@
 
     python stages/train.py --params params.yaml --data data/processed \
         --model models/model.safetensors --history metrics/train_log.csv \
-        --onnx models/model.onnx
+        --onnx models/model.onnx --checkpoint .dvc/tmp/train-checkpoint.pt
 
 Reads the ``train`` section. Writes the weights (safetensors, with the architecture in
 its metadata), the same model as ONNX (``--onnx``: checked against torch on the whole test
-set before anything is written; ``learning.export``) and the per-epoch log, rewritten
-after every epoch so that ``dvc plots show`` and the VS Code extension draw the learning
-curves live (``learning.tracking``).
+set before anything is written; ``learning.export``) and the per-epoch log, together,
+when training ends. With ``--checkpoint``
+the run's state is kept there after every epoch (``learning.checkpoints``): a rerun after
+a kill resumes after the last complete epoch and writes the same bytes; a kill changes no
+output.
 """
 
 import argparse
@@ -19,26 +21,29 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import write_bytes
+from mnist_pipeline.core.io import atomic_path, write_bytes, write_csv
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
+from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
 from mnist_pipeline.learning.config import load_params
 from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.model_file import save_model
+from mnist_pipeline.learning.schedules import is_scheduled
 from mnist_pipeline.learning.tracking import epoch_tracker
-from mnist_pipeline.learning.training import scored_on, train
+from mnist_pipeline.learning.training import history_frame, train
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description="the notebook's model and SGD loop on the processed tensors"
-    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--model", type=Path, required=True, help="weights file to write")
     # Not "--log": torchrun's parser would take it for an abbreviation of its --log-dir.
     parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
     parser.add_argument("--onnx", type=Path, help="the model as ONNX, for serving")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="working state to resume from after a kill (untracked)"
+    )
     args = parser.parse_args()
 
     params = load_params(args.params).train
@@ -49,12 +54,17 @@ def main() -> None:
         raise SystemExit(subprocess.run(command, check=False).returncode)
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
-    if os.environ.get("RANK", "0") != "0":  # a torchrun rank > 0: rank 0 writes outputs
-        train(params, train_split, test_split)
+    rank0 = os.environ.get("RANK", "0") == "0"  # a torchrun rank > 0 writes nothing
+    checkpoint = None
+    if args.checkpoint is not None:
+        data = [args.data / "train.safetensors", args.data / "test.safetensors"]
+        checkpoint = Checkpoint(args.checkpoint, run_key(params, data), owner=rank0)
+    if not rank0:
+        train(params, train_split, test_split, checkpoint=checkpoint)
         return
-    try:  # the tracker puts the previous log back if the run fails
-        with epoch_tracker(args.history, params.epochs, scored_on(params)) as tracker:
-            result = train(params, train_split, test_split, on_epoch=tracker)
+    try:
+        with epoch_tracker(params.epochs) as tracker:
+            result = train(params, train_split, test_split, tracker, checkpoint)
     except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
         if not isinstance(err, MemoryError) and "alloc" not in str(err):
             raise
@@ -64,26 +74,36 @@ def main() -> None:
             "size (train.hidden, train.channels), or free memory"
         ) from err
 
+    history = history_frame(result.history, result.scored_on, is_scheduled(params), result.shipped)
     if args.onnx:  # exported and checked first: a refused export writes nothing
         dataset = read_tensor_metadata(args.data / "test.safetensors").get("dataset", "unknown")
         onnx_model = to_onnx(result.model, result.spec, params.output, train_split.classes, dataset)
         diff, count = check_onnx(
             onnx_model, result.model, params.output, test_split.images, str(args.onnx)
         )
-    save_model(
-        result.model, result.spec, args.model, params.loss, params.output, train_split.classes
-    )
+    # The outputs are written to temp files first and renamed last, one after the other.
+    with atomic_path(args.model) as model_tmp, atomic_path(args.history) as history_tmp:
+        save_model(
+            result.model, result.spec, model_tmp, params.loss, params.output, train_split.classes
+        )
+        write_csv(history, history_tmp)
+        if args.onnx:
+            write_bytes(onnx_model, args.onnx)
     if args.onnx:
-        write_bytes(onnx_model, args.onnx)
         print(
             f"train: {args.onnx} matches torch on {count} test images "
             f"(max probability difference {diff:.1e}, same class for every image)"
         )
-    last = result.history[-1]
-    seconds = sum(result.seconds_per_epoch) / len(result.seconds_per_epoch)
+    if checkpoint is not None:
+        checkpoint.remove()
+    shipped = result.history[result.shipped - 1]
+    trained = len(result.seconds_per_epoch)
+    seconds = sum(result.seconds_per_epoch) / max(trained, 1)
     print(
-        f"train: {params.epochs} epochs, final {result.scored_on} accuracy "
-        f"{last.accuracy:.4f} ({seconds:.2f} s/epoch)"
+        f"train: {result.stop_reason}; trained {trained} epoch(s) in this run "
+        f"(from epoch {result.first_epoch}, {seconds:.2f} s/epoch); shipped epoch "
+        f"{result.shipped} of {len(result.history)}, {result.scored_on} accuracy "
+        f"{shipped.accuracy:.4f}"
     )
 
 

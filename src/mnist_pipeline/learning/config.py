@@ -66,6 +66,7 @@ Loss = _choices(dict.fromkeys(loss for losses in LOSSES.values() for loss in los
 Optimizer = _choices(OPTIMIZERS)
 Kernels = _choices(KERNELS)
 Device = _choices(DEVICES)
+Monitor = Literal["val_loss", "val_accuracy"]
 MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
 # Settings that change no output (they only bound or check the run): validated with the
 # rest, but no stage lists them under ``params:`` in dvc.yaml, so changing one reruns
@@ -119,6 +120,13 @@ class TrainParams(Section):
     epochs: Annotated[Int, Field(ge=1, le=1_000_000)] = 10
     seed: Seed = 0
     val_fraction: Annotated[Number, Field(ge=0.0, le=0.5)] = 0.0
+    keep: Literal["last", "best"] = "last"  # which epoch's weights ship
+    monitor: Monitor = "val_loss"  # the validation score that "best" and patience follow
+    patience: Annotated[Int, Field(ge=0, le=1_000_000)] = 0  # 0: never stop early
+    schedule: Literal["constant", "step", "cosine"] = "constant"  # learning rate per epoch
+    step_size: Annotated[Int, Field(ge=1, le=1_000_000)] = 10  # step: epochs per decay
+    gamma: Annotated[Number, Field(gt=0.0, le=1.0)] = 0.1  # step: lr factor per decay
+    warmup: Annotated[Int, Field(ge=0, le=1_000_000)] = 0  # epochs of linear warm-up
     device: Device = "auto"
     threads: Annotated[Int, Field(ge=1, le=256)] = 1
     kernels: Kernels = "portable"  # see core/runtime.py
@@ -144,8 +152,26 @@ class TrainParams(Section):
                 f"train.momentum: {self.momentum} applies to optimizer sgd only, not "
                 f"{self.optimizer!r}; set it to 0 or use train.optimizer=sgd"
             )
+        self._check_selection()
         self._check_size()
         return self
+
+    def _check_selection(self) -> None:
+        """Choosing weights or stopping needs a validation slice; warm-up needs epochs after it."""
+        if self.val_fraction == 0:
+            chooser = "train.keep: best" if self.keep == "best" else None
+            if chooser is None and self.patience > 0:
+                chooser = f"train.patience: {self.patience}"
+            if chooser is not None:
+                raise PipelineError(
+                    f"{chooser} needs a validation slice to choose by (the test set never "
+                    "chooses); set train.val_fraction > 0, e.g. 0.1"
+                )
+        if self.warmup >= self.epochs:
+            raise PipelineError(
+                f"train.warmup: {self.warmup} epochs leaves none of train.epochs="
+                f"{self.epochs} after the warm-up; use fewer warm-up epochs"
+            )
 
     def _check_size(self) -> None:
         """The model can be built from these settings, and its weights fit in memory."""

@@ -59,6 +59,16 @@ class SGD:
             if grads is None:
                 p.grad = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """The momentum buffers (what a resumed run needs besides the weights and ``lr``)."""
+        return {"buffers": [None if b is None else b.clone() for b in self.buffers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffers = [
+            None if b is None else b.to(p.device, copy=True)
+            for b, p in zip(state["buffers"], self.parameters, strict=True)
+        ]
+
 
 def _adam(parameters: Sequence[Tensor], lr: float, momentum: float, weight_decay: float) -> Any:
     import torch

@@ -15,11 +15,13 @@ bit for bit, on the same CPU kind: seeds and thread count are set here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
@@ -29,10 +31,12 @@ from mnist_pipeline.core.runtime import configure_torch, resolve_device
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop, NotebookEpoch
+from mnist_pipeline.learning.checkpoints import Checkpoint
 from mnist_pipeline.learning.config import TrainParams
 from mnist_pipeline.learning.losses import LOSSES, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import OPTIMIZERS, SGD
+from mnist_pipeline.learning.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +44,81 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EpochRecord:
     epoch: int
-    train_loss: float
+    train_loss: float  # the mean minibatch loss over the epoch
     accuracy: float  # on the scoring split: test set, or the held-out val slice
+    lr: float  # the learning rate of this epoch
+    train_accuracy: float | None = None  # with a val slice: on the whole training part
+    val_loss: float | None = None  # with a val slice: the training loss on it
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    model: nn.Module
+    model: nn.Module  # the shipped weights (the best epoch's with ``keep: best``)
     spec: ModelSpec
     history: list[EpochRecord]
     scored_on: str  # "test" or "val"
-    seconds_per_epoch: list[float]  # wall time, for logs only (never in an artifact)
+    seconds_per_epoch: list[float]  # wall time of the epochs this run trained, logs only
+    shipped: int  # the epoch whose weights ship
+    stop_reason: str  # why training stopped, one phrase
+    first_epoch: int = 1  # the first epoch this run trained (> 1 after a resume)
+
+
+class Selection:
+    """Which epoch ships and when to stop: the best ``monitor`` so far, epochs since it.
+
+    ``keep: best`` keeps a copy of the best epoch's weights; ``patience: p`` stops after
+    ``p`` epochs without a strictly better score. Without a validation slice nothing is
+    chosen (``learning.config`` refuses ``best`` and a patience then): the last epoch ships.
+    """
+
+    def __init__(self, params: TrainParams) -> None:
+        self.params = params
+        self.best_epoch, self.best_score, self.since = 0, None, 0
+        self.best_weights: dict[str, Tensor] | None = None
+        self.stop_reason = ""
+
+    def score(self, record: EpochRecord) -> float | None:
+        if self.params.val_fraction == 0:
+            return None
+        return record.val_loss if self.params.monitor == "val_loss" else record.accuracy
+
+    def update(self, record: EpochRecord, model: nn.Module) -> None:
+        score = self.score(record)
+        if score is None:
+            return
+        lower = self.params.monitor == "val_loss"
+        best = self.best_score
+        if best is None or (score < best if lower else score > best):
+            self.best_epoch, self.best_score, self.since = record.epoch, score, 0
+            if self.params.keep == "best":
+                self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return
+        self.since += 1
+        if self.params.patience and self.since >= self.params.patience:
+            self.stop_reason = (
+                f"stopped early: {self.params.monitor} did not improve for "
+                f"{self.since} epochs (train.patience {self.params.patience})"
+            )
+
+    def shipped(self, last_epoch: int) -> int:
+        return self.best_epoch if self.params.keep == "best" else last_epoch
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+            "since": self.since,
+            "best_weights": self.best_weights,
+            "stop_reason": self.stop_reason,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
 
 
 Optimizer = SGD | torch.optim.Optimizer
+HAS_LR = (SGD, NotebookEpoch)  # engines that are no torch optimizers: ``Schedule.apply``
 
 
 def make_optimizer(params: TrainParams, model: nn.Module) -> Optimizer:
@@ -83,15 +148,26 @@ def scored_on(params: TrainParams) -> str:
 
 
 def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Split off a seeded random ``fraction`` of ``split`` as a validation set."""
+    """Split off a stratified ``fraction`` of ``split`` as a validation set, fixed by ``seed``
+    (every class keeps its share in both parts)."""
+    from sklearn.model_selection import train_test_split
+
     n_val = round(len(split) * fraction)
     if n_val < 1 or n_val >= len(split):
         raise PipelineError(
             f"train.val_fraction={fraction} leaves {n_val} of {len(split)} images for "
             "validation; choose a fraction that keeps both parts non-empty"
         )
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed + 1))
-    return split.subset(order[n_val:].numpy()), split.subset(order[:n_val].numpy())
+    try:
+        keep, val = train_test_split(
+            np.arange(len(split)), test_size=n_val, random_state=seed, stratify=split.labels
+        )
+    except ValueError as err:  # a class too small to appear in both parts
+        raise PipelineError(
+            f"train.val_fraction={fraction}: cannot hold out a stratified slice of "
+            f"{n_val} images ({str(err).splitlines()[0]}); choose a larger fraction"
+        ) from err
+    return split.subset(np.sort(keep)), split.subset(np.sort(val))
 
 
 def make_step(
@@ -179,12 +255,18 @@ def train(
     train_split: Split,
     test_split: Split,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
-    """Train a fresh model from ``params``; score ``test_split`` per epoch unless a
-    validation slice is held out (``train.val_fraction``)."""
+    """Train a fresh model from ``params`` (or resume ``checkpoint``'s run); score
+    ``test_split`` per epoch unless a validation slice is held out (``train.val_fraction``).
+
+    After every epoch the whole state goes to ``checkpoint``; a run that finds one for the
+    same params, data and code continues after its last epoch, with the same bytes.
+    """
     configure_torch(params.threads, params.kernels)
     device = resolve_device(params.device)
-    if params.val_fraction > 0:
+    validating = params.val_fraction > 0
+    if validating:
         train_split, test_split = holdout(train_split, params.val_fraction, params.seed)
     n = len(train_split)
     if params.batch_size > n:
@@ -198,19 +280,45 @@ def train(
     spec = ModelSpec(params.model, train_split.images.shape[1], train_split.num_classes, **settings)
     model = build_model(spec).to(device)
     optimizer = make_optimizer(params, model)
-    run_epoch = make_epoch(params, model, optimizer, ctx, n)
+    schedule = Schedule(params, optimizer)
+    selection = Selection(params)
+    shuffle = torch.Generator().manual_seed(params.seed)
+    history: list[EpochRecord] = []
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        selection.load_state_dict(state["selection"])
+        shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
+        history = [EpochRecord(**row) for row in state["history"]]
+        log.info(
+            "resuming at epoch %d of %d from checkpoint %s",
+            len(history) + 1,
+            params.epochs,
+            checkpoint.path,  # type: ignore[union-attr]
+        )
+    first_epoch = len(history) + 1
+    run_epoch = make_epoch(params, model, optimizer, ctx, n)  # after the weights are final
     x, y = (torch.from_numpy(a).to(device) for a in (train_split.images, train_split.labels))
+    train_labels = y
     if params.gradients == "manual":  # the engine takes one-hot rows, gathered with x
         y = one_hot(y, train_split.num_classes, x.dtype)  # [N] -> [N, C]
     score_x, score_y = (
         torch.from_numpy(a).to(device) for a in (test_split.images, test_split.labels)
     )
-    shuffle = torch.Generator().manual_seed(params.seed)
+    loss_fn = LOSSES[params.output][params.loss]
 
-    history: list[EpochRecord] = []
     seconds: list[float] = []
-    for epoch in range(1, params.epochs + 1):
+    for epoch in range(first_epoch, params.epochs + 1):
+        if selection.stop_reason:
+            break
         start = time.perf_counter()
+        if schedule.scheduled:
+            schedule.apply(
+                *(t for t in (optimizer, run_epoch) if isinstance(t, SGD | NotebookEpoch))
+            )
         # Per-step losses stay device tensors: no host sync inside the loop.
         order = epoch_order(n, shuffle, device)
         losses = distributed.sum_(run_epoch(x, y, order), ctx)
@@ -221,36 +329,80 @@ def train(
                 f"train loss became {losses[bad].item()} at epoch {epoch}, step {bad + 1}: "
                 f"training diverged; lower train.lr (now {params.lr})"
             )
+        score_logits = predict_logits(model, score_x)
+        extra: dict[str, float] = {}
+        if validating:
+            with torch.no_grad():
+                extra["val_loss"] = float(loss_fn(score_logits, score_y))
+            extra["train_accuracy"] = accuracy(predict_logits(model, x), train_labels)
         record = EpochRecord(
             epoch,
             float(losses.double().mean()),
-            accuracy(predict_logits(model, score_x), score_y),
+            accuracy(score_logits, score_y),
+            schedule.lr,
+            **extra,
         )
-        seconds.append(time.perf_counter() - start)
         history.append(record)
+        selection.update(record, model)
+        schedule.step()
+        if checkpoint is not None:
+            checkpoint.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "selection": selection.state_dict(),
+                    "shuffle": shuffle.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": [dataclasses.asdict(r) for r in history],
+                }
+            )
+        seconds.append(time.perf_counter() - start)
         if ctx.rank > 0:  # rank 0 alone logs and writes
             continue
         log.info(
-            "epoch %d/%d: train loss %.4f, %s accuracy %.4f (%.2f s)",
+            "epoch %d/%d: train loss %.4f, %s accuracy %.4f%s (%.2f s)",
             epoch,
             params.epochs,
             record.train_loss,
             scored_on(params),
             record.accuracy,
+            f", val loss {record.val_loss:.4f}" if record.val_loss is not None else "",
             seconds[-1],
         )
         if on_epoch is not None:
             on_epoch(record)
     distributed.finish(ctx)
-    return TrainResult(model.cpu(), spec, history, scored_on(params), seconds)
-
-
-def history_frame(history: Sequence[EpochRecord], scored_on: str) -> pd.DataFrame:
-    """The per-epoch log: ``epoch, train_loss, test_accuracy`` (or ``val_accuracy``)."""
-    return pd.DataFrame(
-        {
-            "epoch": [r.epoch for r in history],
-            "train_loss": [round(r.train_loss, 6) for r in history],
-            f"{scored_on}_accuracy": [round(r.accuracy, 6) for r in history],
-        }
+    last = history[-1].epoch
+    shipped = selection.shipped(last)
+    if selection.best_weights is not None:
+        model.load_state_dict(selection.best_weights)
+    reason = selection.stop_reason or f"completed all {params.epochs} epochs"
+    return TrainResult(
+        model.cpu(), spec, history, scored_on(params), seconds, shipped, reason, first_epoch
     )
+
+
+def history_frame(
+    history: Sequence[EpochRecord], scored_on: str, scheduled: bool = False, shipped: int = 0
+) -> pd.DataFrame:
+    """The per-epoch log.
+
+    The notebook's run (scored on the test set, a constant rate) logs ``epoch,
+    train_loss, test_accuracy``. With a validation slice: ``epoch, train_loss,
+    train_accuracy, val_loss, val_accuracy`` and ``shipped`` (1 on the epoch whose weights
+    ship); with a schedule or warm-up, ``lr`` after the scores.
+    """
+    columns: dict[str, list[object]] = {
+        "epoch": [r.epoch for r in history],
+        "train_loss": [round(r.train_loss, 6) for r in history],
+    }
+    if scored_on == "val":
+        columns["train_accuracy"] = [round(r.train_accuracy or 0.0, 6) for r in history]
+        columns["val_loss"] = [round(r.val_loss or 0.0, 6) for r in history]
+    columns[f"{scored_on}_accuracy"] = [round(r.accuracy, 6) for r in history]
+    if scheduled:
+        columns["lr"] = [float(f"{r.lr:.6g}") for r in history]
+    if scored_on == "val":
+        columns["shipped"] = [int(r.epoch == shipped) for r in history]
+    return pd.DataFrame(columns)

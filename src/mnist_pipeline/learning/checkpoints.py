@@ -1,0 +1,94 @@
+"""The train stage's working state, kept after every epoch so that a killed run resumes.
+
+A checkpoint holds everything the next epoch depends on: the weights, the optimizer's
+state (momentum buffers, Adam's moments), the schedule, both random generators, the log
+so far and the best-epoch bookkeeping. It is tied to a ``run_key``: a hash of the exact
+``train`` params, the bytes of the processed data and the package's code. A rerun with the
+same key resumes after the last complete epoch and writes the same bytes as a run that was
+never killed; a checkpoint with another key is discarded (one log line), never resumed.
+
+It lives outside the tracked outputs (the train stage keeps it in DVC's own scratch
+folder, ``.dvc/tmp/``, which git ignores and ``dvc exp show`` never lists), is replaced
+atomically (write a temp file, then rename), and is removed when the stage succeeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mnist_pipeline
+from mnist_pipeline.core.io import file_digest
+from mnist_pipeline.learning.config import TrainParams
+
+log = logging.getLogger(__name__)
+PACKAGE = Path(mnist_pipeline.__file__).parent
+
+
+def run_key(params: TrainParams, data_files: Iterable[Path]) -> str:
+    """What a checkpoint must match to be resumed: params, data and code, hashed."""
+    digest = hashlib.sha256(params.model_dump_json().encode())
+    for path in data_files:
+        digest.update(file_digest(path, "sha256").encode())
+    for source in sorted(PACKAGE.rglob("*.py")):
+        digest.update(str(source.relative_to(PACKAGE)).encode() + source.read_bytes())
+    digest.update(torch.__version__.encode())
+    return digest.hexdigest()
+
+
+class Checkpoint:
+    """One run's checkpoint file at ``path``, valid for ``key`` only.
+
+    ``owner``: whether this process may write and remove it (rank 0 of a torchrun job);
+    the other ranks only read it.
+    """
+
+    def __init__(self, path: Path, key: str, owner: bool = True) -> None:
+        self.path, self.key, self.owner = Path(path), key, owner
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state for this key, or ``None`` (none saved, or another run's: discarded)."""
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return None
+        except Exception as err:
+            log.info("discarding checkpoint %s: unreadable (%s)", self.path, type(err).__name__)
+            self.remove()
+            return None
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            log.info(
+                "discarding checkpoint %s: it was made with other params, data or code",
+                self.path,
+            )
+            self.remove()
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the checkpoint with ``state`` in one rename (a kill leaves the old one)."""
+        if not self.owner:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed save's
+            stale.unlink(missing_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save({**state, "key": self.key}, handle)
+            os.replace(name, self.path)
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        if self.owner:
+            self.path.unlink(missing_ok=True)
