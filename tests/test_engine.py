@@ -4,7 +4,6 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -14,7 +13,7 @@ from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.config import TrainParams, parse_params
 from mnist_pipeline.learning.models import ModelSpec, build_cnn, build_model
 from mnist_pipeline.learning.tracking import epoch_tracker
-from mnist_pipeline.learning.training import EpochRecord, history_frame, make_optimizer, train
+from mnist_pipeline.learning.training import history_frame, make_optimizer, train
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +111,13 @@ def test_val_fraction_keeps_the_test_set_untouched(train_split: Split, test_spli
     params = TrainParams(epochs=2, lr=0.5, val_fraction=0.2)
     result = train(params, train_split, test_split)
     assert result.scored_on == "val"
-    assert list(history_frame(result.history, "val").columns) == [
+    assert list(history_frame(result.history, "val", shipped=result.shipped).columns) == [
         "epoch",
         "train_loss",
+        "train_accuracy",
+        "val_loss",
         "val_accuracy",
+        "shipped",
     ]
     scrambled = Split(
         np.random.default_rng(0).random(test_split.images.shape, dtype=np.float32),
@@ -139,25 +141,22 @@ def test_notebook_default_scores_test_each_epoch(train_split: Split, test_split:
     assert len(result.seconds_per_epoch) == 2
 
 
-def test_the_log_is_rewritten_after_every_epoch(
-    train_split: Split, test_split: Split, tmp_path: Path
+def test_the_notebook_log_keeps_its_columns(train_split: Split, test_split: Split) -> None:
+    """val_fraction 0 and a constant rate: the notebook's three columns, nothing added."""
+    result = train(TrainParams(epochs=2, lr=0.5), train_split, test_split)
+    frame = history_frame(result.history, result.scored_on, False, result.shipped)
+    assert list(frame.columns) == ["epoch", "train_loss", "test_accuracy"]
+    assert (result.shipped, result.stop_reason) == (2, "completed all 2 epochs")
+
+
+def test_the_tracker_writes_no_file(
+    train_split: Split, test_split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Live curves: after epoch k the CSV holds epochs 1..k (what `dvc plots show` draws)."""
-    log = tmp_path / "metrics" / "train_log.csv"
-    seen: list[pd.DataFrame] = []
-    with epoch_tracker(log, 3, "test") as tracker:
-        assert not log.exists()  # nothing before the first epoch ends
-
-        def on_epoch(record: EpochRecord) -> None:
-            tracker(record)
-            seen.append(pd.read_csv(log))
-
-        result = train(TrainParams(epochs=3, lr=0.5), train_split, test_split, on_epoch=on_epoch)
-    assert [len(frame) for frame in seen] == [1, 2, 3]
-    assert list(seen[0].columns) == ["epoch", "train_loss", "test_accuracy"]
-    final = history_frame(result.history, result.scored_on)
-    pd.testing.assert_frame_equal(seen[-1], final)
-    assert not list(log.parent.glob(".*.tmp"))  # each rewrite was atomic
+    """Progress is for the terminal: tracked outputs are written once, at the end."""
+    monkeypatch.chdir(tmp_path)
+    with epoch_tracker(3) as tracker:
+        train(TrainParams(epochs=3, lr=0.5), train_split, test_split, on_epoch=tracker)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")

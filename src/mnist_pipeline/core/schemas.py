@@ -54,13 +54,19 @@ class Manifest(_Strict):
 
 
 class EpochRow(BaseModel):
-    """One row of ``metrics/train_log.csv``: the loss and the test (or val) accuracy."""
+    """One row of ``metrics/train_log.csv``: the loss and the test (or val) accuracy; with a
+    validation slice also the train accuracy, the val loss and whether the epoch shipped;
+    with a schedule the epoch's learning rate."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     epoch: int = Field(ge=1)
     train_loss: float = Field(ge=0.0)  # every loss here is a sum of squares or a -log p
     test_accuracy: Score | None = None
     val_accuracy: Score | None = None
+    train_accuracy: Score | None = None
+    val_loss: float | None = None
+    lr: float | None = Field(default=None, ge=0.0)
+    shipped: int | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="after")
     def one_accuracy(self) -> EpochRow:
