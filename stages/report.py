@@ -2,15 +2,16 @@
 
     python stages/report.py --params params.yaml --data data/processed \
         --metrics metrics/eval.json --log metrics/train_log.csv \
-        --predictions metrics/predictions.csv --out reports
+        --predictions metrics/predictions.csv --model models/model.safetensors --out reports
 
-Writes ``reports/report.md`` and ``reports/figures/*.png``: learning curve, confusion
-heatmap, per-class precision/recall/F1, the first ``report.n_images`` test images and the
-first ``report.n_images`` misclassified ones, each titled with the data's provenance
+Writes ``reports/report.md`` and ``reports/figures/*.png``: learning curves (train vs
+validation, the shipped epoch marked), confusion heatmap, per-class precision/recall/F1,
+the first ``report.n_images`` test images and the ``report.n_images`` ones the model got
+most confidently wrong, each titled with the data's provenance
 (``data/processed/manifest.json``), and a model card (``reporting.model_card``). The
 confusion matrix and per-class scores come from ``predictions.csv`` through the evaluate
-stage's own functions, so the stage reads three files of the evaluate and train stages and
-nothing twice.
+stage's own functions; the confidence of each prediction comes from the model
+(``predictions.csv`` keeps its two columns).
 """
 
 import argparse
@@ -19,10 +20,13 @@ from typing import Any
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
+from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.core.schemas import read_history, read_manifest, read_predictions
 from mnist_pipeline.data.splits import load_split
+from mnist_pipeline.evaluation import evaluate as evaluation
 from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, labels_of, per_class_frame
 from mnist_pipeline.learning.config import UNTRACKED, load_params
+from mnist_pipeline.learning.model_file import load_model
 from mnist_pipeline.reporting.model_card import model_card
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
 
@@ -43,6 +47,9 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--predictions", type=Path, required=True)
+    parser.add_argument(
+        "--model", type=Path, required=True, help="for each prediction's confidence"
+    )
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     args = parser.parse_args()
 
@@ -58,6 +65,9 @@ def main() -> None:
     actual = labels_of(predictions["actual"], split.classes, where)
     predicted = labels_of(predictions["predicted"], split.classes, where)
     confusion = confusion_frame(actual, predicted, split.classes)
+    configure_torch(params.train.threads, params.train.kernels)
+    model, _, _, output = load_model(args.model)
+    confidence = evaluation.confidence(model, split, output)
     per_class = per_class_frame(confusion)
 
     figures = build_figures(
@@ -68,6 +78,7 @@ def main() -> None:
         params.report.n_images,
         per_class=per_class,
         subtitle=provenance(manifest),
+        confidence=confidence,
     )
     text = render_markdown(
         manifest,

@@ -61,17 +61,25 @@ def top_level_plots() -> dict[str, dict]:
     return {name: props for entry in DATA["plots"] for name, props in entry.items()}
 
 
-def test_learning_curves_are_two_labelled_charts_of_the_live_log() -> None:
+def test_learning_curves_are_two_charts_of_train_vs_validation() -> None:
     plots = top_level_plots()
-    loss, accuracy = plots["Train loss"], plots["Test accuracy"]
-    assert loss["y"] == {"metrics/train_log.csv": "train_loss"}
-    assert accuracy["y"] == {"metrics/train_log.csv": "test_accuracy"}
-    assert (loss["x"], loss["x_label"], loss["y_label"]) == ("epoch", "epoch", "train loss")
-    assert (accuracy["x_label"], accuracy["y_label"]) == ("epoch", "test accuracy")
-    # The train stage writes the log (rewritten each epoch), and nothing else draws curves.
+    loss, accuracy = plots["Loss"], plots["Accuracy"]
+    for chart, template, columns in (
+        (loss, "loss_curves", ["train_loss", "val_loss"]),
+        (accuracy, "accuracy_curves", ["train_accuracy", "val_accuracy", "test_accuracy"]),
+    ):
+        # y names the column every log has (DVC refuses a y a log lacks); the template
+        # draws one line per column the log has, and a rule at the shipped epoch.
+        assert chart["y"] == {"metrics/train_log.csv": "train_loss"}
+        assert (chart["x"], chart["x_label"], chart["template"]) == ("epoch", "epoch", template)
+        spec = json.loads((REPO / f".dvc/plots/{template}.json").read_text())
+        assert spec["layer"][0]["transform"][0]["fold"] == columns
+        assert "datum.shipped" in spec["layer"][1]["transform"][0]["filter"]
+    assert (loss["y_label"], accuracy["y_label"]) == ("loss", "accuracy")
     outs = [path for entry in DATA["stages"]["train"]["outs"] for path in entry]
     assert outs == ["models/model.safetensors", "models/model.onnx", "metrics/train_log.csv"]
-    assert "--live" not in DATA["stages"]["train"]["cmd"]
+    # The resume state lives in DVC's git-ignored scratch folder: no out, no dep.
+    assert "--checkpoint .dvc/tmp/train-checkpoint.pt" in DATA["stages"]["train"]["cmd"]
 
 
 def test_per_class_scores_are_a_bar_chart_with_its_own_template() -> None:

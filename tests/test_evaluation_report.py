@@ -16,7 +16,7 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import save_figure
 from mnist_pipeline.data.sources import dataset_classes
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.evaluation.evaluate import evaluate
+from mnist_pipeline.evaluation.evaluate import confidence, evaluate
 from mnist_pipeline.evaluation.scores import (
     SCORES,
     Metrics,
@@ -30,13 +30,14 @@ from mnist_pipeline.evaluation.scores import (
 from mnist_pipeline.learning.config import TrainParams
 from mnist_pipeline.learning.models import ModelSpec
 from mnist_pipeline.learning.training import history_frame, train
-from mnist_pipeline.reporting.figures import bar_chart, heatmap
+from mnist_pipeline.reporting.figures import bar_chart, heatmap, learning_curves
 from mnist_pipeline.reporting.report import (
     FIGURES,
     as_written,
     build_figures,
     image_grid,
     misclassified_grid,
+    relevant_train_params,
     render_markdown,
 )
 
@@ -165,6 +166,7 @@ def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Pa
             n_images=12,
             per_class=result.per_class,
             subtitle="mnist — synthetic data (200 train / 50 test images)",
+            confidence=confidence(model, test_split),
         )
         assert set(figures) == set(FIGURES)
         for name, fig in figures.items():
@@ -190,20 +192,66 @@ def image_titles(fig: Figure) -> list[str]:
     return [text.get_text() for text in fig.axes[0].texts]
 
 
-def test_misclassified_are_the_first_wrong_ones_by_index(test_split: Split) -> None:
+def test_misclassified_are_the_most_confidently_wrong(test_split: Split) -> None:
     labels = test_split.labels
     predicted = labels.copy()
     wrong = [3, 7, 8, 20, 41]
     predicted[wrong] = (labels[wrong] + 1) % 10
+    sure = np.full(len(labels), 0.99)
+    sure[wrong] = [0.4, 0.9, 0.55, 0.9, 0.97]  # 41, then 7 and 20 (a tie: by index), 8, 3
     names = test_split.classes
-    for n_images, shown in ((3, [3, 7, 8]), (10, wrong)):
-        fig = misclassified_grid(test_split, predicted, n_images)
-        titles = [f"#{i}\n{names[labels[i]]} → {names[predicted[i]]}" for i in shown]
+    for n_images, shown in ((3, [41, 7, 20]), (10, [41, 7, 20, 8, 3])):
+        fig = misclassified_grid(test_split, predicted, sure, n_images)
+        titles = [f"#{i}\n{names[labels[i]]} → {names[predicted[i]]}\n{sure[i]:.1%}" for i in shown]
         assert image_titles(fig) == titles
-        assert f"first {len(shown)} of 5" in fig.get_suptitle()
+        assert f"wrong test images: {len(shown)} of 5" in fig.get_suptitle()
     # A perfect model: the grid says so instead of failing or linking nothing.
-    perfect = misclassified_grid(test_split, labels, 3)
-    assert "first 0 of 0" in perfect.get_suptitle()
+    perfect = misclassified_grid(test_split, labels, sure, 3)
+    assert "0 of 0" in perfect.get_suptitle()
+
+
+def test_confidence_is_the_predicted_class_probability(trained, test_split: Split) -> None:
+    model, _, _ = trained
+    probs = torch.softmax(model(torch.from_numpy(test_split.images)), 1).detach()
+    np.testing.assert_allclose(confidence(model, test_split), probs.max(1).values, rtol=1e-6)
+
+
+def test_curves_show_train_vs_validation_and_the_shipped_epoch() -> None:
+    log = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [0.9, 0.5, 0.3],
+            "train_accuracy": [0.6, 0.8, 0.9],
+            "val_loss": [0.8, 0.6, 0.7],
+            "val_accuracy": [0.65, 0.75, 0.74],
+            "shipped": [0, 1, 0],
+        }
+    )
+    fig = learning_curves([("", log)])
+    loss, acc = fig.axes
+    assert [line.get_label() for line in loss.get_lines()][:2] == ["train", "validation"]
+    assert [line.get_label() for line in acc.get_lines()][:2] == ["train", "validation"]
+    rules = [line for line in loss.get_lines() if list(line.get_xdata()) == [2, 2]]
+    assert len(rules) == 1  # the shipped epoch, on both charts
+    assert any("shipped: epoch 2" in text.get_text() for text in acc.texts)
+    notebook = learning_curves([("", log[["epoch", "train_loss"]].assign(test_accuracy=0.5))])
+    assert [len(ax.get_lines()) for ax in notebook.axes] == [1, 1]
+
+
+def test_the_report_lists_only_the_params_the_model_uses() -> None:
+    linear = relevant_train_params(
+        {"model": "linear", "hidden": [128], "channels": [6, 16], "activation": "relu",
+         "lr": 0.01, "optimizer": "adam", "momentum": 0.0, "val_fraction": 0.0,
+         "keep": "last", "monitor": "val_loss", "patience": 0, "schedule": "cosine",
+         "step_size": 10, "gamma": 0.1}
+    )  # fmt: skip
+    assert list(linear) == ["model", "lr", "optimizer", "val_fraction", "schedule"]
+    cnn = relevant_train_params(
+        {"model": "cnn", "hidden": [64], "channels": [6, 16], "optimizer": "sgd",
+         "momentum": 0.9, "val_fraction": 0.1, "keep": "best", "monitor": "val_loss",
+         "schedule": "step", "step_size": 3, "gamma": 0.5}
+    )  # fmt: skip
+    assert set(cnn) >= {"hidden", "channels", "momentum", "keep", "monitor", "step_size"}
 
 
 def test_per_class_bars_show_precision_recall_f1() -> None:
@@ -259,7 +307,10 @@ def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
     }
     text = render_markdown(
         manifest,
-        {"data": {"mirror": None}, "train": {"lr": 0.5, "hidden": [128], "loss": "mse"}},
+        {
+            "data": {"mirror": None},
+            "train": {"model": "mlp", "lr": 0.5, "hidden": [128], "loss": "mse"},
+        },
         result.metrics,
         history,
         result.confusion,

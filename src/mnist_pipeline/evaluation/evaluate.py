@@ -56,3 +56,11 @@ def evaluate(
     names = np.asarray(split.classes, dtype=object)
     predictions = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
     return Evaluation(headline(confusion, loss), per_class_frame(confusion), confusion, predictions)
+
+
+def confidence(model: nn.Module, split: Split, output: str = "softmax") -> np.ndarray:
+    """``[N]``: the probability the model gives its own prediction for each image of
+    ``split`` (softmax, or the predicted class's sigmoid), what "confidently wrong" sorts by."""
+    logits = predict_logits(model, torch.from_numpy(split.images))
+    probs = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
+    return probs.max(dim=1).values.numpy()

@@ -25,24 +25,50 @@ RUN_STYLES = (
 
 
 def learning_curves(runs: Sequence[tuple[str, pd.DataFrame]]) -> Figure:
-    """Train loss and test (or validation) accuracy per epoch, side by side, one line per
-    run (``(legend label, train log)`` pairs; a legend only when there are several)."""
+    """Loss and accuracy per epoch, side by side, one colour per run (``(legend label,
+    train log)`` pairs). A log with a validation slice draws four curves (train solid,
+    validation dashed) and marks the shipped epoch with a dotted line; the notebook's log
+    draws the train loss and the test accuracy."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
+    lines = 0
     for (label, history), style in zip(runs, RUN_STYLES[-len(runs) :], strict=True):
-        # test_accuracy (the notebook's per-epoch test score) or val_accuracy
-        column = next(c for c in history.columns if c.endswith("_accuracy"))
-        scored_on = "" if column == "test_accuracy" else f" ({column})"
-        ax_loss.plot(history["epoch"], history["train_loss"], label=label, **style)
-        ax_acc.plot(history["epoch"], history[column], label=label + scored_on, **style)
-    ax_loss.set(xlabel="epoch", ylabel="mean train loss", title="Train loss")
-    scored_on = "Test" if column.startswith("test") else "Validation"
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{scored_on} accuracy")
+        prefix = f"{label} " if label else ""
+        curves = [
+            (ax_loss, "train_loss", "train"),
+            (ax_loss, "val_loss", "validation"),
+            (ax_acc, "train_accuracy", "train"),
+            (ax_acc, "val_accuracy", "validation"),
+            (ax_acc, "test_accuracy", "test"),
+        ]
+        for ax, column, name in curves:
+            if column not in history:
+                continue
+            dashed = {"linestyle": ":"} if name == "validation" else {}
+            ax.plot(history["epoch"], history[column], label=prefix + name, **(style | dashed))
+            lines += ax is ax_acc
+        if "shipped" in history and history["shipped"].eq(1).any():
+            epoch = int(history.loc[history["shipped"].eq(1), "epoch"].iloc[0])
+            for ax in (ax_loss, ax_acc):
+                ax.axvline(epoch, color=style["color"], linestyle="--", linewidth=0.8, alpha=0.7)
+            ax_acc.annotate(
+                f"{prefix}shipped: epoch {epoch}",
+                (epoch, 0.02),
+                xycoords=("data", "axes fraction"),
+                fontsize=7,
+                rotation=90,
+                ha="right",
+            )
+    validated = any("val_loss" in history for _, history in runs)
+    ax_loss.set(xlabel="epoch", ylabel="mean loss", title="Loss (train vs validation)"
+                if validated else "Train loss")  # fmt: skip
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy (train vs validation)"
+               if validated else "Test accuracy")  # fmt: skip
     # Whole-number epoch ticks: every epoch when there are few (a 1-epoch run included).
     epochs = sorted({int(e) for _, history in runs for e in history["epoch"]})
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        if len(runs) > 1:
+        if lines > 1:
             ax.legend(fontsize=8)
         if len(epochs) <= 12:
             ax.set_xticks(epochs)

@@ -41,7 +41,7 @@ HEADINGS = {
     "confusion": "Confusion matrix (rows = actual, columns = predicted)",
     "per_class": "Per-class scores",
     "predictions": "First test images (true → predicted; red = wrong)",
-    "misclassified": "Misclassified test images (the first ones by index; true → predicted)",
+    "misclassified": "Most confidently wrong test images (true → predicted, confidence)",
 }
 
 
@@ -53,19 +53,28 @@ def provenance(manifest: Mapping[str, Any]) -> str:
     return f"{data} ({counts['train']:,} train / {counts['test']:,} test images)"
 
 
-def image_grid(split: Split, predicted: np.ndarray, indices: np.ndarray, title: str) -> Figure:
-    """Test images ``indices`` (``[n]`` into ``split``), titled ``#index true → pred``.
+def image_grid(
+    split: Split,
+    predicted: np.ndarray,
+    indices: np.ndarray,
+    title: str,
+    confidence: np.ndarray | None = None,
+) -> Figure:
+    """Test images ``indices`` (``[n]`` into ``split``), titled ``#index true → pred`` (and
+    the model's ``confidence`` in its prediction, when given).
 
     Wrong predictions are red. At most 10 per row; an empty ``indices`` gives a figure that
     says so, so the report never links a missing file. The images are tiles of one picture
-    on one axes (28 px, 4 px apart, 8 px above each for its title): an axes per image
+    on one axes (28 px, 4 px apart, room above each for its title): an axes per image
     would take most of the report stage's drawing time.
     """
     cols = min(max(len(indices), 1), 10)
     rows = max(-(-len(indices) // cols), 1)
-    tile_width, tile_height = IMAGE_SIDE + 4, IMAGE_SIDE + 8
+    caption_px = 8 if confidence is None else 12
+    tile_width, tile_height = IMAGE_SIDE + 4, IMAGE_SIDE + caption_px
     sheet = np.full((rows * tile_height, cols * tile_width), np.nan)  # NaN: blank paper
-    fig = Figure(figsize=(max(1.25 * cols, 3.2), 1.45 * rows + 0.6), layout="constrained")
+    height = 1.45 * rows * tile_height / (IMAGE_SIDE + 8) + 0.6
+    fig = Figure(figsize=(max(1.25 * cols, 3.2), height), layout="constrained")
     ax = fig.subplots()
     ax.axis("off")
     for k, index in enumerate(indices):
@@ -74,6 +83,8 @@ def image_grid(split: Split, predicted: np.ndarray, indices: np.ndarray, title: 
         sheet[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = image
         actual, guess = int(split.labels[index]), int(predicted[index])
         caption = f"#{index}\n{split.classes[actual]} → {split.classes[guess]}"
+        if confidence is not None:
+            caption += f"\n{confidence[index]:.1%}"
         color = "black" if actual == guess else "tab:red"
         x, y = left + IMAGE_SIDE / 2 - 0.5, top - 1.5  # centred over the tile, just above it
         ax.text(x, y, caption, ha="center", va="bottom", fontsize=7, color=color)
@@ -84,12 +95,28 @@ def image_grid(split: Split, predicted: np.ndarray, indices: np.ndarray, title: 
     return fig
 
 
-def misclassified_grid(split: Split, predicted: np.ndarray, n_images: int) -> Figure:
-    """The first ``n_images`` misclassified test images by index, titled ``true → pred``."""
-    wrong = np.flatnonzero(split.labels != np.asarray(predicted))
-    shown = f"first {min(n_images, len(wrong))} of {len(wrong)}"
-    title = f"Misclassified test images: {shown} (true → predicted)"
-    return image_grid(split, predicted, wrong[:n_images], title)
+def most_confidently_wrong(
+    labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, n_images: int
+) -> np.ndarray:
+    """The indices of the ``n_images`` wrong predictions with the highest confidence, most
+    confident first (ties by index)."""
+    wrong = np.flatnonzero(labels != np.asarray(predicted))
+    order = np.lexsort((wrong, -confidence[wrong]))
+    return wrong[order][:n_images]
+
+
+def misclassified_grid(
+    split: Split, predicted: np.ndarray, confidence: np.ndarray, n_images: int
+) -> Figure:
+    """The ``n_images`` test images the model got most confidently wrong, titled
+    ``true → pred`` and the confidence in the wrong class."""
+    shown = most_confidently_wrong(split.labels, predicted, confidence, n_images)
+    n_wrong = int((split.labels != np.asarray(predicted)).sum())
+    title = (
+        f"Most confidently wrong test images: {len(shown)} of {n_wrong} "
+        "(true → predicted, confidence)"
+    )
+    return image_grid(split, predicted, shown, title, confidence)
 
 
 def build_figures(
@@ -100,6 +127,7 @@ def build_figures(
     n_images: int,
     per_class: pd.DataFrame,
     subtitle: str,
+    confidence: np.ndarray,
 ) -> dict[str, Figure]:
     """Every figure of the report, keyed like ``FIGURES``; ``subtitle`` (the provenance)
     goes under each figure's own title."""
@@ -111,7 +139,7 @@ def build_figures(
         "confusion": heatmap([("Confusion matrix", confusion)], norm),
         "per_class": bar_chart(scores, "Per-class scores (test set)", "score"),
         "predictions": image_grid(split, predicted, first, "First test images (true → predicted)"),
-        "misclassified": misclassified_grid(split, predicted, n_images),
+        "misclassified": misclassified_grid(split, predicted, confidence, n_images),
     }
     for fig in figures.values():
         fig.suptitle("\n".join(filter(None, (fig.get_suptitle(), subtitle))), fontsize=10)
@@ -121,6 +149,26 @@ def build_figures(
 def as_written(value: Any) -> str:
     """A params value the way params.yaml spells it: ``[128]``, ``null``, ``true``, ``0.01``."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+MODEL_SETTINGS = ("hidden", "channels", "activation")  # learning.models.MODELS picks per model
+
+
+def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``train`` params that shaped this run: a linear model lists no layer sizes, a
+    constant rate no step size, a run without a validation slice no best-epoch settings."""
+    from mnist_pipeline.learning.models import MODELS
+
+    model = train.get("model", "linear")
+    settings = MODELS[model].settings if model in MODELS else MODEL_SETTINGS
+    validating = float(train.get("val_fraction") or 0) > 0
+    choosing = train.get("keep") == "best" or bool(train.get("patience"))
+    unused = {key for key in MODEL_SETTINGS if key not in settings}
+    unused |= {"momentum"} if train.get("optimizer", "sgd") != "sgd" else set()
+    unused |= {"keep", "monitor", "patience"} if not validating else set()
+    unused |= {"monitor"} if not choosing else set()
+    unused |= {"step_size", "gamma"} if train.get("schedule") != "step" else set()
+    return {key: value for key, value in train.items() if key not in unused}
 
 
 def render_markdown(
@@ -146,7 +194,8 @@ def render_markdown(
     headline += [f"- {labels[name]}: {value:.4f}" for name, value in values.items()]
     files = pd.DataFrame.from_dict(manifest["files"], orient="index").rename_axis("file")
     files = files[["shape", "sha256", "verified"]].assign(sha256=files["sha256"].str[:16] + "…")
-    flat = pd.Series(pd.json_normalize(params, sep=".").to_dict("records")[0], dtype=object)
+    shown = {**params, "train": relevant_train_params(params.get("train", {}))}
+    flat = pd.Series(pd.json_normalize(shown, sep=".").to_dict("records")[0], dtype=object)
     written = flat.map(as_written).rename_axis("param").to_frame("value")
     lines = [title, ""]
     for warning in manifest.get("warnings", []):
@@ -161,7 +210,7 @@ def render_markdown(
         "",
         markdown_table(files),
         "",
-        "## Parameters (as in params.yaml)",
+        "## Parameters (as in params.yaml; those this model and run use)",
         "",
         markdown_table(written),
         "",
