@@ -77,10 +77,10 @@ class Checkpoint:
         if not self.owner:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed save's
+        for stale in self.path.parent.glob(f"{self.path.name}.*.partial"):  # a killed save's
             stale.unlink(missing_ok=True)
         fd, name = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            prefix=f"{self.path.name}.", suffix=".partial", dir=self.path.parent
         )
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -92,3 +92,5 @@ class Checkpoint:
     def remove(self) -> None:
         if self.owner:
             self.path.unlink(missing_ok=True)
+            for stale in self.path.parent.glob(f"{self.path.name}.*.partial"):
+                stale.unlink(missing_ok=True)
