@@ -3,8 +3,8 @@
 Queued runs execute in a temp copy holding only git- and DVC-tracked files, so these
 tests also prove nothing the pipeline needs is untracked. A typo'd key fails fast with
 the suggestion and leaves every output as it was. `dvc exp show` stays a table a person
-reads: at most 6 metrics (numbers), 16 deps and 52 data columns (the 3 headline metrics, 33 params, 16 deps); after the 2×2 grid,
-`--only-changed` leaves at most 12.
+reads: at most 6 metrics (numbers), 16 deps and 52 data columns (3 headline metrics, 33
+params, 16 deps); after the 2×2 grid, `--only-changed` leaves at most 12.
 """
 
 import csv
