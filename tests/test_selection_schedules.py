@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from mnist_pipeline.core.params import TrainParams, problems
 
 from mnist_pipeline.data.splits import Split
+from mnist_pipeline.learning.config import TrainParams, problems
 from mnist_pipeline.learning.schedules import Schedule
 from mnist_pipeline.learning.training import holdout, train
 
