@@ -21,11 +21,18 @@ from typing import Any
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
 from mnist_pipeline.core.runtime import configure_torch
-from mnist_pipeline.core.schemas import read_history, read_manifest, read_predictions
+from mnist_pipeline.data.manifest import read_manifest
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation import evaluate as evaluation
-from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, labels_of, per_class_frame
+from mnist_pipeline.evaluation.scores import (
+    Metrics,
+    confusion_frame,
+    labels_of,
+    per_class_frame,
+    read_predictions,
+)
 from mnist_pipeline.learning.config import UNTRACKED, load_params
+from mnist_pipeline.learning.history import read_history
 from mnist_pipeline.learning.model_file import load_model
 from mnist_pipeline.reporting.model_card import model_card
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown

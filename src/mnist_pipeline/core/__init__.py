@@ -1,3 +1,3 @@
-"""The plumbing every stage uses: errors, atomic I/O (``io``), the typed files stages hand
-each other (``schemas``), the entry-point wrapper (``cli``) and torch's runtime settings.
-Every stage in ``dvc.yaml`` depends on this folder."""
+"""The plumbing every stage uses: errors, atomic I/O and validated reading (``io``), the
+entry-point wrapper (``cli``) and torch's runtime settings (``runtime``). Every stage in
+``dvc.yaml`` depends on this folder."""

@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnist_pipeline.core.errors import PipelineError, shown
+from pydantic import TypeAdapter, ValidationError
+
+from mnist_pipeline.core.errors import PipelineError, one_line, shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -332,3 +334,19 @@ def file_digest(path: Path, algorithm: str) -> str:
 def write_bytes(content: bytes, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(content)
+
+
+def validated(kind: Any, data: Any, where: Path | str) -> Any:
+    """``data`` checked against ``kind`` (a model, or e.g. ``list[Row]``), or one line."""
+    try:
+        return TypeAdapter(kind).validate_python(data)
+    except ValidationError as err:
+        raise PipelineError(f"{where}: {one_line(err)}{RERUN}") from err
+
+
+def read_rows(path: Path, row: type, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (read from ``path``) once each row validates as ``row`` (at least one)."""
+    validated(list[row], frame.to_dict(orient="records"), path)  # type: ignore[valid-type]
+    if frame.empty:
+        raise PipelineError(f"{path}: no rows{RERUN}")
+    return frame

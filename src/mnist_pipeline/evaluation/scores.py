@@ -23,12 +23,15 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import RERUN, read_csv, read_rows
 
 DIGITS = 6  # decimals kept in metrics files: stable text, far below any real change
 SCORES = ("precision", "recall", "f1")  # per-class columns of per_class.csv, besides support
@@ -160,3 +163,27 @@ def labels_of(names: pd.Series, classes: tuple[str, ...], where: str) -> np.ndar
             f"({', '.join(classes)}); rerun the evaluate stage"
         )
     return names.map(index).to_numpy(dtype=np.int64)
+
+
+class Prediction(BaseModel):
+    """One row of ``metrics/predictions.csv``: class names, actual and predicted."""
+
+    model_config = ConfigDict(extra="forbid")
+    actual: str
+    predicted: str
+
+
+def read_predictions(path: Path, classes: tuple[str, ...], n_test: int) -> pd.DataFrame:
+    """One row per test image, each naming classes the test split has."""
+    frame = read_rows(path, Prediction, read_csv(path, dtype=str))
+    if len(frame) != n_test:
+        raise PipelineError(f"{path}: {len(frame)} rows for {n_test} test images{RERUN}")
+    unknown = ~frame.isin(classes)
+    if unknown.to_numpy().any():
+        row, column = next(zip(*unknown.to_numpy().nonzero(), strict=True))
+        value = frame.iat[row, column]
+        raise PipelineError(
+            f"{path}: row {row + 1} names class {value!r}, not one of the test split's "
+            f"{len(classes)} classes{RERUN}"
+        )
+    return frame

@@ -45,11 +45,12 @@ from mnist_pipeline.core.io import (
     parse_csv,
     read_bytes_bounded,
     save_figure,
+    validated,
     write_json,
     write_text,
 )
-from mnist_pipeline.core.schemas import EpochRow, validated
 from mnist_pipeline.evaluation.scores import SCORES, Metrics
+from mnist_pipeline.learning.history import EpochRow
 from mnist_pipeline.reporting.figures import bar_chart, heatmap, learning_curves
 from mnist_pipeline.reporting.text import escape_md, markdown_table
 
