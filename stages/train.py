@@ -13,20 +13,20 @@ curves live (``learning.tracking``).
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import write_bytes
+from mnist_pipeline.core.io import outputs, write_bytes, write_csv
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.config import load_params
+from mnist_pipeline.learning.distributed import check_capacity, launch
 from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.model_file import save_model
 from mnist_pipeline.learning.tracking import epoch_tracker
-from mnist_pipeline.learning.training import scored_on, train
+from mnist_pipeline.learning.training import history_frame, scored_on, train
 
 
 def main() -> None:
@@ -43,10 +43,10 @@ def main() -> None:
 
     params = load_params(args.params).train
     if params.processes > 1 and "WORLD_SIZE" not in os.environ:
+        data = sum(f.stat().st_size for f in args.data.glob("*.safetensors"))
+        check_capacity(params.processes, data)
         # Re-run this very script under torchrun; it comes back here on every rank.
-        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-        command = [*torchrun, f"--nproc_per_node={params.processes}", *sys.argv]
-        raise SystemExit(subprocess.run(command, check=False).returncode)
+        raise SystemExit(launch(params.processes, sys.argv))
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
     if os.environ.get("RANK", "0") != "0":  # a torchrun rank > 0: rank 0 writes outputs
@@ -55,6 +55,31 @@ def main() -> None:
     try:  # the tracker puts the previous log back if the run fails
         with epoch_tracker(args.history, params.epochs, scored_on(params)) as tracker:
             result = train(params, train_split, test_split, on_epoch=tracker)
+            if args.onnx:  # exported and checked first: a refused export writes nothing
+                meta = read_tensor_metadata(args.data / "test.safetensors")
+                onnx_model = to_onnx(
+                    result.model,
+                    result.spec,
+                    params.output,
+                    train_split.classes,
+                    meta.get("dataset", "unknown"),
+                )
+                diff, count = check_onnx(
+                    onnx_model, result.model, params.output, test_split.images, str(args.onnx)
+                )
+            with outputs() as out:  # the model, the log and the ONNX file change together
+                model, log = out.file(args.model), out.file(args.history)
+                save_model(
+                    result.model,
+                    result.spec,
+                    model,
+                    params.loss,
+                    params.output,
+                    train_split.classes,
+                )
+                write_csv(history_frame(result.history, result.scored_on), log)
+                if args.onnx:
+                    write_bytes(onnx_model, out.file(args.onnx))
     except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
         if not isinstance(err, MemoryError) and "alloc" not in str(err):
             raise
@@ -63,18 +88,7 @@ def main() -> None:
             f"train: out of memory ({reason[:120]}); lower train.batch_size or the model's "
             "size (train.hidden, train.channels), or free memory"
         ) from err
-
-    if args.onnx:  # exported and checked first: a refused export writes nothing
-        dataset = read_tensor_metadata(args.data / "test.safetensors").get("dataset", "unknown")
-        onnx_model = to_onnx(result.model, result.spec, params.output, train_split.classes, dataset)
-        diff, count = check_onnx(
-            onnx_model, result.model, params.output, test_split.images, str(args.onnx)
-        )
-    save_model(
-        result.model, result.spec, args.model, params.loss, params.output, train_split.classes
-    )
     if args.onnx:
-        write_bytes(onnx_model, args.onnx)
         print(
             f"train: {args.onnx} matches torch on {count} test images "
             f"(max probability difference {diff:.1e}, same class for every image)"
