@@ -90,7 +90,7 @@ def write_error(path: Path, err: OSError, folder: bool = False, written: int = 0
         why = "a file is in the way; remove it or choose another path"
     else:
         why = f"{err.strerror or err}; make {path.parent} writable or choose another path"
-    return PipelineError(f"cannot write {path}: {why}")
+    return PipelineError(f"cannot write {_shown(path)}: {why}")
 
 
 def _clear_stale(path: Path) -> None:
@@ -331,8 +331,9 @@ def write_json(obj: Any, path: Path) -> None:
     bad = _non_finite(obj)
     if bad is not None:
         raise PipelineError(
-            f"cannot write {path}: {bad}, which JSON cannot hold; the numbers behind it "
-            "overflowed: check the inputs of the stage that writes it (e.g. rerun train)"
+            f"cannot write {_shown(Path(path))}: {bad}, which JSON cannot hold; the numbers "
+            "behind it overflowed: check the inputs of the stage that writes it (e.g. rerun "
+            "train)"
         )
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
