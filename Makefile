@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
-PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
+PIP := "$(BIN)/python" -m pip --disable-pip-version-check --quiet
 # Stage commands in dvc.yaml run `python`: make it the venv's.
 export PATH := $(BIN):$(PATH)
 
@@ -16,7 +16,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x "$(BIN)/python" || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements.lock
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
@@ -24,8 +24,8 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP)  ## create .venv with the pinned dependencies
 
 run: $(STAMP)  ## run the pipeline (dvc repro) and print the headline metrics
-	$(BIN)/dvc repro
-	@$(BIN)/python -m mnist_pipeline summary metrics/eval.json reports/report.md data/processed/manifest.json
+	"$(BIN)/dvc" repro
+	@"$(BIN)/python" -m mnist_pipeline summary metrics/eval.json reports/report.md data/processed/manifest.json
 
 # The trained model (models/model.onnx, written by `make run`) over HTTP on 127.0.0.1 with
 # a draw-a-digit page; PORT=8001 for another port.
@@ -40,35 +40,35 @@ preset: $(STAMP)  ## run a presets.yaml preset as a DVC experiment: P=<name> [AR
 # Two pytest workers (one per core here); a module's tests stay on one worker so its
 # module-scoped fixtures (a reproduced pipeline, a trained model) are built once.
 test: $(STAMP)  ## ruff (lint + format check) and the whole pytest suite
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadscope
+	"$(BIN)/ruff" check .
+	"$(BIN)/ruff" format --check .
+	"$(BIN)/python" -m pytest -n 2 --dist loadscope
 
 test-fast: $(STAMP)  ## pytest without the slow whole-pipeline tests
-	$(BIN)/python -m pytest -m "not slow"
+	"$(BIN)/python" -m pytest -m "not slow"
 
 lint: $(STAMP)  ## ruff only
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	"$(BIN)/ruff" check .
+	"$(BIN)/ruff" format --check .
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format .
+	"$(BIN)/ruff" check --fix .
+	"$(BIN)/ruff" format .
 
 # `make validate VALIDATE_ARGS="--up-to-date --thresholds .ci/thresholds.yaml"` adds the
 # dvc status and metric checks (after `make run`). PYTHONPATH: validate this checkout's code.
 validate: $(STAMP)  ## check dvc.yaml (schema, DAG, deps), params.yaml; one line per problem
-	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m mnist_pipeline validate $(VALIDATE_ARGS)
+	PYTHONPATH="$(CURDIR)/src" "$(BIN)/python" -m mnist_pipeline validate $(VALIDATE_ARGS)
 
 # zizmor (pinned in requirements.lock) audits the workflow offline: actions pinned to
 # commit SHAs, no persisted checkout credentials, no template injection.
 audit: $(STAMP)  ## audit .github/workflows with zizmor (offline)
-	$(BIN)/zizmor --offline .github/workflows/pipeline.yml
+	"$(BIN)/zizmor" --offline .github/workflows/pipeline.yml
 
-# The CI job (.github/workflows/pipeline.yml runs the same steps): smoke run in a
+# The CI job (.github/workflows/pipeline.yml runs the same steps): the tests, a smoke run in a
 # throwaway clone, so this checkout and its `git status` stay as they were; then the
 # offline-plots test in headless Chromium (.ci/plots.sh installs chromium where it can).
-ci: validate audit  ## validate, audit the workflow, smoke-run the pipeline (embedded data, 2 epochs), diff vs CI_BASE, render plots offline
+ci: validate audit test  ## validate, audit the workflow, lint + tests, smoke-run the pipeline (embedded data, 2 epochs), diff vs CI_BASE, render plots offline
 	.ci/pipeline.sh
 	.ci/plots.sh
 
@@ -80,4 +80,4 @@ clean:  ## remove the venv and pipeline outputs (the DVC cache stays)
 .PHONY: compare
 compare: $(STAMP)  ## compare the workspace with REV=<git rev or experiment> (NEW=<rev> optional)
 	@test -n "$(REV)" || { echo "error: make compare needs REV=<git revision or experiment name>" >&2; exit 2; }
-	$(BIN)/python -m mnist_pipeline compare --rev "$(REV)" $(if $(NEW),--new "$(NEW)")
+	"$(BIN)/python" -m mnist_pipeline compare --rev "$(REV)" $(if $(NEW),--new "$(NEW)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
 from mnist_pipeline.data.manifest import Manifest
-from mnist_pipeline.data.sources import fetch
+from mnist_pipeline.data.sources import ALL_FILES, fetch
 from mnist_pipeline.learning.config import load_params
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params).data
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, owns=(*ALL_FILES, "manifest.json")) as tmp:
         manifest = Manifest(**fetch(params, tmp)).model_dump()  # what readers will expect
         write_json(manifest, tmp / "manifest.json")
     print(

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
-from mnist_pipeline.core.io import write_csv, write_json
+from mnist_pipeline.core.io import outputs, write_csv, write_json
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation.evaluate import evaluate
@@ -42,11 +42,12 @@ def main() -> None:
     model, spec, loss, output = load_model(args.model)
     result = evaluate(model, spec, split, loss, output, model_path=str(args.model))
 
-    write_json(result.metrics.as_json(), args.metrics)
-    write_csv(result.per_class, args.per_class)
-    write_csv(result.confusion, args.confusion, index=True)
-    write_csv(confusion_counts(result.confusion), args.counts)
-    write_csv(result.predictions, args.predictions)
+    with outputs() as out:  # the five files change together or not at all
+        write_json(result.metrics.as_json(), out.file(args.metrics))
+        write_csv(result.per_class, out.file(args.per_class))
+        write_csv(result.confusion, out.file(args.confusion), index=True)
+        write_csv(confusion_counts(result.confusion), out.file(args.counts))
+        write_csv(result.predictions, out.file(args.predictions))
     print(f"evaluate: accuracy {result.metrics.accuracy:.4f} on {len(split)} test images")
 
 

@@ -37,7 +37,8 @@ def main() -> None:
     }
     for warning in degenerate_data(splits["train"], splits["test"]):
         logging.getLogger("preprocess").warning(warning)
-    with atomic_dir(args.out) as tmp:
+    owns = (*(f"{name}.safetensors" for name in IDX_FILES), "manifest.json")
+    with atomic_dir(args.out, owns) as tmp:
         for name, split in splits.items():
             provenance = {key: manifest[key] for key in ("dataset", "source")}
             save_split(split, tmp / f"{name}.safetensors", provenance)

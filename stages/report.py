@@ -97,7 +97,7 @@ def main() -> None:
         figures_dir="figures",
     )
     text += "\n" + model_card(manifest, written["train"], metrics)
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, owns=("report.md", "figures/*.png")) as tmp:
         for name, fig in figures.items():
             save_figure(fig, tmp / "figures" / FIGURES[name])
         write_text(text, tmp / "report.md")

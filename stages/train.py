@@ -15,17 +15,17 @@ output.
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import atomic_path, write_bytes, write_csv
+from mnist_pipeline.core.io import outputs, write_bytes, write_csv
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
 from mnist_pipeline.learning.config import load_params
+from mnist_pipeline.learning.distributed import check_capacity, launch
 from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.model_file import save_model
 from mnist_pipeline.learning.schedules import is_scheduled
@@ -48,10 +48,10 @@ def main() -> None:
 
     params = load_params(args.params).train
     if params.processes > 1 and "WORLD_SIZE" not in os.environ:
+        data = sum(f.stat().st_size for f in args.data.glob("*.safetensors"))
+        check_capacity(params.processes, data)
         # Re-run this very script under torchrun; it comes back here on every rank.
-        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-        command = [*torchrun, f"--nproc_per_node={params.processes}", *sys.argv]
-        raise SystemExit(subprocess.run(command, check=False).returncode)
+        raise SystemExit(launch(params.processes, sys.argv))
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
     rank0 = os.environ.get("RANK", "0") == "0"  # a torchrun rank > 0 writes nothing
@@ -81,14 +81,18 @@ def main() -> None:
         diff, count = check_onnx(
             onnx_model, result.model, params.output, test_split.images, str(args.onnx)
         )
-    # The outputs are written to temp files first and renamed last, one after the other.
-    with atomic_path(args.model) as model_tmp, atomic_path(args.history) as history_tmp:
+    with outputs() as out:  # the model, the log and the ONNX file change together
         save_model(
-            result.model, result.spec, model_tmp, params.loss, params.output, train_split.classes
+            result.model,
+            result.spec,
+            out.file(args.model),
+            params.loss,
+            params.output,
+            train_split.classes,
         )
-        write_csv(history, history_tmp)
+        write_csv(history, out.file(args.history))
         if args.onnx:
-            write_bytes(onnx_model, args.onnx)
+            write_bytes(onnx_model, out.file(args.onnx))
     if args.onnx:
         print(
             f"train: {args.onnx} matches torch on {count} test images "

@@ -164,9 +164,29 @@ def test_report_files_are_complete_and_deterministic(tmp_path: Path) -> None:
 def test_report_never_replaces_a_folder_it_did_not_write(tmp_path: Path) -> None:
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "report.md").write_text("keep me")
-    with pytest.raises(PipelineError, match="not an earlier comparison"):
+    with pytest.raises(PipelineError, match=r"holds report\.md, which this stage did not write"):
         write_report(made_up_comparison(), tmp_path / "reports")
     assert (tmp_path / "reports" / "report.md").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("out", [".", "..", "compare"])
+def test_out_holding_a_compare_md_and_a_repository_deletes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str
+) -> None:
+    """``--out .`` in a checkout where a ``compare.md`` lies around: refused in one line
+    naming the folder, and the working tree, ``.git`` and the cache are all still there."""
+    work = tmp_path / "checkout"
+    (work / ".git").mkdir(parents=True)
+    (work / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (work / ".dvc" / "cache").mkdir(parents=True)
+    (work / "compare").mkdir()
+    for name in ("compare.md", "params.yaml", "compare/compare.md", "compare/notes.txt"):
+        (work / name).write_text("keep me")
+    monkeypatch.chdir(work)
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    with pytest.raises(PipelineError, match=rf"^cannot replace {re.escape(out)}: "):
+        write_report(made_up_comparison(), Path(out))
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
 
 
 def test_report_across_datasets_has_no_difference_heatmap() -> None:

@@ -3,7 +3,8 @@
 ``entry_point(main)`` turns a ``PipelineError`` into one ``error: ...`` line on stderr and
 exit status 2, so DVC stops the pipeline with a message instead of a traceback. SIGTERM
 (like Ctrl-C's SIGINT) unwinds the run, so its temp files and directories are removed on
-the way out; the exit status is then 128 + the signal number.
+the way out; the exit status is then 128 + the signal number. SIGXFSZ is ignored, so a
+write over the file-size limit (``ulimit -f``) fails with EFBIG and gets its one line.
 """
 
 import functools
@@ -39,6 +40,8 @@ def entry_point(
         signals = (signal.SIGTERM, signal.SIGINT)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = {n: signal.signal(n, _interrupt) for n in signals if in_main_thread}
+        if in_main_thread:  # over the file-size limit: EFBIG from the write, not a kill
+            previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         try:
             return main(argv) or 0
         except PipelineError as err:

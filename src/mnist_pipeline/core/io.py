@@ -3,7 +3,10 @@
 Every writer goes through ``atomic_path``: the data lands in a temp file in the
 destination directory and is renamed into place only when complete, so an interrupted or
 failed stage never leaves a half-written file that DVC or the next stage could mistake for
-a good one. The temp files are private while being written (``mkstemp``: 0600,
+a good one. A stage with several outputs writes them through ``outputs``: all are staged
+first and renamed into place together, or none is. A folder output replaces only what the
+pipeline wrote (``check_replaceable``): never the current directory, a project root or
+foreign files. The temp files are private while being written (``mkstemp``: 0600,
 ``mkdtemp``: 0700); what lands gets the modes a plain ``open``/``mkdir`` would give (0644
 files and 0755 folders under the usual umask 022), so a teammate or a web server can read
 the outputs.
@@ -20,9 +23,13 @@ import math
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +42,41 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_WRITE_LIMITS = (*_NO_SPACE, errno.EFBIG)  # disk full, quota, file-size limit (ulimit -f)
+# A temp sibling of an output, as ``tempfile`` names it: ``.NAME.<8 chars>.tmp``.
+_TEMP_NAME = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
+# What a folder output is never allowed to replace: a repository or DVC project root.
+_PROJECT_MARKERS = (".git", ".dvc")
 
 
-def _write_error(path: Path, err: OSError, folder: bool = False, written: int = 0) -> PipelineError:
-    """One line for a failed write: what is in the way, and how to clear it. Disk full: the
-    output (not our temp sibling), its folder, the space free and the ``written`` bytes."""
-    if err.errno in _NO_SPACE:
-        shown = Path(*(re.sub(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$", r"\1", p) for p in path.parts))
+def _shown(path: Path) -> Path:
+    """``path`` as the user knows it: every temp name (``.NAME.xxxxxxxx.tmp``) read as
+    NAME, a staging folder's (``.NAME.xxxxxxxx.tmp/NAME``) dropped."""
+    parts, shown = path.parts, []
+    for index, part in enumerate(parts):
+        temp = _TEMP_NAME.match(part)
+        if temp and parts[index + 1 : index + 2] == (temp[1],):
+            continue
+        shown.append(temp[1] if temp else part)
+    return Path(*shown)
+
+
+def write_error(path: Path, err: OSError, folder: bool = False, written: int = 0) -> PipelineError:
+    """One line for a failed write: what is in the way, and how to clear it. Disk full or
+    over the file-size limit: the output (not our temp sibling), its folder, the limit or
+    the space free, and the ``written`` bytes."""
+    if err.errno in _WRITE_LIMITS:
+        shown = _shown(path)
+        if err.errno == errno.EFBIG:
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            return PipelineError(
+                f"cannot write {shown}: over the file-size limit (ulimit -f: "
+                f"{limit / 2**20:.1f} MiB; the file needs more than the "
+                f"{written / 2**20:.1f} MiB written); raise it (ulimit -f unlimited) and rerun "
+                "the stage"
+            )
         existing = next((p for p in path.parents if p.exists()), Path("."))
         return PipelineError(
             f"cannot write {shown}: no space left on device in {shown.parent} "
@@ -57,7 +92,7 @@ def _write_error(path: Path, err: OSError, folder: bool = False, written: int = 
         why = "a file is in the way; remove it or choose another path"
     else:
         why = f"{err.strerror or err}; make {path.parent} writable or choose another path"
-    return PipelineError(f"cannot write {path}: {why}")
+    return PipelineError(f"cannot write {_shown(path)}: {why}")
 
 
 def _clear_stale(path: Path) -> None:
@@ -85,42 +120,194 @@ def _temp_file(**names: str) -> str:
     return name
 
 
+def _mode(folder: bool) -> int:
+    """What a plain ``open``/``mkdir`` would give under the current umask."""
+    umask = os.umask(0o022)  # read it by setting it, then restore it at once
+    os.umask(umask)
+    return (0o777 if folder else 0o666) & ~umask
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path, folder: bool = False) -> Iterator[Path]:
-    """A temp file (or folder) next to ``path``, renamed onto ``path`` only when the block
-    succeeds."""
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _clear_stale(path)
-        make = tempfile.mkdtemp if folder else _temp_file
-        tmp = Path(make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(_temp_file(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as err:
-        raise _write_error(path, err, folder) from err
+        raise write_error(path, err) from err
     try:
         try:
             yield tmp
         except OSError as err:
-            if err.errno not in _NO_SPACE:
+            if err.errno not in _WRITE_LIMITS:
                 raise
             written = tmp.stat().st_size if tmp.is_file() else 0
-            raise _write_error(path, err, written=written) from err
+            raise write_error(path, err, written=written) from err
         try:
-            umask = os.umask(0o022)  # read it by setting it, then restore it at once
-            os.umask(umask)
-            os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)
-            if folder and path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            os.replace(tmp, path)  # a file in the way of a folder fails here, and is left alone
+            os.chmod(tmp, _mode(folder=False))
+            os.replace(tmp, path)
         except OSError as err:
-            raise _write_error(path, err, folder) from err
+            raise write_error(path, err) from err
     finally:
         _remove(tmp)
 
 
-def atomic_dir(path: Path) -> contextlib.AbstractContextManager[Path]:
-    """A temp folder next to ``path``, swapped in for ``path`` only when the block succeeds."""
-    return atomic_path(path, folder=True)
+def _owned(relative: str, owns: tuple[str, ...]) -> bool:
+    """Whether a path inside an output folder matches one of the writer's patterns
+    (``fnmatch``; ``*`` stays within one folder level)."""
+    depth = relative.count("/")
+    return any(depth == pattern.count("/") and fnmatch(relative, pattern) for pattern in owns)
+
+
+def check_replaceable(path: Path, owns: tuple[str, ...]) -> None:
+    """Refuse, in one line, to replace a folder this pipeline did not write.
+
+    ``path`` may be replaced when it does not exist, is empty, or holds nothing but files
+    the writer's patterns ``owns`` (an earlier run's output). Never the current directory
+    or a folder above it, never a folder holding ``.git`` or ``.dvc``.
+    """
+    path = Path(path)
+    if path.is_symlink() or not path.exists():
+        return  # nothing to lose: a link is replaced, never what it points to
+    if not path.is_dir():
+        raise PipelineError(
+            f"cannot write {path}: a file is in the way; remove it or choose another path"
+        )
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise PipelineError(
+            f"cannot replace {path}: it is the current directory or holds it, which a stage "
+            "never replaces; choose an output folder of its own (e.g. the one in dvc.yaml)"
+        )
+    for root, dirs, files in os.walk(path):
+        where = Path(root)
+        for name in sorted(dirs + files):
+            relative = (where / name).relative_to(path).as_posix()
+            if name in _PROJECT_MARKERS:
+                raise PipelineError(
+                    f"cannot replace {path}: it holds {relative}, a project's own folder; "
+                    "choose an output folder of its own"
+                )
+            is_file = name in files or (where / name).is_symlink()
+            if is_file and not _owned(relative, owns):
+                raise PipelineError(
+                    f"cannot replace {path}: it holds {relative}, which this stage did "
+                    "not write; move it away or choose another output folder"
+                )
+
+
+@dataclass
+class _Staged:
+    path: Path  # the output
+    staging: Path  # ``.NAME.xxxxxxxx.tmp/`` beside it: the new version, then the old one
+    folder: bool
+    owns: tuple[str, ...]
+
+    @property
+    def new(self) -> Path:
+        return self.staging / self.path.name
+
+    @property
+    def old(self) -> Path:
+        return self.staging / "previous"
+
+
+class Outputs:
+    """A stage's outputs, written to temps and renamed into place together (``outputs``)."""
+
+    def __init__(self) -> None:
+        self._staged: list[_Staged] = []
+
+    def _stage(self, path: Path, folder: bool, owns: tuple[str, ...]) -> Path:
+        path = Path(path)
+        if folder:
+            check_replaceable(path, owns)  # before any work: refuse early
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _clear_stale(path)
+            staging = Path(
+                tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            )
+        except OSError as err:
+            raise write_error(path, err, folder) from err
+        staged = _Staged(path, staging, folder, owns)
+        self._staged.append(staged)
+        if folder:
+            staged.new.mkdir()
+        return staged.new
+
+    def file(self, path: Path) -> Path:
+        """Where to write the file that becomes ``path`` on commit."""
+        return self._stage(path, folder=False, owns=())
+
+    def folder(self, path: Path, owns: tuple[str, ...] = ()) -> Path:
+        """A folder to fill that replaces ``path`` on commit. An existing ``path`` must hold
+        only files matching ``owns`` (an earlier run's output) or the new folder's names."""
+        return self._stage(path, folder=True, owns=owns)
+
+    def _commit(self) -> None:
+        """Move every old version aside, then every new one in; undo all on any failure."""
+        for item in self._staged:
+            if item.folder:
+                names = tuple(p.relative_to(item.new).as_posix() for p in item.new.rglob("*"))
+                check_replaceable(item.path, item.owns + names)
+            elif item.path.is_dir() and not item.path.is_symlink():
+                raise write_error(item.path, OSError(errno.EISDIR, "is a directory"))
+        done: list[_Staged] = []
+        try:
+            for item in self._staged:
+                for path in [item.new, *(item.new.rglob("*") if item.folder else [])]:
+                    os.chmod(path, _mode(path.is_dir()))
+                if item.path.is_symlink() or item.path.exists():
+                    os.replace(item.path, item.old)
+                done.append(item)
+                os.replace(item.new, item.path)
+        except OSError as err:
+            for item in reversed(done):
+                placed = not item.new.exists() and (item.path.is_symlink() or item.path.exists())
+                if placed:
+                    os.replace(item.path, item.staging / "failed")
+                if item.old.is_symlink() or item.old.exists():
+                    os.replace(item.old, item.path)
+            raise write_error(done[-1].path if done else self._staged[0].path, err) from err
+
+    def _discard(self) -> None:
+        for item in self._staged:
+            _remove(item.staging)
+
+
+@contextlib.contextmanager
+def outputs() -> Iterator[Outputs]:
+    """``with outputs() as out: write_json(m, out.file(a)); write_csv(f, out.file(b))``.
+
+    Every output is written into a temp folder beside it; only when the whole block has
+    succeeded are they renamed into place, together, with SIGTERM and SIGINT held back
+    until the last rename (a rename that fails puts every old version back). A failure
+    or a signal in the block changes no output; the temps are removed on every path.
+    """
+    out = Outputs()
+    try:
+        yield out
+        held = threading.current_thread() is threading.main_thread()
+        if held:
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            out._commit()
+        finally:
+            if held:
+                out._discard()  # the old versions go before a held signal is delivered
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    finally:
+        out._discard()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path, owns: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A temp folder swapped in for ``path`` only when the block succeeds; an existing
+    ``path`` is replaced only if it holds nothing but ``owns``' files (``Outputs.folder``)."""
+    with outputs() as out:
+        yield out.folder(path, owns)
 
 
 def write_text(text: str, path: Path) -> None:
@@ -146,8 +333,9 @@ def write_json(obj: Any, path: Path) -> None:
     bad = _non_finite(obj)
     if bad is not None:
         raise PipelineError(
-            f"cannot write {path}: {bad}, which JSON cannot hold; the numbers behind it "
-            "overflowed: check the inputs of the stage that writes it (e.g. rerun train)"
+            f"cannot write {_shown(Path(path))}: {bad}, which JSON cannot hold; the numbers "
+            "behind it overflowed: check the inputs of the stage that writes it (e.g. rerun "
+            "train)"
         )
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 

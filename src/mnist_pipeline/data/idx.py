@@ -10,6 +10,7 @@ import gzip
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,42 @@ _IDX_DTYPES: dict[int, str] = {
 MAX_IDX_BYTES = 160 * 2**20
 
 
+def read_idx_header(
+    read: Callable[[int], bytes], path: Path | str, limit: int = MAX_IDX_BYTES
+) -> tuple[bytes, np.dtype, tuple[int, ...], int]:
+    """An IDX header read through ``read`` (a file's or a download's), checked:
+    ``(header bytes, dtype, shape, payload bytes it declares)``.
+
+    Checks the magic number (two zero bytes, a known type code, ndim >= 1) and refuses a
+    declared payload above ``limit`` before any of it is read.
+    """
+    magic = read(4)
+    if len(magic) < 4:
+        raise PipelineError(
+            f"{path}: too short to be an IDX file ({len(magic)} bytes); fetch the file again"
+        )
+    zero, type_code, ndim = struct.unpack(">HBB", magic)
+    if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
+        raise PipelineError(
+            f"{path}: bad IDX magic number 0x{magic.hex()} (expected 0x00000801 for "
+            "labels or 0x00000803 for images); not an IDX file: fetch the file again"
+        )
+    dims = read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise PipelineError(f"{path}: truncated IDX header; fetch the file again")
+    shape = struct.unpack(f">{ndim}I", dims)
+    dtype = np.dtype(_IDX_DTYPES[type_code])
+    expected = math.prod(shape) * dtype.itemsize  # a Python int: never overflows
+    if expected > limit:
+        raise PipelineError(
+            f"{path}: IDX header declares shape {list(shape)} ({expected:,} bytes), "
+            f"over the {MAX_IDX_BYTES // 2**20} MiB a dataset's four files may hold "
+            f"together ({limit:,} bytes left for this one), the limit that keeps every "
+            "stage within its memory budget; fetch the right file or split the dataset"
+        )
+    return magic + dims, dtype, shape, expected
+
+
 def read_idx_bytes(
     path: Path, limit: int = MAX_IDX_BYTES
 ) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
@@ -47,31 +84,7 @@ def read_idx_bytes(
     try:
         with open(path, "rb") as raw:
             handle = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
-            magic = handle.read(4)
-            if len(magic) < 4:
-                raise PipelineError(
-                    f"{path}: too short to be an IDX file ({len(magic)} bytes); "
-                    "fetch the file again"
-                )
-            zero, type_code, ndim = struct.unpack(">HBB", magic)
-            if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
-                raise PipelineError(
-                    f"{path}: bad IDX magic number 0x{magic.hex()} (expected 0x00000801 for "
-                    "labels or 0x00000803 for images); not an IDX file: fetch the file again"
-                )
-            dims = handle.read(4 * ndim)
-            if len(dims) < 4 * ndim:
-                raise PipelineError(f"{path}: truncated IDX header; fetch the file again")
-            shape = struct.unpack(f">{ndim}I", dims)
-            dtype = np.dtype(_IDX_DTYPES[type_code])
-            expected = math.prod(shape) * dtype.itemsize  # a Python int: never overflows
-            if expected > limit:
-                raise PipelineError(
-                    f"{path}: IDX header declares shape {list(shape)} ({expected:,} bytes), "
-                    f"over the {MAX_IDX_BYTES // 2**20} MiB a dataset's four files may hold "
-                    f"together ({limit:,} bytes left for this one), the limit that keeps every "
-                    "stage within its memory budget; fetch the right file or split the dataset"
-                )
+            head, dtype, shape, expected = read_idx_header(handle.read, path, limit)
             payload = handle.read(expected + 1)
     except FileNotFoundError as err:
         raise PipelineError(f"{path}: file not found; rerun the download stage") from err
@@ -86,7 +99,7 @@ def read_idx_bytes(
             f"{path}: IDX data {state}: header declares shape {list(shape)} "
             f"({expected} bytes) but the file holds {held}; fetch the file again"
         )
-    return magic + dims + payload, 4 + len(dims), dtype, shape
+    return head + payload, len(head), dtype, shape
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -23,7 +23,9 @@ on a terminal, and ``fetch`` returns the manifest the download stage writes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import logging
 import shutil
 import signal
@@ -33,6 +35,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -41,8 +44,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import file_digest, write_bytes
-from mnist_pipeline.data.idx import MAX_IDX_BYTES, read_idx, read_idx_bytes, write_idx
+from mnist_pipeline.core.io import file_digest, write_bytes, write_error
+from mnist_pipeline.data.idx import (
+    MAX_IDX_BYTES,
+    read_idx,
+    read_idx_bytes,
+    read_idx_header,
+    write_idx,
+)
 from mnist_pipeline.data.splits import IMAGE_SIDE, check_labels
 
 log = logging.getLogger(__name__)
@@ -116,6 +125,92 @@ def torchvision_md5s(dataset: str) -> dict[str, str]:
 # ----------------------------------------------------------------------------- sources
 
 
+class _BoundedIdx:
+    """A download read through the IDX header it starts with: no more than that header,
+    the payload it declares and one byte more (decompressed, for a gzip stream; the
+    compressed bytes at most that plus deflate's overhead) ever reaches the disk.
+
+    The header is checked as it arrives (``read_idx_header``: magic number, a declared
+    size within ``MAX_IDX_BYTES``), so an endless or oversized response stops within its
+    first bytes or at the declared size, and the error names the URL and what it declared.
+    """
+
+    def __init__(self, response: Any, url: str) -> None:
+        self.response, self.url = response, url
+        self.inflate: Any = None  # a zlib decompressor for a gzip stream, False for raw
+        self.head: bytes | None = b""  # the decompressed bytes until the header is read
+        self.shape: tuple[int, ...] = ()
+        self.limit = 0  # decompressed bytes allowed once the header is read: the header,
+        # the payload it declares and one byte (to see there is more)
+        self.seen = self.sent = 0  # decompressed, compressed (as received)
+
+    def read(self, size: int = -1) -> bytes:
+        size = 1 << 16 if size < 0 else size
+        if self.inflate is None:  # two bytes tell gzip from raw
+            size = 2
+        elif self.inflate is False:  # raw: never read past the limit
+            size = min(size, self._room())
+        chunk = self.response.read(size)
+        if self.inflate is None:
+            gz = chunk[:2] == b"\x1f\x8b"
+            self.inflate = zlib.decompressobj(wbits=31) if gz else False
+        self.sent += len(chunk)
+        if self.inflate:
+            self._inflate(chunk)
+        else:
+            self._count(chunk)
+        if self.sent > max(self.limit, 4 * 256) * 257 // 256 + (1 << 16):
+            self._over()  # compressed data that inflates to little: endless all the same
+        return chunk
+
+    def _inflate(self, chunk: bytes) -> None:
+        """Count what ``chunk`` inflates to, a piece at a time (never more than one byte
+        past the limit in memory)."""
+        try:
+            while chunk:
+                self._count(self.inflate.decompress(chunk, self._room()))
+                chunk = self.inflate.unconsumed_tail
+                if not chunk and self.inflate.eof:  # the next gzip member, if any
+                    chunk, self.inflate = self.inflate.unused_data, zlib.decompressobj(wbits=31)
+        except zlib.error as err:
+            raise PipelineError(
+                f"data.mirror: {self.url} sends corrupt gzip data ({err}); fix the mirror or "
+                "use another data.mirror"
+            ) from err
+
+    def _room(self) -> int:
+        """How many more decompressed bytes to take: the rest of the header while it is
+        arriving, then up to the limit (one byte past the declared end)."""
+        if self.head is None:
+            return self.limit - self.seen
+        return (4 + 4 * self.head[3] if len(self.head) >= 4 else 4) - len(self.head)
+
+    def _count(self, data: bytes) -> None:
+        self.seen += len(data)
+        if self.head is not None:  # the header is still arriving
+            self.head += data
+            if self._room() > 0:
+                return
+            head, _, self.shape, declared = read_idx_header(io.BytesIO(self.head).read, self.url)
+            self.limit, self.head = len(head) + declared + 1, None
+        if self.seen >= self.limit:
+            self._over()
+
+    def _over(self) -> None:
+        declared = self.limit - 1
+        if self.head is not None:
+            raise PipelineError(
+                f"data.mirror: {self.url} sends {self.sent:,} bytes that hold no IDX header: "
+                "the file is corrupt; fix the mirror or use another data.mirror"
+            )
+        raise PipelineError(
+            f"data.mirror: {self.url} sends more than its IDX header declares (shape "
+            f"{list(self.shape)}, {declared:,} bytes with the header); stopped after "
+            f"{self.seen:,} bytes{' decompressed' if self.inflate else ''}: the file is "
+            "corrupt or endless; fix the mirror or use another data.mirror"
+        )
+
+
 def _fetch_url(url: str, dest: Path) -> bool:
     """Download ``url`` to ``dest``; False when the server says it does not exist."""
     from tqdm import tqdm
@@ -132,7 +227,7 @@ def _fetch_url(url: str, dest: Path) -> bool:
                 disable=not sys.stderr.isatty(),  # progress on a terminal only
             ) as counted,
         ):
-            shutil.copyfileobj(response, counted, 1 << 16)
+            shutil.copyfileobj(_BoundedIdx(response, url), counted, 1 << 16)
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return False
@@ -140,6 +235,8 @@ def _fetch_url(url: str, dest: Path) -> bool:
             f"data.mirror: {url} answered HTTP {err.code}; check the URL prefix in data.mirror"
         ) from err
     except (urllib.error.URLError, OSError) as err:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise write_error(dest, err, written=dest.stat().st_size) from err
         reason = getattr(err, "reason", err)
         if isinstance(reason, FileNotFoundError):  # file:// URLs: try the raw name next
             return False

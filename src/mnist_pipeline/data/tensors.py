@@ -44,9 +44,14 @@ def save_tensors(
         try:
             save_file(arrays, str(tmp), metadata=packed)
         except SafetensorError as err:  # it wraps the OSError, disk full included
-            if "No space left" not in str(err):
+            code = next((c for c, m in _SAFETENSORS_OS_ERRORS.items() if m in str(err)), None)
+            if code is None:
                 raise
-            raise OSError(errno.ENOSPC, str(err)) from err
+            raise OSError(code, str(err)) from err
+
+
+# safetensors wraps the OSError of a failed write in its own error: its message -> errno.
+_SAFETENSORS_OS_ERRORS = {errno.ENOSPC: "No space left", errno.EFBIG: "File too large"}
 
 
 # safetensors dtype names -> numpy (little-endian, as the format stores them).

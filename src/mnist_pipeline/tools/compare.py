@@ -41,6 +41,7 @@ from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError, shown
 from mnist_pipeline.core.io import (
     atomic_dir,
+    check_replaceable,
     decode_text,
     parse_csv,
     read_bytes_bounded,
@@ -508,19 +509,19 @@ def comparison_figures(result: Comparison) -> dict[str, Figure]:
     return figures
 
 
+# What ``write_report`` puts in ``--out``: an earlier comparison holds nothing else.
+OUTPUTS = ("compare.md", "compare.json", "*.png")
+
+
 def write_report(result: Comparison, out: Path) -> Path:
     """Replace ``out`` with ``compare.md``, ``compare.json`` and the PNGs; return the .md.
 
-    The whole folder is replaced, so it must be new, empty or an earlier comparison: a typo
-    such as ``--out .`` or ``--out reports`` stops here instead of deleting that folder.
+    The whole folder is replaced, so it must be new, empty or an earlier comparison
+    (``atomic_dir``'s guard): a typo such as ``--out .`` or ``--out reports`` stops there
+    instead of deleting that folder.
     """
-    if out.is_dir() and any(out.iterdir()) and not (out / "compare.md").is_file():
-        raise PipelineError(
-            f"--out {out}: folder exists and is not an earlier comparison (no compare.md); "
-            "it would be replaced: choose a new or empty folder"
-        )
     figures = comparison_figures(result)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, OUTPUTS) as tmp:
         for name, fig in figures.items():
             save_figure(fig, tmp / COMPARE_FIGURES[name])
         write_json(result.as_json(), tmp / "compare.json")
@@ -538,6 +539,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--new", default=WORKSPACE, help="new side (default: the working tree)")
     parser.add_argument("--out", type=Path, default=Path("compare"), help="output folder")
     args = parser.parse_args(argv)
+    check_replaceable(args.out, OUTPUTS)  # before the work, not after it
     result = compare(repo_root(Path.cwd()), args.rev, args.new)
     report = write_report(result, args.out)
     accuracy = result.metrics.get(EVAL, {}).get("accuracy", {})
