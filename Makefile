@@ -30,12 +30,12 @@ run: $(STAMP)  ## run the pipeline (dvc repro) and print the headline metrics
 # The trained model (models/model.onnx, written by `make run`) over HTTP on 127.0.0.1 with
 # a draw-a-digit page; PORT=8001 for another port.
 serve: $(STAMP)  ## serve the model on http://127.0.0.1:8000/ (draw a digit; POST /predict)
-	$(BIN)/python -m mnist_pipeline serve --port $(or $(PORT),8000)
+	"$(BIN)/python" -m mnist_pipeline serve --port $(or $(PORT),8000)
 
 # `make preset P=cnn ARGS="-S data.dataset=fashion-mnist -S data.source=mirror
 # -S data.mirror=/usr/share/datasets/fashion-mnist"`: ARGS go to `dvc exp run` as they are.
 preset: $(STAMP)  ## run a presets.yaml preset as a DVC experiment: P=<name> [ARGS="<dvc exp run args>"]
-	PYTHONPATH=$(CURDIR)/src $(BIN)/python -m mnist_pipeline preset "$(P)" $(ARGS)
+	PYTHONPATH="$(CURDIR)/src" "$(BIN)/python" -m mnist_pipeline preset "$(P)" $(ARGS)
 
 # Two pytest workers (one per core here); a module's tests stay on one worker so its
 # module-scoped fixtures (a reproduced pipeline, a trained model) are built once.

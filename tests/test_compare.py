@@ -283,7 +283,7 @@ def test_plots_diff_shows_both_revisions_and_the_heatmap(two_runs: Path, tmp_pat
 
     plots = json.loads(run(["dvc", "plots", "diff", "HEAD~1", "--json"], two_runs).stdout)
     assert not plots.get("errors")
-    for name in ("Train loss", "Test accuracy"):
+    for name in ("Loss", "Accuracy"):
         (curve,) = plots["data"][name]
         assert sorted(curve["revisions"]) == ["HEAD~1", "workspace"]
     # Per-class bars: each class gets one bar per revision, side by side, in every score.

@@ -91,6 +91,7 @@ def test_report_refuses_tampered_metrics(
     write_manifest(data)
     (tmp_path / "eval.json").write_text(json.dumps(metrics))
     args = ["--params", str(REPO / "params.yaml"), "--data", "data", "--metrics", "eval.json"]
-    args += ["--log", "log.csv", "--predictions", "p.csv", "--out", "reports"]
+    args += ["--log", "log.csv", "--predictions", "p.csv", "--model", "m.safetensors"]
+    args += ["--out", "reports"]
     assert says in error_line(stage("report", *args, cwd=tmp_path))
     assert not (tmp_path / "reports").exists()

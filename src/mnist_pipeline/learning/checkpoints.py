@@ -15,9 +15,8 @@ atomically (write a temp file, then rename), and is removed when the stage succe
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 import mnist_pipeline
-from mnist_pipeline.core.io import file_digest
+from mnist_pipeline.core.io import file_digest, write_bytes
 from mnist_pipeline.learning.config import TrainParams
 
 log = logging.getLogger(__name__)
@@ -73,24 +72,16 @@ class Checkpoint:
         return state
 
     def save(self, state: dict[str, Any]) -> None:
-        """Replace the checkpoint with ``state`` in one rename (a kill leaves the old one)."""
+        """Replace the checkpoint with ``state`` in one rename (a kill leaves the old one).
+
+        Serialised in memory first, so a full disk or the file-size limit is the one-line
+        write error of ``core.io``, not an error inside torch's zip writer."""
         if not self.owner:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.parent.glob(f"{self.path.name}.*.partial"):  # a killed save's
-            stale.unlink(missing_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f"{self.path.name}.", suffix=".partial", dir=self.path.parent
-        )
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save({**state, "key": self.key}, handle)
-            os.replace(name, self.path)
-        finally:
-            Path(name).unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        torch.save({**state, "key": self.key}, buffer)
+        write_bytes(buffer.getvalue(), self.path)
 
     def remove(self) -> None:
         if self.owner:
             self.path.unlink(missing_ok=True)
-            for stale in self.path.parent.glob(f"{self.path.name}.*.partial"):
-                stale.unlink(missing_ok=True)

@@ -72,7 +72,7 @@ def yaml_flow(value: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mnist_pipeline preset",
-        description=__doc__.splitlines()[0],
+        description="run a presets.yaml preset as a DVC experiment",
         epilog="Exit status 2 with one 'error:' line for an unknown preset.",
     )
     parser.add_argument("name", nargs="?", default="", help="a preset in presets.yaml")
