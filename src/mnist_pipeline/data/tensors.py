@@ -90,8 +90,7 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Load a safetensors file as numpy arrays and its string metadata; refuse anything else.
 
     Each tensor is read straight into its array (``np.fromfile``): the peak memory is the
-    data once. safetensors' own numpy loader copies out of a memory map, which counts the
-    data twice (1.25 GB for 200k images, over the stages' budget).
+    data once (safetensors' own numpy loader copies out of a memory map: the data twice).
     """
     path = Path(path)
     with _open_tensors(path) as reader, open(path, "rb") as handle:

@@ -2,10 +2,8 @@
 
 ``evaluate`` returns typed ``Metrics`` and pandas frames; the stage decides where they go.
 The confusion matrix is ``[actual, predicted]`` counts (rows = actual), as the notebook's
-``to1hot(y).T @ to1hot(yhat)``; per-class precision/recall/F1 are read off it (a few lines
-of numpy, checked against scikit-learn in the tests, that spare the stage sklearn's
-~1.3 s import). The label-only scoring lives in ``scores`` (the report stage reuses it
-without torch).
+``to1hot(y).T @ to1hot(yhat)``; per-class precision/recall/F1 are read off it with numpy
+(``scores``, which the report stage reuses).
 """
 
 from __future__ import annotations

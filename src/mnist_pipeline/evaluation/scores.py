@@ -1,20 +1,14 @@
 """Scores from actual and predicted labels, and the typed headline metrics of a run.
 
-``Metrics`` is ``metrics/eval.json``: the headline numbers that ``dvc exp show`` shows, one
-field per metric and nothing else (no text: what was run lives in the manifest, the params
-and the report). Three numbers — accuracy, loss, macro F1 — keep that table at 43 data
-columns (limit 45) with room for a param or two; per-class precision and recall are in
-``per_class.csv``. Each field is declared once here, with the label readers print, so adding
-a metric means adding a field here and computing it in ``headline``; the evaluate stage,
-the report, ``summary`` and ``compare`` all follow ``Metrics``' fields.
+``Metrics`` is ``metrics/eval.json``: one number per headline metric and nothing else,
+since ``dvc exp show`` gives each a column. Each field is declared once here with its
+label; adding a metric is a field here and its computation in ``headline``, and the
+evaluate stage, the report, ``summary`` and ``compare`` follow the fields.
 
-The rest is per-class and per-cell detail that is *not* a metric: ``per_class_frame``
-(``metrics/per_class.csv``, a bar chart in ``dvc plots``) and ``confusion_frame`` /
-``confusion_counts`` (the heatmap). They need labels only (numpy and pandas; per-class
-precision/recall/F1 are read off the confusion matrix in a few lines of numpy, checked
-against scikit-learn in the tests, that spare the stages sklearn's ~1.3 s import), so the
-report stage derives them from ``metrics/predictions.csv`` with the very functions the
-evaluate stage uses.
+Per-class scores (``metrics/per_class.csv``) and confusion counts are detail, not metrics.
+They need labels only (numpy and pandas, no scikit-learn, whose import the stages would
+pay for), so the report stage derives them from ``metrics/predictions.csv`` with the
+functions the evaluate stage uses.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """The train stage's working state, kept after every epoch so that a killed run resumes.
 
-A checkpoint holds everything the next epoch depends on: the weights, the optimizer's
-state (momentum buffers, Adam's moments), the schedule, both random generators, the log
-so far and the best-epoch bookkeeping. It is tied to a ``run_key``: a hash of the exact
-``train`` params, the bytes of the processed data and the package's code. A rerun with the
-same key resumes after the last complete epoch and writes the same bytes as a run that was
-never killed; a checkpoint with another key is discarded (one log line), never resumed.
-
-It lives outside the tracked outputs (the train stage keeps it in DVC's own scratch
-folder, ``.dvc/tmp/``, which git ignores and ``dvc exp show`` never lists), is replaced
-atomically (write a temp file, then rename), and is removed when the stage succeeds.
+A checkpoint holds everything the next epoch depends on (weights, optimizer state,
+schedule, both random generators, the log so far, the best-epoch bookkeeping) and is tied
+to a ``run_key``: a hash of the ``train`` params, the processed data and the package's code.
+A rerun with the same key resumes after the last complete epoch and writes the same bytes
+as an uninterrupted run; a checkpoint with another key is discarded, never resumed. It
+lives outside the tracked outputs (``.dvc/tmp/``), is replaced atomically and is removed
+when the stage succeeds.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """``params.yaml`` as frozen pydantic models: one section per stage, each default written
-once, here, and each list of choices taken from the registry that implements it (data
-sources and datasets, models, losses, optimizers, kernels, devices).
+once, here, and each list of choices taken from the registry that implements it.
 
-Every stage calls ``load_params(path)`` first. The whole file is checked before any work
+Every stage calls ``load_params(path)`` first, so the whole file is checked before any work
 starts: a missing section, an unknown key (with the closest valid key suggested, since
-``dvc exp run -S train.lrr=0.1`` would otherwise silently add a new key), a wrong type, a
-value out of range or a combination that cannot run raises a one-line ``PipelineError``
-naming the key, the bad value and what is allowed.
-
-    python -m mnist_pipeline params [params.yaml] [--keys]
+``dvc exp run -S +train.lrr=0.1`` would otherwise add a new key), a wrong type, a value out
+of range or a combination that cannot run is one ``PipelineError`` line naming the key,
+the bad value and what is allowed.
 """
 
 from __future__ import annotations

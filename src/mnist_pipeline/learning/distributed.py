@@ -1,14 +1,11 @@
 """Multi-process data-parallel training with ``torch.distributed`` (torchrun).
 
-The train stage runs unchanged under ``torchrun --nproc_per_node=N``; with
-``train.processes: N`` it re-launches itself that way (``stages/train.py``). Every rank
-draws the same epoch permutation (same seed) and cuts the same global minibatches; each
-takes its contiguous shard of every minibatch (``shard``). Gradients are combined so a
-step equals the single-process step on the whole global batch: each rank scales its
-mean-loss gradient by ``shard_size / batch_size`` and the ranks *sum* — through
-``DistributedDataParallel`` for autograd (which averages, hence the extra ``world``
-factor) and an explicit ``all_reduce`` for the hand-derived engine, which never calls
-``backward()``. gloo on CPU, nccl on CUDA. Rank 0 alone writes files.
+Every rank draws the same epoch permutation and takes its contiguous shard of every global
+minibatch (``shard``). Each rank scales its mean-loss gradient by ``shard_size /
+batch_size`` and the ranks sum them — through ``DistributedDataParallel`` for autograd
+(which averages, hence the extra ``world`` factor) and an explicit ``all_reduce`` for the
+hand-derived engine — so a step equals the single-process step on the whole batch. gloo
+on CPU, nccl on CUDA. Rank 0 alone writes files.
 """
 
 from __future__ import annotations

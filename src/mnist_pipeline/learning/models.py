@@ -11,7 +11,7 @@ a model is one builder and one entry here.
 The output function lives with the loss (``losses``), not in the model: the same network
 serves MSE-on-softmax and cross-entropy, and ``argmax`` of logits is ``argmax`` of
 probabilities. Builders import torch when called: the params check runs in every stage,
-and three stages never import torch.
+and download and preprocess never import torch.
 """
 
 from __future__ import annotations

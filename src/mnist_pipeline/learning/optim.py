@@ -4,8 +4,8 @@
 follows ``torch.optim.SGD`` (``g += wd * p``; ``buf = m * buf + g``; ``p -= lr * buf``)
 bit for bit (tests hold both). It takes the gradients as an argument (the hand-derived
 engine computes them) or reads ``p.grad`` (autograd), and clears ``p.grad`` afterwards.
-It exists instead of ``torch.optim.SGD`` because that costs ~40% more per batch-16 step.
-(The notebook's own setup has a fused step of its own: ``backprop.NotebookEpoch``.)
+It exists instead of ``torch.optim.SGD`` because that one's per-step overhead dominates
+small steps. (The notebook's own setup has a fused step: ``backprop.NotebookEpoch``.)
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Per-epoch progress of a training run on the terminal: a tqdm bar and log lines.
 
 ``epoch_tracker`` gives the ``on_epoch`` callback the train stage hands to
-``training.train``. When stderr is a terminal it draws a tqdm bar over the epochs with the
-latest loss and accuracy; otherwise the training module's one log line per epoch is all
-there is. It writes no file: the tracked outputs (the weights and
-``metrics/train_log.csv``) are written together when training ends, and the run's
-progress lives in its checkpoint (``learning.checkpoints``) until then, so a killed run
-changes no tracked file.
+``training.train``: a tqdm bar over the epochs when stderr is a terminal, else the training
+module's one log line per epoch. It writes no file, so a killed run changes no tracked file.
 """
 
 from __future__ import annotations

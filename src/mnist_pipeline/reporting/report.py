@@ -1,15 +1,9 @@
-"""The human-readable run report: markdown text and matplotlib figures.
+"""The run report: markdown text and matplotlib figures.
 
-``build_figures`` returns named figures (learning curve, confusion heatmap with counts,
-per-class precision/recall/F1 bars, the first test images with true → predicted labels,
-and the first misclassified ones); ``render_markdown`` returns the report text that links
-them. Data provenance comes first — in the report's title and in every figure's title — so
-nobody mistakes a result on the 5,000-digit embedded sample for a full-MNIST one. The
-stage (``stages/report.py``, run by ``dvc repro``) saves both through ``io``.
-
-The charts are ``reporting.figures``' (``compare`` draws two runs with them).
-Figures are ``matplotlib.figure.Figure`` objects (no pyplot state); ``io.save_figure``
-renders them with the Agg canvas.
+``build_figures`` returns named figures and ``render_markdown`` the text that links them;
+the stage saves both through ``io``. Data provenance comes first, in the title and in every
+figure's title, so a result on the embedded sample is never mistaken for a full-MNIST one.
+The charts are ``reporting.figures``', which ``compare`` shares.
 """
 
 from __future__ import annotations

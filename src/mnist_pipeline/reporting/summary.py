@@ -1,9 +1,5 @@
-"""Print a run's headline numbers after ``make run``.
-
-python -m mnist_pipeline summary [metrics/eval.json] [reports/report.md] \
-    [data/processed/manifest.json]
-
-Every ``Metrics`` field, labelled as the report labels it, after the data's provenance.
+"""Print a run's headline numbers after ``make run``: every ``Metrics`` field, labelled as the
+report labels it, after the data's provenance.
 """
 
 import argparse

@@ -1,12 +1,10 @@
 """The HTTP app: ``POST /predict``, ``GET /health`` and the draw-a-digit page at ``GET /``.
 
-``POST /predict`` takes one PNG or JPEG, as the raw body (``Content-Type: image/png`` or
-``image/jpeg``) or as a ``multipart/form-data`` file field, preprocesses it as ``predict``
-does (``serving.images``) and answers ``{"predicted": ..., "top": [{"class", "probability"}
-× 3], "probabilities": {...}}``. Bad requests get a 4xx and one line of JSON
-``{"error": "..."}``: a body over ``MAX_UPLOAD_BYTES`` 413 (read no further), a decompression
-bomb 413, another content type 415, a non-image 415, damaged image data 400, a blank image
-422. The page, its script and style ship in ``static/`` and load nothing from elsewhere.
+``POST /predict`` takes one PNG or JPEG, as the raw body or a ``multipart/form-data`` file
+field, preprocesses it as ``predict`` does (``serving.images``) and answers the predicted
+class, the top 3 and every class's probability. A bad request gets a 4xx and one line of
+JSON ``{"error": "..."}``, never a 500; a body over ``MAX_UPLOAD_BYTES`` is read no further.
+The page, its script and style ship in ``static/`` and load nothing from elsewhere.
 """
 
 from __future__ import annotations

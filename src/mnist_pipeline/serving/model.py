@@ -1,8 +1,7 @@
 """The exported model (``models/model.onnx``, written by the train stage) through onnxruntime.
 
-No torch: loading the model and answering one image takes a fraction of a second. The ONNX
-file carries its class names, dataset, architecture and output function (``learning.export``),
-so no other file is read.
+No torch. The ONNX file carries its class names, dataset, architecture and output function
+(``learning.export``), so no other file is read.
 """
 
 from __future__ import annotations

@@ -2,13 +2,9 @@
 
     python -m mnist_pipeline serve                 # http://127.0.0.1:8000/
     python -m mnist_pipeline serve --port 0        # any free port (printed)
-    make serve
 
-Listens on 127.0.0.1 only: the server is for trying the model on this machine, not for a
-network. ``GET /`` draw a digit (mouse or finger) and see the top 3 as you draw; ``POST
-/predict`` an image (``curl --data-binary @digit.png -H 'Content-Type: image/png'
-http://127.0.0.1:8000/predict``); ``GET /health`` the model, its dataset and accuracy
-(``serving.app``). Ctrl-C stops it.
+Listens on 127.0.0.1 only: it is for trying the model on this machine, not for a network.
+The routes are ``serving.app``'s. Ctrl-C stops it.
 """
 
 from __future__ import annotations

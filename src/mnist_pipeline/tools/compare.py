@@ -2,23 +2,13 @@
 
     python -m mnist_pipeline compare --rev HEAD~1              # workspace vs HEAD~1
     python -m mnist_pipeline compare --rev main --new exp-a1b2 # two revisions
-    make compare REV=HEAD~1                                    # the same, via make
 
-``--rev`` (and ``--new``) take any git revision (sha, branch, tag, ``HEAD~1``) or the name
-of a DVC experiment (``dvc exp show``). Without ``--new`` the "new" side is the working
-tree as it is now, e.g. right after ``dvc repro`` or ``dvc exp run -S train.lr=0.1``.
-
-Writes ``compare/compare.md`` (``--out`` changes the folder) with the params that changed
-and every metric (each metrics file that ``dvc.yaml`` declares) as tables, the classes
-whose recall moved most (each side's ``metrics/per_class.csv``), and PNGs: both learning
-curves on one plot, both confusion matrices, their cell-by-cell difference ``new - old``
-as a diverging heatmap, and per-class recall. ``compare.json`` beside it holds the same
-numbers for scripts. The folder is not ``reports/``: that is the report stage's DVC output.
-
-Params and metrics are DVC's own ``dvc params diff`` and ``dvc metrics diff --all`` (the
-``Repo`` API), so whatever metrics a run has are compared; the other files are read with
-``dvc.api.read(rev=)``. The charts are the report's (``reporting.figures``), drawn with both
-runs. This module is a tool, not a stage.
+``--rev`` and ``--new`` take a git revision or a DVC experiment name; without ``--new`` the
+new side is the working tree. Writes ``compare.md``, ``compare.json`` (the same numbers,
+for scripts) and PNGs to ``--out`` (``compare/``, not the report stage's ``reports/``).
+Params and metrics are DVC's own ``params diff`` and ``metrics diff --all`` (the ``Repo``
+API); the other files are read with ``dvc.api.read(rev=)``. The charts are
+``reporting.figures``', drawn with both runs.
 """
 
 from __future__ import annotations

@@ -3,21 +3,13 @@
     mnist-predict my_digit.png                       # top-3 classes with probabilities
     mnist-predict a.png b.jpg --json                 # one JSON list, for scripts
     mnist-predict my_digit.png --save-input seen/    # also write the 28×28 the model saw
-    PYTHONPATH=src python -m mnist_pipeline.tools.predict my_digit.png --model other.onnx
 
-Each image becomes an MNIST-style input (``serving.images``: grayscale, ink light on dark,
-cropped, fit to 20×20, centred by mass in 28×28) and goes through the ONNX export of the
-model (``models/model.onnx`` unless ``--model`` says otherwise) in onnxruntime: no torch is
-imported, so one image is answered in a fraction of a second. The file carries the class
-names, so no other file is read.
-
-Probabilities are the model's output function of its logits: softmax (they sum to 1) or,
-for ``train.output: sigmoid`` models, one sigmoid per class. The predicted class is the
-argmax of the logits, as in the evaluate stage. A bad image (not a PNG/JPEG, damaged, blank,
-more than 64 megapixels) gets its own ``error:`` line (and an ``"error"`` entry with
-``--json``), the other images are still answered, and the exit status is 2. A bad model or
-``--save-input`` folder stops the run with one ``error:`` line before anything is written.
-File and class names are printed with control characters escaped.
+Each image becomes an MNIST-style input (``serving.images``) and goes through the ONNX
+model in onnxruntime, so no torch is imported; the file carries the class names.
+Probabilities are the model's output function of its logits (softmax, or one sigmoid per
+class); the predicted class is the argmax of the logits, as in the evaluate stage. A bad
+image gets its own ``error:`` line and the others are still answered (exit 2); a bad model
+or ``--save-input`` folder stops the run before anything is written.
 """
 
 from __future__ import annotations

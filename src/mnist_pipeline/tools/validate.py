@@ -2,23 +2,14 @@
 
     python -m mnist_pipeline validate [--root DIR] [--up-to-date] [--thresholds FILE]
 
-Prints one ``error: ...`` line per problem (what, ``file:line``, how to fix) on stderr and
-exits 2, or prints one ``validate: ...`` summary line and exits 0. The checks:
-
-- ``dvc.yaml`` is judged by DVC's own loader and schema (``dvc.utils.strictyaml``), then
-  DVC builds the DAG (``dvc dag``: cycles, overlapping outputs);
-- ``params.yaml`` validates (``mnist_pipeline.learning.config``), one line per bad key;
-- deps are complete: a stage lists the script its ``cmd`` runs and the package folders
-  (or files) of every module that script imports, transitively (stdlib ``modulefinder``
-  reads the bytecode, never runs it), and no package folder it never imports; every dep
-  is written by a stage, tracked by git (or ``dvc add``) or about to be; every
-  ``params:`` key exists;
-- ``--up-to-date``: ``dvc status`` is clean, i.e. ``dvc.lock`` matches the workspace;
-- ``--thresholds FILE``: metrics meet their bounds. ``FILE`` maps a metrics file to
-  ``{metric: floor}`` or ``{metric: {min: x, max: y}}``; dotted names reach into nested
-  JSON (``per_class.5.recall``).
-
-No stage imports this module, so editing it reruns nothing.
+Prints one ``error: ...`` line per problem (what, ``file:line``, how to fix) and exits 2, or
+one ``validate: ...`` summary line. It checks ``dvc.yaml`` with DVC's own loader, schema and
+DAG; every key of ``params.yaml``; that each stage's deps are its script and the package
+folders its imports reach (``modulefinder`` reads the bytecode, never runs it) and nothing
+else, each written by a stage or held by git; that every ``params:`` key exists. Options:
+a clean ``dvc status`` (``--up-to-date``) and metric floors (``--thresholds FILE``: a metrics
+file -> ``{metric: floor}`` or ``{metric: {min, max}}``; dotted names reach into nested
+JSON). No stage imports this module, so editing it reruns nothing.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """The notebook's Question 1 worked through: one forward pass, backprop and one SGD step.
 
-Run it from the repository root (or anywhere, once the package is installed)::
-
-    python -m mnist_pipeline worked-example             # labelled matrices
-    python -m mnist_pipeline worked-example --lr 0.5    # another step size
-    python -m mnist_pipeline worked-example --json      # one JSON object
+    python -m mnist_pipeline worked-example [--lr 0.5] [--json]
 
 The setup is the notebook's, in float64: ``X`` is ``[3, 2]``, ``y`` is ``[3, 1]``,
 ``W1`` is ``[1 + 2, 2]`` and ``W2`` is ``[1 + 2, 1]`` (first row of each = bias). The
-numbers come from ``backprop.sigmoid_net_backprop``, i.e. the hand derivation, not
-autograd; the tests check them against autograd.
+numbers come from ``backprop.sigmoid_net_backprop``, the hand derivation, not autograd.
 """
 
 from __future__ import annotations
