@@ -358,7 +358,7 @@ def ranks_of(root: Path) -> list[int]:
 @pytest.fixture
 def two_rank_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, dict[str, bytes]]]:
     """A ``train.processes: 2`` run of 10,000 epochs on 400 synthetic images, under way
-    (its first epoch logged) beside an earlier run's model and log."""
+    (its first epoch checkpointed) beside an earlier run's model and log."""
     save_split(make_split(400, 1), tmp_path / "processed" / "train.safetensors")
     save_split(make_split(100, 2), tmp_path / "processed" / "test.safetensors")
     (tmp_path / "out").mkdir()
@@ -369,6 +369,8 @@ def two_rank_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, 
     out = tmp_path / "out"
     args = ["--params", str(params), "--data", str(tmp_path / "processed")]
     args += ["--model", str(out / "model.safetensors"), "--history", str(out / "log.csv")]
+    checkpoint = tmp_path / "checkpoint" / "train.pt"
+    args += ["--checkpoint", str(checkpoint)]
     proc = subprocess.Popen(
         [*script("train"), *args],
         cwd=tmp_path,
@@ -378,8 +380,8 @@ def two_rank_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, 
         start_new_session=True,
     )
     deadline = time.monotonic() + 240
-    while snapshot(tmp_path / "out") == before and time.monotonic() < deadline:
-        time.sleep(0.2)  # until an epoch is logged: both ranks are training
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # until an epoch is checkpointed: both ranks are training
     assert len(ranks_of(tmp_path)) >= 4, "the ranks never started"
     yield proc, tmp_path, before
     for pid in ranks_of(tmp_path):  # whatever the stage left: the test fails, nothing lingers
