@@ -16,7 +16,6 @@ stage's own functions; the confidence of each prediction comes from the model
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
@@ -31,20 +30,11 @@ from mnist_pipeline.evaluation.scores import (
     per_class_frame,
     read_predictions,
 )
-from mnist_pipeline.learning.config import UNTRACKED, load_params
+from mnist_pipeline.learning.config import load_params
 from mnist_pipeline.learning.history import read_history
 from mnist_pipeline.learning.model_file import load_model
 from mnist_pipeline.reporting.model_card import model_card
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
-
-
-def shown_params(written: dict[str, Any]) -> dict[str, Any]:
-    """The data and train sections as written, less the settings that change no output
-    (``UNTRACKED``: the report is no dep of them, so it must not show them)."""
-    return {
-        name: {k: v for k, v in (written[name] or {}).items() if f"{name}.{k}" not in UNTRACKED}
-        for name in ("data", "train")
-    }
 
 
 def main() -> None:
@@ -89,7 +79,7 @@ def main() -> None:
     )
     text = render_markdown(
         manifest,
-        shown_params(written),
+        {name: written[name] for name in ("data", "train")},
         metrics,
         history,
         confusion,

@@ -145,24 +145,33 @@ def as_written(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-MODEL_SETTINGS = ("hidden", "channels", "activation")  # learning.models.MODELS picks per model
-
-
 def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
     """The ``train`` params that shaped this run: a linear model lists no layer sizes, a
     constant rate no step size, a run without a validation slice no best-epoch settings."""
     from mnist_pipeline.learning.models import MODELS
 
-    model = train.get("model", "linear")
-    settings = MODELS[model].settings if model in MODELS else MODEL_SETTINGS
+    every_model_setting = {key for entry in MODELS.values() for key in entry.settings}
+    model = MODELS.get(train.get("model", "linear"))
     validating = float(train.get("val_fraction") or 0) > 0
     choosing = train.get("keep") == "best" or bool(train.get("patience"))
-    unused = {key for key in MODEL_SETTINGS if key not in settings}
+    unused = every_model_setting - set(model.settings if model else every_model_setting)
     unused |= {"momentum"} if train.get("optimizer", "sgd") != "sgd" else set()
     unused |= {"keep", "monitor", "patience"} if not validating else set()
     unused |= {"monitor"} if not choosing else set()
     unused |= {"step_size", "gamma"} if train.get("schedule") != "step" else set()
     return {key: value for key, value in train.items() if key not in unused}
+
+
+def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params sections as written, less what shaped no output of this run: settings no
+    stage tracks (``config.UNTRACKED``) and ``train`` settings this run does not use."""
+    from mnist_pipeline.learning.config import UNTRACKED
+
+    shown = {
+        name: {k: v for k, v in (section or {}).items() if f"{name}.{k}" not in UNTRACKED}
+        for name, section in params.items()
+    }
+    return {**shown, "train": relevant_train_params(shown.get("train", {}))}
 
 
 def render_markdown(
@@ -188,8 +197,9 @@ def render_markdown(
     headline += [f"- {labels[name]}: {value:.4f}" for name, value in values.items()]
     files = pd.DataFrame.from_dict(manifest["files"], orient="index").rename_axis("file")
     files = files[["shape", "sha256", "verified"]].assign(sha256=files["sha256"].str[:16] + "…")
-    shown = {**params, "train": relevant_train_params(params.get("train", {}))}
-    flat = pd.Series(pd.json_normalize(shown, sep=".").to_dict("records")[0], dtype=object)
+    flat = pd.Series(
+        pd.json_normalize(shown_params(params), sep=".").to_dict("records")[0], dtype=object
+    )
     written = flat.map(as_written).rename_axis("param").to_frame("value")
     lines = [title, ""]
     for warning in manifest.get("warnings", []):
