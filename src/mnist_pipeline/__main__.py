@@ -1,26 +1,20 @@
-"""The command-line front door: ``python -m mnist_pipeline COMMAND [ARGS]`` (or the
-``mnist-pipeline`` console script). ``--help`` lists the commands; ``COMMAND --help``
-shows each one's arguments. The pipeline's stages are run by DVC (``dvc repro``), not here.
+"""``python -m mnist_pipeline COMMAND [ARGS]`` (or ``mnist-pipeline``): the tools; ``--help``
+lists them, ``COMMAND --help`` shows each one's arguments. DVC runs the stages (``dvc repro``).
 """
-
-from __future__ import annotations
 
 import argparse
 import importlib
 
-# command -> (module whose main(argv) runs it, one line of help)
+# command -> (module under mnist_pipeline whose main(argv) runs it, one line of help)
 COMMANDS = {
-    "params": (
-        "mnist_pipeline.learning.config",
-        "check params.yaml; --keys lists keys and choices",
-    ),
-    "validate": ("mnist_pipeline.tools.validate", "check dvc.yaml, deps, params (make validate)"),
-    "compare": ("mnist_pipeline.tools.compare", "compare two runs (make compare REV=...)"),
-    "summary": ("mnist_pipeline.reporting.summary", "print a run's headline numbers"),
-    "predict": ("mnist_pipeline.tools.predict", "classify your own images with the model"),
-    "serve": ("mnist_pipeline.serving.serve", "the model over HTTP with a draw-a-digit page"),
-    "preset": ("mnist_pipeline.tools.presets", "run a presets.yaml preset as a dvc experiment"),
-    "worked-example": ("mnist_pipeline.tools.worked_example", "the notebook's Question 1"),
+    "params": ("learning.config", "check params.yaml; --keys lists keys and choices"),
+    "validate": ("tools.validate", "check dvc.yaml, deps, params (make validate)"),
+    "compare": ("tools.compare", "compare two runs (make compare REV=...)"),
+    "summary": ("reporting.summary", "print a run's headline numbers"),
+    "predict": ("tools.predict", "classify your own images with the model"),
+    "serve": ("serving.serve", "the model over HTTP with a draw-a-digit page"),
+    "preset": ("tools.presets", "run a presets.yaml preset as a dvc experiment"),
+    "worked-example": ("tools.worked_example", "the notebook's Question 1"),
 }
 
 
@@ -33,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_, help_line) in COMMANDS.items():
         commands.add_parser(name, help=help_line, add_help=False)
     args, rest = parser.parse_known_args(argv)
-    return int(importlib.import_module(COMMANDS[args.command][0]).main(rest))
+    module = importlib.import_module(f"mnist_pipeline.{COMMANDS[args.command][0]}")
+    return int(module.main(rest))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,6 @@
-"""The one entry-point wrapper: every ``main`` (stages and tools) goes through it.
-
-``entry_point(main)`` turns a ``PipelineError`` into one ``error: ...`` line on stderr and
-exit status 2, so DVC stops the pipeline with a message instead of a traceback. SIGTERM
-(like Ctrl-C's SIGINT) unwinds the run, so its temp files and directories are removed on
-the way out; the exit status is then 128 + the signal number. SIGXFSZ is ignored, so a
-write over the file-size limit (``ulimit -f``) fails with EFBIG and gets its one line.
-"""
+"""``entry_point(main)``, which every ``main`` (stages and tools) runs through: a
+``PipelineError`` becomes one ``error: ...`` line and exit status 2, so DVC stops with a message,
+not a traceback; SIGTERM, like Ctrl-C, unwinds the run (its temp files go)."""
 
 import functools
 import logging
@@ -13,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from mnist_pipeline.core.errors import PipelineError, printable
 
@@ -27,6 +23,10 @@ def _interrupt(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+# SIGXFSZ ignored: a write over ``ulimit -f`` fails with EFBIG and gets its one line.
+_HANDLERS = {signal.SIGTERM: _interrupt, signal.SIGINT: _interrupt, signal.SIGXFSZ: signal.SIG_IGN}
+
+
 def entry_point(
     main: Callable[[list[str] | None], int | None],
 ) -> Callable[[list[str] | None], int]:
@@ -35,13 +35,10 @@ def entry_point(
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
-        # One plain line per message on stderr (DVC shows it as the stage's output).
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        signals = (signal.SIGTERM, signal.SIGINT)
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = {n: signal.signal(n, _interrupt) for n in signals if in_main_thread}
-        if in_main_thread:  # over the file-size limit: EFBIG from the write, not a kill
-            previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {n: signal.signal(n, h) for n, h in _HANDLERS.items()}
         try:
             return main(argv) or 0
         except PipelineError as err:

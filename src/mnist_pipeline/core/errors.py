@@ -1,9 +1,5 @@
-"""The one exception type a user should ever see from a stage.
-
-A ``PipelineError`` carries a single line that says what is wrong, where (file, key or
-value) and how to fix it. ``cli.run_stage`` prints it and exits non-zero; anything else
-is a bug and keeps its traceback.
-"""
+"""``PipelineError``: the one exception a user should see, one line saying what is wrong, where
+(file, key or value) and how to fix it; ``cli.entry_point`` prints it. Anything else is a bug."""
 
 from collections.abc import Sequence
 
@@ -18,8 +14,7 @@ def printable(text: str) -> str:
 
 
 def shown(value: object, limit: int = 200) -> str:
-    """``repr(value)`` for an error line: control characters escaped (a newline or an
-    ANSI escape in a value cannot forge or break a line), long values cut."""
+    """``repr(value)`` for an error line: control characters escaped, long values cut."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 

@@ -1,17 +1,9 @@
 """Where and how torch computes: kernels, thread count, device.
 
-A CPU's instruction set changes float results: ATen picks vectorised kernels, MKL a BLAS
-code path and oneDNN JIT-compiles convolutions for the CPU it finds. ``train.kernels`` pins
-all three (``KERNEL_PINS``): ``portable`` (the default: ATen's scalar kernels and MKL's
-``COMPATIBLE`` branch, the same bytes on every x86-64 CPU), ``avx2`` (ATen's AVX2 kernels
-and MKL's ``AVX2`` branch: the same bytes on every Intel CPU with AVX2, refused without
-AVX2 and FMA) or ``native`` (each CPU's fastest, repeatable on one machine only). Both
-pinned modes turn oneDNN off. docs/kernels.md has the vendors' documents.
-
-torch and MKL read the variables when they first compute, so ``configure_torch`` runs
-before any tensor op: every stage calls it right after reading its params, and it fails
-loudly if something computed first. Float sums are bit-repeatable only at a fixed thread
-count, so ``train.threads`` is a param.
+A CPU's instruction set changes float results, so ``train.kernels`` pins ATen's, MKL's and
+oneDNN's choices: ``portable`` (the same bytes on any x86-64 CPU), ``avx2`` (on any Intel CPU
+with AVX2 and FMA) or ``native`` (one machine); docs/kernels.md explains. torch and MKL read
+the pins at their first computation, hence ``configure_torch`` before any tensor op.
 """
 
 from __future__ import annotations
@@ -34,7 +26,7 @@ DEVICES = ("auto", "cpu", "cuda")  # train.device
 
 
 def configure_torch(threads: int, kernels: str = "portable") -> None:
-    """Pin the kernels (``portable``, ``avx2`` or ``native``) and the thread count; call
+    """Pin the kernels and the thread count (float sums repeat only at a fixed one); call
     before any tensor op."""
     pins = KERNEL_PINS.get(kernels)
     if pins is not None:
@@ -60,11 +52,8 @@ def configure_torch(threads: int, kernels: str = "portable") -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``train.device`` as a torch device; under torchrun, rank ``LOCAL_RANK``'s own GPU.
-
-    NCCL needs one GPU per process, so more ranks on a node than GPUs is refused up front
-    (rather than every rank landing on ``cuda:0``).
-    """
+    """``train.device`` as a torch device; under torchrun, rank ``LOCAL_RANK``'s own GPU
+    (NCCL needs one per process, so more ranks on a node than GPUs is refused)."""
     import torch
 
     if name == "auto":
