@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import tempfile
@@ -54,8 +55,6 @@ def write_error(path: Path, err: OSError, folder: bool = False, written: int = 0
     where = _shown(path)
     needs = f"the file needs more than the {written / 2**20:.1f} MiB written"
     if err.errno == errno.EFBIG:
-        import resource
-
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] / 2**20
         return PipelineError(
             f"cannot write {where}: over the file-size limit (ulimit -f: {limit:.1f} MiB; "
