@@ -160,7 +160,7 @@ def _fetch_url(url: str, dest: Path) -> bool:
                 out,
                 "write",
                 total=int(response.headers.get("Content-Length") or 0) or None,
-                desc=Path(urllib.parse.urlparse(url).path).name,
+                desc=dest.name,
                 disable=not sys.stderr.isatty(),  # progress on a terminal only
             ) as counted,
         ):
@@ -213,8 +213,9 @@ def _collect_mirror(mirror: str, workdir: Path) -> dict[str, Path]:
     return found
 
 
-def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) -> str:
+def _verify(params: DataRequest, name: str, original: Path, sha256: str) -> str:
     """How one file was verified; raise when a known dataset's file matches no checksum."""
+    dataset = params.dataset
     known_md5 = torchvision_md5s(dataset).get(name)
     is_gz = original.name.endswith(".gz")
     if is_gz and known_md5 and file_digest(original, "md5") == known_md5:
@@ -229,7 +230,7 @@ def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) 
             why = "md5 of the .gz is not torchvision's"
         else:
             why = "a raw file cannot be checked against torchvision's md5 of the .gz"
-        if verify:
+        if params.verify:
             raise PipelineError(
                 f"{original}: checksum mismatch: {why} for {dataset} {name}; the mirror holds "
                 "other, corrupted or recompressed data: check data.dataset, use another "
@@ -252,9 +253,7 @@ def _from_files(
         write_bytes(content, out_dir / name)
         entries[name] = {"sha256": hashlib.sha256(content).hexdigest(), "shape": list(shape)}
     for name, entry in entries.items():
-        entry["verified"] = _verify(
-            params.dataset, name, files[name], entry["sha256"], params.verify
-        )
+        entry["verified"] = _verify(params, name, files[name], entry["sha256"])
     return entries
 
 
