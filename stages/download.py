@@ -10,8 +10,7 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
-from mnist_pipeline.data.manifest import Manifest
-from mnist_pipeline.data.sources import ALL_FILES, fetch
+from mnist_pipeline.data.sources import ALL_FILES, Manifest, fetch
 from mnist_pipeline.learning.config import load_params
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
-from mnist_pipeline.data.manifest import read_manifest
-from mnist_pipeline.data.sources import IDX_FILES
+from mnist_pipeline.data.sources import IDX_FILES, read_manifest
 from mnist_pipeline.data.splits import degenerate_data, read_raw_split, save_split
 from mnist_pipeline.learning.config import load_params
 

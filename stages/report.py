@@ -20,7 +20,7 @@ from pathlib import Path
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
 from mnist_pipeline.core.runtime import configure_torch
-from mnist_pipeline.data.manifest import read_manifest
+from mnist_pipeline.data.sources import read_manifest
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation import evaluate as evaluation
 from mnist_pipeline.evaluation.scores import (

