@@ -1,9 +1,5 @@
-"""The report's model card: what shipped, what it was trained on, what it is for and not for.
-
-A short section at the end of ``reports/report.md`` (the report stage appends it), in the
-spirit of "Model Cards for Model Reporting" (Mitchell et al., 2019): data, parameters,
-metrics, intended use, limits, and where the exported model and the registered artifact are.
-"""
+"""The model card ending ``reports/report.md``, after "Model Cards for Model Reporting"
+(Mitchell et al., 2019): data, parameters, metrics, intended use, limits and files."""
 
 from __future__ import annotations
 
@@ -28,14 +24,13 @@ def model_card(manifest: Mapping[str, Any], train: Mapping[str, Any], metrics: M
     dataset = escape_md(manifest["dataset"])
     counts = manifest["counts"]
     model = str(train.get("model", "linear"))
-    architecture = ", ".join(
-        f"{key} {as_written(train[key])}"
-        for key in ARCHITECTURE_KEYS.get(model, ())
-        if key in train
+    architecture, training = (
+        ", ".join(f"{key} {as_written(train[key])}" for key in keys if key in train)
+        for keys in (ARCHITECTURE_KEYS.get(model, ()), TRAINING_KEYS)
     )
-    training = ", ".join(f"{key} {as_written(train[key])}" for key in TRAINING_KEYS if key in train)
-    values = metrics.as_json()
-    scores = ", ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in values.items())
+    scores = ", ".join(
+        f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.as_json().items()
+    )
     sample = manifest["source"] == "embedded"
     lines = [
         "## Model card",
