@@ -22,9 +22,9 @@ from mnist_pipeline.evaluation.scores import (
     Metrics,
     confusion_counts,
     confusion_frame,
-    labels_of,
     per_class_frame,
     per_class_scores,
+    read_predictions,
 )
 from mnist_pipeline.learning.config import TrainParams
 from mnist_pipeline.learning.models import ModelSpec
@@ -130,18 +130,20 @@ def test_a_bad_eval_json_is_one_clear_line(data: object, message: str) -> None:
 
 
 def test_the_report_derives_the_evaluate_stages_scores_from_predictions(
-    trained, test_split: Split
+    trained, test_split: Split, tmp_path: Path
 ) -> None:
     """The report reads predictions.csv; the same functions give the same tables."""
     model, spec, _ = trained
     result = evaluate(model, spec, test_split, "mse")
-    actual = labels_of(result.predictions["actual"], test_split.classes, "p.csv")
-    predicted = labels_of(result.predictions["predicted"], test_split.classes, "p.csv")
+    path = tmp_path / "p.csv"
+    result.predictions.to_csv(path, index=False)
+    actual, predicted = read_predictions(path, test_split.classes, len(test_split))
     confusion = confusion_frame(actual, predicted, test_split.classes)
     pd.testing.assert_frame_equal(confusion, result.confusion)
     pd.testing.assert_frame_equal(per_class_frame(confusion), result.per_class)
-    with pytest.raises(PipelineError, match=r"^p\.csv: class 'x' is not one of the data's classes"):
-        labels_of(pd.Series(["0", "x"]), test_split.classes, "p.csv")
+    path.write_text("actual,predicted\n" + "0,0\n" * 49 + "0,x\n")
+    with pytest.raises(PipelineError, match=r"p\.csv: row 50 names class 'x', not one of the"):
+        read_predictions(path, test_split.classes, len(test_split))
 
 
 def test_model_data_mismatch(trained, test_split: Split) -> None:

@@ -131,18 +131,6 @@ def confusion_counts(confusion: pd.DataFrame) -> pd.DataFrame:
     return counts.rename("count").reset_index()
 
 
-def labels_of(names: pd.Series, classes: tuple[str, ...], where: str) -> np.ndarray:
-    """Class names (a predictions.csv column) -> ``[N]`` int labels in ``classes``' order."""
-    index = {name: i for i, name in enumerate(classes)}
-    unknown = sorted(set(names) - set(index))
-    if unknown:
-        raise PipelineError(
-            f"{where}: class {unknown[0]!r} is not one of the data's classes "
-            f"({', '.join(classes)}); rerun the evaluate stage"
-        )
-    return names.map(index).to_numpy(dtype=np.int64)
-
-
 class Prediction(BaseModel):
     """One row of ``metrics/predictions.csv``."""
 
@@ -151,16 +139,18 @@ class Prediction(BaseModel):
     predicted: str
 
 
-def read_predictions(path: Path, classes: tuple[str, ...], n_test: int) -> pd.DataFrame:
-    """One row per test image, each naming classes the test split has."""
+def read_predictions(
+    path: Path, classes: tuple[str, ...], n_test: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[N]`` actual and predicted labels of predictions.csv, one row per test image."""
     frame = read_rows(path, Prediction, read_csv(path, dtype=str))
     if len(frame) != n_test:
         raise PipelineError(f"{path}: {len(frame)} rows for {n_test} test images{RERUN}")
-    unknown = ~frame.isin(classes)
-    if unknown.to_numpy().any():
-        row, column = next(zip(*unknown.to_numpy().nonzero(), strict=True))
+    labels = frame.apply(pd.Index(classes).get_indexer).to_numpy()
+    if (labels < 0).any():
+        row, column = np.argwhere(labels < 0)[0]
         raise PipelineError(
             f"{path}: row {row + 1} names class {frame.iat[row, column]!r}, not one of the "
             f"test split's {len(classes)} classes{RERUN}"
         )
-    return frame
+    return labels[:, 0], labels[:, 1]
