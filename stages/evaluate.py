@@ -48,7 +48,7 @@ def main() -> None:
         write_csv(result.confusion, out.file(args.confusion), index=True)
         write_csv(confusion_counts(result.confusion), out.file(args.counts))
         write_csv(result.predictions, out.file(args.predictions))
-    print(f"evaluate: accuracy {result.metrics.accuracy:.4f} on {len(split)} test images")
+    print(f"evaluate: accuracy {result.metrics['accuracy']:.4f} on {len(split)} test images")
 
 
 if __name__ == "__main__":

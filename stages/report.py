@@ -26,7 +26,6 @@ from mnist_pipeline.evaluation import evaluate as evaluation
 from mnist_pipeline.evaluation.scores import (
     Metrics,
     confusion_frame,
-    labels_of,
     per_class_frame,
     read_predictions,
 )
@@ -57,10 +56,7 @@ def main() -> None:
     metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
     history = read_history(args.log)
     split = load_split(args.data / "test.safetensors")
-    predictions = read_predictions(args.predictions, split.classes, len(split))
-    where = str(args.predictions)
-    actual = labels_of(predictions["actual"], split.classes, where)
-    predicted = labels_of(predictions["predicted"], split.classes, where)
+    actual, predicted = read_predictions(args.predictions, split.classes, len(split))
     confusion = confusion_frame(actual, predicted, split.classes)
     configure_torch(params.train.threads, params.train.kernels)
     model, _, _, output = load_model(args.model)

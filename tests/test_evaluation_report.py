@@ -22,10 +22,9 @@ from mnist_pipeline.evaluation.scores import (
     Metrics,
     confusion_counts,
     confusion_frame,
-    confusion_matrix,
-    labels_of,
     per_class_frame,
     per_class_scores,
+    read_predictions,
 )
 from mnist_pipeline.learning.config import TrainParams
 from mnist_pipeline.learning.models import ModelSpec
@@ -57,7 +56,7 @@ def test_scores_from_the_confusion_matrix_match_scikit_learn(seed: int) -> None:
     actual = rng.integers(0, 6, 300)
     # mostly right, some classes never predicted (zero division) in some seeds
     predicted = np.where(rng.random(300) < 0.7, actual, rng.integers(0, 4 + seed % 2, 300))
-    counts = confusion_matrix(actual, predicted, 6)
+    counts = confusion_frame(actual, predicted, tuple("abcdef")).to_numpy()
     assert np.array_equal(counts, metrics.confusion_matrix(actual, predicted, labels=range(6)))
     ours = per_class_scores(counts)
     theirs = metrics.precision_recall_fscore_support(
@@ -93,16 +92,16 @@ def test_metrics_are_consistent(trained, test_split: Split) -> None:
     m, per_class = result.metrics, result.per_class.set_index("class")
     counts = result.confusion.to_numpy()
     assert counts.shape == (10, 10) and counts.sum() == per_class["support"].sum() == 50
-    assert m.accuracy == round(np.trace(counts) / counts.sum(), 6)
+    assert m["accuracy"] == round(np.trace(counts) / counts.sum(), 6)
     recalls = np.diag(counts) / counts.sum(axis=1)
     for i, name in enumerate(test_split.classes):
         assert per_class.loc[name, "recall"] == pytest.approx(recalls[i], abs=1e-6)
         assert per_class.loc[name, "support"] == counts[i].sum()
-    assert m.macro_f1 == pytest.approx(per_class["f1"].mean(), abs=1e-6)
+    assert m["macro_f1"] == pytest.approx(per_class["f1"].mean(), abs=1e-6)
     assert len(result.predictions) == len(test_split)
     assert (
         result.predictions["actual"] == result.predictions["predicted"]
-    ).mean() == pytest.approx(m.accuracy, abs=1e-6)
+    ).mean() == pytest.approx(m["accuracy"], abs=1e-6)
 
 
 def test_eval_json_is_a_few_headline_numbers(trained, test_split: Split) -> None:
@@ -131,18 +130,20 @@ def test_a_bad_eval_json_is_one_clear_line(data: object, message: str) -> None:
 
 
 def test_the_report_derives_the_evaluate_stages_scores_from_predictions(
-    trained, test_split: Split
+    trained, test_split: Split, tmp_path: Path
 ) -> None:
     """The report reads predictions.csv; the same functions give the same tables."""
     model, spec, _ = trained
     result = evaluate(model, spec, test_split, "mse")
-    actual = labels_of(result.predictions["actual"], test_split.classes, "p.csv")
-    predicted = labels_of(result.predictions["predicted"], test_split.classes, "p.csv")
+    path = tmp_path / "p.csv"
+    result.predictions.to_csv(path, index=False)
+    actual, predicted = read_predictions(path, test_split.classes, len(test_split))
     confusion = confusion_frame(actual, predicted, test_split.classes)
     pd.testing.assert_frame_equal(confusion, result.confusion)
     pd.testing.assert_frame_equal(per_class_frame(confusion), result.per_class)
-    with pytest.raises(PipelineError, match=r"^p\.csv: class 'x' is not one of the data's classes"):
-        labels_of(pd.Series(["0", "x"]), test_split.classes, "p.csv")
+    path.write_text("actual,predicted\n" + "0,0\n" * 49 + "0,x\n")
+    with pytest.raises(PipelineError, match=r"p\.csv: row 50 names class 'x', not one of the"):
+        read_predictions(path, test_split.classes, len(test_split))
 
 
 def test_model_data_mismatch(trained, test_split: Split) -> None:
@@ -319,9 +320,9 @@ def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
     )
     assert text.startswith("# mnist — embedded data (200 train / 50 test images)")
     assert text.index("EMBEDDED sample") < text.index("## Headline metrics")
-    assert f"**test accuracy: {result.metrics.accuracy:.4f}** on 50 images" in text
-    assert f"- test loss (mse): {result.metrics.loss:.4f}" in text
-    assert f"- macro F1: {result.metrics.macro_f1:.4f}" in text
+    assert f"**test accuracy: {result.metrics['accuracy']:.4f}** on 50 images" in text
+    assert f"- test loss (mse): {result.metrics['loss']:.4f}" in text
+    assert f"- macro F1: {result.metrics['macro_f1']:.4f}" in text
     flat = re.sub(" +", " ", text)  # tables are padded
     for row in ("| train.lr | 0.5 |", "| train.hidden | [128] |", "| data.mirror | null |"):
         assert row in flat

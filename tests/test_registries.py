@@ -1,5 +1,6 @@
 """The registries decide: a model or a data source registered in one place is a valid
-``params.yaml`` choice, and the stages run it, with no other file touched.
+``params.yaml`` choice, and the stages run it; a headline metric registered in one place is
+in eval.json and the report; no other file is touched.
 
 Each throw-away entry lives in this test alone: a wrapper registers it, then runs the real
 stage script (``conftest.stage(via=...)``), as a contributor's new file would.
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, stage
+from conftest import REPO, stage, write_manifest
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import read_csv, read_json
 from mnist_pipeline.data.sources import DATASETS, SOURCES
@@ -57,6 +58,21 @@ def from_bands(params, out_dir):
     return "synthetic bands", entries
 
 SOURCES["bands"] = from_bands
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+# A headline metric under a name no registry knows: top-2 accuracy, from the probabilities.
+TOP2_METRIC = """
+import runpy, sys
+import numpy as np
+from mnist_pipeline.evaluation.scores import HEADLINE, Headline
+
+def top2(outcome):
+    best_two = np.argsort(-outcome.probabilities, axis=1)[:, :2]
+    return (best_two == outcome.actual[:, None]).any(axis=1).mean()
+
+HEADLINE["top2_accuracy"] = Headline("top-2 accuracy", top2)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -127,3 +143,37 @@ def test_a_source_registered_in_one_place_feeds_the_download_stage(tmp_path: Pat
     manifest = read_json(tmp_path / "raw" / "manifest.json")
     assert (manifest["source"], manifest["origin"]) == ("bands", "synthetic bands")
     assert manifest["counts"] == {"train": 60, "test": 20}
+
+
+def test_a_metric_registered_in_one_place_reaches_eval_json_and_the_report(
+    tmp_path: Path, train_split: Split, test_split: Split
+) -> None:
+    data = tmp_path / "processed"
+    save_split(train_split, data / "train.safetensors")
+    save_split(test_split, data / "test.safetensors")
+    write_manifest(data, len(train_split), len(test_split))
+    params = params_file(tmp_path / "params.yaml", train={"epochs": 1, "lr": 0.5})
+    common = ["--params", str(params), "--data", str(data), "--model", "model.safetensors"]
+    trained = stage("train", *common, "--history", "log.csv", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    wrapper = tmp_path / "top2_metric.py"
+    wrapper.write_text(TOP2_METRIC)
+    evaluate = [*common, "--metrics", "eval.json", "--per-class", "per_class.csv"]
+    evaluate += ["--confusion", "confusion.csv", "--counts", "counts.csv"]
+    evaluate += ["--predictions", "predictions.csv"]
+    result = stage("evaluate", *evaluate, cwd=tmp_path, via=wrapper)
+    assert result.returncode == 0, result.stderr
+    metrics = read_json(tmp_path / "eval.json")
+    assert list(metrics) == ["accuracy", "loss", "macro_f1", "top2_accuracy"]
+    assert metrics["accuracy"] <= metrics["top2_accuracy"] <= 1
+    report = [*common, "--metrics", "eval.json", "--log", "log.csv"]
+    report += ["--predictions", "predictions.csv", "--out", "reports"]
+    result = stage("report", *report, cwd=tmp_path, via=wrapper)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "reports" / "report.md").read_text()
+    assert f"- top-2 accuracy: {metrics['top2_accuracy']:.4f}\n" in text  # headline metrics
+    assert f"top2 accuracy {metrics['top2_accuracy']:.4f}." in text  # the model card
+
+    # Without the wrapper the metric is unknown: the registry is the only place it exists.
+    assert stage("evaluate", *evaluate, cwd=tmp_path).returncode == 0
+    assert list(read_json(tmp_path / "eval.json")) == ["accuracy", "loss", "macro_f1"]

@@ -1,9 +1,7 @@
 """Scoring a trained model on the test split: metrics, per-class scores, confusion, predictions.
 
-``evaluate`` returns typed ``Metrics`` and pandas frames; the stage decides where they go.
-The confusion matrix is ``[actual, predicted]`` counts (rows = actual), as the notebook's
-``to1hot(y).T @ to1hot(yhat)``; per-class precision/recall/F1 are read off it with numpy
-(``scores``, which the report stage reuses).
+The confusion matrix is ``[actual, predicted]`` counts, the notebook's
+``to1hot(y).T @ to1hot(yhat)``; the stage decides where each table goes.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from torch import nn
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.evaluation.scores import Metrics, confusion_frame, headline, per_class_frame
+from mnist_pipeline.evaluation.scores import Metrics, Outcome, confusion_frame, per_class_frame
 from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.models import ModelSpec, predict_logits
 
@@ -30,6 +28,11 @@ class Evaluation:
     predictions: pd.DataFrame  # one row per test image: actual, predicted
 
 
+def probabilities(logits: torch.Tensor, output: str) -> np.ndarray:
+    """``[N, C]``: softmax, or each class's own sigmoid."""
+    return (torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)).numpy()
+
+
 def evaluate(
     model: nn.Module,
     spec: ModelSpec,
@@ -38,10 +41,8 @@ def evaluate(
     output: str = "softmax",
     model_path: str = "the model",
 ) -> Evaluation:
-    """Score ``model`` (built from ``spec``) on ``split`` with the loss it was trained on.
-
-    ``model_path`` names the model's file in the error when it does not fit the data.
-    """
+    """Score ``model`` (built from ``spec``, saved at ``model_path``) on ``split`` with the
+    loss it was trained on."""
     if spec.in_features != split.images.shape[1] or spec.num_classes != split.num_classes:
         raise PipelineError(
             f"{model_path}: takes {spec.in_features} features / {spec.num_classes} classes but the "
@@ -51,14 +52,16 @@ def evaluate(
     loss = float(LOSSES[output][loss_name](logits, torch.from_numpy(split.labels)))
     predicted = logits.argmax(dim=1).numpy()
     confusion = confusion_frame(split.labels, predicted, split.classes)
+    outcome = Outcome(
+        split.labels, predicted, probabilities(logits, output), confusion.to_numpy(), loss
+    )
     names = np.asarray(split.classes, dtype=object)
     predictions = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
-    return Evaluation(headline(confusion, loss), per_class_frame(confusion), confusion, predictions)
+    return Evaluation(Metrics.of(outcome), per_class_frame(confusion), confusion, predictions)
 
 
 def confidence(model: nn.Module, split: Split, output: str = "softmax") -> np.ndarray:
-    """``[N]``: the probability the model gives its own prediction for each image of
-    ``split`` (softmax, or the predicted class's sigmoid), what "confidently wrong" sorts by."""
+    """``[N]``: the probability the model gives its own prediction for each image of ``split``,
+    what "confidently wrong" sorts by."""
     logits = predict_logits(model, torch.from_numpy(split.images))
-    probs = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
-    return probs.max(dim=1).values.numpy()
+    return probabilities(logits, output).max(axis=1)

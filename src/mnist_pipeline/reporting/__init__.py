@@ -1,2 +1,1 @@
-"""The report stage (``report``, its charts in ``figures``) and the run summary of
-``make run``."""
+"""The report stage (``report``, charts in ``figures``) and ``make run``'s summary."""

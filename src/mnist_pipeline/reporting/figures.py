@@ -1,8 +1,5 @@
-"""The charts that the report (one run) and ``compare`` (two runs) draw alike.
-
-Figures are ``matplotlib.figure.Figure`` objects (no pyplot state); ``io.save_figure``
-renders them with the Agg canvas.
-"""
+"""The charts the report (one run) and ``compare`` (two runs) draw alike, as matplotlib
+``Figure`` objects (no pyplot state)."""
 
 from __future__ import annotations
 
@@ -13,45 +10,44 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-# Above this many classes (an EMNIST-size idx set) cells get no numbers and figures stop
-# growing: 200 classes would otherwise be 40,000 text objects and gigabytes of memory.
+# Above this many classes cells get no numbers and figures stop growing: 200 classes would
+# otherwise be 40,000 text objects and gigabytes of memory.
 MAX_LABELLED_CLASSES = 30
 MAX_INCHES = 24.0
-# One line style per run in learning_curves: an earlier run dashed grey, the last solid blue.
+# One line style per run: an earlier run dashed grey, the last solid blue.
 RUN_STYLES = (
     {"color": "tab:gray", "linestyle": "--", "marker": "s"},
     {"color": "tab:blue", "linestyle": "-", "marker": "o"},
 )
+CURVES = (  # (log column, axes 0 = loss / 1 = accuracy, legend name)
+    ("train_loss", 0, "train"),
+    ("val_loss", 0, "validation"),
+    ("train_accuracy", 1, "train"),
+    ("val_accuracy", 1, "validation"),
+    ("test_accuracy", 1, "test"),
+)
 
 
 def learning_curves(runs: Sequence[tuple[str, pd.DataFrame]]) -> Figure:
-    """Loss and accuracy per epoch, side by side, one colour per run (``(legend label,
-    train log)`` pairs). A log with a validation slice draws four curves (train solid,
-    validation dashed) and marks the shipped epoch with a dotted line; the notebook's log
-    draws the train loss and the test accuracy."""
+    """Loss and accuracy per epoch of ``(legend label, train log)`` runs, side by side:
+    validation dotted and the shipped epoch marked when the log has them."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    axes = fig.subplots(1, 2)
     lines = 0
     for (label, history), style in zip(runs, RUN_STYLES[-len(runs) :], strict=True):
         prefix = f"{label} " if label else ""
-        curves = [
-            (ax_loss, "train_loss", "train"),
-            (ax_loss, "val_loss", "validation"),
-            (ax_acc, "train_accuracy", "train"),
-            (ax_acc, "val_accuracy", "validation"),
-            (ax_acc, "test_accuracy", "test"),
-        ]
-        for ax, column, name in curves:
-            if column not in history:
-                continue
-            dashed = {"linestyle": ":"} if name == "validation" else {}
-            ax.plot(history["epoch"], history[column], label=prefix + name, **(style | dashed))
-            lines += ax is ax_acc
+        for column, which, name in CURVES:
+            if column in history:
+                dashed = {"linestyle": ":"} if name == "validation" else {}
+                axes[which].plot(
+                    history["epoch"], history[column], label=prefix + name, **(style | dashed)
+                )
+                lines += which
         if "shipped" in history and history["shipped"].eq(1).any():
             epoch = int(history.loc[history["shipped"].eq(1), "epoch"].iloc[0])
-            for ax in (ax_loss, ax_acc):
+            for ax in axes:
                 ax.axvline(epoch, color=style["color"], linestyle="--", linewidth=0.8, alpha=0.7)
-            ax_acc.annotate(
+            axes[1].annotate(
                 f"{prefix}shipped: epoch {epoch}",
                 (epoch, 0.02),
                 xycoords=("data", "axes fraction"),
@@ -60,17 +56,16 @@ def learning_curves(runs: Sequence[tuple[str, pd.DataFrame]]) -> Figure:
                 ha="right",
             )
     validated = any("val_loss" in history for _, history in runs)
-    ax_loss.set(xlabel="epoch", ylabel="mean loss", title="Loss (train vs validation)"
+    axes[0].set(xlabel="epoch", ylabel="mean loss", title="Loss (train vs validation)"
                 if validated else "Train loss")  # fmt: skip
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy (train vs validation)"
-               if validated else "Test accuracy")  # fmt: skip
-    # Whole-number epoch ticks: every epoch when there are few (a 1-epoch run included).
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="Accuracy (train vs validation)"
+                if validated else "Test accuracy")  # fmt: skip
     epochs = sorted({int(e) for _, history in runs for e in history["epoch"]})
-    for ax in (ax_loss, ax_acc):
+    for ax in axes:
         ax.grid(alpha=0.3)
         if lines > 1:
             ax.legend(fontsize=8)
-        if len(epochs) <= 12:
+        if len(epochs) <= 12:  # every epoch a tick, a 1-epoch run included
             ax.set_xticks(epochs)
         else:
             ax.xaxis.get_major_locator().set_params(integer=True)
@@ -84,12 +79,11 @@ def heatmap(
     label: str = "",
     signed: bool = False,
 ) -> Figure:
-    """``[C, C]`` frames (``(panel title, frame)`` pairs) side by side on one colour scale, with the
-    value written in each cell; rows = actual (``frame.index``), columns = predicted.
+    """``(panel title, [C, C] frame)`` panels side by side on one colour scale (bar named
+    ``label``), each cell's value written; rows = actual, columns = predicted.
 
-    ``signed`` (differences, ``norm`` centred at 0): red–blue, ``+3``/``-3``, zeros grey.
-    Text turns white on dark cells: counts above half the scale's top, differences beyond
-    60 % of its half-width. ``label`` names the colour bar, ``title`` heads the figure.
+    ``signed`` (differences, ``norm`` centred at 0): red–blue, ``+3``/``-3``, zeros grey. Text
+    is white on dark cells: counts above half the scale, differences beyond 60 % of it.
     """
     size = min(max(5.0, 0.55 * len(panels[0][1]) + 2), MAX_INCHES)
     fig = Figure(figsize=(len(panels) * size + 1, size), layout="constrained")
@@ -109,7 +103,7 @@ def heatmap(
             else:
                 text, dark = str(value), value > 0.5 * (norm.vmax or 0)
             color = "white" if dark else ("lightgray" if signed and not value else "black")
-            # Inside the axes, so out of the layout: constrained layout measures no cell text.
+            # Out of the layout: constrained layout would measure every cell's text.
             ax.text(col, row, text, ha="center", va="center", color=color, size=8, in_layout=False)
     fig.colorbar(image, ax=axes, shrink=0.8, label=label)
     if title:
@@ -124,11 +118,8 @@ def bar_chart(
     top: float = 1.02,
     colors: Sequence[str] | None = None,
 ) -> Figure:
-    """Grouped bars (pandas): a group per row of ``frame`` (index = class), a bar per column.
-
-    Full class names ("Ankle boot"), turned when they would collide; the legend outside
-    the axes (bars reach 1.0 and would hide under it).
-    """
+    """A group of bars per row of ``frame`` (index = class), a bar per column; class names
+    turned when they would collide, the legend outside the axes (bars reach 1.0)."""
     classes = frame.index.astype(str)
     width = min(max(7.0, 0.75 * len(frame) + 2), MAX_INCHES)
     fig = Figure(figsize=(width, 3.8), layout="constrained")

@@ -1,9 +1,5 @@
-"""The report's model card: what shipped, what it was trained on, what it is for and not for.
-
-A short section at the end of ``reports/report.md`` (the report stage appends it), in the
-spirit of "Model Cards for Model Reporting" (Mitchell et al., 2019): data, parameters,
-metrics, intended use, limits, and where the exported model and the registered artifact are.
-"""
+"""The model card ending ``reports/report.md``, after "Model Cards for Model Reporting"
+(Mitchell et al., 2019): data, parameters, metrics, intended use, limits and files."""
 
 from __future__ import annotations
 
@@ -14,12 +10,8 @@ from mnist_pipeline.evaluation.scores import Metrics
 from mnist_pipeline.reporting.report import as_written
 from mnist_pipeline.reporting.text import escape_md
 
-# The registered artifact (dvc.yaml `artifacts:`) and the files the train stage writes.
-ARTIFACT = "mnist-classifier"
-ONNX_FILE = "models/model.onnx"
-TORCH_FILE = "models/model.safetensors"
-ARCHITECTURE_KEYS = {"linear": (), "mlp": ("hidden", "activation"),
-                     "cnn": ("channels", "hidden", "activation")}  # fmt: skip
+ARTIFACT = "mnist-classifier"  # dvc.yaml's `artifacts:`
+ARCHITECTURE_KEYS = {"mlp": ("hidden", "activation"), "cnn": ("channels", "hidden", "activation")}
 TRAINING_KEYS = ("loss", "output", "optimizer", "lr", "batch_size", "epochs", "seed")
 
 
@@ -28,15 +20,15 @@ def model_card(manifest: Mapping[str, Any], train: Mapping[str, Any], metrics: M
     dataset = escape_md(manifest["dataset"])
     counts = manifest["counts"]
     model = str(train.get("model", "linear"))
-    architecture = ", ".join(
-        f"{key} {as_written(train[key])}"
-        for key in ARCHITECTURE_KEYS.get(model, ())
-        if key in train
+    architecture, training = (
+        ", ".join(f"{key} {as_written(train[key])}" for key in keys if key in train)
+        for keys in (ARCHITECTURE_KEYS.get(model, ()), TRAINING_KEYS)
     )
-    training = ", ".join(f"{key} {as_written(train[key])}" for key in TRAINING_KEYS if key in train)
-    values = metrics.as_json()
-    scores = ", ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in values.items())
-    sample = manifest["source"] == "embedded"
+    scores = ", ".join(
+        f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.as_json().items()
+    )
+    sample = counts["train"] + counts["test"]
+    sampled = f", and more so for this model, trained on the {sample:,}-image embedded sample"
     lines = [
         "## Model card",
         "",
@@ -54,17 +46,12 @@ def model_card(manifest: Mapping[str, Any], train: Mapping[str, Any], metrics: M
         "- **Limits:** the metrics hold for the dataset's own test set. Real images (a photo "
         "of handwriting, a drawing on a screen, other pens and strokes) are answered less "
         "accurately"
-        + (
-            ", and more so for this model, trained on the "
-            f"{counts['train'] + counts['test']:,}-image embedded sample"
-            if sample
-            else ""
-        )
+        + (sampled if manifest["source"] == "embedded" else "")
         + ". Every input gets one of the classes, even one that shows none of them; one "
         "object per image; not for decisions about people or documents.",
-        f"- **Files:** `{ONNX_FILE}` (ONNX, checked against torch on the whole test set when "
-        f"the train stage writes it; run by `predict` and `serve` with onnxruntime) and "
-        f"`{TORCH_FILE}` (torch weights). Registered in `dvc.yaml` as the DVC artifact "
+        "- **Files:** `models/model.onnx` (ONNX, checked against torch on the whole test set "
+        "when the train stage writes it; run by `predict` and `serve` with onnxruntime) and "
+        "`models/model.safetensors` (torch weights). Registered in `dvc.yaml` as the DVC artifact "
         f"`{ARTIFACT}`: `dvc artifacts get <repo> {ARTIFACT} --rev v1.0.0` after "
         f"`git tag -a {ARTIFACT}@v1.0.0`.",
         "",

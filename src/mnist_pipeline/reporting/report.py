@@ -1,9 +1,6 @@
-"""The run report: markdown text and matplotlib figures.
-
-``build_figures`` returns named figures and ``render_markdown`` the text that links them;
-the stage saves both through ``io``. Data provenance comes first, in the title and in every
-figure's title, so a result on the embedded sample is never mistaken for a full-MNIST one.
-The charts are ``reporting.figures``', which ``compare`` shares.
+"""The run report: ``build_figures`` draws the named figures, ``render_markdown`` writes the
+text that links them. The data's provenance heads the title and every figure, so a result on
+the embedded sample is never mistaken for a full-MNIST one.
 """
 
 from __future__ import annotations
@@ -40,8 +37,7 @@ HEADINGS = {
 
 
 def provenance(manifest: Mapping[str, Any]) -> str:
-    """``mnist — embedded data (4,000 train / 1,000 test images)``: titles say what was run
-    (``manifest`` is ``manifest.json``'s object)."""
+    """``mnist — embedded data (4,000 train / 1,000 test images)``, from manifest.json."""
     counts = manifest["counts"]
     data = f"{plain(manifest['dataset'])} — {plain(manifest['source'])} data"
     return f"{data} ({counts['train']:,} train / {counts['test']:,} test images)"
@@ -54,18 +50,15 @@ def image_grid(
     title: str,
     confidence: np.ndarray | None = None,
 ) -> Figure:
-    """Test images ``indices`` (``[n]`` into ``split``), titled ``#index true → pred`` (and
-    the model's ``confidence`` in its prediction, when given).
+    """Test images ``indices``, 10 a row, titled ``#index true → pred`` (and the ``confidence``),
+    wrong ones red; none gives a figure that says so, so the report never links a missing file.
 
-    Wrong predictions are red. At most 10 per row; an empty ``indices`` gives a figure that
-    says so, so the report never links a missing file. The images are tiles of one picture
-    on one axes (28 px, 4 px apart, room above each for its title): an axes per image
-    would take most of the report stage's drawing time.
+    The images are tiles of one picture on one axes: an axes per image would take most of the
+    report stage's drawing time.
     """
     cols = min(max(len(indices), 1), 10)
     rows = max(-(-len(indices) // cols), 1)
-    caption_px = 8 if confidence is None else 12
-    tile_width, tile_height = IMAGE_SIDE + 4, IMAGE_SIDE + caption_px
+    tile_width, tile_height = IMAGE_SIDE + 4, IMAGE_SIDE + (8 if confidence is None else 12)
     sheet = np.full((rows * tile_height, cols * tile_width), np.nan)  # NaN: blank paper
     height = 1.45 * rows * tile_height / (IMAGE_SIDE + 8) + 0.6
     fig = Figure(figsize=(max(1.25 * cols, 3.2), height), layout="constrained")
@@ -73,14 +66,15 @@ def image_grid(
     ax.axis("off")
     for k, index in enumerate(indices):
         top, left = (k // cols + 1) * tile_height - IMAGE_SIDE, k % cols * tile_width
-        image = split.images[index].reshape(IMAGE_SIDE, IMAGE_SIDE)
-        sheet[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = image
+        sheet[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = split.images[index].reshape(
+            IMAGE_SIDE, IMAGE_SIDE
+        )
         actual, guess = int(split.labels[index]), int(predicted[index])
         caption = f"#{index}\n{split.classes[actual]} → {split.classes[guess]}"
         if confidence is not None:
             caption += f"\n{confidence[index]:.1%}"
         color = "black" if actual == guess else "tab:red"
-        x, y = left + IMAGE_SIDE / 2 - 0.5, top - 1.5  # centred over the tile, just above it
+        x, y = left + IMAGE_SIDE / 2 - 0.5, top - 1.5  # centred just above the tile
         ax.text(x, y, caption, ha="center", va="bottom", fontsize=7, color=color)
     ax.imshow(sheet, cmap="gray_r", vmin=0, vmax=1)
     if not len(indices):
@@ -89,25 +83,15 @@ def image_grid(
     return fig
 
 
-def most_confidently_wrong(
-    labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, n_images: int
-) -> np.ndarray:
-    """The indices of the ``n_images`` wrong predictions with the highest confidence, most
-    confident first (ties by index)."""
-    wrong = np.flatnonzero(labels != np.asarray(predicted))
-    order = np.lexsort((wrong, -confidence[wrong]))
-    return wrong[order][:n_images]
-
-
 def misclassified_grid(
     split: Split, predicted: np.ndarray, confidence: np.ndarray, n_images: int
 ) -> Figure:
-    """The ``n_images`` test images the model got most confidently wrong, titled
-    ``true → pred`` and the confidence in the wrong class."""
-    shown = most_confidently_wrong(split.labels, predicted, confidence, n_images)
-    n_wrong = int((split.labels != np.asarray(predicted)).sum())
+    """The ``n_images`` wrong predictions of highest confidence, most confident first (ties by
+    index)."""
+    wrong = np.flatnonzero(split.labels != np.asarray(predicted))
+    shown = wrong[np.lexsort((wrong, -confidence[wrong]))][:n_images]
     title = (
-        f"Most confidently wrong test images: {len(shown)} of {n_wrong} "
+        f"Most confidently wrong test images: {len(shown)} of {len(wrong)} "
         "(true → predicted, confidence)"
     )
     return image_grid(split, predicted, shown, title, confidence)
@@ -123,8 +107,7 @@ def build_figures(
     subtitle: str,
     confidence: np.ndarray,
 ) -> dict[str, Figure]:
-    """Every figure of the report, keyed like ``FIGURES``; ``subtitle`` (the provenance)
-    goes under each figure's own title."""
+    """Every figure of the report, keyed like ``FIGURES``, ``subtitle`` under each title."""
     first = np.arange(min(n_images, len(split)))
     norm = Normalize(vmin=0, vmax=max(int(confusion.to_numpy().max(initial=0)), 1))
     scores = per_class.set_index("class")[list(SCORES)]
@@ -152,19 +135,18 @@ def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
 
     every_model_setting = {key for entry in MODELS.values() for key in entry.settings}
     model = MODELS.get(train.get("model", "linear"))
-    validating = float(train.get("val_fraction") or 0) > 0
-    choosing = train.get("keep") == "best" or bool(train.get("patience"))
     unused = every_model_setting - set(model.settings if model else every_model_setting)
     unused |= {"momentum"} if train.get("optimizer", "sgd") != "sgd" else set()
+    validating = float(train.get("val_fraction") or 0) > 0
     unused |= {"keep", "monitor", "patience"} if not validating else set()
-    unused |= {"monitor"} if not choosing else set()
+    unused |= set() if train.get("keep") == "best" or train.get("patience") else {"monitor"}
     unused |= {"step_size", "gamma"} if train.get("schedule") != "step" else set()
     return {key: value for key, value in train.items() if key not in unused}
 
 
 def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The params sections as written, less what shaped no output of this run: settings no
-    stage tracks (``config.UNTRACKED``) and ``train`` settings this run does not use."""
+    """The params sections as written, less the settings no stage tracks
+    (``config.UNTRACKED``) and the ``train`` settings this run does not use."""
     from mnist_pipeline.learning.config import UNTRACKED
 
     shown = {
@@ -183,16 +165,15 @@ def render_markdown(
     per_class: pd.DataFrame,
     figures_dir: str,
 ) -> str:
-    """The report: provenance, params (``params`` = params.yaml's sections as written),
-    headline ``metrics`` (loss named by ``train.loss``), per-epoch log, confusion, classes."""
-    title = "# " + escape_md(provenance(manifest))
-    n_test = int(per_class["support"].sum())
+    """The report: provenance, params (as written), headline ``metrics`` (the loss named by
+    ``train.loss``), then each figure with its numbers."""
     loss_name = params.get("train", {}).get("loss")
     labels = Metrics.labels()
     if loss_name:
         labels["loss"] += f" ({loss_name})"
     values = metrics.as_json()
-    # Accuracy in bold with the test-set size, then every other metric in Metrics' order.
+    n_test = int(per_class["support"].sum())
+    # Accuracy in bold with the test-set size, then the others in HEADLINE's order.
     headline = [f"- **{labels['accuracy']}: {values.pop('accuracy'):.4f}** on {n_test:,} images"]
     headline += [f"- {labels[name]}: {value:.4f}" for name, value in values.items()]
     files = pd.DataFrame.from_dict(manifest["files"], orient="index").rename_axis("file")
@@ -201,7 +182,7 @@ def render_markdown(
         pd.json_normalize(shown_params(params), sep=".").to_dict("records")[0], dtype=object
     )
     written = flat.map(as_written).rename_axis("param").to_frame("value")
-    lines = [title, ""]
+    lines = ["# " + escape_md(provenance(manifest)), ""]
     for warning in manifest.get("warnings", []):
         lines += [f"> **Warning:** {escape_md(warning)}", ""]
     lines += [
@@ -223,7 +204,6 @@ def render_markdown(
         *headline,
         "",
     ]
-    # Each figure's section: heading, the PNG, and its numbers as a table where there are some.
     tables = {
         "learning_curve": history.set_index("epoch"),
         "confusion": confusion,

@@ -1,6 +1,4 @@
-"""Print a run's headline numbers after ``make run``: every ``Metrics`` field, labelled as the
-report labels it, after the data's provenance.
-"""
+"""Print a run's headline numbers after ``make run``, labelled as the report labels them."""
 
 import argparse
 from pathlib import Path

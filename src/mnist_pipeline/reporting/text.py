@@ -1,12 +1,8 @@
-"""User-supplied strings (params, manifest, metrics, class names) made safe to print.
+"""User-supplied strings (params, manifest, class names, file names) made safe to print.
 
-``plain``: one line of printable characters (no terminal escape sequences, no newlines
-that would start a markdown heading). ``escape_md``: that, with HTML and markdown
-punctuation escaped, so ``data.mirror: "x\\n## INJECTED <img onerror=...>"`` lands in a
-report as the literal text it is, not a heading and an HTML element. ``markdown_table``:
-a frame as a table of such text, for the report and ``compare``. ``printable``: a
-name the user must recognise (a file, a class) on a terminal line, its control
-characters shown as ``\\x1b``-style escapes (``predict``, ``serve``).
+``plain`` is one line of printable characters; ``escape_md`` also escapes HTML and markdown
+punctuation, so ``data.mirror: "x\\n## INJECTED <img onerror=...>"`` lands in a report as
+literal text, not a heading and an HTML element.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # Backslashed: code spans, emphasis, table cells, headings. Links need "](", so that pair
-# is broken; brackets alone stay readable ("[128]"). HTML goes through entities.
+# is broken; brackets alone stay readable ("[128]").
 _MARKDOWN = re.compile(r"([\\`*|#])")
 
 
@@ -35,8 +31,7 @@ def escape_md(value: object) -> str:
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
-    """A GitHub-markdown table (pandas + tabulate): floats (scores, losses) with 4 decimals,
-    every other cell and heading as text, escaped (they hold class names, params, paths)."""
+    """A GitHub-markdown table: floats with 4 decimals, every other cell and heading escaped."""
     frame = frame.reset_index() if index else frame
     cells = frame.map(
         lambda value: f"{value:.4f}" if isinstance(value, float) else escape_md(value)
@@ -45,8 +40,8 @@ def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
 
 
 def printable(text: object) -> str:
-    """``text`` safe for a terminal line: control and format characters (ANSI/OSC escapes,
-    newlines, bidi overrides) as ``\\x1b``-style escapes, everything else as is."""
+    """``text`` for a terminal line (``predict``, ``serve``): control and format characters
+    (ANSI escapes, newlines, bidi overrides) as ``\\x1b``-style escapes, the rest as is."""
     return "".join(
         ch.encode("unicode_escape").decode("ascii")
         if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")

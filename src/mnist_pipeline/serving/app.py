@@ -1,10 +1,9 @@
 """The HTTP app: ``POST /predict``, ``GET /health`` and the draw-a-digit page at ``GET /``.
 
-``POST /predict`` takes one PNG or JPEG, as the raw body or a ``multipart/form-data`` file
-field, preprocesses it as ``predict`` does (``serving.images``) and answers the predicted
-class, the top 3 and every class's probability. A bad request gets a 4xx and one line of
-JSON ``{"error": "..."}``, never a 500; a body over ``MAX_UPLOAD_BYTES`` is read no further.
-The page, its script and style ship in ``static/`` and load nothing from elsewhere.
+``POST /predict`` takes one PNG or JPEG (the raw body or a multipart file field), preprocesses
+it as ``predict`` does and answers the predicted class, the top 3 and every probability. A bad
+request gets a 4xx and ``{"error": "one line"}``, never a 500. The page loads nothing from
+elsewhere.
 """
 
 from __future__ import annotations
@@ -38,8 +37,6 @@ STATIC = {
 
 
 class RequestError(Exception):
-    """A bad request: its HTTP status and one line for the client."""
-
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -58,35 +55,25 @@ async def read_capped(chunks: AsyncIterator[bytes], declared: str | None) -> byt
     return bytes(body)
 
 
-async def uploaded_image(content_type: str, body: bytes, headers: Any) -> bytes:
-    """The image bytes of a raw image body or of a multipart form's one file field."""
-    media = content_type.split(";")[0].strip().lower()
-    if media in IMAGE_TYPES:
-        return body
-    if media == "multipart/form-data":
+async def form_file(body: bytes, headers: Any) -> bytes:
+    """The one file field of a ``multipart/form-data`` body."""
 
-        async def replay() -> AsyncIterator[bytes]:
-            yield body
+    async def replay() -> AsyncIterator[bytes]:
+        yield body
 
-        try:
-            form = await MultiPartParser(headers, replay(), max_files=1, max_fields=8).parse()
-        except MultiPartException as err:
-            raise RequestError(400, f"unreadable multipart form ({err.message})") from err
-        files = [value for _, value in form.multi_items() if not isinstance(value, str)]
-        if len(files) != 1:
-            raise RequestError(400, "send exactly one image file in the form")
-        return await files[0].read()
-    raise RequestError(
-        415,
-        f"content type {printable(media) or 'missing'} is not accepted; send image/png, "
-        "image/jpeg or multipart/form-data with one image file",
-    )
+    try:
+        form = await MultiPartParser(headers, replay(), max_files=1, max_fields=8).parse()
+    except MultiPartException as err:
+        raise RequestError(400, f"unreadable multipart form ({err.message})") from err
+    files = [value for _, value in form.multi_items() if not isinstance(value, str)]
+    if len(files) != 1:
+        raise RequestError(400, "send exactly one image file in the form")
+    return await files[0].read()
 
 
 def answer(classifier: Classifier, image: bytes) -> dict[str, Any]:
     """The model's answer for one uploaded image (``ImageError`` when it cannot be used)."""
-    gray = decode_image(image, "the upload", MAX_UPLOAD_PIXELS)
-    field = to_mnist(gray, "the upload")
+    field = to_mnist(decode_image(image, "the upload", MAX_UPLOAD_PIXELS), "the upload")
     result = classifier.classify(["upload"], field[np.newaxis])[0]
     ranked = sorted(result["probabilities"].items(), key=lambda item: -item[1])
     return {
@@ -100,7 +87,6 @@ def create_app(classifier: Classifier, accuracy: float | None) -> FastAPI:
     """The FastAPI app over ``classifier``; ``accuracy``: the evaluate stage's, for /health."""
     app = FastAPI(title="mnist-pipeline model", docs_url=None, redoc_url=None, openapi_url=None)
     static = resources.files("mnist_pipeline.serving") / "static"
-    pages = {name: (static / name).read_bytes() for name in STATIC}
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -121,14 +107,18 @@ def create_app(classifier: Classifier, accuracy: float | None) -> FastAPI:
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
+        headers = request.headers
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
         try:
-            headers = request.headers
-            content_type = headers.get("content-type", "")
-            media = content_type.split(";")[0].strip().lower()
             if media not in (*IMAGE_TYPES, "multipart/form-data"):  # before reading the body
-                await uploaded_image(content_type, b"", headers)
-            body = await read_capped(request.stream(), headers.get("content-length"))
-            image = await uploaded_image(content_type, body, headers)
+                raise RequestError(
+                    415,
+                    f"content type {printable(media) or 'missing'} is not accepted; send "
+                    "image/png, image/jpeg or multipart/form-data with one image file",
+                )
+            image = await read_capped(request.stream(), headers.get("content-length"))
+            if media == "multipart/form-data":
+                image = await form_file(image, headers)
             result = await run_in_threadpool(answer, classifier, image)
         except RequestError as err:
             return error(err.status, str(err))
@@ -139,11 +129,11 @@ def create_app(classifier: Classifier, accuracy: float | None) -> FastAPI:
         return JSONResponse(result)
 
     for name, media_type in STATIC.items():
-        path = "/" if name == "index.html" else f"/{name}"
 
-        def page(body: bytes = pages[name], media: str = media_type) -> Response:
+        def page(body: bytes = (static / name).read_bytes(), media: str = media_type) -> Response:
             return Response(body, media_type=media, headers={"Cache-Control": "no-cache"})
 
+        path = "/" if name == "index.html" else f"/{name}"
         app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
     return app
 

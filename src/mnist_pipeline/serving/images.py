@@ -1,9 +1,6 @@
-"""A user's image -> the 28×28 MNIST-style input the model takes (``predict`` and ``serve``).
-
-Each image becomes an MNIST-style input the way MNIST itself was made: grayscale; inverted
-when it is dark ink on light paper (the median of its border decides); cropped to the ink;
-scaled to fit a 20×20 box keeping its aspect ratio; placed in a 28×28 field with its centre
-of mass on the field's centre (14, 14), as in MNIST; scaled to [0, 1] (ink peak = 1).
+"""A user's image -> the 28×28 input the model takes (``predict`` and ``serve``), made the way
+MNIST was: grayscale; inverted when it is dark ink on light paper; cropped to the ink; scaled to
+fit a 20×20 box; its centre of mass put on the field's centre; ink peak = 1.
 """
 
 from __future__ import annotations
@@ -23,11 +20,9 @@ BOX = 20  # the digit is scaled to fit [20, 20] ...
 CENTRE = IMAGE_SIDE / 2  # ... and its centre of mass put here (row, column); MNIST's is 14.0
 MIN_CONTRAST = 32.0  # of 255: weaker ink than this is a blank image (paper grain, noise)
 INK = 0.1  # share of the ink peak above which a pixel counts when cropping
-
 IMAGE_FORMATS = ("PNG", "JPEG")
-# Pixels decoded at most: a 64-megapixel photo is ~250 MB as float32. The header says the
-# size, so a decompression bomb (a small file that decodes to gigabytes) is refused before
-# any pixel is decoded.
+# Pixels decoded at most (64 megapixels is ~250 MB as float32), checked from the header, so a
+# decompression bomb is refused before any pixel is decoded.
 MAX_IMAGE_PIXELS = 64_000_000
 MAX_IMAGE_BYTES = 32 * 2**20  # a file larger than this is no photo of one digit
 FIX = "give a PNG or JPEG of one digit or garment"
@@ -36,20 +31,17 @@ _AFTER_SCAN = {0xC4, 0xCC, 0xDA, 0xDB, 0xDC, 0xDD, 0xFE, 0xD9}
 
 
 class ImageError(PipelineError):
-    """An image that cannot be used; ``kind`` says why (the HTTP app maps it to a status)."""
+    """An image that cannot be used; ``kind`` (not-image, too-large, corrupt, blank) says why."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
-        self.kind = kind  # not-image | too-large | corrupt | blank
+        self.kind = kind
 
 
 def _jpeg_scan_problem(data: bytes) -> str | None:
-    """Where a JPEG's entropy-coded data breaks its structure, or None.
-
-    libjpeg decodes damaged scan data to garbage with a warning that Pillow drops; inside a
-    scan a 0xFF byte may only be stuffing (``FF 00``), a restart marker (``FF D0``–``D7``)
-    or the marker after the scan (tables, the next scan, the end), and the file ends with EOI.
-    """
+    """Where a JPEG's scan data breaks its structure, or None (libjpeg decodes damage to
+    garbage with a warning Pillow drops). In a scan 0xFF is only stuffing (``FF 00``), a
+    restart (``FF D0``–``D7``) or the marker after the scan; the file ends with EOI."""
     pos = 2  # after SOI
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:
@@ -60,32 +52,24 @@ def _jpeg_scan_problem(data: bytes) -> str | None:
         if marker == 0xFF:  # fill bytes before a marker
             pos += 1
             continue
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        pos += 2 + length
-        if marker != 0xDA:
-            continue
-        while True:  # entropy-coded data up to the next marker
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        while marker == 0xDA:  # entropy-coded data up to the next marker
             pos = data.find(b"\xff", pos)
             if pos < 0 or pos + 1 >= len(data):
                 return "the scan data ends without an end marker"
             following = data[pos + 1]
             if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
                 pos += 1 if following == 0xFF else 2
-                continue
-            if following not in _AFTER_SCAN:
+            elif following not in _AFTER_SCAN:
                 return f"marker 0xFF{following:02X} inside the scan data at byte {pos}"
-            break
+            else:
+                break
     return "no end marker"
 
 
 def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """PNG or JPEG bytes as grayscale ``[H, W]`` float32 in 0..255, upright, alpha over white.
-
-    The size in the header is checked against ``max_pixels`` before decoding; the file is
-    checked (Pillow's ``verify``, the JPEG scan structure) before it is decoded, so damaged
-    data is an error, not garbage; 16-bit grayscale keeps its full range; the EXIF orientation
-    of phone photos is applied; transparent pixels count as white paper.
-    """
+    """PNG or JPEG bytes as grayscale ``[H, W]`` float32 in 0..255: checked before decoding
+    (size, Pillow's ``verify``, the JPEG scan), EXIF-upright, 16 bits kept, alpha over white."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = printable(where)
@@ -109,8 +93,7 @@ def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) ->
                     upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
                 gray = upright.convert("L")  # ITU-R 601-2 luma
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        # Ours above, or Pillow's own check (it runs in Image.open for huge sizes).
-        raise ImageError(
+        raise ImageError(  # ours above, or Pillow's own check in Image.open
             f"{name}: image larger than the {max_pixels:,} pixels read here ({err}); "
             "crop or shrink it",
             "too-large",
@@ -124,7 +107,7 @@ def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) ->
 
 
 def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """``decode_image`` of a file (at most ``MAX_IMAGE_BYTES`` read)."""
+    """``decode_image`` of a file, at most ``MAX_IMAGE_BYTES`` read."""
     name = printable(path)
     try:
         with open(path, "rb") as file:
@@ -141,11 +124,11 @@ def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     return decode_image(data, str(path), max_pixels)
 
 
-def ink_map(gray: np.ndarray, where: str) -> np.ndarray:
-    """``[H, W]`` gray 0..255 -> ink ``[H, W]`` in [0, 1]: light on dark, background 0.
+def to_mnist(gray: np.ndarray, where: str = "the image") -> np.ndarray:
+    """Any grayscale image ``[H, W]`` 0..255 -> an MNIST-style ``[28, 28]`` float32 in [0, 1]."""
+    from PIL import Image
 
-    The border's median is the paper: light paper means dark ink, so the image is inverted.
-    """
+    # Ink, light on dark: the border's median is the paper; light paper means dark ink.
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     paper = float(np.median(border))
     ink = paper - gray if paper > 127.5 else gray - paper
@@ -156,39 +139,23 @@ def ink_map(gray: np.ndarray, where: str) -> np.ndarray:
             "background); give an image of one digit or garment, dark on light or light on dark",
             "blank",
         )
-    return np.clip(ink / peak, 0.0, 1.0)
-
-
-def fit_box(ink: np.ndarray) -> np.ndarray:
-    """Crop ``ink`` to the pixels above ``INK`` and scale it to fit ``BOX``×``BOX``."""
-    from PIL import Image
-
+    ink = np.clip(ink / peak, 0.0, 1.0)
     left, top, right, bottom = Image.fromarray(ink > INK).getbbox()
-    crop = ink[top:bottom, left:right]  # [h, w]
-    height, width = crop.shape
-    scale = BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # PIL: (w, h)
-    # On the float image, antialiased as MNIST's normalisation was: shrinking averages each
-    # output pixel's area (exact for an image enlarged by pixel replication), enlarging a
-    # small drawing interpolates (Lanczos) instead of making blocks.
+    crop = ink[top:bottom, left:right]
+    scale = BOX / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))  # (w, h)
+    # Antialiased on the float image as MNIST's normalisation was: shrinking averages each
+    # output pixel's area, enlarging a small drawing interpolates (Lanczos), not blocks.
     resample = Image.Resampling.BOX if scale <= 1 else Image.Resampling.LANCZOS
     resized = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32)).resize(size, resample)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
-
-
-def centre(box: np.ndarray) -> np.ndarray:
-    """Place ``box`` ``[h, w]`` in the 28×28 field with its centre of mass nearest (14, 14)."""
+    box = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    # Whole-pixel shifts, as in MNIST, that bring the centre of mass nearest CENTRE.
     height, width = box.shape
-    rows_cols = np.indices(box.shape).reshape(2, -1)
-    mass_row, mass_col = np.average(rows_cols, axis=1, weights=box.ravel())
-    # Whole-pixel shifts as in MNIST, kept inside the field.
+    mass_row, mass_col = np.average(
+        np.indices(box.shape).reshape(2, -1), axis=1, weights=box.ravel()
+    )
     top = min(max(round(CENTRE - mass_row), 0), IMAGE_SIDE - height)
     left = min(max(round(CENTRE - mass_col), 0), IMAGE_SIDE - width)
     field = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     field[top : top + height, left : left + width] = box
     return field / field.max()
-
-
-def to_mnist(gray: np.ndarray, where: str = "the image") -> np.ndarray:
-    """Any grayscale image ``[H, W]`` 0..255 -> an MNIST-style ``[28, 28]`` float32 in [0, 1]."""
-    return centre(fit_box(ink_map(gray, where)))

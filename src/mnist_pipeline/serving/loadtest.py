@@ -1,9 +1,5 @@
-"""A bounded load test of a running server: N ``POST /predict`` requests, C at a time.
-
-Used by ``benchmarks/bench_serve.py`` (prints throughput and latency percentiles) and by
-``tests/test_serve.py`` (asserts that every request got a 200). Each of the C workers keeps
-one HTTP/1.1 connection open, as a browser does.
-"""
+"""A bounded load test of a running server (``benchmarks/bench_serve.py``, ``test_serve``):
+N ``POST /predict`` requests, C at a time, each worker on one kept-alive connection."""
 
 from __future__ import annotations
 
@@ -36,14 +32,13 @@ def load_test(url: str, png: bytes, requests: int = 1000, concurrency: int = 16)
     """Send ``png`` to ``url`` + ``/predict`` ``requests`` times, ``concurrency`` at once."""
     parts = urlsplit(url)
     local = threading.local()
-    headers = {"Content-Type": "image/png"}
 
     def one(_: int) -> tuple[float, bool]:
         start = time.perf_counter()
         try:
             if not hasattr(local, "conn"):
                 local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-            local.conn.request("POST", "/predict", body=png, headers=headers)
+            local.conn.request("POST", "/predict", body=png, headers={"Content-Type": "image/png"})
             reply = local.conn.getresponse()
             reply.read()
             ok = reply.status == 200
@@ -55,7 +50,5 @@ def load_test(url: str, png: bytes, requests: int = 1000, concurrency: int = 16)
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(one, range(requests)))
-    seconds = time.perf_counter() - start
-    return LoadResult(
-        requests, sum(not ok for _, ok in results), seconds, tuple(t for t, _ in results)
-    )
+    latencies, oks = zip(*results, strict=True) if results else ((), ())
+    return LoadResult(requests, oks.count(False), time.perf_counter() - start, latencies)

@@ -1,8 +1,5 @@
-"""The exported model (``models/model.onnx``, written by the train stage) through onnxruntime.
-
-No torch. The ONNX file carries its class names, dataset, architecture and output function
-(``learning.export``), so no other file is read.
-"""
+"""The exported model (``models/model.onnx``) through onnxruntime, without torch; the file
+carries its class names, dataset and architecture (``learning.export``)."""
 
 from __future__ import annotations
 
@@ -23,21 +20,16 @@ DEFAULT_MODEL = Path("models/model.onnx")
 
 @dataclass(frozen=True)
 class Classifier:
-    """An onnxruntime session over an exported model, with the model's description."""
-
     session: Any  # onnxruntime.InferenceSession (thread-safe: the HTTP app shares one)
     classes: tuple[str, ...]
     dataset: str
     model: str
-    output: str
 
     def classify(self, images: Sequence[str], inputs: np.ndarray) -> list[dict[str, Any]]:
-        """Answers for ``inputs`` ``[N, 28, 28]``: ``{image, predicted, probabilities}`` each
-        (class name -> probability, in class order, 6 decimals); the predicted class is the
-        argmax of the logits, as in the evaluate stage."""
-        flat = np.ascontiguousarray(
-            inputs.reshape(len(inputs), IMAGE_SIDE * IMAGE_SIDE), dtype=np.float32
-        )
+        """``{image, predicted, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``
+        (class name -> probability, 6 decimals); the argmax of the logits, as evaluate's."""
+        pixels = inputs.reshape(len(inputs), IMAGE_SIDE * IMAGE_SIDE)
+        flat = np.ascontiguousarray(pixels, dtype=np.float32)
         logits, probs = self.session.run(None, {"images": flat})
         return [
             {
@@ -73,23 +65,21 @@ def load_classifier(path: Path) -> Classifier:
             "train stage"
         ) from err
     meta = session.get_modelmeta().custom_metadata_map
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if [i.name for i in inputs] != ["images"] or [o.name for o in outputs] != [
-        "logits",
-        "probabilities",
-    ]:
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if inputs != ["images"] or outputs != ["logits", "probabilities"]:
         raise PipelineError(
-            f"{name}: not a model exported by the train stage (inputs "
-            f"{[i.name for i in inputs]}, outputs {[o.name for o in outputs]}); rerun it"
+            f"{name}: not a model exported by the train stage (inputs {inputs}, outputs "
+            f"{outputs}); rerun it"
         )
-    features = inputs[0].shape[-1]
-    if features != IMAGE_SIDE * IMAGE_SIDE:
+    features, pixels = session.get_inputs()[0].shape[-1], IMAGE_SIDE * IMAGE_SIDE
+    if features != pixels:
         raise PipelineError(
             f"{name}: the model takes {features} input features, not {IMAGE_SIDE}×{IMAGE_SIDE} = "
-            f"{IMAGE_SIDE * IMAGE_SIDE}: it was trained on another kind of data; use a model this "
-            "pipeline trained (dvc repro) or pass --model"
+            f"{pixels}: it was trained on another kind of data; use a model this pipeline "
+            "trained (dvc repro) or pass --model"
         )
-    num_classes = outputs[0].shape[-1]
+    num_classes = session.get_outputs()[0].shape[-1]
     try:
         classes = tuple(str(c) for c in json.loads(meta["classes"]))
     except (KeyError, TypeError, ValueError) as err:
@@ -100,9 +90,5 @@ def load_classifier(path: Path) -> Classifier:
             "rerun the train stage"
         )
     return Classifier(
-        session,
-        classes,
-        dataset=meta.get("dataset", "unknown"),
-        model=meta.get("model", "unknown"),
-        output=meta.get("output", "softmax"),
+        session, classes, meta.get("dataset", "unknown"), meta.get("model", "unknown")
     )

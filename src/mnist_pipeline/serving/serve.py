@@ -1,10 +1,5 @@
-"""``python -m mnist_pipeline serve``: the model over HTTP on this machine, with a page to draw on.
-
-    python -m mnist_pipeline serve                 # http://127.0.0.1:8000/
-    python -m mnist_pipeline serve --port 0        # any free port (printed)
-
-Listens on 127.0.0.1 only: it is for trying the model on this machine, not for a network.
-The routes are ``serving.app``'s. Ctrl-C stops it.
+"""``python -m mnist_pipeline serve [--port 0]``: the model over HTTP (``serving.app``) with a
+page to draw on, on 127.0.0.1 only: it is for trying the model on this machine. Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -56,7 +51,6 @@ def main(argv: list[str] | None = None) -> None:
             "pass another --port (0 picks a free one)"
         ) from err
     listener.listen(128)  # connections queue from here on, before uvicorn accepts them
-    port = listener.getsockname()[1]
     config = uvicorn.Config(
         create_app(classifier, accuracy),
         log_level="warning",
@@ -64,11 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         limit_concurrency=64,  # beyond this, 503 at once instead of a growing queue
         h11_max_incomplete_event_size=16 * 1024,
     )
-    print(
-        f"serving {classifier.model} ({classifier.dataset}) on http://{HOST}:{port}/ "
-        "(Ctrl-C stops)",
-        flush=True,
-    )
+    url = f"http://{HOST}:{listener.getsockname()[1]}/"
+    print(f"serving {classifier.model} ({classifier.dataset}) on {url} (Ctrl-C stops)", flush=True)
     try:
         uvicorn.Server(config).run(sockets=[listener])
     except Interrupted:  # uvicorn shut down cleanly, then re-raised the signal it caught
