@@ -1,14 +1,11 @@
-"""Compare two runs — two commits, or two experiments — as a markdown report with pictures.
+"""Compare two runs (commits or DVC experiments) as a markdown report with pictures.
 
     python -m mnist_pipeline compare --rev HEAD~1              # workspace vs HEAD~1
     python -m mnist_pipeline compare --rev main --new exp-a1b2 # two revisions
 
-``--rev`` and ``--new`` take a git revision or a DVC experiment name; without ``--new`` the
-new side is the working tree. Writes ``compare.md``, ``compare.json`` (the same numbers,
-for scripts) and PNGs to ``--out`` (``compare/``, not the report stage's ``reports/``).
-Params and metrics are DVC's own ``params diff`` and ``metrics diff --all`` (the ``Repo``
-API); the other files are read with ``dvc.api.read(rev=)``. The charts are
-``reporting.figures``', drawn with both runs.
+Writes ``compare.md``, ``compare.json`` (the same numbers, for scripts) and PNGs to ``--out``.
+Params and metrics are DVC's own ``params diff`` and ``metrics diff --all``; the other files
+are read with ``dvc.api.open(rev=)``.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -57,11 +54,10 @@ COMPARE_FIGURES = {
     "recall": "recall.png",
 }
 TOP_MOVERS = 5
-# Headline metrics first in the metrics table, in Metrics' order.
-HEADLINE = Metrics.names()
-
-
-# ---------------------------------------------------------------------------- dvc
+# What write_report puts in --out: an earlier comparison holds nothing else.
+OUTPUTS = ("compare.md", "compare.json", "*.png")
+FIX = "; repair it there (`git show REV:FILE`) or compare another revision"
+MAX_COUNT = 10**9  # test images in one confusion cell: more than any dataset here holds
 
 
 def repo_root(start: Path) -> Path:
@@ -83,8 +79,7 @@ class Revision:
 
     @property
     def label(self) -> str:
-        """``HEAD~1 (1a2b3c4)``, 7 hex digits for a sha, or ``workspace``: table columns,
-        titles and legends name the commit."""
+        """``HEAD~1 (1a2b3c4)``, ``1a2b3c4`` for a sha, or ``workspace``."""
         if self.commit is None or self.commit.startswith(self.name):
             return self.name if self.commit is None else self.commit[:7]
         return f"{self.name} ({self.commit[:7]})"
@@ -114,8 +109,7 @@ def resolve(repo: Path, rev: str) -> Revision:
 
 
 def read_text_at(repo: Path, revision: Revision, path: str) -> str:
-    """A file's text in ``revision``, or in the working tree (``dvc.api.open``), bounded
-    in size like every CSV the pipeline reads."""
+    """A file's text in ``revision`` or the working tree, bounded in size like any CSV read."""
     import dvc.api
     from dvc.exceptions import DvcException
 
@@ -135,9 +129,7 @@ def read_text_at(repo: Path, revision: Revision, path: str) -> str:
 
 
 def diffs(repo: Path, old: Revision, new: Revision) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The params that changed and every metric, ``{file: {key: {old, new[, diff]}}}``: what
-    ``dvc params diff`` and ``dvc metrics diff --all`` compute (each side's dvc.yaml names
-    its params and metrics files)."""
+    """``dvc params diff`` and ``dvc metrics diff --all``: ``{file: {key: {old, new, diff}}}``."""
     from dvc.repo import Repo
 
     revs = [old.commit, new.commit or WORKSPACE]
@@ -170,9 +162,10 @@ class RunFiles:
 
 
 def load_run(repo: Path, revision: Revision) -> RunFiles:
-    """The per-class scores, the confusion matrix and the train log of one side."""
+    """One side's per-class scores, confusion matrix and train log, checked: a hand edit or a
+    merge conflict left in a file is one line, never a wrong chart."""
 
-    def read(path: str, **kwargs: Any) -> pd.DataFrame:
+    def read(path: str, check: Callable[..., pd.DataFrame], **kwargs: Any) -> pd.DataFrame:
         text, source = read_text_at(repo, revision, path), f"{revision.label}:{path}"
         marker = re.search(r"^(<{7}|={7}|>{7})( |$)", text, re.M)
         if marker:
@@ -181,62 +174,54 @@ def load_run(repo: Path, revision: Revision) -> RunFiles:
                 f"{source}: holds merge-conflict markers at line {line}; resolve the conflict "
                 "(or rerun `dvc repro`) and commit, or compare another revision"
             )
-        return parse_csv(text, source, **kwargs)
+        return check(parse_csv(text, source, **kwargs), source)
 
-    per_class = read(PER_CLASS, dtype={"class": str})  # "0".."9": class names
-    confusion = read(CONFUSION, index_col=0, dtype=str)
-    history = read(TRAIN_LOG)
-    where = {name: f"{revision.label}:{name}" for name in (PER_CLASS, CONFUSION, TRAIN_LOG)}
-    validated(list[EpochRow], history.to_dict(orient="records"), where[TRAIN_LOG])
-    if history.empty:
-        raise PipelineError(f"{where[TRAIN_LOG]}: no rows{FIX}")
     return RunFiles(
-        checked_per_class(per_class, where[PER_CLASS]),
-        checked_confusion(confusion, where[CONFUSION]),
-        history,
+        read(PER_CLASS, checked_per_class, dtype={"class": str}),  # "0".."9": class names
+        read(CONFUSION, checked_confusion, index_col=0, dtype=str),
+        read(TRAIN_LOG, checked_history),
     )
 
 
-# What a metrics file must hold, or compare names the revision, file and problem (a merge
-# conflict left in a file, a hand edit, another tool's output): never a traceback, never a
-# silently wrong chart.
-FIX = "; repair it there (`git show REV:FILE`) or compare another revision"
-MAX_COUNT = 10**9  # test images in one confusion cell: more than any dataset here holds
+def _refuse(bad: np.ndarray, source: str, say: Callable[[int, int], str]) -> None:
+    """One line naming the first cell (row, column) where ``bad`` holds, if any."""
+    if bad.any():
+        row, column = next(zip(*bad.nonzero(), strict=True))
+        raise PipelineError(f"{source}: {say(row, column)}{FIX}")
 
 
-def _numbers(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Every cell a finite number, or one line naming the first that is not."""
+def _numbers(frame: pd.DataFrame, source: str, count: str = "") -> pd.DataFrame:
+    """Every cell a finite number; with ``count`` (what it counts), a whole one up to
+    ``MAX_COUNT``."""
     numbers = frame.apply(pd.to_numeric, errors="coerce")
-    bad = numbers.isna().to_numpy() | ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
-    if bad.any():
-        row, column = next(zip(*bad.nonzero(), strict=True))
-        raise PipelineError(
-            f"{source}: row {shown(frame.index[row])}, column {shown(frame.columns[column])}: "
-            f"{shown(frame.iat[row, column])} is not a finite number{FIX}"
-        )
-    return numbers.astype(float)
+    values = numbers.to_numpy(dtype=float, na_value=np.nan)
 
+    def cell(row: int, column: int) -> str:
+        return f"row {shown(frame.index[row])}, column {shown(frame.columns[column])}: "
 
-def _counts(frame: pd.DataFrame, source: str, what: str) -> pd.DataFrame:
-    """Whole numbers of test images, 0 to ``MAX_COUNT``, as int64."""
-    numbers = _numbers(frame, source)
-    values = numbers.to_numpy()
-    bad = (values != np.round(values)) | (values < 0) | (values > MAX_COUNT)
-    if bad.any():
-        row, column = next(zip(*bad.nonzero(), strict=True))
-        raise PipelineError(
-            f"{source}: row {shown(frame.index[row])}, column {shown(frame.columns[column])}: "
-            f"{what} {values[row, column]:g} is not a whole number from 0 to {MAX_COUNT:,}{FIX}"
-        )
+    _refuse(
+        ~np.isfinite(values),
+        source,
+        lambda r, c: f"{cell(r, c)}{shown(frame.iat[r, c])} is not a finite number",
+    )
+    if not count:
+        return numbers.astype(float)
+    _refuse(
+        (values != np.round(values)) | (values < 0) | (values > MAX_COUNT),
+        source,
+        lambda r, c: (
+            f"{cell(r, c)}{count} {values[r, c]:g} is not a whole number from 0 to {MAX_COUNT:,}"
+        ),
+    )
     return numbers.astype("int64")
 
 
 def _unique_classes(names: pd.Index, source: str, what: str) -> None:
     if names.empty:
         raise PipelineError(f"{source}: no classes{FIX}")
-    duplicated = names[names.duplicated()]
-    if len(duplicated):
-        raise PipelineError(f"{source}: {what} {shown(duplicated[0])} appears twice{FIX}")
+    if names.has_duplicates:
+        duplicated = names[names.duplicated()][0]
+        raise PipelineError(f"{source}: {what} {shown(duplicated)} appears twice{FIX}")
 
 
 def checked_per_class(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -250,15 +235,14 @@ def checked_per_class(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame = frame.set_index("class")[[*SCORES, "support"]]
     _unique_classes(frame.index, source, "class")
     scores = _numbers(frame[list(SCORES)], source)
-    outside = (scores < 0) | (scores > 1)
-    if outside.to_numpy().any():
-        row, column = next(zip(*outside.to_numpy().nonzero(), strict=True))
-        raise PipelineError(
-            f"{source}: class {shown(frame.index[row])}: {scores.columns[column]} "
-            f"{scores.iat[row, column]:g} is outside 0..1{FIX}"
-        )
-    support = _counts(frame[["support"]], source, "support")
-    return scores.assign(support=support["support"])
+    _refuse(
+        ((scores < 0) | (scores > 1)).to_numpy(),
+        source,
+        lambda r, c: (
+            f"class {shown(frame.index[r])}: {SCORES[c]} {scores.iat[r, c]:g} is outside 0..1"
+        ),
+    )
+    return scores.assign(support=_numbers(frame[["support"]], source, "support")["support"])
 
 
 def checked_confusion(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -271,29 +255,27 @@ def checked_confusion(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{source}: rows (actual {', '.join(map(shown, frame.index[:12]))}) and columns "
             f"(predicted {', '.join(map(shown, frame.columns[:12]))}) name different classes{FIX}"
         )
-    return _counts(frame, source, "count")
+    return _numbers(frame, source, "count")
 
 
-# ---------------------------------------------------------------------- pure functions
+def checked_history(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``train_log.csv``: at least one row, each an ``EpochRow``."""
+    validated(list[EpochRow], frame.to_dict(orient="records"), source)
+    if frame.empty:
+        raise PipelineError(f"{source}: no rows{FIX}")
+    return frame
 
 
 def confusion_diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame | None:
-    """Cell by cell ``new - old`` of two ``[C, C]`` confusion frames (``load_run``'s).
-
-    Positive on the diagonal = more test images right; positive off it = more of that
-    mistake. None when the class labels differ (e.g. another dataset).
-    """
+    """``new - old`` per cell of two confusion frames; None when the class labels differ."""
     if [*old.columns, *old.index] != [*new.columns, *new.index]:
         return None
     return new.astype("int64") - old.astype("int64")
 
 
 def recall_movers(old: pd.DataFrame, new: pd.DataFrame, top: int = TOP_MOVERS) -> pd.DataFrame:
-    """The ``top`` classes whose recall changed most (``per_class.csv``'s rows by class).
-
-    Columns ``class, old, new, delta`` (``delta = new - old``), largest ``|delta|`` first,
-    ties in class order; classes that did not move are left out; only classes on both sides.
-    """
+    """``class, old, new, delta`` of the ``top`` classes (on both sides) whose recall moved
+    most, largest ``|delta|`` first, ties in class order; unmoved classes left out."""
     frame = pd.concat([old["recall"], new["recall"]], axis=1, keys=["old", "new"], join="inner")
     frame = frame.astype(float).assign(delta=(frame["new"] - frame["old"]).round(6))
     frame = frame[frame["delta"] != 0]
@@ -304,9 +286,7 @@ def recall_movers(old: pd.DataFrame, new: pd.DataFrame, top: int = TOP_MOVERS) -
 def _value(value: Any) -> str:
     if value is None:
         return "—"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _change(entry: Mapping[str, Any]) -> str:
@@ -320,13 +300,9 @@ def _change(entry: Mapping[str, Any]) -> str:
 
 
 def diff_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[str]]:
-    """``{file: {key: {old, new[, diff]}}}`` (``diffs``) -> ``[file, key, old, new, change]``.
-
-    Headline metrics first, then the rest alphabetically; unchanged non-numbers are left
-    out, per-class metrics left to the movers table (``per_class.<class>.<score>`` would be
-    40 rows for MNIST).
-    """
-    rank = {name: i for i, name in enumerate(HEADLINE)}
+    """``diffs``' ``{file: {key: {old, new[, diff]}}}`` -> ``[file, key, old, new, change]``:
+    headline metrics first, unchanged text and per-class metrics (the movers table) left out."""
+    rank = {name: i for i, name in enumerate(Metrics.names())}
     rows = []
     for file in sorted(diff):
         for key in sorted(diff[file], key=lambda k: (rank.get(k, len(rank)), k)):
@@ -337,9 +313,6 @@ def diff_rows(diff: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[list[
                 [file, key, _value(entry.get("old")), _value(entry.get("new")), _change(entry)]
             )
     return rows
-
-
-# ---------------------------------------------------------------------------- the report
 
 
 @dataclass(frozen=True)
@@ -355,16 +328,14 @@ class Comparison:
 
     @cached_property
     def diff(self) -> pd.DataFrame | None:
-        """``new - old`` per confusion cell; None when the classes differ."""
         return confusion_diff(self.old_run.confusion, self.new_run.confusion)
 
     @cached_property
     def movers(self) -> pd.DataFrame:
-        """The classes whose recall moved most (``recall_movers``)."""
         return recall_movers(self.old_run.per_class, self.new_run.per_class)
 
     def as_json(self) -> dict[str, Any]:
-        """The numbers of ``compare.md`` for scripts and tests (``compare.json``)."""
+        """``compare.json``: the numbers of ``compare.md``, for scripts."""
         return {
             "old": {"rev": self.old.name, "commit": self.old.commit},
             "new": {"rev": self.new.name, "commit": self.new.commit},
@@ -398,10 +369,7 @@ def _data_line(run: RunFiles) -> str:
 
 
 def comparison_markdown(result: Comparison) -> str:
-    """``compare.md``: what changed (params), what moved (metrics, classes), the pictures.
-
-    The PNGs sit next to it, so the links are bare file names.
-    """
+    """``compare.md``: what changed (params), what moved (metrics, classes), the pictures."""
     old, new = result.old.label, result.new.label
     lines = [f"# {escape_md(new)} vs {escape_md(old)}", ""]
     old_data, new_data = _data_line(result.old_run), _data_line(result.new_run)
@@ -471,8 +439,7 @@ def recall_bars(result: Comparison) -> Figure:
 
 
 def comparison_figures(result: Comparison) -> dict[str, Figure]:
-    """The comparison's figures, keyed like ``COMPARE_FIGURES`` (no difference heatmap
-    across datasets)."""
+    """The figures, keyed like ``COMPARE_FIGURES`` (no difference heatmap across datasets)."""
     old, new = result.old.label, result.new.label
     runs = [(old, result.old_run), (new, result.new_run)]
     top = max(int(run.confusion.to_numpy().max(initial=0)) for _, run in runs)
@@ -499,17 +466,9 @@ def comparison_figures(result: Comparison) -> dict[str, Figure]:
     return figures
 
 
-# What ``write_report`` puts in ``--out``: an earlier comparison holds nothing else.
-OUTPUTS = ("compare.md", "compare.json", "*.png")
-
-
 def write_report(result: Comparison, out: Path) -> Path:
-    """Replace ``out`` with ``compare.md``, ``compare.json`` and the PNGs; return the .md.
-
-    The whole folder is replaced, so it must be new, empty or an earlier comparison
-    (``atomic_dir``'s guard): a typo such as ``--out .`` or ``--out reports`` stops there
-    instead of deleting that folder.
-    """
+    """Replace ``out`` (new, empty or an earlier comparison: ``--out .`` is refused, not
+    deleted) with ``compare.md``, ``compare.json`` and the PNGs; return the .md."""
     figures = comparison_figures(result)
     with atomic_dir(out, OUTPUTS) as tmp:
         for name, fig in figures.items():

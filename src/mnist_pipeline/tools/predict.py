@@ -4,12 +4,9 @@
     mnist-predict a.png b.jpg --json                 # one JSON list, for scripts
     mnist-predict my_digit.png --save-input seen/    # also write the 28×28 the model saw
 
-Each image becomes an MNIST-style input (``serving.images``) and goes through the ONNX
-model in onnxruntime, so no torch is imported; the file carries the class names.
-Probabilities are the model's output function of its logits (softmax, or one sigmoid per
-class); the predicted class is the argmax of the logits, as in the evaluate stage. A bad
-image gets its own ``error:`` line and the others are still answered (exit 2); a bad model
-or ``--save-input`` folder stops the run before anything is written.
+Each image becomes an MNIST-style input (``serving.images``) for the ONNX model in
+onnxruntime (no torch). A bad image gets its own ``error:`` line while the others are still
+answered (exit 2); a bad model or ``--save-input`` folder stops the run before any write.
 """
 
 from __future__ import annotations
@@ -37,14 +34,14 @@ def as_text(answer: Mapping[str, Any]) -> str:
     top = sorted(answer["probabilities"].items(), key=lambda item: -item[1])[:TOP]
     names = [printable(name) for name, _ in top]
     width = max(map(len, names))
-    lines = [f"{printable(answer['image'])}: {printable(answer['predicted'])}"]
-    rows = [f"  {name:<{width}}  {p:6.1%}" for name, (_, p) in zip(names, top, strict=True)]
-    return "\n".join(lines + rows)
+    rows = [f"{printable(answer['image'])}: {printable(answer['predicted'])}"]
+    rows += [f"  {name:<{width}}  {p:6.1%}" for name, (_, p) in zip(names, top, strict=True)]
+    return "\n".join(rows)
 
 
 def saved_input_paths(images: Sequence[str], directory: Path) -> list[Path]:
-    """``DIR/<image stem>.png`` for each image; two images with one stem, or a target that
-    exists and is not a file, is an error (before anything is written)."""
+    """``DIR/<image stem>.png`` for each image; two images with one stem, or a target that is
+    not a file, is an error."""
     if directory.exists() and not directory.is_dir():
         raise PipelineError(
             f"--save-input: {printable(directory)} exists and is not a folder; "
@@ -68,8 +65,8 @@ def saved_input_paths(images: Sequence[str], directory: Path) -> list[Path]:
 
 
 def save_inputs(fields: Sequence[np.ndarray], targets: Sequence[Path]) -> None:
-    """Every 28×28 input as an 8-bit PNG, all or none: each is written to a temp file first,
-    and the temp files replace their targets only when all of them are written."""
+    """Every 28×28 input as an 8-bit PNG, all or none: the temp files replace their targets
+    only once all are written."""
     from contextlib import ExitStack
 
     from PIL import Image
@@ -84,11 +81,6 @@ def save_inputs(fields: Sequence[np.ndarray], targets: Sequence[Path]) -> None:
             tmp = stack.enter_context(atomic_path(target))
             pixels = np.round(np.clip(field, 0.0, 1.0) * 255).astype(np.uint8)
             Image.fromarray(pixels).save(tmp, format="PNG")
-        # Leaving the stack renames each temp file onto its target (in reverse order).
-
-
-def _print(text: str, stream: Any) -> None:
-    print(text, file=stream, flush=True)
 
 
 @entry_point
@@ -122,34 +114,24 @@ def main(argv: list[str] | None = None) -> int:
             fields[index] = to_mnist(read_image(Path(image)), image)
         except PipelineError as err:
             errors[index] = str(err)
-    good = sorted(fields)
-    answers = dict(
-        zip(
-            good,
-            classifier.classify(
-                [args.images[i] for i in good],
-                np.stack([fields[i] for i in good]) if good else np.zeros((0, 28, 28)),
-            ),
-            strict=True,
-        )
-    )
+    found = classifier.classify([args.images[i] for i in fields], np.array([*fields.values()]))
+    answers = dict(zip(fields, found, strict=True))
     if targets:
-        save_inputs([fields[i] for i in good], [targets[i] for i in good])
+        save_inputs([*fields.values()], [targets[i] for i in fields])
     try:
         if args.json:
             entries = [
                 answers.get(i) or {"image": image, "error": errors[i]}
                 for i, image in enumerate(args.images)
             ]
-            _print(json.dumps(entries, indent=2), sys.stdout)
+            print(json.dumps(entries, indent=2), flush=True)
         for index in range(len(args.images)):
             if index in errors:
-                _print(f"error: {errors[index]}", sys.stderr)
+                print(f"error: {errors[index]}", file=sys.stderr, flush=True)
             elif not args.json:
-                _print(as_text(answers[index]), sys.stdout)
+                print(as_text(answers[index]), flush=True)
     except BrokenPipeError:  # `| head -1`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0 if not errors else EXIT_BAD_INPUT
     return EXIT_BAD_INPUT if errors else 0
 
 

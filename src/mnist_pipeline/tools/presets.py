@@ -1,12 +1,8 @@
-"""Run an accuracy preset as a DVC experiment: ``python -m mnist_pipeline preset cnn``
-(``make preset P=cnn``).
+"""Run a ``presets.yaml`` preset as a DVC experiment: ``python -m mnist_pipeline preset cnn``.
 
-A preset is a set of ``train`` settings in ``presets.yaml`` (the one place presets live).
-The command runs ``dvc exp run -S train.KEY=VALUE ...`` with every one of them, so the
-experiment's params show in ``dvc exp show`` like any other; arguments after the preset
-name go to ``dvc exp run`` as they are (the dataset is the user's choice, e.g.
-``-S data.dataset=fashion-mnist -S data.source=mirror -S data.mirror=DIR``, or ``-n NAME``,
-``--queue``). ``--print`` shows the command instead of running it.
+A preset is a set of ``train`` settings; the command runs ``dvc exp run -S train.KEY=VALUE ...``
+so they show in ``dvc exp show``. Arguments after the name go to ``dvc exp run`` unchanged
+(``-n NAME``, ``--queue``, ``-S data.dataset=fashion-mnist``); ``--print`` only shows it.
 """
 
 from __future__ import annotations
@@ -45,27 +41,13 @@ def load_presets(path: Path = PRESETS) -> dict[str, dict[str, Any]]:
     return presets
 
 
-def preset(name: str, presets: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The settings of preset ``name``; an unknown name lists the known ones."""
-    if name not in presets:
-        which = f"unknown preset {name!r}" if name else "no preset named"
-        raise PipelineError(f"{which}; known presets: {', '.join(presets)} ({PRESETS})")
-    return presets[name]
-
-
 def exp_run_command(settings: dict[str, Any], extra: list[str]) -> list[str]:
-    """``dvc exp run``, one ``-S train.KEY=VALUE`` per setting (values as YAML), ``extra``."""
-    sets = [
-        arg
-        for key, value in settings.items()
-        for arg in ("-S", f"train.{key}={value if isinstance(value, str) else yaml_flow(value)}")
-    ]
+    """``dvc exp run``, one ``-S train.KEY=VALUE`` per setting (lists as ``[16,32]``), ``extra``."""
+    sets = []
+    for key, value in settings.items():
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        sets += ["-S", f"train.{key}={text}"]
     return [sys.executable, "-m", "dvc", "exp", "run", *sets, *extra]
-
-
-def yaml_flow(value: Any) -> str:
-    """A number or a list as one YAML flow token, no spaces: ``0.001``, ``[16,32]``."""
-    return json.dumps(value, separators=(",", ":"))
 
 
 @entry_point
@@ -78,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", nargs="?", default="", help="a preset in presets.yaml")
     parser.add_argument("--print", action="store_true", help="print the command, run nothing")
     args, extra = parser.parse_known_args(argv)
-    command = exp_run_command(preset(args.name, load_presets()), extra)
+    presets = load_presets()
+    if args.name not in presets:
+        which = f"unknown preset {args.name!r}" if args.name else "no preset named"
+        raise PipelineError(f"{which}; known presets: {', '.join(presets)} ({PRESETS})")
+    command = exp_run_command(presets[args.name], extra)
     if args.print:
         print(shlex.join(["dvc", *command[3:]]))
         return 0

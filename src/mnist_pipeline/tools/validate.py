@@ -1,15 +1,11 @@
-"""Is the pipeline definition sound? ``make validate``, and the first step of CI.
+"""Is the pipeline definition sound? ``make validate``, and CI's first step.
 
     python -m mnist_pipeline validate [--root DIR] [--up-to-date] [--thresholds FILE]
 
-Prints one ``error: ...`` line per problem (what, ``file:line``, how to fix) and exits 2, or
-one ``validate: ...`` summary line. It checks ``dvc.yaml`` with DVC's own loader, schema and
-DAG; every key of ``params.yaml``; that each stage's deps are its script and the package
-folders its imports reach (``modulefinder`` reads the bytecode, never runs it) and nothing
-else, each written by a stage or held by git; that every ``params:`` key exists. Options:
-a clean ``dvc status`` (``--up-to-date``) and metric floors (``--thresholds FILE``: a metrics
-file -> ``{metric: floor}`` or ``{metric: {min, max}}``; dotted names reach into nested
-JSON). No stage imports this module, so editing it reruns nothing.
+Checks ``dvc.yaml`` with DVC's own loader, schema, resolver and DAG, every key of
+``params.yaml``, and that each stage's deps are its script and the package folders its imports
+reach, nothing else. Options: a clean ``dvc status`` and metric bounds (``--thresholds``:
+metrics file -> ``{metric: floor}`` or ``{metric: {min, max}}``). One ``error:`` line a problem.
 """
 
 from __future__ import annotations
@@ -34,13 +30,10 @@ from mnist_pipeline.learning.config import did_you_mean
 
 DVC_YAML = "dvc.yaml"
 PARAMS_YAML = "params.yaml"
-PACKAGE = "mnist_pipeline"
+PACKAGE = "src/mnist_pipeline"
 MAX_LISTED = 4  # changed files named per `dvc status` line before "and N more"
 HINT = " (did you mean '{}'?)"  # after a key that is not there
 DAG = f"{DVC_YAML} (schema, DAG)"  # the check that DVC can load and link every stage
-
-
-# ------------------------------------------------------------------------ YAML, lines
 
 
 def _lookup(data: Any, path: Sequence[str | int]) -> tuple[bool, Any]:
@@ -55,8 +48,7 @@ def _lookup(data: Any, path: Sequence[str | int]) -> tuple[bool, Any]:
 
 
 def line_of(data: Any, path: Sequence[str | int]) -> str:
-    """``:57``: the line of the deepest key or list item on ``path`` that ruamel recorded
-    (DVC's round-trip loader keeps them), or "" if none."""
+    """``:57``: the line of the deepest key or item on ``path`` that ruamel recorded, or ""."""
     line, node = "", data
     for part in path:
         try:
@@ -94,7 +86,7 @@ def load_yaml(path: Path, label: str) -> Any:
 
 
 def dvc_yaml(root: Path) -> tuple[Any, list[str]]:
-    """dvc.yaml's data, or the problems DVC's schema finds in it (then ``None``)."""
+    """dvc.yaml's data, or ``None`` and the problems DVC's schema finds in it."""
     from dvc.schema import COMPILED_MULTI_STAGE_SCHEMA, STAGE_DEFINITION
     from voluptuous import MultipleInvalid
 
@@ -120,42 +112,34 @@ def dvc_yaml(root: Path) -> tuple[Any, list[str]]:
         return None, [str(err)]
 
 
-# --------------------------------------------------------------------------------- DVC
+def _with_dvc(
+    root: Path, use: Callable[[Any], Any], fail: str, fix: str, **kw: Any
+) -> tuple[Any, list[str]]:
+    """``(use(repo), [])`` on the DVC repo in ``root``, or ``(None, [fail DVC's error fix])``."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
 
-
-def _one_line(err: Exception) -> str:
-    text = " ".join(str(err).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    try:
+        with contextlib.chdir(root), Repo(".", **kw) as repo:  # stage names as DVC prints them
+            return use(repo), []
+    except DvcException as err:
+        text = " ".join(str(err).split())  # one line, bounded
+        return None, [f"{fail}{text if len(text) <= 300 else text[:297] + '...'}{fix}"]
 
 
 def dag_problems(root: Path) -> list[str]:
     """DVC loads every stage and builds the graph (cycles, overlapping outputs, ...)."""
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
-    try:
-        with contextlib.chdir(root), Repo(".") as repo:  # stage names as DVC prints them
-            repo.index.check_graph()
-    except DvcException as err:
-        return [
-            f"{DVC_YAML}: DVC cannot build the pipeline: {_one_line(err)}; fix {DVC_YAML} "
-            "(check with `dvc dag`)"
-        ]
-    return []
+    fail = f"{DVC_YAML}: DVC cannot build the pipeline: "
+    fix = f"; fix {DVC_YAML} (check with `dvc dag`)"
+    return _with_dvc(root, lambda repo: repo.index.check_graph(), fail, fix)[1]
 
 
 def status_problems(root: Path) -> list[str]:
     """One line per stage that ``dvc status`` does not consider up to date."""
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
-    try:
-        with contextlib.chdir(root), Repo(".") as repo:  # stage names as DVC prints them
-            status = repo.status()
-    except DvcException as err:
-        return [f"dvc status failed: {_one_line(err)}; fix that first"]
-    problems = []
-    for stage, changes in status.items():
+    status, problems = _with_dvc(
+        root, lambda repo: repo.status(), "dvc status failed: ", "; fix that first"
+    )
+    for stage, changes in (status or {}).items():
         parts = []
         for change in changes:  # "always changed", or {"changed deps": {path: state, ...}}
             for kind, files in change.items() if isinstance(change, dict) else [(change, {})]:
@@ -167,9 +151,6 @@ def status_problems(root: Path) -> list[str]:
             "run `dvc repro` and commit dvc.lock"
         )
     return problems
-
-
-# ------------------------------------------------------------------------------ params
 
 
 def params_problems(root: Path) -> list[str]:
@@ -188,22 +169,15 @@ def params_problems(root: Path) -> list[str]:
     return found
 
 
-# -------------------------------------------------------------------------------- deps
-
-
 def holds_code(path: Path) -> bool:
-    """Whether a module holds any statement besides its docstring.
-
-    A docstring-only module (the package's top-level ``__init__.py``) cannot change what a
-    stage writes, so it need not be a dep; one line of code in it makes it one again.
-    """
+    """Whether a module holds code besides its docstring: a docstring-only one (the package's
+    ``__init__.py``) cannot change an output, so it need not be a dep."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     return len(tree.body) > (0 if ast.get_docstring(tree) is None else 1)
 
 
 class _Importers(modulefinder.ModuleFinder):
-    """stdlib's ``modulefinder`` (bytecode read, never run: imports in any scope, and
-    ``import a.b.c`` loads a, a.b and a.b.c), noting the file that first imports each file."""
+    """``modulefinder`` (reads the bytecode, never runs it) noting who first imports each file."""
 
     def __init__(self, search: Sequence[Path]) -> None:
         super().__init__([str(base) for base in search])  # only ours: no stdlib, no torch
@@ -228,8 +202,7 @@ def import_closure(script: Path, search: Sequence[Path]) -> dict[Path, Path]:
 
 
 def _kept(root: Path) -> Callable[[str], bool]:
-    """Whether git holds a path, or would once committed (there and not ignored), or
-    ``dvc add`` tracks it; outside git: whether it exists."""
+    """Whether git holds a path (or would: there, not ignored) or ``dvc add`` tracks it."""
     from dvc.scm import SCM, SCMError
 
     try:
@@ -244,26 +217,21 @@ def _kept(root: Path) -> Callable[[str], bool]:
 
 
 def resolved_stages(data: Any, root: Path) -> tuple[dict[str, Any], list[str]]:
-    """dvc.yaml's stages as DVC runs them, by DVC's own resolver: ``vars`` and ``${...}``
-    interpolated, ``foreach``/``matrix`` expanded (``name@key``); or one line saying why DVC
-    cannot resolve them."""
-    from dvc.exceptions import DvcException
+    """dvc.yaml's stages as DVC's resolver runs them (``${...}`` filled, ``foreach`` expanded
+    as ``name@key``), or one line saying why it cannot."""
     from dvc.parsing import DataResolver
-    from dvc.repo import Repo
 
-    try:
-        with contextlib.chdir(root), Repo(".", uninitialized=True) as repo:
-            return DataResolver(repo, ".", data).resolve()["stages"], []
-    except DvcException as err:
-        return {}, [
-            f"{DVC_YAML}: DVC cannot resolve its stages: {_one_line(err)}; fix the vars or "
-            "${...} it names (check with `dvc dag`)"
-        ]
+    fail = f"{DVC_YAML}: DVC cannot resolve its stages: "
+    fix = "; fix the vars or ${...} it names (check with `dvc dag`)"
+    stages, problems = _with_dvc(
+        root, lambda repo: DataResolver(repo, ".", data).resolve(), fail, fix, uninitialized=True
+    )
+    return (stages or {}).get("stages", {}), problems
 
 
 def command_words(cmd: str | list[str]) -> list[str]:
-    """The words of a stage's ``cmd`` as the shell splits them (quotes removed), in linear
-    time (``shlex`` grows each word a character at a time: quadratic on a long one)."""
+    """The words of a stage's ``cmd`` as the shell splits them, in linear time (not ``shlex``:
+    quadratic on a long word)."""
     text = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
     words = re.findall(r"""(?:[^\s'"]|'[^']*'|"[^"]*")+""", text)
     unquote = re.compile(r"'([^']*)'|\"([^\"]*)\"")
@@ -271,15 +239,14 @@ def command_words(cmd: str | list[str]) -> list[str]:
 
 
 def deps_problems(data: Any, root: Path) -> list[str]:
-    """Each stage lists its code (script + imported package folders) and nothing stale;
-    stages are checked as DVC resolves them (templates filled, foreach expanded)."""
+    """Each stage lists its code (script + imported package folders) and nothing stale."""
     root = root.resolve()
     stages, problems = resolved_stages(data, root)
     outputs = [  # every stage's outs, metrics and plots
         os.path.normpath(str(entry if isinstance(entry, str) else next(iter(entry))))
         for spec in stages.values()
         for kind in ("outs", "metrics", "plots")
-        for entry in (spec.get(kind) or [] if isinstance(spec, dict) else [])
+        for entry in spec.get(kind) or []
     ]
     kept = _kept(root)
 
@@ -290,13 +257,10 @@ def deps_problems(data: Any, root: Path) -> list[str]:
         return path.relative_to(root).as_posix()
 
     for name, spec in stages.items():
-        if not isinstance(spec, dict):
-            continue
         source = name.split("@")[0]  # a foreach/matrix stage's lines are its template's
         deps = [os.path.normpath(str(d)) for d in spec.get("deps") or []]
         here = where(DVC_YAML, data, ("stages", source, "deps" if "deps" in spec else "cmd"))
-        if source != name:
-            here = f"{here} ({name})"
+        here += f" ({name})" if source != name else ""
         words = command_words(spec["cmd"])
         scripts = [root / w for w in words if w.endswith(".py") and (root / w).is_file()]
         needed = {rel(script) for script in scripts}
@@ -316,7 +280,7 @@ def deps_problems(data: Any, root: Path) -> list[str]:
                     )
         for index, dep in enumerate(deps):
             at = where(DVC_YAML, data, ("stages", source, "deps", index))
-            if scripts and under(dep, f"src/{PACKAGE}") and not any(under(n, dep) for n in needed):
+            if scripts and under(dep, PACKAGE) and not any(under(n, dep) for n in needed):
                 problems.append(
                     f"{at}: lists {dep} but {', '.join(rel(s) for s in scripts)} never imports "
                     "a module in it (directly or through other modules); remove it from deps"
@@ -363,9 +327,6 @@ def _dotted_keys(data: Any, prefix: str = "") -> list[str]:
         for key, value in data.items():
             keys += [f"{prefix}{key}", *_dotted_keys(value, f"{prefix}{key}.")]
     return keys
-
-
-# -------------------------------------------------------------------------- thresholds
 
 
 def _number(value: Any) -> bool:
@@ -424,19 +385,15 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
     return problems
 
 
-# -------------------------------------------------------------------------------- all
-
-
 def validate(
     root: Path, *, up_to_date: bool = False, thresholds: Path | None = None
 ) -> tuple[list[str], list[str]]:
-    """Every check on the project in ``root`` (see the module docstring): (problems, passed)."""
+    """Every check on the project in ``root``: (problems, names of the checks passed)."""
     data, problems = dvc_yaml(root)
     found: dict[str, list[str]] = {}  # check -> its problems, in the order they run
     if data is not None:
         found[DAG] = dag_problems(root)
-        stages = len(data.get("stages") or {})
-        found[f"deps and params of {stages} stages"] = deps_problems(data, root)
+        found[f"deps and params of {len(data['stages'])} stages"] = deps_problems(data, root)
     found[PARAMS_YAML] = params_problems(root)
     if up_to_date and found.get(DAG) == []:  # dvc.yaml is sound: its status means something
         found["dvc status clean"] = status_problems(root)

@@ -1,10 +1,8 @@
-"""The notebook's Question 1 worked through: one forward pass, backprop and one SGD step.
+"""The notebook's Question 1: one forward pass, backprop and one SGD step, in float64.
 
     python -m mnist_pipeline worked-example [--lr 0.5] [--json]
 
-The setup is the notebook's, in float64: ``X`` is ``[3, 2]``, ``y`` is ``[3, 1]``,
-``W1`` is ``[1 + 2, 2]`` and ``W2`` is ``[1 + 2, 1]`` (first row of each = bias). The
-numbers come from ``backprop.sigmoid_net_backprop``, the hand derivation, not autograd.
+The numbers come from ``backprop.sigmoid_net_backprop``, the hand derivation, not autograd.
 """
 
 from __future__ import annotations
@@ -26,9 +24,8 @@ DECIMALS = 6
 
 
 def compute(lr: float = DEFAULT_LR) -> dict[str, dict[str, Any]]:
-    """Every quantity of the worked example as tensors/floats, by section and in the order
-    printed: ``{title: {label: value}}``. Each label starts with its key in the JSON output;
-    the rest says what the value is."""
+    """Every quantity, in printed order: ``{title: {label: value}}``; a label's first word is
+    its JSON key."""
     x = torch.tensor([[1, 2], [2, -1], [3, 0]], dtype=DTYPE)  # the notebook's setup
     y = torch.tensor([[0], [1], [0]], dtype=DTYPE)
     w1 = torch.tensor([[0.1, -0.1], [0.2, 0], [0, 0.3]], dtype=DTYPE)
@@ -74,7 +71,7 @@ def format_value(value: Tensor | float) -> str:
 
 def render_text(sections: dict[str, dict[str, Any]]) -> str:
     """The human-readable report: each section, each labelled value."""
-    lines: list[str] = ["Question 1: backprop by hand for a 2-layer sigmoid network"]
+    lines = ["Question 1: backprop by hand for a 2-layer sigmoid network"]
     for title, values in sections.items():
         lines += ["", f"== {title} =="]
         for label, value in values.items():
@@ -84,8 +81,7 @@ def render_text(sections: dict[str, dict[str, Any]]) -> str:
 
 
 def to_json(sections: dict[str, dict[str, Any]]) -> str:
-    """One JSON object keyed by each label's first word: matrices as nested lists (rows as in
-    the notebook), scalars as numbers."""
+    """One JSON object keyed by each label's first word; matrices as nested lists of rows."""
     plain = {
         label.split()[0]: value.tolist() if isinstance(value, Tensor) else value
         for values in sections.values()
