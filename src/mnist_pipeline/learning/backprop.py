@@ -42,50 +42,37 @@ def with_bias_column(z: Tensor) -> Tensor:
     return torch.cat([torch.ones_like(z[:, :1]), z], dim=1)
 
 
-def _check_sigmoid_net_shapes(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> None:
-    if x.dim() != 2:
-        raise ValueError(f"x must be [N, d_0], got shape {tuple(x.shape)}")
-    if not weights:
-        raise ValueError("weights must hold at least one layer's matrix")
-    width = x.shape[1]
-    for index, w in enumerate(weights, 1):
-        if w.dim() != 2 or w.shape[0] != 1 + width:
-            raise ValueError(
-                f"W{index} must be [1 + {width}, fan_out] (first row = bias), "
-                f"got shape {tuple(w.shape)}"
-            )
-        width = w.shape[1]
-    if tuple(y.shape) != (x.shape[0], width):
-        raise ValueError(f"y must be [{x.shape[0]}, {width}], got shape {tuple(y.shape)}")
-
-
 @torch.no_grad()
 def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> BackpropResult:
     """The sigmoid network's forward and backward pass: ``x [N, d_0]``, targets ``y [N, d_L]``
     in [0, 1], ``weights[l-1] = W_l``; every layer sigmoid, the loss the notebook's."""
-    _check_sigmoid_net_shapes(x, y, weights)
+    if x.dim() != 2 or not weights:
+        raise ValueError(f"x must be [N, d_0] and weights hold a matrix, got {tuple(x.shape)}")
+    width = x.shape[1]
+    for index, w in enumerate(weights, 1):
+        if w.dim() != 2 or w.shape[0] != 1 + width:
+            raise ValueError(
+                f"W{index} must be [1 + {width}, fan_out] (first row = bias), got {tuple(w.shape)}"
+            )
+        width = w.shape[1]
+    if tuple(y.shape) != (x.shape[0], width):
+        raise ValueError(f"y must be [{x.shape[0]}, {width}], got shape {tuple(y.shape)}")
     n = x.shape[0]
-    activations: list[Tensor] = [x]
-    pre_activations: list[Tensor] = []
+    activations, pre_activations = [x], []
     for w in weights:
-        u = with_bias_column(activations[-1]) @ w
-        pre_activations.append(u)
-        activations.append(torch.sigmoid(u))
+        pre_activations.append(with_bias_column(activations[-1]) @ w)
+        activations.append(torch.sigmoid(pre_activations[-1]))
     z_out = activations[-1]
     loss = (z_out - y).pow(2).sum() / (2 * n)
     # ∂L/∂Z_L = (Z_L - Y)/N: the 1/2 cancels the square's 2.
     delta = (z_out - y) * z_out * (1 - z_out) / n
-    deltas: list[Tensor] = [delta]
-    grads: list[Tensor] = []
+    deltas, grads = [delta], []
     for layer in range(len(weights), 0, -1):  # layer = L, ..., 1
         z_in = activations[layer - 1]
-        grads.append(with_bias_column(z_in).T @ delta)
+        grads.insert(0, with_bias_column(z_in).T @ delta)
         if layer > 1:  # row 0 of W_l is the bias: it multiplies the constant 1, not Z_{l-1}
-            back = delta @ weights[layer - 1][1:].T
-            delta = back * z_in * (1 - z_in)
-            deltas.append(delta)
-    deltas.reverse()
-    grads.reverse()
+            delta = (delta @ weights[layer - 1][1:].T) * z_in * (1 - z_in)
+            deltas.insert(0, delta)
     return BackpropResult(
         loss, tuple(activations), tuple(pre_activations), tuple(deltas), tuple(grads)
     )
@@ -175,27 +162,19 @@ def _loss_and_logit_grad(
 ) -> tuple[Tensor, Tensor]:
     """The loss (0-d) and ``∂L/∂logits`` ``[B, C]`` for one-hot ``target [B, C]``."""
     batch = logits.shape[0]
-    if output == "softmax":
-        p = torch.softmax(logits, dim=1)
-        if loss == "mse":
-            g = p - target
-            value = g.square().sum() / batch
-            # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k p_k g_k): softmax's own backward kernel.
-            grad = torch._softmax_backward_data(g, p, 1, p.dtype).mul_(2.0 / batch)
-        else:  # cross_entropy; log_softmax, not log(p): no log(0) when a logit dominates.
+    p = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
+    if loss == "cross_entropy":  # log_softmax and logsigmoid(±z), not log(p): finite for any z
+        if output == "softmax":
             value = -(torch.log_softmax(logits, dim=1) * target).sum(1).mean()
-            grad = (p - target) / batch
-    else:  # sigmoid
-        p = torch.sigmoid(logits)
-        if loss == "mse":
-            g = p - target
-            value = g.pow(2).sum(1).mean()
-            grad = 2 / batch * g * p * (1 - p)  # σ' = p(1 - p), elementwise
-        else:  # binary cross-entropy per class; logsigmoid(±z): finite for any z
+        else:  # binary cross-entropy per class, summed over classes
             per_class = target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)
             value = -per_class.sum(1).mean()
-            grad = (p - target) / batch
-    return value, grad
+        return value, (p - target) / batch
+    g = p - target
+    if output == "softmax":  # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k p_k g_k): softmax's own kernel
+        grad = torch._softmax_backward_data(g, p, 1, p.dtype).mul_(2.0 / batch)
+        return g.square().sum() / batch, grad
+    return g.pow(2).sum(1).mean(), 2 / batch * g * p * (1 - p)  # σ' = p(1 - p)
 
 
 class ManualBackprop:

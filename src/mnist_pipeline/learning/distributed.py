@@ -109,12 +109,15 @@ def _available_memory() -> int | None:
 def launch(processes: int, argv: list[str]) -> int:
     """Run this stage's ``argv`` on ``processes`` ranks under torchrun; no rank outlives it.
 
-    torchrun puts each rank in a session of its own and leaves them running if it is killed,
-    so the stage becomes their subreaper and, on every exit path, stops torchrun and every
-    rank (``_stop``). A rank killed by a signal (the OOM killer's SIGKILL) is one
-    ``PipelineError`` line; a rank's error line is shown once; a traceback (a bug) as it is.
+    torchrun puts each rank in a session of its own and leaves it running if killed, so the
+    stage becomes the ranks' subreaper and stops them all on every exit path (``_stop``).
+    A rank killed by a signal (the OOM killer's SIGKILL) is one ``PipelineError`` line.
     """
-    _become_subreaper()
+    if sys.platform == "linux":  # orphaned descendants are re-parented to this process
+        import ctypes
+
+        pr_set_child_subreaper = 36
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     proc = subprocess.Popen(
         [*command, f"--nproc_per_node={processes}", *argv],
@@ -149,15 +152,6 @@ def launch(processes: int, argv: list[str]) -> int:
         return EXIT_BAD_INPUT  # the rank's one error line is shown already
     sys.stderr.writelines(relay.held)  # a rank's own traceback: a bug, shown as it is
     return code
-
-
-def _become_subreaper() -> None:
-    """Orphaned descendants are re-parented to this process (Linux), so it can stop them."""
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_child_subreaper = 36
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
 
 
 def _children(pid: int) -> list[int]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -314,3 +316,22 @@ def history_frame(
     if scored_on == "val":
         columns["shipped"] = [int(r.epoch == shipped) for r in history]
     return pd.DataFrame(columns)
+
+
+@contextmanager
+def epoch_tracker(epochs: int) -> Iterator[Callable[[EpochRecord], None]]:
+    """``with epoch_tracker(epochs) as track: train(..., on_epoch=track)``: a tqdm bar over
+    the epochs when stderr is a terminal (else the log lines); it writes no file."""
+    if not sys.stderr.isatty():
+        yield lambda record: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=epochs, unit="epoch", desc="train", file=sys.stderr) as bar:
+
+        def track(record: EpochRecord) -> None:
+            bar.n = record.epoch - 1  # a resumed run starts part-way
+            bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.accuracy:.4f}")
+            bar.update(1)
+
+        yield track
