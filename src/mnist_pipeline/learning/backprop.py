@@ -114,15 +114,11 @@ class NotebookEpoch:
         self.padding = steps * batch_size - n  # the last batch may be short ...
         self.sizes = layer.weight.new_full((steps,), batch_size)
         self.sizes[-1] -= self.padding  # ... and its loss is its own mean
-        self.buffers: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-
-    def _buffers(self, size: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``[1 X]`` rows ``[size, 1 + D]`` (column 0 stays 1), their ``X`` part, ``Y`` rows."""
-        if size not in self.buffers:
-            rows = self.augmented.new_ones(size, self.augmented.shape[1])
-            target = self.augmented.new_empty(size, self.augmented.shape[0])
+        self.buffers = {}  # per batch size: [1 X] rows (column 0 stays 1), their X part, Y rows
+        for size in {batch_size, batch_size - self.padding}:
+            rows = layer.weight.new_ones(size, 1 + layer.in_features)
+            target = layer.weight.new_empty(size, layer.out_features)
             self.buffers[size] = rows, rows[:, 1:], target
-        return self.buffers[size]
 
     @torch.no_grad()
     def __call__(self, x: Tensor, target: Tensor, order: Tensor) -> Tensor:
@@ -130,7 +126,7 @@ class NotebookEpoch:
         a, a_t = self.augmented, self.augmented.T  # a_t: a [1 + D, C] view of the live A
         steps = order.split(self.batch_size), self.residual.split(self.batch_size)
         for idx, g in zip(*steps, strict=True):
-            rows, features, y = self._buffers(len(idx))
+            rows, features, y = self.buffers[len(idx)]
             torch.index_select(x, 0, idx, out=features)  # fills [1 X] next to the ones
             torch.index_select(target, 0, idx, out=y)
             p = torch.softmax(rows @ a_t, dim=1)
