@@ -1,9 +1,5 @@
-"""The train stage's working state, saved after every epoch so that a killed run resumes.
-
-A checkpoint holds all the next epoch depends on and the ``run_key`` of the run that made
-it; a rerun with the same key resumes after the last complete epoch and writes the same
-bytes as an uninterrupted run. It lives in ``.dvc/tmp/`` and is removed when the stage ends.
-"""
+"""The train stage's working state after every epoch, tied to its run's ``run_key``: a
+rerun with the same key resumes after the last complete epoch and writes the same bytes."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""Multi-process data-parallel training with ``torch.distributed`` (torchrun).
-
-Every rank draws the same epoch order and takes its contiguous shard of each global
-minibatch; it scales its gradient by ``shard_size / batch_size`` and the ranks sum them
-(``DistributedDataParallel`` for autograd, an ``all_reduce`` for the hand-derived engine),
-so a step equals the single-process one. gloo on CPU, nccl on CUDA; rank 0 alone writes.
-``launch`` starts the ranks and owns their lifetime.
-"""
+"""Data-parallel training under torchrun: each rank takes its contiguous shard of every
+global minibatch and the ranks sum their gradients, each scaled by ``shard_size /
+batch_size``, so a step equals the single-process one; rank 0 alone writes. ``launch``
+starts the ranks and owns their lifetime."""
 
 from __future__ import annotations
 
@@ -107,12 +103,8 @@ def _available_memory() -> int | None:
 
 
 def launch(processes: int, argv: list[str]) -> int:
-    """Run this stage's ``argv`` on ``processes`` ranks under torchrun; no rank outlives it.
-
-    torchrun puts each rank in a session of its own and leaves it running if killed, so the
-    stage becomes the ranks' subreaper and stops them all on every exit path (``_stop``).
-    A rank killed by a signal (the OOM killer's SIGKILL) is one ``PipelineError`` line.
-    """
+    """Run this stage's ``argv`` on ``processes`` ranks under torchrun. torchrun leaves its
+    ranks running if killed, so the stage is their subreaper and stops them on every path."""
     if sys.platform == "linux":  # orphaned descendants are re-parented to this process
         import ctypes
 

@@ -1,11 +1,7 @@
-"""The notebook's training loop, made fast and repeatable.
-
-Per epoch: a seeded permutation of the training set, minibatches gathered from one
-in-memory tensor, gradients by autograd or by the hand-derived backward pass (``backprop``),
-the update (``optim``), then the mean minibatch loss and the accuracy on the test set, or on
-a held-out slice of train (``train.val_fraction``). Seeds and thread count are set here:
-same params -> same weights, bit for bit, on the same CPU kind.
-"""
+"""The notebook's training loop, made fast and repeatable: seeded epoch orders, minibatches
+gathered from one in-memory tensor, autograd or hand-derived gradients (``backprop``), and
+per epoch the mean loss and the test (or held-out val) accuracy. Same params -> same weights,
+bit for bit, on the same CPU kind."""
 
 from __future__ import annotations
 
