@@ -29,8 +29,7 @@ from mnist_pipeline.learning.distributed import check_capacity, launch
 from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.model_file import save_model
 from mnist_pipeline.learning.schedules import is_scheduled
-from mnist_pipeline.learning.tracking import epoch_tracker
-from mnist_pipeline.learning.training import history_frame, train
+from mnist_pipeline.learning.training import epoch_tracker, history_frame, train
 
 
 def main() -> None:

@@ -12,8 +12,7 @@ from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.learning.config import TrainParams, parse_params
 from mnist_pipeline.learning.models import ModelSpec, build_cnn, build_model
-from mnist_pipeline.learning.tracking import epoch_tracker
-from mnist_pipeline.learning.training import history_frame, make_optimizer, train
+from mnist_pipeline.learning.training import epoch_tracker, history_frame, make_optimizer, train
 
 
 @pytest.fixture(scope="module")

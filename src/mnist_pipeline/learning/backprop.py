@@ -1,35 +1,16 @@
-"""Backpropagation written out from the derivation: forward and backward passes, no autograd.
+"""Backpropagation written out from the derivation: explicit matrix products, no autograd.
 
-What it is for: the course notebook's Question 1 derives backprop by hand for a two-layer
-sigmoid network; this module turns that derivation into code, for that network (any depth)
-and for the pipeline's chains of linear layers and activations (``chain``). Nothing here
-calls ``.backward()``: every gradient is an explicit matrix product, so everything runs
-under ``torch.no_grad()`` and the tests can hold the derivation against autograd.
+The notebook's Question 1 derives it for a bias-augmented sigmoid network; the tests hold
+it against autograd (docs/backprop.md). Layer ``l`` has ``W_l`` ``[1 + d_{l-1}, d_l]``,
+its first row the bias, ``Z_0 = X``::
 
-Notation (bias-augmented, as in the notebook). ``Z_0 = X`` is ``[N, d_0]``; layer ``l``
-has a weight matrix ``W_l`` of shape ``[1 + d_{l-1}, d_l]`` whose first ROW is the bias::
+    U_l = [1 Z_{l-1}] W_l,   Z_l = σ(U_l),   L = 1/(2N) Σ_i Σ_k (Z_L - Y)²
+    δ_L = (Z_L - Y) ⊙ Z_L ⊙ (1 - Z_L) / N    δ_l = (δ_{l+1} W_{l+1}[1:]ᵀ) ⊙ Z_l ⊙ (1 - Z_l)
+    ∂L/∂W_l = [1 Z_{l-1}]ᵀ δ_l               W_l <- W_l - lr ∂L/∂W_l
 
-    U_l = [1 Z_{l-1}] W_l                           pre-activation, [N, d_l]
-    Z_l = act(U_l)                                  activation,     [N, d_l]
-    L   = 1/(2N) sum_i sum_k (Z_L - Y)^2            the notebook's squared loss
-
-Backward, with deltas ``δ_l = ∂L/∂U_l`` (``[N, d_l]``)::
-
-    δ_L     = ∂L/∂Z_L ⊙ act'(U_L) = (Z_L - Y) ⊙ Z_L ⊙ (1 - Z_L) / N
-    δ_l     = (δ_{l+1} W_{l+1}[1:]^T) ⊙ act'(U_l)    (drop the bias row: it sees no Z_l)
-    ∂L/∂W_l = [1 Z_{l-1}]^T δ_l                      same shape as W_l
-    W_l    <- W_l - lr ∂L/∂W_l                       one SGD step
-
-For sigmoid, ``act'(U) = Z ⊙ (1 - Z)``; for ReLU, ``act'(U) = [U > 0]``.
-
-``sigmoid_net_backprop`` is the Question 1 network; ``ManualBackprop`` applies the same
-recursion to the registry's ``manual`` models (PyTorch layout: ``u = z W^T + b``, so
-``∂L/∂W = δ^T z`` and ``∂L/∂b = Σ_rows δ``), starting from ``∂L/∂logits`` for each
-output function and loss of ``losses.LOSSES``.
-
-The worked example (the notebook's numbers, float64) prints every intermediate value::
-
-    PYTHONPATH=src python -m mnist_pipeline.tools.worked_example [--lr 0.1] [--json]
+``ManualBackprop`` runs the same recursion on the registry's ``manual`` models (PyTorch
+layout ``u = z Wᵀ + b``: ``∂L/∂W = δᵀ z``, ``∂L/∂b = Σ_rows δ``) from ``∂L/∂logits`` of
+each output and loss of ``losses.LOSSES``; ``NotebookEpoch`` is the notebook's own setup.
 """
 
 from __future__ import annotations
@@ -44,16 +25,10 @@ from torch import Tensor, nn
 from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.optim import SGD
 
-# --- The notebook's Question 1 network -------------------------------------------------
-
 
 @dataclass(frozen=True)
 class BackpropResult:
-    """Everything one forward + backward pass of ``sigmoid_net_backprop`` computes.
-
-    ``activations`` is ``(Z_0 = X, Z_1, ..., Z_L)``; ``pre_activations``, ``deltas`` and
-    ``grads`` are indexed by layer, ``(U_1..U_L)``, ``(δ_1..δ_L)``, ``(∂L/∂W_1..∂L/∂W_L)``.
-    """
+    """One forward + backward pass of ``sigmoid_net_backprop``, every layer's values."""
 
     loss: Tensor  # 0-d
     activations: tuple[Tensor, ...]  # Z_l: [N, d_l], l = 0..L
@@ -67,67 +42,39 @@ def with_bias_column(z: Tensor) -> Tensor:
     return torch.cat([torch.ones_like(z[:, :1]), z], dim=1)
 
 
-def _check_sigmoid_net_shapes(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> None:
-    if x.dim() != 2:
-        raise ValueError(f"x must be [N, d_0], got shape {tuple(x.shape)}")
-    if not weights:
-        raise ValueError("weights must hold at least one layer's matrix")
+@torch.no_grad()
+def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> BackpropResult:
+    """The sigmoid network's forward and backward pass: ``x [N, d_0]``, targets ``y [N, d_L]``
+    in [0, 1], ``weights[l-1] = W_l``; every layer sigmoid, the loss the notebook's."""
+    if x.dim() != 2 or not weights:
+        raise ValueError(f"x must be [N, d_0] and weights hold a matrix, got {tuple(x.shape)}")
     width = x.shape[1]
     for index, w in enumerate(weights, 1):
         if w.dim() != 2 or w.shape[0] != 1 + width:
             raise ValueError(
-                f"W{index} must be [1 + {width}, fan_out] (first row = bias), "
-                f"got shape {tuple(w.shape)}"
+                f"W{index} must be [1 + {width}, fan_out] (first row = bias), got {tuple(w.shape)}"
             )
         width = w.shape[1]
     if tuple(y.shape) != (x.shape[0], width):
         raise ValueError(f"y must be [{x.shape[0]}, {width}], got shape {tuple(y.shape)}")
-
-
-@torch.no_grad()
-def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> BackpropResult:
-    """Forward and backward pass of the notebook's sigmoid network, by the derivation.
-
-    ``x`` is ``[N, d_0]``, ``y`` is ``[N, d_L]`` (targets in [0, 1]) and ``weights[l-1]``
-    is ``W_l``, ``[1 + d_{l-1}, d_l]`` with the bias in row 0. Every layer, the last
-    included, is sigmoid; the loss is ``1/(2N) Σ_i Σ_k (Z_L - Y)^2`` with ``N`` the number
-    of rows. Runs without autograd; the returned tensors carry no graph.
-    """
-    _check_sigmoid_net_shapes(x, y, weights)
     n = x.shape[0]
-
-    # Forward: keep every Z_l (needed for [1 Z_{l-1}] and for σ' = Z(1 - Z)) and U_l.
-    activations: list[Tensor] = [x]
-    pre_activations: list[Tensor] = []
+    activations, pre_activations = [x], []
     for w in weights:
-        u = with_bias_column(activations[-1]) @ w  # [N, 1 + d_{l-1}] @ [1 + d_{l-1}, d_l]
-        pre_activations.append(u)
-        activations.append(torch.sigmoid(u))
+        pre_activations.append(with_bias_column(activations[-1]) @ w)
+        activations.append(torch.sigmoid(pre_activations[-1]))
     z_out = activations[-1]
     loss = (z_out - y).pow(2).sum() / (2 * n)
-
-    # Backward: δ_L from the loss, then δ_l = (δ_{l+1} W_{l+1}[1:]^T) ⊙ Z_l(1 - Z_l).
-    # ∂L/∂Z_L = (Z_L - Y)/N: the 1/2 cancels the square's 2, the 1/N stays.
-    delta = (z_out - y) * z_out * (1 - z_out) / n  # [N, d_L]
-    deltas: list[Tensor] = [delta]
-    grads: list[Tensor] = []
+    # ∂L/∂Z_L = (Z_L - Y)/N: the 1/2 cancels the square's 2.
+    delta = (z_out - y) * z_out * (1 - z_out) / n
+    deltas, grads = [delta], []
     for layer in range(len(weights), 0, -1):  # layer = L, ..., 1
-        z_in = activations[layer - 1]  # Z_{l-1}: [N, d_{l-1}]
-        # ∂L/∂W_l = [1 Z_{l-1}]^T δ_l: [1 + d_{l-1}, N] @ [N, d_l]; sums over the N rows.
-        grads.append(with_bias_column(z_in).T @ delta)
-        if layer > 1:
-            # Row 0 of W_l is the bias: it multiplies the constant 1, not Z_{l-1}.
-            back = delta @ weights[layer - 1][1:].T  # ∂L/∂Z_{l-1}: [N, d_{l-1}]
-            delta = back * z_in * (1 - z_in)  # ⊙ σ'(U_{l-1}) = Z_{l-1}(1 - Z_{l-1})
-            deltas.append(delta)
-    deltas.reverse()
-    grads.reverse()
+        z_in = activations[layer - 1]
+        grads.insert(0, with_bias_column(z_in).T @ delta)
+        if layer > 1:  # row 0 of W_l is the bias: it multiplies the constant 1, not Z_{l-1}
+            delta = (delta @ weights[layer - 1][1:].T) * z_in * (1 - z_in)
+            deltas.insert(0, delta)
     return BackpropResult(
-        loss=loss,
-        activations=tuple(activations),
-        pre_activations=tuple(pre_activations),
-        deltas=tuple(deltas),
-        grads=tuple(grads),
+        loss, tuple(activations), tuple(pre_activations), tuple(deltas), tuple(grads)
     )
 
 
@@ -139,28 +86,21 @@ def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) ->
 
 
 class NotebookEpoch:
-    """The notebook's own training, one epoch at a time: the softmax-linear model, the MSE
-    loss and plain SGD (``p -= lr * grad``), in five tensor ops per step after the batch
-    is gathered.
+    """The notebook's training (softmax-linear model, MSE, plain SGD), one epoch at a time in
+    its bias-augmented notation: ``A = [b W]`` ``[C, 1 + D]``, batches gathered as ``[1 X]``.
 
-    It is the same math as ``ManualBackprop`` + ``optim.SGD`` for that one combination
-    (the tests hold them together), written in the notebook's bias-augmented notation so
-    that nothing is left but the math: each batch is gathered as ``[1 X]`` (into a buffer
-    whose first column stays 1) and the layer is held as ``A = [b W]`` (``[C, 1 + D]``,
-    its first column the bias), so the logits are one product and the update one
-    ``addmm_``. Per step, with ``g = p - Y``::
+    The same math as ``ManualBackprop`` + ``optim.SGD`` (the tests hold them together); per
+    step, with ``g = p - Y``::
 
-        p  = softmax([1 X] Aᵀ)                       [B, C]
+        p  = softmax([1 X] Aᵀ)
         δ  = p ⊙ (g - Σ_k p_k g_k)                   the softmax Jacobian applied to g
-        A -= lr · (2/B) · δᵀ [1 X]                   ∂L/∂A = (2/B) δᵀ [1 X]
+        A -= lr · (2/B) · δᵀ [1 X]
 
-    The losses ``Σ_rows Σ_k g² / B`` are computed once per epoch from the ``g`` rows kept
-    in a buffer, not per step. ``A`` is copied back into the layer after every epoch.
+    The losses ``Σ_rows Σ_k g² / B`` come once per epoch from the kept ``g`` rows.
     """
 
     @staticmethod
     def fits(model: nn.Module, output: str, loss: str) -> bool:
-        """Whether ``model`` is one linear layer trained on softmax + mse: the notebook's."""
         layers = chain(model)
         one_layer = len(layers) == 1 and isinstance(layers[0], nn.Linear)
         return one_layer and (output, loss) == ("softmax", "mse")
@@ -174,30 +114,24 @@ class NotebookEpoch:
         self.padding = steps * batch_size - n  # the last batch may be short ...
         self.sizes = layer.weight.new_full((steps,), batch_size)
         self.sizes[-1] -= self.padding  # ... and its loss is its own mean
-        self.buffers: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-
-    def _buffers(self, size: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``[1 X]`` rows ``[size, 1 + D]`` (column 0 stays 1), their ``X`` part, ``Y`` rows."""
-        if size not in self.buffers:
-            rows = self.augmented.new_ones(size, self.augmented.shape[1])
-            target = self.augmented.new_empty(size, self.augmented.shape[0])
+        self.buffers = {}  # per batch size: [1 X] rows (column 0 stays 1), their X part, Y rows
+        for size in {batch_size, batch_size - self.padding}:
+            rows = layer.weight.new_ones(size, 1 + layer.in_features)
+            target = layer.weight.new_empty(size, layer.out_features)
             self.buffers[size] = rows, rows[:, 1:], target
-        return self.buffers[size]
 
     @torch.no_grad()
     def __call__(self, x: Tensor, target: Tensor, order: Tensor) -> Tensor:
-        """One epoch on ``x [N, D]`` and one-hot ``target [N, C]`` in ``order``; the step
-        losses ``[S]``."""
+        """One epoch on ``x [N, D]``, one-hot ``target [N, C]`` in ``order``: step losses."""
         a, a_t = self.augmented, self.augmented.T  # a_t: a [1 + D, C] view of the live A
         steps = order.split(self.batch_size), self.residual.split(self.batch_size)
         for idx, g in zip(*steps, strict=True):
-            rows, features, y = self._buffers(len(idx))
+            rows, features, y = self.buffers[len(idx)]
             torch.index_select(x, 0, idx, out=features)  # fills [1 X] next to the ones
             torch.index_select(target, 0, idx, out=y)
             p = torch.softmax(rows @ a_t, dim=1)
             torch.sub(p, y, out=g)
-            # The softmax Jacobian's product p ⊙ (g - Σ_k p_k g_k), fused into one kernel.
-            delta = torch._softmax_backward_data(g, p, 1, p.dtype)
+            delta = torch._softmax_backward_data(g, p, 1, p.dtype)  # p ⊙ (g - Σ_k p_k g_k)
             a.addmm_(delta.T, rows, alpha=-2.0 * self.lr / len(idx))
         self.layer.bias.copy_(a[:, 0])
         self.layer.weight.copy_(a[:, 1:])
@@ -205,15 +139,12 @@ class NotebookEpoch:
         return per_row.view(len(self.sizes), -1).sum(1) / self.sizes
 
 
-# --- The pipeline's models ---------------------------------------------------------------
-
-
 LAYERS = (nn.Linear, nn.Sigmoid, nn.ReLU)  # what ManualBackprop differentiates
 
 
 def chain(model: nn.Module) -> list[nn.Module]:
-    """The model's layers in forward order, if it is a chain of ``LAYERS`` ending in a
-    linear layer (what ``ManualBackprop`` trains), else ``[]``."""
+    """The model's layers in forward order if it is a ``Sequential`` of ``LAYERS`` ending in
+    a linear layer (what ``ManualBackprop`` trains), else ``[]``."""
     if not isinstance(model, nn.Sequential):
         return []
     layers = [m for m in model.modules() if not isinstance(m, nn.Sequential)]
@@ -225,45 +156,25 @@ def chain(model: nn.Module) -> list[nn.Module]:
 def _loss_and_logit_grad(
     logits: Tensor, target: Tensor, output: str, loss: str
 ) -> tuple[Tensor, Tensor]:
-    """The loss (0-d) and ``∂L/∂logits`` (``[B, C]``) for one output function and loss.
-
-    ``target`` is the one-hot label matrix ``[B, C]``. (The notebook's own setup, softmax
-    + mse + plain SGD on the linear model, trains through ``NotebookEpoch`` instead.)
-    """
+    """The loss (0-d) and ``∂L/∂logits`` ``[B, C]`` for one-hot ``target [B, C]``."""
     batch = logits.shape[0]
-    if output == "softmax":
-        p = torch.softmax(logits, dim=1)
-        if loss == "mse":
-            g = p - target
-            value = g.square().sum() / batch
-            # ∂L/∂p = 2g/B; the softmax Jacobian ∂p_k/∂z_j = p_k(1[k=j] - p_j) turns it into
-            # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k p_k g_k): softmax's own backward kernel.
-            grad = torch._softmax_backward_data(g, p, 1, p.dtype).mul_(2.0 / batch)
-        else:  # cross_entropy; log_softmax, not log(p): no log(0) when a logit dominates.
+    p = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
+    if loss == "cross_entropy":  # log_softmax and logsigmoid(±z), not log(p): finite for any z
+        if output == "softmax":
             value = -(torch.log_softmax(logits, dim=1) * target).sum(1).mean()
-            grad = (p - target) / batch
-    else:  # sigmoid
-        p = torch.sigmoid(logits)
-        if loss == "mse":
-            g = p - target
-            value = g.pow(2).sum(1).mean()
-            grad = 2 / batch * g * p * (1 - p)  # σ' = p(1 - p), elementwise
-        else:  # cross_entropy
-            # Binary cross-entropy per class, summed over classes, mean over the batch.
-            # log p = logsigmoid(z), log(1 - p) = logsigmoid(-z): finite for any z.
+        else:  # binary cross-entropy per class, summed over classes
             per_class = target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)
             value = -per_class.sum(1).mean()
-            grad = (p - target) / batch
-    return value, grad
+        return value, (p - target) / batch
+    g = p - target
+    if output == "softmax":  # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k p_k g_k): softmax's own kernel
+        grad = torch._softmax_backward_data(g, p, 1, p.dtype).mul_(2.0 / batch)
+        return g.square().sum() / batch, grad
+    return g.pow(2).sum(1).mean(), 2 / batch * g * p * (1 - p)  # σ' = p(1 - p)
 
 
 class ManualBackprop:
-    """The hand-derived forward + backward pass of a ``chain`` of linear layers and
-    activations.
-
-    Built once per model, so the layer list is not looked up on every training step.
-    ``gradients`` needs the caller to be in ``torch.no_grad()``.
-    """
+    """The hand-derived forward + backward pass of a ``chain``, built once per model."""
 
     def __init__(self, model: nn.Module, output: str, loss: str) -> None:
         if loss not in LOSSES.get(output, {}):
@@ -284,42 +195,29 @@ class ManualBackprop:
         self.output, self.loss = output, loss
 
     def gradients(self, x: Tensor, target: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Loss (0-d) and ``∂L/∂param`` for each parameter, in ``parameters()`` order
-        (each linear layer's weight, then its bias).
-
-        ``x`` is ``[B, in_features]``, ``target`` the one-hot labels ``[B, C]``.
-        """
-        layers = self.layers
-
-        # Forward: remember, per layer, what its backward step needs.
-        #   Linear  -> its input z (∂L/∂W = δ^T z)
-        #   Sigmoid -> its output z (σ'(u) = z(1 - z))
-        #   ReLU    -> its input u (relu'(u) = [u > 0])
+        """Loss and ``∂L/∂param`` in ``parameters()`` order, for ``x [B, in]`` and one-hot
+        ``target [B, C]``; call it under ``torch.no_grad()``."""
+        # Forward, keeping what each backward step needs: a Linear's input z (∂L/∂W = δᵀ z),
+        # a Sigmoid's output z (σ' = z(1 - z)), a ReLU's input u (relu' = [u > 0]).
         h = x
         saved: list[Tensor] = []
-        for index, layer in enumerate(layers):
+        for index, layer in enumerate(self.layers):
             saved.append(h if not isinstance(layer, nn.Sigmoid) else torch.sigmoid(h))
             if isinstance(layer, nn.Linear):
-                # [B, in] @ [in, out] + bias; PyTorch stores weight as [out, in].
                 h = torch.addmm(layer.bias, h, self.transposed[index])
             elif isinstance(layer, nn.Sigmoid):
                 h = saved[-1]
-            else:  # nn.ReLU, the only other layer of a chain
+            else:  # nn.ReLU
                 h = h.clamp_min(0)
-
-        # delta = ∂L/∂logits: [B, C]
         value, delta = _loss_and_logit_grad(h, target, self.output, self.loss)
-
-        # Backward: delta is always ∂L/∂(output of the current layer).
+        # Backward: delta is ∂L/∂(output of the current layer).
         grads: list[Tensor] = []
-        for index in range(len(layers) - 1, -1, -1):
-            layer = layers[index]
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[index]
             if isinstance(layer, nn.Linear):
-                # [out, B] @ [B, in], and the bias is added to every row; put ahead of the
-                # later layers' gradients: parameters() order.
-                grads[:0] = delta.T @ saved[index], delta.sum(0)
+                grads[:0] = delta.T @ saved[index], delta.sum(0)  # weight, bias: parameters()
                 if index > 0:  # the input X needs no gradient
-                    delta = delta @ layer.weight  # [B, out] @ [out, in] -> ∂L/∂z_in
+                    delta = delta @ layer.weight
             elif isinstance(layer, nn.Sigmoid):
                 z = saved[index]
                 delta = delta * z * (1 - z)

@@ -1,13 +1,5 @@
-"""The train stage's working state, kept after every epoch so that a killed run resumes.
-
-A checkpoint holds everything the next epoch depends on (weights, optimizer state,
-schedule, both random generators, the log so far, the best-epoch bookkeeping) and is tied
-to a ``run_key``: a hash of the ``train`` params, the processed data and the package's code.
-A rerun with the same key resumes after the last complete epoch and writes the same bytes
-as an uninterrupted run; a checkpoint with another key is discarded, never resumed. It
-lives outside the tracked outputs (``.dvc/tmp/``), is replaced atomically and is removed
-when the stage succeeds.
-"""
+"""The train stage's working state after every epoch, tied to its run's ``run_key``: a
+rerun with the same key resumes after the last complete epoch and writes the same bytes."""
 
 from __future__ import annotations
 
@@ -40,11 +32,8 @@ def run_key(params: TrainParams, data_files: Iterable[Path]) -> str:
 
 
 class Checkpoint:
-    """One run's checkpoint file at ``path``, valid for ``key`` only.
-
-    ``owner``: whether this process may write and remove it (rank 0 of a torchrun job);
-    the other ranks only read it.
-    """
+    """One run's checkpoint file, valid for ``key`` only; only its ``owner`` (rank 0)
+    writes and removes it."""
 
     def __init__(self, path: Path, key: str, owner: bool = True) -> None:
         self.path, self.key, self.owner = Path(path), key, owner
@@ -56,28 +45,22 @@ class Checkpoint:
         except FileNotFoundError:
             return None
         except Exception as err:
-            log.info("discarding checkpoint %s: unreadable (%s)", self.path, type(err).__name__)
-            self.remove()
-            return None
-        if not isinstance(state, dict) or state.get("key") != self.key:
-            log.info(
-                "discarding checkpoint %s: it was made with other params, data or code",
-                self.path,
-            )
-            self.remove()
-            return None
-        return state
+            state, why = None, f"unreadable ({type(err).__name__})"
+        else:
+            why = "it was made with other params, data or code"
+        if isinstance(state, dict) and state.get("key") == self.key:
+            return state
+        log.info("discarding checkpoint %s: %s", self.path, why)
+        self.remove()
+        return None
 
     def save(self, state: dict[str, Any]) -> None:
-        """Replace the checkpoint with ``state`` in one rename (a kill leaves the old one).
-
-        Serialised in memory first, so a full disk or the file-size limit is the one-line
-        write error of ``core.io``, not an error inside torch's zip writer."""
-        if not self.owner:
-            return
-        buffer = io.BytesIO()
-        torch.save({**state, "key": self.key}, buffer)
-        write_bytes(buffer.getvalue(), self.path)
+        """Replace the checkpoint in one rename; serialised in memory first, so a full disk
+        is ``core.io``'s one-line write error, not one inside torch's zip writer."""
+        if self.owner:
+            buffer = io.BytesIO()
+            torch.save({**state, "key": self.key}, buffer)
+            write_bytes(buffer.getvalue(), self.path)
 
     def remove(self) -> None:
         if self.owner:

@@ -1,12 +1,7 @@
-"""Multi-process data-parallel training with ``torch.distributed`` (torchrun).
-
-Every rank draws the same epoch permutation and takes its contiguous shard of every global
-minibatch (``shard``). Each rank scales its mean-loss gradient by ``shard_size /
-batch_size`` and the ranks sum them — through ``DistributedDataParallel`` for autograd
-(which averages, hence the extra ``world`` factor) and an explicit ``all_reduce`` for the
-hand-derived engine — so a step equals the single-process step on the whole batch. gloo
-on CPU, nccl on CUDA. Rank 0 alone writes files.
-"""
+"""Data-parallel training under torchrun: each rank takes its contiguous shard of every
+global minibatch and the ranks sum their gradients, each scaled by ``shard_size /
+batch_size``, so a step equals the single-process one; rank 0 alone writes. ``launch``
+starts the ranks and owns their lifetime."""
 
 from __future__ import annotations
 
@@ -42,7 +37,7 @@ class Context:
 
 
 def init(device: torch.device) -> Context:
-    """Join the process group torchrun set up (a no-op single-process context otherwise)."""
+    """Join the process group torchrun set up (a single-process context otherwise)."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return Context()
     if not dist.is_initialized():
@@ -68,15 +63,10 @@ def finish(ctx: Context) -> None:
         dist.destroy_process_group()
 
 
-# ------------------------------------------------------------------ the torchrun launch
-
-# What one rank holds besides the data (torch, gloo, the model at MNIST's sizes), and
-# torchrun's agent once: peak RSS, rounded up.
+# Peak RSS of one rank besides the data, and of torchrun's agent, rounded up.
 RANK_MEMORY_BYTES = 600 * 2**20
 TORCHRUN_MEMORY_BYTES = 520 * 2**20
-# How long the ranks get to unwind after SIGTERM (rank 0 puts the previous log back)
-# before they are killed.
-STOP_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 5.0  # for the ranks to unwind after SIGTERM, before SIGKILL
 # torch.distributed's log lines ("W1201 17:00:00.123456 4242 torch/.../api.py:123] ...").
 _TORCH_LOG = re.compile(r"^\[?[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ ")
 _RANK_PREFIX = re.compile(r"^\[rank\d+\]: ?")
@@ -85,8 +75,7 @@ _FAILED_RANK = re.compile(r"exitcode\s*:\s*(-?\d+).*?local_rank\s*:\s*(\d+)")
 
 
 def check_capacity(processes: int, data_bytes: int) -> None:
-    """Refuse more ranks than this machine's cores, or than its free memory holds (each
-    rank loads the data and ``RANK_MEMORY_BYTES`` more; torchrun needs its own)."""
+    """Refuse more ranks than this machine's cores, or than its free memory holds."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if processes > (cores or 1):
         raise PipelineError(
@@ -106,38 +95,27 @@ def check_capacity(processes: int, data_bytes: int) -> None:
 
 def _available_memory() -> int | None:
     """MemAvailable from /proc/meminfo (bytes), None where there is none."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/meminfo", encoding="ascii") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     return None
 
 
 def launch(processes: int, argv: list[str]) -> int:
-    """Run this stage's command line ``argv`` on ``processes`` ranks under torchrun, and own
-    their lifetime on every exit path.
+    """Run this stage's ``argv`` on ``processes`` ranks under torchrun. torchrun leaves its
+    ranks running if killed, so the stage is their subreaper and stops them on every path."""
+    if sys.platform == "linux":  # orphaned descendants are re-parented to this process
+        import ctypes
 
-    torchrun starts each rank in a session of its own, so a signal to the stage's group
-    never reaches them, and a torchrun killed outright leaves them running. Here the stage
-    becomes the ranks' subreaper (orphans are re-parented to it, not to init); on SIGTERM
-    or SIGINT (``cli.Interrupted``), on an error and on a normal end it sends SIGTERM to
-    torchrun and every rank, waits at most ``STOP_TIMEOUT_S`` and then kills what is left:
-    no rank outlives the stage, so none writes an output after it. torchrun's own log and
-    its report of a failed rank are held back: a rank killed by a signal (the OOM killer's
-    SIGKILL) is one ``PipelineError`` line; a rank's own error line is shown once; a rank's
-    traceback (a bug) is shown as it is.
-    """
-    _become_subreaper()
+        pr_set_child_subreaper = 36
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     proc = subprocess.Popen(
         [*command, f"--nproc_per_node={processes}", *argv],
         stderr=subprocess.PIPE,
         start_new_session=True,
-        # torchrun's default, set here so that it prints no banner about it
-        env={"OMP_NUM_THREADS": "1", **os.environ},
+        env={"OMP_NUM_THREADS": "1", **os.environ},  # torchrun's default, without its banner
         text=True,
         errors="replace",
     )
@@ -164,29 +142,25 @@ def launch(processes: int, argv: list[str]) -> int:
         )
     if failed is not None and int(failed[1]) == EXIT_BAD_INPUT:
         return EXIT_BAD_INPUT  # the rank's one error line is shown already
-    relay.flush_held()  # a rank's own traceback: a bug, shown as it is
+    sys.stderr.writelines(relay.held)  # a rank's own traceback: a bug, shown as it is
     return code
 
 
-def _become_subreaper() -> None:
-    """Orphaned descendants are re-parented to this process (Linux), so it can stop them."""
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_child_subreaper = 36
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        with contextlib.suppress(OSError), open(path, encoding="ascii") as handle:
+            kids += map(int, handle.read().split())
+    return kids
 
 
 def _descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (Linux /proc; empty elsewhere)."""
     found, todo = [], [pid]
     while todo:
-        parent = todo.pop()
-        for children in glob.glob(f"/proc/{parent}/task/*/children"):
-            with contextlib.suppress(OSError), open(children, encoding="ascii") as handle:
-                kids = [int(child) for child in handle.read().split()]
-                found += kids
-                todo += kids
+        kids = _children(todo.pop())
+        found += kids
+        todo += kids
     return [pid for pid in found if _alive(pid)]
 
 
@@ -200,9 +174,8 @@ def _alive(pid: int) -> bool:
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM to torchrun's group and every rank; ``STOP_TIMEOUT_S`` for the ranks to go
-    (torchrun goes as soon as they have: it has nothing left to do), then SIGKILL to
-    whatever is left; every child reaped."""
+    """SIGTERM to every descendant, ``STOP_TIMEOUT_S`` for the ranks to go (torchrun follows
+    them), then SIGKILL to what is left; every child reaped."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in _descendants(os.getpid()):
             with contextlib.suppress(ProcessLookupError):
@@ -223,19 +196,16 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 def _reap(proc: subprocess.Popen[str]) -> None:
     """Collect the exited orphans the subreaper inherited (torchrun is Popen's to wait on)."""
-    for children in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        with contextlib.suppress(OSError), open(children, encoding="ascii") as handle:
-            for pid in map(int, handle.read().split()):
-                if pid != proc.pid and not _alive(pid):
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(pid, os.WNOHANG)
+    for pid in _children(os.getpid()):
+        if pid != proc.pid and not _alive(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
 
 
 class _Relay(threading.Thread):
-    """Forwards torchrun's stderr (the ranks' included) line by line, holding back
-    torchrun's own log (kept in ``torchrun`` for the failure line) and tracebacks (shown
-    by ``flush_held`` when no rank died of a signal); a rank's ``error:`` line is shown
-    once, however many ranks print it."""
+    """Forwards torchrun's stderr line by line, holding back torchrun's own log (in
+    ``torchrun``, for the failure line) and tracebacks (``held``); a rank's ``error:`` line
+    is shown once, however many ranks print it."""
 
     def __init__(self, stream: IO[str] | None) -> None:
         super().__init__(daemon=True)
@@ -260,7 +230,3 @@ class _Relay(threading.Thread):
                 self._shown.add(line)
                 sys.stderr.write(line)
                 sys.stderr.flush()
-
-    def flush_held(self) -> None:
-        sys.stderr.writelines(self.held)
-        sys.stderr.flush()

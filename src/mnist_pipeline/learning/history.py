@@ -1,8 +1,4 @@
-"""``metrics/train_log.csv``: one row per epoch, the loss and the test (or val) accuracy.
-
-The train stage writes it after every epoch (``tracking``); the report reads it back
-through ``read_history``, which checks every row.
-"""
+"""``metrics/train_log.csv``: one row per epoch, read back and checked by ``read_history``."""
 
 from __future__ import annotations
 
@@ -20,9 +16,8 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class EpochRow(BaseModel):
-    """One row of ``metrics/train_log.csv``: the loss and the test (or val) accuracy; with a
-    validation slice also the train accuracy, the val loss and whether the epoch shipped;
-    with a schedule the epoch's learning rate."""
+    """One row: the loss and the test or val accuracy; with a val slice the train accuracy,
+    val loss and whether the epoch shipped; with a schedule the rate."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     epoch: int = Field(ge=1)

@@ -1,24 +1,16 @@
-"""The notebook's training loop, made fast and repeatable.
-
-Per epoch: a fresh permutation of the training set (seeded), minibatches gathered from
-one in-memory tensor, the loss from ``losses.LOSSES``, gradients by autograd or by the
-hand-derived backward pass (``train.gradients: manual``, ``backprop.ManualBackprop``; the
-notebook's own setup runs as ``backprop.NotebookEpoch``), and the update: the notebook's
-SGD step ``p -= lr * grad`` (``optim.SGD``; momentum and weight decay are optional), or
-Adam. After each epoch: the mean minibatch loss and the accuracy on the scoring split —
-the test set, as in the notebook, or a held-out slice of train when
-``train.val_fraction > 0``.
-
-Data and model move to the device once (``train.device``); same params -> same weights,
-bit for bit, on the same CPU kind: seeds and thread count are set here.
-"""
+"""The notebook's training loop, made fast and repeatable: seeded epoch orders, minibatches
+gathered from one in-memory tensor, autograd or hand-derived gradients (``backprop``), and
+per epoch the mean loss and the test (or held-out val) accuracy. Same params -> same weights,
+bit for bit, on the same CPU kind."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,12 +56,8 @@ class TrainResult:
 
 
 class Selection:
-    """Which epoch ships and when to stop: the best ``monitor`` so far, epochs since it.
-
-    ``keep: best`` keeps a copy of the best epoch's weights; ``patience: p`` stops after
-    ``p`` epochs without a strictly better score. Without a validation slice nothing is
-    chosen (``learning.config`` refuses ``best`` and a patience then): the last epoch ships.
-    """
+    """Which epoch ships (``keep: best``: the best ``monitor`` so far) and when to stop
+    (``patience``: epochs without a strictly better score); without a val slice, the last."""
 
     def __init__(self, params: TrainParams) -> None:
         self.params = params
@@ -77,17 +65,11 @@ class Selection:
         self.best_weights: dict[str, Tensor] | None = None
         self.stop_reason = ""
 
-    def score(self, record: EpochRecord) -> float | None:
-        if self.params.val_fraction == 0:
-            return None
-        return record.val_loss if self.params.monitor == "val_loss" else record.accuracy
-
     def update(self, record: EpochRecord, model: nn.Module) -> None:
-        score = self.score(record)
-        if score is None:
+        if self.params.val_fraction == 0:
             return
         lower = self.params.monitor == "val_loss"
-        best = self.best_score
+        score, best = record.val_loss if lower else record.accuracy, self.best_score
         if best is None or (score < best if lower else score > best):
             self.best_epoch, self.best_score, self.since = record.epoch, score, 0
             if self.params.keep == "best":
@@ -100,29 +82,17 @@ class Selection:
                 f"{self.since} epochs (train.patience {self.params.patience})"
             )
 
-    def shipped(self, last_epoch: int) -> int:
-        return self.best_epoch if self.params.keep == "best" else last_epoch
-
     def state_dict(self) -> dict[str, object]:
-        return {
-            "best_epoch": self.best_epoch,
-            "best_score": self.best_score,
-            "since": self.since,
-            "best_weights": self.best_weights,
-            "stop_reason": self.stop_reason,
-        }
+        return {key: value for key, value in vars(self).items() if key != "params"}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+        vars(self).update(state)
 
 
 Optimizer = SGD | torch.optim.Optimizer
-HAS_LR = (SGD, NotebookEpoch)  # engines that are no torch optimizers: ``Schedule.apply``
 
 
 def make_optimizer(params: TrainParams, model: nn.Module) -> Optimizer:
-    """``train.optimizer`` from ``optim.OPTIMIZERS`` over the model's parameters."""
     build = OPTIMIZERS[params.optimizer]
     return build(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
 
@@ -133,23 +103,17 @@ def accuracy(scores: Tensor, labels: Tensor) -> float:
 
 
 def epoch_order(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
-    """A fresh random permutation of ``range(n)``: the order of one epoch's samples.
-
-    Drawn on the CPU (the same order on every device) and moved to ``device`` once per
-    epoch. Consecutive ``batch_size`` slices of it are the epoch's minibatches (the last
-    may be short), as the notebook's ``data_iter`` reshuffles every epoch.
-    """
+    """One epoch's sample order, drawn on the CPU (the same on every device); its
+    consecutive ``batch_size`` slices are the minibatches, as the notebook's ``data_iter``."""
     return torch.randperm(n, generator=generator).to(device)
 
 
 def scored_on(params: TrainParams) -> str:
-    """Which split the per-epoch accuracy is measured on: ``test`` (the notebook) or ``val``."""
     return "val" if params.val_fraction > 0 else "test"
 
 
 def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Split off a stratified ``fraction`` of ``split`` as a validation set, fixed by ``seed``
-    (every class keeps its share in both parts)."""
+    """Split off a stratified ``fraction`` of ``split`` as a validation set, fixed by ``seed``."""
     from sklearn.model_selection import train_test_split
 
     n_val = round(len(split) * fraction)
@@ -173,38 +137,24 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
 def make_step(
     params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context
 ) -> Callable[[Tensor, Tensor], Tensor]:
-    """One training step on a global minibatch ``x [B, 784]``; returns its loss.
-
-    ``y`` is the labels ``[B]`` for autograd, the one-hot rows ``[B, C]`` for the manual
-    engine (gathered with ``x``, so no step builds them).
-
-    In a single process that is the notebook's step. Under torchrun each rank computes
-    on its shard and the step still equals the single-process one (see ``distributed``);
-    the returned loss is this rank's share, ``loss_r * shard_size / B``, which sums over
-    ranks to the global batch loss.
-    """
+    """One step on a global minibatch (labels ``[B]`` for autograd, one-hot ``[B, C]`` for
+    the manual engine); returns this rank's share of its loss, which sums over ranks."""
     if params.gradients == "manual":
         engine = ManualBackprop(model, params.output, params.loss)
         parameters = list(model.parameters())
-
-        def apply(grads: list[Tensor]) -> None:
-            if isinstance(optimizer, SGD):
-                optimizer.step(grads)
-                return
-            for p, grad in zip(parameters, grads, strict=True):
-                p.grad = grad
-            optimizer.step()
 
         @torch.no_grad()
         def manual_step(x: Tensor, target: Tensor) -> Tensor:
             xs, ts = distributed.shard(x, ctx), distributed.shard(target, ctx)
             loss, grads = engine.gradients(xs, ts)
-            if not ctx.active:
-                apply(grads)
-                return loss
-            weight = len(ts) / len(target)
-            apply([distributed.sum_(g.mul_(weight), ctx) for g in grads])
-            return loss.mul_(weight)
+            if ctx.active:
+                weight = len(ts) / len(target)
+                grads = [distributed.sum_(g.mul_(weight), ctx) for g in grads]
+                loss.mul_(weight)
+            for p, grad in zip(parameters, grads, strict=True):
+                p.grad = grad
+            optimizer.step()  # optim.SGD clears p.grad
+            return loss
 
         return manual_step
 
@@ -215,15 +165,10 @@ def make_step(
 
     def autograd_step(x: Tensor, y: Tensor) -> Tensor:
         xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
-        loss = loss_fn(forward(xs), ys)
-        if ctx.active:
-            loss = loss * (len(ys) / len(y))
-            (loss * ctx.world).backward()
-        else:
-            loss.backward()
+        loss = loss_fn(forward(xs), ys) * (len(ys) / len(y))  # * 1.0 in one process: exact
+        (loss * ctx.world).backward()
         optimizer.step()
-        if isinstance(optimizer, torch.optim.Optimizer):
-            optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)  # optim.SGD has cleared them already
         return loss.detach()
 
     return autograd_step
@@ -232,14 +177,9 @@ def make_step(
 def make_epoch(
     params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context, n: int
 ) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    """One epoch on ``x``, ``y`` in ``order``, returning the per-step losses ``[S]``.
-
-    The notebook's own setup (one linear layer, softmax, mse, hand-derived gradients, plain
-    SGD, one process: ``NotebookEpoch.fits``) runs as ``backprop.NotebookEpoch``; everything
-    else runs ``make_step`` on the epoch's minibatches: consecutive ``batch_size`` slices of
-    ``order``, gathered one at a time (no shuffled copy of the epoch: memory stays the data
-    once).
-    """
+    """One epoch on ``x``, ``y`` in ``order``, returning the per-step losses ``[S]``: the
+    notebook's own setup as ``NotebookEpoch``, else ``make_step`` on each minibatch, gathered
+    one at a time (memory stays the data once)."""
     plain_sgd = isinstance(optimizer, SGD) and not (optimizer.momentum or optimizer.weight_decay)
     manual = params.gradients == "manual" and plain_sgd and not ctx.active
     if manual and NotebookEpoch.fits(model, params.output, params.loss):
@@ -257,12 +197,8 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
-    """Train a fresh model from ``params`` (or resume ``checkpoint``'s run); score
-    ``test_split`` per epoch unless a validation slice is held out (``train.val_fraction``).
-
-    After every epoch the whole state goes to ``checkpoint``; a run that finds one for the
-    same params, data and code continues after its last epoch, with the same bytes.
-    """
+    """Train a fresh model from ``params``, or resume ``checkpoint``'s run (saved after every
+    epoch) with the same bytes; score the test split, or a held-out val slice."""
     configure_torch(params.threads, params.kernels)
     device = resolve_device(params.device)
     validating = params.val_fraction > 0
@@ -280,48 +216,38 @@ def train(
     spec = ModelSpec(params.model, train_split.images.shape[1], train_split.num_classes, **settings)
     model = build_model(spec).to(device)
     optimizer = make_optimizer(params, model)
-    schedule = Schedule(params, optimizer)
-    selection = Selection(params)
+    schedule, selection = Schedule(params, optimizer), Selection(params)
+    parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "selection": selection}
     shuffle = torch.Generator().manual_seed(params.seed)
     history: list[EpochRecord] = []
-    state = checkpoint.load() if checkpoint is not None else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        selection.load_state_dict(state["selection"])
+    if checkpoint is not None and (state := checkpoint.load()) is not None:
+        for key, part in parts.items():
+            part.load_state_dict(state[key])
         shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["torch_rng"])
         history = [EpochRecord(**row) for row in state["history"]]
-        log.info(
-            "resuming at epoch %d of %d from checkpoint %s",
-            len(history) + 1,
-            params.epochs,
-            checkpoint.path,  # type: ignore[union-attr]
-        )
+        where = (len(history) + 1, params.epochs, checkpoint.path)
+        log.info("resuming at epoch %d of %d from checkpoint %s", *where)
     first_epoch = len(history) + 1
     run_epoch = make_epoch(params, model, optimizer, ctx, n)  # after the weights are final
     x, y = (torch.from_numpy(a).to(device) for a in (train_split.images, train_split.labels))
     train_labels = y
     if params.gradients == "manual":  # the engine takes one-hot rows, gathered with x
-        y = one_hot(y, train_split.num_classes, x.dtype)  # [N] -> [N, C]
+        y = one_hot(y, train_split.num_classes, x.dtype)
     score_x, score_y = (
         torch.from_numpy(a).to(device) for a in (test_split.images, test_split.labels)
     )
     loss_fn = LOSSES[params.output][params.loss]
-
+    engines = [t for t in (optimizer, run_epoch) if isinstance(t, SGD | NotebookEpoch)]
     seconds: list[float] = []
     for epoch in range(first_epoch, params.epochs + 1):
         if selection.stop_reason:
             break
         start = time.perf_counter()
         if schedule.scheduled:
-            schedule.apply(
-                *(t for t in (optimizer, run_epoch) if isinstance(t, SGD | NotebookEpoch))
-            )
+            schedule.apply(*engines)
         # Per-step losses stay device tensors: no host sync inside the loop.
-        order = epoch_order(n, shuffle, device)
-        losses = distributed.sum_(run_epoch(x, y, order), ctx)
+        losses = distributed.sum_(run_epoch(x, y, epoch_order(n, shuffle, device)), ctx)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -335,46 +261,25 @@ def train(
             with torch.no_grad():
                 extra["val_loss"] = float(loss_fn(score_logits, score_y))
             extra["train_accuracy"] = accuracy(predict_logits(model, x), train_labels)
-        record = EpochRecord(
-            epoch,
-            float(losses.double().mean()),
-            accuracy(score_logits, score_y),
-            schedule.lr,
-            **extra,
-        )
+        mean_loss, score = float(losses.double().mean()), accuracy(score_logits, score_y)
+        record = EpochRecord(epoch, mean_loss, score, schedule.lr, **extra)
         history.append(record)
         selection.update(record, model)
         schedule.step()
         if checkpoint is not None:
-            checkpoint.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "selection": selection.state_dict(),
-                    "shuffle": shuffle.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": [dataclasses.asdict(r) for r in history],
-                }
-            )
+            state = {key: part.state_dict() for key, part in parts.items()}
+            state |= {"shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
+            checkpoint.save({**state, "history": [dataclasses.asdict(r) for r in history]})
         seconds.append(time.perf_counter() - start)
         if ctx.rank > 0:  # rank 0 alone logs and writes
             continue
-        log.info(
-            "epoch %d/%d: train loss %.4f, %s accuracy %.4f%s (%.2f s)",
-            epoch,
-            params.epochs,
-            record.train_loss,
-            scored_on(params),
-            record.accuracy,
-            f", val loss {record.val_loss:.4f}" if record.val_loss is not None else "",
-            seconds[-1],
-        )
+        val = f", val loss {record.val_loss:.4f}" if validating else ""
+        shown = (epoch, params.epochs, record.train_loss, scored_on(params), record.accuracy, val)
+        log.info("epoch %d/%d: train loss %.4f, %s accuracy %.4f%s (%.2f s)", *shown, seconds[-1])
         if on_epoch is not None:
             on_epoch(record)
     distributed.finish(ctx)
-    last = history[-1].epoch
-    shipped = selection.shipped(last)
+    shipped = selection.best_epoch if params.keep == "best" else history[-1].epoch
     if selection.best_weights is not None:
         model.load_state_dict(selection.best_weights)
     reason = selection.stop_reason or f"completed all {params.epochs} epochs"
@@ -386,13 +291,9 @@ def train(
 def history_frame(
     history: Sequence[EpochRecord], scored_on: str, scheduled: bool = False, shipped: int = 0
 ) -> pd.DataFrame:
-    """The per-epoch log.
-
-    The notebook's run (scored on the test set, a constant rate) logs ``epoch,
-    train_loss, test_accuracy``. With a validation slice: ``epoch, train_loss,
-    train_accuracy, val_loss, val_accuracy`` and ``shipped`` (1 on the epoch whose weights
-    ship); with a schedule or warm-up, ``lr`` after the scores.
-    """
+    """The per-epoch log: ``epoch, train_loss, test_accuracy`` for the notebook's run; with a
+    val slice ``train_accuracy, val_loss, val_accuracy`` and ``shipped`` (1 on the shipped
+    epoch); with a schedule, ``lr`` after the scores."""
     columns: dict[str, list[object]] = {
         "epoch": [r.epoch for r in history],
         "train_loss": [round(r.train_loss, 6) for r in history],
@@ -406,3 +307,22 @@ def history_frame(
     if scored_on == "val":
         columns["shipped"] = [int(r.epoch == shipped) for r in history]
     return pd.DataFrame(columns)
+
+
+@contextmanager
+def epoch_tracker(epochs: int) -> Iterator[Callable[[EpochRecord], None]]:
+    """``with epoch_tracker(epochs) as track: train(..., on_epoch=track)``: a tqdm bar over
+    the epochs when stderr is a terminal (else the log lines); it writes no file."""
+    if not sys.stderr.isatty():
+        yield lambda record: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=epochs, unit="epoch", desc="train", file=sys.stderr) as bar:
+
+        def track(record: EpochRecord) -> None:
+            bar.n = record.epoch - 1  # a resumed run starts part-way
+            bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.accuracy:.4f}")
+            bar.update(1)
+
+        yield track
