@@ -37,16 +37,11 @@ Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 Factor = Annotated[Number, Field(le=1e38)]
 Sizes = Annotated[tuple[Count, ...], Field(min_length=1)]
 
-
-def _choices(names: Iterable[str]) -> Any:
-    """``Literal[...]`` of a registry's keys: the params accept exactly what is registered."""
-    return Literal[tuple(names)]
-
-
-Dataset = _choices(DATASETS)
-Source = _choices(("auto", *SOURCES))  # auto: the first of them that works (data.sources)
-ModelName = _choices(MODELS)
-Loss = _choices(dict.fromkeys(loss for losses in LOSSES.values() for loss in losses))
+# Each list of choices is a registry's keys: the params accept exactly what is registered.
+Dataset = Literal[tuple(DATASETS)]
+Source = Literal[("auto", *SOURCES)]  # auto: the first of them that works (data.sources)
+ModelName = Literal[tuple(MODELS)]
+Loss = Literal[tuple(dict.fromkeys(loss for losses in LOSSES.values() for loss in losses))]
 MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
 # Settings that only bound or check the run: no stage tracks them in dvc.yaml and the report
 # leaves them out, so changing one reruns nothing and changes no output.
@@ -86,11 +81,11 @@ class TrainParams(Section):
     model: ModelName = "linear"
     hidden: Sizes = (128,)  # mlp layers, and the cnn's head
     channels: Sizes = (6, 16)  # one 5×5 conv + 2×2 max-pool block per entry (cnn)
-    activation: _choices(ACTIVATIONS) = "sigmoid"
-    output: _choices(LOSSES) = "softmax"
+    activation: Literal[tuple(ACTIVATIONS)] = "sigmoid"
+    output: Literal[tuple(LOSSES)] = "softmax"
     loss: Loss = "mse"
     gradients: Literal["manual", "autograd"] = "manual"  # manual: backprop.ManualBackprop
-    optimizer: _choices(OPTIMIZERS) = "sgd"
+    optimizer: Literal[tuple(OPTIMIZERS)] = "sgd"
     lr: Annotated[Factor, Field(gt=0.0)] = 0.01
     momentum: Annotated[Number, Field(ge=0.0, le=0.999)] = 0.0
     weight_decay: Annotated[Factor, Field(ge=0.0)] = 0.0
@@ -105,9 +100,9 @@ class TrainParams(Section):
     step_size: Count = 10  # step: epochs per decay
     gamma: Annotated[Number, Field(gt=0.0, le=1.0)] = 0.1  # step: lr factor per decay
     warmup: Epochs = 0  # epochs of linear warm-up
-    device: _choices(DEVICES) = "auto"
+    device: Literal[tuple(DEVICES)] = "auto"
     threads: Annotated[Int, Field(ge=1, le=256)] = 1
-    kernels: _choices(KERNELS) = "portable"  # see core/runtime.py
+    kernels: Literal[tuple(KERNELS)] = "portable"  # see core/runtime.py
     processes: Annotated[Int, Field(ge=1, le=64)] = 1
 
     @model_validator(mode="after")
@@ -130,12 +125,11 @@ class TrainParams(Section):
                 f"train.momentum: {self.momentum} applies to optimizer sgd only, not "
                 f"{self.optimizer!r}; set it to 0 or use train.optimizer=sgd"
             )
-        chooser = f"train.patience: {self.patience}" if self.patience > 0 else None
-        if self.val_fraction == 0 and (self.keep == "best" or chooser):
+        chooser = "train.keep: best" if self.keep == "best" else f"train.patience: {self.patience}"
+        if self.val_fraction == 0 and (self.keep == "best" or self.patience > 0):
             raise PipelineError(
-                f"{'train.keep: best' if self.keep == 'best' else chooser} needs a validation "
-                "slice to choose by (the test set never chooses); set train.val_fraction > 0, "
-                "e.g. 0.1"
+                f"{chooser} needs a validation slice to choose by (the test set never chooses); "
+                "set train.val_fraction > 0, e.g. 0.1"
             )
         if self.warmup >= self.epochs:
             raise PipelineError(
@@ -262,16 +256,13 @@ def load_params(path: Path) -> Params:
 
 def keys() -> list[str]:
     """``train.model: linear (one of: linear, mlp, cnn)``: every key, its default, its choices."""
-    return [
-        f"{name}.{key}: {field.default}"
-        + (
-            f" (one of: {', '.join(get_args(field.annotation))})"
-            if get_origin(field.annotation) is Literal
-            else ""
-        )
-        for name, section in SECTIONS.items()
-        for key, field in section.model_fields.items()
-    ]
+    lines = []
+    for name, section in SECTIONS.items():
+        for key, field in section.model_fields.items():
+            literal = get_origin(field.annotation) is Literal
+            allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
+            lines.append(f"{name}.{key}: {field.default}{allowed}")
+    return lines
 
 
 @entry_point

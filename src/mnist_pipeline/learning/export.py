@@ -1,10 +1,6 @@
-"""The trained model as ONNX, checked against torch before it is written.
-
-The graph maps ``images`` ``[N, 784]`` to ``logits`` and ``probabilities`` ``[N, C]``; its
-metadata carries what a server needs without the pipeline (class names, dataset, architecture,
-output function). The legacy TorchScript exporter is used: it writes the same bytes for the
-same weights.
-"""
+"""The trained model as ONNX (``images`` ``[N, 784]`` -> ``logits``, ``probabilities``), its
+metadata what a server needs without the pipeline, checked against torch before it is written.
+The legacy TorchScript exporter writes the same bytes for the same weights."""
 
 from __future__ import annotations
 

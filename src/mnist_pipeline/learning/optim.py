@@ -1,10 +1,6 @@
-"""The optimizer registry, and the notebook's SGD step ``p -= lr * grad``.
-
-``SGD`` follows ``torch.optim.SGD`` bit for bit with momentum and weight decay, without its
-per-step overhead that dominates small steps. ``step(grads)`` takes the hand-derived engine's
-gradients, or reads (and clears) each ``p.grad`` for autograd. torch is imported on use: the
-params check imports this registry in every stage.
-"""
+"""The optimizer registry, and the notebook's SGD step ``p -= lr * grad``: ``torch.optim.SGD``
+bit for bit (momentum, weight decay) without its per-step overhead, which dominates small steps.
+torch is imported on use: every stage's params check imports this registry."""
 
 from __future__ import annotations
 
@@ -29,7 +25,8 @@ class SGD:
         self.buffers: list[Tensor | None] = [None] * len(self.parameters)
 
     def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
-        """``p -= lr * g``, ``g`` the gradient plus weight decay through momentum."""
+        """``p -= lr * g``: ``g`` the gradient (``grads``, the hand-derived engine's, or each
+        ``p.grad``, then cleared) plus weight decay, through momentum."""
         import torch
 
         given = grads if grads is not None else [p.grad for p in self.parameters]

@@ -32,11 +32,8 @@ class Schedule:
     def __init__(self, params: TrainParams, target: object) -> None:
         self.scheduled = is_scheduled(params)
         self.stand_in = not isinstance(target, torch.optim.Optimizer)
-        self.optimizer = (
-            torch.optim.SGD([torch.zeros(0, requires_grad=True)], lr=params.lr)
-            if self.stand_in
-            else target
-        )
+        stand_in = torch.optim.SGD([torch.zeros(0, requires_grad=True)], lr=params.lr)
+        self.optimizer = stand_in if self.stand_in else target
         self.scheduler = self._scheduler(params) if self.scheduled else None
 
     def _scheduler(self, params: TrainParams) -> Any:
