@@ -1,31 +1,20 @@
-"""``params.yaml`` as frozen pydantic models: one section per stage, each default written
-once, here, and each list of choices taken from the registry that implements it.
+"""``params.yaml`` as frozen pydantic models, one section per stage, each default written once
+and each list of choices taken from the registry that implements it.
 
-Every stage calls ``load_params(path)`` first, so the whole file is checked before any work
-starts: a missing section, an unknown key (with the closest valid key suggested, since
-``dvc exp run -S +train.lrr=0.1`` would otherwise add a new key), a wrong type, a value out
-of range or a combination that cannot run is one ``PipelineError`` line naming the key,
-the bad value and what is allowed.
+``load_params`` checks the whole file before a stage works: every problem (an unknown key, with
+the closest valid one suggested, a wrong type, a value out of range, a combination that cannot
+run) is one ``PipelineError`` line naming the key, the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import typing
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args, get_origin
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, Strict, ValidationError, field_validator, model_validator
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError, dotted, shown
@@ -39,40 +28,28 @@ from mnist_pipeline.learning.optim import OPTIMIZERS
 
 # Strict: a quoted '10' is no integer, `true` no number, 2.5 no integer (10 is a float).
 Int = Annotated[int, Strict()]
-Bool = Annotated[bool, Strict()]  # not "yes", not 1
-Size = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]  # a layer's width, channels
+Count = Annotated[Int, Field(ge=1, le=1_000_000)]
+Epochs = Annotated[Int, Field(ge=0, le=1_000_000)]
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 # Seeds go to torch (seed + 1 must fit) and sklearn (random_state < 2**32).
-Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
+Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 # lr and weight decay scale float32 gradients: a larger factor overflows float32 (3.4e38).
 Factor = Annotated[Number, Field(le=1e38)]
-Sizes = Annotated[tuple[Size, ...], Field(min_length=1)]
+Sizes = Annotated[tuple[Count, ...], Field(min_length=1)]
 
-
-def _choices(names: Iterable[str]) -> Any:
-    """``Literal[...]`` of a registry's keys: the params accept exactly what is registered."""
-    return Literal[tuple(names)]
-
-
-Dataset = _choices(DATASETS)
-Source = _choices(("auto", *SOURCES))  # auto: the first of them that works (data.sources)
-ModelName = _choices(MODELS)
-Activation = _choices(ACTIVATIONS)
-Output = _choices(LOSSES)
-Loss = _choices(dict.fromkeys(loss for losses in LOSSES.values() for loss in losses))
-Optimizer = _choices(OPTIMIZERS)
-Kernels = _choices(KERNELS)
-Device = _choices(DEVICES)
-Monitor = Literal["val_loss", "val_accuracy"]
+# Each list of choices is a registry's keys: the params accept exactly what is registered.
+Dataset = Literal[tuple(DATASETS)]
+Source = Literal[("auto", *SOURCES)]  # auto: the first of them that works (data.sources)
+ModelName = Literal[tuple(MODELS)]
+Loss = Literal[tuple(dict.fromkeys(loss for losses in LOSSES.values() for loss in losses))]
 MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
-# Settings that change no output (they only bound or check the run): validated with the
-# rest, but no stage lists them under ``params:`` in dvc.yaml, so changing one reruns
-# nothing. The report leaves them out too, so its bytes do not depend on them.
+# Settings that only bound or check the run: no stage tracks them in dvc.yaml and the report
+# leaves them out, so changing one reruns nothing and changes no output.
 UNTRACKED = ("data.download_timeout",)
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = {"extra": "forbid", "frozen": True}
 
 
 class DataParams(Section):
@@ -82,15 +59,14 @@ class DataParams(Section):
     source: Source = "auto"
     mirror: Annotated[str, Strict()] | None = None  # directory or URL prefix of the IDX files
     split_seed: Seed = 0  # the embedded sample's stratified split
-    verify: Bool = True  # false: accept a known dataset's files that match no checksum
+    verify: Annotated[bool, Strict()] = True  # false: accept known files matching no checksum
     # seconds, the whole download: at most a day (the alarm that enforces it takes an int)
     download_timeout: Annotated[Number, Field(gt=0.0, le=86_400.0)] = 600.0
 
     @field_validator("mirror")
     @classmethod
     def _printable(cls, mirror: str | None) -> str | None:
-        """A path or URL is one printable line: a newline, NUL or escape code in it would
-        end up in commands, URLs and error lines."""
+        """One printable line: a control character would end up in commands, URLs and errors."""
         if mirror is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in mirror):
             raise PipelineError(
                 f"data.mirror: {shown(mirror)} holds a control character (newline, NUL, "
@@ -105,33 +81,33 @@ class TrainParams(Section):
     model: ModelName = "linear"
     hidden: Sizes = (128,)  # mlp layers, and the cnn's head
     channels: Sizes = (6, 16)  # one 5×5 conv + 2×2 max-pool block per entry (cnn)
-    activation: Activation = "sigmoid"
-    output: Output = "softmax"
+    activation: Literal[tuple(ACTIVATIONS)] = "sigmoid"
+    output: Literal[tuple(LOSSES)] = "softmax"
     loss: Loss = "mse"
     gradients: Literal["manual", "autograd"] = "manual"  # manual: backprop.ManualBackprop
-    optimizer: Optimizer = "sgd"
+    optimizer: Literal[tuple(OPTIMIZERS)] = "sgd"
     lr: Annotated[Factor, Field(gt=0.0)] = 0.01
     momentum: Annotated[Number, Field(ge=0.0, le=0.999)] = 0.0
     weight_decay: Annotated[Factor, Field(ge=0.0)] = 0.0
-    batch_size: Annotated[Int, Field(ge=1, le=1_000_000)] = 16
-    epochs: Annotated[Int, Field(ge=1, le=1_000_000)] = 10
+    batch_size: Count = 16
+    epochs: Count = 10
     seed: Seed = 0
     val_fraction: Annotated[Number, Field(ge=0.0, le=0.5)] = 0.0
     keep: Literal["last", "best"] = "last"  # which epoch's weights ship
-    monitor: Monitor = "val_loss"  # the validation score that "best" and patience follow
-    patience: Annotated[Int, Field(ge=0, le=1_000_000)] = 0  # 0: never stop early
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"  # what best and patience follow
+    patience: Epochs = 0  # 0: never stop early
     schedule: Literal["constant", "step", "cosine"] = "constant"  # learning rate per epoch
-    step_size: Annotated[Int, Field(ge=1, le=1_000_000)] = 10  # step: epochs per decay
+    step_size: Count = 10  # step: epochs per decay
     gamma: Annotated[Number, Field(gt=0.0, le=1.0)] = 0.1  # step: lr factor per decay
-    warmup: Annotated[Int, Field(ge=0, le=1_000_000)] = 0  # epochs of linear warm-up
-    device: Device = "auto"
+    warmup: Epochs = 0  # epochs of linear warm-up
+    device: Literal[tuple(DEVICES)] = "auto"
     threads: Annotated[Int, Field(ge=1, le=256)] = 1
-    kernels: Kernels = "portable"  # see core/runtime.py
+    kernels: Literal[tuple(KERNELS)] = "portable"  # see core/runtime.py
     processes: Annotated[Int, Field(ge=1, le=64)] = 1
 
     @model_validator(mode="after")
     def _runnable(self) -> TrainParams:
-        """Combinations of keys that cannot run, refused before any stage starts."""
+        """Refuse combinations of valid keys that cannot run, before any stage starts."""
         entry = MODELS[self.model]
         if self.gradients == "manual" and not entry.manual:
             manual = ", ".join(name for name, model in MODELS.items() if model.manual)
@@ -149,43 +125,30 @@ class TrainParams(Section):
                 f"train.momentum: {self.momentum} applies to optimizer sgd only, not "
                 f"{self.optimizer!r}; set it to 0 or use train.optimizer=sgd"
             )
-        self._check_selection()
-        self._check_size()
-        return self
-
-    def _check_selection(self) -> None:
-        """Choosing weights or stopping needs a validation slice; warm-up needs epochs after it."""
-        if self.val_fraction == 0:
-            chooser = "train.keep: best" if self.keep == "best" else None
-            if chooser is None and self.patience > 0:
-                chooser = f"train.patience: {self.patience}"
-            if chooser is not None:
-                raise PipelineError(
-                    f"{chooser} needs a validation slice to choose by (the test set never "
-                    "chooses); set train.val_fraction > 0, e.g. 0.1"
-                )
+        chooser = "train.keep: best" if self.keep == "best" else f"train.patience: {self.patience}"
+        if self.val_fraction == 0 and (self.keep == "best" or self.patience > 0):
+            raise PipelineError(
+                f"{chooser} needs a validation slice to choose by (the test set never chooses); "
+                "set train.val_fraction > 0, e.g. 0.1"
+            )
         if self.warmup >= self.epochs:
             raise PipelineError(
                 f"train.warmup: {self.warmup} epochs leaves none of train.epochs="
                 f"{self.epochs} after the warm-up; use fewer warm-up epochs"
             )
-
-    def _check_size(self) -> None:
-        """The model can be built from these settings, and its weights fit in memory."""
-        entry = MODELS[self.model]
         settings = {key: getattr(self, key) for key in entry.settings}
         try:
             weights = entry.weights(IMAGE_SIDE, settings)
-        except ValueError as err:
+        except ValueError as err:  # the settings cannot be built
             raise PipelineError(f"train.{err}") from err
         if weights > MAX_WEIGHTS:
-            sized = [key for key in entry.settings if isinstance(settings[key], tuple)]
-            shown = " with ".join(f"{key} {list(settings[key])}" for key in sized)
+            sized = [f"{k} {list(v)}" for k, v in settings.items() if isinstance(v, tuple)]
             raise PipelineError(
-                f"train.{shown.replace(' ', ': ', 1)} makes a {self.model} of {weights:,} "
-                f"weights, over the {MAX_WEIGHTS:,} that train in the 1.5 GB memory budget; "
-                "use smaller layers"
+                f"train.{' with '.join(sized).replace(' ', ': ', 1)} makes a {self.model} of "
+                f"{weights:,} weights, over the {MAX_WEIGHTS:,} that train in the 1.5 GB "
+                "memory budget; use smaller layers"
             )
+        return self
 
 
 class ReportParams(Section):
@@ -206,15 +169,10 @@ class Params(Section):
         return {k: {} if v is None else v for k, v in raw.items()} if isinstance(raw, dict) else raw
 
 
-SECTIONS: dict[str, type[Section]] = {
-    name: typing.cast(type[Section], field.annotation)
-    for name, field in Params.model_fields.items()
-}
+SECTIONS = {name: cast(type[Section], f.annotation) for name, f in Params.model_fields.items()}
 
 
-def did_you_mean(
-    name: str, options: typing.Iterable[str], form: str = "; did you mean '{}'?"
-) -> str:
+def did_you_mean(name: str, options: Iterable[str], form: str = "; did you mean '{}'?") -> str:
     """A "did you mean" hint for a typo (``form`` filled with the closest option), or ""."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
     return form.format(match[0]) if match else ""
@@ -241,7 +199,7 @@ _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than_equal": "
 
 
 def _message(error: Any) -> str:
-    """One pydantic error as today's line: ``train.lr: -0.1 is out of range (must be > 0.0)``."""
+    """One pydantic error as one line: ``train.lr: -0.1 is out of range (must be > 0.0)``."""
     loc, kind, value = error["loc"], error["type"], error["input"]
     key = dotted(loc)
     section = SECTIONS.get(str(loc[0])) if loc else None
@@ -259,12 +217,11 @@ def _message(error: Any) -> str:
         )
     if kind in _BOUNDS:
         bound = next(iter(error["ctx"].values()))
-        shown = float(value) if isinstance(bound, float) and abs(value) < 1e300 else value
-        return f"{key}: {_describe(shown)} is out of range (must be {_BOUNDS[kind]} {bound})"
+        value = float(value) if isinstance(bound, float) and abs(value) < 1e300 else value
+        return f"{key}: {_describe(value)} is out of range (must be {_BOUNDS[kind]} {bound})"
     if not loc:
         return f"expected a mapping with sections: {', '.join(SECTIONS)}, got {_describe(value)}"
-    expected = _EXPECTED.get(kind, error["msg"].lower())
-    return f"{key}: expected {expected}, got {_describe(value)}"
+    return f"{key}: expected {_EXPECTED.get(kind, error['msg'].lower())}, got {_describe(value)}"
 
 
 def problems(raw: Any) -> list[str]:
@@ -283,8 +240,7 @@ def problems(raw: Any) -> list[str]:
 
 def parse_params(raw: Any) -> Params:
     """Validate a whole params mapping (as loaded from YAML)."""
-    found = problems(raw)
-    if found:
+    if found := problems(raw):
         raise PipelineError(found[0])
     return Params.model_validate(raw)
 
@@ -299,11 +255,11 @@ def load_params(path: Path) -> Params:
 
 
 def keys() -> list[str]:
-    """``train.model: linear (linear, mlp, cnn)``: every key, its default and its choices."""
+    """``train.model: linear (one of: linear, mlp, cnn)``: every key, its default, its choices."""
     lines = []
     for name, section in SECTIONS.items():
         for key, field in section.model_fields.items():
-            literal = typing.get_origin(field.annotation) is Literal
+            literal = get_origin(field.annotation) is Literal
             allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
             lines.append(f"{name}.{key}: {field.default}{allowed}")
     return lines

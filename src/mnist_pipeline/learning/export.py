@@ -1,13 +1,6 @@
-"""The trained model as ONNX, checked against torch before it is written.
-
-The graph takes ``images`` ``[N, 784]`` float32 in [0, 1] and returns ``logits`` ``[N, C]``
-and ``probabilities`` ``[N, C]`` (the model's output function: softmax or one sigmoid per
-class). Its metadata carries what a server needs without the pipeline: the class names, the
-dataset, the architecture and the output function. The legacy TorchScript exporter writes
-the same bytes for the same weights; onnxruntime must reproduce torch's probabilities on
-the whole test set within ``TOLERANCE`` and its predicted class for every image, or the
-export is refused.
-"""
+"""The trained model as ONNX (``images`` ``[N, 784]`` -> ``logits``, ``probabilities``), its
+metadata what a server needs without the pipeline, checked against torch before it is written.
+The legacy TorchScript exporter writes the same bytes for the same weights."""
 
 from __future__ import annotations
 
@@ -33,8 +26,7 @@ class WithProbabilities(nn.Module):
 
     def __init__(self, model: nn.Module, output: str) -> None:
         super().__init__()
-        self.model = model
-        self.output = output
+        self.model, self.output = model, output
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.model(images)
@@ -47,12 +39,11 @@ def to_onnx(
     """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included."""
     import onnx
 
-    graph = WithProbabilities(copy.deepcopy(model).cpu().eval(), output)
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the legacy exporter's deprecation notice
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            graph,
+            WithProbabilities(copy.deepcopy(model).cpu().eval(), output),
             (torch.zeros(1, spec.in_features),),
             buffer,
             dynamo=False,
@@ -62,14 +53,8 @@ def to_onnx(
             dynamic_axes={name: {0: "batch"} for name in ("images", "logits", "probabilities")},
         )
     proto = onnx.load_from_string(buffer.getvalue())
-    metadata = {
-        "classes": json.dumps(list(classes)),
-        "dataset": dataset,
-        "model": spec.name,
-        "spec": spec.to_json(),
-        "output": output,
-    }
-    for key, value in metadata.items():
+    metadata = {"classes": json.dumps(list(classes)), "dataset": dataset, "model": spec.name}
+    for key, value in {**metadata, "spec": spec.to_json(), "output": output}.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
@@ -78,11 +63,8 @@ def to_onnx(
 def check_onnx(
     onnx_model: bytes, model: nn.Module, output: str, images: np.ndarray, where: str
 ) -> tuple[float, int]:
-    """onnxruntime against torch on ``images`` ``[N, 784]``: (max |Δp|, images compared).
-
-    Refused with one line when a probability differs by more than ``TOLERANCE`` or a
-    predicted class differs.
-    """
+    """onnxruntime against torch on ``images`` ``[N, 784]``: (max |Δp|, images compared);
+    refused when a probability differs by more than ``TOLERANCE`` or a predicted class differs."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

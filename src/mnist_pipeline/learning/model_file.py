@@ -1,8 +1,5 @@
-"""A trained model's file: its weights as safetensors, with what rebuilds it as metadata.
-
-The metadata holds the ``ModelSpec`` (architecture), the loss and output function it was
-trained with and the class names, so evaluate and predict need no ``params.yaml``.
-"""
+"""A trained model's file: safetensors weights, with the ``ModelSpec``, loss, output function
+and class names as metadata, so evaluate and predict need no ``params.yaml``."""
 
 from __future__ import annotations
 
@@ -27,28 +24,25 @@ def save_model(
     output: str,
     classes: tuple[str, ...] = (),
 ) -> None:
-    """Weights as safetensors; the spec, loss, output function and class names ride along."""
     metadata = {"spec": spec.to_json(), "loss": loss, "output": output}
     if classes:
         metadata["classes"] = json.dumps(list(classes))
     save_tensors(model.state_dict(), path, metadata=metadata)
 
 
-def _check_weights(
-    path: Path, spec: ModelSpec, model: nn.Module, tensors: dict[str, Tensor]
-) -> None:
-    """The file's tensors have exactly the names, shapes and dtype the spec's model has
-    (``model`` is built on the meta device: nothing allocated), and are all finite."""
-    want = model.state_dict()
+def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> None:
+    """The tensors have exactly the names, shapes and dtypes of the spec's model (built on the
+    meta device: nothing allocated), and are all finite."""
+    with torch.device("meta"):
+        want = build_model(spec).state_dict()
     for name in [*want, *(k for k in sorted(tensors) if k not in want)]:
         have, need = tensors.get(name), want.get(name)
         if have is None or need is None or (have.dtype, have.shape) != (need.dtype, need.shape):
             found = "missing" if have is None else f"{have.dtype} {list(have.shape)}"
             expected = "nothing" if need is None else f"{need.dtype} {list(need.shape)}"
             raise PipelineError(
-                f"{path}: weights do not fit the {spec.name} "
-                f"architecture in its metadata ({name}: {found}, expected {expected}); "
-                "rerun the train stage"
+                f"{path}: weights do not fit the {spec.name} architecture in its metadata "
+                f"({name}: {found}, expected {expected}); rerun the train stage"
             )
         if not bool(torch.isfinite(have).all()):
             raise PipelineError(
@@ -66,8 +60,7 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
         loss, output = meta["loss"], meta["output"]
         if loss not in LOSSES.get(output, {}):
             raise ValueError(f"loss {loss!r} / output {output!r} is no pair of {list(LOSSES)}")
-        with torch.device("meta"):
-            _check_weights(path, spec, build_model(spec), weights)
+        _check_weights(path, spec, weights)
     except ValidationError as err:
         raise PipelineError(
             f"{path}: bad model description in its metadata ({one_line(err)}); "

@@ -1,12 +1,6 @@
-"""The notebook's SGD step ``p -= lr * grad``: the one parameter update of the project.
-
-``SGD.step(grads)`` updates every parameter in place; with momentum or weight decay it
-follows ``torch.optim.SGD`` (``g += wd * p``; ``buf = m * buf + g``; ``p -= lr * buf``)
-bit for bit (tests hold both). It takes the gradients as an argument (the hand-derived
-engine computes them) or reads ``p.grad`` (autograd), and clears ``p.grad`` afterwards.
-It exists instead of ``torch.optim.SGD`` because that one's per-step overhead dominates
-small steps. (The notebook's own setup has a fused step: ``backprop.NotebookEpoch``.)
-"""
+"""The optimizer registry, and the notebook's SGD step ``p -= lr * grad``: ``torch.optim.SGD``
+bit for bit (momentum, weight decay) without its per-step overhead, which dominates small steps.
+torch is imported on use: every stage's params check imports this registry."""
 
 from __future__ import annotations
 
@@ -19,8 +13,6 @@ if TYPE_CHECKING:
 
 
 class SGD:
-    """The notebook's step, with optional momentum and weight decay (see the module doc)."""
-
     def __init__(
         self,
         parameters: Sequence[Tensor],
@@ -33,31 +25,27 @@ class SGD:
         self.buffers: list[Tensor | None] = [None] * len(self.parameters)
 
     def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
-        """``p -= lr * grad`` for every parameter; ``grads`` defaults to each ``p.grad``,
-        cleared after the step. The direction is ``torch.optim.SGD``'s: the gradient plus
-        weight decay, through momentum."""
+        """``p -= lr * g``: ``g`` the gradient (``grads``, the hand-derived engine's, or each
+        ``p.grad``, then cleared) plus weight decay, through momentum."""
         import torch
 
-        with torch.no_grad():
-            self._step(grads)
-
-    def _step(self, grads: Sequence[Tensor | None] | None) -> None:
         given = grads if grads is not None else [p.grad for p in self.parameters]
-        for i, (p, g) in enumerate(zip(self.parameters, given, strict=True)):
-            if g is None:
-                continue
-            if self.weight_decay:
-                g = g.add(p, alpha=self.weight_decay)
-            if self.momentum:
-                buf = self.buffers[i]
-                if buf is None:
-                    buf = self.buffers[i] = g.detach().clone()
-                else:
-                    buf.mul_(self.momentum).add_(g)
-                g = buf
-            p.sub_(g, alpha=self.lr)
-            if grads is None:
-                p.grad = None
+        with torch.no_grad():
+            for i, (p, g) in enumerate(zip(self.parameters, given, strict=True)):
+                if g is None:
+                    continue
+                if self.weight_decay:
+                    g = g.add(p, alpha=self.weight_decay)
+                if self.momentum:
+                    buf = self.buffers[i]
+                    if buf is None:
+                        buf = self.buffers[i] = g.detach().clone()
+                    else:
+                        buf.mul_(self.momentum).add_(g)
+                    g = buf
+                p.sub_(g, alpha=self.lr)
+                if grads is None:
+                    p.grad = None
 
     def state_dict(self) -> dict[str, Any]:
         """The momentum buffers (what a resumed run needs besides the weights and ``lr``)."""
@@ -76,6 +64,5 @@ def _adam(parameters: Sequence[Tensor], lr: float, momentum: float, weight_decay
     return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
 
 
-# train.optimizer -> (parameters, lr, momentum, weight_decay) -> the optimizer: SGD's
-# ``step(grads)`` takes the hand-derived engine's gradients, torch's optimizers ``p.grad``.
+# train.optimizer -> (parameters, lr, momentum, weight_decay) -> the optimizer
 OPTIMIZERS: dict[str, Callable[..., SGD | torch.optim.Optimizer]] = {"sgd": SGD, "adam": _adam}

@@ -1,18 +1,9 @@
 """The learning rate per epoch: constant (the notebook), step or cosine, after an optional
-linear warm-up. One implementation, ``torch.optim.lr_scheduler``, for every engine.
+linear warm-up (``lr · e / (warmup + 1)`` over epochs ``1..warmup``), all by
+``torch.optim.lr_scheduler``.
 
-A torch optimizer (Adam) is scheduled directly. The project's own SGD step
-(``optim.SGD``) and the notebook's fused epoch (``backprop.NotebookEpoch``) are no torch
-optimizers, so ``Schedule`` runs the same scheduler on a stand-in optimizer that holds no
-parameters and hands its rate to them before every epoch: both engines see the same rate,
-epoch by epoch (tests/test_schedules.py holds them together).
-
-With ``warmup: w`` the rate climbs linearly over epochs ``1..w`` (``lr · e / (w + 1)``);
-the schedule then runs over the remaining ``epochs - w`` epochs:
-
-- ``constant``: ``lr``;
-- ``step``: ``lr · gamma ** ((e - w - 1) // step_size)``;
-- ``cosine``: ``lr · (1 + cos(π (e - w - 1) / (epochs - w))) / 2``, from ``lr`` towards 0.
+Engines that are no torch optimizers (``optim.SGD``, ``backprop.NotebookEpoch``) get the rate
+of the same scheduler run on a stand-in optimizer, so every engine sees the same rate.
 """
 
 from __future__ import annotations
@@ -34,45 +25,35 @@ def is_scheduled(params: TrainParams) -> bool:
     return params.schedule != "constant" or params.warmup > 0
 
 
-def make_scheduler(params: TrainParams, optimizer: torch.optim.Optimizer) -> Any:
-    """The ``torch.optim.lr_scheduler`` for ``params``, stepped once per epoch."""
-    main_epochs = params.epochs - params.warmup
-    if params.schedule == "step":
-        main: Any = lr_scheduler.StepLR(optimizer, params.step_size, params.gamma)
-    elif params.schedule == "cosine":
-        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_epochs)
-    else:
-        main = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    if params.warmup == 0:
-        return main
-    start = 1.0 / (params.warmup + 1)
-    warm = lr_scheduler.LinearLR(optimizer, start, 1.0, total_iters=params.warmup)
-    return lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[params.warmup])
-
-
 class Schedule:
-    """The rate of the coming epoch (``lr``); ``step()`` after every epoch.
-
-    ``target`` is the optimizer the rate applies to: a torch optimizer is scheduled in
-    place; anything with an ``lr`` attribute (``optim.SGD``, ``NotebookEpoch``) gets the
-    rate of a stand-in optimizer through ``apply``.
-    """
+    """The rate of the coming epoch (``lr``); ``step()`` after every epoch. A torch optimizer
+    ``target`` is scheduled in place, any other gets the rate through ``apply``."""
 
     def __init__(self, params: TrainParams, target: object) -> None:
         self.scheduled = is_scheduled(params)
         self.stand_in = not isinstance(target, torch.optim.Optimizer)
-        if isinstance(target, torch.optim.Optimizer):
-            self.optimizer = target
+        stand_in = torch.optim.SGD([torch.zeros(0, requires_grad=True)], lr=params.lr)
+        self.optimizer = stand_in if self.stand_in else target
+        self.scheduler = self._scheduler(params) if self.scheduled else None
+
+    def _scheduler(self, params: TrainParams) -> Any:
+        opt, warmup = self.optimizer, params.warmup
+        if params.schedule == "step":
+            main: Any = lr_scheduler.StepLR(opt, params.step_size, params.gamma)
+        elif params.schedule == "cosine":
+            main = lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs - warmup)
         else:
-            self.optimizer = torch.optim.SGD([torch.zeros(0, requires_grad=True)], lr=params.lr)
-        self.scheduler = make_scheduler(params, self.optimizer) if self.scheduled else None
+            main = lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        if warmup == 0:
+            return main
+        warm = lr_scheduler.LinearLR(opt, 1.0 / (warmup + 1), 1.0, total_iters=warmup)
+        return lr_scheduler.SequentialLR(opt, [warm, main], milestones=[warmup])
 
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def apply(self, *targets: HasLr) -> None:
-        """Hand the coming epoch's rate to engines that are no torch optimizers."""
         for target in targets:
             target.lr = self.lr
 
@@ -83,9 +64,7 @@ class Schedule:
             self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:
-        if self.scheduler is None:
-            return {}
-        return {"scheduler": self.scheduler.state_dict(), "lr": self.lr}
+        return {"scheduler": self.scheduler.state_dict(), "lr": self.lr} if self.scheduler else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.scheduler is not None:
