@@ -118,7 +118,8 @@ def test_cli_help_and_keys(capsys: pytest.CaptureFixture[str]) -> None:
         info.value.code == 0 and "usage: python -m mnist_pipeline params" in capsys.readouterr().out
     )
     assert main(["--keys"]) == 0
-    assert "train.model: linear (one of: linear, mlp, cnn)" in capsys.readouterr().out.splitlines()
+    listed = capsys.readouterr().out.splitlines()
+    assert "train.model: linear (one of: linear, mlp, cnn, cnn_bn)" in listed
 
 
 def test_model_size_and_cnn_geometry_are_checked_up_front(raw: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ CONFIGS = {
     "seed": {},  # the notebook's linear softmax-MSE, hand-derived gradients, batch 16
     "mlp-2threads": {"model": "mlp", "hidden": [32], "activation": "relu", "threads": 2,
                      "loss": "cross_entropy", "optimizer": "adam", "lr": 0.003},
-    "cnn": {"model": "cnn", "channels": [4, 8], "hidden": [16], "gradients": "autograd",
+    "cnn": {"model": "cnn_bn", "channels": [4, 8], "hidden": [16], "gradients": "autograd",
             "activation": "relu", "batch_size": 32, "lr": 0.05},
 }  # fmt: skip
 

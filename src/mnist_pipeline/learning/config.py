@@ -255,7 +255,7 @@ def load_params(path: Path) -> Params:
 
 
 def keys() -> list[str]:
-    """``train.model: linear (one of: linear, mlp, cnn)``: every key, its default, its choices."""
+    """``train.model: linear (one of: linear, mlp, ...)``: every key, default and choices."""
     lines = []
     for name, section in SECTIONS.items():
         for key, field in section.model_fields.items():

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from dataclasses import dataclass as plain_dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, Field, TypeAdapter
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "relu": "ReLU"}  # train.activation -> torch.nn layer
-KERNEL = 5  # the cnn's convolutions are KERNEL × KERNEL, padded to keep the map's size
 
 
 def _dense(width: int, hidden: tuple[int, ...], activation: str, out: int) -> nn.Sequential:
@@ -64,9 +64,13 @@ def build_cnn(
     hidden: tuple[int, ...],
     channels: tuple[int, ...],
     activation: str,
+    kernel: int = 5,
+    batch_norm: bool = False,
 ) -> nn.Module:
-    """LeNet-style: (conv 5×5 -> activation -> 2×2 max-pool) per ``channels``, then a dense
-    head; padding keeps each conv's map size, so each block halves it (28 -> 14 -> 7)."""
+    """(conv kernel×kernel [-> batch norm] -> activation -> 2×2 max-pool) per ``channels``,
+    then a dense head; padding keeps each conv's map size, so each block halves it
+    (28 -> 14 -> 7). ``cnn`` is LeNet-style (5×5); ``cnn_bn`` (the cnn preset's) has 3×3
+    convs, each normalised over the batch, so that it trains fast at a higher rate."""
     from torch import nn
 
     side = math.isqrt(in_features)
@@ -76,8 +80,9 @@ def build_cnn(
     blocks: list[nn.Module] = []
     width = 1
     for out in channels:
-        conv = nn.Conv2d(width, out, kernel_size=KERNEL, padding=KERNEL // 2)
-        blocks += [conv, getattr(nn, ACTIVATIONS[activation])(), nn.MaxPool2d(2)]
+        conv = nn.Conv2d(width, out, kernel_size=kernel, padding=kernel // 2)
+        norm = [nn.BatchNorm2d(out)] if batch_norm else []
+        blocks += [conv, *norm, getattr(nn, ACTIVATIONS[activation])(), nn.MaxPool2d(2)]
         width, side = out, side // 2
     head = _dense(width * side * side, hidden, activation, num_classes)
     return nn.Sequential(
@@ -90,8 +95,11 @@ def build_cnn(
     )
 
 
-def cnn_weights(side: int, settings: Mapping[str, Any]) -> int:
-    """Conv and hidden weights; ``ValueError`` when the max-pools shrink the map to nothing."""
+def cnn_weights(
+    side: int, settings: Mapping[str, Any], kernel: int = 5, batch_norm: bool = False
+) -> int:
+    """Conv, norm and hidden weights; ``ValueError`` when the max-pools shrink the map to
+    nothing."""
     channels, hidden = settings["channels"], settings["hidden"]
     sides = [side >> n for n in range(len(channels) + 1)]  # each 2×2 max-pool halves it
     if sides[-1] == 0:
@@ -100,7 +108,10 @@ def cnn_weights(side: int, settings: Mapping[str, Any]) -> int:
             f"halves the {side}×{side} image ({' -> '.join(map(str, sides))}); use at most "
             f"{side.bit_length() - 1} entries"
         )
-    convs = sum(KERNEL * KERNEL * a * b + b for a, b in itertools.pairwise((1, *channels)))
+    per_channel = 3 if batch_norm else 1  # bias, and the norm's scale and shift
+    convs = sum(
+        kernel * kernel * a * b + per_channel * b for a, b in itertools.pairwise((1, *channels))
+    )
     return convs + _dense_weights(channels[-1] * sides[-1] ** 2, hidden)
 
 
@@ -122,6 +133,11 @@ MODELS: dict[str, ModelEntry] = {
         build_mlp, ("hidden", "activation"), lambda s, c: _dense_weights(s * s, c["hidden"]), True
     ),
     "cnn": ModelEntry(build_cnn, ("hidden", "channels", "activation"), cnn_weights),
+    "cnn_bn": ModelEntry(
+        partial(build_cnn, kernel=3, batch_norm=True),
+        ("hidden", "channels", "activation"),
+        partial(cnn_weights, kernel=3, batch_norm=True),
+    ),
 }
 
 

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from mnist_pipeline.evaluation.scores import Metrics
+from mnist_pipeline.learning.models import MODELS
 from mnist_pipeline.reporting.report import as_written
 from mnist_pipeline.reporting.text import escape_md
 
 ARTIFACT = "mnist-classifier"  # dvc.yaml's `artifacts:`
-ARCHITECTURE_KEYS = {"mlp": ("hidden", "activation"), "cnn": ("channels", "hidden", "activation")}
 TRAINING_KEYS = ("loss", "output", "optimizer", "lr", "batch_size", "epochs", "seed")
 
 
@@ -22,7 +22,7 @@ def model_card(manifest: Mapping[str, Any], train: Mapping[str, Any], metrics: M
     model = str(train.get("model", "linear"))
     architecture, training = (
         ", ".join(f"{key} {as_written(train[key])}" for key in keys if key in train)
-        for keys in (ARCHITECTURE_KEYS.get(model, ()), TRAINING_KEYS)
+        for keys in (MODELS[model].settings if model in MODELS else (), TRAINING_KEYS)
     )
     scores = ", ".join(
         f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.as_json().items()
