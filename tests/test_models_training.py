@@ -14,7 +14,12 @@ from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model
 from mnist_pipeline.learning.optim import SGD
 from mnist_pipeline.learning.training import train
 
-SPECS = [ModelSpec("linear", 784, 10), ModelSpec("mlp", 784, 10, (32, 16), "relu")]
+SPECS = [
+    ModelSpec("linear", 784, 10),
+    ModelSpec("mlp", 784, 10, (32, 16), "relu"),
+    ModelSpec("cnn", 784, 10, (16,), "relu", (4, 8)),
+    ModelSpec("cnn_bn", 784, 10, (16,), "relu", (4, 8)),
+]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -32,11 +37,15 @@ def test_spec_json_round_trip() -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_save_load_round_trip(spec: ModelSpec, tmp_path: Path) -> None:
     model = build_model(spec)
+    model(torch.rand(8, 784))  # a training-mode pass moves batch norm's running statistics
     save_model(model, spec, tmp_path / "m.safetensors", loss="mse", output="sigmoid")
     loaded, loaded_spec, loss, output = load_model(tmp_path / "m.safetensors")
     assert loaded_spec == spec and (loss, output) == ("mse", "sigmoid")
+    saved, state = loaded.state_dict(), model.state_dict()
+    assert list(saved) == list(state)
+    assert all(torch.equal(saved[k], v) and saved[k].shape == v.shape for k, v in state.items())
     x = torch.rand(3, 784)
-    assert torch.equal(loaded(x), model(x))
+    assert torch.equal(loaded.eval()(x), model.eval()(x))
 
 
 def test_weights_from_another_architecture_are_refused(tmp_path: Path) -> None:

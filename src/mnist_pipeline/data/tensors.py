@@ -38,7 +38,7 @@ def save_tensors(
     from safetensors.numpy import save_file
 
     arrays = {
-        name: np.ascontiguousarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t)
+        name: np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, order="C")
         for name, t in tensors.items()
     }
     packed = {_META_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
