@@ -95,12 +95,18 @@ def test_unknown_names_are_refused_until_registered() -> None:
         config.parse_params({"data": {}, "train": {"model": "tiny"}, "report": {}})
 
 
-def test_a_model_registered_in_one_place_trains_through_the_stage(
-    tmp_path: Path, train_split: Split, test_split: Split
-) -> None:
+def processed(tmp_path: Path, train_split: Split, test_split: Split) -> Path:
+    """A preprocess output folder holding the two splits."""
     data = tmp_path / "processed"
     save_split(train_split, data / "train.safetensors")
     save_split(test_split, data / "test.safetensors")
+    return data
+
+
+def test_a_model_registered_in_one_place_trains_through_the_stage(
+    tmp_path: Path, train_split: Split, test_split: Split
+) -> None:
+    data = processed(tmp_path, train_split, test_split)
     wrapper = tmp_path / "tiny_model.py"
     wrapper.write_text(TINY_MODEL)
     train = {"model": "tiny", "hidden": [32], "epochs": 3, "lr": 0.5, "loss": "cross_entropy"}
@@ -148,9 +154,7 @@ def test_a_source_registered_in_one_place_feeds_the_download_stage(tmp_path: Pat
 def test_a_metric_registered_in_one_place_reaches_eval_json_and_the_report(
     tmp_path: Path, train_split: Split, test_split: Split
 ) -> None:
-    data = tmp_path / "processed"
-    save_split(train_split, data / "train.safetensors")
-    save_split(test_split, data / "test.safetensors")
+    data = processed(tmp_path, train_split, test_split)
     write_manifest(data, len(train_split), len(test_split))
     params = params_file(tmp_path / "params.yaml", train={"epochs": 1, "lr": 0.5})
     common = ["--params", str(params), "--data", str(data), "--model", "model.safetensors"]
