@@ -4,7 +4,8 @@ this machine can pretend to be.
 torch picks its kernels from the CPU it runs on: ATen's vectorised code from
 ``ATEN_CPU_CAPABILITY`` (default / avx2 / avx512, capped at what the CPU has), MKL's code
 path from ``MKL_ENABLE_INSTRUCTIONS`` (AVX2 = a CPU without AVX-512, SSE4_2 = an old
-one), the thread pool from the cores it may use. With ``train.kernels: portable`` (the
+one), NNPACK's convolutions only on AVX2 CPUs (an old one runs without them), the thread
+pool from the cores it may use. With ``train.kernels: portable`` (the
 default) every combination must write identical files, and with ``avx2`` every
 combination of an AVX2 CPU; with ``native`` they differ, which is what proves this test
 can see a difference at all.
@@ -30,7 +31,8 @@ from mnist_pipeline.data.splits import save_split
 FLAGS = Path("/proc/cpuinfo").read_text().split()
 AVX512 = "avx512f" in FLAGS
 # (ATen capability, MKL instruction cap, CPU cores): the CPUs this machine can emulate,
-# the oldest first; ``avx2`` kernels run on the AVX2 ones (the others are refused).
+# the oldest first (without NNPACK, see NO_NNPACK); ``avx2`` kernels run on the AVX2 ones
+# (the others are refused).
 CPUS: list[tuple[str, str | None, str]] = [
     ("default", "SSE4_2", "0"),
     ("avx2", "AVX2", "0"),
@@ -45,6 +47,16 @@ CONFIGS = {
     "cnn": {"model": "cnn_bn", "channels": [4, 8], "hidden": [16], "gradients": "autograd",
             "activation": "relu", "batch_size": 32, "lr": 0.05},
 }  # fmt: skip
+
+
+# NNPACK runs on x86-64 CPUs with AVX2 and FMA only; the oldest CPU's runs go through this
+# wrapper, which turns it off before the stage starts, as such a CPU has it.
+NO_NNPACK = """
+import runpy, sys, torch
+torch.backends.nnpack.set_flags(False)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 @pytest.fixture
@@ -92,6 +104,10 @@ def run_cpu(
         *([f"MKL_ENABLE_INSTRUCTIONS={mkl}"] * bool(mkl)),
     ]
     prefix = ["taskset", "-c", cores, *env]
+    wrapper = None
+    if cpu == CPUS[0]:
+        wrapper = work / "no_nnpack.py"
+        wrapper.write_text(NO_NNPACK)
     for name, args in (
         ("train", ["--data", str(processed), "--model", "m.safetensors", "--history", "log.csv",
                    "--onnx", "m.onnx"]),
@@ -99,12 +115,12 @@ def run_cpu(
                       "eval.json", "--per-class", "pc.csv", "--confusion", "c.csv",
                       "--counts", "n.csv", "--predictions", "p.csv"]),
     ):  # fmt: skip
-        result = stage(name, "--params", "params.yaml", *args, cwd=work, prefix=prefix)
+        result = stage(name, "--params", "params.yaml", *args, cwd=work, prefix=prefix, via=wrapper)
         assert result.returncode == 0, result.stderr
     return {
         str(p.relative_to(work)): hashlib.md5(p.read_bytes()).hexdigest()
         for p in sorted(work.rglob("*"))
-        if p.is_file() and p.name != "params.yaml"
+        if p.is_file() and p.name not in ("params.yaml", "no_nnpack.py")
     }
 
 

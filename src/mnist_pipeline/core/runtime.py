@@ -1,7 +1,7 @@
 """Where and how torch computes: kernels, thread count, device.
 
-A CPU's instruction set changes float results, so ``train.kernels`` pins ATen's, MKL's and
-oneDNN's choices: ``portable`` (the same bytes on any x86-64 CPU), ``avx2`` (on any Intel CPU
+A CPU's instruction set changes float results, so ``train.kernels`` pins ATen's, MKL's,
+oneDNN's and NNPACK's choices: ``portable`` (the same bytes on any x86-64 CPU), ``avx2`` (on any Intel CPU
 with AVX2 and FMA) or ``native`` (one machine); docs/kernels.md explains. torch and MKL read
 the pins at their first computation, hence ``configure_torch`` before any tensor op.
 """
@@ -34,6 +34,8 @@ def configure_torch(threads: int, kernels: str = "portable") -> None:
     import torch
 
     torch.backends.mkldnn.enabled = pins is None
+    if pins is not None:  # NNPACK's convolutions exist on AVX2 CPUs only, blocked by cache size
+        torch.backends.nnpack.set_flags(False)
     torch.set_num_threads(threads)
     if pins is None:
         return
