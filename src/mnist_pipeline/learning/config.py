@@ -80,7 +80,7 @@ class TrainParams(Section):
 
     model: ModelName = "linear"
     hidden: Sizes = (128,)  # mlp layers, and the cnn's head
-    channels: Sizes = (6, 16)  # one 5×5 conv + 2×2 max-pool block per entry (cnn)
+    channels: Sizes = (6, 16)  # one conv + 2×2 max-pool block per entry (cnn, cnn_bn)
     activation: Literal[tuple(ACTIVATIONS)] = "sigmoid"
     output: Literal[tuple(LOSSES)] = "softmax"
     loss: Loss = "mse"
