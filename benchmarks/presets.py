@@ -7,13 +7,16 @@ For each preset and dataset it copies the project into a throwaway git repo (wha
 holds: no DVC cache, no outputs) and runs ``python -m mnist_pipeline preset NAME <dataset
 args>`` there, i.e. a whole ``dvc exp run`` (download, preprocess, train, evaluate,
 report). It prints a markdown table (test accuracy from ``metrics/eval.json``, the
-command's wall seconds, the train stage's mean s/epoch from its log, the machine) and
-writes it to ``benchmarks/results/presets.md``. Timings are printed, never asserted.
+command's wall seconds, the train stage's mean s/epoch from its log, the md5 of the
+trained model, the machine) and writes it to ``benchmarks/results/presets.md``. The md5s
+are what to compare across CPUs: under the portable kernels they are the same on every
+x86-64 CPU. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -38,8 +41,9 @@ DATASET_ARGS = {
 EPOCH_LINE = re.compile(r"epoch \d+/\d+: .*\((\d+\.\d+) s\)")
 
 
-def run_preset(name: str, dataset: str, workdir: Path) -> tuple[float, float, float, str]:
-    """(test accuracy, wall s of the whole command, mean s/epoch, the command as typed)."""
+def run_preset(name: str, dataset: str, workdir: Path) -> tuple[float, float, float, str, str]:
+    """(test accuracy, wall s of the whole command, mean s/epoch, the model's md5, the
+    command as typed)."""
     env = environment()
     make_copy(workdir, env)
     args = ["preset", name, "-n", f"{name}-{dataset}", *DATASET_ARGS[dataset]]
@@ -55,7 +59,8 @@ def run_preset(name: str, dataset: str, workdir: Path) -> tuple[float, float, fl
     epochs = [float(s) for s in EPOCH_LINE.findall(result.stdout + result.stderr)]
     accuracy = json.loads((workdir / "metrics" / "eval.json").read_text())["accuracy"]
     typed = shlex.join(["python", "-m", "mnist_pipeline", *args])
-    return accuracy, wall, sum(epochs) / max(len(epochs), 1), typed
+    md5 = hashlib.md5((workdir / "models" / "model.safetensors").read_bytes()).hexdigest()
+    return accuracy, wall, sum(epochs) / max(len(epochs), 1), md5, typed
 
 
 def main() -> None:
@@ -68,11 +73,12 @@ def main() -> None:
     for dataset in args.dataset or list(DATASET_ARGS):
         for name in args.preset or list(presets):
             with tempfile.TemporaryDirectory(prefix="preset-") as tmp:
-                accuracy, wall, per_epoch, typed = run_preset(name, dataset, Path(tmp))
+                accuracy, wall, per_epoch, md5, typed = run_preset(name, dataset, Path(tmp))
             print(f"{name} on {dataset}: {accuracy:.4f}, {wall:.1f} s", flush=True)
-            rows.append((name, dataset, f"{accuracy:.4f}", f"{wall:.1f}", f"{per_epoch:.2f}"))
+            rows.append((name, dataset, f"{accuracy:.4f}", f"{wall:.1f}", f"{per_epoch:.2f}", md5))
             commands.append(typed)
     columns = ["preset", "dataset", "test accuracy", "dvc exp run wall s", "train s/epoch"]
+    columns.append("model md5")
     title = (
         f"## Presets, one command each on a fresh copy: {cpu_name()}, {os.cpu_count()} cores "
         f"(load avg {os.getloadavg()[0]:.2f} at the end)"
