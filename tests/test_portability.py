@@ -4,8 +4,9 @@ this machine can pretend to be.
 torch picks its kernels from the CPU it runs on: ATen's vectorised code from
 ``ATEN_CPU_CAPABILITY`` (default / avx2 / avx512, capped at what the CPU has), MKL's code
 path from ``MKL_ENABLE_INSTRUCTIONS`` (AVX2 = a CPU without AVX-512, SSE4_2 = an old
-one), NNPACK's convolutions only on AVX2 CPUs (an old one runs without them), the thread
-pool from the cores it may use. With ``train.kernels: portable`` (the
+one), NNPACK's convolutions only on AVX2 CPUs (an old one runs without them), glibc's
+libm variants from the CPU's features (``GLIBC_TUNABLES`` hides AVX, AVX2 and FMA from an
+old one), the thread pool from the cores it may use. With ``train.kernels: portable`` (the
 default) every combination must write identical files, and with ``avx2`` every
 combination of an AVX2 CPU; with ``native`` they differ, which is what proves this test
 can see a difference at all.
@@ -59,6 +60,10 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+# glibc picks its libm functions (expf, logf, ...) by CPU feature: an old CPU gets the SSE2 ones.
+OLD_GLIBC = "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA,-AVX512F"
+
+
 @pytest.fixture
 def pins_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     """configure_torch sets the pinned variables: put this process's values back after."""
@@ -108,6 +113,7 @@ def run_cpu(
     if cpu == CPUS[0]:
         wrapper = work / "no_nnpack.py"
         wrapper.write_text(NO_NNPACK)
+        prefix.append(f"GLIBC_TUNABLES={OLD_GLIBC}")
     for name, args in (
         ("train", ["--data", str(processed), "--model", "m.safetensors", "--history", "log.csv",
                    "--onnx", "m.onnx"]),
