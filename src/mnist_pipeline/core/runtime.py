@@ -2,7 +2,7 @@
 
 A CPU's instruction set changes float results, so ``train.kernels`` pins ATen's, MKL's,
 oneDNN's and NNPACK's choices: ``portable`` (the default pipeline's bytes on any x86-64 CPU,
-other configs' on any CPU of one vendor), ``avx2`` (on any Intel CPU with
+other configs' across instruction sets, not vendors), ``avx2`` (on any Intel CPU with
 AVX2 and FMA) or ``native`` (one machine); docs/kernels.md explains.
 torch and MKL read the pins at their first computation, hence ``configure_torch`` before
 any tensor op.
