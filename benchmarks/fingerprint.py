@@ -5,7 +5,7 @@ softmax/cross-entropy gradients, Adam's steps, Python's float math), under one
 
     .venv/bin/python benchmarks/fingerprint.py [--kernels portable] [--threads 1]
 
-Run it on two machines and ``diff`` the outputs: the first differing line names the op
+Run it on two machines and ``diff`` the outputs: the first differing md5 line names the op
 to look at (docs/kernels.md keeps one machine's output). Inputs are whole numbers over
 997, drawn with ``torch.randint`` (integer draws, the same on every CPU), so any
 difference comes from the op itself, not from its input.
