@@ -4,14 +4,14 @@
 # and `dvc plots diff` from the vega builds inlined in vendor/vega/plots.html
 # (tests/test_plots_offline.py).
 #
-# The browser: .ci/chromium.sh finds one or installs Debian's chromium where it can; where
+# The browser: .ci/debian.sh finds one or installs Debian's chromium where it can; where
 # nothing can be installed the test is skipped and says why, and this script does not fail.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-"$repo/.ci/chromium.sh"
+"$repo/.ci/debian.sh"
 
 PYTHONPATH="$repo/src" "$repo/.venv/bin/python" -m pytest -q -rs -p no:cacheprovider \
   tests/test_plots_offline.py

@@ -6,9 +6,10 @@ softmax/cross-entropy gradients, Adam's steps, Python's float math), under one
     .venv/bin/python benchmarks/fingerprint.py [--kernels portable] [--threads 1]
 
 Run it on two machines and ``diff`` the outputs: the first differing md5 line names the op
-to look at (docs/kernels.md keeps one machine's output). Inputs are whole numbers over
-997, drawn with ``torch.randint`` (integer draws, the same on every CPU), so any
-difference comes from the op itself, not from its input.
+to look at (docs/kernels.md keeps one machine's output). qemu-user stands in for another
+vendor's CPU: ``qemu-x86_64 -cpu Haswell .venv/bin/python benchmarks/fingerprint.py``.
+Inputs are whole numbers over 997, drawn with ``torch.randint`` (integer draws, the same
+on every CPU), so any difference comes from the op itself, not from its input.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 from bench_kernels import cpu_name
 from mnist_pipeline.core.runtime import KERNELS, configure_torch
+from mnist_pipeline.learning.optim import OPTIMIZERS
 
 
 def main() -> None:
@@ -43,7 +45,7 @@ def main() -> None:
     def adam_steps(steps: int) -> torch.Tensor:
         weight = torch.nn.Parameter(data(256, 784))
         grads = [data(256, 784) / 100 for _ in range(3)]
-        optimizer = torch.optim.Adam([weight], lr=1e-3)
+        optimizer = OPTIMIZERS["adam"]([weight], 1e-3, 0.0, 0.0)  # the pipeline's Adam
         for step in range(steps):
             weight.grad = grads[step % 3]
             optimizer.step()

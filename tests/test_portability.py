@@ -6,10 +6,13 @@ torch picks its kernels from the CPU it runs on: ATen's vectorised code from
 path from ``MKL_ENABLE_INSTRUCTIONS`` (AVX2 = a CPU without AVX-512, SSE4_2 = an old
 one), NNPACK's convolutions only on AVX2 CPUs (an old one runs without them), glibc's
 libm variants from the CPU's features (``GLIBC_TUNABLES`` hides AVX, AVX2 and FMA from an
-old one), the thread pool from the cores it may use. With ``train.kernels: portable`` (the
-default) every combination must write identical files, and with ``avx2`` every
-combination of an AVX2 CPU; with ``native`` they differ, which is what proves this test
-can see a difference at all.
+old one), the thread pool from the cores it may use. Another vendor's CPU runs under
+qemu-user (Debian's ``qemu-user``): an Intel Haswell's CPUID, so MKL dispatches as on an
+Intel CPU, and exact results for the approximate instructions (``rsqrtps``, ``rcpps``)
+whose bits differ between Intel and AMD. With ``train.kernels: portable`` (the default)
+every combination must write identical files, and with ``avx2`` every combination of an
+AVX2 CPU of this vendor; with ``native`` they differ, which is what proves this test can
+see a difference at all.
 
     .venv/bin/python -m pytest tests/test_portability.py
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,16 +35,22 @@ from mnist_pipeline.data.splits import save_split
 
 FLAGS = Path("/proc/cpuinfo").read_text().split()
 AVX512 = "avx512f" in FLAGS
-# (ATen capability, MKL instruction cap, CPU cores): the CPUs this machine can emulate,
-# the oldest first (without NNPACK, see NO_NNPACK); ``avx2`` kernels run on the AVX2 ones
-# (the others are refused).
-CPUS: list[tuple[str, str | None, str]] = [
-    ("default", "SSE4_2", "0"),
-    ("avx2", "AVX2", "0"),
-    ("avx2", "AVX2", "0,1"),
-    *([("avx512", None, "0,1")] if AVX512 else []),
+# (ATen capability, MKL instruction cap, CPU cores, qemu CPU model or None): the CPUs this
+# machine can emulate, the oldest first (without NNPACK, see NO_NNPACK); ``avx2`` kernels
+# run on the AVX2 ones (the others are refused).
+CPUS: list[tuple[str, str | None, str, str | None]] = [
+    ("default", "SSE4_2", "0", None),
+    ("avx2", "AVX2", "0", None),
+    ("avx2", "AVX2", "0,1", None),
+    *([("avx512", None, "0,1", None)] if AVX512 else []),
 ]
 OLDEST = {"portable": CPUS[0], "avx2": CPUS[1]}
+# The other vendor's CPU, under qemu-user: an AMD EPYC on an Intel machine, else an Intel
+# Haswell (AVX2 and FMA; qemu has no AVX-512).
+QEMU = shutil.which("qemu-x86_64")
+INTEL_HERE = "GenuineIntel" in FLAGS
+OTHER_VENDOR = ("avx2", None, "0,1", "EPYC-Rome" if INTEL_HERE else "Haswell")
+NO_QEMU = "needs qemu-x86_64 (Debian's qemu-user, .ci/debian.sh) for another vendor's CPU"
 CONFIGS = {
     "seed": {},  # the notebook's linear softmax-MSE, hand-derived gradients, batch 16
     "mlp-2threads": {"model": "mlp", "hidden": [32], "activation": "relu", "threads": 2,
@@ -50,13 +60,25 @@ CONFIGS = {
 }  # fmt: skip
 
 
-# NNPACK runs on x86-64 CPUs with AVX2 and FMA only; the oldest CPU's runs go through this
-# wrapper, which turns it off before the stage starts, as such a CPU has it.
-NO_NNPACK = """
-import runpy, sys, torch
-torch.backends.nnpack.set_flags(False)
+# Every stage runs through a wrapper: a patch, then the stage.
+RUN_STAGE = """
+import runpy, sys
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+# NNPACK runs on x86-64 CPUs with AVX2 and FMA only; the oldest CPU's runs turn it off
+# before the stage starts, as such a CPU has it.
+NO_NNPACK = """
+import torch
+torch.backends.nnpack.set_flags(False)
+"""
+# torch.optim.Adam's default per-tensor path: its torch.sqrt runs MKL's vector math, whose
+# kernel on an AMD CPU starts from rsqrtps (other bits on Intel). The control below.
+UNFUSED_ADAM = """
+import torch
+from mnist_pipeline.learning import optim
+optim.OPTIMIZERS["adam"] = lambda params, lr, momentum, weight_decay: torch.optim.Adam(
+    params, lr=lr, weight_decay=weight_decay)
 """
 
 
@@ -95,10 +117,15 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cpu(
-    processed: Path, work: Path, train: dict[str, object], cpu: tuple[str, str | None, str]
+    processed: Path,
+    work: Path,
+    train: dict[str, object],
+    cpu: tuple[str, str | None, str, str | None],
+    patch: str = "",
 ) -> dict[str, str]:
-    """Train + evaluate in ``work`` as that CPU would; the md5 of every file they write."""
-    capability, mkl, cores = cpu
+    """Train + evaluate in ``work`` as that CPU would, ``patch`` (Python) run first in each
+    stage; the md5 of every file they write."""
+    capability, mkl, cores, model = cpu
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["train"].update({"epochs": 2, **train})
     work.mkdir(parents=True)
@@ -108,12 +135,12 @@ def run_cpu(
         f"ATEN_CPU_CAPABILITY={capability}",
         *([f"MKL_ENABLE_INSTRUCTIONS={mkl}"] * bool(mkl)),
     ]
-    prefix = ["taskset", "-c", cores, *env]
-    wrapper = None
+    prefix = ["taskset", "-c", cores, *env, *([str(QEMU), "-cpu", model] if model else [])]
     if cpu == CPUS[0]:
-        wrapper = work / "no_nnpack.py"
-        wrapper.write_text(NO_NNPACK)
+        patch += NO_NNPACK
         prefix.append(f"GLIBC_TUNABLES={OLD_GLIBC}")
+    wrapper = work / "wrapper.py"
+    wrapper.write_text(f"{patch}\n{RUN_STAGE}")
     for name, args in (
         ("train", ["--data", str(processed), "--model", "m.safetensors", "--history", "log.csv",
                    "--onnx", "m.onnx"]),
@@ -126,7 +153,7 @@ def run_cpu(
     return {
         str(p.relative_to(work)): hashlib.md5(p.read_bytes()).hexdigest()
         for p in sorted(work.rglob("*"))
-        if p.is_file() and p.name not in ("params.yaml", "no_nnpack.py")
+        if p.is_file() and p.name not in ("params.yaml", "wrapper.py")
     }
 
 
@@ -151,3 +178,26 @@ def test_native_kernels_differ_between_cpus(processed: Path, tmp_path: Path) -> 
     first = run_cpu(processed, tmp_path / "a", native, CPUS[0])
     last = run_cpu(processed, tmp_path / "b", native, CPUS[-1])
     assert first["m.safetensors"] != last["m.safetensors"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason=NO_QEMU)
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_portable_kernels_write_the_same_bytes_on_another_vendors_cpu(
+    processed: Path, tmp_path: Path, config: str
+) -> None:
+    train = {**CONFIGS[config], "kernels": "portable"}
+    here = run_cpu(processed, tmp_path / "here", train, CPUS[-1])
+    other = run_cpu(processed, tmp_path / "other", train, OTHER_VENDOR)
+    assert other == here, f"{OTHER_VENDOR[-1]} (qemu) wrote other bytes than this CPU"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason=NO_QEMU)
+def test_unfused_adam_differs_on_another_vendors_cpu(processed: Path, tmp_path: Path) -> None:
+    """The control: the per-tensor Adam (MKL's vector-math sqrt) writes another model on the
+    other vendor's CPU, even with portable kernels; that is what the fused one fixes."""
+    train = {**CONFIGS["mlp-2threads"], "kernels": "portable"}
+    here = run_cpu(processed, tmp_path / "here", train, CPUS[-1], UNFUSED_ADAM)
+    other = run_cpu(processed, tmp_path / "other", train, OTHER_VENDOR, UNFUSED_ADAM)
+    assert other["m.safetensors"] != here["m.safetensors"]

@@ -61,7 +61,10 @@ class SGD:
 def _adam(parameters: Sequence[Tensor], lr: float, momentum: float, weight_decay: float) -> Any:
     import torch
 
-    return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    # fused: one ATen kernel under the pinned capability. The default per-tensor step takes
+    # torch.sqrt, which runs MKL's vector math (VML), unpinned by MKL_CBWR: on an AMD CPU
+    # its kernel starts from rsqrtps, whose bits differ between Intel and AMD CPUs.
+    return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 # train.optimizer -> (parameters, lr, momentum, weight_decay) -> the optimizer
