@@ -1,8 +1,8 @@
 """Where and how torch computes: kernels, thread count, device.
 
 A CPU's instruction set changes float results, so ``train.kernels`` pins ATen's, MKL's,
-oneDNN's and NNPACK's choices: ``portable`` (the default pipeline's bytes on any x86-64 CPU,
-other configs' across instruction sets, not vendors), ``avx2`` (on any Intel CPU with
+oneDNN's and NNPACK's choices: ``portable`` (the same bytes on any x86-64 CPU, Intel or
+AMD), ``avx2`` (on any Intel CPU with
 AVX2 and FMA) or ``native`` (one machine); docs/kernels.md explains.
 torch and MKL read the pins at their first computation, hence ``configure_torch`` before
 any tensor op.
