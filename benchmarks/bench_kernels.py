@@ -15,6 +15,7 @@ README's table uses all 60k). Prints a markdown table and writes it to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,25 +32,20 @@ from common import DATASETS, REPO, markdown, write_results
 from mnist_pipeline.core.runtime import KERNELS
 
 
-def one(model: str, kernels: str, epochs: int, subsample: int) -> dict[str, object]:
-    """Train one preset in this process (the child's job); its per-epoch seconds."""
-    from mnist_pipeline.core.runtime import configure_torch
-
+def preset_settings(model: str) -> dict[str, Any]:
+    """A preset's ``train`` settings from presets.yaml (lists as tuples); {} for the seed."""
     presets = yaml.safe_load((REPO / "presets.yaml").read_text())
     settings = {} if model == "seed" else presets[model]
-    configure_torch(settings.get("threads", 1), kernels)  # before any tensor op
-    import dataclasses
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
 
+
+def fashion_splits(subsample: int = 0) -> tuple[Any, Any]:
+    """Fashion-MNIST's train split (its first ``subsample`` images; 0: all) and test split."""
     from mnist_pipeline.data.sources import IDX_FILES, fetch
     from mnist_pipeline.data.splits import read_raw_split
-    from mnist_pipeline.learning.config import TrainParams
-    from mnist_pipeline.learning.training import train
 
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
-    params = TrainParams(**{**settings, "epochs": epochs, "device": "cpu", "kernels": kernels})
-    data = DATASETS["fashion-mnist"]
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = fetch(data, Path(tmp))
+        manifest = fetch(DATASETS["fashion-mnist"], Path(tmp))
         train_split, test_split = (
             read_raw_split(Path(tmp), images, labels, manifest)
             for images, labels in IDX_FILES.values()
@@ -56,6 +53,20 @@ def one(model: str, kernels: str, epochs: int, subsample: int) -> dict[str, obje
     if subsample:
         head = {"images": train_split.images[:subsample], "labels": train_split.labels[:subsample]}
         train_split = dataclasses.replace(train_split, **head)
+    return train_split, test_split
+
+
+def one(model: str, kernels: str, epochs: int, subsample: int) -> dict[str, object]:
+    """Train one preset in this process (the child's job); its per-epoch seconds."""
+    from mnist_pipeline.core.runtime import configure_torch
+
+    settings = preset_settings(model)
+    configure_torch(settings.get("threads", 1), kernels)  # before any tensor op
+    from mnist_pipeline.learning.config import TrainParams
+    from mnist_pipeline.learning.training import train
+
+    params = TrainParams(**{**settings, "epochs": epochs, "device": "cpu", "kernels": kernels})
+    train_split, test_split = fashion_splits(subsample)
     stamps: list[tuple[float, float]] = []
     start = (time.perf_counter(), time.process_time())
     result = train(

@@ -11,7 +11,8 @@ one epoch on the first N Fashion-MNIST images, to compare across CPUs.
 OpenBLAS runs the same Haswell (AVX2 + FMA) code on any CPU with those instructions, Intel
 or AMD, where MKL's fast branches are Intel-only; docs/kernels.md has the numbers. A probe,
 not a pipeline mode: convolutions still go through MKL, so the cnn is not covered. Prints
-a markdown table; never asserts timings.
+a markdown table and writes it to ``benchmarks/results/openblas.md``; never asserts
+timings.
 """
 
 from __future__ import annotations
@@ -22,20 +23,16 @@ import os
 os.environ.update(OPENBLAS_CORETYPE="Haswell", OPENBLAS_NUM_THREADS="1")
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import subprocess
 import sys
-import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
-import yaml
 
-from bench_kernels import cpu_name, one
-from common import DATASETS, REPO, markdown
+from bench_kernels import cpu_name, fashion_splits, one, preset_settings
+from common import REPO, markdown, write_results
 
 MODES = {"openblas": "avx2", "native": "native"}  # mode -> train.kernels
 
@@ -65,27 +62,13 @@ def weights_md5(model: str, images: int) -> str:
     """md5 of the weights after one epoch on the first ``images`` training images."""
     from mnist_pipeline.core.runtime import configure_torch
 
-    presets = yaml.safe_load((REPO / "presets.yaml").read_text())
-    settings = {} if model == "seed" else presets[model]
+    settings = preset_settings(model)
     configure_torch(1, "avx2")
-    from mnist_pipeline.data.sources import IDX_FILES, fetch
-    from mnist_pipeline.data.splits import read_raw_split
     from mnist_pipeline.learning.config import TrainParams
     from mnist_pipeline.learning.training import train
 
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     params = TrainParams(**{**settings, "epochs": 1, "threads": 1, "kernels": "avx2"})
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest = fetch(DATASETS["fashion-mnist"], Path(tmp))
-        train_split, test_split = (
-            read_raw_split(Path(tmp), i, labels, manifest) for i, labels in IDX_FILES.values()
-        )
-    head = {"images": train_split.images[:images], "labels": train_split.labels[:images]}
-    tail = {"images": test_split.images[:500], "labels": test_split.labels[:500]}
-    result = train(
-        params, dataclasses.replace(train_split, **head), dataclasses.replace(test_split, **tail)
-    )
-    state = result.model.state_dict().values()
+    state = train(params, *fashion_splits(images)).model.state_dict().values()
     return hashlib.md5(b"".join(t.numpy().tobytes() for t in state)).hexdigest()
 
 
@@ -123,8 +106,8 @@ def main() -> None:
             (model, f"{seconds['openblas']:.3f}", f"{seconds['native']:.3f}", f"{ratio:.2f}x")
         )
     columns = ["model", "avx2 + OpenBLAS Haswell s/epoch", "native s/epoch", "ratio"]
-    print(f"\n## Fashion-MNIST 60k, {args.epochs} epochs, 1 thread, {cpu_name()}\n")
-    print(markdown(rows, columns))
+    title = f"## avx2 + OpenBLAS vs native: Fashion-MNIST 60k, {args.epochs} epochs, {cpu_name()}"
+    write_results("openblas", f"{title}\n\n{markdown(rows, columns)}\n")
 
 
 if __name__ == "__main__":
