@@ -11,7 +11,7 @@ qemu-user (Debian's ``qemu-user``): an Intel Haswell's CPUID, so MKL dispatches 
 Intel CPU, and exact results for the approximate instructions (``rsqrtps``, ``rcpps``)
 whose bits differ between Intel and AMD. With ``train.kernels: portable`` (the default)
 every combination must write identical files, and with ``avx2`` every combination of an
-AVX2 CPU of this vendor; with ``native`` they differ, which is what proves this test can
+AVX2 CPU, either vendor's; with ``native`` they differ, which is what proves this test can
 see a difference at all.
 
     .venv/bin/python -m pytest tests/test_portability.py
@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from conftest import REPO, make_split, stage
+from mnist_pipeline.core import openblas
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.runtime import KERNEL_PINS, configure_torch
 from mnist_pipeline.data.splits import save_split
@@ -81,6 +82,14 @@ optim.OPTIMIZERS["adam"] = lambda params, lr, momentum, weight_decay: torch.opti
     params, lr=lr, weight_decay=weight_decay)
 """
 
+# The avx2 mode as it was: MKL's AVX2 branch, which MKL documents for Intel CPUs only (on
+# an AMD one it runs its own dispatch), and no OpenBLAS. The control below.
+MKL_AVX2 = """
+from mnist_pipeline.core import openblas, runtime
+runtime.KERNEL_PINS["avx2"] = ({"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}, "AVX2")
+openblas.route_gemms = lambda: None
+"""
+
 
 # glibc picks its libm functions (expf, logf, ...) by CPU feature: an old CPU gets the SSE2 ones.
 OLD_GLIBC = "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA,-AVX512F"
@@ -106,6 +115,18 @@ def test_kernels_pinned_after_torch_computed_are_refused() -> None:
     """This process computed with portable kernels (conftest): avx2 ones cannot follow."""
     with pytest.raises(PipelineError, match=r"already computed with DEFAULT kernels"):
         configure_torch(1, "avx2")
+
+
+def test_the_routing_check_fails_where_torch_computes_its_own_gemms() -> None:
+    """This process computes with MKL (portable kernels): the check must say so."""
+    with pytest.raises(PipelineError, match=r"GEMMs still do not run on OpenBLAS"):
+        openblas.check(openblas.load())
+
+
+def test_a_torch_without_the_plt_imports_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openblas, "plt_slots", lambda library: {})
+    with pytest.raises(PipelineError, match=r"calls no sgemm_ / sgemv_ through its PLT"):
+        openblas.route_gemms()
 
 
 @pytest.fixture(scope="module")
@@ -180,13 +201,36 @@ def test_native_kernels_differ_between_cpus(processed: Path, tmp_path: Path) -> 
     assert first["m.safetensors"] != last["m.safetensors"]
 
 
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_avx2_kernels_leave_no_gemm_to_mkl(processed: Path, tmp_path: Path, config: str) -> None:
+    """Every GEMM the train stage runs goes to OpenBLAS (MKL_VERBOSE lists MKL's calls);
+    under portable, MKL runs them, which shows the listing works."""
+    listed = {}
+    for kernels in ("avx2", "portable"):
+        work = tmp_path / kernels
+        work.mkdir()
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        raw["train"].update({"epochs": 1, **CONFIGS[config], "kernels": kernels})
+        (work / "params.yaml").write_text(yaml.safe_dump(raw))
+        result = stage(
+            "train", "--params", "params.yaml", "--data", str(processed), "--model",
+            "m.safetensors", "--history", "log.csv", "--onnx", "m.onnx",
+            cwd=work, prefix=["env", "MKL_VERBOSE=1"],
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        listed[kernels] = result.stdout.count("MKL_VERBOSE SGEMM")
+    assert listed["avx2"] == 0
+    assert listed["portable"] > 0
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(QEMU is None, reason=NO_QEMU)
+@pytest.mark.parametrize("kernels", list(OLDEST))
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_portable_kernels_write_the_same_bytes_on_another_vendors_cpu(
-    processed: Path, tmp_path: Path, config: str
+def test_pinned_kernels_write_the_same_bytes_on_another_vendors_cpu(
+    processed: Path, tmp_path: Path, config: str, kernels: str
 ) -> None:
-    train = {**CONFIGS[config], "kernels": "portable"}
+    train = {**CONFIGS[config], "kernels": kernels}
     here = run_cpu(processed, tmp_path / "here", train, CPUS[-1])
     other = run_cpu(processed, tmp_path / "other", train, OTHER_VENDOR)
     assert other == here, f"{OTHER_VENDOR[-1]} (qemu) wrote other bytes than this CPU"
@@ -200,4 +244,15 @@ def test_unfused_adam_differs_on_another_vendors_cpu(processed: Path, tmp_path: 
     train = {**CONFIGS["mlp-2threads"], "kernels": "portable"}
     here = run_cpu(processed, tmp_path / "here", train, CPUS[-1], UNFUSED_ADAM)
     other = run_cpu(processed, tmp_path / "other", train, OTHER_VENDOR, UNFUSED_ADAM)
+    assert other["m.safetensors"] != here["m.safetensors"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason=NO_QEMU)
+def test_mkl_avx2_branch_differs_on_another_vendors_cpu(processed: Path, tmp_path: Path) -> None:
+    """The control for avx2: MKL's own AVX2 branch, in place of OpenBLAS, writes another
+    model on the other vendor's CPU; that is what routing the GEMMs fixes."""
+    train = {**CONFIGS["mlp-2threads"], "kernels": "avx2"}
+    here = run_cpu(processed, tmp_path / "here", train, CPUS[-1], MKL_AVX2)
+    other = run_cpu(processed, tmp_path / "other", train, OTHER_VENDOR, MKL_AVX2)
     assert other["m.safetensors"] != here["m.safetensors"]

@@ -2,10 +2,10 @@
 
 A CPU's instruction set changes float results, so ``train.kernels`` pins ATen's, MKL's,
 oneDNN's and NNPACK's choices: ``portable`` (the same bytes on any x86-64 CPU, Intel or
-AMD), ``avx2`` (on any Intel CPU with
-AVX2 and FMA) or ``native`` (one machine); docs/kernels.md explains.
-torch and MKL read the pins at their first computation, hence ``configure_torch`` before
-any tensor op.
+AMD), ``avx2`` (the same bytes on any x86-64 CPU with AVX2 and FMA, Intel or AMD: ATen's
+AVX2 kernels, GEMMs on OpenBLAS's Haswell kernel, core/openblas.py) or ``native`` (one
+machine); docs/kernels.md explains. torch and MKL read the pins at their first
+computation, hence ``configure_torch`` before any tensor op.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # train.kernels -> (environment read by torch/MKL at their first computation, ATen capability)
 KERNEL_PINS: dict[str, tuple[dict[str, str], str]] = {
     "portable": ({"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}, "DEFAULT"),
-    "avx2": ({"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}, "AVX2"),
+    "avx2": ({"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE"}, "AVX2"),
 }
 KERNELS = (*KERNEL_PINS, "native")  # train.kernels
 DEVICES = ("auto", "cpu", "cuda")  # train.device
@@ -53,6 +53,10 @@ def configure_torch(threads: int, kernels: str = "portable") -> None:
             f"{torch.backends.cpu.get_cpu_capability()} kernels in this process; call "
             "runtime.configure_torch before any tensor op, or set train.kernels=native"
         )
+    if pins[1] == "AVX2":
+        from mnist_pipeline.core.openblas import route_gemms
+
+        route_gemms()
 
 
 def resolve_device(name: str) -> torch.device:
