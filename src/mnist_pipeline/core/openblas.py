@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from pathlib import Path
 
 from mnist_pipeline.core.errors import PipelineError
@@ -53,19 +54,35 @@ def load() -> ctypes.CDLL:
     return _BLAS[0]
 
 
+# ELF64 tables as numpy records: .rela.plt's relocations, .dynsym's symbols.
+RELA = [("offset", "<u8"), ("info", "<u8"), ("addend", "<i8")]
+SYM = [("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"),
+       ("size", "<u8")]  # fmt: skip
+
+
 def plt_slots(library: Path) -> dict[str, tuple[int, int]]:
-    """``library``'s PLT slots (GOT offset) and definitions (symbol value) for ``ROUTED``."""
+    """``library``'s PLT slots (GOT offset) and definitions (symbol value) for ``ROUTED``.
+    pyelftools finds the tables; numpy reads them whole (per entry, pyelftools takes
+    seconds on torch's library)."""
+    import numpy as np
     from elftools.elf.elffile import ELFFile
 
     found: dict[str, tuple[int, int]] = {}
     with library.open("rb") as file:
         elf = ELFFile(file)
         plt = elf.get_section_by_name(".rela.plt")
-        symbols = elf.get_section(plt["sh_link"]) if plt else None
-        for relocation in plt.iter_relocations() if plt else ():
-            symbol = symbols.get_symbol(relocation["r_info_sym"])
-            if symbol.name in ROUTED and symbol["st_value"]:
-                found[symbol.name] = (relocation["r_offset"], symbol["st_value"])
+        if plt is None:
+            return found
+        dynsym = elf.get_section(plt["sh_link"])
+        names = elf.get_section(dynsym["sh_link"]).data()
+        relocations = np.frombuffer(plt.data(), dtype=RELA)
+        symbols = np.frombuffer(dynsym.data(), dtype=SYM)
+    for name in ROUTED:  # a name may be the tail of a longer one in the string table
+        at = [m.start() for m in re.finditer(re.escape(name.encode() + b"\0"), names)]
+        index = np.flatnonzero(np.isin(symbols["name"], at))
+        slot = np.flatnonzero(relocations["info"] >> 32 == index[0]) if len(index) == 1 else []
+        if len(slot) == 1 and symbols["value"][index[0]]:
+            found[name] = (int(relocations["offset"][slot[0]]), int(symbols["value"][index[0]]))
     return found
 
 
