@@ -17,6 +17,7 @@ that a product torch computes is OpenBLAS's, bit for bit. Whatever else calls MK
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 from pathlib import Path
@@ -25,33 +26,30 @@ from mnist_pipeline.core.errors import PipelineError
 
 CORE = "Haswell"
 ROUTED = ("sgemm_", "sgemv_")  # torch's PLT imports, pointed at OpenBLAS's scipy_<name>
-_BLAS: list[ctypes.CDLL] = []  # the library, once loaded
-_ROUTED: list[Path] = []  # torch's library, once routed
 
 
+@functools.cache
 def load() -> ctypes.CDLL:
     """scipy-openblas32's library at the Haswell kernel, on one thread."""
-    if not _BLAS:
-        before = os.environ.get("OPENBLAS_CORETYPE")
-        os.environ["OPENBLAS_CORETYPE"] = CORE
-        try:  # read when the library loads, which importing its package does
-            import scipy_openblas32
+    before = os.environ.get("OPENBLAS_CORETYPE")
+    os.environ["OPENBLAS_CORETYPE"] = CORE
+    try:  # read when the library loads, which importing its package does
+        import scipy_openblas32
 
-            blas = ctypes.CDLL(str(Path(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")))
-        finally:
-            os.environ.pop("OPENBLAS_CORETYPE")
-            if before is not None:
-                os.environ["OPENBLAS_CORETYPE"] = before
-        blas.scipy_openblas_get_corename.restype = ctypes.c_char_p
-        blas.scipy_openblas_set_num_threads(1)
-        _BLAS.append(blas)
-    core = _BLAS[0].scipy_openblas_get_corename().decode()
+        blas = ctypes.CDLL(str(Path(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")))
+    finally:
+        os.environ.pop("OPENBLAS_CORETYPE")
+        if before is not None:
+            os.environ["OPENBLAS_CORETYPE"] = before
+    blas.scipy_openblas_get_corename.restype = ctypes.c_char_p
+    core = blas.scipy_openblas_get_corename().decode()
     if core.lower() != CORE.lower():
         raise PipelineError(
             f"train.kernels=avx2: OpenBLAS loaded with its {core} kernel, not {CORE}, before "
             "the pipeline could choose; use train.kernels=portable"
         )
-    return _BLAS[0]
+    blas.scipy_openblas_set_num_threads(1)
+    return blas
 
 
 # ELF64 tables as numpy records: .rela.plt's relocations, .dynsym's symbols.
@@ -86,13 +84,12 @@ def plt_slots(library: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
+@functools.cache  # once per process; a refusal raises and is not kept
 def route_gemms() -> None:
     """Point torch's ``sgemm_`` and ``sgemv_`` calls at OpenBLAS's Haswell kernel in this
     process; refuse, naming why, when that cannot be done or checked."""
     import torch
 
-    if _ROUTED:
-        return
     blas = load()
     library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
     slots = plt_slots(library)
@@ -108,7 +105,6 @@ def route_gemms() -> None:
         target = ctypes.cast(getattr(blas, f"scipy_{name}"), ctypes.c_void_p).value
         ctypes.c_void_p.from_address(base + offset).value = target
     check(blas)
-    _ROUTED.append(library)
 
 
 def check(blas: ctypes.CDLL) -> None:
