@@ -26,16 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from common import DATASETS, REPO, markdown, write_results
 from mnist_pipeline.core.runtime import KERNELS
+from mnist_pipeline.tools.presets import load_presets
 
 
 def preset_settings(model: str) -> dict[str, Any]:
     """A preset's ``train`` settings from presets.yaml (lists as tuples); {} for the seed."""
-    presets = yaml.safe_load((REPO / "presets.yaml").read_text())
-    settings = {} if model == "seed" else presets[model]
+    settings = {} if model == "seed" else load_presets(REPO / "presets.yaml")[model]
     return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
 
 

@@ -137,6 +137,25 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
+def stage_args(processed: Path) -> dict[str, list[str]]:
+    """The train and evaluate stages' arguments, outputs in the working folder."""
+    return {
+        "train": ["--data", str(processed), "--model", "m.safetensors", "--history", "log.csv",
+                  "--onnx", "m.onnx"],
+        "evaluate": ["--data", str(processed), "--model", "m.safetensors", "--metrics",
+                     "eval.json", "--per-class", "pc.csv", "--confusion", "c.csv",
+                     "--counts", "n.csv", "--predictions", "p.csv"],
+    }  # fmt: skip
+
+
+def write_params(work: Path, train: dict[str, object], epochs: int = 2) -> None:
+    """``work``/params.yaml: the project's, with ``train`` over its train section."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"].update({"epochs": epochs, **train})
+    work.mkdir(parents=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
 def run_cpu(
     processed: Path,
     work: Path,
@@ -147,10 +166,7 @@ def run_cpu(
     """Train + evaluate in ``work`` as that CPU would, ``patch`` (Python) run first in each
     stage; the md5 of every file they write."""
     capability, mkl, cores, model = cpu
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["train"].update({"epochs": 2, **train})
-    work.mkdir(parents=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    write_params(work, train)
     env = [
         "env",
         f"ATEN_CPU_CAPABILITY={capability}",
@@ -162,13 +178,7 @@ def run_cpu(
         prefix.append(f"GLIBC_TUNABLES={OLD_GLIBC}")
     wrapper = work / "wrapper.py"
     wrapper.write_text(f"{patch}\n{RUN_STAGE}")
-    for name, args in (
-        ("train", ["--data", str(processed), "--model", "m.safetensors", "--history", "log.csv",
-                   "--onnx", "m.onnx"]),
-        ("evaluate", ["--data", str(processed), "--model", "m.safetensors", "--metrics",
-                      "eval.json", "--per-class", "pc.csv", "--confusion", "c.csv",
-                      "--counts", "n.csv", "--predictions", "p.csv"]),
-    ):  # fmt: skip
+    for name, args in stage_args(processed).items():
         result = stage(name, "--params", "params.yaml", *args, cwd=work, prefix=prefix, via=wrapper)
         assert result.returncode == 0, result.stderr
     return {
@@ -208,15 +218,10 @@ def test_avx2_kernels_leave_no_gemm_to_mkl(processed: Path, tmp_path: Path, conf
     listed = {}
     for kernels in ("avx2", "portable"):
         work = tmp_path / kernels
-        work.mkdir()
-        raw = yaml.safe_load((REPO / "params.yaml").read_text())
-        raw["train"].update({"epochs": 1, **CONFIGS[config], "kernels": kernels})
-        (work / "params.yaml").write_text(yaml.safe_dump(raw))
-        result = stage(
-            "train", "--params", "params.yaml", "--data", str(processed), "--model",
-            "m.safetensors", "--history", "log.csv", "--onnx", "m.onnx",
-            cwd=work, prefix=["env", "MKL_VERBOSE=1"],
-        )  # fmt: skip
+        write_params(work, {**CONFIGS[config], "kernels": kernels}, epochs=1)
+        args = stage_args(processed)["train"]
+        env = ["env", "MKL_VERBOSE=1"]
+        result = stage("train", "--params", "params.yaml", *args, cwd=work, prefix=env)
         assert result.returncode == 0, result.stderr
         listed[kernels] = result.stdout.count("MKL_VERBOSE SGEMM")
     assert listed["avx2"] == 0
