@@ -19,6 +19,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,29 @@ def fashion_splits(subsample: int = 0) -> tuple[Any, Any]:
     return train_split, test_split
 
 
-def one(model: str, kernels: str, epochs: int, subsample: int) -> dict[str, object]:
-    """Train one preset in this process (the child's job); its per-epoch seconds."""
+# Self time of an op (its own, not its callees') falls in the first category whose pattern it
+# matches: the work whose kernels the pins choose and the bytes depend on.
+CATEGORIES = {
+    "GEMMs": r"aten::(add)?(mm|bmm|mv)_?$",
+    "convolutions": r"aten::.*conv",
+    "other ops": r".",
+}
+
+
+def op_seconds(prof: Any) -> dict[str, float]:
+    """The profiled self CPU time per category of ``CATEGORIES``, in seconds."""
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for event in prof.key_averages():
+        name = next(c for c, pattern in CATEGORIES.items() if re.match(pattern, event.key))
+        totals[name] += event.self_cpu_time_total / 1e6
+    return totals
+
+
+def one(
+    model: str, kernels: str, epochs: int, subsample: int, ops: bool = False
+) -> dict[str, object]:
+    """Train one preset in this process (the child's job); its per-epoch seconds, and with
+    ``ops`` one more epoch's op time per category under the profiler."""
     from mnist_pipeline.core.runtime import configure_torch
 
     settings = preset_settings(model)
@@ -74,12 +96,19 @@ def one(model: str, kernels: str, epochs: int, subsample: int) -> dict[str, obje
         on_epoch=lambda _: stamps.append((time.perf_counter(), time.process_time())),
     )
     wall, cpu = ([b[i] - a[i] for a, b in itertools.pairwise([start, *stamps])] for i in (0, 1))
-    return {
+    row = {
         "seconds": wall,
         "cpu": cpu,
         "accuracy": result.history[-1].accuracy,
         "threads": params.threads,
     }
+    if ops:
+        from torch.profiler import profile
+
+        with profile() as prof:
+            train(params.model_copy(update={"epochs": 1}), train_split, test_split)
+        row["ops"] = op_seconds(prof)
+    return row
 
 
 def main() -> None:
@@ -87,10 +116,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--subsample", type=int, default=0, help="train images (0: all)")
     parser.add_argument("--models", default="seed,mlp,cnn")
+    parser.add_argument("--ops", action="store_true", help="add the profiled op breakdown")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "KERNELS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(*args.one, args.epochs, args.subsample)))
+        print(json.dumps(one(*args.one, args.epochs, args.subsample, args.ops)))
         return
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     rows = {}
@@ -99,7 +129,7 @@ def main() -> None:
             print(f"{model}, {kernels} ...", flush=True)
             out = subprocess.run(
                 [sys.executable, __file__, "--epochs", str(args.epochs), "--subsample",
-                 str(args.subsample), "--one", model, kernels],
+                 str(args.subsample), "--one", model, kernels, *["--ops"] * args.ops],
                 env=env, check=True, capture_output=True, text=True,
             ).stdout  # fmt: skip
             rows[model, kernels] = json.loads(out.splitlines()[-1])
@@ -129,7 +159,26 @@ def main() -> None:
         *(f"{k} / native CPU-s" for k in KERNELS if k != "native"),
         f"accuracy {' / '.join(KERNELS)}",
     ]  # fmt: skip
-    write_results("kernels", f"{title}\n\n{markdown(cells, columns)}\n")
+    text = f"{title}\n\n{markdown(cells, columns)}\n"
+    if args.ops:
+        text += f"\n{ops_table(rows, args.models.split(','))}\n"
+    write_results("kernels", text)
+
+
+def ops_table(rows: dict[tuple[str, str], dict[str, Any]], models: list[str]) -> str:
+    """Profiled s/epoch per op category and mode, and each pinned mode's excess over native."""
+    cells = []
+    for model in models:
+        for name in CATEGORIES:
+            secs = {k: rows[model, k]["ops"][name] for k in KERNELS}
+            excess = (f"{secs[k] - secs['native']:+.3f}" for k in KERNELS if k != "native")
+            cells.append((model, name, *(f"{secs[k]:.3f}" for k in KERNELS), *excess))
+    columns = [
+        "model", "ops", *(f"{k} s/epoch" for k in KERNELS),
+        *(f"{k} − native" for k in KERNELS if k != "native"),
+    ]  # fmt: skip
+    title = "### Where the time goes: one more epoch per cell under torch.profiler (self CPU time)"
+    return f"{title}\n\n{markdown(cells, columns)}"
 
 
 def cpu_name() -> str:
