@@ -59,7 +59,7 @@ def fashion_splits(subsample: int = 0) -> tuple[Any, Any]:
 # matches: the work whose kernels the pins choose and the bytes depend on.
 CATEGORIES = {
     "GEMMs": r"aten::(add)?(mm|bmm|mv)_?$",
-    "convolutions": r"aten::.*conv",
+    "convolutions": r"aten::.*conv(olution|\d)",
     "other ops": r".",
 }
 
