@@ -82,7 +82,7 @@ def one(
 
     settings = preset_settings(model)
     configure_torch(settings.get("threads", 1), kernels)  # before any tensor op
-    from mnist_pipeline.learning.config import TrainParams
+    from mnist_pipeline.learning.params import TrainParams
     from mnist_pipeline.learning.training import train
 
     params = TrainParams(**{**settings, "epochs": epochs, "device": "cpu", "kernels": kernels})

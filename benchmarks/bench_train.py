@@ -34,7 +34,7 @@ from common import DATASETS, markdown, write_results
 from mnist_pipeline.core.runtime import KERNELS, configure_torch
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
-from mnist_pipeline.learning.config import TrainParams
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
 from notebook_loop import run_notebook_loop
 

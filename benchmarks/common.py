@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mnist_pipeline.learning.config import DataParams
+from mnist_pipeline.data.params import DataParams
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"

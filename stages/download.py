@@ -10,8 +10,9 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
+from mnist_pipeline.core.params import load_section
+from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import ALL_FILES, Manifest, fetch
-from mnist_pipeline.learning.config import load_params
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the IDX files")
     args = parser.parse_args()
 
-    params = load_params(args.params).data
+    params = load_section(args.params, "data", DataParams)
     with atomic_dir(args.out, owns=(*ALL_FILES, "manifest.json")) as tmp:
         manifest = Manifest(**fetch(params, tmp)).model_dump()  # what readers will expect
         write_json(manifest, tmp / "manifest.json")

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import outputs, write_csv, write_json
+from mnist_pipeline.core.params import load_section
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import confusion_counts
-from mnist_pipeline.learning.config import load_params
 from mnist_pipeline.learning.model_file import load_model
+from mnist_pipeline.learning.params import TrainParams
 
 
 def main() -> None:
@@ -36,8 +37,8 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path, required=True)
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    configure_torch(params.train.threads, params.train.kernels)
+    params = load_section(args.params, "train", TrainParams)
+    configure_torch(params.threads, params.kernels)
     split = load_split(args.data / "test.safetensors")
     model, spec, loss, output = load_model(args.model)
     result = evaluate(model, spec, split, loss, output, model_path=str(args.model))

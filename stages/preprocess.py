@@ -14,9 +14,10 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, write_json
+from mnist_pipeline.core.params import load_section
+from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import IDX_FILES, read_manifest
 from mnist_pipeline.data.splits import degenerate_data, read_raw_split, save_split
-from mnist_pipeline.learning.config import load_params
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the tensors")
     args = parser.parse_args()
 
-    load_params(args.params)  # validate the whole file before any work
+    load_section(args.params, "data", DataParams)  # validated before any work
     manifest = read_manifest(args.raw / "manifest.json").model_dump()
     splits = {
         name: read_raw_split(args.raw, images, labels, manifest)

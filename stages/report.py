@@ -19,7 +19,9 @@ from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
+from mnist_pipeline.core.params import load_section
 from mnist_pipeline.core.runtime import configure_torch
+from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import read_manifest
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation import evaluate as evaluation
@@ -29,10 +31,11 @@ from mnist_pipeline.evaluation.scores import (
     per_class_frame,
     read_predictions,
 )
-from mnist_pipeline.learning.config import load_params
 from mnist_pipeline.learning.history import read_history
 from mnist_pipeline.learning.model_file import load_model
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.reporting.model_card import model_card
+from mnist_pipeline.reporting.params import ReportParams
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
 
 
@@ -49,7 +52,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     args = parser.parse_args()
 
-    params = load_params(args.params)  # validate the whole file before any work
+    load_section(args.params, "data", DataParams)  # every section it shows, validated first
+    train = load_section(args.params, "train", TrainParams)
+    report = load_section(args.params, "report", ReportParams)
     written = read_yaml(args.params)  # ... and show its values as YAML spells them ([128], null)
     # Every input validated (one line naming file and field) before any figure is drawn.
     manifest = read_manifest(args.data / "manifest.json").model_dump()
@@ -58,7 +63,7 @@ def main() -> None:
     split = load_split(args.data / "test.safetensors")
     actual, predicted = read_predictions(args.predictions, split.classes, len(split))
     confusion = confusion_frame(actual, predicted, split.classes)
-    configure_torch(params.train.threads, params.train.kernels)
+    configure_torch(train.threads, train.kernels)
     model, _, _, output = load_model(args.model)
     confidence = evaluation.confidence(model, split, output)
     per_class = per_class_frame(confusion)
@@ -68,7 +73,7 @@ def main() -> None:
         confusion,
         split,
         predicted,
-        params.report.n_images,
+        report.n_images,
         per_class=per_class,
         subtitle=provenance(manifest),
         confidence=confidence,

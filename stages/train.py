@@ -21,13 +21,14 @@ from pathlib import Path
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import outputs, write_bytes, write_csv
+from mnist_pipeline.core.params import load_section
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
-from mnist_pipeline.learning.config import load_params
 from mnist_pipeline.learning.distributed import check_capacity, launch
 from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.model_file import save_model
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.schedules import is_scheduled
 from mnist_pipeline.learning.training import epoch_tracker, history_frame, train
 
@@ -47,7 +48,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    params = load_params(args.params).train
+    params = load_section(args.params, "train", TrainParams)
     if params.processes > 1 and "WORLD_SIZE" not in os.environ:
         data = sum(f.stat().st_size for f in args.data.glob("*.safetensors"))
         check_capacity(params.processes, data)

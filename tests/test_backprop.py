@@ -18,10 +18,10 @@ from mnist_pipeline.learning.backprop import (
     sgd_update,
     sigmoid_net_backprop,
 )
-from mnist_pipeline.learning.config import parse_params
 from mnist_pipeline.learning.losses import LOSSES, one_hot
 from mnist_pipeline.learning.models import ACTIVATIONS, MODELS, ModelSpec, build_model
 from mnist_pipeline.learning.optim import SGD
+from mnist_pipeline.tools.params import parse_params
 
 SUPPORTED = {
     "activations": tuple(ACTIVATIONS),

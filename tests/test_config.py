@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.learning.config import SECTIONS, DataParams, load_params, main, parse_params
+from mnist_pipeline.data.params import DataParams
+from mnist_pipeline.tools.params import SECTIONS, load_params, main, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,7 +160,8 @@ def test_every_choice_is_documented_in_params_yaml() -> None:
 def test_registries_match_the_params_choices() -> None:
     """Each choice of data.dataset and data.source has its registry entry, and no more."""
     from mnist_pipeline.data.sources import DATASETS, SOURCES
-    from mnist_pipeline.learning.config import Dataset, Source
+
+    Dataset, Source = (DataParams.model_fields[k].annotation for k in ("dataset", "source"))
 
     assert tuple(DATASETS) == typing.get_args(Dataset)
     assert ("auto", *SOURCES) == typing.get_args(Source)

@@ -10,15 +10,16 @@ import torch
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
-from mnist_pipeline.learning.config import TrainParams, parse_params
 from mnist_pipeline.learning.models import ModelSpec, build_cnn, build_model
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import epoch_tracker, history_frame, make_optimizer, train
+from mnist_pipeline.tools.params import parse_params
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Split, Split]:
     """The real 4,000/1,000 embedded MNIST sample, as the pipeline would preprocess it."""
-    from mnist_pipeline.learning.config import DataParams
+    from mnist_pipeline.data.params import DataParams
 
     raw = tmp_path_factory.mktemp("embedded")
     manifest = fetch(DataParams(source="embedded"), raw)

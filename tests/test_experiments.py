@@ -136,3 +136,16 @@ def test_typo_fails_fast_and_changes_no_output(baseline: Path) -> None:
     assert result.returncode != 0
     assert "train.lrr: unknown key; did you mean 'train.lr'?" in result.stdout + result.stderr
     assert digests(baseline) == before
+
+
+def test_a_code_edit_reruns_exactly_the_stages_that_run_it(baseline: Path) -> None:
+    """Each stage depends on the folders it imports and no others: an edit in learning/
+    leaves download and preprocess up to date; an edit in data/ touches every stage."""
+    every = {"download", "preprocess", "train", "evaluate", "report"}
+    for folder, expected in (("learning", every - {"download", "preprocess"}), ("data", every)):
+        module = baseline / "src" / "mnist_pipeline" / folder / "__init__.py"
+        original = module.read_text()
+        module.write_text(original + "# an edit\n")
+        status = json.loads(run(["dvc", "status", "--json"], baseline).stdout)
+        module.write_text(original)
+        assert set(status) == expected, folder

@@ -1595,8 +1595,8 @@ def test_raw_files_through_a_file_url_mirror_with_progress_on_a_tty(
     import io
     import sys as system
 
+    from mnist_pipeline.data.params import DataParams
     from mnist_pipeline.data.sources import fetch
-    from mnist_pipeline.learning.config import DataParams
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -1612,7 +1612,7 @@ def test_raw_files_through_a_file_url_mirror_with_progress_on_a_tty(
 
 
 def test_duplicate_keys_fail_the_params_check(tmp_path: Path) -> None:
-    from mnist_pipeline.learning.config import main
+    from mnist_pipeline.tools.params import main
 
     path = tmp_path / "params.yaml"
     path.write_text((REPO / "params.yaml").read_text() + "train:\n  lr: 0.5\n")
@@ -1621,8 +1621,8 @@ def test_duplicate_keys_fail_the_params_check(tmp_path: Path) -> None:
 
 def test_four_files_together_are_bounded(tmp_path: Path) -> None:
     """Each file under the limit, the dataset over it: the last file read is refused."""
+    from mnist_pipeline.data.params import DataParams
     from mnist_pipeline.data.sources import fetch
-    from mnist_pipeline.learning.config import DataParams
 
     mirror = write_idx_set(tmp_path / "mirror")
     big = idx_bytes("u1", (110_000, 28, 28), bytes(110_000 * 784))  # 82 MiB, twice over

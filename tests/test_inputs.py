@@ -21,7 +21,8 @@ import pytest
 from conftest import REPO, error_line, run
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import MAX_TEXT_BYTES, MAX_YAML_DEPTH, read_csv, read_json, read_yaml
-from mnist_pipeline.learning.config import SECTIONS, UNTRACKED, load_params, parse_params
+from mnist_pipeline.data.params import UNTRACKED
+from mnist_pipeline.tools.params import SECTIONS, load_params, parse_params
 
 # YAML 1.1 and 1.2 disagree on each of these; DVC reads YAML 1.2 (ruamel.yaml).
 YAML_CASES = {

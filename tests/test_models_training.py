@@ -8,10 +8,10 @@ import torch
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.data.tensors import save_tensors
-from mnist_pipeline.learning.config import TrainParams
 from mnist_pipeline.learning.model_file import load_model, save_model
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model
 from mnist_pipeline.learning.optim import SGD
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
 
 SPECS = [
@@ -129,9 +129,9 @@ def test_model_registry_matches_the_params_choices() -> None:
     from dataclasses import fields
     from typing import get_args
 
-    from mnist_pipeline.learning.config import ModelName
+    from mnist_pipeline.learning.params import TrainParams
 
-    assert set(MODELS) == set(get_args(ModelName))
+    assert set(MODELS) == set(get_args(TrainParams.model_fields["model"].annotation))
     spec_fields = {f.name for f in fields(ModelSpec)}
     for entry in MODELS.values():
         assert set(entry.settings) <= spec_fields & set(TrainParams.model_fields)

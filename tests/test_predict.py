@@ -24,12 +24,13 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, error_line, git_env
+from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.evaluation.evaluate import evaluate
-from mnist_pipeline.learning.config import DataParams, TrainParams
 from mnist_pipeline.learning.export import to_onnx
 from mnist_pipeline.learning.models import ModelSpec, build_model
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
 from mnist_pipeline.serving.images import read_image, to_mnist
 from mnist_pipeline.tools.predict import main

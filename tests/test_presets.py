@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run
-from mnist_pipeline.learning.config import parse_params
+from mnist_pipeline.tools.params import parse_params
 from mnist_pipeline.tools.presets import exp_run_command, load_presets
 
 PRESETS = load_presets(REPO / "presets.yaml")

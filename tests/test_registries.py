@@ -15,11 +15,13 @@ import yaml
 from conftest import REPO, stage, write_manifest
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import read_csv, read_json
+from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import DATASETS, SOURCES
 from mnist_pipeline.data.splits import Split, save_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
-from mnist_pipeline.learning import config
 from mnist_pipeline.learning.models import MODELS
+from mnist_pipeline.learning.params import TrainParams
+from mnist_pipeline.tools.params import parse_params
 
 # A two-layer relu net under a name no registry knows; the hand-derived engine trains it
 # (a chain of linear layers and activations), so the default gradients: manual applies.
@@ -88,11 +90,11 @@ def params_file(path: Path, **sections: dict[str, object]) -> Path:
 
 def test_unknown_names_are_refused_until_registered() -> None:
     """The choices are the registries' keys, in their order, and nothing else."""
-    assert [*config.ModelName.__args__] == list(MODELS)
-    assert [*config.Dataset.__args__] == list(DATASETS)
-    assert [*config.Source.__args__] == ["auto", *SOURCES]
+    assert [*TrainParams.model_fields["model"].annotation.__args__] == list(MODELS)
+    assert [*DataParams.model_fields["dataset"].annotation.__args__] == list(DATASETS)
+    assert [*DataParams.model_fields["source"].annotation.__args__] == ["auto", *SOURCES]
     with pytest.raises(PipelineError, match=r"train\.model: 'tiny' is not allowed"):
-        config.parse_params({"data": {}, "train": {"model": "tiny"}, "report": {}})
+        parse_params({"data": {}, "train": {"model": "tiny"}, "report": {}})
 
 
 def processed(tmp_path: Path, train_split: Split, test_split: Split) -> Path:
@@ -130,14 +132,14 @@ def test_the_params_check_applies_the_entry_s_size_rule_and_engine_flag(
 ) -> None:
     """Change an entry, and the params check changes with it: nothing else holds a copy."""
     mlp = {"model": "mlp", "hidden": [64]}
-    assert config.TrainParams.model_validate(mlp).hidden == (64,)
+    assert TrainParams.model_validate(mlp).hidden == (64,)
     monkeypatch.setitem(MODELS, "mlp", dataclasses.replace(MODELS["mlp"], manual=False))
     with pytest.raises(PipelineError, match="model 'mlp' is autograd only"):
-        config.TrainParams.model_validate(mlp)
+        TrainParams.model_validate(mlp)
     huge = dataclasses.replace(MODELS["mlp"], weights=lambda side, settings: 10**9)
     monkeypatch.setitem(MODELS, "mlp", huge)
     with pytest.raises(PipelineError, match=r"train\.hidden: \[64\] makes a mlp of 1,0"):
-        config.TrainParams.model_validate({**mlp, "gradients": "autograd"})
+        TrainParams.model_validate({**mlp, "gradients": "autograd"})
 
 
 def test_a_source_registered_in_one_place_feeds_the_download_stage(tmp_path: Path) -> None:

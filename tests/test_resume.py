@@ -25,7 +25,7 @@ import yaml
 from conftest import REPO, git_env, write_idx_set, write_manifest
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
-from mnist_pipeline.learning.config import TrainParams
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
 
 SETUPS = {

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.learning.config import TrainParams, problems
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.schedules import Schedule
 from mnist_pipeline.learning.training import holdout, train
+from mnist_pipeline.tools.params import problems
 
 
 def test_the_validation_slice_is_stratified_and_seeded(train_split: Split) -> None:

@@ -29,10 +29,11 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, git_env
+from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import read_raw_split
-from mnist_pipeline.learning.config import DataParams, TrainParams
 from mnist_pipeline.learning.export import to_onnx
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
 from mnist_pipeline.serving.app import MAX_UPLOAD_BYTES
 from mnist_pipeline.serving.loadtest import load_test

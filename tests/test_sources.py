@@ -11,8 +11,8 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import file_digest
 from mnist_pipeline.data import sources
 from mnist_pipeline.data.idx import read_idx
+from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import ALL_FILES, EMBEDDED_WARNING, fetch
-from mnist_pipeline.learning.config import DataParams
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 UNREACHABLE = ["http://127.0.0.1:9/"]  # discard port: refused at once, never the network

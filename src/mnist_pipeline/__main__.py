@@ -7,7 +7,7 @@ import importlib
 
 # command -> (module under mnist_pipeline whose main(argv) runs it, one line of help)
 COMMANDS = {
-    "params": ("learning.config", "check params.yaml; --keys lists keys and choices"),
+    "params": ("tools.params", "check params.yaml; --keys lists keys and choices"),
     "validate": ("tools.validate", "check dvc.yaml, deps, params (make validate)"),
     "compare": ("tools.compare", "compare two runs (make compare REV=...)"),
     "summary": ("reporting.summary", "print a run's headline numbers"),

@@ -14,7 +14,7 @@ import torch
 
 import mnist_pipeline
 from mnist_pipeline.core.io import file_digest, write_bytes
-from mnist_pipeline.learning.config import TrainParams
+from mnist_pipeline.learning.params import TrainParams
 
 log = logging.getLogger(__name__)
 PACKAGE = Path(mnist_pipeline.__file__).parent

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 from torch.optim import lr_scheduler
 
-from mnist_pipeline.learning.config import TrainParams
+from mnist_pipeline.learning.params import TrainParams
 
 
 class HasLr(Protocol):

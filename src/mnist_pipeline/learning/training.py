@@ -24,10 +24,10 @@ from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop, NotebookEpoch
 from mnist_pipeline.learning.checkpoints import Checkpoint
-from mnist_pipeline.learning.config import TrainParams
 from mnist_pipeline.learning.losses import LOSSES, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import OPTIMIZERS, SGD
+from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.schedules import Schedule
 
 log = logging.getLogger(__name__)

@@ -147,7 +147,7 @@ def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
 def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The params sections as written, less the settings no stage tracks
     (``config.UNTRACKED``) and the ``train`` settings this run does not use."""
-    from mnist_pipeline.learning.config import UNTRACKED
+    from mnist_pipeline.data.params import UNTRACKED
 
     shown = {
         name: {k: v for k, v in (section or {}).items() if f"{name}.{k}" not in UNTRACKED}

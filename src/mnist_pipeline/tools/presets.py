@@ -19,7 +19,7 @@ import yaml
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.learning.config import TrainParams
+from mnist_pipeline.learning.params import TrainParams
 
 PRESETS = Path("presets.yaml")
 

@@ -25,8 +25,8 @@ from typing import Any
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
 from mnist_pipeline.core.errors import PipelineError, dotted, printable
 from mnist_pipeline.core.io import read_json
-from mnist_pipeline.learning import config
-from mnist_pipeline.learning.config import did_you_mean
+from mnist_pipeline.core.params import did_you_mean
+from mnist_pipeline.tools import params as schema
 
 DVC_YAML = "dvc.yaml"
 PARAMS_YAML = "params.yaml"
@@ -162,7 +162,7 @@ def params_problems(root: Path) -> list[str]:
     except PipelineError as err:
         return [str(err)]
     found = []
-    for problem in config.problems(values):
+    for problem in schema.problems(values):
         key = re.match(r"([\w.-]+?)(?:\[\d+\])?: ", problem)
         line = line_of(lines, key.group(1).split(".")) if key else ""
         found.append(f"{PARAMS_YAML}{line}: {problem}")

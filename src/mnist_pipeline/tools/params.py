@@ -1,0 +1,79 @@
+"""The whole ``params.yaml`` schema, assembled from the sections each stage's folder declares:
+``python -m mnist_pipeline params`` (``--keys`` lists every key) and ``validate`` use it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Literal, cast, get_args, get_origin
+
+from pydantic import model_validator
+
+from mnist_pipeline.core import params as machinery
+from mnist_pipeline.core.cli import entry_point
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.io import read_yaml
+from mnist_pipeline.core.params import Section
+from mnist_pipeline.data.params import DataParams
+from mnist_pipeline.learning.params import TrainParams
+from mnist_pipeline.reporting.params import ReportParams
+
+
+class Params(Section):
+    data: DataParams
+    train: TrainParams
+    report: ReportParams
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, raw: Any) -> Any:
+        """``train:`` with nothing under it is a section of defaults."""
+        return {k: {} if v is None else v for k, v in raw.items()} if isinstance(raw, dict) else raw
+
+
+SECTIONS = {name: cast(type[Section], f.annotation) for name, f in Params.model_fields.items()}
+
+
+def problems(raw: Any) -> list[str]:
+    """Every problem of a whole params mapping (as loaded from YAML), one line each."""
+    return machinery.problems(Params, raw)
+
+
+def parse_params(raw: Any) -> Params:
+    return machinery.parse(Params, raw)
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate a whole params file; errors name the file and the key."""
+    raw = read_yaml(path)
+    try:
+        return parse_params(raw)
+    except PipelineError as err:
+        raise PipelineError(f"{path}: {err}") from err
+
+
+def keys() -> list[str]:
+    """``train.model: linear (one of: linear, mlp, ...)``: every key, default and choices."""
+    lines = []
+    for name, section in SECTIONS.items():
+        for key, field in section.model_fields.items():
+            literal = get_origin(field.annotation) is Literal
+            allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
+            lines.append(f"{name}.{key}: {field.default}{allowed}")
+    return lines
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> None:
+    """Validate a params file and print 'ok' or the problem."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_pipeline params", description="Check a params file."
+    )
+    parser.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--keys", action="store_true", help="list keys, defaults, choices")
+    args = parser.parse_args(argv)
+    if args.keys:
+        print("\n".join(keys()))
+        return
+    load_params(args.path)
+    print(f"{args.path}: ok")
