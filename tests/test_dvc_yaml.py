@@ -30,8 +30,10 @@ def test_closure_follows_imports_transitively() -> None:
     script = REPO / "stages" / "download.py"
     closure = import_closure(script, [script.parent, REPO / "src"])
     package = REPO / "src" / "mnist_pipeline"
-    # download.py imports sources, which imports io, which imports errors.
-    assert closure[package / "data" / "sources.py"] == script
+    # download.py imports data.params, which imports sources, which imports io and errors.
+    assert closure[package / "data" / "params.py"] == script
+    assert closure[package / "data" / "sources.py"] == package / "data" / "params.py"
+    assert not any(package / "learning" in module.parents for module in closure)
     assert package / "core" / "errors.py" in closure and package / "__init__.py" in closure
 
 
