@@ -13,7 +13,6 @@ from torch import Tensor, nn
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.learning.backprop import (
     ManualBackprop,
-    NotebookEpoch,
     chain,
     sgd_update,
     sigmoid_net_backprop,
@@ -286,19 +285,18 @@ def test_manual_sgd_step_reproduces_notebook_step(loss: str) -> None:
 
 @pytest.mark.parametrize("n", [15, 12])  # a short last batch, and none
 def test_notebook_epoch_is_the_notebook_step(n: int) -> None:
-    """``NotebookEpoch`` (bias-augmented, five ops a step) == autograd MSE + ``p -= lr * grad``
-    batch by batch: the same weights after the epoch and the same per-step losses."""
+    """``ManualBackprop.sgd_step`` (bias-augmented, one ``addmm_`` a layer) == autograd MSE +
+    ``p -= lr * grad`` batch by batch: the same weights after the epoch, the same losses."""
     fast, _, _ = make_model("linear", "sigmoid", seed=8)
     auto = copy.deepcopy(fast)
     g = torch.Generator().manual_seed(9)
     x = torch.randn(n, 9, generator=g, dtype=DTYPE)
     labels = torch.randint(0, 4, (n,), generator=g)
     target = F.one_hot(labels, 4).to(DTYPE)
-    assert NotebookEpoch.fits(fast, "softmax", "mse")
-    assert not NotebookEpoch.fits(fast, "sigmoid", "mse")
-    epoch = NotebookEpoch(fast, lr=0.3, batch_size=4, n=n)
+    engine = ManualBackprop(fast, "softmax", "mse", lr=0.3)
     order = torch.randperm(n, generator=g)
-    losses = epoch(x, target, order)
+    losses = torch.stack([engine.sgd_step(x[idx], target[idx]) for idx in order.split(4)])
+    engine.push()
     expected = []
     for idx in order.split(4):
         xb, yb = x[idx], labels[idx]

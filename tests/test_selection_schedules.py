@@ -111,7 +111,7 @@ def test_hand_derived_engine_matches_autograd_under_a_schedule(
     model: str, train_split: Split, test_split: Split
 ) -> None:
     """Epoch by epoch: the same rate, the same loss; and the same weights at the end (the
-    linear model runs the notebook's fused epoch, the mlp ``ManualBackprop``)."""
+    linear model runs the notebook's SGD step, the mlp ``ManualBackprop``'s gradients)."""
     setup = dict(model=model, hidden=(16,), lr=0.5, schedule="cosine", warmup=1, batch_size=20)
     manual = train(TrainParams(epochs=4, **setup), train_split, test_split)
     auto = train(TrainParams(epochs=4, gradients="autograd", **setup), train_split, test_split)

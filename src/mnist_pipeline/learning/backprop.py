@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnist_pipeline.learning.losses import LOSSES
+from mnist_pipeline.learning.losses import LOSSES, OUTPUTS
 from mnist_pipeline.learning.optim import SGD
 
 
@@ -85,60 +85,6 @@ def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) ->
     return updated
 
 
-class NotebookEpoch:
-    """The notebook's training (softmax-linear model, MSE, plain SGD), one epoch at a time in
-    its bias-augmented notation: ``A = [b W]`` ``[C, 1 + D]``, batches gathered as ``[1 X]``.
-
-    The same math as ``ManualBackprop`` + ``optim.SGD`` (the tests hold them together); per
-    step, with ``g = p - Y``::
-
-        p  = softmax([1 X] Aᵀ)
-        δ  = p ⊙ (g - Σ_k p_k g_k)                   the softmax Jacobian applied to g
-        A -= lr · (2/B) · δᵀ [1 X]
-
-    The losses ``Σ_rows Σ_k g² / B`` come once per epoch from the kept ``g`` rows.
-    """
-
-    @staticmethod
-    def fits(model: nn.Module, output: str, loss: str) -> bool:
-        layers = chain(model)
-        one_layer = len(layers) == 1 and isinstance(layers[0], nn.Linear)
-        return one_layer and (output, loss) == ("softmax", "mse")
-
-    def __init__(self, model: nn.Module, lr: float, batch_size: int, n: int) -> None:
-        (layer,) = chain(model)
-        self.layer, self.lr, self.batch_size = layer, lr, batch_size
-        self.augmented = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], 1)
-        self.residual = layer.weight.new_empty(n, layer.out_features)  # g rows, epoch order
-        steps = -(-n // batch_size)
-        self.padding = steps * batch_size - n  # the last batch may be short ...
-        self.sizes = layer.weight.new_full((steps,), batch_size)
-        self.sizes[-1] -= self.padding  # ... and its loss is its own mean
-        self.buffers = {}  # per batch size: [1 X] rows (column 0 stays 1), their X part, Y rows
-        for size in {batch_size, batch_size - self.padding}:
-            rows = layer.weight.new_ones(size, 1 + layer.in_features)
-            target = layer.weight.new_empty(size, layer.out_features)
-            self.buffers[size] = rows, rows[:, 1:], target
-
-    @torch.no_grad()
-    def __call__(self, x: Tensor, target: Tensor, order: Tensor) -> Tensor:
-        """One epoch on ``x [N, D]``, one-hot ``target [N, C]`` in ``order``: step losses."""
-        a, a_t = self.augmented, self.augmented.T  # a_t: a [1 + D, C] view of the live A
-        steps = order.split(self.batch_size), self.residual.split(self.batch_size)
-        for idx, g in zip(*steps, strict=True):
-            rows, features, y = self.buffers[len(idx)]
-            torch.index_select(x, 0, idx, out=features)  # fills [1 X] next to the ones
-            torch.index_select(target, 0, idx, out=y)
-            p = torch.softmax(rows @ a_t, dim=1)
-            torch.sub(p, y, out=g)
-            delta = torch._softmax_backward_data(g, p, 1, p.dtype)  # p ⊙ (g - Σ_k p_k g_k)
-            a.addmm_(delta.T, rows, alpha=-2.0 * self.lr / len(idx))
-        self.layer.bias.copy_(a[:, 0])
-        self.layer.weight.copy_(a[:, 1:])
-        per_row = F.pad(self.residual.square().sum(1), (0, self.padding))  # [S * B]: Σ_k g²
-        return per_row.view(len(self.sizes), -1).sum(1) / self.sizes
-
-
 LAYERS = (nn.Linear, nn.Sigmoid, nn.ReLU)  # what ManualBackprop differentiates
 
 
@@ -153,30 +99,39 @@ def chain(model: nn.Module) -> list[nn.Module]:
     return layers if isinstance(layers[-1], nn.Linear) else []
 
 
-def _loss_and_logit_grad(
+def output_delta(
     logits: Tensor, target: Tensor, output: str, loss: str
-) -> tuple[Tensor, Tensor]:
-    """The loss (0-d) and ``∂L/∂logits`` ``[B, C]`` for one-hot ``target [B, C]``."""
-    batch = logits.shape[0]
-    p = torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)
-    if loss == "cross_entropy":  # log_softmax and logsigmoid(±z), not log(p): finite for any z
-        if output == "softmax":
-            value = -(torch.log_softmax(logits, dim=1) * target).sum(1).mean()
-        else:  # binary cross-entropy per class, summed over classes
-            per_class = target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)
-            value = -per_class.sum(1).mean()
-        return value, (p - target) / batch
+) -> tuple[Tensor, Tensor, float]:
+    """``(Σ_rows loss, δ, k)`` for one-hot ``target [B, C]``: the batch's mean loss has
+    ``∂L/∂logits = k · δ / B``. With ``g = p - Y``: mse under softmax has δ = ``p ⊙ (g - Σ_k
+    p_k g_k)`` (softmax's own backward kernel), under sigmoid ``g ⊙ p ⊙ (1 - p)``, k = 2;
+    cross-entropy has δ = ``g``, k = 1 (log_softmax, logsigmoid: finite for any logit)."""
+    p = OUTPUTS[output](logits)
     g = p - target
-    if output == "softmax":  # ∂L/∂z_j = (2/B) p_j (g_j - Σ_k p_k g_k): softmax's own kernel
-        grad = torch._softmax_backward_data(g, p, 1, p.dtype).mul_(2.0 / batch)
-        return g.square().sum() / batch, grad
-    return g.pow(2).sum(1).mean(), 2 / batch * g * p * (1 - p)  # σ' = p(1 - p)
+    if loss == "cross_entropy":
+        if output == "softmax":
+            per_row = -(F.log_softmax(logits, dim=1) * target).sum(1)
+        else:  # binary cross-entropy per class, summed over classes
+            per_row = -(target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)).sum(1)
+        return per_row.sum(), g, 1.0
+    if output == "softmax":
+        delta = torch._softmax_backward_data(g, p, 1, p.dtype)
+    else:
+        delta = g * p * (1 - p)
+    return g.square().sum(1).sum(), delta, 2.0
 
 
 class ManualBackprop:
-    """The hand-derived forward + backward pass of a ``chain``, built once per model."""
+    """The hand-derived forward and backward pass of a ``chain``, in the notebook's
+    bias-augmented form: each linear layer is ``A = [b W]`` ``[out, 1 + in]`` applied to
+    ``[1 Z]``, so ``U = [1 Z] Aᵀ`` and ``∂L/∂A = δᵀ [1 Z]``.
 
-    def __init__(self, model: nn.Module, output: str, loss: str) -> None:
+    ``sgd_step`` is the notebook's update (plain SGD, one process): ``A -= lr · k/B · δᵀ [1 Z]``
+    in one ``addmm_`` per layer, written back to the model by ``push``. ``gradients`` gives an
+    optimizer each parameter's gradient instead; ``pull`` then reads its update back.
+    """
+
+    def __init__(self, model: nn.Module, output: str, loss: str, lr: float = 0.0) -> None:
         if loss not in LOSSES.get(output, {}):
             raise ValueError(
                 f"ManualBackprop: unknown output {output!r} or loss {loss!r}; choose an "
@@ -188,39 +143,77 @@ class ManualBackprop:
                 f"ManualBackprop trains chains of {', '.join(t.__name__ for t in LAYERS)} "
                 "ending in a linear layer; use autograd for this model"
             )
-        # W^T views [in, out] made once: they follow the in-place updates of W.
-        self.transposed = {
-            i: layer.weight.T for i, layer in enumerate(self.layers) if isinstance(layer, nn.Linear)
-        }
-        self.output, self.loss = output, loss
+        self.output, self.loss, self.lr = output, loss, lr
+        self.linear = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Linear)]
+        self.weights: dict[int, Tensor] = {}
+        self.rows: dict[tuple[int, int], Tensor] = {}  # (layer, batch) -> [1 Z], column 0 ones
+        self.pull()
 
-    def gradients(self, x: Tensor, target: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Loss and ``∂L/∂param`` in ``parameters()`` order, for ``x [B, in]`` and one-hot
-        ``target [B, C]``; call it under ``torch.no_grad()``."""
-        # Forward, keeping what each backward step needs: a Linear's input z (∂L/∂W = δᵀ z),
-        # a Sigmoid's output z (σ' = z(1 - z)), a ReLU's input u (relu' = [u > 0]).
-        h = x
-        saved: list[Tensor] = []
-        for index, layer in enumerate(self.layers):
-            saved.append(h if not isinstance(layer, nn.Sigmoid) else torch.sigmoid(h))
+    @torch.no_grad()
+    def pull(self) -> None:
+        """``A = [b W]`` of every linear layer, from the model."""
+        for i in self.linear:
+            layer = self.layers[i]
+            self.weights[i] = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], 1)
+
+    @torch.no_grad()
+    def push(self) -> None:
+        """The model's ``b`` and ``W`` from ``A``."""
+        for i in self.linear:
+            self.layers[i].bias.copy_(self.weights[i][:, 0])
+            self.layers[i].weight.copy_(self.weights[i][:, 1:])
+
+    def _with_ones(self, layer: int, z: Tensor) -> Tensor:
+        rows = self.rows.get((layer, len(z)))
+        if rows is None:
+            rows = self.rows[layer, len(z)] = z.new_ones(len(z), 1 + z.shape[1])
+        rows[:, 1:].copy_(z)
+        return rows
+
+    def _backward(
+        self, x: Tensor, target: Tensor
+    ) -> tuple[Tensor, dict[int, tuple[Tensor, Tensor]], float]:
+        """``(Σ_rows loss, {linear layer: (δ, [1 Z])}, k)``, every δ from the weights before the
+        step."""
+        h, saved = x, {}
+        for i, layer in enumerate(self.layers):
             if isinstance(layer, nn.Linear):
-                h = torch.addmm(layer.bias, h, self.transposed[index])
+                saved[i] = self._with_ones(i, h)
+                h = saved[i] @ self.weights[i].T
             elif isinstance(layer, nn.Sigmoid):
-                h = saved[-1]
-            else:  # nn.ReLU
-                h = h.clamp_min(0)
-        value, delta = _loss_and_logit_grad(h, target, self.output, self.loss)
-        # Backward: delta is ∂L/∂(output of the current layer).
+                h = saved[i] = torch.sigmoid(h)
+            else:  # nn.ReLU: its input decides where the gradient flows
+                saved[i], h = h, h.clamp_min(0)
+        total, delta, k = output_delta(h, target, self.output, self.loss)
+        found = {}
+        for i in range(len(self.layers) - 1, -1, -1):
+            if i in self.weights:
+                found[i] = delta, saved[i]
+                if i > 0:  # the input X needs no gradient
+                    delta = delta @ self.weights[i][:, 1:]
+            elif isinstance(self.layers[i], nn.Sigmoid):
+                delta = delta * saved[i] * (1 - saved[i])
+            else:
+                delta = delta * (saved[i] > 0).to(delta.dtype)
+        return total, found, k
+
+    @torch.no_grad()
+    def gradients(self, x: Tensor, target: Tensor, batch: int = 0) -> tuple[Tensor, list[Tensor]]:
+        """This batch's share of the loss and ``∂L/∂param`` in ``parameters()`` order for ``x
+        [b, in]`` and one-hot ``target [b, C]``, of a minibatch of ``batch`` rows (default b)."""
+        batch = batch or len(x)
+        total, found, k = self._backward(x, target)
         grads: list[Tensor] = []
-        for index in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[index]
-            if isinstance(layer, nn.Linear):
-                grads[:0] = delta.T @ saved[index], delta.sum(0)  # weight, bias: parameters()
-                if index > 0:  # the input X needs no gradient
-                    delta = delta @ layer.weight
-            elif isinstance(layer, nn.Sigmoid):
-                z = saved[index]
-                delta = delta * z * (1 - z)
-            else:  # nn.ReLU
-                delta = delta * (saved[index] > 0).to(delta.dtype)
-        return value, grads
+        for i in self.linear:
+            delta, rows = found[i]
+            g = (delta.T @ rows).mul_(k / batch)
+            grads += [g[:, 1:].contiguous(), g[:, 0].contiguous()]  # weight, bias
+        return total / batch, grads
+
+    @torch.no_grad()
+    def sgd_step(self, x: Tensor, target: Tensor) -> Tensor:
+        """One minibatch of the notebook's SGD on ``A``; returns its mean loss."""
+        total, found, k = self._backward(x, target)
+        for i, (delta, rows) in found.items():
+            self.weights[i].addmm_(delta.T, rows, alpha=-k * self.lr / len(x))
+        return total / len(x)

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.learning.losses import OUTPUTS
 from mnist_pipeline.learning.models import ModelSpec, predict_logits
 
 TOLERANCE = 1e-5  # absolute, on each probability
 OPSET = 17
-OUTPUT_FUNCTIONS = {"softmax": lambda z: torch.softmax(z, dim=1), "sigmoid": torch.sigmoid}
 
 
 class WithProbabilities(nn.Module):
@@ -30,7 +30,7 @@ class WithProbabilities(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.model(images)
-        return logits, OUTPUT_FUNCTIONS[self.output](logits)
+        return logits, OUTPUTS[self.output](logits)
 
 
 def to_onnx(
@@ -71,7 +71,7 @@ def check_onnx(
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
     logits = predict_logits(copy.deepcopy(model).cpu(), torch.from_numpy(images))
-    want = OUTPUT_FUNCTIONS[output](logits).numpy()
+    want = OUTPUTS[output](logits).numpy()
     got_logits, got = session.run(None, {"images": images.astype(np.float32)})
     diff = float(np.abs(got - want).max()) if len(images) else 0.0
     differ = int((got_logits.argmax(1) != logits.numpy().argmax(1)).sum())

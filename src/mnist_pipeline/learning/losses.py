@@ -48,13 +48,18 @@ def _sigmoid_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
 
 
+# train.output -> logits [B, C] to probabilities: the one place the output function lives.
+OUTPUTS: dict[str, Callable[[Tensor], Tensor]] = {
+    "softmax": lambda logits: logits.softmax(dim=1),
+    "sigmoid": lambda logits: logits.sigmoid(),
+}
 LOSSES: dict[str, dict[str, Callable[[Tensor, Tensor], Tensor]]] = {
     "softmax": {
-        "mse": lambda logits, labels: mse(logits.softmax(dim=1), labels),
+        "mse": lambda logits, labels: mse(OUTPUTS["softmax"](logits), labels),
         "cross_entropy": _softmax_cross_entropy,
     },
     "sigmoid": {
-        "mse": lambda logits, labels: mse(logits.sigmoid(), labels),
+        "mse": lambda logits, labels: mse(OUTPUTS["sigmoid"](logits), labels),
         "cross_entropy": _sigmoid_cross_entropy,
     },
 }

@@ -2,7 +2,7 @@
 linear warm-up (``lr · e / (warmup + 1)`` over epochs ``1..warmup``), all by
 ``torch.optim.lr_scheduler``.
 
-Engines that are no torch optimizers (``optim.SGD``, ``backprop.NotebookEpoch``) get the rate
+Engines that are no torch optimizers (``optim.SGD``, ``backprop.ManualBackprop``) get the rate
 of the same scheduler run on a stand-in optimizer, so every engine sees the same rate.
 """
 

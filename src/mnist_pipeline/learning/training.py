@@ -22,13 +22,13 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.runtime import configure_torch, resolve_device
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
-from mnist_pipeline.learning.backprop import ManualBackprop, NotebookEpoch
+from mnist_pipeline.learning.backprop import ManualBackprop
 from mnist_pipeline.learning.checkpoints import Checkpoint
 from mnist_pipeline.learning.losses import LOSSES, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import OPTIMIZERS, SGD
 from mnist_pipeline.learning.params import TrainParams
-from mnist_pipeline.learning.schedules import Schedule
+from mnist_pipeline.learning.schedules import HasLr, Schedule
 
 log = logging.getLogger(__name__)
 
@@ -134,60 +134,64 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return split.subset(np.sort(keep)), split.subset(np.sort(val))
 
 
-def make_step(
+def make_epoch(
     params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context
-) -> Callable[[Tensor, Tensor], Tensor]:
-    """One step on a global minibatch (labels ``[B]`` for autograd, one-hot ``[B, C]`` for
-    the manual engine); returns this rank's share of its loss, which sums over ranks."""
+) -> tuple[Callable[[Tensor, Tensor, Tensor], Tensor], list[HasLr]]:
+    """One epoch on ``x``, ``y`` in ``order`` (labels ``[N]`` for autograd, one-hot ``[N, C]``
+    for the hand-derived engine), returning this rank's share of each step's loss ``[S]``
+    (shares sum over ranks); and what holds a learning rate the schedule sets. Each global
+    minibatch is gathered in turn (memory stays the data once) and sharded over the ranks."""
+    plain = isinstance(optimizer, SGD) and not (optimizer.momentum or optimizer.weight_decay)
+    if params.gradients == "manual" and plain and not ctx.active:  # the notebook's SGD
+        engine = ManualBackprop(model, params.output, params.loss, params.lr)
+
+        def notebook_epoch(x: Tensor, y: Tensor, order: Tensor) -> Tensor:
+            batches = order.split(params.batch_size)
+            losses = torch.stack(
+                [engine.sgd_step(x.index_select(0, i), y.index_select(0, i)) for i in batches]
+            )
+            engine.push()
+            return losses
+
+        return notebook_epoch, [engine]
     if params.gradients == "manual":
         engine = ManualBackprop(model, params.output, params.loss)
         parameters = list(model.parameters())
 
         @torch.no_grad()
-        def manual_step(x: Tensor, target: Tensor) -> Tensor:
-            xs, ts = distributed.shard(x, ctx), distributed.shard(target, ctx)
-            loss, grads = engine.gradients(xs, ts)
-            if ctx.active:
-                weight = len(ts) / len(target)
-                grads = [distributed.sum_(g.mul_(weight), ctx) for g in grads]
-                loss.mul_(weight)
+        def step(x: Tensor, target: Tensor) -> Tensor:
+            loss, grads = engine.gradients(
+                distributed.shard(x, ctx), distributed.shard(target, ctx), len(x)
+            )
             for p, grad in zip(parameters, grads, strict=True):
-                p.grad = grad
+                p.grad = distributed.sum_(grad, ctx)
             optimizer.step()  # optim.SGD clears p.grad
+            engine.pull()
             return loss
 
-        return manual_step
+    else:
+        # DDP averages gradients over ranks; scaling each rank's loss by world * n_r / B turns
+        # that average into the exact global-batch gradient even for a short last batch.
+        forward = nn.parallel.DistributedDataParallel(model) if ctx.active else model
+        loss_fn = LOSSES[params.output][params.loss]
 
-    # DDP averages gradients over ranks; scaling each rank's loss by world * n_r / B turns
-    # that average into the exact global-batch gradient even for a short last batch.
-    forward = nn.parallel.DistributedDataParallel(model) if ctx.active else model
-    loss_fn = LOSSES[params.output][params.loss]
+        def step(x: Tensor, y: Tensor) -> Tensor:
+            xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
+            loss = loss_fn(forward(xs), ys) * (len(ys) / len(y))  # * 1.0 in one process: exact
+            (loss * ctx.world).backward()
+            optimizer.step()
+            model.zero_grad(set_to_none=True)  # optim.SGD has cleared them already
+            return loss.detach()
 
-    def autograd_step(x: Tensor, y: Tensor) -> Tensor:
-        xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
-        loss = loss_fn(forward(xs), ys) * (len(ys) / len(y))  # * 1.0 in one process: exact
-        (loss * ctx.world).backward()
-        optimizer.step()
-        model.zero_grad(set_to_none=True)  # optim.SGD has cleared them already
-        return loss.detach()
+    def epoch(x: Tensor, y: Tensor, order: Tensor) -> Tensor:
+        return torch.stack(
+            [
+                step(x.index_select(0, i), y.index_select(0, i))
+                for i in order.split(params.batch_size)
+            ]
+        )
 
-    return autograd_step
-
-
-def make_epoch(
-    params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context, n: int
-) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    """One epoch on ``x``, ``y`` in ``order``, returning the per-step losses ``[S]``: the
-    notebook's own setup as ``NotebookEpoch``, else ``make_step`` on each minibatch, gathered
-    one at a time (memory stays the data once)."""
-    plain_sgd = isinstance(optimizer, SGD) and not (optimizer.momentum or optimizer.weight_decay)
-    manual = params.gradients == "manual" and plain_sgd and not ctx.active
-    if manual and NotebookEpoch.fits(model, params.output, params.loss):
-        return NotebookEpoch(model, params.lr, params.batch_size, n)
-    step = make_step(params, model, optimizer, ctx)
-    return lambda x, y, order: torch.stack(
-        [step(x.index_select(0, i), y.index_select(0, i)) for i in order.split(params.batch_size)]
-    )
+    return epoch, [optimizer] if isinstance(optimizer, SGD) else []
 
 
 def train(
@@ -229,7 +233,7 @@ def train(
         where = (len(history) + 1, params.epochs, checkpoint.path)
         log.info("resuming at epoch %d of %d from checkpoint %s", *where)
     first_epoch = len(history) + 1
-    run_epoch = make_epoch(params, model, optimizer, ctx, n)  # after the weights are final
+    run_epoch, engines = make_epoch(params, model, optimizer, ctx)  # weights final here
     x, y = (torch.from_numpy(a).to(device) for a in (train_split.images, train_split.labels))
     train_labels = y
     if params.gradients == "manual":  # the engine takes one-hot rows, gathered with x
@@ -238,7 +242,6 @@ def train(
         torch.from_numpy(a).to(device) for a in (test_split.images, test_split.labels)
     )
     loss_fn = LOSSES[params.output][params.loss]
-    engines = [t for t in (optimizer, run_epoch) if isinstance(t, SGD | NotebookEpoch)]
     seconds: list[float] = []
     for epoch in range(first_epoch, params.epochs + 1):
         if selection.stop_reason:
