@@ -27,10 +27,11 @@ from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
 from mnist_pipeline.learning.distributed import check_capacity, launch
 from mnist_pipeline.learning.export import check_onnx, to_onnx
+from mnist_pipeline.learning.history import history_frame
 from mnist_pipeline.learning.model_file import save_model
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.schedules import is_scheduled
-from mnist_pipeline.learning.training import epoch_tracker, history_frame, train
+from mnist_pipeline.learning.training import train
 
 
 def main() -> None:
@@ -65,8 +66,7 @@ def main() -> None:
         train(params, train_split, test_split, checkpoint=checkpoint)
         return
     try:
-        with epoch_tracker(params.epochs) as tracker:
-            result = train(params, train_split, test_split, tracker, checkpoint)
+        result = train(params, train_split, test_split, checkpoint=checkpoint)
     except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
         if not isinstance(err, MemoryError) and "alloc" not in str(err):
             raise

@@ -1,6 +1,7 @@
 """The training engine: manual vs autograd gradients, optimizers, cnn, validation split, device."""
 
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import torch
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
+from mnist_pipeline.learning.history import history_frame
 from mnist_pipeline.learning.models import ModelSpec, build_cnn, build_model
 from mnist_pipeline.learning.params import TrainParams
-from mnist_pipeline.learning.training import epoch_tracker, history_frame, make_optimizer, train
+from mnist_pipeline.learning.progress import Progress
+from mnist_pipeline.learning.training import make_optimizer, train
 from mnist_pipeline.tools.params import parse_params
 
 
@@ -149,14 +152,44 @@ def test_the_notebook_log_keeps_its_columns(train_split: Split, test_split: Spli
     assert (result.shipped, result.stop_reason) == (2, "completed all 2 epochs")
 
 
-def test_the_tracker_writes_no_file(
-    train_split: Split, test_split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_progress_on_a_terminal_is_a_bar_with_rate_and_eta(
+    train_split: Split,
+    test_split: Split,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Progress is for the terminal: tracked outputs are written once, at the end."""
+    """Progress is for the person watching: a bar over the minibatches (rate, time left) and
+    a line per epoch; tracked outputs are written once, at the end, by the stage."""
     monkeypatch.chdir(tmp_path)
-    with epoch_tracker(3) as tracker:
-        train(TrainParams(epochs=3, lr=0.5), train_split, test_split, on_epoch=tracker)
+    params = TrainParams(epochs=3, lr=0.5, batch_size=20)
+    train(params, train_split, test_split, progress=Progress(3, bar=True))
+    shown = capsys.readouterr().err
+    assert "30/30" in shown and "batch/s" in shown and "<00:00" in shown  # tqdm: rate, ETA
+    assert "epoch 3/3: train loss" in shown
     assert not list(tmp_path.iterdir())
+
+
+def test_progress_without_a_terminal_is_a_line_every_few_seconds(
+    train_split: Split, test_split: Split, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under DVC or CI a long epoch logs its batch and the time left at least every
+    ``every`` seconds; a short one only its epoch line."""
+    params = TrainParams(epochs=2, lr=0.5, batch_size=20)
+    with caplog.at_level("INFO", logger="mnist_pipeline.train"):
+        train(params, train_split, test_split, progress=Progress(2, every=0.0, bar=False))
+    lines = [r.getMessage() for r in caplog.records if r.name == "mnist_pipeline.train"]
+    assert any(
+        re.fullmatch(
+            r"epoch 2/2: batch 3/10, [\d.]+ batches/s, about \d+ s left in this epoch", line
+        )
+        for line in lines
+    )
+    caplog.clear()
+    with caplog.at_level("INFO", logger="mnist_pipeline.train"):
+        train(params, train_split, test_split, progress=Progress(2, bar=False))
+    lines = [r.getMessage() for r in caplog.records if r.name == "mnist_pipeline.train"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")

@@ -26,9 +26,10 @@ from mnist_pipeline.evaluation.scores import (
     per_class_scores,
     read_predictions,
 )
+from mnist_pipeline.learning.history import history_frame
 from mnist_pipeline.learning.models import ModelSpec
 from mnist_pipeline.learning.params import TrainParams
-from mnist_pipeline.learning.training import history_frame, train
+from mnist_pipeline.learning.training import train
 from mnist_pipeline.reporting.figures import bar_chart, heatmap, learning_curves
 from mnist_pipeline.reporting.report import (
     FIGURES,

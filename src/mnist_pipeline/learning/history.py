@@ -1,7 +1,9 @@
-"""``metrics/train_log.csv``: one row per epoch, read back and checked by ``read_history``."""
+"""``metrics/train_log.csv``: one row per epoch, written by ``history_frame`` and read back,
+checked, by ``read_history`` (the report reads it without torch)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,6 +13,8 @@ from mnist_pipeline.core.io import read_csv, read_rows
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from mnist_pipeline.learning.training import EpochRecord
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -38,3 +42,26 @@ class EpochRow(BaseModel):
 
 def read_history(path: Path) -> pd.DataFrame:
     return read_rows(path, EpochRow, read_csv(path))
+
+
+def history_frame(
+    history: Sequence[EpochRecord], scored_on: str, scheduled: bool = False, shipped: int = 0
+) -> pd.DataFrame:
+    """The per-epoch log: ``epoch, train_loss, test_accuracy`` for the notebook's run; with a
+    val slice ``train_accuracy, val_loss, val_accuracy`` and ``shipped`` (1 on the shipped
+    epoch); with a schedule, ``lr`` after the scores."""
+    import pandas as pd
+
+    columns: dict[str, list[object]] = {
+        "epoch": [r.epoch for r in history],
+        "train_loss": [round(r.train_loss, 6) for r in history],
+    }
+    if scored_on == "val":
+        columns["train_accuracy"] = [round(r.train_accuracy or 0.0, 6) for r in history]
+        columns["val_loss"] = [round(r.val_loss or 0.0, 6) for r in history]
+    columns[f"{scored_on}_accuracy"] = [round(r.accuracy, 6) for r in history]
+    if scheduled:
+        columns["lr"] = [float(f"{r.lr:.6g}") for r in history]
+    if scored_on == "val":
+        columns["shipped"] = [int(r.epoch == shipped) for r in history]
+    return pd.DataFrame(columns)

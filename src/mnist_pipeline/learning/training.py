@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -28,9 +25,12 @@ from mnist_pipeline.learning.losses import LOSSES, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import OPTIMIZERS, SGD
 from mnist_pipeline.learning.params import TrainParams
+from mnist_pipeline.learning.progress import Progress
 from mnist_pipeline.learning.schedules import HasLr, Schedule
 
 log = logging.getLogger(__name__)
+Optimizer = SGD | torch.optim.Optimizer
+Tick = Callable[[], None]  # called after every minibatch (progress)
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,6 @@ class Selection:
         vars(self).update(state)
 
 
-Optimizer = SGD | torch.optim.Optimizer
-
-
 def make_optimizer(params: TrainParams, model: nn.Module) -> Optimizer:
     build = OPTIMIZERS[params.optimizer]
     return build(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
@@ -106,10 +103,6 @@ def epoch_order(n: int, generator: torch.Generator, device: torch.device | str =
     """One epoch's sample order, drawn on the CPU (the same on every device); its
     consecutive ``batch_size`` slices are the minibatches, as the notebook's ``data_iter``."""
     return torch.randperm(n, generator=generator).to(device)
-
-
-def scored_on(params: TrainParams) -> str:
-    return "val" if params.val_fraction > 0 else "test"
 
 
 def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -134,64 +127,105 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return split.subset(np.sort(keep)), split.subset(np.sort(val))
 
 
-def make_epoch(
+def make_step(
     params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context
-) -> tuple[Callable[[Tensor, Tensor, Tensor], Tensor], list[HasLr]]:
-    """One epoch on ``x``, ``y`` in ``order`` (labels ``[N]`` for autograd, one-hot ``[N, C]``
-    for the hand-derived engine), returning this rank's share of each step's loss ``[S]``
-    (shares sum over ranks); and what holds a learning rate the schedule sets. Each global
-    minibatch is gathered in turn (memory stays the data once) and sharded over the ranks."""
+) -> tuple[Callable[[Tensor, Tensor], Tensor], Callable[[], None], list[HasLr]]:
+    """One step on a global minibatch (labels ``[B]`` for autograd, one-hot ``[B, C]`` for the
+    hand-derived engine) returning this rank's share of its loss (shares sum over ranks); what
+    to run after each epoch; and what holds a learning rate the schedule sets."""
     plain = isinstance(optimizer, SGD) and not (optimizer.momentum or optimizer.weight_decay)
-    if params.gradients == "manual" and plain and not ctx.active:  # the notebook's SGD
-        engine = ManualBackprop(model, params.output, params.loss, params.lr)
-
-        def notebook_epoch(x: Tensor, y: Tensor, order: Tensor) -> Tensor:
-            batches = order.split(params.batch_size)
-            losses = torch.stack(
-                [engine.sgd_step(x.index_select(0, i), y.index_select(0, i)) for i in batches]
-            )
-            engine.push()
-            return losses
-
-        return notebook_epoch, [engine]
+    rated: list[HasLr] = [optimizer] if isinstance(optimizer, SGD) else []
     if params.gradients == "manual":
-        engine = ManualBackprop(model, params.output, params.loss)
+        engine = ManualBackprop(model, params.output, params.loss, params.lr)
+        if plain and not ctx.active:  # the notebook's SGD, in place on [b W]
+            return engine.sgd_step, engine.push, [engine]
         parameters = list(model.parameters())
 
         @torch.no_grad()
-        def step(x: Tensor, target: Tensor) -> Tensor:
-            loss, grads = engine.gradients(
-                distributed.shard(x, ctx), distributed.shard(target, ctx), len(x)
-            )
+        def manual_step(x: Tensor, target: Tensor) -> Tensor:
+            xs, ts = distributed.shard(x, ctx), distributed.shard(target, ctx)
+            loss, grads = engine.gradients(xs, ts, len(x))
             for p, grad in zip(parameters, grads, strict=True):
                 p.grad = distributed.sum_(grad, ctx)
             optimizer.step()  # optim.SGD clears p.grad
             engine.pull()
             return loss
 
-    else:
-        # DDP averages gradients over ranks; scaling each rank's loss by world * n_r / B turns
-        # that average into the exact global-batch gradient even for a short last batch.
-        forward = nn.parallel.DistributedDataParallel(model) if ctx.active else model
-        loss_fn = LOSSES[params.output][params.loss]
+        return manual_step, lambda: None, rated
+    # DDP averages gradients over ranks; scaling each rank's loss by world * n_r / B turns
+    # that average into the exact global-batch gradient even for a short last batch.
+    forward = nn.parallel.DistributedDataParallel(model) if ctx.active else model
+    loss_fn = LOSSES[params.output][params.loss]
 
-        def step(x: Tensor, y: Tensor) -> Tensor:
-            xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
-            loss = loss_fn(forward(xs), ys) * (len(ys) / len(y))  # * 1.0 in one process: exact
-            (loss * ctx.world).backward()
-            optimizer.step()
-            model.zero_grad(set_to_none=True)  # optim.SGD has cleared them already
-            return loss.detach()
+    def autograd_step(x: Tensor, y: Tensor) -> Tensor:
+        xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
+        loss = loss_fn(forward(xs), ys) * (len(ys) / len(y))  # * 1.0 in one process: exact
+        (loss * ctx.world).backward()
+        optimizer.step()
+        model.zero_grad(set_to_none=True)  # optim.SGD has cleared them already
+        return loss.detach()
 
-    def epoch(x: Tensor, y: Tensor, order: Tensor) -> Tensor:
-        return torch.stack(
-            [
-                step(x.index_select(0, i), y.index_select(0, i))
-                for i in order.split(params.batch_size)
-            ]
+    return autograd_step, lambda: None, rated
+
+
+@dataclass
+class Run:
+    """What one training run works on, built once from the params and the splits."""
+
+    params: TrainParams
+    model: nn.Module
+    spec: ModelSpec
+    x: Tensor  # [N, 784] training images on the device
+    y: Tensor  # labels [N], or one-hot [N, C] for the hand-derived engine
+    labels: Tensor  # [N]
+    score_x: Tensor  # the scoring split: test set, or the held-out val slice
+    score_y: Tensor
+    ctx: distributed.Context
+
+    def score(self, epoch: int, losses: Tensor, lr: float) -> EpochRecord:
+        """The epoch's record: mean step loss, the scoring split's accuracy (and with a val
+        slice its loss and the training part's accuracy); a non-finite loss stops the run."""
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            raise PipelineError(
+                f"train loss became {losses[bad].item()} at epoch {epoch}, step {bad + 1}: "
+                f"training diverged; lower train.lr (now {self.params.lr})"
+            )
+        logits = predict_logits(self.model, self.score_x)
+        extra: dict[str, float] = {}
+        if self.params.val_fraction > 0:
+            with torch.no_grad():
+                loss_fn = LOSSES[self.params.output][self.params.loss]
+                extra["val_loss"] = float(loss_fn(logits, self.score_y))
+            extra["train_accuracy"] = accuracy(predict_logits(self.model, self.x), self.labels)
+        mean = float(losses.double().mean())
+        return EpochRecord(epoch, mean, accuracy(logits, self.score_y), lr, **extra)
+
+
+def prepare(params: TrainParams, train_split: Split, test_split: Split) -> Run:
+    """The device, the process group, the seeded fresh model and the tensors to train on."""
+    configure_torch(params.threads, params.kernels)
+    device = resolve_device(params.device)
+    if params.val_fraction > 0:
+        train_split, test_split = holdout(train_split, params.val_fraction, params.seed)
+    if params.batch_size > len(train_split):
+        raise PipelineError(
+            f"train.batch_size={params.batch_size} is larger than the training set "
+            f"({len(train_split)} images); lower train.batch_size"
         )
-
-    return epoch, [optimizer] if isinstance(optimizer, SGD) else []
+    ctx = distributed.init(device)
+    torch.manual_seed(params.seed)  # same seed on every rank: same init, same order
+    settings = {key: getattr(params, key) for key in MODELS[params.model].settings}
+    spec = ModelSpec(params.model, train_split.images.shape[1], train_split.num_classes, **settings)
+    x, labels, score_x, score_y = (
+        torch.from_numpy(a).to(device)
+        for a in (train_split.images, train_split.labels, test_split.images, test_split.labels)
+    )
+    manual = params.gradients == "manual"  # the engine takes one-hot rows, gathered with x
+    y = one_hot(labels, train_split.num_classes, x.dtype) if manual else labels
+    model = build_model(spec).to(device)
+    return Run(params, model, spec, x, y, labels, score_x, score_y, ctx)
 
 
 def train(
@@ -200,132 +234,69 @@ def train(
     test_split: Split,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train a fresh model from ``params``, or resume ``checkpoint``'s run (saved after every
     epoch) with the same bytes; score the test split, or a held-out val slice."""
-    configure_torch(params.threads, params.kernels)
-    device = resolve_device(params.device)
-    validating = params.val_fraction > 0
-    if validating:
-        train_split, test_split = holdout(train_split, params.val_fraction, params.seed)
-    n = len(train_split)
-    if params.batch_size > n:
-        raise PipelineError(
-            f"train.batch_size={params.batch_size} is larger than the training set "
-            f"({n} images); lower train.batch_size"
-        )
-    ctx = distributed.init(device)
-    torch.manual_seed(params.seed)  # same seed on every rank: same init, same order
-    settings = {key: getattr(params, key) for key in MODELS[params.model].settings}
-    spec = ModelSpec(params.model, train_split.images.shape[1], train_split.num_classes, **settings)
-    model = build_model(spec).to(device)
-    optimizer = make_optimizer(params, model)
+    run = prepare(params, train_split, test_split)
+    optimizer = make_optimizer(params, run.model)
     schedule, selection = Schedule(params, optimizer), Selection(params)
-    parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "selection": selection}
+    parts = {"model": run.model, "optimizer": optimizer, "schedule": schedule}
+    parts["selection"] = selection
     shuffle = torch.Generator().manual_seed(params.seed)
-    history: list[EpochRecord] = []
-    if checkpoint is not None and (state := checkpoint.load()) is not None:
-        for key, part in parts.items():
-            part.load_state_dict(state[key])
-        shuffle.set_state(state["shuffle"])
-        torch.set_rng_state(state["torch_rng"])
-        history = [EpochRecord(**row) for row in state["history"]]
-        where = (len(history) + 1, params.epochs, checkpoint.path)
-        log.info("resuming at epoch %d of %d from checkpoint %s", *where)
+    history = resume(checkpoint, parts, shuffle, params.epochs)
     first_epoch = len(history) + 1
-    run_epoch, engines = make_epoch(params, model, optimizer, ctx)  # weights final here
-    x, y = (torch.from_numpy(a).to(device) for a in (train_split.images, train_split.labels))
-    train_labels = y
-    if params.gradients == "manual":  # the engine takes one-hot rows, gathered with x
-        y = one_hot(y, train_split.num_classes, x.dtype)
-    score_x, score_y = (
-        torch.from_numpy(a).to(device) for a in (test_split.images, test_split.labels)
-    )
-    loss_fn = LOSSES[params.output][params.loss]
+    step, end_epoch, rated = make_step(params, run.model, optimizer, run.ctx)  # weights final
+    progress = progress or Progress(params.epochs)
     seconds: list[float] = []
     for epoch in range(first_epoch, params.epochs + 1):
         if selection.stop_reason:
             break
         start = time.perf_counter()
-        if schedule.scheduled:
-            schedule.apply(*engines)
+        schedule.apply(*rated)
+        order = epoch_order(len(run.x), shuffle, run.x.device).split(params.batch_size)
+        progress.start(epoch, len(order))
         # Per-step losses stay device tensors: no host sync inside the loop.
-        losses = distributed.sum_(run_epoch(x, y, epoch_order(n, shuffle, device)), ctx)
-        finite = torch.isfinite(losses)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0])
-            raise PipelineError(
-                f"train loss became {losses[bad].item()} at epoch {epoch}, step {bad + 1}: "
-                f"training diverged; lower train.lr (now {params.lr})"
-            )
-        score_logits = predict_logits(model, score_x)
-        extra: dict[str, float] = {}
-        if validating:
-            with torch.no_grad():
-                extra["val_loss"] = float(loss_fn(score_logits, score_y))
-            extra["train_accuracy"] = accuracy(predict_logits(model, x), train_labels)
-        mean_loss, score = float(losses.double().mean()), accuracy(score_logits, score_y)
-        record = EpochRecord(epoch, mean_loss, score, schedule.lr, **extra)
+        losses = [progress.tick(step(run.x.index_select(0, i), run.y.index_select(0, i)))
+                  for i in order]  # fmt: skip
+        end_epoch()
+        record = run.score(epoch, distributed.sum_(torch.stack(losses), run.ctx), schedule.lr)
         history.append(record)
-        selection.update(record, model)
+        selection.update(record, run.model)
         schedule.step()
         if checkpoint is not None:
             state = {key: part.state_dict() for key, part in parts.items()}
             state |= {"shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
             checkpoint.save({**state, "history": [dataclasses.asdict(r) for r in history]})
         seconds.append(time.perf_counter() - start)
-        if ctx.rank > 0:  # rank 0 alone logs and writes
-            continue
-        val = f", val loss {record.val_loss:.4f}" if validating else ""
-        shown = (epoch, params.epochs, record.train_loss, scored_on(params), record.accuracy, val)
-        log.info("epoch %d/%d: train loss %.4f, %s accuracy %.4f%s (%.2f s)", *shown, seconds[-1])
-        if on_epoch is not None:
-            on_epoch(record)
-    distributed.finish(ctx)
+        if run.ctx.rank == 0:  # rank 0 alone logs and writes
+            progress.done(record, params.val_fraction > 0, seconds[-1])
+            if on_epoch is not None:
+                on_epoch(record)
+    progress.close()
+    distributed.finish(run.ctx)
     shipped = selection.best_epoch if params.keep == "best" else history[-1].epoch
     if selection.best_weights is not None:
-        model.load_state_dict(selection.best_weights)
+        run.model.load_state_dict(selection.best_weights)
     reason = selection.stop_reason or f"completed all {params.epochs} epochs"
-    return TrainResult(
-        model.cpu(), spec, history, scored_on(params), seconds, shipped, reason, first_epoch
+    scored_on = "val" if params.val_fraction > 0 else "test"
+    model = run.model.cpu()
+    return TrainResult(model, run.spec, history, scored_on, seconds, shipped, reason, first_epoch)
+
+
+def resume(
+    checkpoint: Checkpoint | None, parts: dict[str, object], shuffle: torch.Generator, epochs: int
+) -> list[EpochRecord]:
+    """The history of ``checkpoint``'s run, its state loaded into ``parts`` and the RNGs;
+    ``[]`` (a fresh run) when there is none for this run."""
+    if checkpoint is None or (state := checkpoint.load()) is None:
+        return []
+    for key, part in parts.items():
+        part.load_state_dict(state[key])  # type: ignore[attr-defined]
+    shuffle.set_state(state["shuffle"])
+    torch.set_rng_state(state["torch_rng"])
+    history = [EpochRecord(**row) for row in state["history"]]
+    log.info(
+        "resuming at epoch %d of %d from checkpoint %s", len(history) + 1, epochs, checkpoint.path
     )
-
-
-def history_frame(
-    history: Sequence[EpochRecord], scored_on: str, scheduled: bool = False, shipped: int = 0
-) -> pd.DataFrame:
-    """The per-epoch log: ``epoch, train_loss, test_accuracy`` for the notebook's run; with a
-    val slice ``train_accuracy, val_loss, val_accuracy`` and ``shipped`` (1 on the shipped
-    epoch); with a schedule, ``lr`` after the scores."""
-    columns: dict[str, list[object]] = {
-        "epoch": [r.epoch for r in history],
-        "train_loss": [round(r.train_loss, 6) for r in history],
-    }
-    if scored_on == "val":
-        columns["train_accuracy"] = [round(r.train_accuracy or 0.0, 6) for r in history]
-        columns["val_loss"] = [round(r.val_loss or 0.0, 6) for r in history]
-    columns[f"{scored_on}_accuracy"] = [round(r.accuracy, 6) for r in history]
-    if scheduled:
-        columns["lr"] = [float(f"{r.lr:.6g}") for r in history]
-    if scored_on == "val":
-        columns["shipped"] = [int(r.epoch == shipped) for r in history]
-    return pd.DataFrame(columns)
-
-
-@contextmanager
-def epoch_tracker(epochs: int) -> Iterator[Callable[[EpochRecord], None]]:
-    """``with epoch_tracker(epochs) as track: train(..., on_epoch=track)``: a tqdm bar over
-    the epochs when stderr is a terminal (else the log lines); it writes no file."""
-    if not sys.stderr.isatty():
-        yield lambda record: None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=epochs, unit="epoch", desc="train", file=sys.stderr) as bar:
-
-        def track(record: EpochRecord) -> None:
-            bar.n = record.epoch - 1  # a resumed run starts part-way
-            bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.accuracy:.4f}")
-            bar.update(1)
-
-        yield track
+    return history

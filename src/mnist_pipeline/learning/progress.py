@@ -1,0 +1,72 @@
+"""What a long run shows while it trains: on a terminal a tqdm bar over the minibatches with
+their rate and the time left; without one (DVC's log, CI) a line at least every ``every``
+seconds of a long epoch with the epoch, the batch and the time left; and a line per epoch."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from mnist_pipeline.learning.training import EpochRecord
+
+log = logging.getLogger("mnist_pipeline.train")
+T = TypeVar("T")
+
+
+class Progress:
+    def __init__(self, epochs: int, every: float = 10.0, bar: bool | None = None) -> None:
+        self.epochs, self.every = epochs, every
+        self.terminal = sys.stderr.isatty() if bar is None else bar
+        self.bar: Any = None
+        self.epoch = self.steps = self.step = 0
+        self.started = self.shown = 0.0
+
+    def start(self, epoch: int, steps: int) -> None:
+        self.epoch, self.steps, self.step = epoch, steps, 0
+        self.started = self.shown = time.monotonic()
+        if self.terminal and self.bar is None:
+            from tqdm import tqdm
+
+            total = steps * (self.epochs - epoch + 1)
+            self.bar = tqdm(total=total, unit="batch", desc="train", file=sys.stderr)
+
+    def tick(self, value: T) -> T:
+        """After each minibatch; passes ``value`` through."""
+        self.step += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            return value
+        now = time.monotonic()
+        if now - self.shown >= self.every and self.step < self.steps:
+            self.shown = now
+            left = (now - self.started) / self.step * (self.steps - self.step)
+            log.info(
+                "epoch %d/%d: batch %d/%d, %.1f batches/s, about %.0f s left in this epoch",
+                self.epoch, self.epochs, self.step, self.steps,
+                self.step / (now - self.started), left,
+            )  # fmt: skip
+        return value
+
+    def done(self, record: EpochRecord, validating: bool, seconds: float) -> None:
+        """The epoch's line: loss, accuracy on the scoring split, time."""
+        split = "val" if validating else "test"
+        val = f", val loss {record.val_loss:.4f}" if validating else ""
+        line = (
+            f"epoch {record.epoch}/{self.epochs}: train loss {record.train_loss:.4f}, "
+            f"{split} accuracy {record.accuracy:.4f}{val} ({seconds:.2f} s)"
+        )
+        if self.bar is None:
+            log.info(line)
+            return
+        self.bar.set_postfix(epoch=record.epoch, loss=f"{record.train_loss:.4f}")
+        self.bar.write(line, file=sys.stderr)
+        if record.epoch == self.epochs:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
