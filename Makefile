@@ -10,7 +10,7 @@ PIP := "$(BIN)/python" -m pip --disable-pip-version-check --quiet
 # Stage commands in dvc.yaml run `python`: make it the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv run serve preset test test-fast lint format validate audit ci clean
+.PHONY: help venv run serve preset exps test test-fast lint format validate audit ci clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,9 @@ serve: $(STAMP)  ## serve the model on http://127.0.0.1:8000/ (draw a digit; POS
 # -S data.mirror=/usr/share/datasets/fashion-mnist"`: ARGS go to `dvc exp run` as they are.
 preset: $(STAMP)  ## run a presets.yaml preset as a DVC experiment: P=<name> [ARGS="<dvc exp run args>"]
 	PYTHONPATH="$(CURDIR)/src" "$(BIN)/python" -m mnist_pipeline preset "$(P)" $(ARGS)
+
+exps: $(STAMP)  ## this commit and its experiments side by side: metrics and the params that differ
+	@"$(BIN)/python" -m mnist_pipeline exps
 
 # Two pytest workers (one per core here); a module's tests stay on one worker so its
 # module-scoped fixtures (a reproduced pipeline, a trained model) are built once.

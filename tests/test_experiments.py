@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -149,3 +150,21 @@ def test_a_code_edit_reruns_exactly_the_stages_that_run_it(baseline: Path) -> No
         status = json.loads(run(["dvc", "status", "--json"], baseline).stdout)
         module.write_text(original)
         assert set(status) == expected, folder
+
+
+def test_the_experiment_table_shows_what_changed_in_120_columns(baseline: Path) -> None:
+    """After the three presets and a `-S train.lr` experiment, `make exps` shows the three
+    metrics and every param that differs, each name whole, within 120 columns."""
+    tool = [sys.executable, "-m", "mnist_pipeline"]
+    for preset in ("linear", "mlp", "cnn"):
+        run([*tool, "preset", preset, "-S", "train.epochs=1"], baseline, src=baseline / "src")
+    run(["dvc", "exp", "run", "-S", "train.lr=0.2"], baseline)
+    table = run([*tool, "exps"], baseline, src=baseline / "src").stdout  # what `make exps` runs
+    lines = table.splitlines()
+    assert max(map(len, lines)) <= 120, table
+    names = {line.split()[0] for line in lines[2:]}
+    assert {"accuracy", "cross_entropy", "macro_f1"} <= names, table
+    presets = yaml.safe_load((baseline / "presets.yaml").read_text())
+    changed = {f"train.{key}" for preset in presets.values() for key in preset} | {"train.lr"}
+    assert changed - {"train.epochs"} <= names, table
+    assert len(lines[0].split()) == 5  # the commit and four experiments

@@ -14,6 +14,7 @@ COMMANDS = {
     "predict": ("tools.predict", "classify your own images with the model"),
     "serve": ("serving.serve", "the model over HTTP with a draw-a-digit page"),
     "preset": ("tools.presets", "run a presets.yaml preset as a dvc experiment"),
+    "exps": ("tools.experiments", "experiments side by side: metrics, changed params"),
     "worked-example": ("tools.worked_example", "the notebook's Question 1"),
 }
 
