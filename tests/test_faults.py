@@ -1538,7 +1538,7 @@ def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
         "figures",
     )
     row = pd.DataFrame([["data.mirror", "null", evil]], columns=["param", "old", "new"])
-    text += markdown_table(row, index=False)  # compare.md's tables come from here too
+    text += markdown_table(row, index=False)
     assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     assert not any(line.startswith("## INJECTED") for line in text.splitlines())
     assert plain("mnist\x1b[2J\nrm") == "mnist\N{REPLACEMENT CHARACTER}[2J rm"
