@@ -1,6 +1,8 @@
-"""The loss registry: ``LOSSES[output][loss]`` is a function of logits ``[B, C]`` and labels
-``[B]``, so models stay output-agnostic; ``learning.config`` takes both settings' choices from
-it. ``mse`` is the notebook's. torch is imported on use: the params check needs none.
+"""The output and loss registries. ``OUTPUTS[output]`` maps logits ``[B, C]`` to probabilities
+(``train.output``), the one place that choice is made; ``LOSSES[output][loss]`` is a function
+of logits and labels ``[B]``, so models stay output-agnostic; ``learning.config`` takes both
+settings' choices from it. ``mse`` is the notebook's. torch is imported on use: the params
+check needs none.
 """
 
 from __future__ import annotations
@@ -48,13 +50,18 @@ def _sigmoid_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
 
 
+OUTPUTS: dict[str, Callable[[Tensor], Tensor]] = {
+    "softmax": lambda logits: logits.softmax(dim=1),  # one distribution over the classes
+    "sigmoid": lambda logits: logits.sigmoid(),  # each class's own probability
+}
+
 LOSSES: dict[str, dict[str, Callable[[Tensor, Tensor], Tensor]]] = {
     "softmax": {
-        "mse": lambda logits, labels: mse(logits.softmax(dim=1), labels),
+        "mse": lambda logits, labels: mse(OUTPUTS["softmax"](logits), labels),
         "cross_entropy": _softmax_cross_entropy,
     },
     "sigmoid": {
-        "mse": lambda logits, labels: mse(logits.sigmoid(), labels),
+        "mse": lambda logits, labels: mse(OUTPUTS["sigmoid"](logits), labels),
         "cross_entropy": _sigmoid_cross_entropy,
     },
 }
