@@ -35,6 +35,19 @@ def test_closure_follows_imports_transitively() -> None:
     assert package / "core" / "errors.py" in closure and package / "__init__.py" in closure
 
 
+def test_report_loads_no_model_and_serving_imports_no_reporting() -> None:
+    """The report stage reads what evaluate wrote (no model file, no inference); serve
+    and predict import nothing from reporting/."""
+    package = REPO / "src" / "mnist_pipeline"
+    roots = [REPO / "stages", REPO / "src"]
+    report = import_closure(REPO / "stages" / "report.py", roots)
+    torch_side = {"learning/model_file.py", "learning/training.py", "evaluation/evaluate.py"}
+    assert not {package / path for path in torch_side} & set(report)
+    for entry in ("serving/serve.py", "tools/predict.py"):
+        closure = import_closure(package / entry, roots)
+        assert not [path for path in closure if "reporting" in path.parts], entry
+
+
 # ------------------------------------------------------- what `dvc exp show` and plots get
 
 
