@@ -87,8 +87,12 @@ def test_learning_curves_are_two_charts_of_train_vs_validation() -> None:
         assert (chart["x"], chart["x_label"], chart["template"]) == ("epoch", "epoch", template)
         spec = json.loads((REPO / f".dvc/plots/{template}.json").read_text())
         assert spec["layer"][0]["transform"][0]["fold"] == columns
-        assert "datum.shipped" in spec["layer"][1]["transform"][0]["filter"]
-    assert (loss["y_label"], accuracy["y_label"]) == ("loss", "accuracy")
+        assert "datum.shipped" in json.dumps(spec["layer"][1])
+        # One colour and legend entry per revision, from DVC's own anchor; the subtitle
+        # names the splits the logs hold, read from the data.
+        assert spec["encoding"]["color"] == "<DVC_METRIC_COLOR>"
+        assert "data('log')" in spec["title"]["subtitle"]["expr"]
+    assert (loss["y_label"], accuracy["y_label"]) == ("loss (train.loss)", "accuracy")
     outs = [path for entry in DATA["stages"]["train"]["outs"] for path in entry]
     assert outs == ["models/model.safetensors", "models/model.onnx", "metrics/train_log.csv"]
     # The resume state lives in DVC's git-ignored scratch folder: no out, no dep.
@@ -101,6 +105,7 @@ def test_per_class_scores_are_a_bar_chart_with_its_own_template() -> None:
     assert bars["y"] == {"metrics/per_class.csv": ["precision", "recall", "f1"]}
     template = json.loads((REPO / ".dvc/plots/per_class_bars.json").read_text())
     assert template["spec"]["encoding"]["xOffset"]["field"] == "rev"  # revisions side by side
+    assert template["spec"]["encoding"]["color"] == "<DVC_METRIC_COLOR>"  # as on the curves
     assert template["spec"]["mark"] == "bar"
 
 

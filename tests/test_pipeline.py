@@ -83,7 +83,7 @@ def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
     assert "errors" not in shown, shown["errors"]
     shown = shown["data"]
-    assert ("y", "loss") in axis_titles(shown["Loss"])
+    assert ("y", "loss (train.loss)") in axis_titles(shown["Loss"])
     assert ("y", "accuracy") in axis_titles(shown["Accuracy"])
     assert ("x", "epoch") in axis_titles(shown["Loss"]) & axis_titles(shown["Accuracy"])
     assert {"Per-class scores (test set)", "metrics/confusion_counts.csv"} <= set(shown)
