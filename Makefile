@@ -77,10 +77,3 @@ ci: validate audit test  ## validate, audit the workflow, lint + tests, smoke-ru
 
 clean:  ## remove the venv and pipeline outputs (the DVC cache stays)
 	rm -rf $(VENV) data models reports .pytest_cache .ruff_cache
-
-# `make compare REV=HEAD~1`: the working tree against a commit or an experiment name from
-# `dvc exp show` (NEW=<rev> compares two revisions). Writes compare/compare.md + PNGs.
-.PHONY: compare
-compare: $(STAMP)  ## compare the workspace with REV=<git rev or experiment> (NEW=<rev> optional)
-	@test -n "$(REV)" || { echo "error: make compare needs REV=<git revision or experiment name>" >&2; exit 2; }
-	"$(BIN)/python" -m mnist_pipeline compare --rev "$(REV)" $(if $(NEW),--new "$(NEW)")

@@ -8,7 +8,8 @@
 Writes the headline metrics (``eval.json``: ``dvc metrics``, ``dvc exp show``), the
 per-class precision/recall/F1 (a bar chart in ``dvc plots``), the 10×10 confusion matrix
 (rows = actual, columns = predicted), the same counts as one ``actual,predicted,count`` row
-per cell (the heatmap in ``dvc plots``) and one ``actual,predicted`` row per test image.
+per cell (the heatmap in ``dvc plots``) and one ``actual,predicted,confidence`` row per test
+image (confidence: the probability of the predicted class, what the report sorts by).
 """
 
 import argparse
@@ -40,8 +41,8 @@ def main() -> None:
     params = load_section(args.params, "train", TrainParams)
     configure_torch(params.threads, params.kernels)
     split = load_split(args.data / "test.safetensors")
-    model, spec, loss, output = load_model(args.model)
-    result = evaluate(model, spec, split, loss, output, model_path=str(args.model))
+    model, spec, _, output = load_model(args.model)
+    result = evaluate(model, spec, split, output, model_path=str(args.model))
 
     with outputs() as out:  # the five files change together or not at all
         write_json(result.metrics.as_json(), out.file(args.metrics))

@@ -1,17 +1,17 @@
-"""DVC stage `report`: a markdown report with figures for one run.
+"""DVC stage `report`: a markdown report with figures for one run, from what the stages before
+it wrote (no torch, no model).
 
     python stages/report.py --params params.yaml --data data/processed \
         --metrics metrics/eval.json --log metrics/train_log.csv \
-        --predictions metrics/predictions.csv --model models/model.safetensors --out reports
+        --predictions metrics/predictions.csv --out reports
 
-Writes ``reports/report.md`` and ``reports/figures/*.png``: learning curves (train vs
-validation, the shipped epoch marked), confusion heatmap, per-class precision/recall/F1,
-the first ``report.n_images`` test images and the ``report.n_images`` ones the model got
-most confidently wrong, each titled with the data's provenance
-(``data/processed/manifest.json``), and a model card (``reporting.model_card``). The
-confusion matrix and per-class scores come from ``predictions.csv`` through the evaluate
-stage's own functions; the confidence of each prediction comes from the model
-(``predictions.csv`` keeps its two columns).
+Writes ``reports/report.md`` (``reporting.report``: provenance, params, headline metrics, the
+per-epoch, confusion and per-class tables, a model card) and ``reports/figures/*.png``
+(``reporting.figures``: learning curves, the first ``report.n_images`` test images and the
+``report.n_images`` the model got most confidently wrong), each titled with the data's
+provenance (``data/processed/manifest.json``). The confusion matrix and per-class scores come
+from ``predictions.csv`` through the evaluate stage's own functions, as does each prediction's
+confidence.
 """
 
 import argparse
@@ -20,11 +20,9 @@ from pathlib import Path
 from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
 from mnist_pipeline.core.params import load_section
-from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import read_manifest
 from mnist_pipeline.data.splits import load_split
-from mnist_pipeline.evaluation import evaluate as evaluation
 from mnist_pipeline.evaluation.scores import (
     Metrics,
     confusion_frame,
@@ -32,11 +30,10 @@ from mnist_pipeline.evaluation.scores import (
     read_predictions,
 )
 from mnist_pipeline.learning.history import read_history
-from mnist_pipeline.learning.model_file import load_model
 from mnist_pipeline.learning.params import TrainParams
-from mnist_pipeline.reporting.model_card import model_card
+from mnist_pipeline.reporting.figures import build_figures
 from mnist_pipeline.reporting.params import ReportParams
-from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
+from mnist_pipeline.reporting.report import provenance, render_markdown
 
 
 def main() -> None:
@@ -46,14 +43,11 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--predictions", type=Path, required=True)
-    parser.add_argument(
-        "--model", type=Path, required=True, help="for each prediction's confidence"
-    )
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     args = parser.parse_args()
 
-    load_section(args.params, "data", DataParams)  # every section it shows, validated first
-    train = load_section(args.params, "train", TrainParams)
+    for name, section in (("data", DataParams), ("train", TrainParams)):
+        load_section(args.params, name, section)  # every section it shows, validated first
     report = load_section(args.params, "report", ReportParams)
     written = read_yaml(args.params)  # ... and show its values as YAML spells them ([128], null)
     # Every input validated (one line naming file and field) before any figure is drawn.
@@ -61,36 +55,19 @@ def main() -> None:
     metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
     history = read_history(args.log)
     split = load_split(args.data / "test.safetensors")
-    actual, predicted = read_predictions(args.predictions, split.classes, len(split))
+    actual, predicted, confidence = read_predictions(args.predictions, split.classes, len(split))
     confusion = confusion_frame(actual, predicted, split.classes)
-    configure_torch(train.threads, train.kernels)
-    model, _, _, output = load_model(args.model)
-    confidence = evaluation.confidence(model, split, output)
-    per_class = per_class_frame(confusion)
 
     figures = build_figures(
-        history,
-        confusion,
-        split,
-        predicted,
-        report.n_images,
-        per_class=per_class,
-        subtitle=provenance(manifest),
-        confidence=confidence,
+        history, split, predicted, confidence, report.n_images, provenance(manifest)
     )
+    sections = {name: written[name] for name in ("data", "train")}
     text = render_markdown(
-        manifest,
-        {name: written[name] for name in ("data", "train")},
-        metrics,
-        history,
-        confusion,
-        per_class,
-        figures_dir="figures",
+        manifest, sections, metrics, history, confusion, per_class_frame(confusion), "figures"
     )
-    text += "\n" + model_card(manifest, written["train"], metrics)
     with atomic_dir(args.out, owns=("report.md", "figures/*.png")) as tmp:
         for name, fig in figures.items():
-            save_figure(fig, tmp / "figures" / FIGURES[name])
+            save_figure(fig, tmp / "figures" / f"{name}.png")
         write_text(text, tmp / "report.md")
     print(f"report: {args.out / 'report.md'}")
 

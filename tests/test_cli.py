@@ -10,7 +10,7 @@ from mnist_pipeline.__main__ import COMMANDS, main
 
 def test_front_door_lists_the_commands() -> None:
     result = run([sys.executable, "-m", "mnist_pipeline", "--help"], REPO, src=REPO / "src")
-    for name in ("params", "validate", "compare", "summary", "worked-example"):
+    for name in ("params", "validate", "summary", "worked-example"):
         assert f"    {name}" in result.stdout
 
 

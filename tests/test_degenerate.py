@@ -79,8 +79,14 @@ def test_preprocess_logs_the_warning_and_refuses_one_class(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("metrics", "says"),
     [
-        ({"accuracy": 7.5, "loss": 0.3, "macro_f1": 0.5}, "metric 'accuracy' is 7.5 (allowed"),
-        ({"accuracy": 0.5, "loss": -1e308, "macro_f1": 0.5}, "metric 'loss' is -1e+308"),
+        (
+            {"accuracy": 7.5, "cross_entropy": 0.3, "macro_f1": 0.5},
+            "metric 'accuracy' is 7.5 (allowed",
+        ),
+        (
+            {"accuracy": 0.5, "cross_entropy": -1e308, "macro_f1": 0.5},
+            "metric 'cross_entropy' is -1e+308",
+        ),
     ],
 )
 def test_report_refuses_tampered_metrics(
@@ -91,7 +97,7 @@ def test_report_refuses_tampered_metrics(
     write_manifest(data)
     (tmp_path / "eval.json").write_text(json.dumps(metrics))
     args = ["--params", str(REPO / "params.yaml"), "--data", "data", "--metrics", "eval.json"]
-    args += ["--log", "log.csv", "--predictions", "p.csv", "--model", "m.safetensors"]
+    args += ["--log", "log.csv", "--predictions", "p.csv"]
     args += ["--out", "reports"]
     assert says in error_line(stage("report", *args, cwd=tmp_path))
     assert not (tmp_path / "reports").exists()

@@ -37,6 +37,19 @@ def test_closure_follows_imports_transitively() -> None:
     assert package / "core" / "errors.py" in closure and package / "__init__.py" in closure
 
 
+def test_report_loads_no_model_and_serving_imports_no_reporting() -> None:
+    """The report stage reads what evaluate wrote (no model file, no inference); serve
+    and predict import nothing from reporting/."""
+    package = REPO / "src" / "mnist_pipeline"
+    roots = [REPO / "stages", REPO / "src"]
+    report = import_closure(REPO / "stages" / "report.py", roots)
+    torch_side = {"learning/model_file.py", "learning/training.py", "evaluation/evaluate.py"}
+    assert not {package / path for path in torch_side} & set(report)
+    for entry in ("serving/serve.py", "tools/predict.py"):
+        closure = import_closure(package / entry, roots)
+        assert not [path for path in closure if "reporting" in path.parts], entry
+
+
 # ------------------------------------------------------- what `dvc exp show` and plots get
 
 
@@ -76,8 +89,12 @@ def test_learning_curves_are_two_charts_of_train_vs_validation() -> None:
         assert (chart["x"], chart["x_label"], chart["template"]) == ("epoch", "epoch", template)
         spec = json.loads((REPO / f".dvc/plots/{template}.json").read_text())
         assert spec["layer"][0]["transform"][0]["fold"] == columns
-        assert "datum.shipped" in spec["layer"][1]["transform"][0]["filter"]
-    assert (loss["y_label"], accuracy["y_label"]) == ("loss", "accuracy")
+        assert "datum.shipped" in json.dumps(spec["layer"][1])
+        # One colour and legend entry per revision, from DVC's own anchor; the subtitle
+        # names the splits the logs hold, read from the data.
+        assert spec["encoding"]["color"] == "<DVC_METRIC_COLOR>"
+        assert "data('log')" in spec["title"]["subtitle"]["expr"]
+    assert (loss["y_label"], accuracy["y_label"]) == ("loss (train.loss)", "accuracy")
     outs = [path for entry in DATA["stages"]["train"]["outs"] for path in entry]
     assert outs == ["models/model.safetensors", "models/model.onnx", "metrics/train_log.csv"]
     # The resume state lives in DVC's git-ignored scratch folder: no out, no dep.
@@ -90,10 +107,11 @@ def test_per_class_scores_are_a_bar_chart_with_its_own_template() -> None:
     assert bars["y"] == {"metrics/per_class.csv": ["precision", "recall", "f1"]}
     template = json.loads((REPO / ".dvc/plots/per_class_bars.json").read_text())
     assert template["spec"]["encoding"]["xOffset"]["field"] == "rev"  # revisions side by side
+    assert template["spec"]["encoding"]["color"] == "<DVC_METRIC_COLOR>"  # as on the curves
     assert template["spec"]["mark"] == "bar"
 
 
-def test_plot_pages_and_comparisons_are_git_ignored() -> None:
-    for path in ("plots/index.html", "compare/compare.md", "dvc_plots/index.html"):
+def test_plot_pages_are_git_ignored() -> None:
+    for path in ("plots/index.html", "dvc_plots/index.html"):
         ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
         assert ignored.returncode == 0, path

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
@@ -9,19 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import save_figure
 from mnist_pipeline.data.sources import dataset_classes
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.evaluation.evaluate import confidence, evaluate
+from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import (
-    SCORES,
+    HEADLINE,
+    MIN_PROBABILITY,
     Metrics,
+    Outcome,
     confusion_counts,
     confusion_frame,
+    cross_entropy,
     per_class_frame,
     per_class_scores,
     read_predictions,
@@ -30,16 +33,15 @@ from mnist_pipeline.learning.history import history_frame
 from mnist_pipeline.learning.models import ModelSpec
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
-from mnist_pipeline.reporting.figures import bar_chart, heatmap, learning_curves
-from mnist_pipeline.reporting.report import (
+from mnist_pipeline.reporting.figures import (
     FIGURES,
-    as_written,
     build_figures,
     image_grid,
+    learning_curves,
     misclassified_grid,
-    relevant_train_params,
-    render_markdown,
 )
+from mnist_pipeline.reporting.report import relevant_train_params, render_markdown
+from mnist_pipeline.reporting.text import as_written
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def test_confusion_counts_is_one_row_per_cell_in_class_order() -> None:
 
 def test_metrics_are_consistent(trained, test_split: Split) -> None:
     model, spec, _ = trained
-    result = evaluate(model, spec, test_split, "mse")
+    result = evaluate(model, spec, test_split)
     m, per_class = result.metrics, result.per_class.set_index("class")
     counts = result.confusion.to_numpy()
     assert counts.shape == (10, 10) and counts.sum() == per_class["support"].sum() == 50
@@ -105,13 +107,53 @@ def test_metrics_are_consistent(trained, test_split: Split) -> None:
     ).mean() == pytest.approx(m["accuracy"], abs=1e-6)
 
 
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_cross_entropy_is_mean_minus_log_p_of_the_true_class(
+    trained, test_split: Split, output: str
+) -> None:
+    """The same measure for every model: -log of the true class's probability, the
+    probabilities of a row summing to 1 (per-class sigmoids are normalised first)."""
+    model, spec, _ = trained
+    result = evaluate(model, spec, test_split, output)
+    logits = model(torch.from_numpy(test_split.images)).detach().double()
+    probs = torch.softmax(logits, 1) if output == "softmax" else torch.sigmoid(logits)
+    probs = probs / probs.sum(1, keepdim=True)
+    expected = -probs[torch.arange(len(test_split)), torch.from_numpy(test_split.labels)].log()
+    assert result.metrics["cross_entropy"] == pytest.approx(float(expected.mean()), rel=1e-9)
+    if output == "softmax":  # torch's own cross-entropy of the logits agrees
+        labels = torch.from_numpy(test_split.labels).long()
+        reference = torch.nn.functional.cross_entropy(logits, labels)
+        assert result.metrics["cross_entropy"] == pytest.approx(float(reference), rel=1e-9)
+
+
+def test_cross_entropy_of_a_certain_miss_is_finite() -> None:
+    """A probability of 0 for the true class is clipped: the metric stays a number."""
+    actual, predicted = np.array([0, 1]), np.array([1, 1])
+    probs = np.array([[0.0, 1.0], [0.0, 1.0]])
+    outcome = Outcome(actual, predicted, probs, confusion_frame(actual, predicted, ("a", "b")))
+    loss = cross_entropy(outcome)
+    assert loss == pytest.approx(-math.log(MIN_PROBABILITY) / 2)
+    assert 0 < loss <= HEADLINE["cross_entropy"].high
+
+
+def test_predictions_hold_the_predicted_class_probability(trained, test_split: Split) -> None:
+    """predictions.csv's confidence: the softmax probability of the predicted class, 6 decimals."""
+    model, spec, _ = trained
+    predictions = evaluate(model, spec, test_split).predictions
+    assert list(predictions.columns) == ["actual", "predicted", "confidence"]
+    probs = torch.softmax(model(torch.from_numpy(test_split.images)).detach().double(), 1)
+    expected = probs.max(1).values.numpy()
+    np.testing.assert_allclose(predictions["confidence"], expected, rtol=0, atol=5e-7)
+    assert (predictions["confidence"] == predictions["confidence"].round(6)).all()
+
+
 def test_eval_json_is_a_few_headline_numbers(trained, test_split: Split) -> None:
     """What `dvc exp show` shows: at most 6 metrics, numbers only, each declared once."""
     model, spec, _ = trained
-    data = evaluate(model, spec, test_split, "mse").metrics.as_json()
-    assert list(data) == list(Metrics.names()) and len(data) <= 6
+    data = evaluate(model, spec, test_split).metrics.as_json()
+    assert list(data) == list(HEADLINE) and len(data) <= 6
     assert all(type(value) is float for value in data.values())
-    assert len(set(Metrics.labels().values())) == len(data)  # one label each, no clash
+    assert len({metric.label for metric in HEADLINE.values()}) == len(data)  # no label clash
     assert Metrics.from_json(json.loads(json.dumps(data)), "eval.json").as_json() == data
 
 
@@ -119,8 +161,9 @@ def test_eval_json_is_a_few_headline_numbers(trained, test_split: Split) -> None
     ("data", "message"),
     [
         ([0.5], "m/eval.json: expected a JSON object of metrics"),
-        ({"accuracy": 0.5}, "m/eval.json: metric 'loss' is missing"),
-        ({"accuracy": "high", "loss": 1.0}, "metric 'accuracy' is not a number ('high')"),
+        ({"accuracy": 0.5}, "m/eval.json: metric 'cross_entropy' is missing"),
+        ({"accuracy": "high", "cross_entropy": 1.0}, "metric 'accuracy' is not a number ('high')"),
+        ({"accuracy": 0.5, "cross_entropy": 40.0}, "metric 'cross_entropy' is 40 (allowed: 0 to"),
         ({"accuracy": True}, "metric 'accuracy' is not a number (True)"),
     ],
 )
@@ -135,15 +178,19 @@ def test_the_report_derives_the_evaluate_stages_scores_from_predictions(
 ) -> None:
     """The report reads predictions.csv; the same functions give the same tables."""
     model, spec, _ = trained
-    result = evaluate(model, spec, test_split, "mse")
+    result = evaluate(model, spec, test_split)
     path = tmp_path / "p.csv"
     result.predictions.to_csv(path, index=False)
-    actual, predicted = read_predictions(path, test_split.classes, len(test_split))
+    actual, predicted, confidence = read_predictions(path, test_split.classes, len(test_split))
     confusion = confusion_frame(actual, predicted, test_split.classes)
     pd.testing.assert_frame_equal(confusion, result.confusion)
     pd.testing.assert_frame_equal(per_class_frame(confusion), result.per_class)
-    path.write_text("actual,predicted\n" + "0,0\n" * 49 + "0,x\n")
+    np.testing.assert_array_equal(confidence, result.predictions["confidence"])
+    path.write_text("actual,predicted,confidence\n" + "0,0,0.5\n" * 49 + "0,x,0.5\n")
     with pytest.raises(PipelineError, match=r"p\.csv: row 50 names class 'x', not one of the"):
+        read_predictions(path, test_split.classes, len(test_split))
+    path.write_text("actual,predicted,confidence\n" + "0,0,0.5\n" * 49 + "0,0,1.5\n")
+    with pytest.raises(PipelineError, match=r"p\.csv: row 50: confidence: .* less than or equal"):
         read_predictions(path, test_split.classes, len(test_split))
 
 
@@ -151,42 +198,32 @@ def test_model_data_mismatch(trained, test_split: Split) -> None:
     model, _, _ = trained
     wrong = ModelSpec("linear", 784, 5)
     with pytest.raises(PipelineError, match=r"^m\.safetensors: takes 784 features / 5 classes"):
-        evaluate(model, wrong, test_split, "mse", model_path="m.safetensors")
+        evaluate(model, wrong, test_split, model_path="m.safetensors")
 
 
 def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Path) -> None:
     model, spec, history = trained
-    result = evaluate(model, spec, test_split, "mse")
-    log = history
+    result = evaluate(model, spec, test_split)
     predicted = model(torch.from_numpy(test_split.images)).argmax(1).numpy()
     for attempt in ("a", "b"):
         figures = build_figures(
-            log,
-            result.confusion,
+            history,
             test_split,
             predicted,
+            result.predictions["confidence"].to_numpy(),
             n_images=12,
-            per_class=result.per_class,
             subtitle="mnist — synthetic data (200 train / 50 test images)",
-            confidence=confidence(model, test_split),
         )
         assert set(figures) == set(FIGURES)
         for name, fig in figures.items():
             assert "synthetic data (200 train / 50 test images)" in fig.get_suptitle(), name
             save_figure(fig, tmp_path / attempt / f"{name}.png")
-    assert len(list((tmp_path / "a").iterdir())) == len(FIGURES) == 5
+    assert len(list((tmp_path / "a").iterdir())) == len(FIGURES) == 3
     for png in (tmp_path / "a").iterdir():
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert data == (tmp_path / "b" / png.name).read_bytes(), png.name
         assert b"matplotlib" not in data
-
-
-def test_heatmap_writes_every_count() -> None:
-    confusion = pd.DataFrame([[5, 1], [0, 7]], index=["a", "b"], columns=["a", "b"])
-    fig = heatmap([("Confusion matrix", confusion)], Normalize(vmin=0, vmax=7))
-    texts = sorted(t.get_text() for t in fig.axes[0].texts)
-    assert texts == ["0", "1", "5", "7"]
 
 
 def image_titles(fig: Figure) -> list[str]:
@@ -212,12 +249,6 @@ def test_misclassified_are_the_most_confidently_wrong(test_split: Split) -> None
     assert "0 of 0" in perfect.get_suptitle()
 
 
-def test_confidence_is_the_predicted_class_probability(trained, test_split: Split) -> None:
-    model, _, _ = trained
-    probs = torch.softmax(model(torch.from_numpy(test_split.images)), 1).detach()
-    np.testing.assert_allclose(confidence(model, test_split), probs.max(1).values, rtol=1e-6)
-
-
 def test_curves_show_train_vs_validation_and_the_shipped_epoch() -> None:
     log = pd.DataFrame(
         {
@@ -229,15 +260,23 @@ def test_curves_show_train_vs_validation_and_the_shipped_epoch() -> None:
             "shipped": [0, 1, 0],
         }
     )
-    fig = learning_curves([("", log)])
+    fig = learning_curves(log)
     loss, acc = fig.axes
     assert [line.get_label() for line in loss.get_lines()][:2] == ["train", "validation"]
     assert [line.get_label() for line in acc.get_lines()][:2] == ["train", "validation"]
-    rules = [line for line in loss.get_lines() if list(line.get_xdata()) == [2, 2]]
-    assert len(rules) == 1  # the shipped epoch, on both charts
-    assert any("shipped: epoch 2" in text.get_text() for text in acc.texts)
-    notebook = learning_curves([("", log[["epoch", "train_loss"]].assign(test_accuracy=0.5))])
+    assert loss.get_lines()[0].get_color() != loss.get_lines()[1].get_color()
+    assert (loss.get_title(), acc.get_title()) == (
+        "Loss (train vs validation)",
+        "Accuracy (train vs validation)",
+    )
+    for chart in (loss, acc):  # the shipped epoch, on both charts
+        rules = [line for line in chart.get_lines() if list(line.get_xdata()) == [2, 2]]
+        assert len(rules) == 1
+        assert any("shipped: epoch 2" in text.get_text() for text in chart.texts)
+    # The notebook's default log: train loss and test accuracy, no validation anywhere.
+    notebook = learning_curves(log[["epoch", "train_loss"]].assign(test_accuracy=0.5))
     assert [len(ax.get_lines()) for ax in notebook.axes] == [1, 1]
+    assert [ax.get_title() for ax in notebook.axes] == ["Loss (train)", "Accuracy (test)"]
 
 
 def test_the_report_lists_only_the_params_the_model_uses() -> None:
@@ -254,25 +293,6 @@ def test_the_report_lists_only_the_params_the_model_uses() -> None:
          "schedule": "step", "step_size": 3, "gamma": 0.5}
     )  # fmt: skip
     assert set(cnn) >= {"hidden", "channels", "momentum", "keep", "monitor", "step_size"}
-
-
-def test_per_class_bars_show_precision_recall_f1() -> None:
-    per_class = pd.DataFrame(
-        {
-            "class": ["a", "Ankle boot"],
-            "precision": [0.5, 1.0],
-            "recall": [1.0, 0.25],
-            "f1": [0.666667, 0.4],
-            "support": [2, 4],
-        }
-    )
-    fig = bar_chart(per_class.set_index("class")[list(SCORES)], "Per-class scores", "score")
-    ax = fig.axes[0]
-    heights = [round(bar.get_height(), 6) for bar in ax.patches]
-    # Bars are drawn score by score: precision of a, b; recall of a, b; f1 of a, b.
-    assert heights == [0.5, 1.0, 1.0, 0.25, 0.666667, 0.4]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["precision", "recall", "f1"]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "Ankle boot"]  # full names
 
 
 def test_image_titles_carry_full_class_names(test_split: Split) -> None:
@@ -297,7 +317,7 @@ def test_params_show_as_written_in_params_yaml() -> None:
 
 def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
     model, spec, history = trained
-    result = evaluate(model, spec, test_split, "mse")
+    result = evaluate(model, spec, test_split)
     manifest = {
         "dataset": "mnist",
         "source": "embedded",
@@ -322,13 +342,17 @@ def test_markdown_leads_with_provenance(trained, test_split: Split) -> None:
     assert text.startswith("# mnist — embedded data (200 train / 50 test images)")
     assert text.index("EMBEDDED sample") < text.index("## Headline metrics")
     assert f"**test accuracy: {result.metrics['accuracy']:.4f}** on 50 images" in text
-    assert f"- test loss (mse): {result.metrics['loss']:.4f}" in text
+    assert f"- test cross-entropy: {result.metrics['cross_entropy']:.4f}" in text
     assert f"- macro F1: {result.metrics['macro_f1']:.4f}" in text
     flat = re.sub(" +", " ", text)  # tables are padded
     for row in ("| train.lr | 0.5 |", "| train.hidden | [128] |", "| data.mirror | null |"):
         assert row in flat
-    for figure in FIGURES.values():
-        assert f"figures/{figure}" in text
+    for figure in FIGURES:
+        assert f"](figures/{figure}.png)" in text
+    confusion = flat[flat.index("## Confusion matrix") :].split("\n## ")[0]
+    assert "| actual | 0 | 1 |" in confusion and "| 9 | " in confusion
+    card = text[text.index("## Model card") :]  # the model card ends the report
+    assert f"test accuracy {result.metrics['accuracy']:.4f}, test cross-entropy" in card
     # Rounded numbers: 4 decimals in the per-class and per-epoch tables, supports as ints.
     scores = flat[flat.index("## Per-class scores") :].split("\n## ")[0]
     row = next(line for line in scores.splitlines() if line.startswith("| 0 |"))

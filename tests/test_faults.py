@@ -1050,7 +1050,7 @@ def report_inputs(s: Scratch) -> None:
     split = make_split(50, 2)
     save_split(split, s.root / "data" / "processed" / "test.safetensors")
     result = evaluate(
-        build_model(ModelSpec("linear", 784, 10)), ModelSpec("linear", 784, 10), split, "mse"
+        build_model(ModelSpec("linear", 784, 10)), ModelSpec("linear", 784, 10), split
     )
     write_json(result.metrics.as_json(), s.root / "metrics" / "eval.json")
     result.predictions.to_csv(s.root / "metrics" / "predictions.csv", index=False)
@@ -1239,7 +1239,7 @@ HARD_CASES: list[HardCase] = [
     HardCase(
         "model-overflowing-loss",
         "evaluate",
-        ("cannot write metrics/eval.json: loss = nan, which JSON cannot hold",),
+        ("cannot write metrics/eval.json: cross_entropy = nan, which JSON cannot hold",),
         model_with(lambda t: {**t, "layer1.weight": t["layer1.weight"].fill_(3e38)}),
     ),
     HardCase(
@@ -1292,7 +1292,19 @@ HARD_CASES: list[HardCase] = [
         "predictions-unknown-class",
         "report",
         ("metrics/predictions.csv: row 1 names class 'cat'", "rerun the stage that writes it"),
-        edited("metrics/predictions.csv", first_line_then(lambda rows: ["cat,cat", *rows[1:]])),
+        edited("metrics/predictions.csv", first_line_then(lambda rows: ["cat,cat,0.5", *rows[1:]])),
+    ),
+    HardCase(
+        "predictions-confidence-above-1",
+        "report",
+        ("metrics/predictions.csv: row 1: confidence: Input should be less than or equal to 1",),
+        edited("metrics/predictions.csv", first_line_then(lambda rows: ["0,0,1.5", *rows[1:]])),
+    ),
+    HardCase(
+        "predictions-confidence-nan",
+        "report",
+        ("metrics/predictions.csv: row 1: confidence: Input should be a finite number",),
+        edited("metrics/predictions.csv", first_line_then(lambda rows: ["0,0,nan", *rows[1:]])),
     ),
     HardCase(
         "predictions-missing-rows",
@@ -1317,7 +1329,7 @@ HARD_CASES: list[HardCase] = [
             "metrics/predictions.csv",
             lambda t: (
                 "\n".join(f"{line},x" for line in t.splitlines()).replace(
-                    "predicted,x", "predicted,note", 1
+                    "confidence,x", "confidence,note", 1
                 )
                 + "\n"
             ),
@@ -1516,7 +1528,7 @@ def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
     from mnist_pipeline.evaluation.evaluate import evaluate
 
     result = evaluate(
-        build_model(ModelSpec("linear", 784, 10)), ModelSpec("linear", 784, 10), split, "mse"
+        build_model(ModelSpec("linear", 784, 10)), ModelSpec("linear", 784, 10), split
     )
     manifest = {
         "dataset": "mnist",
@@ -1538,7 +1550,7 @@ def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
         "figures",
     )
     row = pd.DataFrame([["data.mirror", "null", evil]], columns=["param", "old", "new"])
-    text += markdown_table(row, index=False)  # compare.md's tables come from here too
+    text += markdown_table(row.set_index("param"))
     assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     assert not any(line.startswith("## INJECTED") for line in text.splitlines())
     assert plain("mnist\x1b[2J\nrm") == "mnist\N{REPLACEMENT CHARACTER}[2J rm"
@@ -1558,9 +1570,7 @@ def test_report_with_200_classes_stays_within_the_memory_budget(tmp_path: Path) 
     save_split(split, tmp_path / "data" / "processed" / "test.safetensors")
     spec = ModelSpec("linear", 784, 200)
     model = build_model(spec)
-    result = evaluate(model, spec, split, "mse")
-    (tmp_path / "models").mkdir(exist_ok=True)
-    save_model(model, spec, tmp_path / "models" / "model.safetensors", "mse", "softmax", classes)
+    result = evaluate(model, spec, split)
     write_json(result.metrics.as_json(), tmp_path / "metrics" / "eval.json")
     result.predictions.to_csv(tmp_path / "metrics" / "predictions.csv", index=False)
     manifest = json.loads((tmp_path / "data" / "processed" / "manifest.json").read_text())

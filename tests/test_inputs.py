@@ -178,7 +178,7 @@ def test_control_characters_in_mirror_are_one_escaped_line(mirror: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["params", "validate", "compare", "summary", "predict", "worked-example", "preset", "serve"],
+    ["params", "validate", "summary", "predict", "worked-example", "preset", "serve"],
 )
 def test_every_tool_runs_under_python_OO(command: str) -> None:
     cmd = [sys.executable, "-OO", "-m", "mnist_pipeline", command, "--help"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_pipeline.learning.losses import LOSSES, mse, one_hot
+from mnist_pipeline.learning.losses import LOSSES, OUTPUTS, mse, one_hot
 from mnist_pipeline.learning.training import accuracy
 
 
@@ -29,6 +29,17 @@ def test_mse_from_logits_is_mse_of_softmax() -> None:
     logits = torch.randn(5, 10, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 3, 4])
     assert torch.allclose(LOSSES["softmax"]["mse"](logits, y), mse(torch.softmax(logits, 1), y))
+
+
+def test_each_output_has_one_function_and_its_losses() -> None:
+    """``train.output`` maps to its function in OUTPUTS, and every output has its losses."""
+    logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(2))
+    assert set(OUTPUTS) == set(LOSSES)
+    assert torch.equal(OUTPUTS["softmax"](logits), torch.softmax(logits, dim=1))
+    assert torch.equal(OUTPUTS["sigmoid"](logits), torch.sigmoid(logits))
+    y = torch.tensor([0, 1, 2, 3])
+    for output, function in OUTPUTS.items():
+        assert torch.equal(LOSSES[output]["mse"](logits, y), mse(function(logits), y))
 
 
 def test_cross_entropy_registry_entry() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mnist_pipeline.evaluation.scores import Metrics
-from mnist_pipeline.reporting.model_card import model_card
+from mnist_pipeline.reporting.report import model_card
 
 MANIFEST = {
     "dataset": "fashion-mnist",
@@ -13,14 +13,18 @@ MANIFEST = {
 
 
 def test_model_card_states_data_params_metrics_use_limits_and_files() -> None:
-    metrics = Metrics.from_json({"accuracy": 0.8512, "loss": 0.31, "macro_f1": 0.84}, "eval.json")
+    metrics = Metrics.from_json(
+        {"accuracy": 0.8512, "cross_entropy": 0.31, "macro_f1": 0.84}, "eval.json"
+    )
     train = {"model": "mlp", "hidden": [128], "activation": "relu", "lr": 0.01, "epochs": 10}
     card = model_card(MANIFEST, train, metrics)
     assert card.startswith("## Model card\n")
     assert "- **Model:** mlp (hidden [128], activation relu); lr 0.01, epochs 10." in card
     assert "fashion-mnist from embedded: 4,000 training images, 1,000 test images" in card
-    assert "accuracy 0.8512" in card and "macro f1 0.8400" in card
+    metrics_line = "test accuracy 0.8512, test cross-entropy 0.3100, macro F1 0.8400."
+    assert f"- **Metrics (test set):** {metrics_line}" in card
     assert "**Intended use:**" in card and "5,000-image embedded sample" in card
     assert "`models/model.onnx`" in card and "dvc artifacts get <repo> mnist-classifier" in card
     mirror = model_card({**MANIFEST, "source": "mirror"}, {"model": "linear"}, metrics)
     assert "embedded sample" not in mirror and "- **Model:** linear; ." not in mirror
+    assert "- **Model:** linear." in mirror

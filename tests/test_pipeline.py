@@ -48,7 +48,7 @@ def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     run(["dvc", "repro"], project)
 
     metrics = json.loads((project / "metrics/eval.json").read_text())
-    assert set(metrics) == {"accuracy", "loss", "macro_f1"}
+    assert set(metrics) == {"accuracy", "cross_entropy", "macro_f1"}
     confusion = pd.read_csv(project / "metrics/confusion_matrix.csv", index_col=0)
     assert confusion.shape == (10, 10) and confusion.index.name == "actual"
     per_class = pd.read_csv(project / "metrics/per_class.csv")
@@ -60,10 +60,12 @@ def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     assert metrics["accuracy"] > 0.7
     log = pd.read_csv(project / "metrics/train_log.csv")
     assert list(log.columns) == ["epoch", "train_loss", "test_accuracy"] and len(log) == 2
-    assert len(pd.read_csv(project / "metrics/predictions.csv")) == 1000
+    predictions = pd.read_csv(project / "metrics/predictions.csv")
+    assert list(predictions.columns) == ["actual", "predicted", "confidence"]
+    assert len(predictions) == 1000 and predictions["confidence"].between(0, 1).all()
     report = (project / "reports/report.md").read_text()
     assert report.startswith("# mnist — embedded data (4,000 train / 1,000 test images)")
-    assert len(list((project / "reports/figures").glob("*.png"))) == 5
+    assert len(list((project / "reports/figures").glob("*.png"))) == 3
     counts = pd.read_csv(project / "metrics/confusion_counts.csv", dtype={"actual": str})
     assert len(counts) == 100 and counts["count"].sum() == 1000
     manifest = json.loads((project / "data/raw/manifest.json").read_text())
@@ -81,7 +83,7 @@ def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
     assert "errors" not in shown, shown["errors"]
     shown = shown["data"]
-    assert ("y", "loss") in axis_titles(shown["Loss"])
+    assert ("y", "loss (train.loss)") in axis_titles(shown["Loss"])
     assert ("y", "accuracy") in axis_titles(shown["Accuracy"])
     assert ("x", "epoch") in axis_titles(shown["Loss"]) & axis_titles(shown["Accuracy"])
     assert {"Per-class scores (test set)", "metrics/confusion_counts.csv"} <= set(shown)

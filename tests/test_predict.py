@@ -53,7 +53,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Split, list
     model.write_bytes(
         to_onnx(result.model, result.spec, params.output, train_split.classes, "mnist")
     )
-    scored = evaluate(result.model, result.spec, test_split, params.loss, params.output)
+    scored = evaluate(result.model, result.spec, test_split, params.output)
     return model, test_split, list(scored.predictions["predicted"])
 
 

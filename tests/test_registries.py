@@ -170,16 +170,16 @@ def test_a_metric_registered_in_one_place_reaches_eval_json_and_the_report(
     result = stage("evaluate", *evaluate, cwd=tmp_path, via=wrapper)
     assert result.returncode == 0, result.stderr
     metrics = read_json(tmp_path / "eval.json")
-    assert list(metrics) == ["accuracy", "loss", "macro_f1", "top2_accuracy"]
+    assert list(metrics) == ["accuracy", "cross_entropy", "macro_f1", "top2_accuracy"]
     assert metrics["accuracy"] <= metrics["top2_accuracy"] <= 1
-    report = [*common, "--metrics", "eval.json", "--log", "log.csv"]
-    report += ["--predictions", "predictions.csv", "--out", "reports"]
+    report = ["--params", str(params), "--data", str(data), "--metrics", "eval.json"]
+    report += ["--log", "log.csv", "--predictions", "predictions.csv", "--out", "reports"]
     result = stage("report", *report, cwd=tmp_path, via=wrapper)
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "reports" / "report.md").read_text()
     assert f"- top-2 accuracy: {metrics['top2_accuracy']:.4f}\n" in text  # headline metrics
-    assert f"top2 accuracy {metrics['top2_accuracy']:.4f}." in text  # the model card
+    assert f"top-2 accuracy {metrics['top2_accuracy']:.4f}." in text  # the model card
 
     # Without the wrapper the metric is unknown: the registry is the only place it exists.
     assert stage("evaluate", *evaluate, cwd=tmp_path).returncode == 0
-    assert list(read_json(tmp_path / "eval.json")) == ["accuracy", "loss", "macro_f1"]
+    assert list(read_json(tmp_path / "eval.json")) == ["accuracy", "cross_entropy", "macro_f1"]

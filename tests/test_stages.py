@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, error_line, stage
-from mnist_pipeline.core.io import read_json
+from conftest import REPO, error_line, stage, write_manifest
+from mnist_pipeline.core.io import read_json, write_csv, write_json
+from mnist_pipeline.data.splits import Split, save_split
+from mnist_pipeline.evaluation.evaluate import evaluate
+from mnist_pipeline.learning.models import ModelSpec, build_model
 
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -23,15 +26,16 @@ def write_params(path: Path, section: str, key: str, value: object) -> Path:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("lrr", 0.1, "train.lrr: unknown key; did you mean 'train.lr'?"),
-        ("lr", "high", "train.lr: expected a number, got 'high'"),
-        ("lr", -1, "train.lr: -1.0 is out of range (must be > 0.0)"),
+        ("sourse", "embedded", "data.sourse: unknown key; did you mean 'data.source'?"),
+        ("split_seed", "one", "data.split_seed: expected an integer, got 'one'"),
+        ("download_timeout", -1, "data.download_timeout: -1.0 is out of range (must be > 0.0)"),
     ],
 )
 def test_bad_params_stop_download_before_any_output(
     tmp_path: Path, key: str, value: object, expected: str
 ) -> None:
-    params = write_params(tmp_path / "params.yaml", "train", key, value)
+    """download validates its own section, ``data``; a train typo is the train stage's."""
+    params = write_params(tmp_path / "params.yaml", "data", key, value)
     result = stage("download", "--params", str(params), "--out", "out", cwd=tmp_path)
     line = error_line(result)
     assert expected in line and str(params) in line
@@ -85,3 +89,42 @@ def test_preprocess_writes_both_splits(raw_dir: Path, tmp_path: Path) -> None:
     ]
     copied = read_json(tmp_path / "processed" / "manifest.json")
     assert copied == read_json(raw_dir / "manifest.json")
+
+
+NO_TORCH = """
+import runpy, sys
+sys.modules["torch"] = None  # from here on `import torch` raises ImportError
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_report_stage_runs_without_torch(tmp_path: Path, test_split: Split) -> None:
+    """The report draws everything from what train and evaluate wrote: with torch
+    unimportable it still writes report.md and its figures."""
+    data, metrics = tmp_path / "data", tmp_path / "metrics"
+    data.mkdir()
+    metrics.mkdir()
+    write_manifest(data, n_test=len(test_split))
+    save_split(test_split, data / "test.safetensors")
+    spec = ModelSpec("linear", 784, 10)
+    result = evaluate(build_model(spec), spec, test_split)
+    write_json(result.metrics.as_json(), metrics / "eval.json")
+    write_csv(result.predictions, metrics / "predictions.csv")
+    (metrics / "train_log.csv").write_text("epoch,train_loss,test_accuracy\n1,0.9,0.5\n")
+    wrapper = tmp_path / "no_torch.py"
+    wrapper.write_text(NO_TORCH)
+    args = ["--params", str(REPO / "params.yaml"), "--data", "data"]
+    args += ["--metrics", "metrics/eval.json", "--log", "metrics/train_log.csv"]
+    args += ["--predictions", "metrics/predictions.csv", "--out", "reports"]
+
+    done = stage("report", *args, cwd=tmp_path, via=wrapper)
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert report.startswith("# mnist — mirror data (200 train / 50 test images)")
+    assert "## Model card" in report
+    figures = sorted(path.name for path in (tmp_path / "reports" / "figures").iterdir())
+    assert figures == ["learning_curve.png", "misclassified.png", "test_predictions.png"]
+    # The wrapper does block torch: the evaluate stage, which needs it, fails under it.
+    blocked = stage("evaluate", "--help", cwd=tmp_path, via=wrapper)
+    assert blocked.returncode != 0 and "torch" in blocked.stderr

@@ -203,18 +203,18 @@ def test_every_bad_params_key_gets_its_line(project: Path) -> None:
 def test_thresholds(project: Path, tmp_path: Path) -> None:
     floors = tmp_path / "thresholds.yaml"
     floors.write_text(
-        "metrics/eval.json:\n  accuracy: 0.5\n  acuracy: 0.5\n  loss: {max: 0.001}\n"
+        "metrics/eval.json:\n  accuracy: 0.5\n  acuracy: 0.5\n  cross_entropy: {max: 0.001}\n"
         "metrics/missing.json: {accuracy: 0.5}\n"
     )
     found = [
         p for p in problems(validate(project, "--thresholds", str(floors))) if floors.name in p
     ]
-    loss = json.loads((project / "metrics/eval.json").read_text())["loss"]
+    loss = json.loads((project / "metrics/eval.json").read_text())["cross_entropy"]
     assert found == [
         f"error: metrics/eval.json: no metric 'acuracy' (did you mean 'accuracy'?), named in "
         f"{floors}; fix the name in {floors}",
-        f"error: metrics/eval.json: loss = {loss:g} is above the ceiling 0.001 set in {floors}; "
-        "find what made it worse (`dvc metrics diff`) or raise the ceiling on purpose",
+        f"error: metrics/eval.json: cross_entropy = {loss:g} is above the ceiling 0.001 set in "
+        f"{floors}; find what made it worse (`dvc metrics diff`) or raise the ceiling on purpose",
         f"error: metrics/missing.json: not found (named in {floors}); run `dvc repro` first",
     ]
 

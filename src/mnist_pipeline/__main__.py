@@ -9,7 +9,6 @@ import importlib
 COMMANDS = {
     "params": ("tools.params", "check params.yaml; --keys lists keys and choices"),
     "validate": ("tools.validate", "check dvc.yaml, deps, params (make validate)"),
-    "compare": ("tools.compare", "compare two runs (make compare REV=...)"),
     "summary": ("reporting.summary", "print a run's headline numbers"),
     "predict": ("tools.predict", "classify your own images with the model"),
     "serve": ("serving.serve", "the model over HTTP with a draw-a-digit page"),

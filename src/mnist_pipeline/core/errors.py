@@ -8,9 +8,10 @@ class PipelineError(Exception):
     """A bad input or environment problem, described in one actionable line."""
 
 
-def printable(text: str) -> str:
-    """``text`` with every control character escaped (``\\n``, ``\\x1b``), nothing quoted."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+def printable(text: object) -> str:
+    """``text`` for one terminal or error line: every non-printable character (newlines, ANSI
+    escapes, bidi overrides) escaped as ``\\n``, ``\\x1b``, ``\\u202e``; nothing quoted."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def shown(value: object, limit: int = 200) -> str:

@@ -1,8 +1,6 @@
-"""Scoring a trained model on the test split: metrics, per-class scores, confusion, predictions.
-
-The confusion matrix is ``[actual, predicted]`` counts, the notebook's
-``to1hot(y).T @ to1hot(yhat)``; the stage decides where each table goes.
-"""
+"""Scoring a trained model on the test split (the evaluate stage): metrics, per-class scores,
+the confusion matrix (``[actual, predicted]`` counts, the notebook's ``to1hot(y).T @
+to1hot(yhat)``) and each image's prediction; the stage decides where each table goes."""
 
 from __future__ import annotations
 
@@ -15,53 +13,42 @@ from torch import nn
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.evaluation.scores import Metrics, Outcome, confusion_frame, per_class_frame
-from mnist_pipeline.learning.losses import LOSSES
+from mnist_pipeline.evaluation import scores
+from mnist_pipeline.learning.losses import OUTPUTS
 from mnist_pipeline.learning.models import ModelSpec, predict_logits
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    metrics: Metrics
+    metrics: scores.Metrics
     per_class: pd.DataFrame  # one row per class: class, precision, recall, f1, support
     confusion: pd.DataFrame  # [C, C] counts, index = actual, columns = predicted
-    predictions: pd.DataFrame  # one row per test image: actual, predicted
-
-
-def probabilities(logits: torch.Tensor, output: str) -> np.ndarray:
-    """``[N, C]``: softmax, or each class's own sigmoid."""
-    return (torch.softmax(logits, dim=1) if output == "softmax" else torch.sigmoid(logits)).numpy()
+    predictions: pd.DataFrame  # one row per test image: actual, predicted, confidence
 
 
 def evaluate(
     model: nn.Module,
     spec: ModelSpec,
     split: Split,
-    loss_name: str,
     output: str = "softmax",
     model_path: str = "the model",
 ) -> Evaluation:
-    """Score ``model`` (built from ``spec``, saved at ``model_path``) on ``split`` with the
-    loss it was trained on."""
+    """Score ``model`` (built from ``spec``, saved at ``model_path``) on ``split``; ``output``
+    (``train.output``) turns its logits into class probabilities."""
     if spec.in_features != split.images.shape[1] or spec.num_classes != split.num_classes:
         raise PipelineError(
             f"{model_path}: takes {spec.in_features} features / {spec.num_classes} classes but the "
             f"test data has {split.images.shape[1]} / {split.num_classes}; rerun the train stage"
         )
     logits = predict_logits(model, torch.from_numpy(split.images))  # no autograd graph
-    loss = float(LOSSES[output][loss_name](logits, torch.from_numpy(split.labels)))
+    probabilities = OUTPUTS[output](logits.double()).numpy()
     predicted = logits.argmax(dim=1).numpy()
-    confusion = confusion_frame(split.labels, predicted, split.classes)
-    outcome = Outcome(
-        split.labels, predicted, probabilities(logits, output), confusion.to_numpy(), loss
-    )
+    confusion = scores.confusion_frame(split.labels, predicted, split.classes)
+    outcome = scores.Outcome(split.labels, predicted, probabilities, confusion.to_numpy())
     names = np.asarray(split.classes, dtype=object)
-    predictions = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
-    return Evaluation(Metrics.of(outcome), per_class_frame(confusion), confusion, predictions)
-
-
-def confidence(model: nn.Module, split: Split, output: str = "softmax") -> np.ndarray:
-    """``[N]``: the probability the model gives its own prediction for each image of ``split``,
-    what "confidently wrong" sorts by."""
-    logits = predict_logits(model, torch.from_numpy(split.images))
-    return probabilities(logits, output).max(axis=1)
+    confidence = probabilities[np.arange(len(split)), predicted].round(scores.DIGITS)
+    predictions = pd.DataFrame(
+        {"actual": names[split.labels], "predicted": names[predicted], "confidence": confidence}
+    )
+    metrics = scores.Metrics.of(outcome)
+    return Evaluation(metrics, scores.per_class_frame(confusion), confusion, predictions)

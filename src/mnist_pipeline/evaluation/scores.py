@@ -1,10 +1,6 @@
-"""The headline metrics of a run (``HEADLINE``, ``Metrics``) and the scores read off labels.
-
-A headline metric is one ``HEADLINE`` entry: ``eval.json`` holds one number per entry (``dvc
-exp show`` gives each a column), and the report, ``summary`` and ``compare`` follow the registry.
-Per-class scores and confusion counts are detail; they need labels only (numpy, no
-scikit-learn import), so the report stage derives them from ``predictions.csv`` with these
-functions.
+"""The headline metrics (``HEADLINE``: one number each in ``eval.json``, one column each in ``dvc
+exp show``; the report and ``summary`` follow it) and the scores read off labels with numpy
+alone, so the report stage derives them from ``predictions.csv`` without torch.
 """
 
 from __future__ import annotations
@@ -17,25 +13,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import RERUN, read_csv, read_rows
 
 DIGITS = 6  # decimals kept in metrics files: stable text, far below any real change
 SCORES = ("precision", "recall", "f1")  # per-class columns of per_class.csv, besides support
+MIN_PROBABILITY = 1e-15  # a confident miss costs -log(1e-15) = 34.5 nats, not infinity
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a headline metric is computed from: ``[N]`` actual and predicted labels, the
-    ``[N, C]`` class probabilities, the ``[C, C]`` confusion counts and the mean test loss."""
+    """``[N]`` actual and predicted labels, ``[N, C]`` probabilities, ``[C, C]`` counts."""
 
     actual: np.ndarray
     predicted: np.ndarray
     probabilities: np.ndarray
     counts: np.ndarray
-    loss: float
 
 
 @dataclass(frozen=True)
@@ -48,23 +43,23 @@ class Headline:
     high: float = 1.0
 
 
+def cross_entropy(o: Outcome) -> float:
+    """Mean ``-log p[true class]``, rows normalised to sum to 1 (per-class sigmoids need not),
+    clipped at ``MIN_PROBABILITY``: the same measure whatever loss the model was trained on."""
+    total = np.maximum(o.probabilities.sum(axis=1), np.finfo(np.float64).tiny)
+    true = o.probabilities[np.arange(len(o.actual)), o.actual] / total
+    return float(-np.log(np.clip(true, MIN_PROBABILITY, 1.0)).mean())
+
+
 HEADLINE: dict[str, Headline] = {
     "accuracy": Headline("test accuracy", lambda o: np.trace(o.counts) / o.counts.sum()),
-    "loss": Headline("test loss", lambda o: o.loss, high=math.inf),  # a sum of squares or -log p
+    "cross_entropy": Headline("test cross-entropy", cross_entropy, -math.log(MIN_PROBABILITY)),
     "macro_f1": Headline("macro F1", lambda o: per_class_scores(o.counts)[2].mean()),
 }
 
 
 class Metrics(dict[str, float]):
     """The headline metrics of one run (``metrics/eval.json``), in ``HEADLINE``'s order."""
-
-    @staticmethod
-    def names() -> tuple[str, ...]:
-        return tuple(HEADLINE)
-
-    @staticmethod
-    def labels() -> dict[str, str]:
-        return {name: metric.label for name, metric in HEADLINE.items()}
 
     @classmethod
     def of(cls, outcome: Outcome) -> Metrics:
@@ -97,22 +92,17 @@ def per_class_scores(counts: np.ndarray) -> tuple[np.ndarray, ...]:
     ``zero_division=0``."""
     tp = np.diag(counts).astype(np.float64)
     predicted, support = counts.sum(0), counts.sum(1)
-
-    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-
-    f1 = ratio(2 * tp, (predicted + support).astype(np.float64))
-    return ratio(tp, predicted), ratio(tp, support), f1, support
+    with np.errstate(invalid="ignore"):  # 0 / 0 -> nan -> 0
+        scores = np.nan_to_num([tp / predicted, tp / support, 2 * tp / (predicted + support)])
+    return (*scores, support)
 
 
 def per_class_frame(confusion: pd.DataFrame) -> pd.DataFrame:
     """``class, precision, recall, f1, support`` per class, scores rounded to ``DIGITS``."""
-    frame = pd.DataFrame({"class": [str(name) for name in confusion.index]})
     *scores, support = per_class_scores(confusion.to_numpy())
-    for name, values in zip(SCORES, scores, strict=True):
-        frame[name] = np.round(values, DIGITS)
-    frame["support"] = support.astype(np.int64)
-    return frame
+    rounded = {name: np.round(values, DIGITS) for name, values in zip(SCORES, scores, strict=True)}
+    classes = confusion.index.astype(str)
+    return pd.DataFrame({"class": classes, **rounded, "support": support.astype(np.int64)})
 
 
 def confusion_frame(
@@ -132,25 +122,24 @@ def confusion_counts(confusion: pd.DataFrame) -> pd.DataFrame:
 
 
 class Prediction(BaseModel):
-    """One row of ``metrics/predictions.csv``."""
+    """One row of ``metrics/predictions.csv``: the probability the model gave its answer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     actual: str
     predicted: str
+    confidence: float = Field(ge=0.0, le=1.0)
 
 
-def read_predictions(
-    path: Path, classes: tuple[str, ...], n_test: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``[N]`` actual and predicted labels of predictions.csv, one row per test image."""
+def read_predictions(path: Path, classes: tuple[str, ...], n_test: int) -> tuple[np.ndarray, ...]:
+    """``[N]`` actual and predicted labels and confidences: predictions.csv, a row per image."""
     frame = read_rows(path, Prediction, read_csv(path, dtype=str))
     if len(frame) != n_test:
         raise PipelineError(f"{path}: {len(frame)} rows for {n_test} test images{RERUN}")
-    labels = frame.apply(pd.Index(classes).get_indexer).to_numpy()
+    labels = frame[["actual", "predicted"]].apply(pd.Index(classes).get_indexer).to_numpy()
     if (labels < 0).any():
         row, column = np.argwhere(labels < 0)[0]
         raise PipelineError(
             f"{path}: row {row + 1} names class {frame.iat[row, column]!r}, not one of the "
             f"test split's {len(classes)} classes{RERUN}"
         )
-    return labels[:, 0], labels[:, 1]
+    return labels[:, 0], labels[:, 1], frame["confidence"].astype(np.float64).to_numpy()

@@ -4,6 +4,7 @@ checked, by ``read_history`` (the report reads it without torch)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +15,16 @@ from mnist_pipeline.core.io import read_csv, read_rows
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mnist_pipeline.learning.training import EpochRecord
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float  # the mean minibatch loss over the epoch
+    accuracy: float  # on the scoring split: test set, or the held-out val slice
+    lr: float  # the learning rate of this epoch
+    train_accuracy: float | None = None  # with a val slice: on the whole training part
+    val_loss: float | None = None  # with a val slice: the training loss on it
+
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 

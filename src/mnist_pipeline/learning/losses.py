@@ -1,6 +1,8 @@
-"""The loss registry: ``LOSSES[output][loss]`` is a function of logits ``[B, C]`` and labels
-``[B]``, so models stay output-agnostic; ``learning.config`` takes both settings' choices from
-it. ``mse`` is the notebook's. torch is imported on use: the params check needs none.
+"""The output and loss registries. ``OUTPUTS[output]`` maps logits ``[B, C]`` to probabilities
+(``train.output``), the one place that choice is made; ``LOSSES[output][loss]`` is a function
+of logits and labels ``[B]``, so models stay output-agnostic; ``learning.params`` takes both
+settings' choices from it. ``mse`` is the notebook's. torch is imported on use: the params
+check needs none.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ def _sigmoid_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 # train.output -> logits [B, C] to probabilities: the one place the output function lives.
 OUTPUTS: dict[str, Callable[[Tensor], Tensor]] = {
-    "softmax": lambda logits: logits.softmax(dim=1),
-    "sigmoid": lambda logits: logits.sigmoid(),
+    "softmax": lambda logits: logits.softmax(dim=1),  # one distribution over the classes
+    "sigmoid": lambda logits: logits.sigmoid(),  # each class's own probability
 }
+
 LOSSES: dict[str, dict[str, Callable[[Tensor, Tensor], Tensor]]] = {
     "softmax": {
         "mse": lambda logits, labels: mse(OUTPUTS["softmax"](logits), labels),

@@ -1,6 +1,6 @@
 """The model registry: each ``train.model`` with its network, settings, size and engine.
 
-``MODELS`` holds all the pipeline knows of a model; ``learning.config`` derives the params'
+``MODELS`` holds all the pipeline knows of a model; ``learning.params`` derives the params'
 choices, size check and ``gradients: manual`` check from it, so adding a model is one builder
 and one entry. Networks return logits: the output function lives with the loss (``losses``).
 Builders import torch when called: download and preprocess check the params without torch.

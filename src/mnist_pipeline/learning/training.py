@@ -21,6 +21,7 @@ from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop
 from mnist_pipeline.learning.checkpoints import Checkpoint
+from mnist_pipeline.learning.history import EpochRecord
 from mnist_pipeline.learning.losses import LOSSES, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import OPTIMIZERS, SGD
@@ -31,16 +32,6 @@ from mnist_pipeline.learning.schedules import HasLr, Schedule
 log = logging.getLogger(__name__)
 Optimizer = SGD | torch.optim.Optimizer
 Tick = Callable[[], None]  # called after every minibatch (progress)
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    epoch: int
-    train_loss: float  # the mean minibatch loss over the epoch
-    accuracy: float  # on the scoring split: test set, or the held-out val slice
-    lr: float  # the learning rate of this epoch
-    train_accuracy: float | None = None  # with a val slice: on the whole training part
-    val_loss: float | None = None  # with a val slice: the training loss on it
 
 
 @dataclass(frozen=True)

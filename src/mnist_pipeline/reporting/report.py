@@ -1,39 +1,22 @@
-"""The run report: ``build_figures`` draws the named figures, ``render_markdown`` writes the
-text that links them. The data's provenance heads the title and every figure, so a result on
-the embedded sample is never mistaken for a full-MNIST one.
-"""
+"""The run report, ``reports/report.md``: the data's provenance as its title (a result on the
+embedded sample is never mistaken for a full-MNIST one), the params as written, the headline
+metrics, each figure with its numbers, and a model card (after "Model Cards for Model
+Reporting", Mitchell et al., 2019)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 
-from mnist_pipeline.data.splits import IMAGE_SIDE, Split
-from mnist_pipeline.evaluation.scores import SCORES, Metrics
-from mnist_pipeline.reporting.figures import bar_chart, heatmap, learning_curves
-from mnist_pipeline.reporting.text import escape_md, markdown_table, plain
+from mnist_pipeline.data.params import UNTRACKED
+from mnist_pipeline.evaluation.scores import HEADLINE, Metrics
+from mnist_pipeline.learning.models import MODELS
+from mnist_pipeline.reporting.text import as_written, escape_md, markdown_table, plain
 
-FIGURES = {
-    "learning_curve": "learning_curve.png",
-    "confusion": "confusion_matrix.png",
-    "per_class": "per_class_scores.png",
-    "predictions": "test_predictions.png",
-    "misclassified": "misclassified.png",
-}
-# The report's section heading for each figure, in report.md's order.
-HEADINGS = {
-    "learning_curve": "Training, per epoch",
-    "confusion": "Confusion matrix (rows = actual, columns = predicted)",
-    "per_class": "Per-class scores",
-    "predictions": "First test images (true → predicted; red = wrong)",
-    "misclassified": "Most confidently wrong test images (true → predicted, confidence)",
-}
+ARTIFACT = "mnist-classifier"  # dvc.yaml's `artifacts:`
+TRAINING_KEYS = ("loss", "output", "optimizer", "lr", "batch_size", "epochs", "seed")
 
 
 def provenance(manifest: Mapping[str, Any]) -> str:
@@ -43,96 +26,15 @@ def provenance(manifest: Mapping[str, Any]) -> str:
     return f"{data} ({counts['train']:,} train / {counts['test']:,} test images)"
 
 
-def image_grid(
-    split: Split,
-    predicted: np.ndarray,
-    indices: np.ndarray,
-    title: str,
-    confidence: np.ndarray | None = None,
-) -> Figure:
-    """Test images ``indices``, 10 a row, titled ``#index true → pred`` (and the ``confidence``),
-    wrong ones red; none gives a figure that says so, so the report never links a missing file.
-
-    The images are tiles of one picture on one axes: an axes per image would take most of the
-    report stage's drawing time.
-    """
-    cols = min(max(len(indices), 1), 10)
-    rows = max(-(-len(indices) // cols), 1)
-    tile_width, tile_height = IMAGE_SIDE + 4, IMAGE_SIDE + (8 if confidence is None else 12)
-    sheet = np.full((rows * tile_height, cols * tile_width), np.nan)  # NaN: blank paper
-    height = 1.45 * rows * tile_height / (IMAGE_SIDE + 8) + 0.6
-    fig = Figure(figsize=(max(1.25 * cols, 3.2), height), layout="constrained")
-    ax = fig.subplots()
-    ax.axis("off")
-    for k, index in enumerate(indices):
-        top, left = (k // cols + 1) * tile_height - IMAGE_SIDE, k % cols * tile_width
-        sheet[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = split.images[index].reshape(
-            IMAGE_SIDE, IMAGE_SIDE
-        )
-        actual, guess = int(split.labels[index]), int(predicted[index])
-        caption = f"#{index}\n{split.classes[actual]} → {split.classes[guess]}"
-        if confidence is not None:
-            caption += f"\n{confidence[index]:.1%}"
-        color = "black" if actual == guess else "tab:red"
-        x, y = left + IMAGE_SIDE / 2 - 0.5, top - 1.5  # centred just above the tile
-        ax.text(x, y, caption, ha="center", va="bottom", fontsize=7, color=color)
-    ax.imshow(sheet, cmap="gray_r", vmin=0, vmax=1)
-    if not len(indices):
-        ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=12, transform=ax.transAxes)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def misclassified_grid(
-    split: Split, predicted: np.ndarray, confidence: np.ndarray, n_images: int
-) -> Figure:
-    """The ``n_images`` wrong predictions of highest confidence, most confident first (ties by
-    index)."""
-    wrong = np.flatnonzero(split.labels != np.asarray(predicted))
-    shown = wrong[np.lexsort((wrong, -confidence[wrong]))][:n_images]
-    title = (
-        f"Most confidently wrong test images: {len(shown)} of {len(wrong)} "
-        "(true → predicted, confidence)"
-    )
-    return image_grid(split, predicted, shown, title, confidence)
-
-
-def build_figures(
-    history: pd.DataFrame,
-    confusion: pd.DataFrame,
-    split: Split,
-    predicted: np.ndarray,
-    n_images: int,
-    per_class: pd.DataFrame,
-    subtitle: str,
-    confidence: np.ndarray,
-) -> dict[str, Figure]:
-    """Every figure of the report, keyed like ``FIGURES``, ``subtitle`` under each title."""
-    first = np.arange(min(n_images, len(split)))
-    norm = Normalize(vmin=0, vmax=max(int(confusion.to_numpy().max(initial=0)), 1))
-    scores = per_class.set_index("class")[list(SCORES)]
-    figures = {
-        "learning_curve": learning_curves([("", history)]),
-        "confusion": heatmap([("Confusion matrix", confusion)], norm),
-        "per_class": bar_chart(scores, "Per-class scores (test set)", "score"),
-        "predictions": image_grid(split, predicted, first, "First test images (true → predicted)"),
-        "misclassified": misclassified_grid(split, predicted, confidence, n_images),
-    }
-    for fig in figures.values():
-        fig.suptitle("\n".join(filter(None, (fig.get_suptitle(), subtitle))), fontsize=10)
-    return figures
-
-
-def as_written(value: Any) -> str:
-    """A params value the way params.yaml spells it: ``[128]``, ``null``, ``true``, ``0.01``."""
-    return value if isinstance(value, str) else json.dumps(value)
+def headline(metrics: Metrics) -> str:
+    """``test accuracy 0.8620, test cross-entropy 0.4512, macro F1 0.8606``: every metric."""
+    values = metrics.as_json().items()
+    return ", ".join(f"{HEADLINE[name].label} {value:.4f}" for name, value in values)
 
 
 def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
     """The ``train`` params that shaped this run: a linear model lists no layer sizes, a
     constant rate no step size, a run without a validation slice no best-epoch settings."""
-    from mnist_pipeline.learning.models import MODELS
-
     every_model_setting = {key for entry in MODELS.values() for key in entry.settings}
     model = MODELS.get(train.get("model", "linear"))
     unused = every_model_setting - set(model.settings if model else every_model_setting)
@@ -144,47 +46,69 @@ def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in train.items() if key not in unused}
 
 
-def shown_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The params sections as written, less the settings no stage tracks
-    (``config.UNTRACKED``) and the ``train`` settings this run does not use."""
-    from mnist_pipeline.data.params import UNTRACKED
-
+def params_table(params: Mapping[str, Any]) -> pd.DataFrame:
+    """``param, value`` rows as params.yaml spells them, less the settings no stage tracks
+    (``UNTRACKED``) and the ``train`` settings this run does not use."""
     shown = {
         name: {k: v for k, v in (section or {}).items() if f"{name}.{k}" not in UNTRACKED}
         for name, section in params.items()
     }
-    return {**shown, "train": relevant_train_params(shown.get("train", {}))}
+    shown["train"] = relevant_train_params(shown.get("train", {}))
+    flat = pd.json_normalize(shown, sep=".").to_dict("records")[0]
+    return pd.Series(flat, dtype=object).map(as_written).rename_axis("param").to_frame("value")
+
+
+def model_card(manifest: Mapping[str, Any], train: Mapping[str, Any], metrics: Metrics) -> str:
+    """The model card in markdown; ``train``: params.yaml's ``train`` section as written."""
+    model, counts = str(train.get("model", "linear")), manifest["counts"]
+    architecture, training = (
+        ", ".join(f"{key} {as_written(train[key])}" for key in keys if key in train)
+        for keys in (MODELS[model].settings if model in MODELS else (), TRAINING_KEYS)
+    )
+    described = model + (f" ({architecture})" if architecture else "")
+    described += f"; {training}" if training else ""
+    sample = counts["train"] + counts["test"]
+    sampled = f", and more so for this model, trained on the {sample:,}-image embedded sample"
+    dataset = escape_md(manifest["dataset"])
+    return f"""## Model card
+
+- **Model:** {escape_md(described)}.
+- **Data:** {dataset} from {escape_md(manifest["source"])}: {counts["train"]:,} training images, \
+{counts["test"]:,} test images (28×28 grayscale, one centred object each).
+- **Metrics (test set):** {headline(metrics)}.
+- **Intended use:** trying and teaching: classifying one centred {dataset} image at a time, \
+from the pipeline's data or from your own picture or drawing through `predict` and `serve`, \
+which preprocess it the way MNIST was made.
+- **Limits:** the metrics hold for the dataset's own test set. Real images (a photo of \
+handwriting, a drawing on a screen, other pens and strokes) are answered less accurately\
+{sampled if manifest["source"] == "embedded" else ""}. Every input gets one of the classes, \
+even one that shows none of them; one object per image; not for decisions about people or \
+documents.
+- **Files:** `models/model.onnx` (ONNX, checked against torch on the whole test set when the \
+train stage writes it; run by `predict` and `serve` with onnxruntime) and \
+`models/model.safetensors` (torch weights). Registered in `dvc.yaml` as the DVC artifact \
+`{ARTIFACT}`: `dvc artifacts get <repo> {ARTIFACT} --rev v1.0.0` after \
+`git tag -a {ARTIFACT}@v1.0.0`.
+"""
 
 
 def render_markdown(
-    manifest: dict[str, Any],
-    params: dict[str, Any],
+    manifest: Mapping[str, Any],
+    params: Mapping[str, Any],
     metrics: Metrics,
     history: pd.DataFrame,
     confusion: pd.DataFrame,
     per_class: pd.DataFrame,
     figures_dir: str,
 ) -> str:
-    """The report: provenance, params (as written), headline ``metrics`` (the loss named by
-    ``train.loss``), then each figure with its numbers."""
-    loss_name = params.get("train", {}).get("loss")
-    labels = Metrics.labels()
-    if loss_name:
-        labels["loss"] += f" ({loss_name})"
+    """The report: provenance, params (``params``: the sections as written), headline
+    metrics, each figure of ``figures_dir`` with its numbers, the model card."""
     values = metrics.as_json()
-    n_test = int(per_class["support"].sum())
-    # Accuracy in bold with the test-set size, then the others in HEADLINE's order.
-    headline = [f"- **{labels['accuracy']}: {values.pop('accuracy'):.4f}** on {n_test:,} images"]
-    headline += [f"- {labels[name]}: {value:.4f}" for name, value in values.items()]
+    accuracy, n_test = values.pop("accuracy"), int(per_class["support"].sum())
     files = pd.DataFrame.from_dict(manifest["files"], orient="index").rename_axis("file")
     files = files[["shape", "sha256", "verified"]].assign(sha256=files["sha256"].str[:16] + "…")
-    flat = pd.Series(
-        pd.json_normalize(shown_params(params), sep=".").to_dict("records")[0], dtype=object
-    )
-    written = flat.map(as_written).rename_axis("param").to_frame("value")
     lines = ["# " + escape_md(provenance(manifest)), ""]
-    for warning in manifest.get("warnings", []):
-        lines += [f"> **Warning:** {escape_md(warning)}", ""]
+    lines += [f"> **Warning:** {escape_md(warning)}\n" for warning in manifest.get("warnings", [])]
     lines += [
         "## Data provenance",
         "",
@@ -197,20 +121,24 @@ def render_markdown(
         "",
         "## Parameters (as in params.yaml; those this model and run use)",
         "",
-        markdown_table(written),
+        markdown_table(params_table(params)),
         "",
         "## Headline metrics",
         "",
-        *headline,
+        f"- **{HEADLINE['accuracy'].label}: {accuracy:.4f}** on {n_test:,} images",
+        *(f"- {HEADLINE[name].label}: {value:.4f}" for name, value in values.items()),
         "",
     ]
-    tables = {
-        "learning_curve": history.set_index("epoch"),
-        "confusion": confusion,
-        "per_class": per_class.set_index("class"),
-    }
-    for key, heading in HEADINGS.items():
-        alt = FIGURES[key].removesuffix(".png").replace("_", " ")
-        lines += [f"## {heading}", "", f"![{alt}]({figures_dir}/{FIGURES[key]})", ""]
-        lines += [markdown_table(tables[key]), ""] if key in tables else []
-    return "\n".join(lines)
+    sections = [  # heading, figure (reports/figures/<name>.png), table
+        ("Training, per epoch", "learning_curve", history.set_index("epoch")),
+        ("Confusion matrix (rows = actual, columns = predicted)", None, confusion),
+        ("Per-class scores", None, per_class.set_index("class")),
+        ("First test images (true → predicted; red = wrong)", "test_predictions", None),
+        ("Most confident mistakes (true → predicted, confidence)", "misclassified", None),
+    ]
+    for heading, figure, table in sections:
+        lines += [f"## {heading}", ""]
+        if figure:
+            lines += [f"![{figure.replace('_', ' ')}]({figures_dir}/{figure}.png)", ""]
+        lines += [markdown_table(table), ""] if table is not None else []
+    return "\n".join(lines) + "\n" + model_card(manifest, params.get("train") or {}, metrics)

@@ -7,7 +7,7 @@ from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import read_json
 from mnist_pipeline.data.sources import read_manifest
 from mnist_pipeline.evaluation.scores import Metrics
-from mnist_pipeline.reporting.report import provenance
+from mnist_pipeline.reporting.report import headline, provenance
 
 
 @entry_point
@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
     data = provenance(read_manifest(args.manifest).model_dump())
-    labels = Metrics.labels()
-    numbers = ", ".join(f"{labels[name]} {value:.4f}" for name, value in metrics.as_json().items())
-    print(f"\n{data}:\n{numbers}\nreport: {args.report}")
+    print(f"\n{data}:\n{headline(metrics)}\nreport: {args.report}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,13 @@
-"""User-supplied strings (params, manifest, class names, file names) made safe to print.
-
-``plain`` is one line of printable characters; ``escape_md`` also escapes HTML and markdown
-punctuation, so ``data.mirror: "x\\n## INJECTED <img onerror=...>"`` lands in a report as
-literal text, not a heading and an HTML element.
-"""
+"""Text for the report and ``summary``. User-supplied strings are made safe: ``plain`` is one
+line of printable characters; ``escape_md`` also escapes HTML and markdown punctuation, so
+``data.mirror: "x\\n## INJECTED <img onerror=...>"`` is literal text in a report."""
 
 from __future__ import annotations
 
 import html
+import json
 import re
-import unicodedata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,21 +27,15 @@ def escape_md(value: object) -> str:
     return html.escape(escaped, quote=False)
 
 
-def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
-    """A GitHub-markdown table: floats with 4 decimals, every other cell and heading escaped."""
-    frame = frame.reset_index() if index else frame
-    cells = frame.map(
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-markdown table of ``frame`` and its index: floats with 4 decimals, every other
+    cell and heading escaped."""
+    cells = frame.reset_index().map(
         lambda value: f"{value:.4f}" if isinstance(value, float) else escape_md(value)
     )
     return cells.rename(columns=escape_md).to_markdown(index=False, disable_numparse=True)
 
 
-def printable(text: object) -> str:
-    """``text`` for a terminal line (``predict``, ``serve``): control and format characters
-    (ANSI escapes, newlines, bidi overrides) as ``\\x1b``-style escapes, the rest as is."""
-    return "".join(
-        ch.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
-        else ch
-        for ch in str(text)
-    )
+def as_written(value: Any) -> str:
+    """A params value the way params.yaml spells it: ``[128]``, ``null``, ``true``, ``0.01``."""
+    return value if isinstance(value, str) else json.dumps(value)

@@ -20,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.serving.images import ImageError, decode_image, printable, to_mnist
+from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.serving.images import ImageError, decode_image, to_mnist
 from mnist_pipeline.serving.model import Classifier
 
 MAX_UPLOAD_BYTES = 2 * 2**20  # a drawing or a phone photo of one digit, resized

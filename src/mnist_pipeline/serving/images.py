@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, printable
 from mnist_pipeline.data.splits import IMAGE_SIDE
-from mnist_pipeline.reporting.text import printable
 
 BOX = 20  # the digit is scaled to fit [20, 20] ...
 CENTRE = IMAGE_SIDE / 2  # ... and its centre of mass put here (row, column); MNIST's is 14.0

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, printable
 from mnist_pipeline.data.splits import IMAGE_SIDE
-from mnist_pipeline.reporting.text import printable
 
 DEFAULT_MODEL = Path("models/model.onnx")
 

@@ -9,9 +9,8 @@ import socket
 from pathlib import Path
 
 from mnist_pipeline.core.cli import Interrupted, entry_point
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, printable
 from mnist_pipeline.serving.app import create_app, read_accuracy
-from mnist_pipeline.serving.images import printable
 from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
 HOST = "127.0.0.1"

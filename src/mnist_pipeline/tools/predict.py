@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
-from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.serving.images import printable, read_image, to_mnist
+from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.serving.images import read_image, to_mnist
 from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
 TOP = 3
