@@ -203,8 +203,8 @@ def test_thresholds(project: Path, tmp_path: Path) -> None:
     ]
     loss = json.loads((project / "metrics/eval.json").read_text())["loss"]
     assert found == [
-        f"error: metrics/eval.json: no metric 'acuracy' (did you mean 'accuracy'?), named in "
-        f"{floors}; fix the name in {floors}",
+        f"error: metrics/eval.json: no numeric metric 'acuracy' (did you mean 'accuracy'?), "
+        f"named in {floors}; fix the name in {floors}",
         f"error: metrics/eval.json: loss = {loss:g} is above the ceiling 0.001 set in {floors}; "
         "find what made it worse (`dvc metrics diff`) or raise the ceiling on purpose",
         f"error: metrics/missing.json: not found (named in {floors}); run `dvc repro` first",

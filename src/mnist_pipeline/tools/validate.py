@@ -25,7 +25,6 @@ from mnist_pipeline.core.params import did_you_mean
 from mnist_pipeline.tools import params as schema
 
 DVC_YAML, PARAMS_YAML, PACKAGE = "dvc.yaml", "params.yaml", "src/mnist_pipeline"
-MAX_LISTED = 4  # changed files named per `dvc status` line before "and N more"
 MAX_VALUES = 100_000  # values a YAML file may expand to through its aliases
 HINT = " (did you mean '{}'?)"
 DAG_FAILED = f"{DVC_YAML}: DVC cannot build the pipeline: {{}}; fix dvc.yaml (check with `dvc dag`)"
@@ -118,12 +117,11 @@ def status_problems(root: Path) -> list[str]:
     """One line per stage that ``dvc status`` does not consider up to date."""
     problems = []
     for stage, changes in with_dvc(root, lambda repo: repo.status(), STATUS_FAILED).items():
-        parts = []
-        for change in changes:  # "always changed", or {"changed deps": {path: state, ...}}
+        parts = []  # one a dep or out (a folder is one), or "always changed"
+        for change in changes:  # {"changed deps": {path: state, ...}}, or "always changed"
             for kind, files in change.items() if isinstance(change, dict) else [(change, {})]:
-                named = [f"{path} {state}" for path, state in files.items()]
-                more = f" and {len(named) - MAX_LISTED} more" if len(named) > MAX_LISTED else ""
-                parts.append(f"{kind}: {', '.join(named[:MAX_LISTED])}{more}" if named else kind)
+                named = ", ".join(f"{path} {state}" for path, state in files.items())
+                parts.append(f"{kind}: {named}" if named else kind)
         problems.append(
             f"dvc status: stage '{stage}' is not up to date ({'; '.join(parts)}); "
             "run `dvc repro` and commit dvc.lock"
@@ -136,8 +134,7 @@ class Importers(modulefinder.ModuleFinder):
 
     def __init__(self, script: Path, root: Path) -> None:
         super().__init__([str(script.parent), str(root / "src")])  # ours: no stdlib, no torch
-        self.importer: dict[str, str] = {}
-        self.root = root
+        self.importer: dict[Path, Path] = {}
         self.run_script(str(script))
 
     def import_hook(self, name: str, caller: Any = None, *rest: Any, **level: Any) -> Any:
@@ -146,10 +143,9 @@ class Importers(modulefinder.ModuleFinder):
             return super().import_hook(name, caller, *rest, **level)
         finally:  # what this import loaded, the modules it imports having noted theirs first
             for new in self.modules.keys() - known:
-                file = Path(self.modules[new].__file__ or "-")  # a builtin (sys) has none
-                if file.suffix == ".py":
-                    rel = Path(caller.__file__).relative_to(self.root)
-                    self.importer.setdefault(file.relative_to(self.root).as_posix(), str(rel))
+                file = self.modules[new].__file__ or ""  # a builtin (sys, time) has none
+                if file.endswith(".py"):
+                    self.importer.setdefault(Path(file), Path(caller.__file__))
 
 
 def holds_code(path: Path) -> bool:
@@ -176,7 +172,8 @@ def stage_problems(data: Any, root: Path, name: str, spec: dict[str, Any]) -> li
     needed = {script: "the script its cmd runs" for script in scripts}
     for script in scripts:
         for module, importer in sorted(Importers(root / script, root).importer.items()):
-            needed.setdefault(module, f"which {importer} imports")
+            rel = module.relative_to(root).as_posix()
+            needed.setdefault(rel, f"which {importer.relative_to(root)} imports")
     problems = [
         f"{here}: missing {path}, {why}; add it to deps so editing it reruns the stage"
         for path, why in needed.items()
@@ -218,11 +215,11 @@ def number(value: Any) -> bool:
 
 
 def threshold_problems(root: Path, path: Path) -> list[str]:
-    """Each metric the thresholds file names is there and within its bounds: a number is a
-    floor, ``{min: x, max: y}`` bounds both ways, dotted names reach into nested JSON."""
+    """Each metric the thresholds file names (dotted: into nested JSON) is within its bounds:
+    a number is a floor, ``{min: x, max: y}`` bounds both ways."""
     label, problems = str(path), []
     doc = load_yaml(path, label)
-    if not isinstance(doc, dict) or not doc or not all(isinstance(b, dict) for b in doc.values()):
+    if not isinstance(doc, dict) or not all(isinstance(b, dict) for b in doc.values()):
         return [f"{label}: expected a mapping of metrics file -> {{metric: floor}}"]
     for file, bounds in doc.items():
         if not (root / file).is_file():
@@ -239,13 +236,12 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
                     f"{where(label, doc, (file, key))}: expected a number (the floor) or "
                     f"{{min: x, max: y}}, got {shown(bound)}"
                 )
-            elif not found:
+            elif not found or not number(value):
                 hint = did_you_mean(str(key), dotted_keys(metrics), HINT)
                 problems.append(
-                    f"{file}: no metric '{key}'{hint}, named in {label}; fix the name in {label}"
+                    f"{file}: no numeric metric '{key}'{hint}, named in {label}; fix the name "
+                    f"in {label}"
                 )
-            elif not number(value):
-                problems.append(f"{file}: {key} is {shown(value)}, not a number (see {label})")
             elif number(low) and value < low:
                 problems.append(
                     f"{file}: {key} = {value:g} is below the floor {low:g} set in {label}; "
@@ -269,15 +265,15 @@ def lines(check: Callable[[], list[str]]) -> list[str]:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    """Every check, one ``error:`` line a problem. DVC reads params.yaml and dvc.yaml first:
-    while it cannot, the checks that need DVC do not run."""
+    """Every check, one ``error:`` line a problem. DVC reads params.yaml too (the stages'
+    ``vars``): while it cannot be read, DVC's checks do not run."""
     from dvc.parsing import DataResolver
 
     parser = argparse.ArgumentParser(prog="python -m mnist_pipeline validate", description=__doc__)
     parser.add_argument("--root", type=Path, default=Path("."), help="project directory")
     parser.add_argument("--up-to-date", action="store_true", help="also require `dvc status`")
     parser.add_argument("--thresholds", type=Path, help="YAML of metric bounds")
-    args, data, params = parser.parse_args(argv), None, []
+    args, data, resolved = parser.parse_args(argv), None, None
     root = args.root.resolve()  # modulefinder's paths are absolute
 
     def stages(repo: Any) -> dict[str, Any]:
@@ -285,15 +281,18 @@ def main(argv: list[str] | None = None) -> int:
         return DataResolver(repo, ".", data).resolve()["stages"]
 
     try:
-        params = params_problems(root)
+        params, readable = params_problems(root), True
+    except PipelineError as err:
+        params, readable = [str(err)], False
+    try:
         data = load_yaml(root / DVC_YAML, DVC_YAML)
         if not isinstance(data, dict) or not data.get("stages"):
             raise PipelineError(f"{DVC_YAML}: no stages; define the pipeline under 'stages:'")
-        resolved = with_dvc(root, stages, DAG_FAILED, data)
+        resolved = with_dvc(root, stages, DAG_FAILED, data) if readable else None
         found = {f"{DVC_YAML} (schema, DAG)": [], PARAMS_YAML: params}
     except PipelineError as err:
-        found = {"": [*str(err).splitlines(), *params]}
-    else:
+        found = {f"{DVC_YAML} (schema, DAG)": str(err).splitlines(), PARAMS_YAML: params}
+    if resolved is not None:
         found[f"deps and params of {len(resolved)} stages"] = lines(
             lambda: [p for n, s in resolved.items() for p in stage_problems(data, root, n, s)]
         )
@@ -307,5 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
     if problems:
         return EXIT_BAD_INPUT
-    print(f"validate: ok: {', '.join(name for name in found)}")
+    print(f"validate: ok: {', '.join(found)}")
     return 0
+
+
+if __name__ == "__main__":  # .ci/pipeline.sh runs it so
+    raise SystemExit(main())
