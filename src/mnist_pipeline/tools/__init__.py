@@ -1,2 +1,2 @@
-"""Commands outside the DAG: ``validate`` (CI's checks), ``compare`` (two runs), ``predict``
-(your own images) and the notebook's worked example. No stage imports this folder."""
+"""Commands outside the DAG: ``validate`` (CI's checks), ``predict`` (your own images),
+``preset`` and the notebook's worked example. No stage imports this folder."""

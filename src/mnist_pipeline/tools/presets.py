@@ -1,11 +1,6 @@
-"""Run a ``presets.yaml`` preset as a DVC experiment: ``python -m mnist_pipeline preset cnn``.
-
-A preset is a set of ``train`` settings, validated over ``params.yaml``'s before anything runs;
-the command runs ``dvc exp run -S train.KEY=VALUE ...`` so they show in ``dvc exp show``, and
-puts ``params.yaml`` back as it was if the experiment fails or is stopped. Arguments after the
-name go to ``dvc exp run`` unchanged (``-n NAME``, ``-S data.dataset=fashion-mnist``);
-``--print`` only shows the command.
-"""
+"""``python -m mnist_pipeline preset cnn [dvc exp run args]``: a ``presets.yaml`` preset (``train``
+settings, validated over ``params.yaml``'s first) as ``dvc exp run -S train.KEY=VALUE ...``, so
+it shows in ``dvc exp show``; if the run fails or is stopped, ``params.yaml`` is put back."""
 
 from __future__ import annotations
 
@@ -66,8 +61,8 @@ def exp_run_command(settings: dict[str, Any], extra: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mnist_pipeline preset",
-        description="run a presets.yaml preset as a DVC experiment",
-        epilog="Exit status 2 with one 'error:' line for an unknown or invalid preset.",
+        description="Run a presets.yaml preset as a DVC experiment; the other arguments go to "
+        "`dvc exp run`. A failed or stopped run leaves params.yaml as it was.",
     )
     parser.add_argument("name", nargs="?", default="", help="a preset in presets.yaml")
     parser.add_argument("--print", action="store_true", help="print the command, run nothing")

@@ -269,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     ``vars``): while it cannot be read, DVC's checks do not run."""
     from dvc.parsing import DataResolver
 
-    parser = argparse.ArgumentParser(prog="python -m mnist_pipeline validate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_pipeline validate",
+        description="Check dvc.yaml (schema, DAG, deps), params.yaml and optionally dvc "
+        "status and metric thresholds; one 'error:' line per problem.",
+    )
     parser.add_argument("--root", type=Path, default=Path("."), help="project directory")
     parser.add_argument("--up-to-date", action="store_true", help="also require `dvc status`")
     parser.add_argument("--thresholds", type=Path, help="YAML of metric bounds")
