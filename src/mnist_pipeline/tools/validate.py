@@ -71,8 +71,6 @@ def load_yaml(path: Path, label: str) -> Any:
     """YAML through DVC's loader (ruamel, lines kept), bounded in size, nesting and aliases."""
     from dvc.utils.serialize import YAMLFileCorruptedError, parse_yaml_for_update
 
-    if not path.is_file():
-        raise PipelineError(f"{label}: file not found in {path.parent}; pass --root DIR")
     try:
         data = parse_yaml_for_update(read_yaml_text(path, label), label)
     except YAMLFileCorruptedError as err:
@@ -117,7 +115,7 @@ def status_problems(root: Path) -> list[str]:
     """One line per stage that ``dvc status`` does not consider up to date."""
     problems = []
     for stage, changes in with_dvc(root, lambda repo: repo.status(), STATUS_FAILED).items():
-        parts = []  # one a dep or out (a folder is one), or "always changed"
+        parts = []
         for change in changes:  # {"changed deps": {path: state, ...}}, or "always changed"
             for kind, files in change.items() if isinstance(change, dict) else [(change, {})]:
                 named = ", ".join(f"{path} {state}" for path, state in files.items())
