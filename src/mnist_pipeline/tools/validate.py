@@ -188,7 +188,9 @@ def stage_problems(data: Any, root: Path, name: str, spec: dict[str, Any]) -> li
     for index, entry in enumerate(spec.get("params") or []):
         at = where(DVC_YAML, data, ("stages", source, "params", index))
         for file, keys in ({PARAMS_YAML: [entry]} if isinstance(entry, str) else entry).items():
-            values = load_yaml(root / file, file) if file.endswith((".yaml", ".json")) else {}
+            values = (
+                load_yaml(root / file, file) if file.endswith((".yaml", ".yml", ".json")) else {}
+            )
             problems += [
                 f"{at}: '{key}' is not in {file}{did_you_mean(key, dotted_keys(values), HINT)}; "
                 f"add it to {file} or fix the name"
