@@ -34,8 +34,11 @@ serve: $(STAMP)  ## serve the model on http://127.0.0.1:8000/ (draw a digit; POS
 
 # `make preset P=cnn ARGS="-S data.dataset=fashion-mnist -S data.source=mirror
 # -S data.mirror=/usr/share/datasets/fashion-mnist"`: ARGS go to `dvc exp run` as they are.
+# P reaches the command as one word, its text unexpanded by make or the shell.
+override P := $(value P)
+export P
 preset: $(STAMP)  ## run a presets.yaml preset as a DVC experiment: P=<name> [ARGS="<dvc exp run args>"]
-	PYTHONPATH="$(CURDIR)/src" "$(BIN)/python" -m mnist_pipeline preset "$(P)" $(ARGS)
+	PYTHONPATH="$(CURDIR)/src" "$(BIN)/python" -m mnist_pipeline preset "$$P" $(ARGS)
 
 exps: $(STAMP)  ## this commit and its experiments side by side: metrics and the params that differ
 	@"$(BIN)/python" -m mnist_pipeline exps

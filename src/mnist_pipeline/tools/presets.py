@@ -1,44 +1,51 @@
-"""Run a ``presets.yaml`` preset as a DVC experiment: ``python -m mnist_pipeline preset cnn``.
-
-A preset is a set of ``train`` settings; the command runs ``dvc exp run -S train.KEY=VALUE ...``
-so they show in ``dvc exp show``. Arguments after the name go to ``dvc exp run`` unchanged
-(``-n NAME``, ``--queue``, ``-S data.dataset=fashion-mnist``); ``--print`` only shows it.
-"""
+"""``python -m mnist_pipeline preset cnn [dvc exp run args]``: a ``presets.yaml`` preset (``train``
+settings, validated over ``params.yaml``'s first) as ``dvc exp run -S train.KEY=VALUE ...``, so
+it shows in ``dvc exp show``; if the run fails or is stopped, ``params.yaml`` is put back."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.core.errors import PipelineError, shown
+from mnist_pipeline.core.io import read_yaml, write_bytes
+from mnist_pipeline.core.params import parse
 from mnist_pipeline.learning.params import TrainParams
 
-PRESETS = Path("presets.yaml")
+PRESETS, PARAMS = Path("presets.yaml"), Path("params.yaml")
+NAME = re.compile(r"[A-Za-z0-9_-]+")  # a preset name: never shell
 
 
 def load_presets(path: Path = PRESETS) -> dict[str, dict[str, Any]]:
-    """Every preset in ``path``: name -> ``train`` settings, each key a ``TrainParams`` field."""
-    if not path.is_file():
-        raise PipelineError(f"{path}: no presets file here; run from the project's root")
-    presets = yaml.safe_load(path.read_text())
+    """Every preset in ``path``: name -> ``train`` settings."""
+    presets = read_yaml(path)
     if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
         raise PipelineError(f"{path}: expected a mapping of preset name -> train settings")
-    for name, settings in presets.items():
-        unknown = sorted(set(settings) - set(TrainParams.model_fields))
-        if unknown:
-            raise PipelineError(
-                f"{path}: preset {name!r} sets {', '.join(unknown)}, not train keys; "
-                "see `python -m mnist_pipeline params --keys`"
-            )
+    if bad := [name for name in presets if not NAME.fullmatch(str(name))]:
+        raise PipelineError(f"{path}: preset name {shown(bad[0])} is not letters, digits, _, -")
     return presets
+
+
+def preset(name: str, path: Path = PRESETS, params: Path = PARAMS) -> dict[str, Any]:
+    """Preset ``name``'s settings, once they make valid ``train`` params over ``params``'s."""
+    presets = load_presets(path)
+    if name not in presets:
+        which = f"unknown preset {shown(name)}" if name else "no preset named"
+        raise PipelineError(f"{which}; known presets: {', '.join(presets)} ({path})")
+    raw = read_yaml(params)
+    train = (raw.get("train") if isinstance(raw, dict) else None) or {}
+    try:
+        parse(TrainParams, {**train, **presets[name]}, ("train",))
+    except PipelineError as err:
+        raise PipelineError(f"{path}: preset '{name}' (over {params}): {err}") from err
+    return presets[name]
 
 
 def exp_run_command(settings: dict[str, Any], extra: list[str]) -> list[str]:
@@ -54,22 +61,22 @@ def exp_run_command(settings: dict[str, Any], extra: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mnist_pipeline preset",
-        description="run a presets.yaml preset as a DVC experiment",
-        epilog="Exit status 2 with one 'error:' line for an unknown preset.",
+        description="Run a presets.yaml preset as a DVC experiment; the other arguments go to "
+        "`dvc exp run`. A failed or stopped run leaves params.yaml as it was.",
     )
     parser.add_argument("name", nargs="?", default="", help="a preset in presets.yaml")
     parser.add_argument("--print", action="store_true", help="print the command, run nothing")
     args, extra = parser.parse_known_args(argv)
-    presets = load_presets()
-    if args.name not in presets:
-        which = f"unknown preset {args.name!r}" if args.name else "no preset named"
-        raise PipelineError(f"{which}; known presets: {', '.join(presets)} ({PRESETS})")
-    command = exp_run_command(presets[args.name], extra)
+    command = exp_run_command(preset(args.name), extra)
     if args.print:
         print(shlex.join(["dvc", *command[3:]]))
         return 0
-    return subprocess.run(command, check=False).returncode
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    before = PARAMS.read_bytes()  # `exp run -S` writes params.yaml: put back unless it succeeds
+    run = subprocess.Popen(command)
+    try:
+        run.wait()
+    finally:
+        run.terminate()  # SIGTERM or Ctrl-C (cli.Interrupted) while dvc runs: stop it first
+        if (code := run.wait()) != 0:
+            write_bytes(before, PARAMS)
+    return code

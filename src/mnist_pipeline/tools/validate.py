@@ -1,12 +1,8 @@
-"""Is the pipeline definition sound? ``make validate``, and CI's first step.
-
-    python -m mnist_pipeline validate [--root DIR] [--up-to-date] [--thresholds FILE]
-
-Checks ``dvc.yaml`` with DVC's own loader, schema, resolver and DAG, every key of
-``params.yaml``, and that each stage's deps are its script and the package folders its imports
-reach, nothing else. Options: a clean ``dvc status`` and metric bounds (``--thresholds``:
-metrics file -> ``{metric: floor}`` or ``{metric: {min, max}}``). One ``error:`` line a problem.
-"""
+"""``make validate``, CI's first step: ``dvc.yaml`` by DVC's own schema, resolver and DAG;
+each stage's deps are its script and the package folders its imports reach, nothing more;
+every ``params:`` key exists; every key of ``params.yaml`` is valid. Options: ``--up-to-date``
+(a clean ``dvc status``), ``--thresholds FILE`` (metrics file -> ``{metric: floor}`` or
+``{metric: {min, max}}``). One ``error:`` line a problem, at its line."""
 
 from __future__ import annotations
 
@@ -23,129 +19,107 @@ from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
-from mnist_pipeline.core.errors import PipelineError, dotted, printable
-from mnist_pipeline.core.io import read_json
+from mnist_pipeline.core.errors import PipelineError, dotted, shown
+from mnist_pipeline.core.io import read_json, read_yaml, read_yaml_text
 from mnist_pipeline.core.params import did_you_mean
 from mnist_pipeline.tools import params as schema
 
-DVC_YAML = "dvc.yaml"
-PARAMS_YAML = "params.yaml"
-PACKAGE = "src/mnist_pipeline"
-MAX_LISTED = 4  # changed files named per `dvc status` line before "and N more"
-HINT = " (did you mean '{}'?)"  # after a key that is not there
-DAG = f"{DVC_YAML} (schema, DAG)"  # the check that DVC can load and link every stage
+DVC_YAML, PARAMS_YAML, PACKAGE = "dvc.yaml", "params.yaml", "src/mnist_pipeline"
+MAX_VALUES = 100_000  # values a YAML file may expand to through its aliases
+HINT = " (did you mean '{}'?)"
+DAG_FAILED = f"{DVC_YAML}: DVC cannot build the pipeline: {{}}; fix dvc.yaml (check with `dvc dag`)"
+STATUS_FAILED = "dvc status failed: {}; fix that first"
 
 
-def _lookup(data: Any, path: Sequence[str | int]) -> tuple[bool, Any]:
-    """``(True, value)`` at ``path`` (list items by number, "5" too), else ``(False, None)``."""
-    node = data
+def walk(data: Any, path: Sequence[str | int]) -> tuple[bool, Any, str]:
+    """``(found, value, ":57")`` at ``path`` (list items by number, "5" too), with the line
+    ruamel recorded for the deepest key or item on the way ("" if none)."""
+    line = ""
     for part in path:
         try:
-            node = node[int(part)] if isinstance(node, list) else node[part]
+            key = int(part) if isinstance(data, list) else part
+            with contextlib.suppress(AttributeError, KeyError, IndexError, TypeError):
+                line = f":{(data.lc.item if isinstance(data, list) else data.lc.key)(key)[0] + 1}"
+            data = data[key]
         except (KeyError, IndexError, TypeError, ValueError):
-            return False, None
-    return True, node
-
-
-def line_of(data: Any, path: Sequence[str | int]) -> str:
-    """``:57``: the line of the deepest key or item on ``path`` that ruamel recorded, or ""."""
-    line, node = "", data
-    for part in path:
-        try:
-            line = f":{(node.lc.item if isinstance(node, list) else node.lc.key)(part)[0] + 1}"
-            node = node[part]
-        except (AttributeError, KeyError, IndexError, TypeError):
-            break
-    return line
+            return False, None, line
+    return True, data, line
 
 
 def where(label: str, data: Any, path: Sequence[str | int]) -> str:
     """``dvc.yaml:57: stages.train.outz``."""
-    return f"{label}{line_of(data, path)}: {dotted(path) or '(top level)'}"
+    return f"{label}{walk(data, path)[2]}: {dotted(path) or '(top level)'}"
+
+
+def dotted_keys(data: Any, prefix: str = "") -> list[str]:
+    """Every key of nested mappings, dotted: the candidates of a "did you mean"."""
+    items = data.items() if isinstance(data, dict) else []
+    return [k for key, v in items for k in (prefix + str(key), *dotted_keys(v, f"{key}."))]
+
+
+def expanded_size(node: Any, sizes: dict[int, int]) -> int:
+    """How many values ``node`` holds with every alias copied out (what DVC's resolver does),
+    counted in time linear in the file (``sizes``: memo by identity)."""
+    if id(node) not in sizes:
+        inner = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        nested = isinstance(node, dict | list)
+        sizes[id(node)] = 1 + (sum(expanded_size(n, sizes) for n in inner) if nested else 0)
+    return sizes[id(node)]
 
 
 def load_yaml(path: Path, label: str) -> Any:
-    """YAML through DVC's loader (ruamel, lines kept), bounded in size and nesting."""
+    """YAML through DVC's loader (ruamel, lines kept), bounded in size, nesting and aliases."""
     from dvc.utils.serialize import YAMLFileCorruptedError, parse_yaml_for_update
 
-    from mnist_pipeline.core.io import read_yaml_text
-
-    if not path.is_file():
-        raise PipelineError(f"{label}: file not found in {path.parent}; pass --root DIR")
-    text = read_yaml_text(path, label)
     try:
-        return parse_yaml_for_update(text, label)
+        data = parse_yaml_for_update(read_yaml_text(path, label), label)
     except YAMLFileCorruptedError as err:
-        cause = err.__cause__
-        mark = getattr(cause, "problem_mark", None)
+        mark = getattr(err.__cause__, "problem_mark", None)
+        problem = " ".join((getattr(err.__cause__, "problem", None) or "syntax error").split())
         line = f":{mark.line + 1}" if mark is not None else ""
-        problem = " ".join((getattr(cause, "problem", None) or "syntax error").split())
+        raise PipelineError(f"{label}{line}: not valid YAML ({problem}); fix the syntax") from err
+    if expanded_size(data, {}) > MAX_VALUES:  # a "billion laughs"
         raise PipelineError(
-            f"{label}{line}: not valid YAML ({printable(problem)}); fix the syntax"
-        ) from err
+            f"{label}: its aliases expand it to over {MAX_VALUES:,} values; remove them"
+        )
+    return data
 
 
-def dvc_yaml(root: Path) -> tuple[Any, list[str]]:
-    """dvc.yaml's data, or ``None`` and the problems DVC's schema finds in it."""
-    from dvc.schema import COMPILED_MULTI_STAGE_SCHEMA, STAGE_DEFINITION
-    from voluptuous import MultipleInvalid
-
-    try:
-        data = load_yaml(root / DVC_YAML, DVC_YAML)
-        if not isinstance(data, dict) or not data.get("stages"):
-            return None, [f"{DVC_YAML}: no stages; define the pipeline under 'stages:'"]
-        COMPILED_MULTI_STAGE_SCHEMA(data)  # as DVC checks it (the result drops ruamel's lines)
-        return data, []
-    except MultipleInvalid as err:
-        problems = []
-        for error in err.errors:
-            path, message = list(error.path), error.error_message
-            if message == "extra keys not allowed":
-                allowed = [str(k) for k in STAGE_DEFINITION] if len(path) == 3 else []
-                message = f"unknown key {path[-1]!r}{did_you_mean(str(path[-1]), allowed)}"
-                message += f" (allowed: {', '.join(allowed)})" if allowed else ""
-            else:
-                message = f"{message}, got {_lookup(data, path)[1]!r}"
-            problems.append(f"{where(DVC_YAML, data, path)}: {message} (DVC's dvc.yaml schema)")
-        return None, problems
-    except PipelineError as err:
-        return None, [str(err)]
-
-
-def _with_dvc(
-    root: Path, use: Callable[[Any], Any], fail: str, fix: str, **kw: Any
-) -> tuple[Any, list[str]]:
-    """``(use(repo), [])`` on the DVC repo in ``root``, or ``(None, [fail DVC's error fix])``."""
+def with_dvc(root: Path, use: Callable[[Any], Any], fail: str, data: Any = None) -> Any:
+    """``use(repo)`` on the DVC repo in ``root``. DVC's error becomes ``PipelineError`` lines:
+    one per schema error of dvc.yaml (at its line in ``data``), else ``fail`` with its text."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
+    from dvc.schema import STAGE_DEFINITION
+    from dvc.utils.strictyaml import YAMLValidationError
 
     try:
-        with contextlib.chdir(root), Repo(".", **kw) as repo:  # stage names as DVC prints them
-            return use(repo), []
+        with contextlib.chdir(root), Repo(".") as repo:  # paths as DVC prints them
+            return use(repo)
+    except YAMLValidationError as err:
+        problems = []
+        for error in err.exc.errors:
+            path, message = error.path, error.error_message
+            if message != "extra keys not allowed":
+                message += f", got {shown(walk(data, path)[1])}"
+            elif len(path) == 3:  # a stage's key
+                message += did_you_mean(str(path[-1]), map(str, STAGE_DEFINITION), HINT)
+            problems.append(f"{where(DVC_YAML, data, path)}: {message} (DVC's dvc.yaml schema)")
+        raise PipelineError("\n".join(problems)) from err
     except DvcException as err:
-        text = " ".join(str(err).split())  # one line, bounded
-        return None, [f"{fail}{text if len(text) <= 300 else text[:297] + '...'}{fix}"]
-
-
-def dag_problems(root: Path) -> list[str]:
-    """DVC loads every stage and builds the graph (cycles, overlapping outputs, ...)."""
-    fail = f"{DVC_YAML}: DVC cannot build the pipeline: "
-    fix = f"; fix {DVC_YAML} (check with `dvc dag`)"
-    return _with_dvc(root, lambda repo: repo.index.check_graph(), fail, fix)[1]
+        text = " ".join(str(err).split())
+        raise PipelineError(fail.format(text if len(text) <= 300 else text[:297] + "...")) from err
 
 
 def status_problems(root: Path) -> list[str]:
     """One line per stage that ``dvc status`` does not consider up to date."""
-    status, problems = _with_dvc(
-        root, lambda repo: repo.status(), "dvc status failed: ", "; fix that first"
-    )
-    for stage, changes in (status or {}).items():
+    problems = []
+    for stage, changes in with_dvc(root, lambda repo: repo.status(), STATUS_FAILED).items():
         parts = []
-        for change in changes:  # "always changed", or {"changed deps": {path: state, ...}}
+        for change in changes:  # {"changed deps": {path: state, ...}}, or "always changed"
             for kind, files in change.items() if isinstance(change, dict) else [(change, {})]:
-                named = [f"{path} {state}" for path, state in files.items()]
-                more = f" and {len(named) - MAX_LISTED} more" if len(named) > MAX_LISTED else ""
-                parts.append(f"{kind}: {', '.join(named[:MAX_LISTED])}{more}" if named else kind)
+                named = ", ".join(f"{path} {state}" for path, state in files.items())
+                parts.append(f"{kind}: {named}" if named else kind)
         problems.append(
             f"dvc status: stage '{stage}' is not up to date ({'; '.join(parts)}); "
             "run `dvc repro` and commit dvc.lock"
@@ -153,35 +127,13 @@ def status_problems(root: Path) -> list[str]:
     return problems
 
 
-def params_problems(root: Path) -> list[str]:
-    """One line per bad key of params.yaml, at its line."""
-    from mnist_pipeline.core.io import read_yaml
-
-    try:
-        lines, values = load_yaml(root / PARAMS_YAML, PARAMS_YAML), read_yaml(root / PARAMS_YAML)
-    except PipelineError as err:
-        return [str(err)]
-    found = []
-    for problem in schema.problems(values):
-        key = re.match(r"([\w.-]+?)(?:\[\d+\])?: ", problem)
-        line = line_of(lines, key.group(1).split(".")) if key else ""
-        found.append(f"{PARAMS_YAML}{line}: {problem}")
-    return found
-
-
-def holds_code(path: Path) -> bool:
-    """Whether a module holds code besides its docstring: a docstring-only one (the package's
-    ``__init__.py``) cannot change an output, so it need not be a dep."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    return len(tree.body) > (0 if ast.get_docstring(tree) is None else 1)
-
-
-class _Importers(modulefinder.ModuleFinder):
+class Importers(modulefinder.ModuleFinder):
     """``modulefinder`` (reads the bytecode, never runs it) noting who first imports each file."""
 
-    def __init__(self, search: Sequence[Path]) -> None:
-        super().__init__([str(base) for base in search])  # only ours: no stdlib, no torch
+    def __init__(self, script: Path, root: Path) -> None:
+        super().__init__([str(script.parent), str(root / "src")])  # ours: no stdlib, no torch
         self.importer: dict[Path, Path] = {}
+        self.run_script(str(script))
 
     def import_hook(self, name: str, caller: Any = None, *rest: Any, **level: Any) -> Any:
         known = set(self.modules)
@@ -194,190 +146,108 @@ class _Importers(modulefinder.ModuleFinder):
                     self.importer.setdefault(Path(file), Path(caller.__file__))
 
 
-def import_closure(script: Path, search: Sequence[Path]) -> dict[Path, Path]:
-    """Every project module ``script`` imports, transitively: module -> who imports it."""
-    finder = _Importers(search)
-    finder.run_script(str(script))
-    return finder.importer
+def holds_code(path: Path) -> bool:
+    """Whether a module holds more than a docstring: one that does not (the package's
+    ``__init__.py``) cannot change an output, so it need not be a dep."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return len(tree.body) > (0 if ast.get_docstring(tree) is None else 1)
 
 
-def _kept(root: Path) -> Callable[[str], bool]:
-    """Whether git holds a path (or would: there, not ignored) or ``dvc add`` tracks it."""
-    from dvc.scm import SCM, SCMError
-
-    try:
-        scm = SCM(str(root))
-    except SCMError:
-        return lambda path: (root / path).exists()
-    return lambda path: (
-        scm.is_tracked(path)
-        or ((root / path).exists() and not scm.is_ignored(path))
-        or (root / f"{path}.dvc").is_file()
-    )
+def stage_scripts(cmd: str | list[str], root: Path) -> list[str]:
+    """The project's ``.py`` files a ``cmd`` runs (one linear split: a 1 MB word is fine)."""
+    words = re.split(r"[\s'\"]+", " ".join(cmd) if isinstance(cmd, list) else str(cmd))
+    return [word for word in words if word.endswith(".py") and os.path.isfile(root / word)]
 
 
-def resolved_stages(data: Any, root: Path) -> tuple[dict[str, Any], list[str]]:
-    """dvc.yaml's stages as DVC's resolver runs them (``${...}`` filled, ``foreach`` expanded
-    as ``name@key``), or one line saying why it cannot."""
-    from dvc.parsing import DataResolver
-
-    fail = f"{DVC_YAML}: DVC cannot resolve its stages: "
-    fix = "; fix the vars or ${...} it names (check with `dvc dag`)"
-    stages, problems = _with_dvc(
-        root, lambda repo: DataResolver(repo, ".", data).resolve(), fail, fix, uninitialized=True
-    )
-    return (stages or {}).get("stages", {}), problems
-
-
-def command_words(cmd: str | list[str]) -> list[str]:
-    """The words of a stage's ``cmd`` as the shell splits them, in linear time (not ``shlex``:
-    quadratic on a long word)."""
-    text = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
-    words = re.findall(r"""(?:[^\s'"]|'[^']*'|"[^"]*")+""", text)
-    unquote = re.compile(r"'([^']*)'|\"([^\"]*)\"")
-    return [unquote.sub(lambda m: m.group(1) or m.group(2) or "", word) for word in words]
-
-
-def deps_problems(data: Any, root: Path) -> list[str]:
-    """Each stage lists its code (script + imported package folders) and nothing stale."""
-    root = root.resolve()
-    stages, problems = resolved_stages(data, root)
-    outputs = [  # every stage's outs, metrics and plots
-        os.path.normpath(str(entry if isinstance(entry, str) else next(iter(entry))))
-        for spec in stages.values()
-        for kind in ("outs", "metrics", "plots")
-        for entry in spec.get(kind) or []
+def stage_problems(data: Any, root: Path, name: str, spec: dict[str, Any]) -> list[str]:
+    """The stage's deps list its script and every package folder its imports reach, and no
+    package folder they never reach; each of its ``params:`` keys exists."""
+    source = name.split("@")[0]  # a foreach stage's lines are its template's
+    deps = [Path(dep) for dep in spec.get("deps") or []]
+    here = where(DVC_YAML, data, ("stages", source, "deps" if deps else "cmd"))
+    here += f" ({name})" if source != name else ""
+    scripts = stage_scripts(spec["cmd"], root)
+    needed = {script: "the script its cmd runs" for script in scripts}
+    for script in scripts:
+        for module, importer in sorted(Importers(root / script, root).importer.items()):
+            rel = module.relative_to(root).as_posix()
+            needed.setdefault(rel, f"which {importer.relative_to(root)} imports")
+    problems = [
+        f"{here}: missing {path}, {why}; add it to deps so editing it reruns the stage"
+        for path, why in needed.items()
+        if not any(Path(path).is_relative_to(dep) for dep in deps) and holds_code(root / path)
     ]
-    kept = _kept(root)
-
-    def under(path: str, folder: str) -> bool:
-        return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-    def rel(path: Path) -> str:
-        return path.relative_to(root).as_posix()
-
-    for name, spec in stages.items():
-        source = name.split("@")[0]  # a foreach/matrix stage's lines are its template's
-        deps = [os.path.normpath(str(d)) for d in spec.get("deps") or []]
-        here = where(DVC_YAML, data, ("stages", source, "deps" if "deps" in spec else "cmd"))
-        here += f" ({name})" if source != name else ""
-        words = command_words(spec["cmd"])
-        scripts = [root / w for w in words if w.endswith(".py") and (root / w).is_file()]
-        needed = {rel(script) for script in scripts}
-        problems += [
-            f"{here}: missing {path}, the script its cmd runs; add it to deps"
-            for path in sorted(needed)
-            if not any(under(path, dep) for dep in deps)
-        ]
-        for script in scripts:
-            closure = import_closure(script, [script.parent, root / "src"])
-            for module, importer in sorted(closure.items()):
-                needed.add(rel(module))
-                if not any(under(rel(module), dep) for dep in deps) and holds_code(module):
-                    problems.append(
-                        f"{here}: missing {rel(module)}, which {rel(importer)} imports; add it "
-                        "to deps so editing it reruns the stage"
-                    )
-        for index, dep in enumerate(deps):
-            at = where(DVC_YAML, data, ("stages", source, "deps", index))
-            if scripts and under(dep, PACKAGE) and not any(under(n, dep) for n in needed):
-                problems.append(
-                    f"{at}: lists {dep} but {', '.join(rel(s) for s in scripts)} never imports "
-                    "a module in it (directly or through other modules); remove it from deps"
-                )
-            produced = any(under(dep, out) or under(out, dep) for out in outputs)
-            if not produced and not kept(dep):
-                problems.append(
-                    f"{at}: nothing produces {dep}: no stage writes it and git does not hold it, "
-                    "so a fresh clone cannot run the stage; fix the path, commit the file, "
-                    "`dvc add` it or add the stage that writes it"
-                )
-        problems += _stage_params_problems(data, root, source, spec)
-    return problems
-
-
-def _stage_params_problems(data: Any, root: Path, name: str, spec: dict[str, Any]) -> list[str]:
-    """Every ``params:`` entry names a key that exists in its params file."""
-    problems: list[str] = []
+    for index, dep in enumerate(deps):
+        unused = not any(Path(path).is_relative_to(dep) for path in needed)
+        if scripts and dep.is_relative_to(PACKAGE) and unused:
+            problems.append(
+                f"{where(DVC_YAML, data, ('stages', source, 'deps', index))}: lists {dep} but "
+                f"{', '.join(scripts)} never imports a module in it (directly or through "
+                "other modules); remove it from deps"
+            )
     for index, entry in enumerate(spec.get("params") or []):
-        path = ("stages", name, "params", index)
-        files = {PARAMS_YAML: [entry]} if isinstance(entry, str) else entry
-        for file, keys in files.items():
-            at = where(DVC_YAML, data, path if isinstance(entry, str) else (*path, file))
-            if Path(file).suffix not in (".yaml", ".yml", ".json"):
-                continue  # TOML/Python params files: left to DVC
-            try:
-                values = load_yaml(root / file, file)
-            except PipelineError as err:
-                problems.append(f"{at}: params file {file} unusable: {err}")
-                continue
+        at = where(DVC_YAML, data, ("stages", source, "params", index))
+        for file, keys in ({PARAMS_YAML: [entry]} if isinstance(entry, str) else entry).items():
+            values = (
+                load_yaml(root / file, file) if file.endswith((".yaml", ".yml", ".json")) else {}
+            )
             problems += [
-                f"{at}: '{key}' is not in {file}"
-                f"{did_you_mean(key, _dotted_keys(values), HINT)}; add it to "
-                f"{file} or fix the name"
+                f"{at}: '{key}' is not in {file}{did_you_mean(key, dotted_keys(values), HINT)}; "
+                f"add it to {file} or fix the name"
                 for key in keys or []
-                if not _lookup(values, key.split("."))[0]
+                if values and not walk(values, key.split("."))[0]
             ]
     return problems
 
 
-def _dotted_keys(data: Any, prefix: str = "") -> list[str]:
-    keys: list[str] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            keys += [f"{prefix}{key}", *_dotted_keys(value, f"{prefix}{key}.")]
-    return keys
+def params_problems(root: Path) -> list[str]:
+    """One line per bad key of params.yaml, at its line; a file that cannot be read raises."""
+    lines, values = load_yaml(root / PARAMS_YAML, PARAMS_YAML), read_yaml(root / PARAMS_YAML)
+    found = []
+    for problem in schema.problems(values):
+        key = re.match(r"([\w.-]+?)(?:\[\d+\])?: ", problem)
+        found.append(f"{PARAMS_YAML}{walk(lines, key[1].split('.'))[2] if key else ''}: {problem}")
+    return found
 
 
-def _number(value: Any) -> bool:
+def number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def threshold_problems(root: Path, path: Path) -> list[str]:
-    """Each metric named in the thresholds file is present and within its bounds."""
-    label = str(path)
-    try:
-        doc = load_yaml(path, label)
-    except PipelineError as err:
-        return [str(err)]
-    if not isinstance(doc, dict) or not doc:
+    """Each metric the thresholds file names (dotted: into nested JSON) is within its bounds:
+    a number is a floor, ``{min: x, max: y}`` bounds both ways."""
+    label, problems = str(path), []
+    doc = load_yaml(path, label)
+    if not isinstance(doc, dict) or not all(isinstance(b, dict) for b in doc.values()):
         return [f"{label}: expected a mapping of metrics file -> {{metric: floor}}"]
-    problems = []
     for file, bounds in doc.items():
-        if not isinstance(bounds, dict) or not bounds:
-            problems.append(f"{where(label, doc, (file,))}: expected {{metric: floor}} under it")
-            continue
-        if not (root / str(file)).is_file():
+        if not (root / file).is_file():
             problems.append(f"{file}: not found (named in {label}); run `dvc repro` first")
             continue
-        try:
-            metrics = read_json(root / str(file))  # bounded in size, keys unique
-        except PipelineError as err:
-            problems.append(str(err))
-            continue
+        metrics = read_json(root / file)  # bounded in size, keys unique
         for key, bound in bounds.items():
-            ranged = isinstance(bound, dict) and set(bound) <= {"min", "max"}  # else a floor
-            low, high = (bound.get("min"), bound.get("max")) if ranged else (bound, None)
-            if not any(_number(b) for b in (low, high)):
+            low, high = (
+                (bound.get("min"), bound.get("max")) if isinstance(bound, dict) else (bound, None)
+            )
+            found, value, _ = walk(metrics, str(key).split("."))
+            if not any(number(b) for b in (low, high)):
                 problems.append(
                     f"{where(label, doc, (file, key))}: expected a number (the floor) or "
-                    f"{{min: x, max: y}}, got {bound!r}"
+                    f"{{min: x, max: y}}, got {shown(bound)}"
                 )
-                continue
-            present, value = _lookup(metrics, str(key).split("."))
-            if not present:
-                hint = did_you_mean(str(key), _dotted_keys(metrics), HINT)
+            elif not found or not number(value):
+                hint = did_you_mean(str(key), dotted_keys(metrics), HINT)
                 problems.append(
-                    f"{file}: no metric '{key}'{hint}, named in {label}; fix the name in {label}"
+                    f"{file}: no numeric metric '{key}'{hint}, named in {label}; fix the name "
+                    f"in {label}"
                 )
-            elif not _number(value):
-                problems.append(f"{file}: {key} is {value!r}, not a number (see {label})")
-            elif low is not None and not value >= low:
+            elif number(low) and value < low:
                 problems.append(
                     f"{file}: {key} = {value:g} is below the floor {low:g} set in {label}; "
                     "find what made it worse (`dvc metrics diff`) or lower the floor on purpose"
                 )
-            elif high is not None and not value <= high:
+            elif number(high) and value > high:
                 problems.append(
                     f"{file}: {key} = {value:g} is above the ceiling {high:g} set in {label}; "
                     "find what made it worse (`dvc metrics diff`) or raise the ceiling on purpose"
@@ -385,26 +255,20 @@ def threshold_problems(root: Path, path: Path) -> list[str]:
     return problems
 
 
-def validate(
-    root: Path, *, up_to_date: bool = False, thresholds: Path | None = None
-) -> tuple[list[str], list[str]]:
-    """Every check on the project in ``root``: (problems, names of the checks passed)."""
-    data, problems = dvc_yaml(root)
-    found: dict[str, list[str]] = {}  # check -> its problems, in the order they run
-    if data is not None:
-        found[DAG] = dag_problems(root)
-        found[f"deps and params of {len(data['stages'])} stages"] = deps_problems(data, root)
-    found[PARAMS_YAML] = params_problems(root)
-    if up_to_date and found.get(DAG) == []:  # dvc.yaml is sound: its status means something
-        found["dvc status clean"] = status_problems(root)
-    if thresholds is not None:
-        found[f"thresholds in {thresholds}"] = threshold_problems(root, thresholds)
-    problems += [problem for check in found.values() for problem in check]
-    return problems, [name for name, check in found.items() if not check]
+def lines(check: Callable[[], list[str]]) -> list[str]:
+    """The problems ``check`` returns, or the lines of the one it raises."""
+    try:
+        return check()
+    except PipelineError as err:
+        return str(err).splitlines()
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
+    """Every check, one ``error:`` line a problem. DVC reads params.yaml too (the stages'
+    ``vars``): while it cannot be read, DVC's checks do not run."""
+    from dvc.parsing import DataResolver
+
     parser = argparse.ArgumentParser(
         prog="python -m mnist_pipeline validate",
         description="Check dvc.yaml (schema, DAG, deps), params.yaml and optionally dvc "
@@ -413,15 +277,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("."), help="project directory")
     parser.add_argument("--up-to-date", action="store_true", help="also require `dvc status`")
     parser.add_argument("--thresholds", type=Path, help="YAML of metric bounds")
-    args = parser.parse_args(argv)
-    problems, passed = validate(args.root, up_to_date=args.up_to_date, thresholds=args.thresholds)
-    for problem in problems:
+    args, data, resolved = parser.parse_args(argv), None, None
+    root = args.root.resolve()  # modulefinder's paths are absolute
+
+    def stages(repo: Any) -> dict[str, Any]:
+        repo.index.check_graph()
+        return DataResolver(repo, ".", data).resolve()["stages"]
+
+    try:
+        params, readable = params_problems(root), True
+    except PipelineError as err:
+        params, readable = [str(err)], False
+    try:
+        data = load_yaml(root / DVC_YAML, DVC_YAML)
+        if not isinstance(data, dict) or not data.get("stages"):
+            raise PipelineError(f"{DVC_YAML}: no stages; define the pipeline under 'stages:'")
+        resolved = with_dvc(root, stages, DAG_FAILED, data) if readable else None
+        found = {f"{DVC_YAML} (schema, DAG)": [], PARAMS_YAML: params}
+    except PipelineError as err:
+        found = {f"{DVC_YAML} (schema, DAG)": str(err).splitlines(), PARAMS_YAML: params}
+    if resolved is not None:
+        found[f"deps and params of {len(resolved)} stages"] = lines(
+            lambda: [p for n, s in resolved.items() for p in stage_problems(data, root, n, s)]
+        )
+        if args.up_to_date:
+            found["dvc status clean"] = lines(lambda: status_problems(root))
+    if args.thresholds is not None:
+        found[f"thresholds in {args.thresholds}"] = lines(
+            lambda: threshold_problems(root, args.thresholds)
+        )
+    for problem in (problems := [p for check in found.values() for p in check]):
         print(f"error: {problem}", file=sys.stderr)
     if problems:
         return EXIT_BAD_INPUT
-    print(f"validate: ok: {', '.join(passed)}")
+    print(f"validate: ok: {', '.join(found)}")
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # .ci/pipeline.sh runs it so
     raise SystemExit(main())
