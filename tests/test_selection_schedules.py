@@ -73,7 +73,8 @@ def test_bad_selection_or_schedule_is_one_line(train: dict[str, object], line: s
 
 
 def rates(params: TrainParams) -> list[float]:
-    schedule, out = Schedule(params, object()), []
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=params.lr)
+    schedule, out = Schedule(params, stand_in), []
     for _ in range(params.epochs):
         out.append(schedule.lr)
         schedule.step()

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnist_pipeline.learning.losses import LOSSES, OUTPUTS
-from mnist_pipeline.learning.optim import SGD
 
 
 @dataclass(frozen=True)
@@ -80,9 +79,7 @@ def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> Bac
 
 def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) -> list[Tensor]:
     """One SGD step ``W_l - lr ∂L/∂W_l`` for every layer, as new tensors (inputs untouched)."""
-    updated = [w.clone() for w in weights]
-    SGD(updated, lr).step(grads)
-    return updated
+    return [w - lr * g for w, g in zip(weights, grads, strict=True)]
 
 
 LAYERS = (nn.Linear, nn.Sigmoid, nn.ReLU)  # what ManualBackprop differentiates

@@ -1,13 +1,11 @@
 """The learning rate per epoch: constant (the notebook), step or cosine, after an optional
 linear warm-up (``lr · e / (warmup + 1)`` over epochs ``1..warmup``), all by
-``torch.optim.lr_scheduler``.
-
-Engines that are no torch optimizers (``optim.SGD``, ``backprop.ManualBackprop``) get the rate
-of the same scheduler run on a stand-in optimizer, so every engine sees the same rate.
-"""
+``torch.optim.lr_scheduler`` on the run's optimizer; the hand-derived engine, which steps its
+own weights, gets the same rate through ``apply``."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Protocol
 
 import torch
@@ -26,15 +24,11 @@ def is_scheduled(params: TrainParams) -> bool:
 
 
 class Schedule:
-    """The rate of the coming epoch (``lr``); ``step()`` after every epoch. A torch optimizer
-    ``target`` is scheduled in place, any other gets the rate through ``apply``."""
+    """The rate of the coming epoch (``lr``); ``step()`` after every epoch."""
 
-    def __init__(self, params: TrainParams, target: object) -> None:
-        self.scheduled = is_scheduled(params)
-        self.stand_in = not isinstance(target, torch.optim.Optimizer)
-        stand_in = torch.optim.SGD([torch.zeros(0, requires_grad=True)], lr=params.lr)
-        self.optimizer = stand_in if self.stand_in else target
-        self.scheduler = self._scheduler(params) if self.scheduled else None
+    def __init__(self, params: TrainParams, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.scheduler = self._scheduler(params) if is_scheduled(params) else None
 
     def _scheduler(self, params: TrainParams) -> Any:
         opt, warmup = self.optimizer, params.warmup
@@ -59,15 +53,15 @@ class Schedule:
 
     def step(self) -> None:
         if self.scheduler is not None:
-            if self.stand_in:  # a no-op (no gradients) that tells torch the epoch has run
-                self.optimizer.step()
-            self.scheduler.step()
+            with warnings.catch_warnings():  # the notebook's engine never steps the optimizer
+                warnings.filterwarnings(
+                    "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                )
+                self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scheduler": self.scheduler.state_dict(), "lr": self.lr} if self.scheduler else {}
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-            for group in self.optimizer.param_groups:
-                group["lr"] = state["lr"]
+            self.scheduler.load_state_dict(state)

@@ -24,13 +24,13 @@ from mnist_pipeline.learning.checkpoints import Checkpoint
 from mnist_pipeline.learning.history import EpochRecord
 from mnist_pipeline.learning.losses import LOSSES, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
-from mnist_pipeline.learning.optim import OPTIMIZERS, SGD
+from mnist_pipeline.learning.optim import OPTIMIZERS
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.progress import Progress
 from mnist_pipeline.learning.schedules import HasLr, Schedule
 
 log = logging.getLogger(__name__)
-Optimizer = SGD | torch.optim.Optimizer
+Optimizer = torch.optim.Optimizer
 Tick = Callable[[], None]  # called after every minibatch (progress)
 
 
@@ -124,8 +124,10 @@ def make_step(
     """One step on a global minibatch (labels ``[B]`` for autograd, one-hot ``[B, C]`` for the
     hand-derived engine) returning this rank's share of its loss (shares sum over ranks); what
     to run after each epoch; and what holds a learning rate the schedule sets."""
-    plain = isinstance(optimizer, SGD) and not (optimizer.momentum or optimizer.weight_decay)
-    rated: list[HasLr] = [optimizer] if isinstance(optimizer, SGD) else []
+    group = optimizer.param_groups[0]
+    plain = isinstance(optimizer, torch.optim.SGD) and not (
+        group["momentum"] or group["weight_decay"]
+    )
     if params.gradients == "manual":
         engine = ManualBackprop(model, params.output, params.loss, params.lr)
         if plain and not ctx.active:  # the notebook's SGD, in place on [b W]
@@ -138,11 +140,12 @@ def make_step(
             loss, grads = engine.gradients(xs, ts, len(x))
             for p, grad in zip(parameters, grads, strict=True):
                 p.grad = distributed.sum_(grad, ctx)
-            optimizer.step()  # optim.SGD clears p.grad
+            optimizer.step()
+            model.zero_grad(set_to_none=True)
             engine.pull()
             return loss
 
-        return manual_step, lambda: None, rated
+        return manual_step, lambda: None, []
     # DDP averages gradients over ranks; scaling each rank's loss by world * n_r / B turns
     # that average into the exact global-batch gradient even for a short last batch.
     forward = nn.parallel.DistributedDataParallel(model) if ctx.active else model
@@ -153,10 +156,10 @@ def make_step(
         loss = loss_fn(forward(xs), ys) * (len(ys) / len(y))  # * 1.0 in one process: exact
         (loss * ctx.world).backward()
         optimizer.step()
-        model.zero_grad(set_to_none=True)  # optim.SGD has cleared them already
+        model.zero_grad(set_to_none=True)
         return loss.detach()
 
-    return autograd_step, lambda: None, rated
+    return autograd_step, lambda: None, []
 
 
 @dataclass
