@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
-from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.serving.images import printable, read_image, to_mnist
+from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.serving.images import read_image, to_mnist
 from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
 TOP = 3
@@ -87,7 +87,6 @@ def save_inputs(fields: Sequence[np.ndarray], targets: Sequence[Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``mnist-predict``: each image answered or refused on its own line."""
     parser = argparse.ArgumentParser(
-        prog="mnist-predict",
         description="Ask the trained model about your own images (PNG or JPEG).",
         epilog="Exit status 2 when any image (or the model) could not be used.",
     )
