@@ -41,7 +41,7 @@ def test_usage_names_the_command_as_typed(
     """``mnist-pipeline predict --help`` says ``usage: mnist-pipeline predict``;
     ``python -m mnist_pipeline predict --help`` says ``usage: python -m mnist_pipeline predict``."""
     monkeypatch.setattr(sys, "argv", [argv0])
-    for name in ("predict", "serve"):
+    for name in COMMANDS:
         with pytest.raises(SystemExit):
             main([name, "--help"])
         assert capsys.readouterr().out.startswith(f"usage: {typed} {name} ")

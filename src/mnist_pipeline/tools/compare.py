@@ -481,7 +481,6 @@ def write_report(result: Comparison, out: Path) -> Path:
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline compare",
         description="compare two runs (commits or experiments) as a report",
     )
     parser.add_argument("--rev", required=True, help="old side: a git revision or a DVC experiment")

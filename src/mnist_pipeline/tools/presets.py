@@ -53,7 +53,6 @@ def exp_run_command(settings: dict[str, Any], extra: list[str]) -> list[str]:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline preset",
         description="run a presets.yaml preset as a DVC experiment",
         epilog="Exit status 2 with one 'error:' line for an unknown preset.",
     )

@@ -406,7 +406,6 @@ def validate(
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline validate",
         description="Check dvc.yaml (schema, DAG, deps), params.yaml and optionally dvc "
         "status and metric thresholds; one 'error:' line per problem.",
     )
