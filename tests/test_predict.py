@@ -349,8 +349,36 @@ def test_save_input_writes_all_or_nothing(
     images = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     assert main([*images, "--model", str(trained[0]), "--save-input", str(seen)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and "seen/b.png exists and is not a file" in err
+    assert out == "" and "seen/b.png: a directory is in the way" in err
     assert [p.name for p in seen.iterdir()] == ["b.png"]  # a.png was not written
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("folder is a file", "seen is a file, not a directory"),
+        ("two images, one name", "a.png and other/a.png would both be saved as seen/a.png"),
+    ],
+)
+def test_a_bad_save_input_folder_is_one_line_and_nothing_else(
+    case: str,
+    message: str,
+    trained: tuple[Path, Split, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other").mkdir()
+    for name in ("a.png", "other/a.png"):
+        as_photo(trained[1].images[0]).save(tmp_path / name)
+    images = ["a.png", "other/a.png"] if case == "two images, one name" else ["a.png"]
+    if case == "folder is a file":
+        (tmp_path / "seen").write_text("notes")
+    assert main([*images, "--model", str(trained[0]), "--save-input", "seen"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "seen").is_dir()
 
 
 def test_names_reach_the_terminal_escaped(
