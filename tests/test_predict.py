@@ -148,6 +148,21 @@ def test_transparency_is_paper_and_exif_rotation_is_applied(tmp_path: Path) -> N
     assert upright[22, 40 - 1 - 15] < 64
 
 
+def test_a_large_photo_is_decoded_small_and_answered_alike(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 12-megapixel JPEG is decoded at 1/4 scale (``Image.draft``), a 3.8-megapixel PNG
+    box-reduced before it becomes floats; both get the class of the small image."""
+    small = as_photo(trained[1].images[0])  # 176×176
+    small.resize((4000, 3000)).convert("RGB").save(tmp_path / "photo.jpg", quality=90)
+    small.resize((1950, 1950)).save(tmp_path / "scan.png")
+    assert read_image(tmp_path / "photo.jpg").shape == (750, 1000)
+    assert read_image(tmp_path / "scan.png").shape == (650, 650)
+    answers = predict_json(capsys, *(str(tmp_path / n) for n in ("photo.jpg", "scan.png")),
+                           "--model", str(trained[0]))  # fmt: skip
+    assert [a["predicted"] for a in answers] == [trained[2][0]] * 2
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A 100-byte PNG whose header claims ``width``×``height`` (a decompression bomb)."""
 

@@ -98,12 +98,8 @@ def same_origin(app: ASGIApp, hosts: Sequence[str]) -> ASGIApp:
 
 def create_app(classifier: Classifier, hosts: Sequence[str] = ("127.0.0.1",)) -> FastAPI:
     """The FastAPI app over ``classifier``, answering requests addressed to ``hosts``."""
-    app = FastAPI(
-        title=f"mnist-pipeline {classifier.model} ({classifier.dataset})",
-        docs_url=None,
-        redoc_url=None,
-        form_limits={"max_files": 1, "max_fields": 8},
-    )
+    title = f"mnist-pipeline {classifier.model} ({classifier.dataset})"
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, form_limits={"max_files": 1})
     app.add_middleware(same_origin, hosts=hosts)
     decoders = anyio.CapacityLimiter(DECODERS)
 

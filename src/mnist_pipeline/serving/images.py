@@ -91,12 +91,13 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
                 image.draft("L", (REDUCED_SIDE, REDUCED_SIDE))
                 upright = ImageOps.exif_transpose(image)  # decoded here, errors caught below
             if upright.mode.startswith("I"):  # 16-bit grayscale: 0..65535 -> 0..255
-                gray = Image.fromarray(np.asarray(upright, dtype=np.float32) / 257.0)
-            else:
-                if upright.mode in ("RGBA", "LA", "PA", "P") or "transparency" in upright.info:
-                    rgba = upright.convert("RGBA")  # transparent parts are white paper
-                    upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-                gray = upright.convert("L")  # ITU-R 601-2 luma
+                upright = Image.fromarray(np.asarray(upright, dtype=np.float32) / 257.0)
+            elif upright.mode in ("1", "P") or "transparency" in upright.info:
+                upright = upright.convert("RGBA")
+            upright = upright.reduce(max(1, max(upright.size) // REDUCED_SIDE))  # box means
+            if upright.mode in ("RGBA", "LA", "PA"):  # transparent parts are white paper
+                rgba = upright.convert("RGBA")
+                upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(  # ours above, or Pillow's own check in Image.open
             f"{name}: image larger than the {MAX_IMAGE_PIXELS:,} pixels read here ({err}); "
@@ -108,8 +109,8 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         reason = printable(err)
         raise ImageError(f"{name}: cannot decode the image ({reason}); {FIX}", "corrupt") from err
-    reduced = gray.reduce(max(1, max(gray.size) // REDUCED_SIDE))  # each pixel: a box's mean
-    return np.asarray(reduced, dtype=np.float32)
+    gray = upright if upright.mode == "F" else upright.convert("L")  # ITU-R 601-2 luma
+    return np.asarray(gray, dtype=np.float32)
 
 
 def read_image(path: Path) -> np.ndarray:

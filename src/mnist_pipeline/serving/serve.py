@@ -75,17 +75,12 @@ def server(model: Path, host: str = HOST, port: int = 0) -> tuple[uvicorn.Server
 def main(argv: list[str] | None = None) -> None:
     """Load and check the model, listen on HOST:PORT, print the URL, serve until stopped."""
     parser = argparse.ArgumentParser(
-        description="Serve the ONNX model over HTTP, with a draw-a-digit page and API docs."
+        description="Serve the ONNX model over HTTP, with a draw-a-digit page and API docs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--model", type=Path, default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}"
-    )
-    parser.add_argument(
-        "--host", default=HOST, help=f"the address to listen on and answer to; default: {HOST}"
-    )
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"0: any free port; default: {DEFAULT_PORT}"
-    )
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the ONNX model")
+    parser.add_argument("--host", default=HOST, help="the address to listen on and answer to")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port")
     args = parser.parse_args(argv)
     host = args.host.strip("[]").lower()
     app, listener = server(args.model, host, args.port)
