@@ -5,7 +5,6 @@ lists them, ``COMMAND --help`` shows each one's arguments. DVC runs the stages (
 import argparse
 import importlib
 import sys
-from importlib.metadata import version
 from pathlib import Path
 
 # command -> (module under mnist_pipeline whose main(argv) runs it, one line of help)
@@ -21,6 +20,16 @@ COMMANDS = {
 }
 
 
+class Version(argparse.Action):
+    """``--version``: the installed package's (importlib.metadata is imported only for it)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import version
+
+        print(f"mnist-pipeline {version('mnist-pipeline')}")
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run COMMAND's ``main`` on the other arguments; its usage line names it as it was typed."""
     typed = Path(sys.argv[0]).name
@@ -29,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         prog=prog,
         description="The MNIST pipeline's tools; its stages run under DVC (`dvc repro`).",
     )
-    release = f"mnist-pipeline {version('mnist-pipeline')}"
-    parser.add_argument("--version", action="version", version=release)
+    parser.add_argument("--version", action=Version, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_line) in COMMANDS.items():
         commands.add_parser(name, help=help_line, add_help=False)
