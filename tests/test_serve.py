@@ -298,7 +298,7 @@ def test_slow_clients_are_dropped_and_keep_nobody_out(
         for conn in slow:
             conn.close()
     print(f"70 slow clients dropped after {min(dropped):.2f}..{max(dropped):.2f} s")
-    assert min(dropped) >= REQUEST_SECONDS and max(dropped) < REQUEST_SECONDS + 2
+    assert min(dropped) >= REQUEST_SECONDS and max(dropped) < REQUEST_SECONDS + 3
     assert request(f"{url}/health")[0] == 200
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
