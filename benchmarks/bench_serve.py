@@ -6,25 +6,71 @@ and the cold-process time of `predict` for one image.
 
 Starts `python -m mnist_pipeline serve --port 0` with this checkout's code, sends one
 28×28-looking drawing (a thick stroke on white, 280×280 PNG, as the page sends) ``--requests``
-times, ``--concurrency`` at once (``serving.loadtest``), and prints requests/s, p50, p99 and
-the error count. Then runs `predict` on the same image ``--cold`` times, each a new process,
-and prints the wall time per process (min / median).
+times, ``--concurrency`` at once (each worker on one kept-alive connection), and prints
+requests/s, p50, p99 and the error count. Then runs `predict` on the same image ``--cold``
+times, each a new process, and prints the wall time per process (min / median).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from common import REPO, environment, markdown, write_results
-from mnist_pipeline.serving.loadtest import load_test
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    errors: int  # non-200 answers and failed connections
+    seconds: float
+    latencies: tuple[float, ...]  # seconds, one per request
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q))
+
+
+def load_test(url: str, png: bytes, requests: int = 1000, concurrency: int = 16) -> LoadResult:
+    """Send ``png`` to ``url`` + ``/predict`` ``requests`` times, ``concurrency`` at once."""
+    parts = urlsplit(url)
+    local = threading.local()
+
+    def one(_: int) -> tuple[float, bool]:
+        start = time.perf_counter()
+        try:
+            if not hasattr(local, "conn"):
+                local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            local.conn.request("POST", "/predict", body=png, headers={"Content-Type": "image/png"})
+            reply = local.conn.getresponse()
+            reply.read()
+            ok = reply.status == 200
+        except (OSError, http.client.HTTPException):
+            del local.conn
+            ok = False
+        return time.perf_counter() - start, ok
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, range(requests)))
+    latencies, oks = zip(*results, strict=True) if results else ((), ())
+    return LoadResult(requests, oks.count(False), time.perf_counter() - start, latencies)
 
 
 def drawing() -> bytes:

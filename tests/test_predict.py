@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -65,9 +66,18 @@ def as_photo(image: np.ndarray) -> Image.Image:
     return Image.fromarray(sheet).resize((width * ENLARGE, height * ENLARGE), Image.NEAREST)
 
 
+def strict_json(text: str) -> list[dict]:
+    """``text`` parsed as standard JSON: NaN and Infinity (Python's extension) are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def predict_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
     assert main([*args, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return strict_json(capsys.readouterr().out)
 
 
 def test_predict_agrees_with_evaluate(
@@ -139,6 +149,21 @@ def test_transparency_is_paper_and_exif_rotation_is_applied(tmp_path: Path) -> N
     assert upright[22, 40 - 1 - 15] < 64
 
 
+def test_a_large_photo_is_decoded_small_and_answered_alike(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 12-megapixel JPEG is decoded at 1/4 scale (``Image.draft``), a 3.8-megapixel PNG
+    box-reduced before it becomes floats; both get the class of the small image."""
+    small = as_photo(trained[1].images[0])  # 176×176
+    small.resize((4000, 3000)).convert("RGB").save(tmp_path / "photo.jpg", quality=90)
+    small.resize((1950, 1950)).save(tmp_path / "scan.png")
+    assert read_image(tmp_path / "photo.jpg").shape == (750, 1000)
+    assert read_image(tmp_path / "scan.png").shape == (650, 650)
+    answers = predict_json(capsys, *(str(tmp_path / n) for n in ("photo.jpg", "scan.png")),
+                           "--model", str(trained[0]))  # fmt: skip
+    assert [a["predicted"] for a in answers] == [trained[2][0]] * 2
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A 100-byte PNG whose header claims ``width``×``height`` (a decompression bomb)."""
 
@@ -164,6 +189,43 @@ def truncated_png() -> bytes:
     return buffer.getvalue()[: len(buffer.getvalue()) // 2]
 
 
+def handmade_model(path: Path, double_rows: bool = False, bias: float = 0.0) -> None:
+    """A hostile model written with ``onnx.helper``, with the inputs, outputs and metadata of
+    an exported one: ``double_rows`` answers two rows per image; ``bias`` NaN makes every
+    score NaN."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.zeros((784, 10), np.float32), "weights")
+    offsets = numpy_helper.from_array(np.full(10, bias, np.float32), "bias")
+    nodes = [
+        helper.make_node("MatMul", ["images", "weights"], ["product"]),
+        helper.make_node("Add", ["product", "bias"], ["scores"]),
+        helper.make_node(
+            "Concat", ["scores", "scores"] if double_rows else ["scores"], ["rows"], axis=0
+        ),
+        helper.make_node("Identity", ["rows"], ["logits"]),
+        helper.make_node("Softmax", ["rows"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hostile",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 784])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, ["M", 10])
+            for name in ("logits", "probabilities")
+        ],
+        [weights, offsets],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    for key, value in {
+        "classes": json.dumps(DIGITS),
+        "dataset": "mnist",
+        "model": "linear",
+    }.items():
+        model.metadata_props.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+
+
 def other_model(path: Path, in_features: int, classes: list[str]) -> None:
     spec = ModelSpec("linear", in_features, 10)
     path.write_bytes(to_onnx(build_model(spec), spec, "softmax", tuple(classes), "mnist"))
@@ -175,9 +237,11 @@ BAD = {
     "empty": (lambda p: p.write_bytes(b""), "not a PNG or JPEG image"),
     "blank": (lambda p: Image.new("L", (64, 64), 240).save(p, format="PNG"), "blank image"),
     "truncated": (lambda p: p.write_bytes(truncated_png()), "cannot decode the image"),
+    "fifo": (os.mkfifo, "bad.png: not a regular file"),  # refused, not waited on
+    "folder": (Path.mkdir, "bad.png: cannot read (Is a directory)"),
     "20000x20000": (
         lambda p: p.write_bytes(png_claiming(20000, 20000)),
-        "image larger than the 64,000,000 pixels",
+        "image larger than the 4,000,000 pixels",
     ),
     "model-for-32x32x3": (
         lambda p: other_model(p.with_suffix(".model"), 3072, DIGITS),
@@ -185,7 +249,15 @@ BAD = {
     ),
     "model-with-2-names": (
         lambda p: other_model(p.with_suffix(".model"), 784, ["cat", "dog"]),
-        "2 class names for 10 outputs",
+        "answers scores of shape (2, 10) for 2 images and 2 class names",
+    ),
+    "model-answering-2-rows-per-image": (
+        lambda p: handmade_model(p.with_suffix(".model"), double_rows=True),
+        "answers scores of shape (4, 10) for 2 images and 10 class names; rerun the train",
+    ),
+    "model-with-a-nan-bias": (
+        lambda p: handmade_model(p.with_suffix(".model"), bias=np.nan),
+        "the model's scores are not finite numbers (NaN or infinity); rerun the train stage",
     ),
 }
 
@@ -221,6 +293,16 @@ def test_bad_input_is_one_error_line(
         assert sorted(p.name for p in seen.iterdir()) == ["good.png"]
 
 
+def test_json_of_a_model_with_nan_scores_is_nothing_but_one_error_line(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    as_photo(trained[1].images[0]).save(tmp_path / "a.png")
+    handmade_model(tmp_path / "nan.onnx", bias=np.nan)
+    assert main([str(tmp_path / "a.png"), "--model", str(tmp_path / "nan.onnx"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "not finite numbers" in err
+
+
 def test_batch_json_has_an_error_entry_per_bad_file(
     trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -231,7 +313,7 @@ def test_batch_json_has_an_error_entry_per_bad_file(
     (tmp_path / "1.png").write_text("not an image")
     assert main([*map(str, paths), "--model", str(trained[0]), "--json"]) == 2
     out, err = capsys.readouterr()
-    answers = json.loads(out)
+    answers = strict_json(out)
     assert [a["image"] for a in answers] == list(map(str, paths))
     assert answers[1] == {"image": str(paths[1]), "error": err.strip().removeprefix("error: ")}
     assert [a["predicted"] for a in (answers[0], answers[2])] == [trained[2][0], trained[2][2]]
@@ -283,8 +365,36 @@ def test_save_input_writes_all_or_nothing(
     images = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     assert main([*images, "--model", str(trained[0]), "--save-input", str(seen)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and "seen/b.png exists and is not a file" in err
+    assert out == "" and "seen/b.png: a directory is in the way" in err
     assert [p.name for p in seen.iterdir()] == ["b.png"]  # a.png was not written
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("folder is a file", "seen is a file, not a directory"),
+        ("two images, one name", "a.png and other/a.png would both be saved as seen/a.png"),
+    ],
+)
+def test_a_bad_save_input_folder_is_one_line_and_nothing_else(
+    case: str,
+    message: str,
+    trained: tuple[Path, Split, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other").mkdir()
+    for name in ("a.png", "other/a.png"):
+        as_photo(trained[1].images[0]).save(tmp_path / name)
+    images = ["a.png", "other/a.png"] if case == "two images, one name" else ["a.png"]
+    if case == "folder is a file":
+        (tmp_path / "seen").write_text("notes")
+    assert main([*images, "--model", str(trained[0]), "--save-input", "seen"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "seen").is_dir()
 
 
 def test_names_reach_the_terminal_escaped(

@@ -1,6 +1,7 @@
 """``PipelineError``: the one exception a user should see, one line saying what is wrong, where
 (file, key or value) and how to fix it; ``cli.entry_point`` prints it. Anything else is a bug."""
 
+import unicodedata
 from collections.abc import Sequence
 
 
@@ -9,9 +10,14 @@ class PipelineError(Exception):
 
 
 def printable(text: object) -> str:
-    """``text`` for one terminal or error line: every non-printable character (newlines, ANSI
-    escapes, bidi overrides) escaped as ``\\n``, ``\\x1b``, ``\\u202e``; nothing quoted."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    """``text`` for a terminal line: control and format characters (ANSI escapes, newlines,
+    bidi overrides) as ``\\x1b``-style escapes, the rest as is."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+        else ch
+        for ch in str(text)
+    )
 
 
 def shown(value: object, limit: int = 200) -> str:

@@ -12,9 +12,7 @@ from mnist_pipeline.reporting.report import headline, provenance
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline summary", description="print a run's headline numbers"
-    )
+    parser = argparse.ArgumentParser(description="print a run's headline numbers")
     parser.add_argument("metrics", nargs="?", type=Path, default=Path("metrics/eval.json"))
     parser.add_argument("report", nargs="?", type=Path, default=Path("reports/report.md"))
     parser.add_argument(

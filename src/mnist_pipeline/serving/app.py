@@ -1,147 +1,164 @@
-"""The HTTP app: ``POST /predict``, ``GET /health`` and the draw-a-digit page at ``GET /``.
-
-``POST /predict`` takes one PNG or JPEG (the raw body or a multipart file field), preprocesses
-it as ``predict`` does and answers the predicted class, the top 3 and every probability. A bad
-request gets a 4xx and ``{"error": "one line"}``, never a 500. The page loads nothing from
-elsewhere.
+"""The HTTP app: ``POST /predict``, ``GET /health``, the draw-a-digit page at ``/`` and the API
+docs at ``/docs``, all from ``static/`` (Swagger UI included): no page loads anything from
+elsewhere. A refused request gets a 4xx, or a 503 when memory runs out, and one line of JSON.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from importlib import resources
-from typing import Any
+import logging
+from collections.abc import Sequence
 
+import anyio
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi import FastAPI, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from mnist_pipeline.core.errors import PipelineError, printable
 from mnist_pipeline.serving.images import ImageError, decode_image, to_mnist
 from mnist_pipeline.serving.model import Classifier
 
 MAX_UPLOAD_BYTES = 2 * 2**20  # a drawing or a phone photo of one digit, resized
-MAX_UPLOAD_PIXELS = 16_000_000
+TOO_LARGE = f"upload larger than {MAX_UPLOAD_BYTES:,} bytes; send a smaller image"
 TOP = 3
+DECODERS = 2  # images decoded at once: this bounds the memory they take
 IMAGE_TYPES = ("image/png", "image/jpeg")
 STATUS = {"not-image": 415, "too-large": 413, "corrupt": 400, "blank": 422}
-STATIC = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "style.css": "text/css; charset=utf-8",
-}
+RAW_BODY = {"schema": {"type": "string", "format": "binary"}}  # besides the form, for the docs
+Ranked = TypedDict("Ranked", {"class": str, "probability": float})
 
 
-class RequestError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class Prediction(BaseModel):
+    """The model's answer for one image (``predicted``: None when it is unsure)."""
+
+    predicted: str | None
+    top: list[Ranked]
+    probabilities: dict[str, float]
 
 
-async def read_capped(chunks: AsyncIterator[bytes], declared: str | None) -> bytes:
-    """The request body, refused (413) as soon as it is known to exceed the limit."""
-    limit = f"upload larger than {MAX_UPLOAD_BYTES:,} bytes; send a smaller image"
-    if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise RequestError(413, limit)
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > MAX_UPLOAD_BYTES:
-            raise RequestError(413, limit)
-    return bytes(body)
+class Health(BaseModel):
+    """The served model, as its ONNX file's metadata describes it."""
+
+    status: str
+    model: str
+    dataset: str
+    classes: list[str]
 
 
-async def form_file(body: bytes, headers: Any) -> bytes:
-    """The one file field of a ``multipart/form-data`` body."""
+class Problem(BaseModel):
+    """A refused request: what is wrong and what to send instead, in one line."""
 
-    async def replay() -> AsyncIterator[bytes]:
-        yield body
-
-    try:
-        form = await MultiPartParser(headers, replay(), max_files=1, max_fields=8).parse()
-    except MultiPartException as err:
-        raise RequestError(400, f"unreadable multipart form ({err.message})") from err
-    files = [value for _, value in form.multi_items() if not isinstance(value, str)]
-    if len(files) != 1:
-        raise RequestError(400, "send exactly one image file in the form")
-    return await files[0].read()
+    error: str
 
 
-def answer(classifier: Classifier, image: bytes) -> dict[str, Any]:
+def answer(classifier: Classifier, image: bytes) -> Prediction:
     """The model's answer for one uploaded image (``ImageError`` when it cannot be used)."""
-    field = to_mnist(decode_image(image, "the upload", MAX_UPLOAD_PIXELS), "the upload")
+    field = to_mnist(decode_image(image, "the upload"), "the upload")
     result = classifier.classify(["upload"], field[np.newaxis])[0]
     ranked = sorted(result["probabilities"].items(), key=lambda item: -item[1])
-    return {
-        "predicted": result["predicted"],
-        "top": [{"class": name, "probability": p} for name, p in ranked[:TOP]],
-        "probabilities": result["probabilities"],
-    }
+    top = [{"class": name, "probability": p} for name, p in ranked[:TOP]]
+    return Prediction(predicted=result["predicted"], top=top, probabilities=result["probabilities"])
 
 
-def create_app(classifier: Classifier, accuracy: float | None) -> FastAPI:
-    """The FastAPI app over ``classifier``; ``accuracy``: the evaluate stage's, for /health."""
-    app = FastAPI(title="mnist-pipeline model", docs_url=None, redoc_url=None, openapi_url=None)
-    static = resources.files("mnist_pipeline.serving") / "static"
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+def same_origin(app: ASGIApp, hosts: Sequence[str]) -> ASGIApp:
+    """``app`` for requests whose ``Host`` is one of ``hosts`` (else 400: DNS rebinding) and
+    whose ``Origin``, if any, is this server as the browser reached it (else 403)."""
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        headers = Headers(scope=scope)
+        host = headers.get("host", "").lower()
+        name, _, port = host.rpartition(":")
+        length = headers.get("content-length", "0")
+        if (name if port.isdigit() else host).strip("[]") not in hosts:
+            reply = error(400, f"Host {printable(host)!r} is not this server")
+        elif headers.get("origin", f"http://{host}").lower() != f"http://{host}":
+            reply = error(403, "requests from another site's page are refused")
+        elif length.isdigit() and int(length) > MAX_UPLOAD_BYTES:  # a body sent as it goes: below
+            reply = error(413, TOO_LARGE)
+        else:
+            return await app(scope, receive, send)
+        await reply(scope, receive, send)
+
+    return guard
+
+
+def create_app(classifier: Classifier, hosts: Sequence[str] = ("127.0.0.1",)) -> FastAPI:
+    """The FastAPI app over ``classifier``, answering requests addressed to ``hosts``."""
+    title = f"mnist-pipeline {classifier.model} ({classifier.dataset})"
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, form_limits={"max_files": 1})
+    app.add_middleware(same_origin, hosts=hosts)
+    decoders = anyio.CapacityLimiter(DECODERS)
+
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        """A request that gets no answer: one line of JSON, with a status that says why."""
+        match exc:
+            case ImageError():
+                return error(STATUS[exc.kind], str(exc))
+            case HTTPException(status_code=413):  # the body limit's
+                return error(413, TOO_LARGE)
+            case HTTPException():
+                return error(exc.status_code, str(exc.detail))
+            case RequestValidationError():
+                return error(400, "send the image as the form's file `image`")
+            case MemoryError():
+                return error(503, "out of memory; try again or send a smaller image")
+            case ClientDisconnect():  # nobody reads the answer: one log line, no traceback
+                logging.getLogger("uvicorn.error").warning("a client left mid-upload")
+        return error(500, str(exc))  # a PipelineError: the model failed on this input
+
+    for kind in (HTTPException, RequestValidationError, PipelineError, MemoryError):
+        app.add_exception_handler(kind, refused)
+    app.add_exception_handler(ClientDisconnect, refused)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "model": classifier.model,
-            "dataset": classifier.dataset,
-            "accuracy": accuracy,
-            "classes": list(classifier.classes),
-        }
+    async def health() -> Health:
+        meta = {"model": classifier.model, "dataset": classifier.dataset}
+        return Health(status="ok", classes=list(classifier.classes), **meta)
 
-    @app.post("/predict")
-    async def predict(request: Request) -> Response:
-        headers = request.headers
-        media = headers.get("content-type", "").split(";")[0].strip().lower()
-        try:
-            if media not in (*IMAGE_TYPES, "multipart/form-data"):  # before reading the body
-                raise RequestError(
-                    415,
-                    f"content type {printable(media) or 'missing'} is not accepted; send "
-                    "image/png, image/jpeg or multipart/form-data with one image file",
-                )
-            image = await read_capped(request.stream(), headers.get("content-length"))
-            if media == "multipart/form-data":
-                image = await form_file(image, headers)
-            result = await run_in_threadpool(answer, classifier, image)
-        except RequestError as err:
-            return error(err.status, str(err))
-        except ImageError as err:
-            return error(STATUS[err.kind], str(err))
-        except PipelineError as err:
-            return error(400, str(err))
-        return JSONResponse(result)
+    @app.post(
+        "/predict",
+        max_body_size=MAX_UPLOAD_BYTES,  # counted as it arrives; its 413 is the handler's JSON
+        responses={status: {"model": Problem} for status in (400, 403, 413, 415, 422, 503)},
+        openapi_extra={"requestBody": {"content": {kind: RAW_BODY for kind in IMAGE_TYPES}}},
+    )
+    async def predict(request: Request, image: UploadFile | None = None) -> Prediction:
+        """Classify one PNG or JPEG: the request's body, or the form's file ``image``."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media == "multipart/form-data" and image is None:
+            raise HTTPException(400, "send exactly one image file, as the form's file `image`")
+        if media not in (*IMAGE_TYPES, "multipart/form-data"):
+            raise HTTPException(
+                415,
+                f"content type {printable(media) or 'missing'} is not accepted; send "
+                "image/png, image/jpeg or multipart/form-data with one image file",
+            )
+        data = await image.read() if image is not None else await request.body()
+        return await anyio.to_thread.run_sync(answer, classifier, data, limiter=decoders)
 
-    for name, media_type in STATIC.items():
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=app.title,
+            swagger_js_url="/swagger-ui-bundle.js",
+            swagger_css_url="/swagger-ui.css",
+            swagger_favicon_url="/favicon.ico",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to swagger.io
+        )
 
-        def page(body: bytes = (static / name).read_bytes(), media: str = media_type) -> Response:
-            return Response(body, media_type=media, headers={"Cache-Control": "no-cache"})
-
-        path = "/" if name == "index.html" else f"/{name}"
-        app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
+    app.mount("/", StaticFiles(packages=[("mnist_pipeline.serving", "static")], html=True))
     return app
-
-
-def read_accuracy(text: str) -> float | None:
-    """The ``accuracy`` of an eval.json text, or None when it has none."""
-    try:
-        value = json.loads(text).get("accuracy")
-    except (ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, int | float) else None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -20,9 +22,10 @@ CENTRE = IMAGE_SIDE / 2  # ... and its centre of mass put here (row, column); MN
 MIN_CONTRAST = 32.0  # of 255: weaker ink than this is a blank image (paper grain, noise)
 INK = 0.1  # share of the ink peak above which a pixel counts when cropping
 IMAGE_FORMATS = ("PNG", "JPEG")
-# Pixels decoded at most (64 megapixels is ~250 MB as float32), checked from the header, so a
-# decompression bomb is refused before any pixel is decoded.
-MAX_IMAGE_PIXELS = 64_000_000
+# Pixels decoded at most, checked from the header (after a JPEG's reduced-scale decoding is
+# chosen), so a decompression bomb is refused before any pixel is decoded.
+MAX_IMAGE_PIXELS = 4_000_000
+REDUCED_SIDE = 512  # a larger image is decoded or box-reduced to about this many pixels a side
 MAX_IMAGE_BYTES = 32 * 2**20  # a file larger than this is no photo of one digit
 FIX = "give a PNG or JPEG of one digit or garment"
 # Markers that may follow a JPEG scan's entropy-coded data: tables, another scan, the end.
@@ -66,9 +69,10 @@ def _jpeg_scan_problem(data: bytes) -> str | None:
     return "no end marker"
 
 
-def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+def decode_image(data: bytes, where: str) -> np.ndarray:
     """PNG or JPEG bytes as grayscale ``[H, W]`` float32 in 0..255: checked before decoding
-    (size, Pillow's ``verify``, the JPEG scan), EXIF-upright, 16 bits kept, alpha over white."""
+    (pixels, Pillow's ``verify``, the JPEG scan), a JPEG decoded at 1/2 to 1/8 scale when large,
+    EXIF-upright, 16 bits kept, alpha over white, reduced to about ``REDUCED_SIDE``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = printable(where)
@@ -76,24 +80,27 @@ def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) ->
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-                if math.prod(image.size) > max_pixels:
+                image.draft("L", (REDUCED_SIDE, REDUCED_SIDE))  # JPEG only: smaller decode
+                if math.prod(image.size) > MAX_IMAGE_PIXELS:
                     raise Image.DecompressionBombError("{}×{}".format(*image.size))
                 image.verify()  # PNG chunk CRCs and structure
                 problem = _jpeg_scan_problem(data) if image.format == "JPEG" else None
             if problem:
                 raise ImageError(f"{name}: corrupt JPEG data ({problem}); {FIX}", "corrupt")
             with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-                image.load()  # decode now, inside the error handling below
-                upright = ImageOps.exif_transpose(image)
-                if upright.mode.startswith("I"):  # 16-bit grayscale: 0..65535 -> 0..255
-                    return np.asarray(upright, dtype=np.float32) / 257.0
-                if upright.mode in ("RGBA", "LA", "PA", "P") or "transparency" in upright.info:
-                    rgba = upright.convert("RGBA")
-                    upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-                gray = upright.convert("L")  # ITU-R 601-2 luma
+                image.draft("L", (REDUCED_SIDE, REDUCED_SIDE))
+                upright = ImageOps.exif_transpose(image)  # decoded here, errors caught below
+            if upright.mode.startswith("I"):  # 16-bit grayscale: 0..65535 -> 0..255
+                upright = Image.fromarray(np.asarray(upright, dtype=np.float32) / 257.0)
+            elif upright.mode in ("1", "P") or "transparency" in upright.info:
+                upright = upright.convert("RGBA")
+            upright = upright.reduce(max(1, max(upright.size) // REDUCED_SIDE))  # box means
+            if upright.mode in ("RGBA", "LA", "PA"):  # transparent parts are white paper
+                rgba = upright.convert("RGBA")
+                upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(  # ours above, or Pillow's own check in Image.open
-            f"{name}: image larger than the {max_pixels:,} pixels read here ({err}); "
+            f"{name}: image larger than the {MAX_IMAGE_PIXELS:,} pixels read here ({err}); "
             "crop or shrink it",
             "too-large",
         ) from err
@@ -102,14 +109,18 @@ def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) ->
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         reason = printable(err)
         raise ImageError(f"{name}: cannot decode the image ({reason}); {FIX}", "corrupt") from err
+    gray = upright if upright.mode == "F" else upright.convert("L")  # ITU-R 601-2 luma
     return np.asarray(gray, dtype=np.float32)
 
 
-def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """``decode_image`` of a file, at most ``MAX_IMAGE_BYTES`` read."""
+def read_image(path: Path) -> np.ndarray:
+    """``decode_image`` of a regular file (a FIFO or device is refused, not waited on), at
+    most ``MAX_IMAGE_BYTES`` read."""
     name = printable(path)
     try:
-        with open(path, "rb") as file:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ImageError(f"{name}: not a regular file; {FIX}", "not-image")
             data = file.read(MAX_IMAGE_BYTES + 1)
     except FileNotFoundError as err:
         raise ImageError(f"{name}: file not found; {FIX}", "not-image") from err
@@ -120,7 +131,7 @@ def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
         raise ImageError(
             f"{name}: file larger than {MAX_IMAGE_BYTES:,} bytes; crop or shrink it", "too-large"
         )
-    return decode_image(data, str(path), max_pixels)
+    return decode_image(data, str(path))
 
 
 def to_mnist(gray: np.ndarray, where: str = "the image") -> np.ndarray:

@@ -15,6 +15,7 @@ from mnist_pipeline.core.errors import PipelineError, printable
 from mnist_pipeline.data.splits import IMAGE_SIDE
 
 DEFAULT_MODEL = Path("models/model.onnx")
+PIXELS = IMAGE_SIDE * IMAGE_SIDE
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,17 @@ class Classifier:
 
     def classify(self, images: Sequence[str], inputs: np.ndarray) -> list[dict[str, Any]]:
         """``{image, predicted, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``
-        (class name -> probability, 6 decimals); the argmax of the logits, as evaluate's."""
-        pixels = inputs.reshape(len(inputs), IMAGE_SIDE * IMAGE_SIDE)
-        flat = np.ascontiguousarray(pixels, dtype=np.float32)
+        (class name -> probability, 6 decimals); the argmax of the logits, as evaluate's.
+        Scores of another shape, or not finite, are a ``PipelineError``."""
+        flat = np.ascontiguousarray(inputs.reshape(len(inputs), PIXELS), dtype=np.float32)
         logits, probs = self.session.run(None, {"images": flat})
+        if not logits.shape == probs.shape == (len(inputs), len(self.classes)):
+            raise PipelineError(
+                f"the model answers scores of shape {probs.shape} for {len(inputs)} images and "
+                f"{len(self.classes)} class names"
+            )
+        if not (np.isfinite(logits).all() and np.isfinite(probs).all()):
+            raise PipelineError("the model's scores are not finite numbers (NaN or infinity)")
         return [
             {
                 "image": image,
@@ -43,7 +51,8 @@ class Classifier:
 
 
 def load_classifier(path: Path) -> Classifier:
-    """The ONNX model at ``path``, checked to take 28×28 images and to name its classes."""
+    """The ONNX model at ``path``, checked: it takes 28×28 images, names its classes, and
+    answers a known input (all 0, all 1) with finite scores of the right shape."""
     import onnxruntime
 
     name = printable(path)
@@ -63,7 +72,6 @@ def load_classifier(path: Path) -> Classifier:
             f"{name}: not an ONNX model ({reason[:200]}); use models/model.onnx from the "
             "train stage"
         ) from err
-    meta = session.get_modelmeta().custom_metadata_map
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     if inputs != ["images"] or outputs != ["logits", "probabilities"]:
@@ -71,23 +79,20 @@ def load_classifier(path: Path) -> Classifier:
             f"{name}: not a model exported by the train stage (inputs {inputs}, outputs "
             f"{outputs}); rerun it"
         )
-    features, pixels = session.get_inputs()[0].shape[-1], IMAGE_SIDE * IMAGE_SIDE
-    if features != pixels:
+    if (features := session.get_inputs()[0].shape[-1]) != PIXELS:
         raise PipelineError(
             f"{name}: the model takes {features} input features, not {IMAGE_SIDE}×{IMAGE_SIDE} = "
-            f"{pixels}: it was trained on another kind of data; use a model this pipeline "
+            f"{PIXELS}: it was trained on another kind of data; use a model this pipeline "
             "trained (dvc repro) or pass --model"
         )
-    num_classes = session.get_outputs()[0].shape[-1]
+    meta = session.get_modelmeta().custom_metadata_map
     try:
         classes = tuple(str(c) for c in json.loads(meta["classes"]))
     except (KeyError, TypeError, ValueError) as err:
         raise PipelineError(f"{name}: no readable class names in its metadata ({err})") from err
-    if len(classes) != num_classes:
-        raise PipelineError(
-            f"{name}: {len(classes)} class names for {num_classes} outputs in its metadata; "
-            "rerun the train stage"
-        )
-    return Classifier(
-        session, classes, meta.get("dataset", "unknown"), meta.get("model", "unknown")
-    )
+    classifier = Classifier(session, classes, meta.get("dataset", "?"), meta.get("model", "?"))
+    try:
+        classifier.classify(["0", "1"], np.stack([np.zeros(PIXELS), np.ones(PIXELS)]))
+    except PipelineError as err:
+        raise PipelineError(f"{name}: {err}; rerun the train stage or pass --model") from err
+    return classifier

@@ -1,65 +1,93 @@
-"""``python -m mnist_pipeline serve [--port 0]``: the model over HTTP (``serving.app``) with a
-page to draw on, on 127.0.0.1 only: it is for trying the model on this machine. Ctrl-C stops it.
+"""``serve [--host 127.0.0.1] [--port 8000]``: the model over HTTP (``serving.app``) with a page to
+draw on and the API's docs. Loopback by default: it is for trying the model on this machine;
+another address is reachable from other machines, so a warning says so. Ctrl-C stops it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
+import sys
 from pathlib import Path
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mnist_pipeline.core.cli import Interrupted, entry_point
 from mnist_pipeline.core.errors import PipelineError, printable
-from mnist_pipeline.serving.app import create_app, read_accuracy
+from mnist_pipeline.serving.app import create_app
 from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
 HOST = "127.0.0.1"
+LOOPBACK = (HOST, "localhost", "::1")
 DEFAULT_PORT = 8000
-DEFAULT_METRICS = Path("metrics/eval.json")
+REQUEST_SECONDS = 5.0  # a request's headers and body arrive within this, or it is dropped
+
+
+class Deadline(H11Protocol):
+    """uvicorn's HTTP/1.1 connection, closed when a request has not arrived in full within
+    ``REQUEST_SECONDS`` of connecting or of its first byte: slow clients cannot hold it."""
+
+    timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.timer = self.loop.call_later(REQUEST_SECONDS, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self.timer is None:  # the next request on a kept-alive connection
+            self.timer = self.loop.call_later(REQUEST_SECONDS, self.transport.close)
+        super().data_received(data)
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):  # received in full
+            self.timer.cancel()
+            self.timer = None
+
+
+def server(model: Path, host: str = HOST, port: int = 0) -> tuple[uvicorn.Server, socket.socket]:
+    """The checked model's app, not yet running, and the socket it will serve (listening: a
+    connection queues from here on)."""
+    classifier = load_classifier(model)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listener = socket.create_server((host, port), family=family, backlog=128)
+    except (OSError, OverflowError) as err:  # in use, not an address here, port > 65535
+        raise PipelineError(
+            f"cannot listen on {printable(host)} port {port} ({printable(err)}); pass another "
+            "--host or --port (0 picks a free one)"
+        ) from err
+    if host not in LOOPBACK:
+        print(f"warning: other machines can reach {host}; anyone there can use it", file=sys.stderr)
+    config = uvicorn.Config(
+        create_app(classifier, [host, *LOOPBACK] if host in LOOPBACK else [host]),
+        http=Deadline,
+        log_config=None,  # its lines go through the root logger, as the pipeline's do
+        log_level="warning",
+        timeout_keep_alive=5,
+        limit_concurrency=128,  # beyond this, 503 at once instead of a growing queue
+        h11_max_incomplete_event_size=16 * 1024,
+    )
+    return uvicorn.Server(config), listener
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
-    """Load the model, bind 127.0.0.1:PORT, print the URL, serve until stopped."""
-    import uvicorn
-
+    """Load and check the model, listen on HOST:PORT, print the URL, serve until stopped."""
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline serve",
-        description="Serve the ONNX model over HTTP on 127.0.0.1, with a draw-a-digit page.",
+        description="Serve the ONNX model over HTTP, with a draw-a-digit page and API docs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--model", type=Path, default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}"
-    )
-    parser.add_argument(
-        "--metrics", type=Path, default=DEFAULT_METRICS,
-        help=f"evaluate's metrics, for the accuracy /health reports; default: {DEFAULT_METRICS}",
-    )  # fmt: skip
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"0: any free port; default: {DEFAULT_PORT}"
-    )
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the ONNX model")
+    parser.add_argument("--host", default=HOST, help="the address to listen on and answer to")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port")
     args = parser.parse_args(argv)
-    classifier = load_classifier(args.model)
-    accuracy = read_accuracy(args.metrics.read_text()) if args.metrics.is_file() else None
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    host = args.host.strip("[]").lower()
+    app, listener = server(args.model, host, args.port)
+    address = f"[{host}]" if ":" in host else host
+    url = f"http://{address}:{listener.getsockname()[1]}/"
+    print(f"serving {app.config.app.title} on {url} (docs: {url}docs; Ctrl-C stops)", flush=True)
     try:
-        listener.bind((HOST, args.port))
-    except OSError as err:
-        raise PipelineError(
-            f"cannot listen on {HOST}:{args.port} ({printable(err.strerror)}); "
-            "pass another --port (0 picks a free one)"
-        ) from err
-    listener.listen(128)  # connections queue from here on, before uvicorn accepts them
-    config = uvicorn.Config(
-        create_app(classifier, accuracy),
-        log_level="warning",
-        timeout_keep_alive=5,
-        limit_concurrency=64,  # beyond this, 503 at once instead of a growing queue
-        h11_max_incomplete_event_size=16 * 1024,
-    )
-    url = f"http://{HOST}:{listener.getsockname()[1]}/"
-    print(f"serving {classifier.model} ({classifier.dataset}) on {url} (Ctrl-C stops)", flush=True)
-    try:
-        uvicorn.Server(config).run(sockets=[listener])
+        app.run(sockets=[listener])
     except Interrupted:  # uvicorn shut down cleanly, then re-raised the signal it caught
         print("serve: stopped", flush=True)

@@ -39,7 +39,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline exps",
         description="this commit and its experiments: metrics and the params that differ",
     )
     parser.add_argument("--rev", default=None, help="the commit whose experiments to show")

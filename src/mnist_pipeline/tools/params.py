@@ -66,9 +66,7 @@ def keys() -> list[str]:
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     """Validate a params file and print 'ok' or the problem."""
-    parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline params", description="Check a params file."
-    )
+    parser = argparse.ArgumentParser(description="Check a params file.")
     parser.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"))
     parser.add_argument("--keys", action="store_true", help="list keys, defaults, choices")
     args = parser.parse_args(argv)

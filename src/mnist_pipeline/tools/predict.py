@@ -1,13 +1,8 @@
-"""Ask the trained model about your own image: a PNG or JPEG of one digit (or garment).
-
-    mnist-predict my_digit.png                       # top-3 classes with probabilities
-    mnist-predict a.png b.jpg --json                 # one JSON list, for scripts
-    mnist-predict my_digit.png --save-input seen/    # also write the 28×28 the model saw
-
-Each image becomes an MNIST-style input (``serving.images``) for the ONNX model in
-onnxruntime (no torch). A bad image gets its own ``error:`` line while the others are still
-answered (exit 2); a bad model or ``--save-input`` folder stops the run before any write.
-"""
+"""``mnist-predict IMAGE... [--json] [--save-input DIR]``: the trained model's top classes for
+your own PNG or JPEG of one digit (or garment), each made an MNIST-style input
+(``serving.images``) for the ONNX model in onnxruntime (no torch). A bad image gets its own
+``error:`` line while the others are answered (exit 2); a bad model or ``--save-input`` folder
+stops the run with one line, nothing printed or written."""
 
 from __future__ import annotations
 
@@ -23,6 +18,7 @@ import numpy as np
 
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
 from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.core.io import outputs
 from mnist_pipeline.serving.images import read_image, to_mnist
 from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
@@ -39,55 +35,30 @@ def as_text(answer: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def saved_input_paths(images: Sequence[str], directory: Path) -> list[Path]:
-    """``DIR/<image stem>.png`` for each image; two images with one stem, or a target that is
-    not a file, is an error."""
-    if directory.exists() and not directory.is_dir():
-        raise PipelineError(
-            f"--save-input: {printable(directory)} exists and is not a folder; "
-            "remove it or choose another folder"
-        )
-    paths = [directory / f"{Path(image).stem}.png" for image in images]
-    seen: dict[Path, str] = {}
-    for image, path in zip(images, paths, strict=True):
-        if path in seen:
-            raise PipelineError(
-                f"--save-input: {printable(seen[path])} and {printable(image)} would both be "
-                f"saved as {printable(path)}; rename one or predict them in two runs"
-            )
-        if path.exists() and not path.is_file():
-            raise PipelineError(
-                f"--save-input: {printable(path)} exists and is not a file; "
-                "remove it or choose another folder"
-            )
-        seen[path] = image
-    return paths
-
-
-def save_inputs(fields: Sequence[np.ndarray], targets: Sequence[Path]) -> None:
-    """Every 28×28 input as an 8-bit PNG, all or none: the temp files replace their targets
-    only once all are written."""
-    from contextlib import ExitStack
-
+def save_inputs(images: Sequence[str], fields: Sequence[np.ndarray], directory: Path) -> None:
+    """Each 28×28 input as an 8-bit ``DIR/<image stem>.png``, all or none (``core.io.outputs``:
+    the files replace their targets only once all are written)."""
     from PIL import Image
 
-    from mnist_pipeline.core.io import atomic_path
-
-    if not targets:
-        return
-    targets[0].parent.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
-        for field, target in zip(fields, targets, strict=True):
-            tmp = stack.enter_context(atomic_path(target))
+    targets: dict[Path, str] = {}  # checked before any folder is made
+    for image in images:
+        target = directory / f"{Path(image).stem}.png"
+        if target in targets:
+            raise PipelineError(
+                f"--save-input: {printable(targets[target])} and {printable(image)} would both "
+                f"be saved as {printable(target)}; rename one or predict them in two runs"
+            )
+        targets[target] = image
+    with outputs() as out:
+        for target, field in zip(targets, fields, strict=True):
             pixels = np.round(np.clip(field, 0.0, 1.0) * 255).astype(np.uint8)
-            Image.fromarray(pixels).save(tmp, format="PNG")
+            Image.fromarray(pixels).save(out.file(target), format="PNG")
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     """``mnist-predict``: each image answered or refused on its own line."""
     parser = argparse.ArgumentParser(
-        prog="mnist-predict",
         description="Ask the trained model about your own images (PNG or JPEG).",
         epilog="Exit status 2 when any image (or the model) could not be used.",
     )
@@ -106,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     classifier = load_classifier(args.model)
-    targets = saved_input_paths(args.images, args.save_input) if args.save_input else []
     fields: dict[int, np.ndarray] = {}
     errors: dict[int, str] = {}
     for index, image in enumerate(args.images):
@@ -116,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             errors[index] = str(err)
     found = classifier.classify([args.images[i] for i in fields], np.array([*fields.values()]))
     answers = dict(zip(fields, found, strict=True))
-    if targets:
-        save_inputs([*fields.values()], [targets[i] for i in fields])
+    if args.save_input:
+        save_inputs([args.images[i] for i in fields], [*fields.values()], args.save_input)
     try:
         if args.json:
             entries = [

@@ -60,7 +60,6 @@ def exp_run_command(settings: dict[str, Any], extra: list[str]) -> list[str]:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline preset",
         description="Run a presets.yaml preset as a DVC experiment; the other arguments go to "
         "`dvc exp run`. A failed or stopped run leaves params.yaml as it was.",
     )

@@ -270,7 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     from dvc.parsing import DataResolver
 
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline validate",
         description="Check dvc.yaml (schema, DAG, deps), params.yaml and optionally dvc "
         "status and metric thresholds; one 'error:' line per problem.",
     )

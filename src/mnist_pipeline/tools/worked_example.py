@@ -73,7 +73,6 @@ def as_text(sections: dict[str, dict[str, Tensor | float]]) -> str:
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_pipeline worked-example",
         description="The notebook's Question 1: forward pass, hand-derived backprop and one "
         "SGD step for its 2-layer sigmoid network (float64).",
     )

@@ -102,10 +102,8 @@ ink.strokeStyle = "#000";
 clearPad();
 
 fetch("/health").then((reply) => reply.json()).then((health) => {
-  const accuracy = health.accuracy == null ? "accuracy unknown"
-    : `test accuracy ${(health.accuracy * 100).toFixed(1)}%`;
   document.getElementById("model").textContent =
-    `${health.model} model trained on ${health.dataset} (${accuracy})`;
+    `${health.model} model trained on ${health.dataset}`;
   document.getElementById("classes").textContent = health.classes.join(" · ");
   if (!health.classes.every((name) => /^\d$/.test(name))) {
     document.getElementById("kind").textContent = "garment";
