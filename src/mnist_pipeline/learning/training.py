@@ -220,14 +220,11 @@ def train(
     parts = {"model": model, "optimizer": optimizer, "schedule": schedule, "selection": selection}
     shuffle = torch.Generator().manual_seed(params.seed)
     history: list[EpochRecord] = []
-    if checkpoint is not None and (state := checkpoint.load()) is not None:
-        for key, part in parts.items():
-            part.load_state_dict(state[key])
-        shuffle.set_state(state["shuffle"])
-        torch.set_rng_state(state["torch_rng"])
-        history = [EpochRecord(**row) for row in state["history"]]
-        where = (len(history) + 1, params.epochs, checkpoint.path)
-        log.info("resuming at epoch %d of %d from checkpoint %s", *where)
+    if checkpoint is not None:
+        history = checkpoint.restore(parts, shuffle, params.epochs, EpochRecord)
+        if history:
+            where = (len(history) + 1, params.epochs, checkpoint.path)
+            log.info("resuming at epoch %d of %d from checkpoint %s", *where)
     first_epoch = len(history) + 1
     run_epoch = make_epoch(params, model, optimizer, ctx, n)  # after the weights are final
     x, y = (torch.from_numpy(a).to(device) for a in (train_split.images, train_split.labels))
@@ -267,9 +264,7 @@ def train(
         selection.update(record, model)
         schedule.step()
         if checkpoint is not None:
-            state = {key: part.state_dict() for key, part in parts.items()}
-            state |= {"shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
-            checkpoint.save({**state, "history": [dataclasses.asdict(r) for r in history]})
+            checkpoint.save(parts, shuffle, [dataclasses.asdict(r) for r in history])
         seconds.append(time.perf_counter() - start)
         if ctx.rank > 0:  # rank 0 alone logs and writes
             continue
