@@ -4,20 +4,12 @@ its seconds, for two revisions side by side in one run.
     .venv/bin/python benchmarks/bench_turnaround.py                       # 51f46ea vs working tree
     .venv/bin/python benchmarks/bench_turnaround.py --old HEAD~3 --queue   # + the 4-exp queue
 
-Each revision gets its own throwaway git repo (the old one from ``git archive``, the new one
-a copy of the working tree's files) with the default params (embedded data, 10 epochs) and
-``.venv/bin`` first on PATH. Per revision:
-
-1. cold ``dvc repro`` (empty cache), then the best of three no-op ``dvc repro``;
-2. for the three stages an experiment reruns (train, evaluate, report): process start +
-   imports (``python -c "import <stage script>"``: its module-level imports, no work) and
-   the whole stage run from its ``dvc.yaml`` cmd, best of two each; work = the difference;
-3. ``dvc exp run -S train.lr=…`` twice (two new values, so both rerun the three stages);
-   DVC's own share is the mean exp run minus the three stage runs;
-4. with ``--queue``: 4 experiments (lr × seed) through ``dvc queue start -j 1`` and ``-j 2``.
-
-Prints a markdown table and writes it to ``benchmarks/results/turnaround.md``; never
-asserts timings (they are noisy on a shared machine).
+Each revision runs in a throwaway git repo (default params: embedded data, 10 epochs):
+cold and best-of-three no-op ``dvc repro``; for train, evaluate and report, process start +
+imports (``python -c "import <stage>"``) and the whole stage run, best of two each (work =
+the difference); two ``dvc exp run -S train.lr=…`` (DVC's own share = their mean minus the
+three stage runs); with ``--queue``, 4 experiments through ``dvc exp run --run-all -j 1``
+and ``-j 2``. Prints a markdown table (also ``benchmarks/results/turnaround.md``).
 """
 
 from __future__ import annotations
@@ -34,7 +26,6 @@ from pathlib import Path
 
 import yaml
 
-from bench_queue import drain
 from common import REPO, environment, make_copy, markdown, write_results
 
 STAGES = ("train", "evaluate", "report")
@@ -99,8 +90,7 @@ def measure(rev: str, queue: bool, env: dict[str, str]) -> dict[str, float]:
                 sh(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.05,0.1",
                     "-S", "train.seed=1,2"], repo, env)  # fmt: skip
                 start = time.perf_counter()
-                sh(["dvc", "queue", "start", "-j", str(workers)], repo, env)
-                drain(repo, env)
+                sh(["dvc", "exp", "run", "--run-all", "-j", str(workers)], repo, env)
                 row[f"4-experiment queue, -j {workers}"] = time.perf_counter() - start
                 sh(["dvc", "exp", "remove", "--all-commits"], repo, env)
                 sh(["dvc", "queue", "remove", "--all"], repo, env)

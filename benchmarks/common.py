@@ -19,7 +19,6 @@ import yaml
 from mnist_pipeline.data.params import DataParams
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
 RESULTS = REPO / "benchmarks" / "results"
 FASHION_MIRROR = "/usr/share/datasets/fashion-mnist"
 DATASETS = {
@@ -34,14 +33,11 @@ def markdown(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> str:
     return frame.to_markdown(index=False, disable_numparse=True)
 
 
-def write_results(name: str, text: str) -> Path:
+def write_results(name: str, text: str) -> None:
     """Print ``text`` and keep it as ``benchmarks/results/<name>.md``."""
-    print(f"\n{text}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.md"
-    path.write_text(text)
-    print(f"written: {path}")
-    return path
+    (RESULTS / f"{name}.md").write_text(text)
+    print(f"\n{text}\nwritten: {RESULTS / name}.md")
 
 
 def environment() -> dict[str, str]:
@@ -49,7 +45,7 @@ def environment() -> dict[str, str]:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     for role in ("AUTHOR", "COMMITTER"):
         env |= {f"GIT_{role}_NAME": "bench", f"GIT_{role}_EMAIL": "bench@example.invalid"}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.pop("PYTHONPATH", None)
     return env
 
@@ -77,3 +73,11 @@ def make_copy(dest: Path, env: dict[str, str], **sections: dict[str, Any]) -> No
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
         subprocess.run(cmd, cwd=dest, env=env, check=True)
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (the machine a table was measured on)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"

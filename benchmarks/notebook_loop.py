@@ -1,19 +1,13 @@
-"""The course notebook's training loop, re-created as the baseline for the benchmarks.
-
-    .venv/bin/python benchmarks/notebook_loop.py --raw-dir DIR --dataset mnist --epochs 10
-
-``DIR`` holds the four uncompressed IDX files (the download stage's ``data/raw``). This is
+"""The course notebook's training loop, re-created as the baseline for ``bench_train.py``:
 the notebook as written, slow parts included: a torchvision dataset object that hands
 out PIL images, the ``data_iter`` generator that shuffles indices with python ``random``
 and converts every sample from PIL one at a time, the ``Linear`` model with softmax in
 ``forward``, the notebook's ``mse`` and ``sgd``, and the test accuracy as the mean of
 per-batch (16) accuracies, computed with autograd on, as the notebook does.
-``bench_train.py`` times it against ``mnist_pipeline.learning.training.train``.
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import tempfile
 import time
@@ -26,12 +20,8 @@ import torch
 import torchvision.datasets
 from torch import nn
 
-IDX_NAMES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+from mnist_pipeline.data.sources import ALL_FILES
+
 TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 
 
@@ -44,7 +34,7 @@ def torchvision_datasets(raw_dir: Path, dataset: str, root: Path) -> tuple[Any, 
     cls = getattr(torchvision.datasets, TORCHVISION_CLASSES[dataset])
     raw = root / cls.__name__ / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for name in IDX_NAMES:
+    for name in ALL_FILES:
         link = raw / name
         if not link.exists():
             link.symlink_to(Path(raw_dir).resolve() / name)
@@ -141,20 +131,3 @@ def run_notebook_loop(
             seconds = time.perf_counter() - start
             history.append((epoch + 1, float(np.mean(losses)), float(np.mean(acc)), seconds))
     return history
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw-dir", type=Path, required=True, help="the four IDX files")
-    parser.add_argument("--dataset", default="mnist", choices=sorted(TORCHVISION_CLASSES))
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    for epoch, loss, acc, seconds in run_notebook_loop(
-        args.raw_dir, args.dataset, args.epochs, threads=args.threads
-    ):
-        print(f"Epoch {epoch}: Train Loss {loss:.3f} Test Accuracy {acc:.3f} ({seconds:.2f} s)")
-
-
-if __name__ == "__main__":
-    main()

@@ -25,9 +25,9 @@ from mnist_pipeline.core.params import load_section
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
-from mnist_pipeline.learning.distributed import check_capacity, launch
 from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.history import history_frame
+from mnist_pipeline.learning.launch import as_rank, check_cores, launch
 from mnist_pipeline.learning.model_file import save_model
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.schedules import is_scheduled
@@ -51,10 +51,9 @@ def main() -> None:
 
     params = load_section(args.params, "train", TrainParams)
     if params.processes > 1 and "WORLD_SIZE" not in os.environ:
-        data = sum(f.stat().st_size for f in args.data.glob("*.safetensors"))
-        check_capacity(params.processes, data)
-        # Re-run this very script under torchrun; it comes back here on every rank.
-        raise SystemExit(launch(params.processes, sys.argv))
+        check_cores(params.processes)
+        # torchrun runs this very script on every rank; they come back here with WORLD_SIZE.
+        return launch(params.processes, params.rank_timeout, sys.argv)
     train_split = load_split(args.data / "train.safetensors")
     test_split = load_split(args.data / "test.safetensors")
     rank0 = os.environ.get("RANK", "0") == "0"  # a torchrun rank > 0 writes nothing
@@ -114,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(run_stage(as_rank(main)))

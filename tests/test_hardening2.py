@@ -42,7 +42,6 @@ from conftest import (
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import atomic_dir, outputs, write_json, write_text
 from mnist_pipeline.data.splits import save_split
-from mnist_pipeline.learning.distributed import check_capacity
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -346,7 +345,7 @@ def test_a_gzip_member_that_inflates_past_the_header_is_stopped_in_memory_too() 
 
 
 def ranks_of(root: Path) -> list[int]:
-    """Processes whose command line names ``root`` (the stage, torchrun, the ranks)."""
+    """Processes whose command line names ``root``: the stage (torchrun's agent), the ranks."""
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
@@ -382,7 +381,7 @@ def two_rank_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, 
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # until an epoch is checkpointed: both ranks are training
-    assert len(ranks_of(tmp_path)) >= 4, "the ranks never started"
+    assert len(ranks_of(tmp_path)) >= 3, "the ranks never started"  # the stage and 2 ranks
     yield proc, tmp_path, before
     for pid in ranks_of(tmp_path):  # whatever the stage left: the test fails, nothing lingers
         with contextlib.suppress(ProcessLookupError):
@@ -435,13 +434,6 @@ def test_more_processes_than_cores_is_one_line_before_any_rank_starts(tmp_path: 
     line = error_line(result)
     assert f"train.processes: {cores + 1} is more than the {cores} CPU cores" in line
     assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "log.csv").exists()
-
-
-def test_more_processes_than_memory_holds_is_one_line() -> None:
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    with pytest.raises(PipelineError, match=r"^train\.processes: 2 ranks need about .* GiB"):
-        check_capacity(2, data_bytes=total)
-    check_capacity(1, data_bytes=0)
 
 
 # ------------------------------------------------ item 13: a checkout path with spaces

@@ -16,15 +16,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
 from conftest import REPO, git_env, write_idx_set, write_manifest
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
+from mnist_pipeline.learning.checkpoints import Checkpoint, read_state, run_key, write_state
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
 
@@ -84,10 +87,10 @@ def test_checkpoint_of_other_params_or_data_is_discarded(
     assert run_key(TrainParams(lr=0.02), [data]) != key
     data.write_bytes(b"two")
     assert run_key(TrainParams(), [data]) != key
-    Checkpoint(tmp_path / "train.pt", key).save({"history": []})
+    write_state({"history": [], "key": key}, tmp_path / "train.pt")
     other = Checkpoint(tmp_path / "train.pt", run_key(TrainParams(), [data]))
     with caplog.at_level(logging.INFO):
-        assert other.load() is None
+        assert other.restore({}, torch.Generator(), 10, EpochRecord) == []
     assert not other.path.exists()
     assert [r.getMessage() for r in caplog.records] == [
         f"discarding checkpoint {other.path}: it was made with other params, data or code"
@@ -98,10 +101,95 @@ def test_a_resumed_stage_discards_a_foreign_checkpoint(
     train_split: Split, test_split: Split, tmp_path: Path
 ) -> None:
     params = TrainParams(epochs=2, batch_size=20)
-    Checkpoint(tmp_path / "train.pt", "other").save({"history": ["not this run's"]})
+    write_state({"history": ["not this run's"], "key": "other"}, tmp_path / "train.pt")
     result = train(params, train_split, test_split, None, Checkpoint(tmp_path / "train.pt", "k"))
     assert result.first_epoch == 1
     assert [r.epoch for r in result.history] == [1, 2]
+
+
+def flip_a_weight_bit(path: Path, state: dict[str, Any]) -> None:
+    """One bit inside the first weight's bytes in the file; the rest, the key included, kept."""
+    data = bytearray(path.read_bytes())
+    at = data.index(next(iter(state["model"].values())).numpy().tobytes()) + 5
+    data[at] ^= 0x10
+    path.write_bytes(data)
+
+
+def edited(change: Callable[[dict[str, Any]], None]) -> Callable[[Path, dict[str, Any]], None]:
+    """Change the saved state and save it again with a digest that matches."""
+
+    def edit(path: Path, state: dict[str, Any]) -> None:
+        change(state)
+        write_state(state, path)
+
+    return edit
+
+
+def first_weight(state: dict[str, Any]) -> str:
+    return next(iter(state["model"]))
+
+
+# A checkpoint after 2 of 3 epochs, damaged -> what the warning says.
+DAMAGE: dict[str, tuple[Callable[[Path, dict[str, Any]], None], str]] = {
+    "flipped-bit": (flip_a_weight_bit, "sha256 digest does not match its content"),
+    "wrong-shape": (
+        edited(lambda s: s["model"].update({first_weight(s): torch.zeros(3, 3)})),
+        "size mismatch",
+    ),
+    "long-history": (
+        edited(lambda s: s.update(history=s["history"] * 2)),
+        "history does not fit train.epochs=3",
+    ),
+    "bad-row": (
+        edited(lambda s: s["history"][1].update(train_loss="0.5")),
+        "history row 2 holds a value that is no number",
+    ),
+    "bad-rng": (edited(lambda s: s.update(torch_rng=torch.zeros(7, dtype=torch.uint8))), "RNG"),
+    "nan-weights": (
+        edited(lambda s: s["model"][first_weight(s)].view(-1)[3].fill_(float("nan"))),
+        "is not finite",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_is_discarded_and_the_run_starts_over(
+    damage: str,
+    train_split: Split,
+    test_split: Split,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    params = TrainParams(epochs=3, batch_size=20, **SETUPS["mlp-momentum-cosine-best"])
+    whole = train(params, train_split, test_split)
+    checkpoint = Checkpoint(tmp_path / "train.pt", "key")
+
+    def die_after_2(record: EpochRecord) -> None:
+        if record.epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(params, train_split, test_split, die_after_2, checkpoint)
+    damage_it, why = DAMAGE[damage]
+    damage_it(checkpoint.path, read_state(checkpoint.path))
+    with caplog.at_level(logging.WARNING):
+        again = train(params, train_split, test_split, None, checkpoint)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.startswith(f"discarding checkpoint {checkpoint.path}: ")
+    assert why in warning and warning.endswith("; training starts at epoch 1")
+    assert again.first_epoch == 1 and again.history == whole.history
+    shipped, fresh = weights(whole.model), weights(again.model)
+    assert all(torch.equal(value, fresh[name]) for name, value in shipped.items())
+
+
+def test_a_checkpoint_path_that_cannot_be_written_is_one_line_before_training(
+    train_split: Split, test_split: Split, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    for path, why in [(tmp_path, "is a directory"), (tmp_path / "a-file" / "train.pt",
+                      f"{tmp_path / 'a-file'} is no writable folder")]:  # fmt: skip
+        with pytest.raises(PipelineError, match=rf"^--checkpoint {path}: {why}; give a file"):
+            train(TrainParams(epochs=1), train_split, test_split, None, Checkpoint(path, "k"))
 
 
 # ------------------------------------------------------------------ SIGKILL on the stage
@@ -121,9 +209,9 @@ SLOW_EPOCHS = """
 import runpy, sys, time
 from mnist_pipeline.learning import checkpoints
 _save = checkpoints.Checkpoint.save
-def save(self, state):
+def save(self, *args):
     time.sleep(0.2)
-    _save(self, state)
+    _save(self, *args)
 checkpoints.Checkpoint.save = save
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -184,7 +272,7 @@ def test_sigkill_at_random_moments_resumes_to_identical_bytes(tmp_path: Path) ->
         assert proc.returncode == -signal.SIGKILL, "the run ended before its kill"
         kills += 1
         assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
-        state = torch.load(tmp_path / "state" / "train.pt", weights_only=True)
+        state = read_state(tmp_path / "state" / "train.pt")
         # At least the epochs logged before the kill are in the checkpoint (more if the run
         # went on while this test read its output), and not all of them.
         assert seen <= len(state["history"]) < EPOCHS

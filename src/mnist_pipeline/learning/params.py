@@ -50,6 +50,7 @@ class TrainParams(Section):
     threads: Annotated[Int, Field(ge=1, le=256)] = 1
     kernels: Literal[tuple(KERNELS)] = "portable"  # see core/runtime.py
     processes: Annotated[Int, Field(ge=1, le=64)] = 1
+    rank_timeout: Annotated[Number, Field(ge=5, le=86_400)] = 120  # s without a reply: stalled
 
     @model_validator(mode="after")
     def _runnable(self) -> TrainParams:

@@ -238,7 +238,12 @@ def train(
     parts = {"model": run.model, "optimizer": optimizer, "schedule": schedule}
     parts["selection"] = selection
     shuffle = torch.Generator().manual_seed(params.seed)
-    history = resume(checkpoint, parts, shuffle, params.epochs)
+    history: list[EpochRecord] = []
+    if checkpoint is not None:
+        history = checkpoint.restore(parts, shuffle, params.epochs, EpochRecord)
+        if history:
+            where = (len(history) + 1, params.epochs, checkpoint.path)
+            log.info("resuming at epoch %d of %d from checkpoint %s", *where)
     first_epoch = len(history) + 1
     step, end_epoch, rated = make_step(params, run.model, optimizer, run.ctx)  # weights final
     progress = progress or Progress(params.epochs)
@@ -259,9 +264,7 @@ def train(
         selection.update(record, run.model)
         schedule.step()
         if checkpoint is not None:
-            state = {key: part.state_dict() for key, part in parts.items()}
-            state |= {"shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
-            checkpoint.save({**state, "history": [dataclasses.asdict(r) for r in history]})
+            checkpoint.save(parts, shuffle, [dataclasses.asdict(r) for r in history])
         seconds.append(time.perf_counter() - start)
         if run.ctx.rank == 0:  # rank 0 alone logs and writes
             progress.done(record, params.val_fraction > 0, seconds[-1])
@@ -276,21 +279,3 @@ def train(
     scored_on = "val" if params.val_fraction > 0 else "test"
     model = run.model.cpu()
     return TrainResult(model, run.spec, history, scored_on, seconds, shipped, reason, first_epoch)
-
-
-def resume(
-    checkpoint: Checkpoint | None, parts: dict[str, object], shuffle: torch.Generator, epochs: int
-) -> list[EpochRecord]:
-    """The history of ``checkpoint``'s run, its state loaded into ``parts`` and the RNGs;
-    ``[]`` (a fresh run) when there is none for this run."""
-    if checkpoint is None or (state := checkpoint.load()) is None:
-        return []
-    for key, part in parts.items():
-        part.load_state_dict(state[key])  # type: ignore[attr-defined]
-    shuffle.set_state(state["shuffle"])
-    torch.set_rng_state(state["torch_rng"])
-    history = [EpochRecord(**row) for row in state["history"]]
-    log.info(
-        "resuming at epoch %d of %d from checkpoint %s", len(history) + 1, epochs, checkpoint.path
-    )
-    return history
