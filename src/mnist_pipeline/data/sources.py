@@ -1,11 +1,7 @@
-"""A dataset's four IDX files from one of the ``SOURCES`` (``data.source``), and the
-``Manifest`` (``data/raw/manifest.json``) saying what was fetched, from where, how verified.
-
-``auto`` takes the mirror if ``data.mirror`` is set, else torchvision's mirrors, else (MNIST
-only) the embedded sample, with a warning. Every file is read through its IDX header, never
-past the size it declares; a known dataset's file must match torchvision's md5 of the ``.gz``
-or a known sha256 (``data.verify``); the whole download has a deadline.
-"""
+"""A dataset's four IDX files from one of the ``SOURCES`` (``data.source``; ``auto``: the
+mirror if set, else torchvision's mirrors, else, with a warning, the embedded MNIST sample), each
+read no further than its IDX header declares and checked against the known checksums, and the
+``Manifest`` (``data/raw/manifest.json``) saying what was fetched, from where, how verified."""
 
 from __future__ import annotations
 
@@ -41,7 +37,6 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 ALL_FILES = tuple(name for pair in IDX_FILES.values() for name in pair)
-EMBEDDED_TEST_SIZE = 1000
 READ_TIMEOUT_S = 30.0  # per network read; data.download_timeout bounds the whole download
 MAX_CLASSES = 1000  # an idx set's labels: more classes than this is a corrupt labels file
 
@@ -247,15 +242,11 @@ def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any
     images, labels = mnist_data()  # float64 [5000, 784] in 0..255, int64 [5000]
     images = images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).astype(np.uint8)
     labels = labels.astype(np.uint8)
-    split = train_test_split(
-        images,
-        labels,
-        test_size=EMBEDDED_TEST_SIZE,
-        stratify=labels,
-        random_state=params.split_seed,
-    )  # train_x, test_x, train_y, test_y
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, labels, test_size=1000, stratify=labels, random_state=params.split_seed
+    )
     entries = {}
-    for name, array in zip(ALL_FILES, (split[0], split[2], split[1], split[3]), strict=True):
+    for name, array in zip(ALL_FILES, (train_x, train_y, test_x, test_y), strict=True):
         idx.write_idx(array, out_dir / name)
         entries[name] = {
             "sha256": file_digest(out_dir / name, "sha256"),
