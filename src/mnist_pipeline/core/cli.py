@@ -27,7 +27,7 @@ _HANDLERS = {signal.SIGTERM: _interrupt, signal.SIGINT: _interrupt, signal.SIGXF
 
 
 def entry_point(main: Main) -> Callable[[list[str] | None], int]:
-    """``main(argv)`` -> its exit status (``None``: 0), 2 on a ``PipelineError``, 128 + N on N."""
+    """``main(argv)`` -> its exit status (None: 0), 2 on a PipelineError, 128 + N on signal N."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
