@@ -290,7 +290,10 @@ def read_yaml_text(path: Path, source: object = None) -> str:
     text, depth = _read_text(path, "YAML", missing="check the path"), 0
     with contextlib.suppress(YAMLError):  # bad syntax: the loader names it, at its line
         for event in YAML(typ="safe").parse(text):
-            depth += isinstance(event, CollectionStartEvent) - isinstance(event, CollectionEndEvent)
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
             if depth > MAX_YAML_DEPTH:
                 line = event.start_mark.line + 1
                 raise PipelineError(
