@@ -1,6 +1,5 @@
-"""``entry_point(main)``, which every ``main`` (stages and tools) runs through: a
-``PipelineError`` becomes one ``error: ...`` line and exit status 2, so DVC stops with a message,
-not a traceback; SIGTERM, like Ctrl-C, unwinds the run (its temp files go)."""
+"""``entry_point(main)``, which every stage and tool runs through: a ``PipelineError`` is one
+``error: ...`` line and exit 2; SIGTERM, like Ctrl-C, unwinds the run (temp files go)."""
 
 import functools
 import logging
@@ -8,11 +7,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from mnist_pipeline.core.errors import PipelineError, printable
 
 EXIT_BAD_INPUT = 2
+Main = Callable[[list[str] | None], int | None]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -27,29 +26,22 @@ def _interrupt(signum: int, frame: object) -> None:
 _HANDLERS = {signal.SIGTERM: _interrupt, signal.SIGINT: _interrupt, signal.SIGXFSZ: signal.SIG_IGN}
 
 
-def entry_point(
-    main: Callable[[list[str] | None], int | None],
-) -> Callable[[list[str] | None], int]:
-    """``main(argv)`` -> exit status: its own (``None`` is 0), 2 on a ``PipelineError``,
-    128 + N on signal N (SIGTERM, SIGINT)."""
+def entry_point(main: Main) -> Callable[[list[str] | None], int]:
+    """``main(argv)`` -> its exit status (None: 0), 2 on a PipelineError, 128 + N on signal N."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            previous = {n: signal.signal(n, h) for n, h in _HANDLERS.items()}
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = {n: signal.signal(n, h) for n, h in _HANDLERS.items()} if in_main else {}
         try:
             return main(argv) or 0
         except PipelineError as err:
             print(f"error: {printable(str(err))}", file=sys.stderr)  # one line, always
             return EXIT_BAD_INPUT
         except Interrupted as stop:
-            name = signal.Signals(stop.args[0]).name
-            print(
-                f"error: interrupted by {name}; temp files removed, nothing written",
-                file=sys.stderr,
-            )
+            why = f"interrupted by {signal.Signals(stop.args[0]).name}"
+            print(f"error: {why}; temp files removed, nothing written", file=sys.stderr)
             return 128 + stop.args[0]
         finally:
             for signum, handler in previous.items():

@@ -1,12 +1,10 @@
-"""``PipelineError``: the one exception a user should see, one line saying what is wrong, where
-(file, key or value) and how to fix it; ``cli.entry_point`` prints it. Anything else is a bug."""
+"""``PipelineError``, the one exception a user sees: one line naming what, where and the fix."""
 
 import unicodedata
-from collections.abc import Sequence
 
 
 class PipelineError(Exception):
-    """A bad input or environment problem, described in one actionable line."""
+    """A bad input or environment (``cli.entry_point`` prints it); anything else is a bug."""
 
 
 def printable(text: object) -> str:
@@ -26,15 +24,15 @@ def shown(value: object, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def dotted(path: Sequence[str | int]) -> str:
+def dotted(path: tuple[str | int, ...] | list[str | int]) -> str:
     """A key path as text: ``train.hidden[1]``, ``stages.train.deps[0]``."""
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
 def one_line(err: Exception) -> str:
-    """A pydantic ``ValidationError`` as ``where: what (got value)``, one line."""
+    """A pydantic ``ValidationError`` as ``where: what (got value)``; a CSV's row counts from 1."""
     first = err.errors()[0]  # type: ignore[attr-defined]
     loc = list(first["loc"])
-    row = f"row {loc.pop(0) + 1}" if loc and isinstance(loc[0], int) else ""  # a CSV's rows
+    row = f"row {loc.pop(0) + 1}" if loc and isinstance(loc[0], int) else ""
     where = ": ".join(part for part in (row, dotted(loc)) if part) or "value"
     return f"{where}: {first['msg']} (got {first.get('input')!r})"

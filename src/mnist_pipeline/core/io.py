@@ -1,9 +1,5 @@
-"""Atomic writes and the text formats every stage shares (YAML, JSON, CSV, PNG figures).
-
-Outputs are written to private temps beside them and renamed into place, together, only when
-complete, with the modes a plain ``open``/``mkdir`` gives. Reads are bounded in size (and YAML
-in nesting), so a huge or endless file costs little memory or time.
-"""
+"""Outputs written beside their place and renamed into it together, once all are complete;
+YAML, JSON and CSV reads bounded in size (YAML in nesting too), so an endless file is cheap."""
 
 from __future__ import annotations
 
@@ -19,7 +15,6 @@ import resource
 import shutil
 import signal
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from fnmatch import fnmatch
@@ -35,83 +30,38 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-_WRITE_LIMITS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, ulimit -f
 RERUN = "; rerun the stage that writes it"
 # Far above any real file (a 70,000-image predictions.csv included); reads stop one byte past.
 MAX_TEXT_BYTES = {"YAML": 4 * 2**20, "JSON": 16 * 2**20, "CSV": 128 * 2**20}
-# Real files nest 2 to 6 levels; libyaml's C composer crashes (no exception) far deeper.
-MAX_YAML_DEPTH = 64
+MAX_YAML_DEPTH = 64  # real files nest 2 to 6 levels; libyaml's C composer crashes far deeper
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, ulimit -f
+_STAGING = r"(?<![^/])\.[^/]+\.[a-z0-9_]{8}\.tmp/"  # a staging folder: NAME's new version
 
 
-def _shown(path: Path) -> Path:
-    """``path`` as the user knows it: a temp name (``.NAME.xxxxxxxx.tmp``) or a staging
-    folder's file (``.NAME.xxxxxxxx.tmp/NAME``) read as NAME."""
-    return Path(re.sub(r"(?<![^/])\.([^/]+)\.[a-z0-9_]{8}\.tmp(/\1)?(?![^/])", r"\1", str(path)))
-
-
-def write_error(path: Path, err: OSError, folder: bool = False, written: int = 0) -> PipelineError:
-    """One line for a failed write: what is in the way and how to clear it; for a full disk or
-    the file-size limit, the space or limit and the ``written`` bytes."""
-    where = _shown(path)
-    needs = f"the file needs more than the {written / 2**20:.1f} MiB written"
+def write_error(path: Path, err: OSError) -> PipelineError:
+    """One line for a failed write of ``path`` (named as the user knows it, not its staging
+    folder): what is in the way (full disk, ``ulimit -f``, a file, permissions) and the fix."""
+    where = Path(re.sub(_STAGING, "", str(path)))
+    blocker = next((p for p in reversed(path.parents) if p.is_file()), None)
     if err.errno == errno.EFBIG:
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] / 2**20
-        return PipelineError(
-            f"cannot write {where}: over the file-size limit (ulimit -f: {limit:.1f} MiB; "
-            f"{needs}); raise it (ulimit -f unlimited) and rerun the stage"
-        )
-    if err.errno in _WRITE_LIMITS:
-        free = shutil.disk_usage(next((p for p in path.parents if p.exists()), Path("."))).free
-        return PipelineError(
-            f"cannot write {where}: no space left on device in {where.parent} "
-            f"({free / 2**20:.1f} MiB free, {needs}); free some space there and rerun the stage"
-        )
-    files = [parent for parent in reversed(path.parents) if parent.is_file()]
-    if files:
-        why = f"{files[0]} is a file, not a directory; remove it or choose another path"
-    elif path.exists() and path.is_dir() != folder:
-        why = (
-            f"a {'file' if folder else 'directory'} is in the way; remove it or choose another path"
-        )
+        why = f"over the file-size limit (ulimit -f: {limit:.1f} MiB); raise it (ulimit -f "
+        why += "unlimited) and rerun the stage"
+    elif err.errno in _FULL:
+        free = shutil.disk_usage(next(p for p in path.parents if p.exists())).free / 2**20
+        why = f"no space left on device in {where.parent} ({free:.1f} MiB free); free some "
+        why += "space there and rerun the stage"
+    elif blocker is not None:
+        why = f"{blocker} is a file, not a directory; remove it or choose another path"
     else:
         why = f"{err.strerror or err}; make {path.parent} writable or choose another path"
     return PipelineError(f"cannot write {where}: {why}")
 
 
-def _clear_stale(path: Path) -> None:
-    """Remove the temp siblings a killed run left (DVC's lock: no other run is writing)."""
-    for old in path.parent.glob(f".{glob.escape(path.name)}.{'[a-z0-9_]' * 8}.tmp"):
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-
-
-def _mode(folder: bool) -> int:
-    """What a plain ``open``/``mkdir`` would give under the current umask."""
-    umask = os.umask(0o022)  # read it by setting it, then restore it at once
-    os.umask(umask)
-    return (0o777 if folder else 0o666) & ~umask
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
-    with outputs() as out:
-        tmp = out.file(path)
-        try:
-            yield tmp
-        except OSError as err:
-            if err.errno not in _WRITE_LIMITS:
-                raise
-            written = tmp.stat().st_size if tmp.is_file() else 0
-            raise write_error(path, err, written=written) from err
-
-
 def check_replaceable(path: Path, owns: tuple[str, ...]) -> None:
-    """Refuse, in one line, to replace a folder this pipeline did not write: only a missing or
-    empty one, or one holding only files matching ``owns`` (``fnmatch``, one level per ``*``);
-    never the current directory, a folder above it or one holding ``.git`` or ``.dvc``."""
+    """Refuse to replace a folder this pipeline did not write: only a missing or empty one, or
+    one holding only files matching ``owns`` (one level per ``*``); never the current directory,
+    a folder above it or one holding ``.git`` or ``.dvc``."""
     path = Path(path)
     if path.is_symlink() or not path.exists():
         return  # nothing to lose: a link is replaced, never what it points to
@@ -124,65 +74,65 @@ def check_replaceable(path: Path, owns: tuple[str, ...]) -> None:
             f"cannot replace {path}: it is the current directory or holds it, which a stage "
             "never replaces; choose an output folder of its own (e.g. the one in dvc.yaml)"
         )
-    for root, dirs, files in os.walk(path):
-        for name in sorted(dirs + files):
-            relative = (Path(root) / name).relative_to(path).as_posix()
-            if name in (".git", ".dvc"):
-                raise PipelineError(
-                    f"cannot replace {path}: it holds {relative}, a project's own folder; "
-                    "choose an output folder of its own"
-                )
-            depth = relative.count("/")
-            owned = any(depth == p.count("/") and fnmatch(relative, p) for p in owns)
-            if (name in files or (Path(root) / name).is_symlink()) and not owned:
-                raise PipelineError(
-                    f"cannot replace {path}: it holds {relative}, which this stage did "
-                    "not write; move it away or choose another output folder"
-                )
+    for item in sorted(path.rglob("*")):  # links are not followed
+        relative = item.relative_to(path).as_posix()
+        owned = any(relative.count("/") == p.count("/") and fnmatch(relative, p) for p in owns)
+        if item.name in (".git", ".dvc"):
+            why = "a project's own folder; choose an output folder of its own"
+        elif owned or (item.is_dir() and not item.is_symlink()):
+            continue
+        else:
+            why = "which this stage did not write; move it away or choose another output folder"
+        raise PipelineError(f"cannot replace {path}: it holds {relative}, {why}")
 
 
 class Outputs:
-    """A stage's outputs, each staged as ``.NAME.xxxxxxxx.tmp/NAME`` beside it (where the old
-    version goes on commit) and renamed into place together (``outputs``)."""
+    """A stage's outputs, each staged in ``.NAME.xxxxxxxx.tmp/`` beside it (where the old
+    version goes on commit), renamed into place together by ``outputs``."""
 
     def __init__(self) -> None:
-        self._staged: list[tuple[Path, Path, tuple[str, ...] | None]] = []  # owns None: a file
+        self._staged: list[tuple[Path, Path]] = []  # (path, its new version)
 
-    def _stage(self, path: Path, owns: tuple[str, ...] | None) -> Path:
+    def _stage(self, path: Path) -> Path:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _clear_stale(path)
+            for old in path.parent.glob(f".{glob.escape(path.name)}.{'[a-z0-9_]' * 8}.tmp"):
+                if old.is_dir() and not old.is_symlink():  # a killed run's (DVC's lock: no
+                    shutil.rmtree(old)  # other run is writing)
+                else:
+                    old.unlink()
             staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         except OSError as err:
-            raise write_error(path, err, folder=owns is not None) from err
-        self._staged.append((path, Path(staging) / path.name, owns))
+            raise write_error(path, err) from err
+        self._staged.append((path, Path(staging) / path.name))
         return self._staged[-1][1]
 
     def file(self, path: Path) -> Path:
         """Where to write the file that becomes ``path`` on commit."""
-        return self._stage(Path(path), None)
+        path = Path(path)
+        if path.is_dir() and not path.is_symlink():
+            raise PipelineError(
+                f"cannot write {path}: a directory is in the way; remove it or choose another path"
+            )
+        return self._stage(path)
 
     def folder(self, path: Path, owns: tuple[str, ...] = ()) -> Path:
-        """A folder to fill that replaces ``path`` on commit. An existing ``path`` must hold
-        only files matching ``owns`` (an earlier run's output) or the new folder's names."""
+        """A folder to fill that replaces ``path`` on commit; ``path`` may hold only files
+        matching ``owns`` (an earlier run's output)."""
         check_replaceable(path, owns)  # before any work: refuse early
-        new = self._stage(Path(path), owns)
+        new = self._stage(Path(path))
         new.mkdir()
         return new
 
     def _commit(self) -> None:
         """Move every old version aside, then every new one in; undo all on any failure."""
-        for path, new, owns in self._staged:
-            if owns is not None:
-                names = tuple(p.relative_to(new).as_posix() for p in new.rglob("*"))
-                check_replaceable(path, owns + names)
-            elif path.is_dir() and not path.is_symlink():
-                raise write_error(path, OSError(errno.EISDIR, "is a directory"))
+        umask = os.umask(0o022)  # read by setting it, restored at once
+        os.umask(umask)
         done: list[tuple[Path, Path]] = []
         try:
-            for path, new, owns in self._staged:
-                for made in [new, *(new.rglob("*") if owns is not None else [])]:
-                    os.chmod(made, _mode(made.is_dir()))
+            for path, new in self._staged:
+                if new.is_file():  # the mode open() gives: some writers make files private
+                    os.chmod(new, 0o666 & ~umask)
                 if os.path.lexists(path):
                     os.replace(path, new.parent / "previous")
                 done.append((path, new))
@@ -196,31 +146,38 @@ class Outputs:
             raise write_error(done[-1][0] if done else self._staged[0][0], err) from err
 
     def _discard(self) -> None:
-        for _, new, _ in self._staged:
+        for _, new in self._staged:
             shutil.rmtree(new.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def outputs() -> Iterator[Outputs]:
-    """``with outputs() as out: write_json(m, out.file(a)); write_csv(f, out.file(b))``.
-
-    When the whole block succeeds, every output is renamed into place with SIGTERM and SIGINT
-    held until the last rename; a failure or a signal in the block changes no output.
-    """
+    """``with outputs() as out: write_json(m, out.file(a)); write_csv(f, out.file(b))``: when
+    the block succeeds, every output is renamed into place with SIGTERM and SIGINT held until
+    the last rename; a failure or a signal in the block changes no output."""
     out = Outputs()
     try:
         yield out
-        held = threading.current_thread() is threading.main_thread()
-        if held:
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
             out._commit()
         finally:
-            if held:
-                out._discard()  # the old versions go before a held signal is delivered
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            out._discard()  # the old versions go before a held signal is delivered
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     finally:
         out._discard()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
+    with outputs() as out:
+        try:
+            yield out.file(path)
+        except OSError as err:
+            if err.errno not in _FULL:
+                raise
+            raise write_error(path, err) from err
 
 
 @contextlib.contextmanager
@@ -264,10 +221,10 @@ def write_json(obj: Any, path: Path) -> None:
     """Stable JSON (sorted keys, 2-space indent) so diffs stay small; NaN is refused (not JSON)."""
     bad = _non_finite(obj)
     if bad is not None:
+        where = re.sub(_STAGING, "", str(path))
         raise PipelineError(
-            f"cannot write {_shown(Path(path))}: {bad}, which JSON cannot hold; the numbers "
-            "behind it overflowed: check the inputs of the stage that writes it (e.g. rerun "
-            "train)"
+            f"cannot write {where}: {bad}, which JSON cannot hold; the numbers behind it "
+            "overflowed: check the inputs of the stage that writes it (e.g. rerun train)"
         )
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
@@ -277,40 +234,29 @@ def file_digest(path: Path, algorithm: str) -> str:
         return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
-def read_bytes_bounded(handle: Any, source: object, kind: str) -> bytes:
-    """At most ``MAX_TEXT_BYTES[kind]`` bytes from ``handle``, or one line naming ``source``."""
-    limit = MAX_TEXT_BYTES[kind]
-    data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise PipelineError(
-            f"{source}: larger than the {limit / 2**20:g} MiB a {kind} file may hold here "
-            "(the limit that keeps every read within memory); point to the right file"
-        )
-    return bytes(data)
-
-
-def decode_text(data: bytes, source: object) -> str:
-    """UTF-8 text, or one line naming the first bad byte."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise PipelineError(
-            f"{source}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
-            f"{err.start}); save it as UTF-8"
-        ) from err
-
-
 def _read_text(path: Path, kind: str, missing: str = "run the stage that writes it") -> str:
+    """A file's UTF-8 text, read no further than one byte past ``MAX_TEXT_BYTES[kind]``."""
+    limit = MAX_TEXT_BYTES[kind]
     try:
         with open(path, "rb") as handle:
-            data = read_bytes_bounded(handle, path, kind)
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise PipelineError(
+                f"{path}: larger than the {limit / 2**20:g} MiB a {kind} file may hold here "
+                "(the limit that keeps every read within memory); point to the right file"
+            )
+        return data.decode("utf-8")
     except FileNotFoundError as err:
         raise PipelineError(f"{path}: file not found; {missing}") from err
+    except UnicodeDecodeError as err:
+        raise PipelineError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start}); save it as UTF-8"
+        ) from err
     except OSError as err:  # a directory, no permission, ...
         raise PipelineError(
             f"{path}: cannot read it ({err.strerror or err}); point to a readable file"
         ) from err
-    return decode_text(data, path)
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -336,7 +282,7 @@ def read_json(path: Path) -> Any:
 
 
 def read_yaml_text(path: Path, source: object = None) -> str:
-    """A YAML file's text, bounded in size and nesting (checked on libyaml's event stream,
+    """A YAML file's text, bounded in size and nesting (counted on libyaml's event stream,
     which does not recurse), for a loader that builds it: ours or DVC's round-trip one."""
     from ruamel.yaml import YAML, YAMLError
     from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
@@ -346,21 +292,20 @@ def read_yaml_text(path: Path, source: object = None) -> str:
         for event in YAML(typ="safe").parse(text):
             if isinstance(event, CollectionStartEvent):
                 depth += 1
-                if depth > MAX_YAML_DEPTH:
-                    line = event.start_mark.line + 1 if event.start_mark else "?"
-                    raise PipelineError(
-                        f"{path if source is None else source}: nested deeper than "
-                        f"{MAX_YAML_DEPTH} levels at line {line}; flatten it"
-                    )
             elif isinstance(event, CollectionEndEvent):
                 depth -= 1
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1
+                raise PipelineError(
+                    f"{path if source is None else source}: nested deeper than "
+                    f"{MAX_YAML_DEPTH} levels at line {line}; flatten it"
+                )
     return text
 
 
 def read_yaml(path: Path) -> Any:
     """YAML 1.2 read as DVC reads ``params.yaml`` (ruamel's safe loader: ``1e-3`` is 0.001,
-    ``yes`` a string, a key given twice refused), so a stage and ``dvc params diff`` agree.
-    An empty file is ``None``."""
+    ``yes`` a string, a key given twice refused); an empty file is ``None``."""
     from ruamel.yaml import YAML, YAMLError
     from ruamel.yaml.constructor import DuplicateKeyError
 
@@ -380,19 +325,13 @@ def read_yaml(path: Path) -> Any:
 
 
 def read_csv(path: Path, dtype: Any = None) -> pd.DataFrame:
-    return parse_csv(_read_text(path, "CSV"), str(path), dtype=dtype, fix=RERUN)
-
-
-def parse_csv(
-    text: str, where: str, index_col: int | None = None, dtype: Any = None, fix: str = ""
-) -> pd.DataFrame:
-    """A CSV from a string (e.g. ``git show REV:path``), read as ``read_csv`` reads files."""
+    """A CSV file read with no NA guessing (an empty field stays "")."""
     import pandas as pd
 
     try:
-        return pd.read_csv(StringIO(text), index_col=index_col, dtype=dtype, keep_default_na=False)
+        return pd.read_csv(StringIO(_read_text(path, "CSV")), dtype=dtype, keep_default_na=False)
     except ValueError as err:  # pandas' ParserError and EmptyDataError included
-        raise PipelineError(f"{where}: not a readable CSV file ({err}){fix}") from err
+        raise PipelineError(f"{path}: not a readable CSV file ({err}){RERUN}") from err
 
 
 def validated(kind: Any, data: Any, where: Path | str) -> Any:

@@ -1,3 +1,3 @@
 """Getting the raw IDX files (``sources``: the source and dataset registries, the download
-stage; ``idx``: the file format) and turning them into tensors and splits (``splits``, the
-preprocess stage; ``tensors``: the safetensors files every later stage reads)."""
+stage; ``mirrors``: a directory or URL read as streams; ``idx``: the file format) and turning
+them into splits (``splits``, the preprocess stage) in safetensors files (``tensors``)."""

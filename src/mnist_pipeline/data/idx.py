@@ -1,7 +1,7 @@
 """The IDX file format of MNIST and its kin: a magic number, the shape, then the data.
 
-Reads raw or gzip files and never more than the header declares, so neither a gzip bomb
-nor a lying header can exhaust memory.
+Read from a raw or gzip stream, never more than the header declares and one byte, so neither
+a gzip bomb, an endless download nor a lying header can exhaust memory.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import gzip
 import math
 import struct
 import zlib
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,67 +25,62 @@ _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x
 MAX_IDX_BYTES = 160 * 2**20
 
 
-def read_idx_header(
-    read: Callable[[int], bytes], path: Path | str, limit: int = MAX_IDX_BYTES
-) -> tuple[bytes, np.dtype, tuple[int, ...], int]:
-    """The checked IDX header read through ``read``: ``(header bytes, dtype, shape, payload
-    bytes it declares)``; a declared payload above ``limit`` is refused before it is read."""
-    magic = read(4)
-    if len(magic) < 4:
-        raise PipelineError(
-            f"{path}: too short to be an IDX file ({len(magic)} bytes); fetch the file again"
-        )
-    zero, type_code, ndim = struct.unpack(">HBB", magic)
-    if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
-        raise PipelineError(
-            f"{path}: bad IDX magic number 0x{magic.hex()} (expected 0x00000801 for "
-            "labels or 0x00000803 for images); not an IDX file: fetch the file again"
-        )
-    dims = read(4 * ndim)
-    if len(dims) < 4 * ndim:
-        raise PipelineError(f"{path}: truncated IDX header; fetch the file again")
-    shape = struct.unpack(f">{ndim}I", dims)
-    dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = math.prod(shape) * dtype.itemsize  # a Python int: never overflows
-    if expected > limit:
-        raise PipelineError(
-            f"{path}: IDX header declares shape {list(shape)} ({expected:,} bytes), "
-            f"over the {MAX_IDX_BYTES // 2**20} MiB a dataset's four files may hold "
-            f"together ({limit:,} bytes left for this one), the limit that keeps every "
-            "stage within its memory budget; fetch the right file or split the dataset"
-        )
-    return magic + dims, dtype, shape, expected
-
-
 def read_idx_bytes(
-    path: Path, limit: int = MAX_IDX_BYTES
+    stream: Any, where: object, limit: int = MAX_IDX_BYTES
 ) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
-    """The whole decompressed IDX file, its payload exactly the declared size: ``(content,
-    header_len, dtype, shape)``; reads at most the declared size + 1 byte."""
+    """The whole IDX content of ``stream`` (raw, or gzip by its first bytes), decompressed:
+    ``(content, header length, dtype, shape)``. A declared payload over ``limit`` bytes is
+    refused unread; the stream is read to the declared size and one byte, no further."""
     try:
-        with open(path, "rb") as raw:
-            handle = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
-            head, dtype, shape, expected = read_idx_header(handle.read, path, limit)
-            payload = handle.read(expected + 1)
-    except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found; rerun the download stage") from err
-    except (OSError, EOFError, zlib.error) as err:
+        data = gzip.GzipFile(fileobj=stream) if stream.peek(2)[:2] == b"\x1f\x8b" else stream
+        magic = data.read(4)
+        if len(magic) < 4:
+            raise PipelineError(
+                f"{where}: too short to be an IDX file ({len(magic)} bytes); fetch the file again"
+            )
+        zero, type_code, ndim = struct.unpack(">HBB", magic)
+        if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
+            raise PipelineError(
+                f"{where}: bad IDX magic number 0x{magic.hex()} (expected 0x00000801 for "
+                "labels or 0x00000803 for images); not an IDX file: fetch the file again"
+            )
+        dims = data.read(4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise PipelineError(f"{where}: truncated IDX header; fetch the file again")
+        shape = struct.unpack(f">{ndim}I", dims)
+        dtype = np.dtype(_IDX_DTYPES[type_code])
+        expected = math.prod(shape) * dtype.itemsize  # a Python int: never overflows
+        if expected > limit:
+            raise PipelineError(
+                f"{where}: IDX header declares shape {list(shape)} ({expected:,} bytes), "
+                f"over the {MAX_IDX_BYTES // 2**20} MiB a dataset's four files may hold "
+                f"together ({limit:,} bytes left for this one), the limit that keeps every "
+                "stage within its memory budget; fetch the right file or split the dataset"
+            )
+        payload = data.read(expected + 1)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise PipelineError(
-            f"{path}: corrupt or truncated gzip data ({err}); fetch it again"
+            f"{where}: corrupt or truncated gzip data ({err}); fetch it again"
         ) from err
     if len(payload) != expected:
         state = "truncated" if len(payload) < expected else "has trailing bytes"
         held = f"{len(payload)}" if len(payload) < expected else "more"
         raise PipelineError(
-            f"{path}: IDX data {state}: header declares shape {list(shape)} "
+            f"{where}: IDX data {state}: header declares shape {list(shape)} "
             f"({expected} bytes) but the file holds {held}; fetch the file again"
         )
-    return head + payload, len(head), dtype, shape
+    return magic + dims + payload, len(magic + dims), dtype, shape
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (raw or gzip) as an array of its declared dtype and shape."""
-    content, header, dtype, shape = read_idx_bytes(path)
+    try:
+        with open(path, "rb") as stream:
+            content, header, dtype, shape = read_idx_bytes(stream, path)
+    except FileNotFoundError as err:
+        raise PipelineError(f"{path}: file not found; rerun the download stage") from err
+    except OSError as err:  # a directory, no permission, ...
+        raise PipelineError(f"{path}: cannot read it ({err.strerror or err})") from err
     return np.frombuffer(content, dtype=dtype, offset=header).reshape(shape).copy()
 
 

@@ -1,15 +1,11 @@
-"""Raw IDX arrays -> validated splits: ``[N, 28, 28] uint8 -> [N, 784] float32 / 255``.
-
-``to_split`` checks what the notebook's ``data_iter`` silently assumed (uint8 28×28 images,
-as many labels as images, labels in range). Splits are numpy arrays, so reading and
-writing them needs no torch.
-"""
+"""Raw IDX arrays -> checked splits, ``[N, 28, 28] uint8 -> [N, 784] float32 / 255``, with
+what the notebook's ``data_iter`` silently assumed made explicit; numpy only, no torch."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +66,12 @@ def to_split(
         )
     if labels.ndim != 1:
         raise PipelineError(f"{where}: labels have shape {list(labels.shape)}, expected [N]")
-    if images.shape[0] != labels.shape[0]:
+    if len(images) != len(labels):
         raise PipelineError(
             f"{where}: {images.shape[0]} images but {labels.shape[0]} labels; "
             "the image and label files do not belong together; fetch both again"
         )
-    if images.shape[0] == 0:
+    if len(images) == 0:
         raise PipelineError(f"{where}: the split is empty (0 images); fetch the data again")
     check_labels(labels, len(classes), where, dataset)
     flat = images.reshape(images.shape[0], N_FEATURES).astype(np.float32) / np.float32(255.0)
@@ -86,21 +82,14 @@ def read_raw_split(
     raw_dir: Path, images_name: str, labels_name: str, manifest: dict[str, object]
 ) -> Split:
     """One split's two IDX files in the download stage's output directory."""
-    return to_split(
-        read_idx(raw_dir / images_name),
-        read_idx(raw_dir / labels_name),
-        where=f"{raw_dir}/{images_name} + {labels_name}",
-        dataset=str(manifest["dataset"]),
-        classes=tuple(manifest["classes"]),  # type: ignore[arg-type]
-    )
+    images, labels = read_idx(raw_dir / images_name), read_idx(raw_dir / labels_name)
+    where, dataset = f"{raw_dir}/{images_name} + {labels_name}", str(manifest["dataset"])
+    classes = tuple(manifest["classes"])  # type: ignore[call-overload]
+    return to_split(images, labels, where=where, dataset=dataset, classes=classes)
 
 
 MAX_IMBALANCE = 50  # a train class this many times rarer than the commonest hides in the accuracy
 MAX_BLANK_SHARE = 0.5  # more one-colour images than this share: little to learn
-
-
-def _names(split: Split, labels: Iterable[int]) -> str:
-    return ", ".join(repr(split.classes[label]) for label in sorted(labels))
 
 
 def degenerate_data(train: Split, test: Split) -> list[str]:
@@ -112,8 +101,8 @@ def degenerate_data(train: Split, test: Split) -> list[str]:
     if len(present) < 2:
         raise PipelineError(
             f"train split: every one of its {len(train):,} images is class "
-            f"{_names(train, present)}: a model trained on one class predicts only it, and "
-            f"its accuracy of 1.0 says nothing; {fix}"
+            f"{train.classes[present[0]]!r}: a model trained on one class predicts only it, "
+            f"and its accuracy of 1.0 says nothing; {fix}"
         )
     found = []
     rare, common = present[np.argmin(counts[present])], int(np.argmax(counts))
@@ -124,11 +113,12 @@ def degenerate_data(train: Split, test: Split) -> list[str]:
             "the accuracy can look good while rare classes are never predicted; read the "
             "per-class recall in the report, or rebalance the data"
         )
-    unseen = set(np.unique(test.labels).tolist()) - set(present.tolist())
-    if unseen:
+    unseen = np.setdiff1d(test.labels, present)  # sorted
+    if len(unseen):
+        names = ", ".join(repr(test.classes[label]) for label in unseen)
         found.append(
-            f"test split: classes {_names(test, unseen)} never occur in the train split: the "
-            f"model cannot learn them and scores 0 on them; {fix}"
+            f"test split: classes {names} never occur in the train split: the model cannot "
+            f"learn them and scores 0 on them; {fix}"
         )
     for name, split in (("train", train), ("test", test)):
         blank = int(np.count_nonzero(split.images.max(axis=1) == split.images.min(axis=1)))

@@ -1,14 +1,12 @@
-"""safetensors files: the processed splits and the trained model's weights.
-
-No pickle, and the bytes depend only on the data. Read and written through safetensors'
-numpy API, so a stage that only moves data never imports torch.
-"""
+"""safetensors files (the processed splits, the trained model): no pickle, bytes that depend
+only on the data, read and written as numpy arrays so a stage that only moves data needs no
+torch."""
 
 from __future__ import annotations
 
-import errno
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +18,6 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import atomic_path
 
 _META_KEY = "mnist_pipeline"
-# safetensors wraps the OSError of a failed write in its own error: its message -> errno.
-_OS_ERRORS = {errno.ENOSPC: "No space left", errno.EFBIG: "File too large"}
 # safetensors dtype names -> numpy (little-endian, as the format stores them).
 _DTYPES = {
     "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
@@ -45,17 +41,16 @@ def save_tensors(
     with atomic_path(path) as tmp:
         try:
             save_file(arrays, str(tmp), metadata=packed)
-        except SafetensorError as err:
-            code = next((c for c, m in _OS_ERRORS.items() if m in str(err)), None)
+        except SafetensorError as err:  # its wrapping of a failed write: the OSError again
+            code = re.search(r"\(os error (\d+)\)", str(err))
             if code is None:
                 raise
-            raise OSError(code, str(err)) from err
+            raise OSError(int(code[1]), str(err)) from err
 
 
-def _open_tensors(path: Path) -> Any:
-    """safetensors' reader of ``path``, which checks the header and reads no data; a pickle
-    is refused by name (recognised only once safetensors fails: a valid header's first byte
-    can be 0x80 too)."""
+def _open(path: Path) -> Any:
+    """safetensors' reader of ``path`` (it checks the header, reads no data); a pickle is
+    named as such once safetensors fails (a valid header can start with 0x80 too)."""
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
@@ -73,12 +68,25 @@ def _open_tensors(path: Path) -> Any:
         raise _unreadable(path, err) from err
 
 
+def _unreadable(path: Path, why: object) -> PipelineError:
+    return PipelineError(
+        f"{path}: not a readable safetensors file ({why}); rerun the stage that writes it"
+    )
+
+
+def _metadata(path: Path, reader: Any) -> dict[str, str]:
+    packed = reader.metadata() or {}
+    try:
+        return json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
+    except ValueError as err:
+        raise _unreadable(path, f"bad metadata: {err}") from err
+
+
 def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """A safetensors file's arrays and string metadata, each tensor read straight into its
     array (safetensors' numpy loader would hold the data twice)."""
     path = Path(path)
-    with _open_tensors(path) as reader, open(path, "rb") as handle:
-        metadata = _unpack_metadata(path, reader.metadata())
+    with _open(path) as reader, open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         handle.seek(8 + length)  # the tensors back to back, in offset order
         tensors = {}
@@ -88,24 +96,10 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             if dtype is None:
                 raise _unreadable(path, f"tensor {name!r} is {info.get_dtype()}")
             tensors[name] = np.fromfile(handle, dtype, math.prod(shape)).reshape(shape)
-    return tensors, metadata
-
-
-def _unreadable(path: Path, err: Exception | str) -> PipelineError:
-    return PipelineError(
-        f"{path}: not a readable safetensors file ({err}); rerun the stage that writes it"
-    )
-
-
-def _unpack_metadata(path: Path, packed: dict[str, str] | None) -> dict[str, str]:
-    packed = packed or {}
-    try:
-        return json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
-    except ValueError as err:
-        raise _unreadable(path, f"bad metadata: {err}") from err
+        return tensors, _metadata(path, reader)
 
 
 def read_tensor_metadata(path: Path) -> dict[str, str]:
     """The string metadata of a safetensors file, from its header alone."""
-    with _open_tensors(Path(path)) as reader:
-        return _unpack_metadata(Path(path), reader.metadata())
+    with _open(Path(path)) as reader:
+        return _metadata(Path(path), reader)

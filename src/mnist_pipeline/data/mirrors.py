@@ -1,0 +1,108 @@
+"""A mirror's files, from a local directory or a URL prefix (``file://``, ``http(s)://``), each
+read as a stream through its IDX header (``idx.read_idx_bytes``), hashed and shown on a
+progress bar as it arrives."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.data import idx
+
+READ_TIMEOUT_S = 30.0  # per network read; data.download_timeout bounds the whole download
+
+
+class _Read:
+    """A source file read through: hashed (torchvision's md5s are of the ``.gz``) and counted
+    on its progress bar."""
+
+    def __init__(self, stream: Any, bar: Any) -> None:
+        self.stream, self.bar, self.md5 = stream, bar, hashlib.md5()
+
+    def peek(self, size: int) -> bytes:
+        return self.stream.peek(size)
+
+    def read(self, size: int) -> bytes:
+        chunk = self.stream.read(size)
+        self.md5.update(chunk)
+        self.bar.update(len(chunk))
+        return chunk
+
+
+class Unreachable(PipelineError):
+    """A mirror that cannot be reached or lacks a file (torchvision's next mirror is tried)."""
+
+
+def _open(where: str, remote: bool) -> Any:
+    """``where`` (a path, or a URL if ``remote``) open for reading; None if it does not exist."""
+    try:
+        if not remote:
+            return open(where, "rb") if Path(where).is_file() else None
+        return urllib.request.urlopen(where, timeout=READ_TIMEOUT_S)
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        raise Unreachable(
+            f"data.mirror: {where} answered HTTP {err.code}; check the URL prefix in data.mirror"
+        ) from err
+    except OSError as err:  # URLError included
+        reason = getattr(err, "reason", err)
+        if isinstance(reason, FileNotFoundError):  # a file:// URL: try the raw name next
+            return None
+        raise Unreachable(
+            f"data.mirror: cannot reach {where} ({reason}); check the URL and the network, "
+            "or set data.mirror to a local directory"
+        ) from err
+
+
+def files(mirror: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, Any]]:
+    """``(name, where, stream)`` of each file ``names`` of a mirror directory or URL prefix, as
+    ``NAME.gz`` or else ``NAME``."""
+    try:
+        remote = urllib.parse.urlparse(mirror).scheme in ("http", "https", "file")
+    except ValueError as err:  # e.g. "http://[::1": Invalid IPv6 URL
+        raise PipelineError(
+            f"data.mirror={mirror!r}: not a valid URL ({err}); fix it or use a local directory"
+        ) from err
+    root = mirror.rstrip("/") if remote else str(Path(mirror).expanduser())
+    if not remote and not Path(root).is_dir():
+        raise PipelineError(
+            f"data.mirror={mirror}: no such directory; point it at a folder holding "
+            "the four IDX files (e.g. /usr/share/datasets/fashion-mnist)"
+        )
+    for name in names:
+        for where in (f"{root}/{name}.gz", f"{root}/{name}"):
+            if (stream := _open(where, remote)) is not None:
+                yield name, where, stream
+                break
+        else:
+            raise Unreachable(
+                f"data.mirror={mirror}: missing {name}.gz (or {name}); "
+                f"the mirror must hold all four files: {', '.join(names)}"
+            )
+
+
+def read(name: str, where: str, stream: Any, limit: int) -> tuple[bytes, int, tuple[int, ...], str]:
+    """``stream``'s IDX content (at most ``limit`` bytes), header length, shape and the md5 of
+    the bytes read (torchvision's md5s are of the ``.gz``); progress shown on a terminal."""
+    from tqdm import tqdm
+
+    total = int(getattr(stream, "headers", {}).get("Content-Length") or 0) or None
+    quiet = not sys.stderr.isatty()
+    with stream, tqdm(total=total, desc=name, unit="B", unit_scale=True, disable=quiet) as bar:
+        source = _Read(stream, bar)
+        try:
+            content, header, _, shape = idx.read_idx_bytes(source, where, limit)
+        except OSError as err:  # the connection, mid-download
+            raise Unreachable(
+                f"data.mirror: cannot read {where} ({err}); check the URL and the network, "
+                "or set data.mirror to a local directory"
+            ) from err
+    return content, header, shape, source.md5.hexdigest()
