@@ -36,7 +36,7 @@ from mnist_pipeline.reporting.model_card import model_card
 from mnist_pipeline.reporting.report import FIGURES, build_figures, provenance, render_markdown
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="a markdown report with figures for one run")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
@@ -47,7 +47,7 @@ def main() -> None:
         "--model", type=Path, required=True, help="for each prediction's confidence"
     )
     parser.add_argument("--out", type=Path, required=True, help="report directory")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     params = load_params(args.params)  # validate the whole file before any work
     written = read_yaml(args.params)  # ... and show its values as YAML spells them ([128], null)

