@@ -1,34 +1,52 @@
 """``make validate`` catches every seeded breakage with one line per problem.
 
 Each test breaks one thing in a fresh copy of the project (the ``project`` fixture) and
-runs ``python -m mnist_pipeline.tools.validate`` there as ``make validate`` does: exit 2 and a
-line naming the file, line, key and fix. The slow test runs the CI smoke configuration
-in two clean clones: identical ``dvc.lock`` hashes for every output (determinism), a
-clean ``--up-to-date --thresholds .ci/thresholds.yaml`` pass, then a stale lock caught.
+runs ``python -m mnist_pipeline validate`` there as ``make validate`` does (its ``main(argv)``,
+in this process): exit 2 and a line naming the file, line, key and fix. The slow test runs
+the CI smoke configuration in two clean clones: identical ``dvc.lock`` hashes for every
+output (determinism), a clean ``--up-to-date --thresholds .ci/thresholds.yaml`` pass, then a
+stale lock caught.
 
     .venv/bin/python -m pytest tests/test_validate.py [-m "not slow"]
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO, copy_project, git_env, run
+from mnist_pipeline.__main__ import main
 from mnist_pipeline.tools.validate import status_problems
+
+# DVC's graph code, now in this process, reads a pygtrie attribute that pygtrie deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")
 
 SMOKE = ["-S", "data.source=embedded", "-S", "train.epochs=2"]  # as .ci/pipeline.sh
 
 
-def validate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run(
-        [sys.executable, "-m", "mnist_pipeline", "validate", *args], root, False, root / "src"
-    )
+Validate = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def validate(capsys: pytest.CaptureFixture[str]) -> Validate:
+    """``validate(root, *args)``: ``python -m mnist_pipeline validate ARGS`` in ``root``, as a
+    finished process would report it (exit status, stdout, stderr)."""
+
+    def run_validate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        with contextlib.chdir(root):
+            code = main(["validate", *args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["validate", *args], code, out, err)
+
+    return run_validate
 
 
 def problems(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -49,13 +67,13 @@ def line_of(path: Path, text: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
 
 
-def test_the_repository_passes() -> None:
+def test_the_repository_passes(validate: Validate) -> None:
     result = validate(REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("validate: ok: dvc.yaml (schema, DAG)")
 
 
-def test_a_module_missing_from_a_stages_deps(project: Path) -> None:
+def test_a_module_missing_from_a_stages_deps(project: Path, validate: Validate) -> None:
     dvc_yaml = project / "dvc.yaml"
     edit(dvc_yaml, "      - src/mnist_pipeline/core\n", "")  # the first: download's
     found = problems(validate(project))
@@ -66,7 +84,7 @@ def test_a_module_missing_from_a_stages_deps(project: Path) -> None:
     ) in found
 
 
-def test_a_new_transitive_import_missing_from_deps(project: Path) -> None:
+def test_a_new_transitive_import_missing_from_deps(project: Path, validate: Validate) -> None:
     edit(
         project / "src/mnist_pipeline/data/sources.py",
         "from mnist_pipeline.core.errors import PipelineError\n",
@@ -81,7 +99,9 @@ def test_a_new_transitive_import_missing_from_deps(project: Path) -> None:
         ) in found
 
 
-def test_the_package_init_is_no_dep_while_it_holds_only_a_docstring(project: Path) -> None:
+def test_the_package_init_is_no_dep_while_it_holds_only_a_docstring(
+    project: Path, validate: Validate
+) -> None:
     """It cannot change an output, so no stage lists it (16 deps in `dvc exp show`) ...
     until it holds code: then every stage must, and validate says so."""
     init = project / "src/mnist_pipeline/__init__.py"
@@ -92,7 +112,7 @@ def test_the_package_init_is_no_dep_while_it_holds_only_a_docstring(project: Pat
         assert f"stages.{stage}.deps: missing src/mnist_pipeline/__init__.py, which" in found
 
 
-def test_a_dep_that_nothing_imports(project: Path) -> None:
+def test_a_dep_that_nothing_imports(project: Path, validate: Validate) -> None:
     dvc_yaml = project / "dvc.yaml"
     edit(
         dvc_yaml,
@@ -110,7 +130,7 @@ def test_a_dep_that_nothing_imports(project: Path) -> None:
     ) in problems(validate(project))
 
 
-def test_a_dep_that_nothing_produces(project: Path) -> None:
+def test_a_dep_that_nothing_produces(project: Path, validate: Validate) -> None:
     """A dep that no stage writes and git does not hold: a fresh clone could not run it."""
     dvc_yaml = project / "dvc.yaml"
     edit(dvc_yaml, "      - data/processed\n", "      - data/procesed\n")  # preprocess's out
@@ -127,7 +147,7 @@ def test_a_dep_that_nothing_produces(project: Path) -> None:
     assert sum("nothing produces" in p for p in found) == 1  # other deps: written or held
 
 
-def test_a_params_key_that_params_yaml_lacks(project: Path) -> None:
+def test_a_params_key_that_params_yaml_lacks(project: Path, validate: Validate) -> None:
     dvc_yaml = project / "dvc.yaml"
     edit(dvc_yaml, "      - train.threads\n", "      - train.thread\n")
     found = problems(validate(project))
@@ -138,7 +158,7 @@ def test_a_params_key_that_params_yaml_lacks(project: Path) -> None:
     ) in found
 
 
-def test_an_invalid_dvc_yaml_key(project: Path) -> None:
+def test_an_invalid_dvc_yaml_key(project: Path, validate: Validate) -> None:
     dvc_yaml = project / "dvc.yaml"
     edit(dvc_yaml, "    outs:\n      - data/processed:\n", "    outz:\n      - data/processed:\n")
     found = problems(validate(project))
@@ -153,7 +173,7 @@ def test_an_invalid_dvc_yaml_key(project: Path) -> None:
     assert not any("DVC cannot build" in p for p in found)
 
 
-def test_a_wrong_value_type(project: Path) -> None:
+def test_a_wrong_value_type(project: Path, validate: Validate) -> None:
     edit(project / "dvc.yaml", "  train:\n", "  train:\n    frozen: 'no'\n")
     found = problems(validate(project))
     line = line_of(project / "dvc.yaml", "frozen: 'no'")
@@ -163,7 +183,7 @@ def test_a_wrong_value_type(project: Path) -> None:
     ) in found
 
 
-def test_a_dag_dvc_refuses(project: Path) -> None:
+def test_a_dag_dvc_refuses(project: Path, validate: Validate) -> None:
     dvc_yaml = project / "dvc.yaml"
     spec = yaml.safe_load(dvc_yaml.read_text())
     spec["stages"]["train"]["outs"].append("data/processed")  # preprocess's output too
@@ -176,7 +196,7 @@ def test_a_dag_dvc_refuses(project: Path) -> None:
     ), found
 
 
-def test_dvc_yaml_that_is_not_yaml(project: Path) -> None:
+def test_dvc_yaml_that_is_not_yaml(project: Path, validate: Validate) -> None:
     (project / "dvc.yaml").write_text("stages:\n  train: [\n")
     found = problems(validate(project))
     assert found[0] == (
@@ -185,7 +205,7 @@ def test_dvc_yaml_that_is_not_yaml(project: Path) -> None:
     )
 
 
-def test_every_bad_params_key_gets_its_line(project: Path) -> None:
+def test_every_bad_params_key_gets_its_line(project: Path, validate: Validate) -> None:
     params = project / "params.yaml"
     edit(params, "  lr: ", "  lrr: ")
     edit(params, "  epochs: ", "  epochs: ten #")
@@ -200,7 +220,7 @@ def test_every_bad_params_key_gets_its_line(project: Path) -> None:
     ) in found
 
 
-def test_thresholds(project: Path, tmp_path: Path) -> None:
+def test_thresholds(project: Path, tmp_path: Path, validate: Validate) -> None:
     floors = tmp_path / "thresholds.yaml"
     floors.write_text(
         "metrics/eval.json:\n  accuracy: 0.5\n  acuracy: 0.5\n  loss: {max: 0.001}\n"
@@ -225,6 +245,7 @@ def test_the_ci_floors_hold_for_the_committed_metrics() -> None:
     assert all(metrics[name] >= floor for name, floor in floors.items())
 
 
+# Subprocess: `dvc init` and `dvc repro` make the DVC project whose status is checked.
 def test_status_problems_on_a_tiny_dvc_project(tmp_path: Path) -> None:
     """The stale-lock check itself, on a one-stage project: clean, then an input edited."""
     run(["git", "init", "-q"], tmp_path)
@@ -253,8 +274,11 @@ def lock_hashes(project: Path) -> dict[str, dict[str, object]]:
     }
 
 
+# Subprocess: `dvc exp run` itself, in two clones at once, is what is tested.
 @pytest.mark.slow
-def test_two_clean_clones_give_identical_hashes_then_validate(tmp_path: Path) -> None:
+def test_two_clean_clones_give_identical_hashes_then_validate(
+    tmp_path: Path, validate: Validate
+) -> None:
     clones = [copy_project(tmp_path / name) for name in ("a", "b")]
     for clone in clones:
         run(["git", "add", "-A"], clone)
@@ -299,7 +323,9 @@ def test_two_clean_clones_give_identical_hashes_then_validate(tmp_path: Path) ->
 # ------------------------------------------------- templates, foreach, empty, long cmd
 
 
-def test_vars_and_interpolation_resolve_as_dvc_resolves_them(project: Path) -> None:
+def test_vars_and_interpolation_resolve_as_dvc_resolves_them(
+    project: Path, validate: Validate
+) -> None:
     """``vars:`` and ``${...}`` are filled by DVC's own resolver: a templated script path
     and deps pass (a raw reading called them missing)."""
     dvc_yaml = project / "dvc.yaml"
@@ -316,13 +342,13 @@ def test_vars_and_interpolation_resolve_as_dvc_resolves_them(project: Path) -> N
     assert result.returncode == 0, result.stderr
 
 
-def test_an_unresolvable_template_is_one_line(project: Path) -> None:
+def test_an_unresolvable_template_is_one_line(project: Path, validate: Validate) -> None:
     edit(project / "dvc.yaml", "      - src/mnist_pipeline/core\n", "      - ${nowhere}/core\n")
     found = problems(validate(project))
     assert any("nowhere" in line for line in found), found
 
 
-def test_a_foreach_stage_missing_deps_is_caught(project: Path) -> None:
+def test_a_foreach_stage_missing_deps_is_caught(project: Path, validate: Validate) -> None:
     """Each generated stage is checked like a plain one (they were skipped)."""
     head, plots = (project / "dvc.yaml").read_text().split("\nplots:\n")
     (project / "dvc.yaml").write_text(
@@ -336,7 +362,7 @@ def test_a_foreach_stage_missing_deps_is_caught(project: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "# nothing yet\n", "stages: {}\n"])
-def test_an_empty_dvc_yaml_is_refused(project: Path, text: str) -> None:
+def test_an_empty_dvc_yaml_is_refused(project: Path, text: str, validate: Validate) -> None:
     (project / "dvc.yaml").write_text(text)
     found = problems(validate(project))
     assert "error: dvc.yaml: no stages; define the pipeline under 'stages:'" in found
