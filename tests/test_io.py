@@ -158,6 +158,7 @@ def test_safetensors_bytes_do_not_depend_on_the_framework(tmp_path: Path) -> Non
     assert ours.read_bytes() == theirs.read_bytes()
 
 
+# Subprocess: each process hashes strings with its own seed; three processes compare.
 def test_safetensors_bytes_are_stable_across_processes(tmp_path: Path) -> None:
     """Metadata order must not depend on the process (safetensors hashes it)."""
     import subprocess
