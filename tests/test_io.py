@@ -164,9 +164,9 @@ def test_safetensors_bytes_are_stable_across_processes(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = (
-        "import sys, torch; from mnist_pipeline.data.tensors import save_tensors; "
-        "save_tensors({'a': torch.ones(2)}, sys.argv[1], "
+    code = (  # numpy, not torch: the same bytes (see above) without torch's import
+        "import sys, numpy; from mnist_pipeline.data.tensors import save_tensors; "
+        "save_tensors({'a': numpy.ones(2, numpy.float32)}, sys.argv[1], "
         "{k: k * 3 for k in ('dataset', 'source', 'classes', 'spec', 'loss')})"
     )
     for name in ("a", "b", "c"):
