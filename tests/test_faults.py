@@ -1527,6 +1527,7 @@ def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
     assert plain("mnist\x1b[2J\nrm") == "mnist\N{REPLACEMENT CHARACTER}[2J rm"
 
 
+@pytest.mark.slow  # draws a 200 x 200 confusion heatmap
 def test_report_with_200_classes_stays_within_the_memory_budget(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
