@@ -15,8 +15,10 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Protocol
 
 import numpy as np
 import pytest
@@ -243,19 +245,33 @@ def stage_module(name: str) -> ModuleType:
     return module
 
 
-def stage_here(
-    capsys: pytest.CaptureFixture[str], name: str, *args: str, cwd: Path
-) -> subprocess.CompletedProcess[str]:
+class Finished(Protocol):
+    """A command that has finished, in its own process or in this one."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A command's exit status and output after it ran in this process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def stage_here(capsys: pytest.CaptureFixture[str], name: str, *args: str, cwd: Path) -> Outcome:
     """``stages/<name>.py ARGS`` run in this process in ``cwd``, through ``run_stage`` as its
-    ``__main__`` does: the exit status and what it printed, as ``stage`` returns them."""
+    ``__main__`` does: the exit status and what it printed."""
     capsys.readouterr()
     with contextlib.chdir(cwd):
         code = run_stage(stage_module(name).main, list(args))
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess([name, *args], code, out, err)
+    return Outcome(code, *capsys.readouterr())
 
 
-def error_line(result: subprocess.CompletedProcess[str]) -> str:
+def error_line(result: Finished) -> str:
     """The one ``error: ...`` line of a stage that failed cleanly (exit 2, no traceback)."""
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

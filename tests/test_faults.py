@@ -48,6 +48,7 @@ import yaml
 
 from conftest import (
     REPO,
+    Finished,
     error_line,
     git_env,
     make_split,
@@ -643,7 +644,7 @@ def run_case(
     scratch: Scratch,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> subprocess.CompletedProcess[str]:
+) -> Finished:
     """The case's stage with dvc.yaml's arguments, in the scratch directory."""
     if case.offline:
         go_offline(monkeypatch)
@@ -677,9 +678,7 @@ def test_fault_is_one_clear_line_and_leaves_no_output(
     assert_failed_cleanly(case, scratch, run_case(case, scratch, capsys, monkeypatch))
 
 
-def assert_failed_cleanly(
-    case: Case, scratch: Scratch, result: subprocess.CompletedProcess[str]
-) -> None:
+def assert_failed_cleanly(case: Case, scratch: Scratch, result: Finished) -> None:
     """Exit 2 with one line holding every expected fragment; no output, no temp file."""
     line = error_line(result)  # exit 2, exactly one error line, no traceback
     for fragment in case.expected:

@@ -1,14 +1,13 @@
 """Stage scripts as a user runs them (``main(argv)`` through ``run_stage``, in this process):
 bad params or inputs give one line, exit 2, no output."""
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, error_line, stage_here
+from conftest import REPO, Outcome, error_line, stage_here
 from mnist_pipeline.core.io import read_json
 
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -53,9 +52,7 @@ def test_bad_params_stop_train_before_touching_outputs(
     assert model.read_bytes() == b"previous" and not (tmp_path / "log.csv").exists()
 
 
-def preprocess(
-    raw_dir: Path, cwd: Path, capsys: pytest.CaptureFixture[str]
-) -> subprocess.CompletedProcess[str]:
+def preprocess(raw_dir: Path, cwd: Path, capsys: pytest.CaptureFixture[str]) -> Outcome:
     return stage_here(
         capsys, "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
         "--out", "processed", cwd=cwd,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, copy_project, git_env, run
+from conftest import REPO, Outcome, copy_project, git_env, run
 from mnist_pipeline.__main__ import main
 from mnist_pipeline.tools.validate import status_problems
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarni
 SMOKE = ["-S", "data.source=embedded", "-S", "train.epochs=2"]  # as .ci/pipeline.sh
 
 
-Validate = Callable[..., subprocess.CompletedProcess[str]]
+Validate = Callable[..., Outcome]
 
 
 @pytest.fixture
@@ -39,17 +39,16 @@ def validate(capsys: pytest.CaptureFixture[str]) -> Validate:
     """``validate(root, *args)``: ``python -m mnist_pipeline validate ARGS`` in ``root``, as a
     finished process would report it (exit status, stdout, stderr)."""
 
-    def run_validate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    def run_validate(root: Path, *args: str) -> Outcome:
         capsys.readouterr()
         with contextlib.chdir(root):
             code = main(["validate", *args])
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(["validate", *args], code, out, err)
+        return Outcome(code, *capsys.readouterr())
 
     return run_validate
 
 
-def problems(result: subprocess.CompletedProcess[str]) -> list[str]:
+def problems(result: Outcome) -> list[str]:
     """The ``error:`` lines of a failed run (exit 2, nothing else on stderr)."""
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.splitlines()
