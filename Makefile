@@ -10,7 +10,7 @@ PIP := "$(BIN)/python" -m pip --disable-pip-version-check --quiet
 # Stage commands in dvc.yaml run `python`: make it the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv run serve preset exps test test-fast lint format validate audit ci clean
+.PHONY: help venv run serve preset exps test test-fast coverage lint format validate audit ci clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,14 +44,19 @@ exps: $(STAMP)  ## this commit and its experiments side by side: metrics and the
 	@"$(BIN)/python" -m mnist_pipeline exps
 
 # Two pytest workers (one per core here); a module's tests stay on one worker so its
-# module-scoped fixtures (a reproduced pipeline, a trained model) are built once.
+# module-scoped fixtures (a reproduced pipeline, a trained model) are built once. The ten
+# slowest tests are listed at the end, so a new slow one shows the day it lands.
 test: $(STAMP)  ## ruff (lint + format check) and the whole pytest suite
 	"$(BIN)/ruff" check .
 	"$(BIN)/ruff" format --check .
-	"$(BIN)/python" -m pytest -n 2 --dist loadscope
+	"$(BIN)/python" -m pytest -n 2 --dist loadscope --durations=10
 
-test-fast: $(STAMP)  ## pytest without the slow whole-pipeline tests
+test-fast: $(STAMP)  ## pytest without the slow tests: the loop for everyday edits
 	"$(BIN)/python" -m pytest -m "not slow"
+
+# [tool.coverage] in pyproject.toml: the stage and tool processes the tests start count too.
+coverage: $(STAMP)  ## the whole pytest suite with line coverage of src/mnist_pipeline
+	"$(BIN)/python" -m pytest -n 2 --dist loadscope --cov --cov-report=term-missing:skip-covered
 
 lint: $(STAMP)  ## ruff only
 	"$(BIN)/ruff" check .
@@ -79,4 +84,4 @@ ci: validate audit test  ## validate, audit the workflow, lint + tests, smoke-ru
 	.ci/plots.sh
 
 clean:  ## remove the venv and pipeline outputs (the DVC cache stays)
-	rm -rf $(VENV) data models reports .pytest_cache .ruff_cache
+	rm -rf $(VENV) data models reports .pytest_cache .ruff_cache .coverage .coverage.*

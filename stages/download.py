@@ -15,13 +15,13 @@ from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import ALL_FILES, Manifest, fetch
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="materialise the dataset's four IDX files and a manifest"
     )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--out", type=Path, required=True, help="directory for the IDX files")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     params = load_section(args.params, "data", DataParams)
     with atomic_dir(args.out, owns=(*ALL_FILES, "manifest.json")) as tmp:

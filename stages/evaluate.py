@@ -26,7 +26,7 @@ from mnist_pipeline.learning.model_file import load_model
 from mnist_pipeline.learning.params import TrainParams
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="score the trained model on the test split")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--confusion", type=Path, required=True, help="wide [C, C] CSV")
     parser.add_argument("--counts", type=Path, required=True, help="long CSV, one row per cell")
     parser.add_argument("--predictions", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     params = load_section(args.params, "train", TrainParams)
     configure_torch(params.threads, params.kernels)

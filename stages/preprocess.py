@@ -20,14 +20,14 @@ from mnist_pipeline.data.sources import IDX_FILES, read_manifest
 from mnist_pipeline.data.splits import degenerate_data, read_raw_split, save_split
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="IDX files -> float32 [N, 784] in [0, 1] + int64 labels"
     )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--raw", type=Path, required=True, help="download stage output")
     parser.add_argument("--out", type=Path, required=True, help="directory for the tensors")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     load_section(args.params, "data", DataParams)  # validated before any work
     manifest = read_manifest(args.raw / "manifest.json").model_dump()

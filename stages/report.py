@@ -36,7 +36,7 @@ from mnist_pipeline.reporting.params import ReportParams
 from mnist_pipeline.reporting.report import provenance, render_markdown
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="a markdown report with figures for one run")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="report directory")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     for name, section in (("data", DataParams), ("train", TrainParams)):
         load_section(args.params, name, section)  # every section it shows, validated first

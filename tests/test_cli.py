@@ -8,6 +8,7 @@ from conftest import REPO, run
 from mnist_pipeline.__main__ import COMMANDS, main
 
 
+# Subprocess: the front door's one exit-status check as a command (`python -m`).
 def test_front_door_lists_the_commands() -> None:
     result = run([sys.executable, "-m", "mnist_pipeline", "--help"], REPO, src=REPO / "src")
     for name in ("params", "validate", "summary", "worked-example"):

@@ -163,3 +163,10 @@ def test_registries_match_the_params_choices() -> None:
 
     assert tuple(DATASETS) == typing.get_args(Dataset)
     assert ("auto", *SOURCES) == typing.get_args(Source)
+
+
+def test_every_stage_knows_the_section_names() -> None:
+    """The names a stage checks an unknown section against are the whole schema's."""
+    from mnist_pipeline.core import params
+
+    assert tuple(SECTIONS) == params.SECTIONS

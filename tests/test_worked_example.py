@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import Tensor
 
-from conftest import run
+from mnist_pipeline.__main__ import main as front_door
 from mnist_pipeline.tools.worked_example import main
 
-ROOT = Path(__file__).resolve().parents[1]
 DTYPE = torch.float64
 TOL = {"atol": 1e-12, "rtol": 1e-10}
 
@@ -111,8 +108,8 @@ def test_rejects_non_finite_lr(capsys: pytest.CaptureFixture[str]) -> None:
     assert "finite" in capsys.readouterr().err
 
 
-def test_module_runs_as_a_command() -> None:
-    command = [sys.executable, "-m", "mnist_pipeline", "worked-example", "--json"]
-    proc = run(command, ROOT, src=ROOT / "src", timeout=60)
-    data = json.loads(proc.stdout)
+def test_module_runs_as_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m mnist_pipeline worked-example --json``, through the front door's main."""
+    assert front_door(["worked-example", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
     assert abs(data["loss"] - float(autograd_reference()["loss"])) < 1e-12

@@ -50,6 +50,7 @@ def entry_point(main: Main) -> Callable[[list[str] | None], int]:
     return run
 
 
-def run_stage(main: Callable[[], None]) -> int:
-    """A stage script's ``main()`` (arguments from ``sys.argv``) through ``entry_point``."""
-    return entry_point(lambda _argv: main())(None)
+def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:
+    """A stage script's ``main(argv)`` (``None``: ``sys.argv``) through ``entry_point``: its
+    exit status, so a test calls a stage in-process exactly as DVC runs it."""
+    return entry_point(main)(argv)

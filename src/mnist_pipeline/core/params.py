@@ -28,6 +28,10 @@ Flag = Annotated[bool, Strict()]
 Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 
 
+# params.yaml's sections, one per folder that declares one (tools.params assembles them).
+SECTIONS = ("data", "train", "report")
+
+
 class Section(BaseModel):
     model_config = {"extra": "forbid", "frozen": True}
 
@@ -124,11 +128,16 @@ def parse(model: type[S], raw: Any, prefix: tuple[str, ...] = ()) -> S:
 
 def load_section(path: Path, name: str, model: type[S]) -> S:
     """Section ``name`` of the params file at ``path``, validated; errors name file and key.
-    An empty section (``train:``) is all defaults."""
+    An empty section (``train:``) is all defaults; an unknown section stops every stage."""
     raw = read_yaml(path)  # its errors name the file already
     try:
         if not isinstance(raw, dict) or name not in raw:
             raise PipelineError(f"{name}: missing section; add '{name}:' (see README)")
+        for key in raw:
+            if key not in SECTIONS:
+                hint = did_you_mean(str(key), SECTIONS)
+                allowed = ", ".join(SECTIONS)
+                raise PipelineError(f"{key}: unknown section{hint} (allowed: {allowed})")
         return parse(model, raw[name] or {}, (name,))
     except PipelineError as err:
         raise PipelineError(f"{path}: {err}") from err
