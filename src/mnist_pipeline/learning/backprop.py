@@ -5,7 +5,7 @@ that trains the registry's ``manual`` models. The tests hold both against autogr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +14,7 @@ from torch import Tensor, nn
 from mnist_pipeline.learning.losses import LOSSES, OUTPUTS
 
 
-@dataclass(frozen=True)
-class BackpropResult:
+class BackpropResult(NamedTuple):
     """Every layer's values in one pass of ``sigmoid_net_backprop``."""
 
     loss: Tensor  # 0-d
@@ -32,9 +31,7 @@ def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> Bac
     width = x.shape[1]
     for index, w in enumerate(weights, 1):
         if w.dim() != 2 or w.shape[0] != 1 + width:
-            raise ValueError(
-                f"W{index} must be [1 + {width}, fan_out] (first row = bias), got {tuple(w.shape)}"
-            )
+            raise ValueError(f"W{index}: {tuple(w.shape)}, not [1 + {width}, d] (bias row first)")
         width = w.shape[1]
     if tuple(y.shape) != (x.shape[0], width):
         raise ValueError(f"y must be [{x.shape[0]}, {width}], got shape {tuple(y.shape)}")
@@ -112,23 +109,22 @@ class ManualBackprop:
                 "ending in a linear layer; use autograd for this model"
             )
         self.output, self.loss, self.lr = output, loss, lr
-        self.linear = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Linear)]
-        self.weights: dict[int, Tensor] = {}
-        self.pull()
+        self.weights = {i: m.weight for i, m in enumerate(self.layers) if isinstance(m, nn.Linear)}
+        self.pull()  # A = [b W] of each linear layer, by its index in the chain
 
     @torch.no_grad()
     def pull(self) -> None:
         """``A = [b W]`` of every linear layer, from the model."""
-        for i in self.linear:
+        for i in self.weights:
             layer = self.layers[i]
             self.weights[i] = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], 1)
 
     @torch.no_grad()
     def push(self) -> None:
         """The model's ``b`` and ``W`` from ``A``."""
-        for i in self.linear:
-            self.layers[i].bias.copy_(self.weights[i][:, 0])
-            self.layers[i].weight.copy_(self.weights[i][:, 1:])
+        for i, a in self.weights.items():
+            self.layers[i].bias.copy_(a[:, 0])
+            self.layers[i].weight.copy_(a[:, 1:])
 
     def _backward(
         self, x: Tensor, target: Tensor
@@ -163,7 +159,7 @@ class ManualBackprop:
         batch = batch or len(x)
         total, found, k = self._backward(x, target)
         grads: list[Tensor] = []
-        for i in self.linear:
+        for i in self.weights:
             delta, rows = found[i]
             g = (delta.T @ rows).mul_(k / batch)
             grads += [g[:, 1:].contiguous(), g[:, 0].contiguous()]  # weight, bias
