@@ -27,7 +27,7 @@ from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
 from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.history import history_frame
-from mnist_pipeline.learning.launch import as_rank, check_cores, launch
+from mnist_pipeline.learning.launch import as_rank, launch
 from mnist_pipeline.learning.model_file import save_model
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.schedules import is_scheduled
@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_section(args.params, "train", TrainParams)
     if params.processes > 1 and "WORLD_SIZE" not in os.environ:
-        check_cores(params.processes)
         # torchrun runs this very script on every rank; they come back here with WORLD_SIZE.
         return launch(params.processes, params.rank_timeout, sys.argv)
     train_split = load_split(args.data / "train.safetensors")

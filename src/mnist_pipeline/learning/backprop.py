@@ -1,22 +1,11 @@
-"""Backpropagation written out from the derivation: explicit matrix products, no autograd.
-
-The notebook's Question 1 derives it for a bias-augmented sigmoid network; the tests hold
-it against autograd (docs/backprop.md). Layer ``l`` has ``W_l`` ``[1 + d_{l-1}, d_l]``,
-its first row the bias, ``Z_0 = X``::
-
-    U_l = [1 Z_{l-1}] W_l,   Z_l = σ(U_l),   L = 1/(2N) Σ_i Σ_k (Z_L - Y)²
-    δ_L = (Z_L - Y) ⊙ Z_L ⊙ (1 - Z_L) / N    δ_l = (δ_{l+1} W_{l+1}[1:]ᵀ) ⊙ Z_l ⊙ (1 - Z_l)
-    ∂L/∂W_l = [1 Z_{l-1}]ᵀ δ_l               W_l <- W_l - lr ∂L/∂W_l
-
-``ManualBackprop`` runs the same recursion on the registry's ``manual`` models (PyTorch
-layout ``u = z Wᵀ + b``: ``∂L/∂W = δᵀ z``, ``∂L/∂b = Σ_rows δ``) from ``∂L/∂logits`` of
-each output and loss of ``losses.LOSSES``; ``NotebookEpoch`` is the notebook's own setup.
-"""
+"""Backpropagation written out from the derivation (docs/backprop.md), no autograd:
+``sigmoid_net_backprop`` is the notebook's Question 1 network, ``ManualBackprop`` the engine
+that trains the registry's ``manual`` models. The tests hold both against autograd."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +14,8 @@ from torch import Tensor, nn
 from mnist_pipeline.learning.losses import LOSSES, OUTPUTS
 
 
-@dataclass(frozen=True)
-class BackpropResult:
-    """One forward + backward pass of ``sigmoid_net_backprop``, every layer's values."""
+class BackpropResult(NamedTuple):
+    """Every layer's values in one pass of ``sigmoid_net_backprop``."""
 
     loss: Tensor  # 0-d
     activations: tuple[Tensor, ...]  # Z_l: [N, d_l], l = 0..L
@@ -36,39 +24,29 @@ class BackpropResult:
     grads: tuple[Tensor, ...]  # ∂L/∂W_l: [1 + d_{l-1}, d_l], l = 1..L
 
 
-def with_bias_column(z: Tensor) -> Tensor:
-    """``[N, d] -> [N, 1 + d]``: the ``[1 Z]`` of the notebook (a leading column of ones)."""
-    return torch.cat([torch.ones_like(z[:, :1]), z], dim=1)
-
-
 @torch.no_grad()
 def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> BackpropResult:
-    """The sigmoid network's forward and backward pass: ``x [N, d_0]``, targets ``y [N, d_L]``
-    in [0, 1], ``weights[l-1] = W_l``; every layer sigmoid, the loss the notebook's."""
-    if x.dim() != 2 or not weights:
-        raise ValueError(f"x must be [N, d_0] and weights hold a matrix, got {tuple(x.shape)}")
+    """The forward and backward pass of ``x [N, d_0]`` with targets ``y [N, d_L]`` in [0, 1]
+    through ``weights[l-1] = W_l`` (bias first), every layer sigmoid, the notebook's loss."""
     width = x.shape[1]
     for index, w in enumerate(weights, 1):
         if w.dim() != 2 or w.shape[0] != 1 + width:
-            raise ValueError(
-                f"W{index} must be [1 + {width}, fan_out] (first row = bias), got {tuple(w.shape)}"
-            )
+            raise ValueError(f"W{index}: {tuple(w.shape)}, not [1 + {width}, d] (bias row first)")
         width = w.shape[1]
     if tuple(y.shape) != (x.shape[0], width):
         raise ValueError(f"y must be [{x.shape[0]}, {width}], got shape {tuple(y.shape)}")
-    n = x.shape[0]
     activations, pre_activations = [x], []
     for w in weights:
-        pre_activations.append(with_bias_column(activations[-1]) @ w)
+        pre_activations.append(F.pad(activations[-1], (1, 0), value=1.0) @ w)  # [1 Z] W
         activations.append(torch.sigmoid(pre_activations[-1]))
+    n = x.shape[0]
     z_out = activations[-1]
     loss = (z_out - y).pow(2).sum() / (2 * n)
-    # ∂L/∂Z_L = (Z_L - Y)/N: the 1/2 cancels the square's 2.
-    delta = (z_out - y) * z_out * (1 - z_out) / n
+    delta = (z_out - y) * z_out * (1 - z_out) / n  # ∂L/∂Z_L = (Z_L - Y)/N: the 2 cancels
     deltas, grads = [delta], []
     for layer in range(len(weights), 0, -1):  # layer = L, ..., 1
         z_in = activations[layer - 1]
-        grads.insert(0, with_bias_column(z_in).T @ delta)
+        grads.insert(0, F.pad(z_in, (1, 0), value=1.0).T @ delta)
         if layer > 1:  # row 0 of W_l is the bias: it multiplies the constant 1, not Z_{l-1}
             delta = (delta @ weights[layer - 1][1:].T) * z_in * (1 - z_in)
             deltas.insert(0, delta)
@@ -86,23 +64,19 @@ LAYERS = (nn.Linear, nn.Sigmoid, nn.ReLU)  # what ManualBackprop differentiates
 
 
 def chain(model: nn.Module) -> list[nn.Module]:
-    """The model's layers in forward order if it is a ``Sequential`` of ``LAYERS`` ending in
-    a linear layer (what ``ManualBackprop`` trains), else ``[]``."""
-    if not isinstance(model, nn.Sequential):
-        return []
+    """The layers of a ``Sequential`` of ``LAYERS`` ending in a linear one, else ``[]``."""
     layers = [m for m in model.modules() if not isinstance(m, nn.Sequential)]
-    if not layers or not all(type(m) in LAYERS for m in layers):
+    if not isinstance(model, nn.Sequential) or not all(type(m) in LAYERS for m in layers):
         return []
-    return layers if isinstance(layers[-1], nn.Linear) else []
+    return layers if layers and isinstance(layers[-1], nn.Linear) else []
 
 
 def output_delta(
     logits: Tensor, target: Tensor, output: str, loss: str
 ) -> tuple[Tensor, Tensor, float]:
-    """``(Σ_rows loss, δ, k)`` for one-hot ``target [B, C]``: the batch's mean loss has
-    ``∂L/∂logits = k · δ / B``. With ``g = p - Y``: mse under softmax has δ = ``p ⊙ (g - Σ_k
-    p_k g_k)`` (softmax's own backward kernel), under sigmoid ``g ⊙ p ⊙ (1 - p)``, k = 2;
-    cross-entropy has δ = ``g``, k = 1 (log_softmax, logsigmoid: finite for any logit)."""
+    """``(Σ_rows loss, δ, k)`` for one-hot ``target [B, C]``, where the batch's mean loss has
+    ``∂L/∂logits = k · δ / B``; with ``g = p - Y``, cross-entropy has δ = g, k = 1, and mse
+    δ = g through the output function's derivative, k = 2."""
     p = OUTPUTS[output](logits)
     g = p - target
     if loss == "cross_entropy":
@@ -119,20 +93,14 @@ def output_delta(
 
 
 class ManualBackprop:
-    """The hand-derived forward and backward pass of a ``chain``, in the notebook's
-    bias-augmented form: each linear layer is ``A = [b W]`` ``[out, 1 + in]`` applied to
-    ``[1 Z]``, so ``U = [1 Z] Aᵀ`` and ``∂L/∂A = δᵀ [1 Z]``.
-
-    ``sgd_step`` is the notebook's update (plain SGD, one process): ``A -= lr · k/B · δᵀ [1 Z]``
-    in one ``addmm_`` per layer, written back to the model by ``push``. ``gradients`` gives an
-    optimizer each parameter's gradient instead; ``pull`` then reads its update back.
-    """
+    """The hand-derived passes of a ``chain``, bias-augmented: a linear layer is ``A = [b W]``,
+    ``U = [1 Z] Aᵀ``, ``∂L/∂A = δᵀ [1 Z]``. ``sgd_step`` is the notebook's SGD on ``A`` (``push``
+    writes it back); ``gradients`` feeds an optimizer, whose update ``pull`` reads."""
 
     def __init__(self, model: nn.Module, output: str, loss: str, lr: float = 0.0) -> None:
         if loss not in LOSSES.get(output, {}):
             raise ValueError(
-                f"ManualBackprop: unknown output {output!r} or loss {loss!r}; choose an "
-                f"output and loss of losses.LOSSES ({ {o: list(ls) for o, ls in LOSSES.items()} })"
+                f"ManualBackprop: output {output!r} with loss {loss!r} is not in losses.LOSSES"
             )
         self.layers = chain(model)
         if not self.layers:
@@ -141,41 +109,31 @@ class ManualBackprop:
                 "ending in a linear layer; use autograd for this model"
             )
         self.output, self.loss, self.lr = output, loss, lr
-        self.linear = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Linear)]
-        self.weights: dict[int, Tensor] = {}
-        self.rows: dict[tuple[int, int], Tensor] = {}  # (layer, batch) -> [1 Z], column 0 ones
-        self.pull()
+        self.weights = {i: m.weight for i, m in enumerate(self.layers) if isinstance(m, nn.Linear)}
+        self.pull()  # A = [b W] of each linear layer, by its index in the chain
 
     @torch.no_grad()
     def pull(self) -> None:
         """``A = [b W]`` of every linear layer, from the model."""
-        for i in self.linear:
+        for i in self.weights:
             layer = self.layers[i]
             self.weights[i] = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], 1)
 
     @torch.no_grad()
     def push(self) -> None:
         """The model's ``b`` and ``W`` from ``A``."""
-        for i in self.linear:
-            self.layers[i].bias.copy_(self.weights[i][:, 0])
-            self.layers[i].weight.copy_(self.weights[i][:, 1:])
-
-    def _with_ones(self, layer: int, z: Tensor) -> Tensor:
-        rows = self.rows.get((layer, len(z)))
-        if rows is None:
-            rows = self.rows[layer, len(z)] = z.new_ones(len(z), 1 + z.shape[1])
-        rows[:, 1:].copy_(z)
-        return rows
+        for i, a in self.weights.items():
+            self.layers[i].bias.copy_(a[:, 0])
+            self.layers[i].weight.copy_(a[:, 1:])
 
     def _backward(
         self, x: Tensor, target: Tensor
     ) -> tuple[Tensor, dict[int, tuple[Tensor, Tensor]], float]:
-        """``(Σ_rows loss, {linear layer: (δ, [1 Z])}, k)``, every δ from the weights before the
-        step."""
+        """``(Σ_rows loss, {linear layer: (δ, [1 Z])}, k)``, all from the weights before a step."""
         h, saved = x, {}
         for i, layer in enumerate(self.layers):
             if isinstance(layer, nn.Linear):
-                saved[i] = self._with_ones(i, h)
+                saved[i] = F.pad(h, (1, 0), value=1.0)  # [1 Z]
                 h = saved[i] @ self.weights[i].T
             elif isinstance(layer, nn.Sigmoid):
                 h = saved[i] = torch.sigmoid(h)
@@ -201,7 +159,7 @@ class ManualBackprop:
         batch = batch or len(x)
         total, found, k = self._backward(x, target)
         grads: list[Tensor] = []
-        for i in self.linear:
+        for i in self.weights:
             delta, rows = found[i]
             g = (delta.T @ rows).mul_(k / batch)
             grads += [g[:, 1:].contiguous(), g[:, 0].contiguous()]  # weight, bias

@@ -1,13 +1,11 @@
-"""Data-parallel training under torchrun (``learning.launch``): each rank takes its
-contiguous shard of every global minibatch and the ranks sum their gradients, each scaled
-by ``shard_size / batch_size``, so a step equals the single-process one; rank 0 alone
-writes, after training."""
+"""Data-parallel training under torchrun (``launch``): each rank takes its contiguous shard of
+every global minibatch and the ranks sum their gradients, so a step is the one-process step."""
 
 from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -16,8 +14,7 @@ from torch import Tensor
 TIMEOUT = "MNIST_PIPELINE_RANK_TIMEOUT"  # train.rank_timeout: how long a collective waits
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     rank: int = 0
     world: int = 1
 
@@ -30,21 +27,20 @@ def init(device: torch.device) -> Context:
     """Join the process group torchrun set up (a single-process context otherwise)."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return Context()
-    if not dist.is_initialized():
-        timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT, 1800)))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
+    timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT, 1800)))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     return Context(dist.get_rank(), dist.get_world_size())
 
 
 def shard(batch: Tensor, ctx: Context) -> Tensor:
     """This rank's contiguous piece of a global minibatch (sizes differ by at most one)."""
-    return batch.tensor_split(ctx.world)[ctx.rank] if ctx.active else batch
+    return batch.tensor_split(ctx.world)[ctx.rank]
 
 
 def sum_(tensor: Tensor, ctx: Context) -> Tensor:
     """In-place sum over ranks (identity in a single process)."""
     if ctx.active:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        dist.all_reduce(tensor)
     return tensor
 
 

@@ -1,5 +1,5 @@
-"""``metrics/train_log.csv``: one row per epoch, written by ``history_frame`` and read back,
-checked, by ``read_history`` (the report reads it without torch)."""
+"""``metrics/train_log.csv``, one row per epoch: written by ``history_frame``, read back and
+checked by ``read_history`` (without torch: the report reads it)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,6 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class EpochRow(BaseModel):
-    """One row: the loss and the test or val accuracy; with a val slice the train accuracy,
-    val loss and whether the epoch shipped; with a schedule the rate."""
-
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     epoch: int = Field(ge=1)
     train_loss: float = Field(ge=0.0)  # every loss here is a sum of squares or a -log p
@@ -57,19 +54,17 @@ def read_history(path: Path) -> pd.DataFrame:
 def history_frame(
     history: Sequence[EpochRecord], scored_on: str, scheduled: bool = False, shipped: int = 0
 ) -> pd.DataFrame:
-    """The per-epoch log: ``epoch, train_loss, test_accuracy`` for the notebook's run; with a
-    val slice ``train_accuracy, val_loss, val_accuracy`` and ``shipped`` (1 on the shipped
-    epoch); with a schedule, ``lr`` after the scores."""
+    """``epoch, train_loss``, with a val slice ``train_accuracy, val_loss``, then the scoring
+    split's accuracy, with a schedule ``lr``, with a val slice the ``shipped`` epoch (1)."""
     import pandas as pd
 
-    columns: dict[str, list[object]] = {
-        "epoch": [r.epoch for r in history],
-        "train_loss": [round(r.train_loss, 6) for r in history],
-    }
+    def rounded(name: str) -> list[float]:
+        return [round(getattr(r, name), 6) for r in history]
+
+    columns = {"epoch": [r.epoch for r in history], "train_loss": rounded("train_loss")}
     if scored_on == "val":
-        columns["train_accuracy"] = [round(r.train_accuracy or 0.0, 6) for r in history]
-        columns["val_loss"] = [round(r.val_loss or 0.0, 6) for r in history]
-    columns[f"{scored_on}_accuracy"] = [round(r.accuracy, 6) for r in history]
+        columns |= {"train_accuracy": rounded("train_accuracy"), "val_loss": rounded("val_loss")}
+    columns[f"{scored_on}_accuracy"] = rounded("accuracy")
     if scheduled:
         columns["lr"] = [float(f"{r.lr:.6g}") for r in history]
     if scored_on == "val":

@@ -1,13 +1,8 @@
-"""The output and loss registries. ``OUTPUTS[output]`` maps logits ``[B, C]`` to probabilities
-(``train.output``), the one place that choice is made; ``LOSSES[output][loss]`` is a function
-of logits and labels ``[B]``, so models stay output-agnostic; ``learning.params`` takes both
-settings' choices from it. ``mse`` is the notebook's. torch is imported on use: the params
-check needs none.
-"""
+"""``OUTPUTS[train.output]``: logits ``[B, C]`` to probabilities, the one place that choice is
+made; ``LOSSES[output][loss]``: logits and labels ``[B]`` to the loss. torch loads on use."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -16,19 +11,11 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
-@functools.lru_cache(maxsize=16)
-def _identity(num_classes: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    import torch
-
-    return torch.eye(num_classes, dtype=dtype, device=device)
-
-
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype | None = None) -> Tensor:
-    """``[B]`` -> ``[B, num_classes]`` (float32 unless ``dtype``): the notebook's
-    ``torch.eye(10)[y]``, from a cached identity (this runs every step)."""
+    """``[B]`` -> ``[B, num_classes]``, float32 unless ``dtype``: the notebook's ``eye(10)[y]``."""
     import torch
 
-    return _identity(num_classes, dtype or torch.float32, labels.device)[labels]
+    return torch.eye(num_classes, dtype=dtype or torch.float32, device=labels.device)[labels]
 
 
 def mse(probs: Tensor, labels: Tensor) -> Tensor:
@@ -50,7 +37,6 @@ def _sigmoid_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
 
 
-# train.output -> logits [B, C] to probabilities: the one place the output function lives.
 OUTPUTS: dict[str, Callable[[Tensor], Tensor]] = {
     "softmax": lambda logits: logits.softmax(dim=1),  # one distribution over the classes
     "sigmoid": lambda logits: logits.sigmoid(),  # each class's own probability

@@ -1,22 +1,17 @@
-"""The model registry: each ``train.model`` with its network, settings, size and engine.
-
-``MODELS`` holds all the pipeline knows of a model; ``learning.params`` derives the params'
-choices, size check and ``gradients: manual`` check from it, so adding a model is one builder
-and one entry. Networks return logits: the output function lives with the loss (``losses``).
-Builders import torch when called: download and preprocess check the params without torch.
-"""
+"""The model registry: each ``train.model``'s builder, settings, size and engine; the params
+derive their checks from it, so a model is one builder and one entry. Networks return logits.
+Builders import torch when called: the params check runs without it."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
-from dataclasses import dataclass as plain_dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter
 from pydantic.dataclasses import dataclass
@@ -27,19 +22,23 @@ if TYPE_CHECKING:
 ACTIVATIONS = {"sigmoid": "Sigmoid", "relu": "ReLU"}  # train.activation -> torch.nn layer
 
 
-def _dense(width: int, hidden: tuple[int, ...], activation: str, out: int) -> nn.Sequential:
-    """``width -> hidden[0] -> ... -> hidden[-1] -> out``, ``activation`` between layers."""
+def build_mlp(
+    in_features: int, num_classes: int, hidden: tuple[int, ...], activation: str
+) -> nn.Module:
+    """``in_features -> hidden[0] -> ... -> num_classes``, ``activation`` between layers."""
     from torch import nn
 
     layers: list[nn.Module] = []
     for size in hidden:
-        layers += [nn.Linear(width, size), getattr(nn, ACTIVATIONS[activation])()]
-        width = size
-    return nn.Sequential(*layers, nn.Linear(width, out))
+        layers += [nn.Linear(in_features, size), getattr(nn, ACTIVATIONS[activation])()]
+        in_features = size
+    return nn.Sequential(
+        OrderedDict(net=nn.Sequential(*layers, nn.Linear(in_features, num_classes)))
+    )
 
 
-def _dense_weights(width: int, hidden: tuple[int, ...]) -> int:
-    """Weights and biases of ``_dense``'s hidden layers (the output layer aside)."""
+def mlp_weights(width: int, hidden: tuple[int, ...]) -> int:
+    """Weights and biases of an mlp's hidden layers (the output layer aside)."""
     return sum((a + 1) * b for a, b in itertools.pairwise((width, *hidden)))
 
 
@@ -48,14 +47,6 @@ def build_linear(in_features: int, num_classes: int) -> nn.Module:
     from torch import nn
 
     return nn.Sequential(OrderedDict(layer1=nn.Linear(in_features, num_classes)))
-
-
-def build_mlp(
-    in_features: int, num_classes: int, hidden: tuple[int, ...], activation: str
-) -> nn.Module:
-    from torch import nn
-
-    return nn.Sequential(OrderedDict(net=_dense(in_features, hidden, activation, num_classes)))
 
 
 def build_cnn(
@@ -67,12 +58,8 @@ def build_cnn(
     kernel: int = 5,
     batch_norm: bool = False,
 ) -> nn.Module:
-    """(conv kernel×kernel [-> batch norm] -> 2×2 max-pool -> activation) per ``channels``,
-    then a dense head; padding keeps each conv's map size, so each block halves it
-    (28 -> 14 -> 7). The activation follows the pool: both activations are monotone, so the
-    order leaves the values as they are and the activation runs on a quarter of the map.
-    ``cnn`` is LeNet-style (5×5); ``cnn_bn`` (the cnn preset's) has 3×3 convs, each
-    normalised over the batch, so that it trains fast at a higher rate."""
+    """Per ``channels`` a block conv (size kept) [-> batch norm] -> 2×2 max-pool -> activation
+    (after the pool: same values, a quarter of the work), then an mlp head."""
     from torch import nn
 
     side = math.isqrt(in_features)
@@ -86,22 +73,16 @@ def build_cnn(
         norm = [nn.BatchNorm2d(out)] if batch_norm else []
         blocks += [conv, *norm, nn.MaxPool2d(2), getattr(nn, ACTIVATIONS[activation])()]
         width, side = out, side // 2
-    head = _dense(width * side * side, hidden, activation, num_classes)
+    head = build_mlp(width * side * side, num_classes, hidden, activation)
     return nn.Sequential(
-        OrderedDict(
-            image=image,
-            features=nn.Sequential(*blocks),
-            flat=nn.Flatten(1),
-            head=nn.Sequential(OrderedDict(net=head)),
-        )
+        OrderedDict(image=image, features=nn.Sequential(*blocks), flat=nn.Flatten(1), head=head)
     )
 
 
 def cnn_weights(
     side: int, settings: Mapping[str, Any], kernel: int = 5, batch_norm: bool = False
 ) -> int:
-    """Conv, norm and hidden weights; ``ValueError`` when the max-pools shrink the map to
-    nothing."""
+    """Conv, norm and hidden weights; ``ValueError`` when the max-pools leave no map."""
     channels, hidden = settings["channels"], settings["hidden"]
     sides = [side >> n for n in range(len(channels) + 1)]  # each 2×2 max-pool halves it
     if sides[-1] == 0:
@@ -114,14 +95,14 @@ def cnn_weights(
     convs = sum(
         kernel * kernel * a * b + per_channel * b for a, b in itertools.pairwise((1, *channels))
     )
-    return convs + _dense_weights(channels[-1] * sides[-1] ** 2, hidden)
+    return convs + mlp_weights(channels[-1] * sides[-1] ** 2, hidden)
 
 
-@plain_dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ModelEntry:
-    """One ``train.model``: ``build(in_features, num_classes, **settings)`` makes it from the
-    ``train`` keys in ``settings``; ``weights(side, settings)`` counts all but its output layer
-    (``ValueError``: it cannot be built); ``manual``: the hand-derived engine trains it."""
+    """``build(in_features, num_classes, **settings)`` with the ``train`` keys ``settings``;
+    ``weights(side, settings)``: all but the output layer (``ValueError``: cannot be built);
+    ``manual``: the hand-derived engine trains it."""
 
     build: Callable[..., nn.Module]
     settings: tuple[str, ...] = ()
@@ -132,7 +113,7 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {
     "linear": ModelEntry(build_linear, manual=True),
     "mlp": ModelEntry(
-        build_mlp, ("hidden", "activation"), lambda s, c: _dense_weights(s * s, c["hidden"]), True
+        build_mlp, ("hidden", "activation"), lambda s, c: mlp_weights(s * s, c["hidden"]), True
     ),
     "cnn": ModelEntry(build_cnn, ("hidden", "channels", "activation"), cnn_weights),
     "cnn_bn": ModelEntry(
@@ -143,15 +124,11 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
-def _known(registry: dict[str, Any], what: str) -> Any:
-    """A validator of registry names, looked up when called (models register at run time)."""
-
-    def check(name: str) -> str:
-        if name not in registry:
-            raise ValueError(f"unknown {what} {name!r} (known: {', '.join(registry)})")
-        return name
-
-    return AfterValidator(check)
+def _registered(name: str) -> str:
+    """A model name, looked up when checked: models may register after this import."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
+    return name
 
 
 Size = Annotated[int, Field(ge=1)]
@@ -159,18 +136,17 @@ Size = Annotated[int, Field(ge=1)]
 
 @dataclass(frozen=True, config={"extra": "forbid", "strict": True})
 class ModelSpec:
-    """What rebuilds a model and loads its weights, validated: a hand-edited model file's
-    metadata cannot ask for ``num_classes: -5`` or ``1e9``."""
+    """What rebuilds a model, validated: a hand-edited model file cannot ask for 1e9 classes."""
 
-    name: Annotated[str, _known(MODELS, "model")]
+    name: Annotated[str, AfterValidator(_registered)]
     in_features: Size
     num_classes: Size
     hidden: tuple[Size, ...] = ()
-    activation: Annotated[str, _known(ACTIVATIONS, "activation")] = "sigmoid"
+    activation: Literal[tuple(ACTIVATIONS)] = "sigmoid"
     channels: tuple[Size, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:

@@ -1,6 +1,5 @@
-"""What a long run shows while it trains: on a terminal a tqdm bar over the minibatches with
-their rate and the time left; without one (DVC's log, CI) a line at least every ``every``
-seconds of a long epoch with the epoch, the batch and the time left; and a line per epoch."""
+"""A run's progress: on a terminal a tqdm bar over the minibatches (rate, time left), elsewhere
+(DVC, CI) a line at least every ``every`` seconds of a long epoch; and a line per epoch."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from mnist_pipeline.learning.training import EpochRecord
+    from mnist_pipeline.learning.history import EpochRecord
 
 log = logging.getLogger("mnist_pipeline.train")
 T = TypeVar("T")
@@ -21,8 +20,6 @@ class Progress:
         self.epochs, self.every = epochs, every
         self.terminal = sys.stderr.isatty() if bar is None else bar
         self.bar: Any = None
-        self.epoch = self.steps = self.step = 0
-        self.started = self.shown = 0.0
 
     def start(self, epoch: int, steps: int) -> None:
         self.epoch, self.steps, self.step = epoch, steps, 0
@@ -36,11 +33,10 @@ class Progress:
     def tick(self, value: T) -> T:
         """After each minibatch; passes ``value`` through."""
         self.step += 1
+        now = time.monotonic()
         if self.bar is not None:
             self.bar.update(1)
-            return value
-        now = time.monotonic()
-        if now - self.shown >= self.every and self.step < self.steps:
+        elif now - self.shown >= self.every and self.step < self.steps:
             self.shown = now
             left = (now - self.started) / self.step * (self.steps - self.step)
             log.info(
@@ -60,11 +56,8 @@ class Progress:
         )
         if self.bar is None:
             log.info(line)
-            return
-        self.bar.set_postfix(epoch=record.epoch, loss=f"{record.train_loss:.4f}")
-        self.bar.write(line, file=sys.stderr)
-        if record.epoch == self.epochs:
-            self.close()
+        else:
+            self.bar.write(line, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,7 +1,5 @@
-"""The learning rate per epoch: constant (the notebook), step or cosine, after an optional
-linear warm-up (``lr · e / (warmup + 1)`` over epochs ``1..warmup``), all by
-``torch.optim.lr_scheduler`` on the run's optimizer; the hand-derived engine, which steps its
-own weights, gets the same rate through ``apply``."""
+"""The learning rate per epoch by ``torch.optim.lr_scheduler``: constant (the notebook), step
+or cosine, after an optional linear warm-up (``lr · e / (warmup + 1)`` in epochs 1..warmup)."""
 
 from __future__ import annotations
 
@@ -27,41 +25,34 @@ class Schedule:
     """The rate of the coming epoch (``lr``); ``step()`` after every epoch."""
 
     def __init__(self, params: TrainParams, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-        self.scheduler = self._scheduler(params) if is_scheduled(params) else None
-
-    def _scheduler(self, params: TrainParams) -> Any:
-        opt, warmup = self.optimizer, params.warmup
+        self.optimizer, warmup = optimizer, params.warmup
         if params.schedule == "step":
-            main: Any = lr_scheduler.StepLR(opt, params.step_size, params.gamma)
+            main: Any = lr_scheduler.StepLR(optimizer, params.step_size, params.gamma)
         elif params.schedule == "cosine":
-            main = lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs - warmup)
+            main = lr_scheduler.CosineAnnealingLR(optimizer, params.epochs - warmup)
         else:
-            main = lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
-        if warmup == 0:
-            return main
-        warm = lr_scheduler.LinearLR(opt, 1.0 / (warmup + 1), 1.0, total_iters=warmup)
-        return lr_scheduler.SequentialLR(opt, [warm, main], milestones=[warmup])
+            main = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        self.scheduler = main
+        if warmup > 0:
+            warm = lr_scheduler.LinearLR(optimizer, 1.0 / (warmup + 1), 1.0, total_iters=warmup)
+            self.scheduler = lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup])
 
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def apply(self, *targets: HasLr) -> None:
+        """Hand the rate to what steps its own weights (the hand-derived engine)."""
         for target in targets:
             target.lr = self.lr
 
     def step(self) -> None:
-        if self.scheduler is not None:
-            with warnings.catch_warnings():  # the notebook's engine never steps the optimizer
-                warnings.filterwarnings(
-                    "ignore", "Detected call of `lr_scheduler.step", UserWarning
-                )
-                self.scheduler.step()
+        with warnings.catch_warnings():  # the notebook's engine never steps the optimizer
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:
-        return self.scheduler.state_dict() if self.scheduler is not None else {}
+        return self.scheduler.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state)
+        self.scheduler.load_state_dict(state)
