@@ -1,12 +1,12 @@
 """The HTTP app: ``POST /predict``, ``GET /health``, the draw-a-digit page at ``/`` and the API
-docs at ``/docs``, all from ``static/`` (Swagger UI included): no page loads anything from
-elsewhere. A refused request gets a 4xx, or a 503 when memory runs out, and one line of JSON.
-"""
+docs at ``/docs``, all served from ``static/`` (nothing loaded from elsewhere). A refused request
+gets a 4xx, or a 503 when memory runs out, and one line of JSON."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import numpy as np
@@ -22,13 +22,12 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.serving.images import ImageError, decode_image, to_mnist
 from mnist_pipeline.serving.model import Classifier
 
 MAX_UPLOAD_BYTES = 2 * 2**20  # a drawing or a phone photo of one digit, resized
 TOO_LARGE = f"upload larger than {MAX_UPLOAD_BYTES:,} bytes; send a smaller image"
-TOP = 3
 DECODERS = 2  # images decoded at once: this bounds the memory they take
 IMAGE_TYPES = ("image/png", "image/jpeg")
 STATUS = {"not-image": 415, "too-large": 413, "corrupt": 400, "blank": 422}
@@ -44,15 +43,6 @@ class Prediction(BaseModel):
     probabilities: dict[str, float]
 
 
-class Health(BaseModel):
-    """The served model, as its ONNX file's metadata describes it."""
-
-    status: str
-    model: str
-    dataset: str
-    classes: list[str]
-
-
 class Problem(BaseModel):
     """A refused request: what is wrong and what to send instead, in one line."""
 
@@ -62,10 +52,7 @@ class Problem(BaseModel):
 def answer(classifier: Classifier, image: bytes) -> Prediction:
     """The model's answer for one uploaded image (``ImageError`` when it cannot be used)."""
     field = to_mnist(decode_image(image, "the upload"), "the upload")
-    result = classifier.classify(["upload"], field[np.newaxis])[0]
-    ranked = sorted(result["probabilities"].items(), key=lambda item: -item[1])
-    top = [{"class": name, "probability": p} for name, p in ranked[:TOP]]
-    return Prediction(predicted=result["predicted"], top=top, probabilities=result["probabilities"])
+    return Prediction(**classifier.classify(["upload"], field[np.newaxis])[0])
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -84,10 +71,10 @@ def same_origin(app: ASGIApp, hosts: Sequence[str]) -> ASGIApp:
         name, _, port = host.rpartition(":")
         length = headers.get("content-length", "0")
         if (name if port.isdigit() else host).strip("[]") not in hosts:
-            reply = error(400, f"Host {printable(host)!r} is not this server")
+            reply = error(400, f"Host {host!r} is not this server")
         elif headers.get("origin", f"http://{host}").lower() != f"http://{host}":
             reply = error(403, "requests from another site's page are refused")
-        elif length.isdigit() and int(length) > MAX_UPLOAD_BYTES:  # a body sent as it goes: below
+        elif length.isdigit() and int(length) > MAX_UPLOAD_BYTES:  # else Starlette's plain text
             reply = error(413, TOO_LARGE)
         else:
             return await app(scope, receive, send)
@@ -125,13 +112,14 @@ def create_app(classifier: Classifier, hosts: Sequence[str] = ("127.0.0.1",)) ->
     app.add_exception_handler(ClientDisconnect, refused)
 
     @app.get("/health")
-    async def health() -> Health:
+    async def health() -> dict[str, Any]:
+        """The served model, as its ONNX file's metadata describes it."""
         meta = {"model": classifier.model, "dataset": classifier.dataset}
-        return Health(status="ok", classes=list(classifier.classes), **meta)
+        return {"status": "ok", **meta, "classes": classifier.classes}
 
     @app.post(
         "/predict",
-        max_body_size=MAX_UPLOAD_BYTES,  # counted as it arrives; its 413 is the handler's JSON
+        max_body_size=MAX_UPLOAD_BYTES,  # counted as a chunked body arrives
         responses={status: {"model": Problem} for status in (400, 403, 413, 415, 422, 503)},
         openapi_extra={"requestBody": {"content": {kind: RAW_BODY for kind in IMAGE_TYPES}}},
     )
@@ -143,7 +131,7 @@ def create_app(classifier: Classifier, hosts: Sequence[str] = ("127.0.0.1",)) ->
         if media not in (*IMAGE_TYPES, "multipart/form-data"):
             raise HTTPException(
                 415,
-                f"content type {printable(media) or 'missing'} is not accepted; send "
+                f"content type {media or 'missing'} is not accepted; send "
                 "image/png, image/jpeg or multipart/form-data with one image file",
             )
         data = await image.read() if image is not None else await request.body()

@@ -8,13 +8,14 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import IMAGE_SIDE
 
 BOX = 20  # the digit is scaled to fit [20, 20] ...
@@ -22,14 +23,13 @@ CENTRE = IMAGE_SIDE / 2  # ... and its centre of mass put here (row, column); MN
 MIN_CONTRAST = 32.0  # of 255: weaker ink than this is a blank image (paper grain, noise)
 INK = 0.1  # share of the ink peak above which a pixel counts when cropping
 IMAGE_FORMATS = ("PNG", "JPEG")
-# Pixels decoded at most, checked from the header (after a JPEG's reduced-scale decoding is
-# chosen), so a decompression bomb is refused before any pixel is decoded.
-MAX_IMAGE_PIXELS = 4_000_000
+MAX_IMAGE_PIXELS = 4_000_000  # decoded at most; checked from the header, before decoding
 REDUCED_SIDE = 512  # a larger image is decoded or box-reduced to about this many pixels a side
 MAX_IMAGE_BYTES = 32 * 2**20  # a file larger than this is no photo of one digit
 FIX = "give a PNG or JPEG of one digit or garment"
-# Markers that may follow a JPEG scan's entropy-coded data: tables, another scan, the end.
-_AFTER_SCAN = {0xC4, 0xCC, 0xDA, 0xDB, 0xDC, 0xDD, 0xFE, 0xD9}
+# A JPEG marker; inside a scan's data 0xFF is only stuffing (FF 00) or a restart (FF D0-D7).
+MARKER = re.compile(rb"\xff+([^\x00\xff])")
+SCAN_DATA = re.compile(rb"[^\xff]*(?:\xff[\x00\xd0-\xd7][^\xff]*)*")
 
 
 class ImageError(PipelineError):
@@ -40,42 +40,25 @@ class ImageError(PipelineError):
         self.kind = kind
 
 
-def _jpeg_scan_problem(data: bytes) -> str | None:
-    """Where a JPEG's scan data breaks its structure, or None (libjpeg decodes damage to
-    garbage with a warning Pillow drops). In a scan 0xFF is only stuffing (``FF 00``), a
-    restart (``FF D0``–``D7``) or the marker after the scan; the file ends with EOI."""
+def jpeg_damage(data: bytes) -> str | None:
+    """Where a JPEG's segments or scan data break, or None: libjpeg decodes damaged data to
+    garbage with a warning that Pillow drops."""
     pos = 2  # after SOI
-    while pos + 2 <= len(data):
-        if data[pos] != 0xFF:
-            return f"no marker at byte {pos}"
-        marker = data[pos + 1]
-        if marker == 0xD9:
+    while match := MARKER.match(data, pos):
+        if match[1] == b"\xd9":  # EOI
             return None
-        if marker == 0xFF:  # fill bytes before a marker
-            pos += 1
-            continue
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        while marker == 0xDA:  # entropy-coded data up to the next marker
-            pos = data.find(b"\xff", pos)
-            if pos < 0 or pos + 1 >= len(data):
-                return "the scan data ends without an end marker"
-            following = data[pos + 1]
-            if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-                pos += 1 if following == 0xFF else 2
-            elif following not in _AFTER_SCAN:
-                return f"marker 0xFF{following:02X} inside the scan data at byte {pos}"
-            else:
-                break
-    return "no end marker"
+        pos = match.end() + int.from_bytes(data[match.end() : match.end() + 2], "big")
+        if match[1] == b"\xda":  # SOS: entropy-coded data follows the header
+            pos = SCAN_DATA.match(data, pos).end()
+    return f"no marker at byte {pos}"
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
     """PNG or JPEG bytes as grayscale ``[H, W]`` float32 in 0..255: checked before decoding
-    (pixels, Pillow's ``verify``, the JPEG scan), a JPEG decoded at 1/2 to 1/8 scale when large,
-    EXIF-upright, 16 bits kept, alpha over white, reduced to about ``REDUCED_SIDE``."""
+    (pixels, Pillow's ``verify``, the JPEG's structure), a large JPEG decoded at 1/2 to 1/8
+    scale, EXIF-upright, 16 bits kept, alpha over white, reduced to about ``REDUCED_SIDE``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    name = printable(where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -84,9 +67,9 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
                 if math.prod(image.size) > MAX_IMAGE_PIXELS:
                     raise Image.DecompressionBombError("{}×{}".format(*image.size))
                 image.verify()  # PNG chunk CRCs and structure
-                problem = _jpeg_scan_problem(data) if image.format == "JPEG" else None
-            if problem:
-                raise ImageError(f"{name}: corrupt JPEG data ({problem}); {FIX}", "corrupt")
+                damage = jpeg_damage(data) if image.format == "JPEG" else None
+            if damage:
+                raise ImageError(f"{where}: corrupt JPEG data ({damage}); {FIX}", "corrupt")
             with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
                 image.draft("L", (REDUCED_SIDE, REDUCED_SIDE))
                 upright = ImageOps.exif_transpose(image)  # decoded here, errors caught below
@@ -100,15 +83,14 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
                 upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(  # ours above, or Pillow's own check in Image.open
-            f"{name}: image larger than the {MAX_IMAGE_PIXELS:,} pixels read here ({err}); "
+            f"{where}: image larger than the {MAX_IMAGE_PIXELS:,} pixels read here ({err}); "
             "crop or shrink it",
             "too-large",
         ) from err
     except UnidentifiedImageError as err:
-        raise ImageError(f"{name}: not a PNG or JPEG image; {FIX}", "not-image") from err
+        raise ImageError(f"{where}: not a PNG or JPEG image; {FIX}", "not-image") from err
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
-        reason = printable(err)
-        raise ImageError(f"{name}: cannot decode the image ({reason}); {FIX}", "corrupt") from err
+        raise ImageError(f"{where}: cannot decode the image ({err}); {FIX}", "corrupt") from err
     gray = upright if upright.mode == "F" else upright.convert("L")  # ITU-R 601-2 luma
     return np.asarray(gray, dtype=np.float32)
 
@@ -116,20 +98,18 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
 def read_image(path: Path) -> np.ndarray:
     """``decode_image`` of a regular file (a FIFO or device is refused, not waited on), at
     most ``MAX_IMAGE_BYTES`` read."""
-    name = printable(path)
     try:
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise ImageError(f"{name}: not a regular file; {FIX}", "not-image")
+                raise ImageError(f"{path}: not a regular file; {FIX}", "not-image")
             data = file.read(MAX_IMAGE_BYTES + 1)
     except FileNotFoundError as err:
-        raise ImageError(f"{name}: file not found; {FIX}", "not-image") from err
+        raise ImageError(f"{path}: file not found; {FIX}", "not-image") from err
     except OSError as err:
-        reason = printable(err.strerror)
-        raise ImageError(f"{name}: cannot read ({reason}); {FIX}", "corrupt") from err
+        raise ImageError(f"{path}: cannot read ({err.strerror}); {FIX}", "corrupt") from err
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageError(
-            f"{name}: file larger than {MAX_IMAGE_BYTES:,} bytes; crop or shrink it", "too-large"
+            f"{path}: file larger than {MAX_IMAGE_BYTES:,} bytes; crop or shrink it", "too-large"
         )
     return decode_image(data, str(path))
 
@@ -145,7 +125,7 @@ def to_mnist(gray: np.ndarray, where: str = "the image") -> np.ndarray:
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
         raise ImageError(
-            f"{printable(where)}: blank image (ink contrast {peak:.0f}/255 against its "
+            f"{where}: blank image (ink contrast {peak:.0f}/255 against its "
             "background); give an image of one digit or garment, dark on light or light on dark",
             "blank",
         )

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import IMAGE_SIDE
 
 DEFAULT_MODEL = Path("models/model.onnx")
 PIXELS = IMAGE_SIDE * IMAGE_SIDE
+TOP = 3  # classes answered with their probabilities
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,9 @@ class Classifier:
     model: str
 
     def classify(self, images: Sequence[str], inputs: np.ndarray) -> list[dict[str, Any]]:
-        """``{image, predicted, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``
-        (class name -> probability, 6 decimals); the argmax of the logits, as evaluate's.
-        Scores of another shape, or not finite, are a ``PipelineError``."""
+        """``{image, predicted, top, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``:
+        the argmax of the logits, as evaluate's, and the ``TOP`` classes. Scores of the wrong
+        shape or not finite are an error."""
         flat = np.ascontiguousarray(inputs.reshape(len(inputs), PIXELS), dtype=np.float32)
         logits, probs = self.session.run(None, {"images": flat})
         if not logits.shape == probs.shape == (len(inputs), len(self.classes)):
@@ -38,16 +39,19 @@ class Classifier:
             )
         if not (np.isfinite(logits).all() and np.isfinite(probs).all()):
             raise PipelineError("the model's scores are not finite numbers (NaN or infinity)")
-        return [
-            {
-                "image": image,
-                "predicted": self.classes[int(row_logits.argmax())],
-                "probabilities": {
-                    name: round(float(p), 6) for name, p in zip(self.classes, row, strict=True)
-                },
-            }
-            for image, row_logits, row in zip(images, logits, probs, strict=True)
-        ]
+        answers = []
+        for image, row_logits, row in zip(images, logits, probs, strict=True):
+            probabilities = {c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)}
+            ranked = sorted(probabilities.items(), key=lambda item: -item[1])[:TOP]
+            answers.append(
+                {
+                    "image": image,
+                    "predicted": self.classes[int(row_logits.argmax())],
+                    "top": [{"class": name, "probability": p} for name, p in ranked],
+                    "probabilities": probabilities,
+                }
+            )
+        return answers
 
 
 def load_classifier(path: Path) -> Classifier:
@@ -55,10 +59,9 @@ def load_classifier(path: Path) -> Classifier:
     answers a known input (all 0, all 1) with finite scores of the right shape."""
     import onnxruntime
 
-    name = printable(path)
     if not Path(path).is_file():
         raise PipelineError(
-            f"{name}: no such model file; run the pipeline (dvc repro) or pass --model"
+            f"{path}: no such model file; run the pipeline (dvc repro) or pass --model"
         )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # one image at a time: threads cost more than they save
@@ -67,21 +70,20 @@ def load_classifier(path: Path) -> Classifier:
             str(path), options, providers=["CPUExecutionProvider"]
         )
     except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-        reason = printable(str(err).strip().splitlines()[0] if str(err).strip() else err)
+        reason = str(err).strip().partition("\n")[0][:200]
         raise PipelineError(
-            f"{name}: not an ONNX model ({reason[:200]}); use models/model.onnx from the "
-            "train stage"
+            f"{path}: not an ONNX model ({reason}); use models/model.onnx from the train stage"
         ) from err
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     if inputs != ["images"] or outputs != ["logits", "probabilities"]:
         raise PipelineError(
-            f"{name}: not a model exported by the train stage (inputs {inputs}, outputs "
+            f"{path}: not a model exported by the train stage (inputs {inputs}, outputs "
             f"{outputs}); rerun it"
         )
     if (features := session.get_inputs()[0].shape[-1]) != PIXELS:
         raise PipelineError(
-            f"{name}: the model takes {features} input features, not {IMAGE_SIDE}×{IMAGE_SIDE} = "
+            f"{path}: the model takes {features} input features, not {IMAGE_SIDE}×{IMAGE_SIDE} = "
             f"{PIXELS}: it was trained on another kind of data; use a model this pipeline "
             "trained (dvc repro) or pass --model"
         )
@@ -89,10 +91,10 @@ def load_classifier(path: Path) -> Classifier:
     try:
         classes = tuple(str(c) for c in json.loads(meta["classes"]))
     except (KeyError, TypeError, ValueError) as err:
-        raise PipelineError(f"{name}: no readable class names in its metadata ({err})") from err
+        raise PipelineError(f"{path}: no readable class names in its metadata ({err})") from err
     classifier = Classifier(session, classes, meta.get("dataset", "?"), meta.get("model", "?"))
     try:
         classifier.classify(["0", "1"], np.stack([np.zeros(PIXELS), np.ones(PIXELS)]))
     except PipelineError as err:
-        raise PipelineError(f"{name}: {err}; rerun the train stage or pass --model") from err
+        raise PipelineError(f"{path}: {err}; rerun the train stage or pass --model") from err
     return classifier

@@ -1,7 +1,5 @@
-"""``serve [--host 127.0.0.1] [--port 8000]``: the model over HTTP (``serving.app``) with a page to
-draw on and the API's docs. Loopback by default: it is for trying the model on this machine;
-another address is reachable from other machines, so a warning says so. Ctrl-C stops it.
-"""
+"""``serve [--host 127.0.0.1] [--port 8000]``: the model over HTTP (``serving.app``), on loopback
+unless another address is given (then a warning: other machines can reach it)."""
 
 from __future__ import annotations
 
@@ -27,8 +25,8 @@ REQUEST_SECONDS = 5.0  # a request's headers and body arrive within this, or it 
 
 
 class Deadline(H11Protocol):
-    """uvicorn's HTTP/1.1 connection, closed when a request has not arrived in full within
-    ``REQUEST_SECONDS`` of connecting or of its first byte: slow clients cannot hold it."""
+    """uvicorn's HTTP/1.1 connection, closed when a request has not arrived in full
+    ``REQUEST_SECONDS`` after connecting or after its first byte."""
 
     timer: asyncio.TimerHandle | None = None
 
@@ -46,8 +44,7 @@ class Deadline(H11Protocol):
 
 
 def server(model: Path, host: str = HOST, port: int = 0) -> tuple[uvicorn.Server, socket.socket]:
-    """The checked model's app, not yet running, and the socket it will serve (listening: a
-    connection queues from here on)."""
+    """The checked model's server, not yet running, and its listening socket."""
     classifier = load_classifier(model)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
