@@ -35,18 +35,16 @@ RAW_BODY = {"schema": {"type": "string", "format": "binary"}}  # besides the for
 Ranked = TypedDict("Ranked", {"class": str, "probability": float})
 
 
+class Problem(TypedDict):
+    error: str  # a refusal in one line: what is wrong, what to send instead
+
+
 class Prediction(BaseModel):
     """The model's answer for one image (``predicted``: None when it is unsure)."""
 
     predicted: str | None
     top: list[Ranked]
     probabilities: dict[str, float]
-
-
-class Problem(BaseModel):
-    """A refused request: what is wrong and what to send instead, in one line."""
-
-    error: str
 
 
 def answer(classifier: Classifier, image: bytes) -> Prediction:
