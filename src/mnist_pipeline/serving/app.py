@@ -1,11 +1,10 @@
-"""The HTTP app: ``POST /predict``, ``GET /health``, the draw-a-digit page at ``/`` and the API
-docs at ``/docs``, all served from ``static/`` (nothing loaded from elsewhere). A refused request
-gets a 4xx, or a 503 when memory runs out, and one line of JSON."""
+"""The HTTP app: ``POST /predict``, ``GET /health``, the draw-a-digit page and ``/docs`` from
+``static/`` (nothing loaded from elsewhere). A refusal is one line of JSON with its status."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -13,13 +12,11 @@ import numpy as np
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from mnist_pipeline.core.errors import PipelineError
@@ -57,36 +54,25 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def same_origin(app: ASGIApp, hosts: Sequence[str]) -> ASGIApp:
-    """``app`` for requests whose ``Host`` is one of ``hosts`` (else 400: DNS rebinding) and
-    whose ``Origin``, if any, is this server as the browser reached it (else 403)."""
-
-    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await app(scope, receive, send)
-        headers = Headers(scope=scope)
-        host = headers.get("host", "").lower()
-        name, _, port = host.rpartition(":")
-        length = headers.get("content-length", "0")
-        if (name if port.isdigit() else host).strip("[]") not in hosts:
-            reply = error(400, f"Host {host!r} is not this server")
-        elif headers.get("origin", f"http://{host}").lower() != f"http://{host}":
-            reply = error(403, "requests from another site's page are refused")
-        elif length.isdigit() and int(length) > MAX_UPLOAD_BYTES:  # else Starlette's plain text
-            reply = error(413, TOO_LARGE)
-        else:
-            return await app(scope, receive, send)
-        await reply(scope, receive, send)
-
-    return guard
-
-
 def create_app(classifier: Classifier, hosts: Sequence[str] = ("127.0.0.1",)) -> FastAPI:
     """The FastAPI app over ``classifier``, answering requests addressed to ``hosts``."""
     title = f"mnist-pipeline {classifier.model} ({classifier.dataset})"
     app = FastAPI(title=title, docs_url=None, redoc_url=None, form_limits={"max_files": 1})
-    app.add_middleware(same_origin, hosts=hosts)
     decoders = anyio.CapacityLimiter(DECODERS)
+
+    @app.middleware("http")
+    async def same_origin(request: Request, call_next: Callable) -> Response:
+        """Refuses a foreign ``Host`` (DNS rebinding) or ``Origin``, or too large a body."""
+        host = request.headers.get("host", "").lower()
+        name, _, port = host.rpartition(":")
+        length = request.headers.get("content-length", "0")
+        if (name if port.isdigit() else host).strip("[]") not in hosts:
+            return error(400, f"Host {host!r} is not this server")
+        if request.headers.get("origin", f"http://{host}").lower() != f"http://{host}":
+            return error(403, "requests from another site's page are refused")
+        if length.isdigit() and int(length) > MAX_UPLOAD_BYTES:  # else Starlette's plain text
+            return error(413, TOO_LARGE)
+        return await call_next(request)
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         """A request that gets no answer: one line of JSON, with a status that says why."""

@@ -1,7 +1,5 @@
-"""A user's image -> the 28×28 input the model takes (``predict`` and ``serve``), made the way
-MNIST was: grayscale; inverted when it is dark ink on light paper; cropped to the ink; scaled to
-fit a 20×20 box; its centre of mass put on the field's centre; ink peak = 1.
-"""
+"""A user's PNG or JPEG -> the 28×28 input the model takes, made the way MNIST was: grayscale,
+light ink on dark, cropped to the ink, fit to 20×20, centre of mass at the centre, peak 1."""
 
 from __future__ import annotations
 
@@ -37,9 +35,8 @@ class ImageError(PipelineError):
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """PNG or JPEG bytes as grayscale ``[H, W]`` float32 in 0..255: pixels counted and PNG
-    checksums verified before decoding, a large JPEG decoded at 1/2 to 1/8 scale, EXIF-upright,
-    16 bits kept, alpha over white, reduced to about ``REDUCED_SIDE`` pixels a side."""
+    """PNG or JPEG bytes as grayscale ``[H, W]`` float32 in 0..255, bounded in memory: pixels
+    counted before decoding, a large JPEG decoded at reduced scale, the rest box-reduced."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -55,12 +52,11 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
                 upright = ImageOps.exif_transpose(image)  # decoded here, errors caught below
             if upright.mode.startswith("I"):  # 16-bit grayscale: 0..65535 -> 0..255
                 upright = Image.fromarray(np.asarray(upright, dtype=np.float32) / 257.0)
-            elif upright.mode in ("1", "P") or "transparency" in upright.info:
+            elif upright.mode in ("1", "P", "LA", "PA") or "transparency" in upright.info:
                 upright = upright.convert("RGBA")
             upright = upright.reduce(max(1, max(upright.size) // REDUCED_SIDE))  # box means
-            if upright.mode in ("RGBA", "LA", "PA"):  # transparent parts are white paper
-                rgba = upright.convert("RGBA")
-                upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+            if upright.mode == "RGBA":  # transparent parts are white paper
+                upright = Image.alpha_composite(Image.new("RGBA", upright.size, "white"), upright)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(  # ours above, or Pillow's own check in Image.open
             f"{where}: image larger than the {MAX_IMAGE_PIXELS:,} pixels read here ({err}); "
@@ -76,8 +72,7 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """``decode_image`` of a regular file (a FIFO or device is refused, not waited on), at
-    most ``MAX_IMAGE_BYTES`` read."""
+    """``decode_image`` of a regular file (a FIFO or device is refused, not waited on)."""
     try:
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
@@ -114,16 +109,13 @@ def to_mnist(gray: np.ndarray, where: str = "the image") -> np.ndarray:
     crop = ink[top:bottom, left:right]
     scale = BOX / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))  # (w, h)
-    # Antialiased on the float image as MNIST's normalisation was: shrinking averages each
-    # output pixel's area, enlarging a small drawing interpolates (Lanczos), not blocks.
+    # Antialiased as MNIST was: shrinking averages areas, enlarging interpolates (Lanczos).
     resample = Image.Resampling.BOX if scale <= 1 else Image.Resampling.LANCZOS
     resized = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32)).resize(size, resample)
     box = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
     # Whole-pixel shifts, as in MNIST, that bring the centre of mass nearest CENTRE.
     height, width = box.shape
-    mass_row, mass_col = np.average(
-        np.indices(box.shape).reshape(2, -1), axis=1, weights=box.ravel()
-    )
+    mass_row, mass_col = (np.indices(box.shape) * box).sum(axis=(1, 2)) / box.sum()
     top = min(max(round(CENTRE - mass_row), 0), IMAGE_SIDE - height)
     left = min(max(round(CENTRE - mass_col), 0), IMAGE_SIDE - width)
     field = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)

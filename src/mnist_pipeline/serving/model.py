@@ -1,5 +1,4 @@
-"""The exported model (``models/model.onnx``) through onnxruntime, without torch; the file
-carries its class names, dataset and architecture (``learning.export``)."""
+"""The exported model (``models/model.onnx``, with its class names) run by onnxruntime."""
 
 from __future__ import annotations
 
@@ -27,9 +26,8 @@ class Classifier:
     model: str
 
     def classify(self, images: Sequence[str], inputs: np.ndarray) -> list[dict[str, Any]]:
-        """``{image, predicted, top, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``:
-        the argmax of the logits, as evaluate's, and the ``TOP`` classes. Scores of the wrong
-        shape or not finite are an error."""
+        """``{image, predicted, top, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``;
+        scores of the wrong shape or not finite are an error."""
         flat = np.ascontiguousarray(inputs.reshape(len(inputs), PIXELS), dtype=np.float32)
         logits, probs = self.session.run(["logits", "probabilities"], {"images": flat})
         if not logits.shape == probs.shape == (len(inputs), len(self.classes)):
@@ -40,16 +38,12 @@ class Classifier:
         if not (np.isfinite(logits).all() and np.isfinite(probs).all()):
             raise PipelineError("the model's scores are not finite numbers (NaN or infinity)")
         answers = []
-        for image, row_logits, row in zip(images, logits, probs, strict=True):
-            probabilities = {c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)}
-            ranked = sorted(probabilities.items(), key=lambda item: -item[1])[:TOP]
+        for image, best, row in zip(images, logits.argmax(axis=1), probs, strict=True):
+            scores = {c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)}
+            ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:TOP]  # stable on ties
+            top = [{"class": c, "probability": scores[c]} for c in ranked]
             answers.append(
-                {
-                    "image": image,
-                    "predicted": self.classes[int(row_logits.argmax())],
-                    "top": [{"class": name, "probability": p} for name, p in ranked],
-                    "probabilities": probabilities,
-                }
+                dict(image=image, predicted=self.classes[best], top=top, probabilities=scores)
             )
         return answers
 

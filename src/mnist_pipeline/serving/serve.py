@@ -14,13 +14,12 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mnist_pipeline.core.cli import Interrupted, entry_point
-from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.serving.app import create_app
 from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
 HOST = "127.0.0.1"
 LOOPBACK = (HOST, "localhost", "::1")
-DEFAULT_PORT = 8000
 REQUEST_SECONDS = 5.0  # a request's headers and body arrive within this, or it is dropped
 
 
@@ -51,7 +50,7 @@ def server(model: Path, host: str = HOST, port: int = 0) -> tuple[uvicorn.Server
         listener = socket.create_server((host, port), family=family, backlog=128)
     except (OSError, OverflowError) as err:  # in use, not an address here, port > 65535
         raise PipelineError(
-            f"cannot listen on {printable(host)} port {port} ({printable(err)}); pass another "
+            f"cannot listen on {host} port {port} ({err}); pass another "
             "--host or --port (0 picks a free one)"
         ) from err
     if host not in LOOPBACK:
@@ -70,14 +69,14 @@ def server(model: Path, host: str = HOST, port: int = 0) -> tuple[uvicorn.Server
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
-    """Load and check the model, listen on HOST:PORT, print the URL, serve until stopped."""
+    """Load and check the model, listen, print the URL, serve until stopped."""
     parser = argparse.ArgumentParser(
         description="Serve the ONNX model over HTTP, with a draw-a-digit page and API docs.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the ONNX model")
     parser.add_argument("--host", default=HOST, help="the address to listen on and answer to")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port")
+    parser.add_argument("--port", type=int, default=8000, help="0: any free port")
     args = parser.parse_args(argv)
     host = args.host.strip("[]").lower()
     app, listener = server(args.model, host, args.port)

@@ -1,7 +1,5 @@
-"""``mnist-predict IMAGE... [--json]``: the trained model's top classes for your own PNG or JPEG
-of one digit (or garment), made an MNIST-style input (``serving.images``) for the ONNX model in
-onnxruntime (no torch). A bad image gets its own ``error:`` line while the others are answered
-(exit 2); a bad model stops the run with one line."""
+"""``mnist-predict IMAGE... [--json]``: the ONNX model's top classes for your own images. A bad
+image gets its own ``error:`` line while the others are answered (exit 2)."""
 
 from __future__ import annotations
 
@@ -39,11 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Exit status 2 when any image (or the model) could not be used.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model; %(default)s")
     parser.add_argument(
-        "--model", type=Path, default=DEFAULT_MODEL, help=f"ONNX model; default: {DEFAULT_MODEL}"
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON list: image, predicted, probabilities"
+        "--json", action="store_true", help="one JSON list: image, predicted, top, probabilities"
     )
     args = parser.parse_args(argv)
     classifier = load_classifier(args.model)
