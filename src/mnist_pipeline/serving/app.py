@@ -54,42 +54,45 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def same_origin(request: Request, call_next: Callable) -> Response:
+    """Refuses a Host not in ``app.state.hosts`` (DNS rebinding), a foreign Origin, a big body."""
+    host = request.headers.get("host", "").lower()
+    name, _, port = host.rpartition(":")
+    length = request.headers.get("content-length", "0")
+    if (name if port.isdigit() else host).strip("[]") not in request.app.state.hosts:
+        return error(400, f"Host {host!r} is not this server")
+    if request.headers.get("origin", f"http://{host}").lower() != f"http://{host}":
+        return error(403, "requests from another site's page are refused")
+    if length.isdigit() and int(length) > MAX_UPLOAD_BYTES:  # else Starlette's plain text
+        return error(413, TOO_LARGE)
+    return await call_next(request)
+
+
+async def refused(_: Request, exc: Exception) -> JSONResponse:
+    """A request that gets no answer: one line of JSON, with a status that says why."""
+    match exc:
+        case ImageError():
+            return error(STATUS[exc.kind], str(exc))
+        case HTTPException(status_code=413):  # the body limit's
+            return error(413, TOO_LARGE)
+        case HTTPException():
+            return error(exc.status_code, str(exc.detail))
+        case RequestValidationError():
+            return error(400, "send the image as the form's file `image`")
+        case MemoryError():
+            return error(503, "out of memory; try again or send a smaller image")
+        case ClientDisconnect():  # nobody reads the answer: one log line, no traceback
+            logging.getLogger("uvicorn.error").warning("a client left mid-upload")
+    return error(500, str(exc))  # a PipelineError: the model failed on this input
+
+
 def create_app(classifier: Classifier, hosts: Sequence[str] = ("127.0.0.1",)) -> FastAPI:
     """The FastAPI app over ``classifier``, answering requests addressed to ``hosts``."""
     title = f"mnist-pipeline {classifier.model} ({classifier.dataset})"
     app = FastAPI(title=title, docs_url=None, redoc_url=None, form_limits={"max_files": 1})
+    app.state.hosts = hosts
+    app.middleware("http")(same_origin)
     decoders = anyio.CapacityLimiter(DECODERS)
-
-    @app.middleware("http")
-    async def same_origin(request: Request, call_next: Callable) -> Response:
-        """Refuses a foreign ``Host`` (DNS rebinding) or ``Origin``, or too large a body."""
-        host = request.headers.get("host", "").lower()
-        name, _, port = host.rpartition(":")
-        length = request.headers.get("content-length", "0")
-        if (name if port.isdigit() else host).strip("[]") not in hosts:
-            return error(400, f"Host {host!r} is not this server")
-        if request.headers.get("origin", f"http://{host}").lower() != f"http://{host}":
-            return error(403, "requests from another site's page are refused")
-        if length.isdigit() and int(length) > MAX_UPLOAD_BYTES:  # else Starlette's plain text
-            return error(413, TOO_LARGE)
-        return await call_next(request)
-
-    async def refused(_: Request, exc: Exception) -> JSONResponse:
-        """A request that gets no answer: one line of JSON, with a status that says why."""
-        match exc:
-            case ImageError():
-                return error(STATUS[exc.kind], str(exc))
-            case HTTPException(status_code=413):  # the body limit's
-                return error(413, TOO_LARGE)
-            case HTTPException():
-                return error(exc.status_code, str(exc.detail))
-            case RequestValidationError():
-                return error(400, "send the image as the form's file `image`")
-            case MemoryError():
-                return error(503, "out of memory; try again or send a smaller image")
-            case ClientDisconnect():  # nobody reads the answer: one log line, no traceback
-                logging.getLogger("uvicorn.error").warning("a client left mid-upload")
-        return error(500, str(exc))  # a PipelineError: the model failed on this input
 
     for kind in (HTTPException, RequestValidationError, PipelineError, MemoryError):
         app.add_exception_handler(kind, refused)

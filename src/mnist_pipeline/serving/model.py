@@ -54,9 +54,7 @@ def load_classifier(path: Path) -> Classifier:
     import onnxruntime
 
     if not Path(path).is_file():
-        raise PipelineError(
-            f"{path}: no such model file; run the pipeline (dvc repro) or pass --model"
-        )
+        raise PipelineError(f"{path}: no such model file; run `dvc repro` or pass --model")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # one image at a time: threads cost more than they save
     try:

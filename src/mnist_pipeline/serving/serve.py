@@ -20,12 +20,11 @@ from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
 HOST = "127.0.0.1"
 LOOPBACK = (HOST, "localhost", "::1")
-REQUEST_SECONDS = 5.0  # a request's headers and body arrive within this, or it is dropped
+REQUEST_SECONDS = 5.0  # from connecting (or a next request's first byte) to its last byte
 
 
 class Deadline(H11Protocol):
-    """uvicorn's HTTP/1.1 connection, closed when a request has not arrived in full
-    ``REQUEST_SECONDS`` after connecting or after its first byte."""
+    """uvicorn's HTTP/1.1 connection, closed when a request takes over ``REQUEST_SECONDS``."""
 
     timer: asyncio.TimerHandle | None = None
 
