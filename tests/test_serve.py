@@ -41,7 +41,7 @@ from mnist_pipeline.learning.training import train
 from mnist_pipeline.serving import app as app_module
 from mnist_pipeline.serving.app import MAX_UPLOAD_BYTES
 from mnist_pipeline.serving.serve import REQUEST_SECONDS, main, server
-from test_predict import as_photo, handmade_model, png_claiming, truncated_png
+from test_predict import as_photo, broken_jpegs, handmade_model, png_claiming, truncated_png
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
@@ -194,6 +194,10 @@ BAD_UPLOADS = {  # name: (body, content type, status, words of the error)
     "wrong content type": (b"{}", "application/json", 415, "content type application/json"),
     "url-encoded form": (b"a=1", "application/x-www-form-urlencoded", 415, "not accepted"),
     "truncated image": (truncated_png(), "image/png", 400, "cannot decode"),
+    **{
+        name: (data, "image/jpeg", 400, "cannot decode")
+        for name, data in broken_jpegs(Image.new("L", (64, 64), 128)).items()
+    },
     "blank image": (png_of(Image.new("L", (64, 64), 255)), "image/png", 422, "blank image"),
     "form without a file": (b"--b--\r\n", FORM, 400, "one image"),
     "form with another field": (form_with("file"), FORM, 400, "form's file `image`"),

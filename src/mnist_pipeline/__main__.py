@@ -1,6 +1,5 @@
 """``python -m mnist_pipeline COMMAND [ARGS]`` (or ``mnist-pipeline``): the tools; ``--help``
-lists them, ``COMMAND --help`` shows each one's arguments. DVC runs the stages (``dvc repro``).
-"""
+lists them, ``COMMAND --help`` shows each one's arguments. DVC runs the stages (``dvc repro``)."""
 
 import argparse
 import importlib

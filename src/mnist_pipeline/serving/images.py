@@ -1,7 +1,5 @@
-"""A user's image -> the 28×28 input the model takes (``predict`` and ``serve``), made the way
-MNIST was: grayscale; inverted when it is dark ink on light paper; cropped to the ink; scaled to
-fit a 20×20 box; its centre of mass put on the field's centre; ink peak = 1.
-"""
+"""A user's PNG or JPEG -> the 28×28 input the model takes, made the way MNIST was: grayscale,
+light ink on dark, cropped to the ink, fit to 20×20, centre of mass at the centre, peak 1."""
 
 from __future__ import annotations
 
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import IMAGE_SIDE
 
 BOX = 20  # the digit is scaled to fit [20, 20] ...
@@ -22,14 +20,10 @@ CENTRE = IMAGE_SIDE / 2  # ... and its centre of mass put here (row, column); MN
 MIN_CONTRAST = 32.0  # of 255: weaker ink than this is a blank image (paper grain, noise)
 INK = 0.1  # share of the ink peak above which a pixel counts when cropping
 IMAGE_FORMATS = ("PNG", "JPEG")
-# Pixels decoded at most, checked from the header (after a JPEG's reduced-scale decoding is
-# chosen), so a decompression bomb is refused before any pixel is decoded.
-MAX_IMAGE_PIXELS = 4_000_000
+MAX_IMAGE_PIXELS = 4_000_000  # decoded at most; checked from the header, before decoding
 REDUCED_SIDE = 512  # a larger image is decoded or box-reduced to about this many pixels a side
 MAX_IMAGE_BYTES = 32 * 2**20  # a file larger than this is no photo of one digit
 FIX = "give a PNG or JPEG of one digit or garment"
-# Markers that may follow a JPEG scan's entropy-coded data: tables, another scan, the end.
-_AFTER_SCAN = {0xC4, 0xCC, 0xDA, 0xDB, 0xDC, 0xDD, 0xFE, 0xD9}
 
 
 class ImageError(PipelineError):
@@ -40,42 +34,11 @@ class ImageError(PipelineError):
         self.kind = kind
 
 
-def _jpeg_scan_problem(data: bytes) -> str | None:
-    """Where a JPEG's scan data breaks its structure, or None (libjpeg decodes damage to
-    garbage with a warning Pillow drops). In a scan 0xFF is only stuffing (``FF 00``), a
-    restart (``FF D0``–``D7``) or the marker after the scan; the file ends with EOI."""
-    pos = 2  # after SOI
-    while pos + 2 <= len(data):
-        if data[pos] != 0xFF:
-            return f"no marker at byte {pos}"
-        marker = data[pos + 1]
-        if marker == 0xD9:
-            return None
-        if marker == 0xFF:  # fill bytes before a marker
-            pos += 1
-            continue
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        while marker == 0xDA:  # entropy-coded data up to the next marker
-            pos = data.find(b"\xff", pos)
-            if pos < 0 or pos + 1 >= len(data):
-                return "the scan data ends without an end marker"
-            following = data[pos + 1]
-            if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-                pos += 1 if following == 0xFF else 2
-            elif following not in _AFTER_SCAN:
-                return f"marker 0xFF{following:02X} inside the scan data at byte {pos}"
-            else:
-                break
-    return "no end marker"
-
-
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """PNG or JPEG bytes as grayscale ``[H, W]`` float32 in 0..255: checked before decoding
-    (pixels, Pillow's ``verify``, the JPEG scan), a JPEG decoded at 1/2 to 1/8 scale when large,
-    EXIF-upright, 16 bits kept, alpha over white, reduced to about ``REDUCED_SIDE``."""
+    """PNG or JPEG bytes as grayscale ``[H, W]`` float32 in 0..255, bounded in memory: pixels
+    counted before decoding, a large JPEG decoded at reduced scale, the rest box-reduced."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    name = printable(where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -84,52 +47,44 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
                 if math.prod(image.size) > MAX_IMAGE_PIXELS:
                     raise Image.DecompressionBombError("{}×{}".format(*image.size))
                 image.verify()  # PNG chunk CRCs and structure
-                problem = _jpeg_scan_problem(data) if image.format == "JPEG" else None
-            if problem:
-                raise ImageError(f"{name}: corrupt JPEG data ({problem}); {FIX}", "corrupt")
             with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
                 image.draft("L", (REDUCED_SIDE, REDUCED_SIDE))
                 upright = ImageOps.exif_transpose(image)  # decoded here, errors caught below
             if upright.mode.startswith("I"):  # 16-bit grayscale: 0..65535 -> 0..255
                 upright = Image.fromarray(np.asarray(upright, dtype=np.float32) / 257.0)
-            elif upright.mode in ("1", "P") or "transparency" in upright.info:
+            elif upright.mode in ("1", "P", "LA", "PA") or "transparency" in upright.info:
                 upright = upright.convert("RGBA")
             upright = upright.reduce(max(1, max(upright.size) // REDUCED_SIDE))  # box means
-            if upright.mode in ("RGBA", "LA", "PA"):  # transparent parts are white paper
-                rgba = upright.convert("RGBA")
-                upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+            if upright.mode == "RGBA":  # transparent parts are white paper
+                upright = Image.alpha_composite(Image.new("RGBA", upright.size, "white"), upright)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(  # ours above, or Pillow's own check in Image.open
-            f"{name}: image larger than the {MAX_IMAGE_PIXELS:,} pixels read here ({err}); "
+            f"{where}: image larger than the {MAX_IMAGE_PIXELS:,} pixels read here ({err}); "
             "crop or shrink it",
             "too-large",
         ) from err
     except UnidentifiedImageError as err:
-        raise ImageError(f"{name}: not a PNG or JPEG image; {FIX}", "not-image") from err
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
-        reason = printable(err)
-        raise ImageError(f"{name}: cannot decode the image ({reason}); {FIX}", "corrupt") from err
+        raise ImageError(f"{where}: not a PNG or JPEG image; {FIX}", "not-image") from err
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or broken data
+        raise ImageError(f"{where}: cannot decode the image ({err}); {FIX}", "corrupt") from err
     gray = upright if upright.mode == "F" else upright.convert("L")  # ITU-R 601-2 luma
     return np.asarray(gray, dtype=np.float32)
 
 
 def read_image(path: Path) -> np.ndarray:
-    """``decode_image`` of a regular file (a FIFO or device is refused, not waited on), at
-    most ``MAX_IMAGE_BYTES`` read."""
-    name = printable(path)
+    """``decode_image`` of a regular file (a FIFO or device is refused, not waited on)."""
     try:
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise ImageError(f"{name}: not a regular file; {FIX}", "not-image")
+                raise ImageError(f"{path}: not a regular file; {FIX}", "not-image")
             data = file.read(MAX_IMAGE_BYTES + 1)
     except FileNotFoundError as err:
-        raise ImageError(f"{name}: file not found; {FIX}", "not-image") from err
+        raise ImageError(f"{path}: file not found; {FIX}", "not-image") from err
     except OSError as err:
-        reason = printable(err.strerror)
-        raise ImageError(f"{name}: cannot read ({reason}); {FIX}", "corrupt") from err
+        raise ImageError(f"{path}: cannot read ({err.strerror}); {FIX}", "corrupt") from err
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageError(
-            f"{name}: file larger than {MAX_IMAGE_BYTES:,} bytes; crop or shrink it", "too-large"
+            f"{path}: file larger than {MAX_IMAGE_BYTES:,} bytes; crop or shrink it", "too-large"
         )
     return decode_image(data, str(path))
 
@@ -145,7 +100,7 @@ def to_mnist(gray: np.ndarray, where: str = "the image") -> np.ndarray:
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
         raise ImageError(
-            f"{printable(where)}: blank image (ink contrast {peak:.0f}/255 against its "
+            f"{where}: blank image (ink contrast {peak:.0f}/255 against its "
             "background); give an image of one digit or garment, dark on light or light on dark",
             "blank",
         )
@@ -154,16 +109,13 @@ def to_mnist(gray: np.ndarray, where: str = "the image") -> np.ndarray:
     crop = ink[top:bottom, left:right]
     scale = BOX / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))  # (w, h)
-    # Antialiased on the float image as MNIST's normalisation was: shrinking averages each
-    # output pixel's area, enlarging a small drawing interpolates (Lanczos), not blocks.
+    # Antialiased as MNIST was: shrinking averages areas, enlarging interpolates (Lanczos).
     resample = Image.Resampling.BOX if scale <= 1 else Image.Resampling.LANCZOS
     resized = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32)).resize(size, resample)
     box = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
     # Whole-pixel shifts, as in MNIST, that bring the centre of mass nearest CENTRE.
     height, width = box.shape
-    mass_row, mass_col = np.average(
-        np.indices(box.shape).reshape(2, -1), axis=1, weights=box.ravel()
-    )
+    mass_row, mass_col = (np.indices(box.shape) * box).sum(axis=(1, 2)) / box.sum()
     top = min(max(round(CENTRE - mass_row), 0), IMAGE_SIDE - height)
     left = min(max(round(CENTRE - mass_col), 0), IMAGE_SIDE - width)
     field = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)

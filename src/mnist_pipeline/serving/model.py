@@ -1,5 +1,4 @@
-"""The exported model (``models/model.onnx``) through onnxruntime, without torch; the file
-carries its class names, dataset and architecture (``learning.export``)."""
+"""The exported model (``models/model.onnx``, with its class names) run by onnxruntime."""
 
 from __future__ import annotations
 
@@ -11,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import IMAGE_SIDE
 
 DEFAULT_MODEL = Path("models/model.onnx")
 PIXELS = IMAGE_SIDE * IMAGE_SIDE
+TOP = 3  # classes answered with their probabilities
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,10 @@ class Classifier:
     model: str
 
     def classify(self, images: Sequence[str], inputs: np.ndarray) -> list[dict[str, Any]]:
-        """``{image, predicted, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``
-        (class name -> probability, 6 decimals); the argmax of the logits, as evaluate's.
-        Scores of another shape, or not finite, are a ``PipelineError``."""
+        """``{image, predicted, top, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``;
+        scores of the wrong shape or not finite are an error."""
         flat = np.ascontiguousarray(inputs.reshape(len(inputs), PIXELS), dtype=np.float32)
-        logits, probs = self.session.run(None, {"images": flat})
+        logits, probs = self.session.run(["logits", "probabilities"], {"images": flat})
         if not logits.shape == probs.shape == (len(inputs), len(self.classes)):
             raise PipelineError(
                 f"the model answers scores of shape {probs.shape} for {len(inputs)} images and "
@@ -38,16 +37,15 @@ class Classifier:
             )
         if not (np.isfinite(logits).all() and np.isfinite(probs).all()):
             raise PipelineError("the model's scores are not finite numbers (NaN or infinity)")
-        return [
-            {
-                "image": image,
-                "predicted": self.classes[int(row_logits.argmax())],
-                "probabilities": {
-                    name: round(float(p), 6) for name, p in zip(self.classes, row, strict=True)
-                },
-            }
-            for image, row_logits, row in zip(images, logits, probs, strict=True)
-        ]
+        answers = []
+        for image, best, row in zip(images, logits.argmax(axis=1), probs, strict=True):
+            scores = {c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)}
+            ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:TOP]  # stable on ties
+            top = [{"class": c, "probability": scores[c]} for c in ranked]
+            answers.append(
+                dict(image=image, predicted=self.classes[best], top=top, probabilities=scores)
+            )
+        return answers
 
 
 def load_classifier(path: Path) -> Classifier:
@@ -55,11 +53,8 @@ def load_classifier(path: Path) -> Classifier:
     answers a known input (all 0, all 1) with finite scores of the right shape."""
     import onnxruntime
 
-    name = printable(path)
     if not Path(path).is_file():
-        raise PipelineError(
-            f"{name}: no such model file; run the pipeline (dvc repro) or pass --model"
-        )
+        raise PipelineError(f"{path}: no such model file; run `dvc repro` or pass --model")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # one image at a time: threads cost more than they save
     try:
@@ -67,32 +62,25 @@ def load_classifier(path: Path) -> Classifier:
             str(path), options, providers=["CPUExecutionProvider"]
         )
     except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-        reason = printable(str(err).strip().splitlines()[0] if str(err).strip() else err)
+        reason = str(err).strip().partition("\n")[0][:200]
         raise PipelineError(
-            f"{name}: not an ONNX model ({reason[:200]}); use models/model.onnx from the "
-            "train stage"
+            f"{path}: not an ONNX model ({reason}); use models/model.onnx from the train stage"
         ) from err
-    inputs = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
-    if inputs != ["images"] or outputs != ["logits", "probabilities"]:
+    if (features := [i.shape[-1] for i in session.get_inputs() if i.shape]) != [PIXELS]:
         raise PipelineError(
-            f"{name}: not a model exported by the train stage (inputs {inputs}, outputs "
-            f"{outputs}); rerun it"
-        )
-    if (features := session.get_inputs()[0].shape[-1]) != PIXELS:
-        raise PipelineError(
-            f"{name}: the model takes {features} input features, not {IMAGE_SIDE}×{IMAGE_SIDE} = "
-            f"{PIXELS}: it was trained on another kind of data; use a model this pipeline "
-            "trained (dvc repro) or pass --model"
+            f"{path}: the model takes {', '.join(map(str, features))} input features, not "
+            f"{IMAGE_SIDE}×{IMAGE_SIDE} = {PIXELS}: it was trained on another kind of data; use a "
+            "model this pipeline trained (dvc repro) or pass --model"
         )
     meta = session.get_modelmeta().custom_metadata_map
     try:
         classes = tuple(str(c) for c in json.loads(meta["classes"]))
     except (KeyError, TypeError, ValueError) as err:
-        raise PipelineError(f"{name}: no readable class names in its metadata ({err})") from err
+        raise PipelineError(f"{path}: no readable class names in its metadata ({err})") from err
     classifier = Classifier(session, classes, meta.get("dataset", "?"), meta.get("model", "?"))
     try:
         classifier.classify(["0", "1"], np.stack([np.zeros(PIXELS), np.ones(PIXELS)]))
-    except PipelineError as err:
-        raise PipelineError(f"{name}: {err}; rerun the train stage or pass --model") from err
+    except Exception as err:  # inputs, outputs or scores not as the train stage exports them
+        reason = str(err).strip().partition("\n")[0][:200]
+        raise PipelineError(f"{path}: {reason}; rerun the train stage or pass --model") from err
     return classifier

@@ -1,7 +1,5 @@
-"""``serve [--host 127.0.0.1] [--port 8000]``: the model over HTTP (``serving.app``) with a page to
-draw on and the API's docs. Loopback by default: it is for trying the model on this machine;
-another address is reachable from other machines, so a warning says so. Ctrl-C stops it.
-"""
+"""``serve [--host 127.0.0.1] [--port 8000]``: the model over HTTP (``serving.app``), on loopback
+unless another address is given (then a warning: other machines can reach it)."""
 
 from __future__ import annotations
 
@@ -16,19 +14,17 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mnist_pipeline.core.cli import Interrupted, entry_point
-from mnist_pipeline.core.errors import PipelineError, printable
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.serving.app import create_app
 from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
 HOST = "127.0.0.1"
 LOOPBACK = (HOST, "localhost", "::1")
-DEFAULT_PORT = 8000
-REQUEST_SECONDS = 5.0  # a request's headers and body arrive within this, or it is dropped
+REQUEST_SECONDS = 5.0  # from connecting (or a next request's first byte) to its last byte
 
 
 class Deadline(H11Protocol):
-    """uvicorn's HTTP/1.1 connection, closed when a request has not arrived in full within
-    ``REQUEST_SECONDS`` of connecting or of its first byte: slow clients cannot hold it."""
+    """uvicorn's HTTP/1.1 connection, closed when a request takes over ``REQUEST_SECONDS``."""
 
     timer: asyncio.TimerHandle | None = None
 
@@ -46,15 +42,14 @@ class Deadline(H11Protocol):
 
 
 def server(model: Path, host: str = HOST, port: int = 0) -> tuple[uvicorn.Server, socket.socket]:
-    """The checked model's app, not yet running, and the socket it will serve (listening: a
-    connection queues from here on)."""
+    """The checked model's server, not yet running, and its listening socket."""
     classifier = load_classifier(model)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         listener = socket.create_server((host, port), family=family, backlog=128)
     except (OSError, OverflowError) as err:  # in use, not an address here, port > 65535
         raise PipelineError(
-            f"cannot listen on {printable(host)} port {port} ({printable(err)}); pass another "
+            f"cannot listen on {host} port {port} ({err}); pass another "
             "--host or --port (0 picks a free one)"
         ) from err
     if host not in LOOPBACK:
@@ -73,14 +68,14 @@ def server(model: Path, host: str = HOST, port: int = 0) -> tuple[uvicorn.Server
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
-    """Load and check the model, listen on HOST:PORT, print the URL, serve until stopped."""
+    """Load and check the model, listen, print the URL, serve until stopped."""
     parser = argparse.ArgumentParser(
         description="Serve the ONNX model over HTTP, with a draw-a-digit page and API docs.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the ONNX model")
     parser.add_argument("--host", default=HOST, help="the address to listen on and answer to")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port")
+    parser.add_argument("--port", type=int, default=8000, help="0: any free port")
     args = parser.parse_args(argv)
     host = args.host.strip("[]").lower()
     app, listener = server(args.model, host, args.port)
