@@ -62,15 +62,15 @@ def launch(processes: int, rank_timeout: float, argv: list[str]) -> None:
     )
 
 
-def as_rank(main: Callable[[], None]) -> Callable[[], None]:
+def as_rank(main: Callable[[list[str] | None], None]) -> Callable[[list[str] | None], None]:
     """``main`` as a rank of ``launch``: it hands its error line to ``launch`` (error file)."""
     if LAUNCHER not in os.environ or "WORLD_SIZE" not in os.environ:
         return main
 
-    def rank() -> None:
+    def rank(argv: list[str] | None = None) -> None:
         threading.Thread(target=_watch, args=(int(os.environ[LAUNCHER]),), daemon=True).start()
         try:
-            main()
+            main(argv)
             return
         except Interrupted as stop:  # launch stopped the ranks, and says why
             raise SystemExit(128 + stop.args[0]) from None
