@@ -1,5 +1,5 @@
-"""The whole ``params.yaml`` schema, assembled from the sections each stage's folder declares:
-``python -m mnist_pipeline params`` (``--keys`` lists every key) and ``validate`` use it."""
+"""The whole ``params.yaml`` schema, from the sections each stage's folder declares:
+``python -m mnist_pipeline params [--keys]`` and ``validate`` check it."""
 
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ SECTIONS = {name: cast(type[Section], f.annotation) for name, f in Params.model_
 
 
 def problems(raw: Any) -> list[str]:
-    """Every problem of a whole params mapping (as loaded from YAML), one line each."""
     return machinery.problems(Params, raw)
 
 
@@ -44,7 +43,7 @@ def parse_params(raw: Any) -> Params:
 
 
 def load_params(path: Path) -> Params:
-    """Read and validate a whole params file; errors name the file and the key."""
+    """A whole params file, validated; errors name the file and the key."""
     raw = read_yaml(path)
     try:
         return parse_params(raw)
@@ -52,26 +51,19 @@ def load_params(path: Path) -> Params:
         raise PipelineError(f"{path}: {err}") from err
 
 
-def keys() -> list[str]:
-    """``train.model: linear (one of: linear, mlp, ...)``: every key, default and choices."""
-    lines = []
-    for name, section in SECTIONS.items():
-        for key, field in section.model_fields.items():
-            literal = get_origin(field.annotation) is Literal
-            allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
-            lines.append(f"{name}.{key}: {field.default}{allowed}")
-    return lines
-
-
 @entry_point
 def main(argv: list[str] | None = None) -> None:
-    """Validate a params file and print 'ok' or the problem."""
+    """Validate a params file and print 'ok' or the problem; or list every key."""
     parser = argparse.ArgumentParser(description="Check a params file.")
     parser.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"))
     parser.add_argument("--keys", action="store_true", help="list keys, defaults, choices")
     args = parser.parse_args(argv)
-    if args.keys:
-        print("\n".join(keys()))
+    if not args.keys:
+        load_params(args.path)
+        print(f"{args.path}: ok")
         return
-    load_params(args.path)
-    print(f"{args.path}: ok")
+    for name, section in SECTIONS.items():
+        for key, field in section.model_fields.items():
+            literal = get_origin(field.annotation) is Literal
+            allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
+            print(f"{name}.{key}: {field.default}{allowed}")
