@@ -92,19 +92,17 @@ def problems(model: type[BaseModel], raw: Any, prefix: tuple[str, ...] = ()) -> 
     return []
 
 
-def parse(model: type[S], raw: Any, prefix: tuple[str, ...] = ()) -> S:
-    """``raw`` validated as ``model``, or the first problem as a ``PipelineError``."""
+def parse(model: type[S], raw: Any, prefix: tuple[str, ...] = (), source: object = "") -> S:
+    """``raw`` validated as ``model``, or its first problem (after ``source``, the file it came
+    from) as a ``PipelineError``."""
     if found := problems(model, raw, prefix):
-        raise PipelineError(found[0])
+        raise PipelineError(f"{source}: {found[0]}" if source else found[0])
     return model.model_validate(raw)
 
 
 def load_section(path: Path, name: str, model: type[S]) -> S:
     """Section ``name`` of the params file at ``path``, validated (``train:`` alone: defaults)."""
     raw = read_yaml(path)  # its errors name the file already
-    try:
-        if not isinstance(raw, dict) or name not in raw:
-            raise PipelineError(f"{name}: missing section; add '{name}:' (see README)")
-        return parse(model, raw[name] or {}, (name,))
-    except PipelineError as err:
-        raise PipelineError(f"{path}: {err}") from err
+    if not isinstance(raw, dict) or name not in raw:
+        raise PipelineError(f"{path}: {name}: missing section; add '{name}:' (see README)")
+    return parse(model, raw[name] or {}, (name,), path)

@@ -11,7 +11,6 @@ from pydantic import model_validator
 
 from mnist_pipeline.core import params as machinery
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import read_yaml
 from mnist_pipeline.core.params import Section
 from mnist_pipeline.data.params import DataParams
@@ -44,11 +43,7 @@ def parse_params(raw: Any) -> Params:
 
 def load_params(path: Path) -> Params:
     """A whole params file, validated; errors name the file and the key."""
-    raw = read_yaml(path)
-    try:
-        return parse_params(raw)
-    except PipelineError as err:
-        raise PipelineError(f"{path}: {err}") from err
+    return machinery.parse(Params, read_yaml(path), source=path)
 
 
 @entry_point

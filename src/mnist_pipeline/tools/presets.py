@@ -40,10 +40,8 @@ def preset(name: str, path: Path = PRESETS, params: Path = PARAMS) -> dict[str, 
         raise PipelineError(f"{which}; known presets: {', '.join(presets)} ({path})")
     raw = read_yaml(params)
     train = (raw.get("train") if isinstance(raw, dict) else None) or {}
-    try:
-        parse(TrainParams, {**train, **presets[name]}, ("train",))
-    except PipelineError as err:
-        raise PipelineError(f"{path}: preset '{name}' (over {params}): {err}") from err
+    source = f"{path}: preset '{name}' (over {params})"
+    parse(TrainParams, {**train, **presets[name]}, ("train",), source)
     return presets[name]
 
 
