@@ -54,14 +54,12 @@ def question_1(lr: float) -> dict[str, dict[str, Tensor | float]]:
 def as_text(sections: dict[str, dict[str, Tensor | float]]) -> str:
     """Each section under its title, six decimals; a matrix on the lines below its label."""
     lines = ["Question 1: backprop by hand for a 2-layer sigmoid network"]
-    for title, values in sections.items():
-        lines += ["", f"== {title} =="]
-        for label, value in values.items():
-            if isinstance(value, Tensor):
-                value = "\n" + np.array2string(value.numpy(), precision=6, floatmode="fixed")
-            else:
-                value = f" {value:.6f}"
-            lines.append(f"{label} ={value}")
+    with np.printoptions(precision=6, floatmode="fixed"):
+        for title, values in sections.items():
+            lines += ["", f"== {title} =="]
+            for label, value in values.items():
+                shown = f"\n{value.numpy()}" if isinstance(value, Tensor) else f" {value:.6f}"
+                lines.append(f"{label} ={shown}")
     return "\n".join(lines)
 
 
