@@ -9,6 +9,7 @@ import ast
 import contextlib
 import math
 import modulefinder
+import os
 import re
 import sys
 import textwrap
@@ -127,7 +128,7 @@ def holds_code(path: Path) -> bool:
 def stage_scripts(cmd: str | list[str], root: Path) -> list[str]:
     """The project's ``.py`` files a ``cmd`` runs (one linear split: a 1 MB word is fine)."""
     words = re.split(r"[\s'\"]+", " ".join(cmd) if isinstance(cmd, list) else str(cmd))
-    return [word for word in words if word.endswith(".py") and (root / word).is_file()]
+    return [word for word in words if word.endswith(".py") and os.path.isfile(root / word)]
 
 
 def stage_problems(data: Any, root: Path, name: str, spec: dict[str, Any]) -> list[str]:
