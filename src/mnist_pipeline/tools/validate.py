@@ -126,7 +126,8 @@ def holds_code(path: Path) -> bool:
 
 
 def stage_scripts(cmd: str | list[str], root: Path) -> list[str]:
-    """The project's ``.py`` files a ``cmd`` runs (one linear split: a 1 MB word is fine)."""
+    """The project's ``.py`` files a ``cmd`` runs: one linear split, and ``os.path.isfile``
+    (False, not an error, for a name too long), so a 1 MB word is fine."""
     words = re.split(r"[\s'\"]+", " ".join(cmd) if isinstance(cmd, list) else str(cmd))
     return [word for word in words if word.endswith(".py") and os.path.isfile(root / word)]
 
