@@ -41,8 +41,8 @@ def image_grid(
     title: str,
     confidence: np.ndarray | None = None,
 ) -> Figure:
-    """Test images ``indices`` as tiles of one picture (an axes each is slow), 10 a row, each
-    titled ``#index true → pred`` (and ``confidence``), red if wrong; "none" if there are none."""
+    """Test images ``indices``, 10 a row, titled ``#index true → pred`` (``confidence``), red if
+    wrong, as tiles of one picture (an axes each is slow); "none" if there are none."""
     cols = min(max(len(indices), 1), 10)
     rows = max(-(-len(indices) // cols), 1)
     tile_width, tile_height = IMAGE_SIDE + 4, IMAGE_SIDE + (8 if confidence is None else 12)

@@ -30,8 +30,7 @@ def headline(metrics: Metrics) -> str:
 
 
 def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``train`` params that shaped this run: a linear model lists no layer sizes, a
-    constant rate no step size, a run without a validation slice no best-epoch settings."""
+    """The ``train`` params that shaped this run (a linear model has no layer sizes, ...)."""
     every_model_setting = {key for entry in MODELS.values() for key in entry.settings}
     model = MODELS.get(train.get("model", "linear"))
     unused = every_model_setting - set(model.settings if model else every_model_setting)
@@ -44,8 +43,7 @@ def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def params_table(params: Mapping[str, Any]) -> pd.DataFrame:
-    """``param, value`` rows as params.yaml spells them, less ``UNTRACKED`` settings and the
-    ``train`` settings this run does not use."""
+    """``param, value`` rows as written, less ``UNTRACKED`` and the unused ``train`` settings."""
     rows: dict[str, str] = {}
     for name, section in params.items():
         section = relevant_train_params(section or {}) if name == "train" else section or {}
