@@ -12,7 +12,7 @@
 #      the committed results (CI_BASE -> HEAD) and for the smoke run (CI_BASE -> smoke),
 #      and append it to $GITHUB_STEP_SUMMARY when that is set;
 #   4. copy the smoke run's report and metrics to $CI_OUT/report and $CI_OUT/metrics;
-#   5. require a clean `dvc status` there and the metric bounds of .ci/thresholds.yaml:
+#   5. require a clean `dvc status` there and the metric floors of .ci/thresholds.yaml:
 #        python -m mnist_pipeline.tools.validate --up-to-date --thresholds .ci/thresholds.yaml
 #
 # Environment (all optional):
@@ -77,7 +77,7 @@ rm -rf "$out/summary.md" "$out/report" "$out/metrics"
   echo
   echo "Commit \`$head_rev\`$dirty, compared with \`$base\` (\`$base_rev\`)."
   echo "Smoke run: \`dvc exp run ${set_args[*]}\` in a throwaway clone; the job then"
-  echo "requires a clean \`dvc status\` and the metric bounds of \`.ci/thresholds.yaml\`."
+  echo "requires a clean \`dvc status\` and the metric floors of \`.ci/thresholds.yaml\`."
   echo
   if [[ "$base_sha" != "$head_sha" ]]; then
     echo "### Committed results: \`$base\` → HEAD"

@@ -1,6 +1,5 @@
-"""The report's figures as matplotlib ``Figure`` objects (no pyplot state), drawn from what the
-train and evaluate stages wrote and the test images: no model, no torch. The confusion matrix
-and per-class scores are tables in the report and charts in ``dvc plots``, not figures here."""
+"""The report's figures (matplotlib ``Figure``s, no pyplot state) from what train and evaluate
+wrote and the test images: no model, no torch."""
 
 from __future__ import annotations
 
@@ -11,19 +10,16 @@ from matplotlib.figure import Figure
 from mnist_pipeline.data.splits import IMAGE_SIDE, Split
 
 FIGURES = ("learning_curve", "test_predictions", "misclassified")  # reports/figures/<name>.png
-SPLITS = {"train": "train", "val": "validation", "test": "test"}  # log column prefix -> name
 FIRST_IMAGES = "First test images (true → predicted)"
+SPLITS = {"train": "train", "val": "validation", "test": "test"}  # log column prefix -> name
 
 
 def learning_curves(history: pd.DataFrame) -> Figure:
-    """Loss and accuracy per epoch, one line per split the log holds (named in the legend
-    and the title: the default run logs the test accuracy, no validation), the shipped
-    epoch marked."""
+    """Loss and accuracy per epoch, a line per split the log holds, the shipped epoch marked."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     shipped = history["epoch"][history["shipped"].eq(1)] if "shipped" in history else []
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
-        columns = {name: f"{split}_{metric}" for split, name in SPLITS.items()}
-        lines = {name: column for name, column in columns.items() if column in history}
+        lines = {name: f"{s}_{metric}" for s, name in SPLITS.items() if f"{s}_{metric}" in history}
         for name, column in lines.items():
             style, color = ("-o", "tab:blue") if name == "train" else (":s", "tab:orange")
             ax.plot(history["epoch"], history[column], style, color=color, label=name)
@@ -45,10 +41,8 @@ def image_grid(
     title: str,
     confidence: np.ndarray | None = None,
 ) -> Figure:
-    """Test images ``indices``, 10 a row, titled ``#index true → pred`` (and the ``confidence``),
-    wrong ones red; none gives a figure that says so, so the report never links a missing file.
-    The images are tiles of one picture: an axes per image would take most of the stage's time.
-    """
+    """Test images ``indices``, 10 a row, titled ``#index true → pred`` (``confidence``), red if
+    wrong, as tiles of one picture (an axes each is slow); "none" if there are none."""
     cols = min(max(len(indices), 1), 10)
     rows = max(-(-len(indices) // cols), 1)
     tile_width, tile_height = IMAGE_SIDE + 4, IMAGE_SIDE + (8 if confidence is None else 12)
@@ -78,14 +72,12 @@ def image_grid(
 def misclassified_grid(
     split: Split, predicted: np.ndarray, confidence: np.ndarray, n_images: int
 ) -> Figure:
-    """The ``n_images`` wrong predictions of highest confidence, most confident first (ties
-    by index)."""
+    """The ``n_images`` most confident wrong predictions, most confident first (ties by index)."""
     wrong = np.flatnonzero(split.labels != np.asarray(predicted))
     shown = wrong[np.lexsort((wrong, -confidence[wrong]))][:n_images]
     title = f"Most confidently wrong test images: {len(shown)} of {len(wrong)}"
-    return image_grid(
-        split, predicted, shown, f"{title} (true → predicted, confidence)", confidence
-    )
+    title += " (true → predicted, confidence)"
+    return image_grid(split, predicted, shown, title, confidence)
 
 
 def build_figures(

@@ -1,7 +1,5 @@
-"""The run report, ``reports/report.md``: the data's provenance as its title (a result on the
-embedded sample is never mistaken for a full-MNIST one), the params as written, the headline
-metrics, each figure with its numbers, and a model card (after "Model Cards for Model
-Reporting", Mitchell et al., 2019)."""
+"""``reports/report.md``: the data's provenance as its title (a result on the embedded sample is
+never mistaken for a full-MNIST one), params, metrics, figures, tables and a model card."""
 
 from __future__ import annotations
 
@@ -20,21 +18,19 @@ TRAINING_KEYS = ("loss", "output", "optimizer", "lr", "batch_size", "epochs", "s
 
 
 def provenance(manifest: Mapping[str, Any]) -> str:
-    """``mnist — embedded data (4,000 train / 1,000 test images)``, from manifest.json."""
+    """``mnist — embedded data (4,000 train / 1,000 test images)``."""
     counts = manifest["counts"]
     data = f"{plain(manifest['dataset'])} — {plain(manifest['source'])} data"
     return f"{data} ({counts['train']:,} train / {counts['test']:,} test images)"
 
 
 def headline(metrics: Metrics) -> str:
-    """``test accuracy 0.8620, test cross-entropy 0.4512, macro F1 0.8606``: every metric."""
-    values = metrics.as_json().items()
-    return ", ".join(f"{HEADLINE[name].label} {value:.4f}" for name, value in values)
+    """``test accuracy 0.8620, test cross-entropy 0.4512, macro F1 0.8606``."""
+    return ", ".join(f"{HEADLINE[k].label} {value:.4f}" for k, value in metrics.as_json().items())
 
 
 def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``train`` params that shaped this run: a linear model lists no layer sizes, a
-    constant rate no step size, a run without a validation slice no best-epoch settings."""
+    """The ``train`` params that shaped this run (a linear model has no layer sizes, ...)."""
     every_model_setting = {key for entry in MODELS.values() for key in entry.settings}
     model = MODELS.get(train.get("model", "linear"))
     unused = every_model_setting - set(model.settings if model else every_model_setting)
@@ -47,28 +43,25 @@ def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def params_table(params: Mapping[str, Any]) -> pd.DataFrame:
-    """``param, value`` rows as params.yaml spells them, less the settings no stage tracks
-    (``UNTRACKED``) and the ``train`` settings this run does not use."""
-    shown = {
-        name: {k: v for k, v in (section or {}).items() if f"{name}.{k}" not in UNTRACKED}
-        for name, section in params.items()
-    }
-    shown["train"] = relevant_train_params(shown.get("train", {}))
-    flat = pd.json_normalize(shown, sep=".").to_dict("records")[0]
-    return pd.Series(flat, dtype=object).map(as_written).rename_axis("param").to_frame("value")
+    """``param, value`` rows as written, less ``UNTRACKED`` and the unused ``train`` settings."""
+    rows: dict[str, str] = {}
+    for name, section in params.items():
+        section = relevant_train_params(section or {}) if name == "train" else section or {}
+        rows |= {f"{name}.{key}": as_written(value) for key, value in section.items()}
+    rows = {key: value for key, value in rows.items() if key not in UNTRACKED}
+    return pd.Series(rows, dtype=object).rename_axis("param").to_frame("value")
 
 
 def model_card(manifest: Mapping[str, Any], train: Mapping[str, Any], metrics: Metrics) -> str:
-    """The model card in markdown; ``train``: params.yaml's ``train`` section as written."""
+    """The model card (after Mitchell et al., 2019); ``train``: params.yaml's, as written."""
     model, counts = str(train.get("model", "linear")), manifest["counts"]
-    architecture, training = (
-        ", ".join(f"{key} {as_written(train[key])}" for key in keys if key in train)
-        for keys in (MODELS[model].settings if model in MODELS else (), TRAINING_KEYS)
-    )
+    settings = MODELS[model].settings if model in MODELS else ()
+    architecture = ", ".join(f"{k} {as_written(train[k])}" for k in settings if k in train)
+    training = ", ".join(f"{k} {as_written(train[k])}" for k in TRAINING_KEYS if k in train)
     described = model + (f" ({architecture})" if architecture else "")
     described += f"; {training}" if training else ""
     sample = counts["train"] + counts["test"]
-    sampled = f", and more so for this model, trained on the {sample:,}-image embedded sample"
+    sampled = f", more so for this model, trained on the {sample:,}-image embedded sample"
     dataset = escape_md(manifest["dataset"])
     return f"""## Model card
 
@@ -76,18 +69,13 @@ def model_card(manifest: Mapping[str, Any], train: Mapping[str, Any], metrics: M
 - **Data:** {dataset} from {escape_md(manifest["source"])}: {counts["train"]:,} training images, \
 {counts["test"]:,} test images (28×28 grayscale, one centred object each).
 - **Metrics (test set):** {headline(metrics)}.
-- **Intended use:** trying and teaching: classifying one centred {dataset} image at a time, \
-from the pipeline's data or from your own picture or drawing through `predict` and `serve`, \
-which preprocess it the way MNIST was made.
-- **Limits:** the metrics hold for the dataset's own test set. Real images (a photo of \
-handwriting, a drawing on a screen, other pens and strokes) are answered less accurately\
-{sampled if manifest["source"] == "embedded" else ""}. Every input gets one of the classes, \
-even one that shows none of them; one object per image; not for decisions about people or \
-documents.
-- **Files:** `models/model.onnx` (ONNX, checked against torch on the whole test set when the \
-train stage writes it; run by `predict` and `serve` with onnxruntime) and \
-`models/model.safetensors` (torch weights). Registered in `dvc.yaml` as the DVC artifact \
-`{ARTIFACT}`: `dvc artifacts get <repo> {ARTIFACT} --rev v1.0.0` after \
+- **Intended use:** trying and teaching: one centred {dataset} image at a time, through \
+`predict` and `serve`, which preprocess it the way MNIST was made.
+- **Limits:** real images (photos, drawings, other pens) are answered less accurately than the \
+test set{sampled if manifest["source"] == "embedded" else ""}; every input gets one of the \
+classes; not for decisions about people or documents.
+- **Files:** `models/model.onnx` (run by `predict` and `serve`) and `models/model.safetensors`, \
+the DVC artifact `{ARTIFACT}`: `dvc artifacts get <repo> {ARTIFACT} --rev v1.0.0` after \
 `git tag -a {ARTIFACT}@v1.0.0`.
 """
 
@@ -101,44 +89,35 @@ def render_markdown(
     per_class: pd.DataFrame,
     figures_dir: str,
 ) -> str:
-    """The report: provenance, params (``params``: the sections as written), headline
-    metrics, each figure of ``figures_dir`` with its numbers, the model card."""
-    values = metrics.as_json()
-    accuracy, n_test = values.pop("accuracy"), int(per_class["support"].sum())
+    """The report; ``params``: the sections as params.yaml writes them."""
     files = pd.DataFrame.from_dict(manifest["files"], orient="index").rename_axis("file")
     files = files[["shape", "sha256", "verified"]].assign(sha256=files["sha256"].str[:16] + "…")
-    lines = ["# " + escape_md(provenance(manifest)), ""]
-    lines += [f"> **Warning:** {escape_md(warning)}\n" for warning in manifest.get("warnings", [])]
-    lines += [
+    scores = [f"- {HEADLINE[name].label}: {value:.4f}" for name, value in metrics.as_json().items()]
+    scores[0] = f"- **{scores[0][2:]}** on {int(per_class['support'].sum()):,} images"  # accuracy
+    blocks = [  # each followed by a blank line
+        f"# {escape_md(provenance(manifest))}",
+        *(f"> **Warning:** {escape_md(warning)}" for warning in manifest.get("warnings", [])),
         "## Data provenance",
-        "",
-        f"- dataset: {escape_md(manifest['dataset'])}",
+        f"- dataset: {escape_md(manifest['dataset'])}\n"
         f"- source: {escape_md(manifest['source'])} "
-        f"(requested: {escape_md(manifest['requested_source'])})",
+        f"(requested: {escape_md(manifest['requested_source'])})\n"
         f"- from: {escape_md(manifest['origin'])}",
-        "",
         markdown_table(files),
-        "",
         "## Parameters (as in params.yaml; those this model and run use)",
-        "",
         markdown_table(params_table(params)),
-        "",
         "## Headline metrics",
-        "",
-        f"- **{HEADLINE['accuracy'].label}: {accuracy:.4f}** on {n_test:,} images",
-        *(f"- {HEADLINE[name].label}: {value:.4f}" for name, value in values.items()),
-        "",
+        "\n".join(scores),
+        "## Training, per epoch",
+        f"![learning curve]({figures_dir}/learning_curve.png)",
+        markdown_table(history.set_index("epoch")),
+        "## Confusion matrix (rows = actual, columns = predicted)",
+        markdown_table(confusion),
+        "## Per-class scores",
+        markdown_table(per_class.set_index("class")),
+        "## First test images (true → predicted; red = wrong)",
+        f"![test predictions]({figures_dir}/test_predictions.png)",
+        "## Most confident mistakes (true → predicted, confidence)",
+        f"![misclassified]({figures_dir}/misclassified.png)",
+        model_card(manifest, params.get("train") or {}, metrics),
     ]
-    sections = [  # heading, figure (reports/figures/<name>.png), table
-        ("Training, per epoch", "learning_curve", history.set_index("epoch")),
-        ("Confusion matrix (rows = actual, columns = predicted)", None, confusion),
-        ("Per-class scores", None, per_class.set_index("class")),
-        ("First test images (true → predicted; red = wrong)", "test_predictions", None),
-        ("Most confident mistakes (true → predicted, confidence)", "misclassified", None),
-    ]
-    for heading, figure, table in sections:
-        lines += [f"## {heading}", ""]
-        if figure:
-            lines += [f"![{figure.replace('_', ' ')}]({figures_dir}/{figure}.png)", ""]
-        lines += [markdown_table(table), ""] if table is not None else []
-    return "\n".join(lines) + "\n" + model_card(manifest, params.get("train") or {}, metrics)
+    return "\n\n".join(blocks)

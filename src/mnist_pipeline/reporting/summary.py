@@ -1,4 +1,4 @@
-"""Print a run's headline numbers after ``make run``, labelled as the report labels them."""
+"""``make run``'s last lines: a run's headline numbers, labelled as the report labels them."""
 
 import argparse
 from pathlib import Path
@@ -22,7 +22,3 @@ def main(argv: list[str] | None = None) -> None:
     metrics = Metrics.from_json(read_json(args.metrics), str(args.metrics))
     data = provenance(read_manifest(args.manifest).model_dump())
     print(f"\n{data}:\n{headline(metrics)}\nreport: {args.report}")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,19 +1,16 @@
-"""Text for the report and ``summary``. User-supplied strings are made safe: ``plain`` is one
-line of printable characters; ``escape_md`` also escapes HTML and markdown punctuation, so
-``data.mirror: "x\\n## INJECTED <img onerror=...>"`` is literal text in a report."""
+"""Report text made safe: ``plain`` is one line of printable characters; ``escape_md`` also
+escapes HTML and markdown, so ``"x\\n## INJECTED <img onerror=...>"`` stays literal text."""
 
 from __future__ import annotations
 
 import html
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
-# Backslashed: code spans, emphasis, table cells, headings. Links need "](", so that pair
-# is broken; brackets alone stay readable ("[128]").
+# Backslashed: code spans, emphasis, table cells, headings; "](" is broken so no link forms.
 _MARKDOWN = re.compile(r"([\\`*|#])")
 
 
@@ -23,13 +20,11 @@ def plain(value: object) -> str:
 
 
 def escape_md(value: object) -> str:
-    escaped = _MARKDOWN.sub(r"\\\1", plain(value)).replace("](", "]\\(")
-    return html.escape(escaped, quote=False)
+    return html.escape(_MARKDOWN.sub(r"\\\1", plain(value)).replace("](", "]\\("), quote=False)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-markdown table of ``frame`` and its index: floats with 4 decimals, every other
-    cell and heading escaped."""
+    """``frame`` and its index as a table: floats with 4 decimals, all else escaped."""
     cells = frame.reset_index().map(
         lambda value: f"{value:.4f}" if isinstance(value, float) else escape_md(value)
     )
@@ -37,5 +32,5 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def as_written(value: Any) -> str:
-    """A params value the way params.yaml spells it: ``[128]``, ``null``, ``true``, ``0.01``."""
+    """A params value as params.yaml spells it: ``[128]``, ``null``, ``true``, ``0.01``."""
     return value if isinstance(value, str) else json.dumps(value)

@@ -1,2 +1,1 @@
-"""Commands outside the DAG: ``validate`` (CI's checks), ``predict`` (your own images),
-``preset`` and the notebook's worked example. No stage imports this folder."""
+"""Commands outside the DAG: validate, predict, preset, exps, the worked example."""

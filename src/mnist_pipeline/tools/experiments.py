@@ -1,7 +1,5 @@
-"""``make exps`` (``python -m mnist_pipeline exps``): this commit and its experiments side by
-side, one column each, with the headline metrics and only the params that differ between
-them, so what changed fits a terminal however many params the project has. The rows come
-from DVC (``dvc.api.exp_show``); ``dvc exp show`` has the full table."""
+"""``make exps``: this commit and its experiments side by side (``dvc.api.exp_show``), the
+headline metrics and only the params that differ, so it fits a terminal."""
 
 from __future__ import annotations
 

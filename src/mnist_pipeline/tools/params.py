@@ -1,5 +1,5 @@
-"""The whole ``params.yaml`` schema, assembled from the sections each stage's folder declares:
-``python -m mnist_pipeline params`` (``--keys`` lists every key) and ``validate`` use it."""
+"""The whole ``params.yaml`` schema, from the sections each stage's folder declares:
+``python -m mnist_pipeline params [--keys]`` and ``validate`` check it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pydantic import model_validator
 
 from mnist_pipeline.core import params as machinery
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import read_yaml
 from mnist_pipeline.core.params import Section
 from mnist_pipeline.data.params import DataParams
@@ -35,7 +34,6 @@ SECTIONS = {name: cast(type[Section], f.annotation) for name, f in Params.model_
 
 
 def problems(raw: Any) -> list[str]:
-    """Every problem of a whole params mapping (as loaded from YAML), one line each."""
     return machinery.problems(Params, raw)
 
 
@@ -44,34 +42,23 @@ def parse_params(raw: Any) -> Params:
 
 
 def load_params(path: Path) -> Params:
-    """Read and validate a whole params file; errors name the file and the key."""
-    raw = read_yaml(path)
-    try:
-        return parse_params(raw)
-    except PipelineError as err:
-        raise PipelineError(f"{path}: {err}") from err
-
-
-def keys() -> list[str]:
-    """``train.model: linear (one of: linear, mlp, ...)``: every key, default and choices."""
-    lines = []
-    for name, section in SECTIONS.items():
-        for key, field in section.model_fields.items():
-            literal = get_origin(field.annotation) is Literal
-            allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
-            lines.append(f"{name}.{key}: {field.default}{allowed}")
-    return lines
+    """A whole params file, validated; errors name the file and the key."""
+    return machinery.parse(Params, read_yaml(path), source=path)
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
-    """Validate a params file and print 'ok' or the problem."""
+    """Validate a params file and print 'ok' or the problem; or list every key."""
     parser = argparse.ArgumentParser(description="Check a params file.")
     parser.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"))
     parser.add_argument("--keys", action="store_true", help="list keys, defaults, choices")
     args = parser.parse_args(argv)
-    if args.keys:
-        print("\n".join(keys()))
+    if not args.keys:
+        load_params(args.path)
+        print(f"{args.path}: ok")
         return
-    load_params(args.path)
-    print(f"{args.path}: ok")
+    for name, section in SECTIONS.items():
+        for key, field in section.model_fields.items():
+            literal = get_origin(field.annotation) is Literal
+            allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
+            print(f"{name}.{key}: {field.default}{allowed}")

@@ -1,6 +1,5 @@
-"""``python -m mnist_pipeline preset cnn [dvc exp run args]``: a ``presets.yaml`` preset (``train``
-settings, validated over ``params.yaml``'s first) as ``dvc exp run -S train.KEY=VALUE ...``, so
-it shows in ``dvc exp show``; if the run fails or is stopped, ``params.yaml`` is put back."""
+"""``python -m mnist_pipeline preset cnn [dvc exp run args]``: a ``presets.yaml`` preset, validated
+over ``params.yaml``'s ``train``, run as ``dvc exp run -S train.KEY=VALUE ...``."""
 
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ NAME = re.compile(r"[A-Za-z0-9_-]+")  # a preset name: never shell
 
 
 def load_presets(path: Path = PRESETS) -> dict[str, dict[str, Any]]:
-    """Every preset in ``path``: name -> ``train`` settings."""
+    """Preset name -> ``train`` settings."""
     presets = read_yaml(path)
     if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
         raise PipelineError(f"{path}: expected a mapping of preset name -> train settings")
@@ -34,22 +33,20 @@ def load_presets(path: Path = PRESETS) -> dict[str, dict[str, Any]]:
 
 
 def preset(name: str, path: Path = PRESETS, params: Path = PARAMS) -> dict[str, Any]:
-    """Preset ``name``'s settings, once they make valid ``train`` params over ``params``'s."""
+    """Preset ``name``'s settings, once they make valid ``train`` params over ``params``."""
     presets = load_presets(path)
     if name not in presets:
         which = f"unknown preset {shown(name)}" if name else "no preset named"
         raise PipelineError(f"{which}; known presets: {', '.join(presets)} ({path})")
     raw = read_yaml(params)
     train = (raw.get("train") if isinstance(raw, dict) else None) or {}
-    try:
-        parse(TrainParams, {**train, **presets[name]}, ("train",))
-    except PipelineError as err:
-        raise PipelineError(f"{path}: preset '{name}' (over {params}): {err}") from err
+    source = f"{path}: preset '{name}' (over {params})"
+    parse(TrainParams, {**train, **presets[name]}, ("train",), source)
     return presets[name]
 
 
 def exp_run_command(settings: dict[str, Any], extra: list[str]) -> list[str]:
-    """``dvc exp run``, one ``-S train.KEY=VALUE`` per setting (lists as ``[16,32]``), ``extra``."""
+    """``dvc exp run -S train.KEY=VALUE ... *extra`` (a list as ``[16,32]``)."""
     sets = []
     for key, value in settings.items():
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
@@ -70,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         print(shlex.join(["dvc", *command[3:]]))
         return 0
-    before = PARAMS.read_bytes()  # `exp run -S` writes params.yaml: put back unless it succeeds
+    before = PARAMS.read_bytes()  # `-S` writes params.yaml: put back unless the run succeeds
     run = subprocess.Popen(command)
     try:
         run.wait()

@@ -1,8 +1,6 @@
-"""``make validate``, CI's first step: ``dvc.yaml`` by DVC's own schema, resolver and DAG;
-each stage's deps are its script and the package folders its imports reach, nothing more;
-every ``params:`` key exists; every key of ``params.yaml`` is valid. Options: ``--up-to-date``
-(a clean ``dvc status``), ``--thresholds FILE`` (metrics file -> ``{metric: floor}`` or
-``{metric: {min, max}}``). One ``error:`` line a problem, at its line."""
+"""``make validate``, CI's first step: ``dvc.yaml`` by DVC's own schema, resolver, DAG and params
+keys; each stage's deps are its script and the package folders its imports reach, nothing more;
+``params.yaml`` is valid. One ``error:`` line a problem, at its line."""
 
 from __future__ import annotations
 
@@ -14,26 +12,24 @@ import modulefinder
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
-from mnist_pipeline.core.errors import PipelineError, dotted, shown
+from mnist_pipeline.core.errors import PipelineError, dotted
 from mnist_pipeline.core.io import read_json, read_yaml, read_yaml_text
-from mnist_pipeline.core.params import did_you_mean
 from mnist_pipeline.tools import params as schema
 
 DVC_YAML, PARAMS_YAML, PACKAGE = "dvc.yaml", "params.yaml", "src/mnist_pipeline"
 MAX_VALUES = 100_000  # values a YAML file may expand to through its aliases
-HINT = " (did you mean '{}'?)"
 DAG_FAILED = f"{DVC_YAML}: DVC cannot build the pipeline: {{}}; fix dvc.yaml (check with `dvc dag`)"
 STATUS_FAILED = "dvc status failed: {}; fix that first"
 
 
 def walk(data: Any, path: Sequence[str | int]) -> tuple[bool, Any, str]:
-    """``(found, value, ":57")`` at ``path`` (list items by number, "5" too), with the line
-    ruamel recorded for the deepest key or item on the way ("" if none)."""
+    """``(found, value, ":57")``: the value at ``path`` and the line of the deepest key found."""
     line = ""
     for part in path:
         try:
@@ -48,18 +44,11 @@ def walk(data: Any, path: Sequence[str | int]) -> tuple[bool, Any, str]:
 
 def where(label: str, data: Any, path: Sequence[str | int]) -> str:
     """``dvc.yaml:57: stages.train.outz``."""
-    return f"{label}{walk(data, path)[2]}: {dotted(path) or '(top level)'}"
-
-
-def dotted_keys(data: Any, prefix: str = "") -> list[str]:
-    """Every key of nested mappings, dotted: the candidates of a "did you mean"."""
-    items = data.items() if isinstance(data, dict) else []
-    return [k for key, v in items for k in (prefix + str(key), *dotted_keys(v, f"{key}."))]
+    return f"{label}{walk(data, path)[2]}: {dotted(path)}"
 
 
 def expanded_size(node: Any, sizes: dict[int, int]) -> int:
-    """How many values ``node`` holds with every alias copied out (what DVC's resolver does),
-    counted in time linear in the file (``sizes``: memo by identity)."""
+    """How many values ``node`` holds with its aliases copied out, in time linear in the file."""
     if id(node) not in sizes:
         inner = [*node.keys(), *node.values()] if isinstance(node, dict) else node
         nested = isinstance(node, dict | list)
@@ -86,29 +75,23 @@ def load_yaml(path: Path, label: str) -> Any:
 
 
 def with_dvc(root: Path, use: Callable[[Any], Any], fail: str, data: Any = None) -> Any:
-    """``use(repo)`` on the DVC repo in ``root``. DVC's error becomes ``PipelineError`` lines:
-    one per schema error of dvc.yaml (at its line in ``data``), else ``fail`` with its text."""
+    """``use(repo)`` on the DVC repo in ``root``; a schema error of dvc.yaml becomes a line at
+    its line in ``data``, any other DVC error ``fail`` with DVC's text."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
-    from dvc.schema import STAGE_DEFINITION
     from dvc.utils.strictyaml import YAMLValidationError
 
     try:
         with contextlib.chdir(root), Repo(".") as repo:  # paths as DVC prints them
             return use(repo)
     except YAMLValidationError as err:
-        problems = []
-        for error in err.exc.errors:
-            path, message = error.path, error.error_message
-            if message != "extra keys not allowed":
-                message += f", got {shown(walk(data, path)[1])}"
-            elif len(path) == 3:  # a stage's key
-                message += did_you_mean(str(path[-1]), map(str, STAGE_DEFINITION), HINT)
-            problems.append(f"{where(DVC_YAML, data, path)}: {message} (DVC's dvc.yaml schema)")
+        problems = [
+            f"{where(DVC_YAML, data, e.path)}: {e.error_message} (DVC's dvc.yaml schema)"
+            for e in err.exc.errors
+        ]
         raise PipelineError("\n".join(problems)) from err
     except DvcException as err:
-        text = " ".join(str(err).split())
-        raise PipelineError(fail.format(text if len(text) <= 300 else text[:297] + "...")) from err
+        raise PipelineError(fail.format(textwrap.shorten(str(err), 300).rstrip("."))) from err
 
 
 def status_problems(root: Path) -> list[str]:
@@ -127,41 +110,31 @@ def status_problems(root: Path) -> list[str]:
     return problems
 
 
-class Importers(modulefinder.ModuleFinder):
-    """``modulefinder`` (reads the bytecode, never runs it) noting who first imports each file."""
-
-    def __init__(self, script: Path, root: Path) -> None:
-        super().__init__([str(script.parent), str(root / "src")])  # ours: no stdlib, no torch
-        self.importer: dict[Path, Path] = {}
-        self.run_script(str(script))
-
-    def import_hook(self, name: str, caller: Any = None, *rest: Any, **level: Any) -> Any:
-        known = set(self.modules)
-        try:
-            return super().import_hook(name, caller, *rest, **level)
-        finally:  # what this import loaded, the modules it imports having noted theirs first
-            for new in self.modules.keys() - known:
-                file = self.modules[new].__file__ or ""  # a builtin (sys, time) has none
-                if file.endswith(".py"):
-                    self.importer.setdefault(Path(file), Path(caller.__file__))
+def imported_files(script: Path, root: Path) -> list[str]:
+    """The project's files ``script`` imports, directly or not, relative to ``root``
+    (``modulefinder`` reads the bytecode, never runs it)."""
+    finder = modulefinder.ModuleFinder([str(script.parent), str(root / "src")])  # no stdlib
+    finder.run_script(str(script))
+    files = [module.__file__ or "" for module in finder.modules.values()]  # builtins have none
+    return sorted(Path(f).relative_to(root).as_posix() for f in files if f.endswith(".py"))
 
 
 def holds_code(path: Path) -> bool:
-    """Whether a module holds more than a docstring: one that does not (the package's
-    ``__init__.py``) cannot change an output, so it need not be a dep."""
+    """Whether a module holds more than a docstring (one that does not changes no output)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     return len(tree.body) > (0 if ast.get_docstring(tree) is None else 1)
 
 
 def stage_scripts(cmd: str | list[str], root: Path) -> list[str]:
-    """The project's ``.py`` files a ``cmd`` runs (one linear split: a 1 MB word is fine)."""
+    """The project's ``.py`` files a ``cmd`` runs: one linear split, and ``os.path.isfile``
+    (False, not an error, for a name too long), so a 1 MB word is fine."""
     words = re.split(r"[\s'\"]+", " ".join(cmd) if isinstance(cmd, list) else str(cmd))
     return [word for word in words if word.endswith(".py") and os.path.isfile(root / word)]
 
 
 def stage_problems(data: Any, root: Path, name: str, spec: dict[str, Any]) -> list[str]:
-    """The stage's deps list its script and every package folder its imports reach, and no
-    package folder they never reach; each of its ``params:`` keys exists."""
+    """The stage's deps list its scripts and each package folder their imports reach, and no
+    other package folder."""
     source = name.split("@")[0]  # a foreach stage's lines are its template's
     deps = [Path(dep) for dep in spec.get("deps") or []]
     here = where(DVC_YAML, data, ("stages", source, "deps" if deps else "cmd"))
@@ -169,9 +142,8 @@ def stage_problems(data: Any, root: Path, name: str, spec: dict[str, Any]) -> li
     scripts = stage_scripts(spec["cmd"], root)
     needed = {script: "the script its cmd runs" for script in scripts}
     for script in scripts:
-        for module, importer in sorted(Importers(root / script, root).importer.items()):
-            rel = module.relative_to(root).as_posix()
-            needed.setdefault(rel, f"which {importer.relative_to(root)} imports")
+        for path in imported_files(root / script, root):
+            needed.setdefault(path, f"which {script} imports")
     problems = [
         f"{here}: missing {path}, {why}; add it to deps so editing it reruns the stage"
         for path, why in needed.items()
@@ -185,18 +157,6 @@ def stage_problems(data: Any, root: Path, name: str, spec: dict[str, Any]) -> li
                 f"{', '.join(scripts)} never imports a module in it (directly or through "
                 "other modules); remove it from deps"
             )
-    for index, entry in enumerate(spec.get("params") or []):
-        at = where(DVC_YAML, data, ("stages", source, "params", index))
-        for file, keys in ({PARAMS_YAML: [entry]} if isinstance(entry, str) else entry).items():
-            values = (
-                load_yaml(root / file, file) if file.endswith((".yaml", ".yml", ".json")) else {}
-            )
-            problems += [
-                f"{at}: '{key}' is not in {file}{did_you_mean(key, dotted_keys(values), HINT)}; "
-                f"add it to {file} or fix the name"
-                for key in keys or []
-                if values and not walk(values, key.split("."))[0]
-            ]
     return problems
 
 
@@ -215,42 +175,27 @@ def number(value: Any) -> bool:
 
 
 def threshold_problems(root: Path, path: Path) -> list[str]:
-    """Each metric the thresholds file names (dotted: into nested JSON) is within its bounds:
-    a number is a floor, ``{min: x, max: y}`` bounds both ways."""
-    label, problems = str(path), []
-    doc = load_yaml(path, label)
-    if not isinstance(doc, dict) or not all(isinstance(b, dict) for b in doc.values()):
-        return [f"{label}: expected a mapping of metrics file -> {{metric: floor}}"]
-    for file, bounds in doc.items():
+    """Each metric the thresholds file names (dotted: into nested JSON) is at least its floor."""
+    doc, problems = load_yaml(path, str(path)), []
+    if not isinstance(doc, dict) or not all(
+        isinstance(floors, dict) and all(map(number, floors.values())) for floors in doc.values()
+    ):
+        return [f"{path}: expected a mapping of metrics file -> {{metric: floor (a number)}}"]
+    for file, floors in doc.items():
         if not (root / file).is_file():
-            problems.append(f"{file}: not found (named in {label}); run `dvc repro` first")
+            problems.append(f"{file}: not found (named in {path}); run `dvc repro` first")
             continue
         metrics = read_json(root / file)  # bounded in size, keys unique
-        for key, bound in bounds.items():
-            low, high = (
-                (bound.get("min"), bound.get("max")) if isinstance(bound, dict) else (bound, None)
-            )
-            found, value, _ = walk(metrics, str(key).split("."))
-            if not any(number(b) for b in (low, high)):
+        for key, floor in floors.items():
+            value = walk(metrics, str(key).split("."))[1]
+            if not number(value):
                 problems.append(
-                    f"{where(label, doc, (file, key))}: expected a number (the floor) or "
-                    f"{{min: x, max: y}}, got {shown(bound)}"
+                    f"{file}: no numeric metric '{key}', named in {path}; fix the name in {path}"
                 )
-            elif not found or not number(value):
-                hint = did_you_mean(str(key), dotted_keys(metrics), HINT)
+            elif value < floor:
                 problems.append(
-                    f"{file}: no numeric metric '{key}'{hint}, named in {label}; fix the name "
-                    f"in {label}"
-                )
-            elif number(low) and value < low:
-                problems.append(
-                    f"{file}: {key} = {value:g} is below the floor {low:g} set in {label}; "
+                    f"{file}: {key} = {value:g} is below the floor {floor:g} set in {path}; "
                     "find what made it worse (`dvc metrics diff`) or lower the floor on purpose"
-                )
-            elif number(high) and value > high:
-                problems.append(
-                    f"{file}: {key} = {value:g} is above the ceiling {high:g} set in {label}; "
-                    "find what made it worse (`dvc metrics diff`) or raise the ceiling on purpose"
                 )
     return problems
 
@@ -266,37 +211,38 @@ def lines(check: Callable[[], list[str]]) -> list[str]:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     """Every check, one ``error:`` line a problem. DVC reads params.yaml too (the stages'
-    ``vars``): while it cannot be read, DVC's checks do not run."""
+    ``vars``): while it cannot be read, DVC's checks wait."""
     from dvc.parsing import DataResolver
 
     parser = argparse.ArgumentParser(
         description="Check dvc.yaml (schema, DAG, deps), params.yaml and optionally dvc "
-        "status and metric thresholds; one 'error:' line per problem.",
+        "status and metric floors; one 'error:' line per problem.",
     )
-    parser.add_argument("--root", type=Path, default=Path("."), help="project directory")
     parser.add_argument("--up-to-date", action="store_true", help="also require `dvc status`")
-    parser.add_argument("--thresholds", type=Path, help="YAML of metric bounds")
+    parser.add_argument("--thresholds", type=Path, help="YAML of metric floors")
     args, data, resolved = parser.parse_args(argv), None, None
-    root = args.root.resolve()  # modulefinder's paths are absolute
+    root = Path.cwd()  # modulefinder's paths are absolute
 
     def stages(repo: Any) -> dict[str, Any]:
         repo.index.check_graph()
+        for dep in repo.index.params:
+            dep.get_hash()  # DVC's error for a key missing from its params file
         return DataResolver(repo, ".", data).resolve()["stages"]
 
     try:
         params, readable = params_problems(root), True
     except PipelineError as err:
         params, readable = [str(err)], False
+    found = {f"{DVC_YAML} (schema, DAG)": [], PARAMS_YAML: params}
     try:
         data = load_yaml(root / DVC_YAML, DVC_YAML)
         if not isinstance(data, dict) or not data.get("stages"):
             raise PipelineError(f"{DVC_YAML}: no stages; define the pipeline under 'stages:'")
         resolved = with_dvc(root, stages, DAG_FAILED, data) if readable else None
-        found = {f"{DVC_YAML} (schema, DAG)": [], PARAMS_YAML: params}
     except PipelineError as err:
-        found = {f"{DVC_YAML} (schema, DAG)": str(err).splitlines(), PARAMS_YAML: params}
+        found[f"{DVC_YAML} (schema, DAG)"] = str(err).splitlines()
     if resolved is not None:
-        found[f"deps and params of {len(resolved)} stages"] = lines(
+        found[f"deps of {len(resolved)} stages"] = lines(
             lambda: [p for n, s in resolved.items() for p in stage_problems(data, root, n, s)]
         )
         if args.up_to_date:

@@ -1,8 +1,5 @@
-"""The notebook's Question 1: one forward pass, the backward pass derived by hand
-(``backprop.sigmoid_net_backprop``, not autograd) and one SGD step, in float64.
-
-    python -m mnist_pipeline worked-example [--lr 0.1] [--json]
-"""
+"""``python -m mnist_pipeline worked-example``: the notebook's Question 1, a forward pass, the
+backward pass derived by hand (not autograd) and one SGD step, in float64."""
 
 from __future__ import annotations
 
@@ -11,6 +8,7 @@ import functools
 import json
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,8 +19,7 @@ f64 = functools.partial(torch.tensor, dtype=torch.float64)
 
 
 def question_1(lr: float) -> dict[str, dict[str, Tensor | float]]:
-    """Every quantity in printed order, ``{section: {label: value}}``; a label's first word is
-    its JSON key."""
+    """Every quantity, ``{section: {label: value}}``; a label's first word is its JSON key."""
     x, y = f64([[1, 2], [2, -1], [3, 0]]), f64([[0], [1], [0]])  # the notebook's setup
     w1, w2 = f64([[0.1, -0.1], [0.2, 0], [0, 0.3]]), f64([[0.05], [-0.1], [0.2]])
     net = sigmoid_net_backprop(x, y, [w1, w2])
@@ -55,18 +52,14 @@ def question_1(lr: float) -> dict[str, dict[str, Tensor | float]]:
 
 
 def as_text(sections: dict[str, dict[str, Tensor | float]]) -> str:
-    """Each section under its title; a scalar on its label's line, a matrix as right-aligned
-    rows below it, six decimals."""
+    """Each section under its title, six decimals; a matrix on the lines below its label."""
     lines = ["Question 1: backprop by hand for a 2-layer sigmoid network"]
-    for title, values in sections.items():
-        lines += ["", f"== {title} =="]
-        for label, value in values.items():
-            if not isinstance(value, Tensor):
-                lines.append(f"{label} = {value:.6f}")
-                continue
-            rows = [[f"{v:.6f}" for v in row] for row in value.tolist()]
-            width = max(len(cell) for row in rows for cell in row)
-            lines += [f"{label} =", *(f"  [{'  '.join(c.rjust(width) for c in r)}]" for r in rows)]
+    with np.printoptions(precision=6, floatmode="fixed"):
+        for title, values in sections.items():
+            lines += ["", f"== {title} =="]
+            for label, value in values.items():
+                shown = f"\n{value.numpy()}" if isinstance(value, Tensor) else f" {value:.6f}"
+                lines.append(f"{label} ={shown}")
     return "\n".join(lines)
 
 
