@@ -165,6 +165,9 @@ def test_the_experiment_table_shows_what_changed_in_120_columns(baseline: Path) 
     names = {line.split()[0] for line in lines[2:]}
     assert {"accuracy", "cross_entropy", "macro_f1"} <= names, table
     presets = yaml.safe_load((baseline / "presets.yaml").read_text())
-    changed = {f"train.{key}" for preset in presets.values() for key in preset} | {"train.lr"}
+    changed = {"train.lr"}
+    for key, value in (item for preset in presets.values() for item in preset.items()):
+        subs = [f".{sub}" for sub in value] if isinstance(value, dict) else [""]  # augment
+        changed |= {f"train.{key}{sub}" for sub in subs}
     assert changed - {"train.epochs"} <= names, table
     assert len(lines[0].split()) == 5  # the commit and four experiments

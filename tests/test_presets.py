@@ -28,23 +28,27 @@ def preset_command(*args: str, cwd: Path = REPO) -> tuple[int, str, str]:
 def test_every_preset_is_valid_train_params(name: str) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     train = parse_params({**raw, "train": {**raw["train"], **PRESETS[name]}}).train
-    assert {key: getattr(train, key) for key in PRESETS[name]} == {
+    assert train.model_dump(include=set(PRESETS[name])) == {
         key: tuple(value) if isinstance(value, list) else value
         for key, value in PRESETS[name].items()
     }
 
 
 def test_the_command_sets_every_key_of_the_preset_then_the_users_args() -> None:
-    command = exp_run_command({"model": "cnn", "channels": [16, 32], "lr": 0.001}, ["-n", "x"])
+    settings = {"model": "cnn", "channels": [16, 32], "lr": 0.001, "augment": {"rotate": 10}}
+    command = exp_run_command(settings, ["-n", "x"])
     assert command[1:] == [
         "-m", "dvc", "exp", "run", "-S", "train.model=cnn", "-S", "train.channels=[16,32]",
-        "-S", "train.lr=0.001", "-n", "x",
+        "-S", "train.lr=0.001", "-S", "train.augment.rotate=10", "-n", "x",
     ]  # fmt: skip
     code, out, _ = preset_command("mlp", "--print", "-S", "data.source=embedded")
     assert code == 0
     words = shlex.split(out)
     assert words[:3] == ["dvc", "exp", "run"]
-    assert [w.split("=")[0] for w in words[4:-2:2]] == [f"train.{key}" for key in PRESETS["mlp"]]
+    mlp = PRESETS["mlp"]  # its augment section comes last, one -S per key
+    keys = [f"train.{key}" for key, value in mlp.items() if not isinstance(value, dict)]
+    keys += [f"train.augment.{sub}" for sub in mlp["augment"]]
+    assert [w.split("=")[0] for w in words[4:-2:2]] == keys
     assert words[-2:] == ["-S", "data.source=embedded"]
 
 

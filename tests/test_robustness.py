@@ -23,7 +23,7 @@ from mnist_pipeline.evaluation.calibration import expected_calibration_error, re
 from mnist_pipeline.learning.calibration import fit_temperature
 from mnist_pipeline.learning.checkpoints import Checkpoint
 from mnist_pipeline.learning.export import check_onnx, to_onnx
-from mnist_pipeline.learning.model_file import model_temperature, save_model
+from mnist_pipeline.learning.model_file import load_model, model_temperature, save_model
 from mnist_pipeline.learning.params import Augment, TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
 from mnist_pipeline.tools.params import problems
@@ -148,6 +148,9 @@ def test_val_slice_temperature_goes_into_both_model_files(
     assert model_temperature(tmp_path / "m.safetensors") == 2.5
     save_model(result.model, result.spec, tmp_path / "plain.safetensors", "mse", "softmax")
     assert model_temperature(tmp_path / "plain.safetensors") == 1.0
+    save_model(result.model, result.spec, tmp_path / "bad.safetensors", "mse", "softmax", (), -1.0)
+    with pytest.raises(PipelineError, match=r"temperature '-1\.0' is no positive number"):
+        load_model(tmp_path / "bad.safetensors")
     classes = tuple("0123456789")
     model = to_onnx(result.model, result.spec, "softmax", classes, "mnist", temperature)
     meta = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}

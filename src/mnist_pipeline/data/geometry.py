@@ -1,11 +1,11 @@
 """Random geometry for augmentation and robustness checks: per image a thicker or thinner
-stroke, then an affine warp about the centre (rotation, shift, scale, shear; bilinear, zero
-fill; the warp of ``scipy.ndimage.affine_transform`` with ``order=1``, for a whole batch at
-once). The draws and the pixels see only IEEE ``+ - * /``, floor and min/max, never libm,
-BLAS or a SIMD transcendental, so the same images and generator state give the same bytes
-on every x86-64 CPU."""
+stroke, then an affine warp about the centre (scipy's ``affine_transform`` at ``order=1``, a
+batch at once). Only IEEE ``+ - * /``, floor and min/max touch the draws and the pixels (no
+libm, BLAS or SIMD transcendental): the same generator state, the same bytes on any x86-64."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -33,14 +33,11 @@ def _stroke(images: np.ndarray, steps: np.ndarray) -> np.ndarray:
     for step in range(1, int(np.abs(steps).max(initial=0)) + 1):
         padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
         first = 1 if step % 2 else 0  # the window's top-left corner, in padded pixels
-        views = [
-            padded[:, first + i : first + i + IMAGE_SIDE, first + j : first + j + IMAGE_SIDE]
-            for i in (0, 1)
-            for j in (0, 1)
-        ]
+        corners = [(first + i, first + j) for i in (0, 1) for j in (0, 1)]
+        views = [padded[:, r : r + IMAGE_SIDE, c : c + IMAGE_SIDE] for r, c in corners]
         grow, shrink = (steps >= step)[:, None, None], (steps <= -step)[:, None, None]
-        images = np.where(grow, np.max(views, axis=0), images)
-        images = np.where(shrink, np.min(views, axis=0), images)
+        images = np.where(grow, functools.reduce(np.maximum, views), images)
+        images = np.where(shrink, functools.reduce(np.minimum, views), images)
     return images
 
 
@@ -87,4 +84,4 @@ def perturb(
     thick = _stroke(square, np.rint(u[5] * stroke).astype(np.int64))
     f32 = np.float32
     warped = _warp(thick.astype(f32), matrix.astype(f32), offset.astype(f32))
-    return np.clip(warped, 0.0, 1.0).astype(np.float32).reshape(n, -1)
+    return np.clip(warped, 0.0, 1.0).reshape(n, -1)

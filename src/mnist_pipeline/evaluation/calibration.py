@@ -11,19 +11,12 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> pd.Dat
     """One row per non-empty bin of the top probability (``(k/bins, (k+1)/bins]``): ``bin``
     (k), its mean ``confidence``, the ``accuracy`` of its predictions and their ``count``."""
     top = probs.max(axis=1)
-    frame = pd.DataFrame(
-        {
-            "bin": np.clip(np.ceil(top * bins).astype(int) - 1, 0, bins - 1),
-            "confidence": top,
-            "accuracy": (probs.argmax(axis=1) == labels).astype(float),
-        }
+    frame = pd.DataFrame({"confidence": top, "accuracy": probs.argmax(axis=1) == labels})
+    which = np.clip(np.ceil(top * bins).astype(int) - 1, 0, bins - 1)
+    table = frame.groupby(which).agg(
+        confidence=("confidence", "mean"), accuracy=("accuracy", "mean"), count=("accuracy", "size")
     )
-    grouped = frame.groupby("bin", as_index=False)
-    return grouped.agg(
-        confidence=("confidence", "mean"),
-        accuracy=("accuracy", "mean"),
-        count=("accuracy", "size"),
-    )
+    return table.rename_axis("bin").reset_index()
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:

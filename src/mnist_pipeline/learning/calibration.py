@@ -18,13 +18,11 @@ BOUNDS = (0.05, 20.0)  # the temperatures searched
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, output: str) -> float:
     """The T in ``BOUNDS`` minimising the negative log-likelihood of ``labels`` under
     ``output(logits / T)`` (``[N, C]``, ``[N]``), searched over log T, to 4 decimals."""
-    scores = torch.from_numpy(np.asarray(logits, dtype=np.float64))
-    targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    scores, targets = torch.from_numpy(np.asarray(logits, np.float64)), torch.from_numpy(labels)
     nll = LOSSES[output]["cross_entropy"]
     found = minimize_scalar(
         lambda log_t: float(nll(scores / math.exp(log_t), targets)),
         bounds=tuple(math.log(t) for t in BOUNDS),
         method="bounded",
-        options={"xatol": 1e-5},
     )
     return round(math.exp(found.x), 4)

@@ -21,11 +21,6 @@ TOLERANCE = 1e-5  # absolute, on each probability
 OPSET = 17
 
 
-def probabilities(logits: Tensor, output: str, temperature: float = 1.0) -> Tensor:
-    """The calibrated output function; at T = 1 no division (no node in the ONNX graph)."""
-    return OUTPUTS[output](logits if temperature == 1.0 else logits / temperature)
-
-
 class WithProbabilities(nn.Module):
     """``images -> (logits, probabilities)``: the classifier and its calibrated output."""
 
@@ -35,7 +30,8 @@ class WithProbabilities(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.model(images)
-        return logits, probabilities(logits, self.output, self.temperature)
+        scaled = logits if self.temperature == 1.0 else logits / self.temperature  # no node at 1
+        return logits, OUTPUTS[self.output](scaled)
 
 
 def to_onnx(
@@ -90,7 +86,7 @@ def check_onnx(
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
     logits = predict_logits(copy.deepcopy(model).cpu(), torch.from_numpy(images))
-    want = probabilities(logits, output, temperature).numpy()
+    want = OUTPUTS[output](logits / temperature).numpy()
     got_logits, got = session.run(None, {"images": images.astype(np.float32)})
     diff = float(np.abs(got - want).max()) if len(images) else 0.0
     differ = int((got_logits.argmax(1) != logits.numpy().argmax(1)).sum())

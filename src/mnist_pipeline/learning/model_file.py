@@ -57,18 +57,9 @@ def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> N
 
 
 def model_temperature(path: Path) -> float:
-    """The temperature that calibrates the model's probabilities (1.0 when none is stored)."""
-    text = read_tensor_metadata(path).get("temperature", "1.0")
-    try:
-        temperature = float(text)
-    except ValueError:
-        temperature = math.nan
-    if not 0 < temperature < math.inf:
-        raise PipelineError(
-            f"{path}: temperature {text!r} in its metadata is no positive number; "
-            "rerun the train stage"
-        )
-    return temperature
+    """The temperature that calibrates the model's probabilities (1.0 when none is stored);
+    ``load_model`` checks it."""
+    return float(read_tensor_metadata(path).get("temperature", "1.0"))
 
 
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
@@ -80,6 +71,8 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
         loss, output = meta["loss"], meta["output"]
         if loss not in LOSSES.get(output, {}):
             raise ValueError(f"loss {loss!r} / output {output!r} is no pair of {list(LOSSES)}")
+        if not 0 < float(meta.get("temperature", "1.0")) < math.inf:
+            raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
         _check_weights(path, spec, weights)
     except ValidationError as err:
         raise PipelineError(
