@@ -74,12 +74,15 @@ def main(argv: list[str] | None = None) -> None:
             "size (train.hidden, train.channels), or free memory"
         ) from err
 
+    temperature = result.temperature
     history = history_frame(result.history, result.scored_on, is_scheduled(params), result.shipped)
     if args.onnx:  # exported and checked first: a refused export writes nothing
         dataset = read_tensor_metadata(args.data / "test.safetensors").get("dataset", "unknown")
-        onnx_model = to_onnx(result.model, result.spec, params.output, train_split.classes, dataset)
+        onnx_model = to_onnx(
+            result.model, result.spec, params.output, train_split.classes, dataset, temperature
+        )
         diff, count = check_onnx(
-            onnx_model, result.model, params.output, test_split.images, str(args.onnx)
+            onnx_model, result.model, params.output, test_split.images, str(args.onnx), temperature
         )
     with outputs() as out:  # the model, the log and the ONNX file change together
         save_model(
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             params.loss,
             params.output,
             train_split.classes,
+            temperature,
         )
         write_csv(history, out.file(args.history))
         if args.onnx:
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         f"(from epoch {result.first_epoch}, {seconds:.2f} s/epoch); shipped epoch "
         f"{result.shipped} of {len(result.history)}, {result.scored_on} accuracy "
         f"{shipped.accuracy:.4f}"
+        + (f"; temperature {temperature} (fitted on the val slice)" if temperature != 1.0 else "")
     )
 
 

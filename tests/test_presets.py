@@ -73,15 +73,22 @@ def test_every_preset_is_valid_train_params(name: str) -> None:
 def test_the_command_sets_every_key_of_the_preset_then_the_users_args(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    command = exp_run_command({"model": "cnn", "channels": [16, 32], "lr": 0.001}, ["-n", "x"])
+    settings = {"model": "cnn", "channels": [16, 32], "lr": 0.001, "augment": {"rotate": 10}}
+    command = exp_run_command(settings, ["-n", "x"])
     assert command[1:] == [
         "-m", "dvc", "exp", "run", "-S", "train.model=cnn", "-S", "train.channels=[16,32]",
-        "-S", "train.lr=0.001", "-n", "x",
+        "-S", "train.lr=0.001", "-S", "train.augment.rotate=10", "-n", "x",
     ]  # fmt: skip
     assert main(["mlp", "--print", "-S", "data.source=embedded"]) == 0
     words = shlex.split(capsys.readouterr().out)
     assert words[:3] == ["dvc", "exp", "run"]
-    assert [w.split("=")[0] for w in words[4:-2:2]] == [f"train.{key}" for key in PRESETS["mlp"]]
+    mlp = PRESETS["mlp"]  # a section (augment) runs as one -S per key
+    keys = [
+        f"train.{key}.{sub}" if isinstance(value, dict) else f"train.{key}"
+        for key, value in mlp.items()
+        for sub in (value if isinstance(value, dict) else [None])
+    ]
+    assert [w.split("=")[0] for w in words[4:-2:2]] == keys
     assert words[-2:] == ["-S", "data.source=embedded"]
 
 

@@ -22,28 +22,35 @@ OPSET = 17
 
 
 class WithProbabilities(nn.Module):
-    """``images -> (logits, probabilities)``: the classifier and its output function."""
+    """``images -> (logits, probabilities)``: the classifier and its calibrated output."""
 
-    def __init__(self, model: nn.Module, output: str) -> None:
+    def __init__(self, model: nn.Module, output: str, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model, self.output = model, output
+        self.model, self.output, self.temperature = model, output, temperature
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.model(images)
-        return logits, OUTPUTS[self.output](logits)
+        scaled = logits if self.temperature == 1.0 else logits / self.temperature  # no node at 1
+        return logits, OUTPUTS[self.output](scaled)
 
 
 def to_onnx(
-    model: nn.Module, spec: ModelSpec, output: str, classes: tuple[str, ...], dataset: str
+    model: nn.Module,
+    spec: ModelSpec,
+    output: str,
+    classes: tuple[str, ...],
+    dataset: str,
+    temperature: float = 1.0,
 ) -> bytes:
-    """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included."""
+    """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included;
+    ``probabilities`` divide the logits by ``temperature`` first (``learning.calibration``)."""
     import onnx
 
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the legacy exporter's deprecation notice
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            WithProbabilities(copy.deepcopy(model).cpu().eval(), output),
+            WithProbabilities(copy.deepcopy(model).cpu().eval(), output, temperature),
             (torch.zeros(1, spec.in_features),),
             buffer,
             dynamo=False,
@@ -54,14 +61,22 @@ def to_onnx(
         )
     proto = onnx.load_from_string(buffer.getvalue())
     metadata = {"classes": json.dumps(list(classes)), "dataset": dataset, "model": spec.name}
-    for key, value in {**metadata, "spec": spec.to_json(), "output": output}.items():
+    metadata |= {"spec": spec.to_json(), "output": output}
+    if temperature != 1.0:
+        metadata["temperature"] = str(temperature)
+    for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
 
 def check_onnx(
-    onnx_model: bytes, model: nn.Module, output: str, images: np.ndarray, where: str
+    onnx_model: bytes,
+    model: nn.Module,
+    output: str,
+    images: np.ndarray,
+    where: str,
+    temperature: float = 1.0,
 ) -> tuple[float, int]:
     """onnxruntime against torch on ``images`` ``[N, 784]``: (max |Δp|, images compared);
     refused when a probability differs by more than ``TOLERANCE`` or a predicted class differs."""
@@ -71,7 +86,7 @@ def check_onnx(
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
     logits = predict_logits(copy.deepcopy(model).cpu(), torch.from_numpy(images))
-    want = OUTPUTS[output](logits).numpy()
+    want = OUTPUTS[output](logits / temperature).numpy()
     got_logits, got = session.run(None, {"images": images.astype(np.float32)})
     diff = float(np.abs(got - want).max()) if len(images) else 0.0
     differ = int((got_logits.argmax(1) != logits.numpy().argmax(1)).sum())

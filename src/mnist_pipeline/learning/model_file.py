@@ -1,9 +1,11 @@
-"""A trained model's file: safetensors weights, with the ``ModelSpec``, loss, output function
-and class names as metadata, so evaluate and predict need no ``params.yaml``."""
+"""A trained model's file: safetensors weights, with the ``ModelSpec``, loss, output function,
+class names and calibrating temperature as metadata, so evaluate and predict need no
+``params.yaml``."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -11,7 +13,7 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError, one_line
-from mnist_pipeline.data.tensors import load_tensors, save_tensors
+from mnist_pipeline.data.tensors import load_tensors, read_tensor_metadata, save_tensors
 from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.models import ModelSpec, build_model
 
@@ -23,10 +25,13 @@ def save_model(
     loss: str,
     output: str,
     classes: tuple[str, ...] = (),
+    temperature: float = 1.0,
 ) -> None:
     metadata = {"spec": spec.to_json(), "loss": loss, "output": output}
     if classes:
         metadata["classes"] = json.dumps(list(classes))
+    if temperature != 1.0:  # 1.0, no calibration, is the absence of the key
+        metadata["temperature"] = str(temperature)
     save_tensors(model.state_dict(), path, metadata=metadata)
 
 
@@ -51,6 +56,12 @@ def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> N
             )
 
 
+def model_temperature(path: Path) -> float:
+    """The temperature that calibrates the model's probabilities (1.0 when none is stored);
+    ``load_model`` checks it."""
+    return float(read_tensor_metadata(path).get("temperature", "1.0"))
+
+
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
     """Rebuild the saved architecture and load its weights: (model, spec, loss, output)."""
     arrays, meta = load_tensors(path)
@@ -60,6 +71,8 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
         loss, output = meta["loss"], meta["output"]
         if loss not in LOSSES.get(output, {}):
             raise ValueError(f"loss {loss!r} / output {output!r} is no pair of {list(LOSSES)}")
+        if not 0 < float(meta.get("temperature", "1.0")) < math.inf:
+            raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
         _check_weights(path, spec, weights)
     except ValidationError as err:
         raise PipelineError(

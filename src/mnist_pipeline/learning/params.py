@@ -21,6 +21,18 @@ Factor = Annotated[Number, Field(le=1e38)]
 Sizes = Annotated[tuple[Count, ...], Field(min_length=1)]
 Loss = Literal[tuple(dict.fromkeys(loss for losses in LOSSES.values() for loss in losses))]
 MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
+Degrees = Annotated[Number, Field(ge=0.0, le=45.0)]
+
+
+class Augment(Section):
+    """Random geometry for every training minibatch (``data.geometry.perturb``): each image
+    drawn within these bounds, fresh each epoch. All 0 (the default): no augmentation."""
+
+    rotate: Degrees = 0.0  # either way
+    shift: Annotated[Number, Field(ge=0.0, le=6.0)] = 0.0  # pixels, along each axis
+    scale: Annotated[Number, Field(ge=0.0, le=0.5)] = 0.0  # size in 1 ± scale
+    shear: Degrees = 0.0
+    stroke: Annotated[Number, Field(ge=0.0, le=2.0)] = 0.0  # pixels thicker or thinner
 
 
 class TrainParams(Section):
@@ -38,6 +50,7 @@ class TrainParams(Section):
     batch_size: Count = 16
     epochs: Count = 10
     seed: Seed = 0
+    augment: Augment = Augment()
     val_fraction: Annotated[Number, Field(ge=0.0, le=0.5)] = 0.0
     keep: Literal["last", "best"] = "last"  # which epoch's weights ship
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"  # what best and patience follow

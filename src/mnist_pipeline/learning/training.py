@@ -17,9 +17,11 @@ from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.runtime import configure_torch, resolve_device
+from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.backprop import ManualBackprop
+from mnist_pipeline.learning.calibration import fit_temperature
 from mnist_pipeline.learning.checkpoints import Checkpoint
 from mnist_pipeline.learning.history import EpochRecord
 from mnist_pipeline.learning.losses import LOSSES, one_hot
@@ -44,6 +46,7 @@ class TrainResult:
     shipped: int  # the epoch whose weights ship
     stop_reason: str  # why training stopped, one phrase
     first_epoch: int = 1  # the first epoch this run trained (> 1 after a resume)
+    temperature: float = 1.0  # fitted on the val slice (learning.calibration); 1.0 without
 
 
 class Selection:
@@ -94,6 +97,17 @@ def epoch_order(n: int, generator: torch.Generator, device: torch.device | str =
     """One epoch's sample order, drawn on the CPU (the same on every device); its
     consecutive ``batch_size`` slices are the minibatches, as the notebook's ``data_iter``."""
     return torch.randperm(n, generator=generator).to(device)
+
+
+def augmenter(params: TrainParams, epoch: int) -> Callable[[Tensor], Tensor]:
+    """``epoch``'s minibatch transform: ``train.augment``'s random geometry drawn from a
+    generator seeded by (``train.seed``, ``epoch``), so a resumed run draws what an
+    uninterrupted one does; the identity when every setting is 0."""
+    settings = params.augment.model_dump()
+    if not any(settings.values()):
+        return lambda x: x
+    rng = np.random.default_rng([params.seed, epoch])
+    return lambda x: torch.from_numpy(perturb(x.cpu().numpy(), rng, **settings)).to(x.device)
 
 
 def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -196,6 +210,13 @@ class Run:
         mean = float(losses.double().mean())
         return EpochRecord(epoch, mean, accuracy(logits, self.score_y), lr, **extra)
 
+    def temperature(self) -> float:
+        """The temperature that calibrates the model on the val slice; 1.0 without one."""
+        if self.params.val_fraction == 0:
+            return 1.0
+        logits = predict_logits(self.model, self.score_x).cpu().numpy()
+        return fit_temperature(logits, self.score_y.cpu().numpy(), self.params.output)
+
 
 def prepare(params: TrainParams, train_split: Split, test_split: Split) -> Run:
     """The device, the process group, the seeded fresh model and the tensors to train on."""
@@ -255,9 +276,10 @@ def train(
         schedule.apply(*rated)
         order = epoch_order(len(run.x), shuffle, run.x.device).split(params.batch_size)
         progress.start(epoch, len(order))
+        augment = augmenter(params, epoch)
         # Per-step losses stay device tensors: no host sync inside the loop.
-        losses = [progress.tick(step(run.x.index_select(0, i), run.y.index_select(0, i)))
-                  for i in order]  # fmt: skip
+        batches = ((augment(run.x.index_select(0, i)), run.y.index_select(0, i)) for i in order)
+        losses = [progress.tick(step(x, y)) for x, y in batches]
         end_epoch()
         record = run.score(epoch, distributed.sum_(torch.stack(losses), run.ctx), schedule.lr)
         history.append(record)
@@ -277,5 +299,7 @@ def train(
         run.model.load_state_dict(selection.best_weights)
     reason = selection.stop_reason or f"completed all {params.epochs} epochs"
     scored_on = "val" if params.val_fraction > 0 else "test"
-    model = run.model.cpu()
-    return TrainResult(model, run.spec, history, scored_on, seconds, shipped, reason, first_epoch)
+    model, temperature = run.model.cpu(), run.temperature()
+    return TrainResult(
+        model, run.spec, history, scored_on, seconds, shipped, reason, first_epoch, temperature
+    )

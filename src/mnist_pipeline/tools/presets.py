@@ -46,11 +46,14 @@ def preset(name: str, path: Path = PRESETS, params: Path = PARAMS) -> dict[str, 
 
 
 def exp_run_command(settings: dict[str, Any], extra: list[str]) -> list[str]:
-    """``dvc exp run -S train.KEY=VALUE ... *extra`` (a list as ``[16,32]``)."""
+    """``dvc exp run``, one ``-S train.KEY=VALUE`` per setting (lists as ``[16,32]``, a
+    section's keys each as ``train.KEY.SUB``), ``extra``."""
     sets = []
     for key, value in settings.items():
-        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        sets += ["-S", f"train.{key}={text}"]
+        for sub, item in value.items() if isinstance(value, dict) else [("", value)]:
+            text = item if isinstance(item, str) else json.dumps(item, separators=(",", ":"))
+            name = f"{key}.{sub}" if sub else key
+            sets += ["-S", f"train.{name}={text}"]
     return [sys.executable, "-m", "dvc", "exp", "run", *sets, *extra]
 
 
