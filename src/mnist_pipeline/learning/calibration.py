@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 
 from mnist_pipeline.learning.losses import LOSSES
 
@@ -18,6 +17,8 @@ BOUNDS = (0.05, 20.0)  # the temperatures searched
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, output: str) -> float:
     """The T in ``BOUNDS`` minimising the negative log-likelihood of ``labels`` under
     ``output(logits / T)`` (``[N, C]``, ``[N]``), searched over log T, to 4 decimals."""
+    from scipy.optimize import minimize_scalar  # only runs with a val slice
+
     scores, targets = torch.from_numpy(np.asarray(logits, np.float64)), torch.from_numpy(labels)
     nll = LOSSES[output]["cross_entropy"]
     found = minimize_scalar(
