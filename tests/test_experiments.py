@@ -4,7 +4,8 @@ Queued runs execute in a temp copy holding only git- and DVC-tracked files, so t
 tests also prove nothing the pipeline needs is untracked. A typo'd key fails fast with
 the suggestion and leaves every output as it was. `dvc exp show` stays a table a person
 reads: at most 6 metrics (numbers), 16 deps and 58 data columns (3 headline metrics, 39
-params, 16 deps; `make exps` shows only what differs); after the 2×2 grid, `--only-changed` leaves at most 12.
+params, 16 deps; `make exps` shows only what differs); after the 2×2 grid,
+`--only-changed` leaves at most 12.
 """
 
 import csv
