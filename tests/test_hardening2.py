@@ -42,6 +42,7 @@ from conftest import (
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import atomic_dir, outputs, write_json, write_text
 from mnist_pipeline.data.splits import save_split
+from test_distributed import processes_of
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -354,16 +355,6 @@ def test_a_gzip_member_that_inflates_past_the_header_is_stopped_in_memory_too() 
 # ------------------------------------------- item 4: the train stage owns its ranks' lifetime
 
 
-def ranks_of(root: Path) -> list[int]:
-    """Processes whose command line names ``root``: the stage (torchrun's agent), the ranks."""
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            if str(root).encode() in cmdline.read_bytes():
-                pids.append(int(cmdline.parent.name))
-    return pids
-
-
 @pytest.fixture
 def two_rank_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, dict[str, bytes]]]:
     """A ``train.processes: 2`` run of 10,000 epochs on 400 synthetic images, under way
@@ -391,9 +382,9 @@ def two_rank_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, 
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # until an epoch is checkpointed: both ranks are training
-    assert len(ranks_of(tmp_path)) >= 3, "the ranks never started"  # the stage and 2 ranks
+    assert len(processes_of(tmp_path)) >= 3, "the ranks never started"  # the stage and 2 ranks
     yield proc, tmp_path, before
-    for pid in ranks_of(tmp_path):  # whatever the stage left: the test fails, nothing lingers
+    for pid in processes_of(tmp_path):  # whatever the stage left: the test fails, nothing lingers
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -410,7 +401,7 @@ def test_sigterm_stops_every_rank_and_no_output_changes_afterwards(
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert stderr.strip().splitlines()[-1].startswith("error: interrupted by SIGTERM")
     assert "Traceback" not in stderr
-    assert ranks_of(root) == [], "a rank outlived the stage"
+    assert processes_of(root) == [], "a rank outlived the stage"
     print(f"SIGTERM to a 2-rank run: the stage and every rank gone in {seconds:.1f} s")
     time.sleep(3)  # an orphaned rank would log its next epoch here
     assert snapshot(root / "out") == before
@@ -421,13 +412,15 @@ def test_a_rank_killed_like_the_oom_killer_does_is_one_line(
     two_rank_run: tuple[subprocess.Popen[str], Path, dict[str, bytes]],
 ) -> None:
     proc, root, before = two_rank_run
-    ranks = [pid for pid in ranks_of(root) if b"-u" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    ranks = [
+        pid for pid in processes_of(root) if b"-u" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
     os.kill(max(ranks), signal.SIGKILL)
     proc.wait(timeout=120)
     result = subprocess.CompletedProcess(proc.args, proc.returncode, "", proc.stderr.read())
     line = error_line(result)
     assert "was killed by SIGKILL (what the out-of-memory killer sends)" in line
-    assert ranks_of(root) == []
+    assert processes_of(root) == []
     assert snapshot(root / "out") == before
 
 

@@ -52,6 +52,19 @@ def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def killed_after(
+    epoch: int, params: TrainParams, train_split: Split, test_split: Split, checkpoint: Checkpoint
+) -> None:
+    """A run that dies right after ``epoch``, leaving ``checkpoint`` behind."""
+
+    def die(record: EpochRecord) -> None:
+        if record.epoch == epoch:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(params, train_split, test_split, die, checkpoint)
+
+
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_resumed_run_equals_uninterrupted(
     setup: str, train_split: Split, test_split: Split, tmp_path: Path
@@ -59,13 +72,7 @@ def test_resumed_run_equals_uninterrupted(
     params = TrainParams(epochs=5, batch_size=20, **SETUPS[setup])
     whole = train(params, train_split, test_split)
     checkpoint = Checkpoint(tmp_path / "train.pt", "key")
-
-    def die_after_3(record: EpochRecord) -> None:
-        if record.epoch == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(params, train_split, test_split, die_after_3, checkpoint)
+    killed_after(3, params, train_split, test_split, checkpoint)
     assert checkpoint.path.is_file()
     resumed = train(params, train_split, test_split, None, checkpoint)
     assert resumed.first_epoch == 4
@@ -163,13 +170,7 @@ def test_a_damaged_checkpoint_is_discarded_and_the_run_starts_over(
     params = TrainParams(epochs=3, batch_size=20, **SETUPS["mlp-momentum-cosine-best"])
     whole = train(params, train_split, test_split)
     checkpoint = Checkpoint(tmp_path / "train.pt", "key")
-
-    def die_after_2(record: EpochRecord) -> None:
-        if record.epoch == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(params, train_split, test_split, die_after_2, checkpoint)
+    killed_after(2, params, train_split, test_split, checkpoint)
     damage_it, why = DAMAGE[damage]
     damage_it(checkpoint.path, read_state(checkpoint.path))
     with caplog.at_level(logging.WARNING):

@@ -46,13 +46,12 @@ class Progress:
             )  # fmt: skip
         return value
 
-    def done(self, record: EpochRecord, validating: bool, seconds: float) -> None:
-        """The epoch's line: loss, accuracy on the scoring split, time."""
-        split = "val" if validating else "test"
-        val = f", val loss {record.val_loss:.4f}" if validating else ""
+    def done(self, record: EpochRecord, scored_on: str, seconds: float) -> None:
+        """The epoch's line: loss, accuracy on the scoring split (test or val), time."""
+        val = f", val loss {record.val_loss:.4f}" if scored_on == "val" else ""
         line = (
             f"epoch {record.epoch}/{self.epochs}: train loss {record.train_loss:.4f}, "
-            f"{split} accuracy {record.accuracy:.4f}{val} ({seconds:.2f} s)"
+            f"{scored_on} accuracy {record.accuracy:.4f}{val} ({seconds:.2f} s)"
         )
         if self.bar is None:
             log.info(line)

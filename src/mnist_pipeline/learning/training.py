@@ -256,9 +256,14 @@ def train(
     run = prepare(params, train_split, test_split)
     optimizer = make_optimizer(params, run.model)
     schedule, selection = Schedule(params, optimizer), Selection(params)
-    parts = {"model": run.model, "optimizer": optimizer, "schedule": schedule}
-    parts["selection"] = selection
+    parts = {
+        "model": run.model,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "selection": selection,
+    }
     shuffle = torch.Generator().manual_seed(params.seed)
+    scored_on = "val" if params.val_fraction > 0 else "test"
     history: list[EpochRecord] = []
     if checkpoint is not None:
         history = checkpoint.restore(parts, shuffle, params.epochs, EpochRecord)
@@ -289,7 +294,7 @@ def train(
             checkpoint.save(parts, shuffle, [dataclasses.asdict(r) for r in history])
         seconds.append(time.perf_counter() - start)
         if run.ctx.rank == 0:  # rank 0 alone logs and writes
-            progress.done(record, params.val_fraction > 0, seconds[-1])
+            progress.done(record, scored_on, seconds[-1])
             if on_epoch is not None:
                 on_epoch(record)
     progress.close()
@@ -298,8 +303,8 @@ def train(
     if selection.best_weights is not None:
         run.model.load_state_dict(selection.best_weights)
     reason = selection.stop_reason or f"completed all {params.epochs} epochs"
-    scored_on = "val" if params.val_fraction > 0 else "test"
-    model, temperature = run.model.cpu(), run.temperature()
+    temperature = run.temperature()  # on the device, where the scoring split is
+    model = run.model.cpu()
     return TrainResult(
         model, run.spec, history, scored_on, seconds, shipped, reason, first_epoch, temperature
     )
