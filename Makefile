@@ -1,6 +1,6 @@
 # Two commands for a fresh clone: `make run` (the pipeline) and `make test` (lint + tests).
 # Both create .venv with the pinned dependencies first. Nothing here needs the network
-# beyond the package index: data comes from a mirror, torchvision, or the embedded sample.
+# beyond the package index: data comes from a mirror or the embedded sample.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv

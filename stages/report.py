@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render_markdown(
         manifest, sections, metrics, history, confusion, per_class_frame(confusion), "figures"
     )
-    with atomic_dir(args.out, owns=("report.md", "figures/*.png")) as tmp:
+    with atomic_dir(args.out) as tmp:
         for name, fig in figures.items():
             save_figure(fig, tmp / "figures" / f"{name}.png")
         write_text(text, tmp / "report.md")

@@ -28,7 +28,7 @@ from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.io import write_json
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.idx import write_idx
-from mnist_pipeline.data.sources import ALL_FILES, IDX_FILES, dataset_classes
+from mnist_pipeline.data.sources import ALL_FILES, DATASETS, IDX_FILES
 from mnist_pipeline.data.splits import Split, to_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def write_manifest(raw: Path, n_train: int = 200, n_test: int = 50) -> None:
             "requested_source": "mirror",
             "source": "mirror",
             "origin": "synthetic",
-            "classes": list(dataset_classes("mnist")),
+            "classes": list(DATASETS["mnist"].classes),
             "files": {
                 name: {"sha256": "0" * 64, "verified": "no", "shape": []} for name in ALL_FILES
             },
@@ -127,7 +127,7 @@ def make_split(n: int, seed: int) -> Split:
         labels,
         where="synthetic",
         dataset="mnist",
-        classes=dataset_classes("mnist"),
+        classes=DATASETS["mnist"].classes,
     )
 
 

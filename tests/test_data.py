@@ -8,12 +8,12 @@ import torch
 
 from conftest import synthetic_arrays
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.data.sources import IDX_FILES, dataset_classes
+from mnist_pipeline.data.sources import DATASETS, IDX_FILES
 from mnist_pipeline.data.splits import load_split, read_raw_split, save_split, to_split
 from mnist_pipeline.data.tensors import load_tensors, save_tensors
 from mnist_pipeline.learning.training import epoch_order
 
-CLASSES = dataset_classes("mnist")
+CLASSES = DATASETS["mnist"].classes
 
 
 def _split(images: np.ndarray, labels: np.ndarray):

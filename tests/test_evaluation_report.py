@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import save_figure
-from mnist_pipeline.data.sources import dataset_classes
+from mnist_pipeline.data.sources import DATASETS
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import (
@@ -296,7 +296,7 @@ def test_the_report_lists_only_the_params_the_model_uses() -> None:
 
 
 def test_image_titles_carry_full_class_names(test_split: Split) -> None:
-    fashion = dataclasses.replace(test_split, classes=dataset_classes("fashion-mnist"))
+    fashion = dataclasses.replace(test_split, classes=DATASETS["fashion-mnist"].classes)
     labels = fashion.labels
     fig = image_grid(fashion, labels, np.arange(len(fashion)), "all")
     titles = " ".join(image_titles(fig))

@@ -29,7 +29,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -70,24 +69,6 @@ from mnist_pipeline.learning.models import ModelSpec, build_model
 
 DVC_STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-
-
-def go_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """torchvision's mirrors on a closed local port and every other connection refused: a
-    machine that cannot reach the dataset mirrors. Never the network."""
-    import torchvision.datasets as tvd
-
-    for cls in (tvd.MNIST, tvd.FashionMNIST, tvd.KMNIST):
-        monkeypatch.setattr(cls, "mirrors", ["http://127.0.0.1:9/"])
-    connect = socket.socket.connect
-
-    def loopback_only(self: socket.socket, address: object) -> None:
-        host = address[0] if isinstance(address, tuple) else str(address)
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise OSError(f"test: no network ({host})")
-        return connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", loopback_only)
 
 
 def stage_args(name: str) -> list[str]:
@@ -167,7 +148,6 @@ class Case:
     stage: str
     expected: tuple[str, ...]  # fragments of the one error line: what, where, how to fix
     setup: Callable[[Scratch], None]
-    offline: bool = False  # through go_offline
     obey_permissions: bool = False  # as root: without CAP_DAC_OVERRIDE (see AS_NON_ROOT)
 
 
@@ -232,10 +212,6 @@ def mirror_dir_missing(s: Scratch) -> None:
 
 def mirror_url_unreachable(s: Scratch) -> None:
     s.params(data={"source": "mirror", "mirror": "http://127.0.0.1:9/mnist"})
-
-
-def torchvision_unreachable(s: Scratch) -> None:
-    s.params(data={"source": "torchvision"})
 
 
 def params_changes(**sections: dict[str, object]) -> Callable[[Scratch], None]:
@@ -411,16 +387,6 @@ CASES: list[Case] = [
         "download",
         ("cannot reach http://127.0.0.1:9/mnist/", "check the URL and the network"),
         mirror_url_unreachable,
-    ),
-    Case(
-        "torchvision-unreachable",
-        "download",
-        (
-            "data.source=torchvision: cannot download mnist from http://127.0.0.1:9/",
-            "data.source=embedded",
-        ),
-        torchvision_unreachable,
-        offline=True,
     ),
     Case(
         "unknown-dataset",
@@ -646,8 +612,6 @@ def run_case(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Finished:
     """The case's stage with dvc.yaml's arguments, in the scratch directory."""
-    if case.offline:
-        go_offline(monkeypatch)
     if case.obey_permissions and os.geteuid() == 0:
         # Subprocess: only a child process can run as root without CAP_DAC_OVERRIDE.
         return stage(case.stage, *stage_args(case.stage), cwd=scratch.root, prefix=AS_NON_ROOT)

@@ -82,11 +82,11 @@ def test_atomic_dir_swaps_whole_directory(tmp_path: Path) -> None:
     target = tmp_path / "d"
     target.mkdir()
     (target / "stale").write_text("x")
-    with pytest.raises(RuntimeError), atomic_dir(target, owns=("stale",)) as tmp:
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
         (tmp / "new").write_text("y")
         raise RuntimeError
     assert [p.name for p in target.iterdir()] == ["stale"]
-    with atomic_dir(target, owns=("stale",)) as tmp:  # an earlier run's files go
+    with atomic_dir(target) as tmp:  # the earlier version goes
         (tmp / "new").write_text("y")
     assert [p.name for p in target.iterdir()] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]

