@@ -1,6 +1,5 @@
 """A mirror's files, from a local directory or a URL prefix (``file://``, ``http(s)://``), each
-read as a stream through its IDX header (``idx.read_idx_bytes``), hashed and shown on a
-progress bar as it arrives."""
+read as a stream through its IDX header (``idx.read_idx_bytes``), hashed as it arrives."""
 
 from __future__ import annotations
 
@@ -58,47 +57,49 @@ def _open(where: str, remote: bool) -> Any:
         ) from err
 
 
-def files(mirror: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, Any]]:
-    """``(name, where, stream)`` of each file ``names`` of a mirror directory or URL prefix, as
-    ``NAME.gz`` or else ``NAME``."""
+def _root(mirror: str) -> tuple[str, bool]:
+    """``data.mirror`` as a URL prefix or a folder path (checked), and whether it is a URL."""
     try:
         remote = urllib.parse.urlparse(mirror).scheme in ("http", "https", "file")
     except ValueError as err:  # e.g. "http://[::1": Invalid IPv6 URL
         raise PipelineError(
             f"data.mirror={mirror!r}: not a valid URL ({err}); fix it or use a local directory"
         ) from err
-    root = mirror.rstrip("/") if remote else str(Path(mirror).expanduser())
-    if not remote and not Path(root).is_dir():
+    if not remote and not Path(mirror).expanduser().is_dir():
         raise PipelineError(
             f"data.mirror={mirror}: no such directory; point it at a folder holding "
             "the four IDX files (e.g. /usr/share/datasets/fashion-mnist)"
         )
+    return (mirror.rstrip("/") if remote else str(Path(mirror).expanduser())), remote
+
+
+def fetch(mirror: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, bytes, Any, str]]:
+    """``(name, where, IDX content, shape, md5 of the bytes read)`` of each file ``names`` of
+    a mirror folder or URL prefix, as ``NAME.gz`` or else ``NAME``; the files together hold at
+    most ``idx.MAX_IDX_BYTES``, and a terminal shows each one's progress."""
+    from tqdm import tqdm
+
+    root, remote = _root(mirror)
+    budget = idx.MAX_IDX_BYTES
     for name in names:
         for where in (f"{root}/{name}.gz", f"{root}/{name}"):
             if (stream := _open(where, remote)) is not None:
-                yield name, where, stream
                 break
         else:
             raise PipelineError(
                 f"data.mirror={mirror}: missing {name}.gz (or {name}); "
                 f"the mirror must hold all four files: {', '.join(names)}"
             )
-
-
-def read(name: str, where: str, stream: Any, limit: int) -> tuple[bytes, int, tuple[int, ...], str]:
-    """``stream``'s IDX content (at most ``limit`` bytes), header length, shape and the md5 of
-    the bytes read; progress shown on a terminal."""
-    from tqdm import tqdm
-
-    total = int(getattr(stream, "headers", {}).get("Content-Length") or 0) or None
-    quiet = not sys.stderr.isatty()
-    with stream, tqdm(total=total, desc=name, unit="B", unit_scale=True, disable=quiet) as bar:
-        source = _Read(stream, bar)
-        try:
-            content, header, _, shape = idx.read_idx_bytes(source, where, limit)
-        except OSError as err:  # the connection, mid-download
-            raise PipelineError(
-                f"data.mirror: cannot read {where} ({err}); check the URL and the network, "
-                "or set data.mirror to a local directory"
-            ) from err
-    return content, header, shape, source.md5.hexdigest()
+        total = int(getattr(stream, "headers", {}).get("Content-Length") or 0) or None
+        quiet = not sys.stderr.isatty()
+        with stream, tqdm(total=total, desc=name, unit="B", unit_scale=True, disable=quiet) as bar:
+            source = _Read(stream, bar)
+            try:
+                content, header, _, shape = idx.read_idx_bytes(source, where, budget)
+            except OSError as err:  # the connection, mid-download
+                raise PipelineError(
+                    f"data.mirror: cannot read {where} ({err}); check the URL and the network, "
+                    "or set data.mirror to a local directory"
+                ) from err
+        budget -= len(content) - header
+        yield name, where, content, shape, source.md5.hexdigest()

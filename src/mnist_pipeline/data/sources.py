@@ -77,21 +77,17 @@ DATASETS = {
 def _verify(params: DataParams, name: str, where: str, md5: str, sha256: str) -> str:
     """How one file was verified; raise when a known dataset's file matches no checksum."""
     known, i, gz = DATASETS[params.dataset], ALL_FILES.index(name), where.endswith(".gz")
-    known_md5 = known.md5[i] if known.md5 else None
-    known_sha = known.sha256[i] if known.sha256 else None
-    if gz and md5 == known_md5:
+    if gz and known.md5 and md5 == known.md5[i]:
         return "md5 of the .gz matches the published one"
-    if sha256 == known_sha:
+    if known.sha256 and sha256 == known.sha256[i]:
         return "sha256 of the decompressed content matches the known value"
-    if known_sha is not None:
-        why = f"decompressed sha256 {sha256[:16]}... is not the known {known_sha[:16]}..."
-    elif known_md5 is not None and gz:
+    if known.sha256:
+        why = f"decompressed sha256 {sha256[:16]}... is not the known {known.sha256[i][:16]}..."
+    elif gz:
         why = "md5 of the .gz is not the published one"
-    elif known_md5 is not None:
-        why = "a raw file cannot be checked against the published md5 of the .gz"
     else:
-        why = ""
-    if not why:
+        why = "a raw file cannot be checked against the published md5 of the .gz"
+    if not known.md5:  # an idx set
         verified = "unverified: no known checksum for this file"
     elif params.verify:
         raise PipelineError(
@@ -106,14 +102,12 @@ def _verify(params: DataParams, name: str, where: str, md5: str, sha256: str) ->
 
 
 def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
-    """Each file of ``data.mirror`` into ``out_dir`` (the four together bounded in size), then
-    each file's checksums checked."""
+    """Each file of ``data.mirror`` into ``out_dir``, then each file's checksums checked (so a
+    file's broken structure is named before another's checksum)."""
     if params.mirror is None:
         raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
-    entries, budget, digests = {}, idx.MAX_IDX_BYTES, {}
-    for name, where, stream in mirrors.files(params.mirror, ALL_FILES):
-        content, header, shape, md5 = mirrors.read(name, where, stream, budget)
-        budget -= len(content) - header
+    entries, digests = {}, {}
+    for name, where, content, shape, md5 in mirrors.fetch(params.mirror, ALL_FILES):
         write_bytes(content, out_dir / name)
         digests[name] = (where, md5, hashlib.sha256(content).hexdigest())
         entries[name] = {"sha256": digests[name][2], "shape": list(shape)}
