@@ -18,8 +18,8 @@ import argparse
 from pathlib import Path
 
 from mnist_pipeline.core.cli import run_stage
-from mnist_pipeline.core.io import atomic_dir, read_json, read_yaml, save_figure, write_text
-from mnist_pipeline.core.params import load_section
+from mnist_pipeline.core.io import atomic_dir, read_json, save_figure, write_text
+from mnist_pipeline.core.params import load_section, read_yaml
 from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import read_manifest
 from mnist_pipeline.data.splits import load_split

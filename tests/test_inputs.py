@@ -20,7 +20,8 @@ import pytest
 
 from conftest import REPO, error_line, run
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import MAX_TEXT_BYTES, MAX_YAML_DEPTH, read_csv, read_json, read_yaml
+from mnist_pipeline.core.io import MAX_TEXT_BYTES, read_csv, read_json
+from mnist_pipeline.core.params import MAX_YAML_DEPTH, read_yaml
 from mnist_pipeline.data.params import UNTRACKED
 from mnist_pipeline.tools.params import SECTIONS, load_params, parse_params
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import atomic_dir, atomic_path, read_json, read_yaml, write_json
+from mnist_pipeline.core.io import atomic_dir, atomic_path, read_json, write_json
+from mnist_pipeline.core.params import read_yaml
 from mnist_pipeline.data.idx import read_idx, write_idx
 from mnist_pipeline.data.tensors import load_tensors, save_tensors
 
@@ -132,6 +133,9 @@ def test_bad_json_and_yaml_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text("{oops")
     with pytest.raises(PipelineError, match=r"m\.json: not valid JSON"):
         read_json(tmp_path / "m.json")
+    (tmp_path / "d.json").write_text('{"a": 1, "a": 1}')
+    with pytest.raises(PipelineError, match=r"d\.json: duplicate key 'a'; keep only one"):
+        read_json(tmp_path / "d.json")
     (tmp_path / "p.yaml").write_text("train: [1,\n")
     with pytest.raises(PipelineError, match=r"p\.yaml: not valid YAML at line"):
         read_yaml(tmp_path / "p.yaml")

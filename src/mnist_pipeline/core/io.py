@@ -1,5 +1,5 @@
 """Outputs written beside their place and renamed into it together, once all are complete;
-YAML, JSON and CSV reads bounded in size (YAML in nesting too), so an endless file is cheap."""
+text, JSON and CSV reads bounded in size, so an endless file is cheap (YAML: ``params``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import resource
 import shutil
 import signal
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from mnist_pipeline.core.errors import PipelineError, one_line, shown
+from mnist_pipeline.core.errors import PipelineError, one_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 RERUN = "; rerun the stage that writes it"
 # Far above any real file (a 70,000-image predictions.csv included); reads stop one byte past.
 MAX_TEXT_BYTES = {"YAML": 4 * 2**20, "JSON": 16 * 2**20, "CSV": 128 * 2**20}
-MAX_YAML_DEPTH = 64  # real files nest 2 to 6 levels; libyaml's C composer crashes far deeper
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, ulimit -f
 _STAGING = r"(?<![^/])\.[^/]+\.[a-z0-9_]{8}\.tmp/"  # a staging folder: NAME's new version
 
@@ -209,7 +207,7 @@ def file_digest(path: Path, algorithm: str) -> str:
         return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
-def _read_text(path: Path, kind: str) -> str:
+def read_text(path: Path, kind: str) -> str:
     """A file's UTF-8 text, read no further than one byte past ``MAX_TEXT_BYTES[kind]``."""
     limit = MAX_TEXT_BYTES[kind]
     try:
@@ -237,16 +235,18 @@ def _read_text(path: Path, kind: str) -> str:
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON ``object_pairs_hook`` that refuses a key given twice (json keeps the last)."""
-    out = dict(pairs)
-    if len(out) < len(pairs):
-        raise KeyError(next(key for key, n in Counter(k for k, _ in pairs).items() if n > 1))
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise KeyError(key)
+        out[key] = value
     return out
 
 
 def read_json(path: Path) -> Any:
     """JSON with each key once; bad syntax or a deep nesting is one line."""
     try:
-        return json.loads(_read_text(path, "JSON"), object_pairs_hook=_unique_pairs)
+        return json.loads(read_text(path, "JSON"), object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as err:
         raise PipelineError(
             f"{path}: not valid JSON ({err.msg} at line {err.lineno}){RERUN}"
@@ -257,55 +257,12 @@ def read_json(path: Path) -> Any:
         raise PipelineError(f"{path}: duplicate key {err}; keep only one") from err
 
 
-def read_yaml_text(path: Path, source: object = None) -> str:
-    """A YAML file's text, bounded in size and nesting (counted on libyaml's event stream,
-    which does not recurse), for a loader that builds it: ours or DVC's round-trip one."""
-    from ruamel.yaml import YAML, YAMLError
-    from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
-
-    text, depth = _read_text(path, "YAML"), 0
-    with contextlib.suppress(YAMLError):  # bad syntax: the loader names it, at its line
-        for event in YAML(typ="safe").parse(text):
-            if isinstance(event, CollectionStartEvent):
-                depth += 1
-            elif isinstance(event, CollectionEndEvent):
-                depth -= 1
-            if depth > MAX_YAML_DEPTH:
-                line = event.start_mark.line + 1
-                raise PipelineError(
-                    f"{path if source is None else source}: nested deeper than "
-                    f"{MAX_YAML_DEPTH} levels at line {line}; flatten it"
-                )
-    return text
-
-
-def read_yaml(path: Path) -> Any:
-    """YAML 1.2 read as DVC reads ``params.yaml`` (ruamel's safe loader: ``1e-3`` is 0.001,
-    ``yes`` a string, a key given twice refused); an empty file is ``None``."""
-    from ruamel.yaml import YAML, YAMLError
-    from ruamel.yaml.constructor import DuplicateKeyError
-
-    text = read_yaml_text(path)
-    try:
-        return YAML(typ="safe").load(text)
-    except DuplicateKeyError as err:
-        key = re.search(r'duplicate key "(.*)" with value', err.problem or "", re.S)
-        name = shown(key.group(1) if key else "?")
-        raise PipelineError(
-            f"{path}: duplicate key {name} at line {err.problem_mark.line + 1}; keep only one"
-        ) from err
-    except YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PipelineError(f"{path}: not valid YAML{where}: fix the syntax") from err
-
-
 def read_csv(path: Path, dtype: Any = None) -> pd.DataFrame:
     """A CSV file read with no NA guessing (an empty field stays "")."""
     import pandas as pd
 
     try:
-        return pd.read_csv(StringIO(_read_text(path, "CSV")), dtype=dtype, keep_default_na=False)
+        return pd.read_csv(StringIO(read_text(path, "CSV")), dtype=dtype, keep_default_na=False)
     except ValueError as err:  # pandas' ParserError and EmptyDataError included
         raise PipelineError(f"{path}: not a readable CSV file ({err}){RERUN}") from err
 

@@ -1,8 +1,10 @@
-"""The parts of each ``params.yaml`` section (declared in the folder that uses it): strict field
-types, and validation giving one line per problem: the key, its value, what is allowed."""
+"""YAML read as DVC reads it, bounded in size and nesting, and the parts of each ``params.yaml``
+section (declared in the folder that uses it): strict field types, and validation giving one
+line per problem: the key, its value, what is allowed."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from pathlib import Path
@@ -10,8 +12,54 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field, Strict, ValidationError
 
-from mnist_pipeline.core.errors import PipelineError, dotted
-from mnist_pipeline.core.io import read_yaml
+from mnist_pipeline.core.errors import PipelineError, dotted, shown
+from mnist_pipeline.core.io import read_text
+
+MAX_YAML_DEPTH = 64  # real files nest 2 to 6 levels; libyaml's C composer crashes far deeper
+
+
+def read_yaml_text(path: Path, source: object = None) -> str:
+    """A YAML file's text, bounded in size and nesting (counted on libyaml's event stream,
+    which does not recurse), for a loader that builds it: ours or DVC's round-trip one."""
+    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
+
+    text, depth = read_text(path, "YAML"), 0
+    with contextlib.suppress(YAMLError):  # bad syntax: the loader names it, at its line
+        for event in YAML(typ="safe").parse(text):
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1
+                raise PipelineError(
+                    f"{path if source is None else source}: nested deeper than "
+                    f"{MAX_YAML_DEPTH} levels at line {line}; flatten it"
+                )
+    return text
+
+
+def read_yaml(path: Path) -> Any:
+    """YAML 1.2 read as DVC reads ``params.yaml`` (ruamel's safe loader: ``1e-3`` is 0.001,
+    ``yes`` a string, a key given twice refused); an empty file is ``None``."""
+    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml.constructor import DuplicateKeyError
+
+    text = read_yaml_text(path)
+    try:
+        return YAML(typ="safe").load(text)
+    except DuplicateKeyError as err:
+        key = re.search(r'duplicate key "(.*)" with value', err.problem or "", re.S)
+        name = shown(key.group(1) if key else "?")
+        raise PipelineError(
+            f"{path}: duplicate key {name} at line {err.problem_mark.line + 1}; keep only one"
+        ) from err
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise PipelineError(f"{path}: not valid YAML{where}: fix the syntax") from err
+
 
 Int = Annotated[int, Strict()]  # strict: a quoted '10', `true` and 2.5 are no integers
 Count = Annotated[Int, Field(ge=1, le=1_000_000)]

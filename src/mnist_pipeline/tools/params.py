@@ -11,8 +11,7 @@ from pydantic import model_validator
 
 from mnist_pipeline.core import params as machinery
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.io import read_yaml
-from mnist_pipeline.core.params import Section
+from mnist_pipeline.core.params import Section, read_yaml
 from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.reporting.params import ReportParams

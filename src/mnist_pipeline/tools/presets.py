@@ -14,8 +14,8 @@ from typing import Any
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError, shown
-from mnist_pipeline.core.io import read_yaml, write_bytes
-from mnist_pipeline.core.params import parse
+from mnist_pipeline.core.io import write_bytes
+from mnist_pipeline.core.params import parse, read_yaml
 from mnist_pipeline.learning.params import TrainParams
 
 PRESETS, PARAMS = Path("presets.yaml"), Path("params.yaml")

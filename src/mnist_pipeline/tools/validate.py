@@ -19,7 +19,8 @@ from typing import Any
 
 from mnist_pipeline.core.cli import EXIT_BAD_INPUT, entry_point
 from mnist_pipeline.core.errors import PipelineError, dotted
-from mnist_pipeline.core.io import read_json, read_yaml, read_yaml_text
+from mnist_pipeline.core.io import read_json
+from mnist_pipeline.core.params import read_yaml, read_yaml_text
 from mnist_pipeline.tools import params as schema
 
 DVC_YAML, PARAMS_YAML, PACKAGE = "dvc.yaml", "params.yaml", "src/mnist_pipeline"
