@@ -6,7 +6,7 @@ python stages/download.py --params params.yaml --out data/raw
 import argparse
 from pathlib import Path
 
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import atomic_dir, write_json
 from mnist_pipeline.core.params import load_section
 from mnist_pipeline.data.params import DataParams
@@ -27,4 +27,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(entry_point(main)())

@@ -15,7 +15,7 @@ image (confidence: the probability of the predicted class, what the report sorts
 import argparse
 from pathlib import Path
 
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import outputs, write_csv, write_json
 from mnist_pipeline.core.params import load_section
 from mnist_pipeline.core.runtime import configure_torch
@@ -54,4 +54,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(entry_point(main)())

@@ -10,7 +10,7 @@ data came from through the one ``data/processed`` dependency.
 import argparse
 from pathlib import Path
 
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import atomic_dir, write_json
 from mnist_pipeline.core.params import load_section
 from mnist_pipeline.data.params import DataParams
@@ -38,4 +38,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(entry_point(main)())

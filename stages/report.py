@@ -17,7 +17,7 @@ confidence.
 import argparse
 from pathlib import Path
 
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import atomic_dir, read_json, save_figure, write_text
 from mnist_pipeline.core.params import load_section, read_yaml
 from mnist_pipeline.data.params import DataParams
@@ -73,4 +73,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(entry_point(main)())

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import outputs, write_bytes, write_csv
 from mnist_pipeline.core.params import load_section
@@ -117,4 +117,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(as_rank(main)))
+    raise SystemExit(entry_point(as_rank(main))())

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import write_json
 from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.idx import write_idx
@@ -263,11 +263,11 @@ class Outcome:
 
 
 def stage_here(capsys: pytest.CaptureFixture[str], name: str, *args: str, cwd: Path) -> Outcome:
-    """``stages/<name>.py ARGS`` run in this process in ``cwd``, through ``run_stage`` as its
+    """``stages/<name>.py ARGS`` run in this process in ``cwd``, through ``entry_point`` as its
     ``__main__`` does: the exit status and what it printed."""
     capsys.readouterr()
     with contextlib.chdir(cwd):
-        code = run_stage(stage_module(name).main, list(args))
+        code = entry_point(stage_module(name).main)(list(args))
     return Outcome(code, *capsys.readouterr())
 
 

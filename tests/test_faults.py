@@ -2,7 +2,7 @@
 
 Each case lays out a scratch directory like the project (``params.yaml``, ``data/raw``,
 ``data/processed``, ``models``, ...), plants one fault and runs one stage script's
-``main(argv)`` in this process, through ``run_stage`` as the script's ``__main__`` does, with
+``main(argv)`` in this process, through ``entry_point`` as the script's ``__main__`` does, with
 exactly the arguments ``dvc.yaml`` gives it. It must exit 2 with ONE ``error:`` line that
 says what is wrong, where (file, key, value) and how to fix it, with no traceback, and
 leave none of the stage's outputs (nor a ``.*.tmp`` file) behind.

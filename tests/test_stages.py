@@ -1,4 +1,4 @@
-"""Stage scripts as a user runs them (``main(argv)`` through ``run_stage``, in this process):
+"""Stage scripts as a user runs them (``main(argv)`` through ``entry_point``, in this process):
 bad params or inputs give one line, exit 2, no output."""
 
 from collections.abc import Callable

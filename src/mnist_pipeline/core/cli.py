@@ -48,9 +48,3 @@ def entry_point(main: Main) -> Callable[[list[str] | None], int]:
                 signal.signal(signum, handler)
 
     return run
-
-
-def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:
-    """A stage script's ``main(argv)`` (``None``: ``sys.argv``) through ``entry_point``: its
-    exit status, so a test calls a stage in-process exactly as DVC runs it."""
-    return entry_point(main)(argv)

@@ -1,11 +1,6 @@
-"""Where and how torch computes: kernels, thread count, device.
-
-A CPU's instruction set changes float results, so ``train.kernels: portable`` (the
-default) pins ATen's, MKL's, oneDNN's and NNPACK's choices to code that gives the same
-bytes on any x86-64 CPU, Intel or AMD; ``native`` lets each CPU use its fastest kernels
-(repeatable on that machine only). docs/kernels.md explains. torch and MKL read the pins
-at their first computation, hence ``configure_torch`` before any tensor op.
-"""
+"""Where and how torch computes: kernels, thread count, device. ``train.kernels: portable``
+(the default) pins every library's kernel choice to code that gives the same bytes on any x86-64
+CPU; ``native`` lets each CPU use its fastest (docs/kernels.md)."""
 
 from __future__ import annotations
 
