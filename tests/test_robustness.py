@@ -1,6 +1,6 @@
 """Robustness and calibration: seeded random geometry (``data.geometry.perturb``) as a
 training choice (``train.augment``), and a temperature fitted on the val slice that the
-model files carry (``learning.calibration``, ``evaluation.calibration``)."""
+model files carry (``learning.losses``, ``evaluation.calibration``)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,15 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.geometry import _stroke, _warp, perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.evaluation.calibration import expected_calibration_error, reliability
-from mnist_pipeline.learning.calibration import fit_temperature
 from mnist_pipeline.learning.checkpoints import Checkpoint
-from mnist_pipeline.learning.export import check_onnx, to_onnx
-from mnist_pipeline.learning.model_file import load_model, model_temperature, save_model
+from mnist_pipeline.learning.losses import fit_temperature
+from mnist_pipeline.learning.model_file import (
+    check_onnx,
+    load_model,
+    model_temperature,
+    save_model,
+    to_onnx,
+)
 from mnist_pipeline.learning.params import Augment, TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
 from mnist_pipeline.tools.params import problems
