@@ -1,10 +1,9 @@
 """DVC stage `train`: the ``train`` section's model, fitted on the processed tensors.
 
 Writes the weights (safetensors, the architecture in its metadata), the per-epoch log and,
-with ``--onnx``, the same model as ONNX checked against torch on the test set: all together,
-or nothing. With ``--checkpoint`` the run's state is kept there after every epoch: a rerun
-after a kill resumes after the last complete epoch and writes the same bytes.
-"""
+with ``--onnx``, the same model as ONNX checked against torch on the test set: all or none.
+With ``--checkpoint`` the state after every epoch is kept there: a rerun after a kill resumes
+after the last complete epoch and writes the same bytes."""
 
 import argparse
 import os

@@ -1,6 +1,5 @@
-"""The record of each epoch: shown as it ends (``Progress``), judged (``Selection``: the epoch
-that ships, an early stop), written to ``metrics/train_log.csv`` (``history_csv``) and read back
-and checked (``read_history``). No torch import: the report reads the log."""
+"""Each epoch's record: shown (``Progress``), judged (``Selection``), written to the train log
+(``history_csv``) and read back checked (``read_history``, without torch: the report's)."""
 
 from __future__ import annotations
 
@@ -118,9 +117,8 @@ class Selection:
 
 
 class Progress:
-    """A run's progress: on a terminal a tqdm bar over the minibatches (rate, time left),
-    elsewhere (DVC, CI) a line at least every ``every`` seconds of a long epoch; and a line per
-    epoch."""
+    """On a terminal a tqdm bar over the minibatches, elsewhere (DVC, CI) a line at least every
+    ``every`` seconds of a long epoch; and a line per epoch."""
 
     def __init__(self, epochs: int, every: float = 10.0, bar: bool | None = None) -> None:
         self.epochs, self.every = epochs, every

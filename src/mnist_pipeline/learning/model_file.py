@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError, one_line
-from mnist_pipeline.data.tensors import load_tensors, read_tensor_metadata, save_tensors
+from mnist_pipeline.data.tensors import load_tensors, save_tensors
 from mnist_pipeline.learning.losses import LOSSES, OUTPUTS
 from mnist_pipeline.learning.models import ModelSpec, build_model, predict_logits
 
@@ -63,12 +63,6 @@ def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> N
                 f"{path}: {name} holds NaN or infinite weights; the model is unusable: "
                 "rerun the train stage (lower train.lr if it diverged)"
             )
-
-
-def model_temperature(path: Path) -> float:
-    """The temperature that calibrates the model's probabilities (1.0 when none is stored);
-    ``load_model`` checks it."""
-    return float(read_tensor_metadata(path).get("temperature", "1.0"))
 
 
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:

@@ -1,7 +1,6 @@
-"""The notebook's training loop, made fast and repeatable: seeded epoch orders, minibatches
-gathered from one in-memory tensor, autograd or hand-derived gradients (``backprop``), and
-per epoch the mean loss and the test (or held-out val) accuracy. Same params -> same weights,
-bit for bit, on the same CPU kind."""
+"""The notebook's training loop, fast and repeatable: seeded epoch orders, minibatches gathered
+from one in-memory tensor, and per epoch the mean loss and the test (or val) accuracy. Same
+params -> same weights, bit for bit, on the same CPU kind."""
 
 from __future__ import annotations
 
@@ -64,15 +63,14 @@ def accuracy(scores: Tensor, labels: Tensor) -> float:
 
 
 def epoch_order(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
-    """One epoch's sample order, drawn on the CPU (the same on every device); its
-    consecutive ``batch_size`` slices are the minibatches, as the notebook's ``data_iter``."""
+    """One epoch's sample order, drawn on the CPU (the same on every device), as the
+    notebook's ``data_iter``."""
     return torch.randperm(n, generator=generator).to(device)
 
 
 def augmenter(params: TrainParams, epoch: int) -> Callable[[Tensor], Tensor]:
-    """``epoch``'s minibatch transform: ``train.augment``'s random geometry drawn from a
-    generator seeded by (``train.seed``, ``epoch``), so a resumed run draws what an
-    uninterrupted one does; the identity when every setting is 0."""
+    """``epoch``'s minibatch transform: ``train.augment``'s random geometry seeded by
+    (``train.seed``, ``epoch``), so a resumed run draws the same; all 0: the identity."""
     settings = params.augment.model_dump()
     if not any(settings.values()):
         return lambda x: x
@@ -117,8 +115,8 @@ class Run:
     ctx: distributed.Context
 
     def score(self, epoch: int, losses: Tensor, lr: float) -> EpochRecord:
-        """The epoch's record: mean step loss, the scoring split's accuracy (and with a val
-        slice its loss and the training part's accuracy); a non-finite loss stops the run."""
+        """The epoch's record (with a val slice also its loss and the train accuracy); a
+        non-finite loss stops the run."""
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -172,8 +170,7 @@ def prepare(params: TrainParams, train_split: Split, test_split: Split) -> Run:
 def one_epoch(
     run: Run, epoch: int, step: Step, shuffle: torch.Generator, progress: Progress
 ) -> Tensor:
-    """Every minibatch of ``epoch``, in its seeded order, stepped; the per-step losses (this
-    rank's shares, summed over ranks). They stay device tensors: no host sync inside the loop."""
+    """Step every minibatch; the per-step losses, summed over ranks, stay on the device."""
     order = epoch_order(len(run.x), shuffle, run.x.device).split(run.params.batch_size)
     progress.start(epoch, len(order))
     augment = augmenter(run.params, epoch)
