@@ -1,17 +1,9 @@
-"""DVC stage `train`: the notebook's model and SGD loop on the processed tensors.
+"""DVC stage `train`: the ``train`` section's model, fitted on the processed tensors.
 
-    python stages/train.py --params params.yaml --data data/processed \
-        --model models/model.safetensors --history metrics/train_log.csv \
-        --onnx models/model.onnx --checkpoint .dvc/tmp/train-checkpoint.pt
-
-Reads the ``train`` section. Writes the weights (safetensors, with the architecture in
-its metadata), the same model as ONNX (``--onnx``: checked against torch on the whole test
-set before anything is written; ``learning.export``) and the per-epoch log, together,
-when training ends. With ``--checkpoint``
-the run's state is kept there after every epoch (``learning.checkpoints``): a rerun after
-a kill resumes after the last complete epoch and writes the same bytes; a kill changes no
-output.
-"""
+Writes the weights (safetensors, the architecture in its metadata), the per-epoch log and,
+with ``--onnx``, the same model as ONNX checked against torch on the test set: all or none.
+With ``--checkpoint`` the state after every epoch is kept there: a rerun after a kill resumes
+after the last complete epoch and writes the same bytes."""
 
 import argparse
 import os
@@ -19,101 +11,59 @@ import sys
 from pathlib import Path
 
 from mnist_pipeline.core.cli import entry_point
-from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import outputs, write_bytes, write_csv
+from mnist_pipeline.core.io import outputs, write_bytes, write_text
 from mnist_pipeline.core.params import load_section
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
-from mnist_pipeline.learning.export import check_onnx, to_onnx
-from mnist_pipeline.learning.history import history_frame
-from mnist_pipeline.learning.launch import as_rank, launch
-from mnist_pipeline.learning.model_file import save_model
+from mnist_pipeline.learning.distributed import as_rank, launch
+from mnist_pipeline.learning.history import history_csv
+from mnist_pipeline.learning.model_file import check_onnx, save_model, to_onnx
+from mnist_pipeline.learning.optim import is_scheduled
 from mnist_pipeline.learning.params import TrainParams
-from mnist_pipeline.learning.schedules import is_scheduled
 from mnist_pipeline.learning.training import train
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="DVC stage train: fit the model on the processed tensors"
-    )
+    parser = argparse.ArgumentParser(description="DVC stage train: fit the model")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True, help="preprocess stage output")
     parser.add_argument("--model", type=Path, required=True, help="weights file to write")
     # Not "--log": torchrun's parser would take it for an abbreviation of its --log-dir.
     parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
     parser.add_argument("--onnx", type=Path, help="the model as ONNX, for serving")
-    parser.add_argument(
-        "--checkpoint", type=Path, help="working state to resume from after a kill (untracked)"
-    )
+    parser.add_argument("--checkpoint", type=Path, help="state to resume from after a kill")
     args = parser.parse_args(argv)
 
     params = load_section(args.params, "train", TrainParams)
     if params.processes > 1 and "WORLD_SIZE" not in os.environ:
         # torchrun runs this very script on every rank; they come back here with WORLD_SIZE.
         return launch(params.processes, params.rank_timeout, sys.argv)
-    train_split = load_split(args.data / "train.safetensors")
-    test_split = load_split(args.data / "test.safetensors")
+    data = [args.data / "train.safetensors", args.data / "test.safetensors"]
+    train_split, test_split = map(load_split, data)
     rank0 = os.environ.get("RANK", "0") == "0"  # a torchrun rank > 0 writes nothing
-    checkpoint = None
-    if args.checkpoint is not None:
-        data = [args.data / "train.safetensors", args.data / "test.safetensors"]
-        checkpoint = Checkpoint(args.checkpoint, run_key(params, data), owner=rank0)
+    key = run_key(params, data) if args.checkpoint else ""
+    checkpoint = Checkpoint(args.checkpoint, key, rank0) if args.checkpoint else None
+    result = train(params, train_split, test_split, checkpoint=checkpoint)
     if not rank0:
-        train(params, train_split, test_split, checkpoint=checkpoint)
         return
-    try:
-        result = train(params, train_split, test_split, checkpoint=checkpoint)
-    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
-        if not isinstance(err, MemoryError) and "alloc" not in str(err):
-            raise
-        reason = (str(err).strip().splitlines() or ["MemoryError"])[0]
-        raise PipelineError(
-            f"train: out of memory ({reason[:120]}); lower train.batch_size or the model's "
-            "size (train.hidden, train.channels), or free memory"
-        ) from err
-
-    temperature = result.temperature
-    history = history_frame(result.history, result.scored_on, is_scheduled(params), result.shipped)
+    model, classes, temperature = result.model, train_split.classes, result.temperature
     if args.onnx:  # exported and checked first: a refused export writes nothing
-        dataset = read_tensor_metadata(args.data / "test.safetensors").get("dataset", "unknown")
-        onnx_model = to_onnx(
-            result.model, result.spec, params.output, train_split.classes, dataset, temperature
-        )
-        diff, count = check_onnx(
-            onnx_model, result.model, params.output, test_split.images, str(args.onnx), temperature
-        )
+        dataset = read_tensor_metadata(data[1]).get("dataset", "unknown")
+        onnx = to_onnx(model, result.spec, params.output, classes, dataset, temperature)
+        checked = check_onnx(onnx, model, params.output, test_split.images, args.onnx, temperature)
+    log = history_csv(result.history, result.scored_on, is_scheduled(params), result.shipped)
     with outputs() as out:  # the model, the log and the ONNX file change together
-        save_model(
-            result.model,
-            result.spec,
-            out.file(args.model),
-            params.loss,
-            params.output,
-            train_split.classes,
-            temperature,
-        )
-        write_csv(history, out.file(args.history))
+        spec, loss, output = result.spec, params.loss, params.output
+        save_model(model, spec, out.file(args.model), loss, output, classes, temperature)
+        write_text(log, out.file(args.history))
         if args.onnx:
-            write_bytes(onnx_model, out.file(args.onnx))
+            write_bytes(onnx, out.file(args.onnx))
     if args.onnx:
-        print(
-            f"train: {args.onnx} matches torch on {count} test images "
-            f"(max probability difference {diff:.1e}, same class for every image)"
-        )
+        print(f"train: {checked}")
     if checkpoint is not None:
         checkpoint.remove()
-    shipped = result.history[result.shipped - 1]
-    trained = len(result.seconds_per_epoch)
-    seconds = sum(result.seconds_per_epoch) / max(trained, 1)
-    print(
-        f"train: {result.stop_reason}; trained {trained} epoch(s) in this run "
-        f"(from epoch {result.first_epoch}, {seconds:.2f} s/epoch); shipped epoch "
-        f"{result.shipped} of {len(result.history)}, {result.scored_on} accuracy "
-        f"{shipped.accuracy:.4f}"
-        + (f"; temperature {temperature} (fitted on the val slice)" if temperature != 1.0 else "")
-    )
+    print(result.summary())
 
 
 if __name__ == "__main__":

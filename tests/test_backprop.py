@@ -14,7 +14,6 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.learning.backprop import (
     ManualBackprop,
     chain,
-    sgd_update,
     sigmoid_net_backprop,
 )
 from mnist_pipeline.learning.losses import LOSSES, one_hot
@@ -123,18 +122,6 @@ def test_sigmoid_net_rejects_bad_shapes() -> None:
         sigmoid_net_backprop(x, y, [w1[1:], w2])  # bias row missing
     with pytest.raises(ValueError, match="y must be"):
         sigmoid_net_backprop(x, y.T, [w1, w2])
-
-
-def test_sgd_update_is_the_notebook_step() -> None:
-    x, y, weights = notebook_setup()
-    result = sigmoid_net_backprop(x, y, weights)
-    before = [w.clone() for w in weights]
-    new = sgd_update(weights, result.grads, 0.1)
-    # The notebook: W <- W - lr * W.grad after loss.backward().
-    _, grads, _ = autograd_sigmoid_net(x, y, weights)
-    for w_new, w_old, g, w in zip(new, before, grads, weights, strict=True):
-        torch.testing.assert_close(w_new, w_old - 0.1 * g, **TOL)
-        assert torch.equal(w, w_old)  # inputs untouched
 
 
 # --- the pipeline's models ---------------------------------------------------------------
@@ -278,11 +265,6 @@ def test_manual_sgd_step_reproduces_notebook_step(loss: str) -> None:
         auto_sgd.zero_grad()
     for (name, p), q in zip(manual.named_parameters(), auto.parameters(), strict=True):
         torch.testing.assert_close(p, q, **TOL, msg=name)
-    before = [p.detach().clone() for p in manual.parameters()]
-    _, grads = manual_gradients(manual, x, labels, "softmax", loss)
-    updated = sgd_update(list(manual.parameters()), list(grads.values()), 0.1)
-    for old, new, (name, _) in zip(before, updated, manual.named_parameters(), strict=True):
-        torch.testing.assert_close(new.detach(), old - 0.1 * grads[name], **TOL)
 
 
 @pytest.mark.parametrize("n", [15, 12])  # a short last batch, and none

@@ -1,6 +1,7 @@
 """evaluation and report: metric invariants, the confusion layout, figures, markdown."""
 
 import dataclasses
+import io
 import json
 import math
 import re
@@ -29,7 +30,7 @@ from mnist_pipeline.evaluation.scores import (
     per_class_scores,
     read_predictions,
 )
-from mnist_pipeline.learning.history import history_frame
+from mnist_pipeline.learning.history import history_csv
 from mnist_pipeline.learning.models import ModelSpec
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
@@ -48,7 +49,8 @@ from mnist_pipeline.reporting.text import as_written
 def trained(train_split: Split, test_split: Split):
     params = TrainParams(epochs=2, lr=0.5)
     result = train(params, train_split, test_split)
-    return result.model, result.spec, history_frame(result.history, result.scored_on)
+    history = pd.read_csv(io.StringIO(history_csv(result.history, result.scored_on)))
+    return result.model, result.spec, history
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -10,7 +10,7 @@ from mnist_pipeline.data.splits import Split
 from mnist_pipeline.data.tensors import save_tensors
 from mnist_pipeline.learning.model_file import load_model, save_model
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model
-from mnist_pipeline.learning.optim import OPTIMIZERS
+from mnist_pipeline.learning.optim import make_optimizer
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
 
@@ -61,10 +61,11 @@ def test_weights_from_another_architecture_are_refused(tmp_path: Path) -> None:
 
 
 def test_sgd_step_is_the_notebooks() -> None:
-    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-    p.grad = torch.tensor([0.5, -1.0])
-    OPTIMIZERS["sgd"]([p], 0.1, 0.0, 0.0).step()
-    assert torch.allclose(p.detach(), torch.tensor([0.95, 2.1]))
+    layer = torch.nn.Linear(2, 1, bias=False)
+    p = layer.weight
+    p.data, p.grad = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.5, -1.0]])
+    make_optimizer(TrainParams(lr=0.1), layer).step()
+    assert torch.allclose(p.detach(), torch.tensor([[0.95, 2.1]]))
 
 
 def _params(**kw: object) -> TrainParams:

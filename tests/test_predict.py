@@ -29,7 +29,7 @@ from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.evaluation.evaluate import evaluate
-from mnist_pipeline.learning.export import to_onnx
+from mnist_pipeline.learning.model_file import to_onnx
 from mnist_pipeline.learning.models import ModelSpec, build_model
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train

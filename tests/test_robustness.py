@@ -1,6 +1,6 @@
 """Robustness and calibration: seeded random geometry (``data.geometry.perturb``) as a
 training choice (``train.augment``), and a temperature fitted on the val slice that the
-model files carry (``learning.calibration``, ``evaluation.calibration``)."""
+model files carry (``learning.losses``, ``evaluation.calibration``)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ from conftest import synthetic_arrays
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.geometry import _stroke, _warp, perturb
 from mnist_pipeline.data.splits import Split
+from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.evaluation.calibration import expected_calibration_error, reliability
-from mnist_pipeline.learning.calibration import fit_temperature
 from mnist_pipeline.learning.checkpoints import Checkpoint
-from mnist_pipeline.learning.export import check_onnx, to_onnx
-from mnist_pipeline.learning.model_file import load_model, model_temperature, save_model
+from mnist_pipeline.learning.losses import fit_temperature
+from mnist_pipeline.learning.model_file import (
+    check_onnx,
+    load_model,
+    save_model,
+    to_onnx,
+)
 from mnist_pipeline.learning.params import Augment, TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
 from mnist_pipeline.tools.params import problems
@@ -145,9 +150,9 @@ def test_val_slice_temperature_goes_into_both_model_files(
     assert temperature != 1.0 and 0.05 <= temperature <= 20
     assert train(TrainParams(epochs=2, batch_size=20), train_split, test_split).temperature == 1.0
     save_model(result.model, result.spec, tmp_path / "m.safetensors", "mse", "softmax", (), 2.5)
-    assert model_temperature(tmp_path / "m.safetensors") == 2.5
+    assert read_tensor_metadata(tmp_path / "m.safetensors")["temperature"] == "2.5"
     save_model(result.model, result.spec, tmp_path / "plain.safetensors", "mse", "softmax")
-    assert model_temperature(tmp_path / "plain.safetensors") == 1.0
+    assert "temperature" not in read_tensor_metadata(tmp_path / "plain.safetensors")
     save_model(result.model, result.spec, tmp_path / "bad.safetensors", "mse", "softmax", (), -1.0)
     with pytest.raises(PipelineError, match=r"temperature '-1\.0' is no positive number"):
         load_model(tmp_path / "bad.safetensors")

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mnist_pipeline.data.splits import Split
+from mnist_pipeline.learning.optim import rates
 from mnist_pipeline.learning.params import TrainParams
-from mnist_pipeline.learning.schedules import Schedule
 from mnist_pipeline.learning.training import holdout, train
 from mnist_pipeline.tools.params import problems
 
@@ -72,15 +72,6 @@ def test_bad_selection_or_schedule_is_one_line(train: dict[str, object], line: s
     assert len(found) == 1 and found[0].startswith(line), found
 
 
-def rates(params: TrainParams) -> list[float]:
-    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=params.lr)
-    schedule, out = Schedule(params, stand_in), []
-    for _ in range(params.epochs):
-        out.append(schedule.lr)
-        schedule.step()
-    return out
-
-
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
@@ -100,7 +91,7 @@ def test_schedule_follows_its_formula(settings: dict[str, object], expected: obj
 
 
 def test_torch_optimizers_get_the_same_rates(train_split: Split, test_split: Split) -> None:
-    """Adam is scheduled by torch in place; its per-epoch rates equal the stand-in's."""
+    """Adam steps with the schedule's rate of each epoch, as the log records it."""
     setup = dict(epochs=4, schedule="cosine", warmup=1, lr=0.01, model="mlp", hidden=(8,))
     adam = TrainParams(optimizer="adam", gradients="autograd", **setup)
     result = train(adam, train_split, test_split)

@@ -35,7 +35,7 @@ from PIL import Image
 from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import read_raw_split
-from mnist_pipeline.learning.export import to_onnx
+from mnist_pipeline.learning.model_file import to_onnx
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
 from mnist_pipeline.serving import app as app_module

@@ -1,4 +1,3 @@
-"""The params schema (``config``, derived from the registries; every stage), models,
-losses and optimizers (registries), the hand-derived backward pass, the training loop,
-data parallelism and live tracking: what the train stage needs (evaluate uses ``models``,
-``model_file`` and ``losses``)."""
+"""What the train stage runs: the ``train`` params, models and losses (registries), the
+hand-derived backward pass, optimization, the training loop, checkpoints, torchrun ranks and
+the model files (evaluate reads ``models``, ``model_file`` and ``losses``)."""

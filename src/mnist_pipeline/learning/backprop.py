@@ -55,11 +55,6 @@ def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> Bac
     )
 
 
-def sgd_update(weights: Sequence[Tensor], grads: Sequence[Tensor], lr: float) -> list[Tensor]:
-    """One SGD step ``W_l - lr ∂L/∂W_l`` for every layer, as new tensors (inputs untouched)."""
-    return [w - lr * g for w, g in zip(weights, grads, strict=True)]
-
-
 LAYERS = (nn.Linear, nn.Sigmoid, nn.ReLU)  # what ManualBackprop differentiates
 
 
@@ -99,9 +94,7 @@ class ManualBackprop:
 
     def __init__(self, model: nn.Module, output: str, loss: str, lr: float = 0.0) -> None:
         if loss not in LOSSES.get(output, {}):
-            raise ValueError(
-                f"ManualBackprop: output {output!r} with loss {loss!r} is not in losses.LOSSES"
-            )
+            raise ValueError(f"ManualBackprop: no loss {loss!r} for output {output!r} in LOSSES")
         self.layers = chain(model)
         if not self.layers:
             raise TypeError(

@@ -1,21 +1,30 @@
-"""A trained model's file: safetensors weights, with the ``ModelSpec``, loss, output function,
-class names and calibrating temperature as metadata, so evaluate and predict need no
-``params.yaml``."""
+"""A trained model's files: safetensors weights, with the ``ModelSpec``, loss, output function,
+class names and calibrating temperature as metadata, so evaluate needs no ``params.yaml``; and
+the same model as ONNX (``images`` ``[N, 784]`` -> ``logits``, ``probabilities``) with what a
+server needs in its metadata, checked against torch before it is written. The legacy
+TorchScript exporter writes the same bytes for the same weights."""
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import math
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError, one_line
-from mnist_pipeline.data.tensors import load_tensors, read_tensor_metadata, save_tensors
-from mnist_pipeline.learning.losses import LOSSES
-from mnist_pipeline.learning.models import ModelSpec, build_model
+from mnist_pipeline.data.tensors import load_tensors, save_tensors
+from mnist_pipeline.learning.losses import LOSSES, OUTPUTS
+from mnist_pipeline.learning.models import ModelSpec, build_model, predict_logits
+
+TOLERANCE = 1e-5  # ONNX against torch: absolute, on each probability
+OPSET = 17
 
 
 def save_model(
@@ -56,12 +65,6 @@ def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> N
             )
 
 
-def model_temperature(path: Path) -> float:
-    """The temperature that calibrates the model's probabilities (1.0 when none is stored);
-    ``load_model`` checks it."""
-    return float(read_tensor_metadata(path).get("temperature", "1.0"))
-
-
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
     """Rebuild the saved architecture and load its weights: (model, spec, loss, output)."""
     arrays, meta = load_tensors(path)
@@ -86,3 +89,84 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
     model = build_model(spec)
     model.load_state_dict(weights, strict=True)  # names, shapes and dtypes checked above
     return model, spec, loss, output
+
+
+class WithProbabilities(nn.Module):
+    """``images -> (logits, probabilities)``: the classifier and its calibrated output."""
+
+    def __init__(self, model: nn.Module, output: str, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.model, self.output, self.temperature = model, output, temperature
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(images)
+        scaled = logits if self.temperature == 1.0 else logits / self.temperature  # no node at 1
+        return logits, OUTPUTS[self.output](scaled)
+
+
+def to_onnx(
+    model: nn.Module,
+    spec: ModelSpec,
+    output: str,
+    classes: tuple[str, ...],
+    dataset: str,
+    temperature: float = 1.0,
+) -> bytes:
+    """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included;
+    ``probabilities`` divide the logits by ``temperature`` first (``losses.fit_temperature``)."""
+    import onnx
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the legacy exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            WithProbabilities(copy.deepcopy(model).cpu().eval(), output, temperature),
+            (torch.zeros(1, spec.in_features),),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=["logits", "probabilities"],
+            dynamic_axes={name: {0: "batch"} for name in ("images", "logits", "probabilities")},
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    metadata = {"classes": json.dumps(list(classes)), "dataset": dataset, "model": spec.name}
+    metadata |= {"spec": spec.to_json(), "output": output}
+    if temperature != 1.0:
+        metadata["temperature"] = str(temperature)
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def check_onnx(
+    onnx_model: bytes,
+    model: nn.Module,
+    output: str,
+    images: np.ndarray,
+    where: Path | str,
+    temperature: float = 1.0,
+) -> str:
+    """onnxruntime against torch on ``images`` ``[N, 784]``, refused when a probability differs
+    by more than ``TOLERANCE`` or a predicted class differs; the line saying they agree."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+    logits = predict_logits(copy.deepcopy(model).cpu(), torch.from_numpy(images))
+    want = OUTPUTS[output](logits / temperature).numpy()
+    got_logits, got = session.run(None, {"images": images.astype(np.float32)})
+    diff = float(np.abs(got - want).max()) if len(images) else 0.0
+    differ = int((got_logits.argmax(1) != logits.numpy().argmax(1)).sum())
+    if not diff <= TOLERANCE or differ:
+        raise PipelineError(
+            f"{where}: the ONNX export disagrees with torch on {len(images)} test images "
+            f"(max probability difference {diff:.2e}, tolerance {TOLERANCE:.0e}; "
+            f"{differ} predicted classes differ); report this with the params used"
+        )
+    return (
+        f"{where} matches torch on {len(images)} test images (max probability difference "
+        f"{diff:.1e}, same class for every image)"
+    )

@@ -14,7 +14,6 @@ from mnist_pipeline.core.runtime import DEVICES, KERNELS
 from mnist_pipeline.data.splits import IMAGE_SIDE
 from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.models import ACTIVATIONS, MODELS
-from mnist_pipeline.learning.optim import OPTIMIZERS
 
 # lr and weight decay scale float32 gradients: a larger factor overflows float32 (3.4e38).
 Factor = Annotated[Number, Field(le=1e38)]
@@ -43,7 +42,7 @@ class TrainParams(Section):
     output: Literal[tuple(LOSSES)] = "softmax"
     loss: Loss = "mse"
     gradients: Literal["manual", "autograd"] = "manual"  # manual: backprop.ManualBackprop
-    optimizer: Literal[tuple(OPTIMIZERS)] = "sgd"
+    optimizer: Literal["sgd", "adam"] = "sgd"  # optim.make_optimizer
     lr: Annotated[Factor, Field(gt=0.0)] = 0.01
     momentum: Annotated[Number, Field(ge=0.0, le=0.999)] = 0.0
     weight_decay: Annotated[Factor, Field(ge=0.0)] = 0.0

@@ -1,15 +1,16 @@
-"""The notebook's training loop, made fast and repeatable: seeded epoch orders, minibatches
-gathered from one in-memory tensor, autograd or hand-derived gradients (``backprop``), and
-per epoch the mean loss and the test (or held-out val) accuracy. Same params -> same weights,
-bit for bit, on the same CPU kind."""
+"""The notebook's training loop, fast and repeatable: seeded epoch orders, minibatches gathered
+from one in-memory tensor, and per epoch the mean loss and the test (or val) accuracy. Same
+params -> same weights, bit for bit, on the same CPU kind."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,20 +21,14 @@ from mnist_pipeline.core.runtime import configure_torch, resolve_device
 from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
-from mnist_pipeline.learning.backprop import ManualBackprop
-from mnist_pipeline.learning.calibration import fit_temperature
 from mnist_pipeline.learning.checkpoints import Checkpoint
-from mnist_pipeline.learning.history import EpochRecord
-from mnist_pipeline.learning.losses import LOSSES, one_hot
+from mnist_pipeline.learning.history import EpochRecord, Progress, Selection
+from mnist_pipeline.learning.losses import LOSSES, fit_temperature, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
-from mnist_pipeline.learning.optim import OPTIMIZERS
+from mnist_pipeline.learning.optim import Step, make_optimizer, make_step, needs_optimizer, rates
 from mnist_pipeline.learning.params import TrainParams
-from mnist_pipeline.learning.progress import Progress
-from mnist_pipeline.learning.schedules import HasLr, Schedule
 
 log = logging.getLogger(__name__)
-Optimizer = torch.optim.Optimizer
-Tick = Callable[[], None]  # called after every minibatch (progress)
 
 
 @dataclass(frozen=True)
@@ -46,46 +41,20 @@ class TrainResult:
     shipped: int  # the epoch whose weights ship
     stop_reason: str  # why training stopped, one phrase
     first_epoch: int = 1  # the first epoch this run trained (> 1 after a resume)
-    temperature: float = 1.0  # fitted on the val slice (learning.calibration); 1.0 without
+    temperature: float = 1.0  # fitted on the val slice (losses.fit_temperature); 1.0 without
 
-
-class Selection:
-    """Which epoch ships (``keep: best``: the best ``monitor`` so far) and when to stop
-    (``patience``: epochs without a strictly better score); without a val slice, the last."""
-
-    def __init__(self, params: TrainParams) -> None:
-        self.params = params
-        self.best_epoch, self.best_score, self.since = 0, None, 0
-        self.best_weights: dict[str, Tensor] | None = None
-        self.stop_reason = ""
-
-    def update(self, record: EpochRecord, model: nn.Module) -> None:
-        if self.params.val_fraction == 0:
-            return
-        lower = self.params.monitor == "val_loss"
-        score, best = record.val_loss if lower else record.accuracy, self.best_score
-        if best is None or (score < best if lower else score > best):
-            self.best_epoch, self.best_score, self.since = record.epoch, score, 0
-            if self.params.keep == "best":
-                self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return
-        self.since += 1
-        if self.params.patience and self.since >= self.params.patience:
-            self.stop_reason = (
-                f"stopped early: {self.params.monitor} did not improve for "
-                f"{self.since} epochs (train.patience {self.params.patience})"
-            )
-
-    def state_dict(self) -> dict[str, object]:
-        return {key: value for key, value in vars(self).items() if key != "params"}
-
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        vars(self).update(state)
-
-
-def make_optimizer(params: TrainParams, model: nn.Module) -> Optimizer:
-    build = OPTIMIZERS[params.optimizer]
-    return build(list(model.parameters()), params.lr, params.momentum, params.weight_decay)
+    def summary(self) -> str:
+        """The stage's closing line: how the run went and what ships."""
+        trained = len(self.seconds_per_epoch)
+        seconds = sum(self.seconds_per_epoch) / max(trained, 1)
+        fitted = f"; temperature {self.temperature} (fitted on the val slice)"
+        return (
+            f"train: {self.stop_reason}; trained {trained} epoch(s) in this run "
+            f"(from epoch {self.first_epoch}, {seconds:.2f} s/epoch); shipped epoch "
+            f"{self.shipped} of {len(self.history)}, {self.scored_on} accuracy "
+            f"{self.history[self.shipped - 1].accuracy:.4f}"
+            + (fitted if self.temperature != 1.0 else "")
+        )
 
 
 def accuracy(scores: Tensor, labels: Tensor) -> float:
@@ -94,15 +63,14 @@ def accuracy(scores: Tensor, labels: Tensor) -> float:
 
 
 def epoch_order(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
-    """One epoch's sample order, drawn on the CPU (the same on every device); its
-    consecutive ``batch_size`` slices are the minibatches, as the notebook's ``data_iter``."""
+    """One epoch's sample order, drawn on the CPU (the same on every device), as the
+    notebook's ``data_iter``."""
     return torch.randperm(n, generator=generator).to(device)
 
 
 def augmenter(params: TrainParams, epoch: int) -> Callable[[Tensor], Tensor]:
-    """``epoch``'s minibatch transform: ``train.augment``'s random geometry drawn from a
-    generator seeded by (``train.seed``, ``epoch``), so a resumed run draws what an
-    uninterrupted one does; the identity when every setting is 0."""
+    """``epoch``'s minibatch transform: ``train.augment``'s random geometry seeded by
+    (``train.seed``, ``epoch``), so a resumed run draws the same; all 0: the identity."""
     settings = params.augment.model_dump()
     if not any(settings.values()):
         return lambda x: x
@@ -132,50 +100,6 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return split.subset(np.sort(keep)), split.subset(np.sort(val))
 
 
-def make_step(
-    params: TrainParams, model: nn.Module, optimizer: Optimizer, ctx: distributed.Context
-) -> tuple[Callable[[Tensor, Tensor], Tensor], Callable[[], None], list[HasLr]]:
-    """One step on a global minibatch (labels ``[B]`` for autograd, one-hot ``[B, C]`` for the
-    hand-derived engine) returning this rank's share of its loss (shares sum over ranks); what
-    to run after each epoch; and what holds a learning rate the schedule sets."""
-    group = optimizer.param_groups[0]
-    plain = isinstance(optimizer, torch.optim.SGD) and not (
-        group["momentum"] or group["weight_decay"]
-    )
-    if params.gradients == "manual":
-        engine = ManualBackprop(model, params.output, params.loss, params.lr)
-        if plain and not ctx.active:  # the notebook's SGD, in place on [b W]
-            return engine.sgd_step, engine.push, [engine]
-        parameters = list(model.parameters())
-
-        @torch.no_grad()
-        def manual_step(x: Tensor, target: Tensor) -> Tensor:
-            xs, ts = distributed.shard(x, ctx), distributed.shard(target, ctx)
-            loss, grads = engine.gradients(xs, ts, len(x))
-            for p, grad in zip(parameters, grads, strict=True):
-                p.grad = distributed.sum_(grad, ctx)
-            optimizer.step()
-            model.zero_grad(set_to_none=True)
-            engine.pull()
-            return loss
-
-        return manual_step, lambda: None, []
-    # DDP averages gradients over ranks; scaling each rank's loss by world * n_r / B turns
-    # that average into the exact global-batch gradient even for a short last batch.
-    forward = nn.parallel.DistributedDataParallel(model) if ctx.active else model
-    loss_fn = LOSSES[params.output][params.loss]
-
-    def autograd_step(x: Tensor, y: Tensor) -> Tensor:
-        xs, ys = distributed.shard(x, ctx), distributed.shard(y, ctx)
-        loss = loss_fn(forward(xs), ys) * (len(ys) / len(y))  # * 1.0 in one process: exact
-        (loss * ctx.world).backward()
-        optimizer.step()
-        model.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    return autograd_step, lambda: None, []
-
-
 @dataclass
 class Run:
     """What one training run works on, built once from the params and the splits."""
@@ -191,8 +115,8 @@ class Run:
     ctx: distributed.Context
 
     def score(self, epoch: int, losses: Tensor, lr: float) -> EpochRecord:
-        """The epoch's record: mean step loss, the scoring split's accuracy (and with a val
-        slice its loss and the training part's accuracy); a non-finite loss stops the run."""
+        """The epoch's record (with a val slice also its loss and the train accuracy); a
+        non-finite loss stops the run."""
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -243,6 +167,34 @@ def prepare(params: TrainParams, train_split: Split, test_split: Split) -> Run:
     return Run(params, model, spec, x, y, labels, score_x, score_y, ctx)
 
 
+def one_epoch(
+    run: Run, epoch: int, step: Step, shuffle: torch.Generator, progress: Progress
+) -> Tensor:
+    """Step every minibatch; the per-step losses, summed over ranks, stay on the device."""
+    order = epoch_order(len(run.x), shuffle, run.x.device).split(run.params.batch_size)
+    progress.start(epoch, len(order))
+    augment = augmenter(run.params, epoch)
+    batches = ((augment(run.x.index_select(0, i)), run.y.index_select(0, i)) for i in order)
+    losses = [progress.tick(step(x, y)) for x, y in batches]
+    return distributed.sum_(torch.stack(losses), run.ctx)
+
+
+@contextlib.contextmanager
+def memory_is_one_line() -> Iterator[None]:
+    """Running out of memory, whichever allocator says so, is one error line."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
+        if not isinstance(err, MemoryError) and "alloc" not in str(err):
+            raise
+        reason = (str(err).strip().splitlines() or ["MemoryError"])[0]
+        raise PipelineError(
+            f"train: out of memory ({reason[:120]}); lower train.batch_size or the model's "
+            "size (train.hidden, train.channels), or free memory"
+        ) from err
+
+
+@memory_is_one_line()
 def train(
     params: TrainParams,
     train_split: Split,
@@ -254,42 +206,30 @@ def train(
     """Train a fresh model from ``params``, or resume ``checkpoint``'s run (saved after every
     epoch) with the same bytes; score the test split, or a held-out val slice."""
     run = prepare(params, train_split, test_split)
-    optimizer = make_optimizer(params, run.model)
-    schedule, selection = Schedule(params, optimizer), Selection(params)
-    parts = {
-        "model": run.model,
-        "optimizer": optimizer,
-        "schedule": schedule,
-        "selection": selection,
-    }
-    shuffle = torch.Generator().manual_seed(params.seed)
-    scored_on = "val" if params.val_fraction > 0 else "test"
+    selection, shuffle = Selection(params), torch.Generator().manual_seed(params.seed)
+    parts: dict[str, Any] = {"model": run.model, "selection": selection}
+    if needs_optimizer(params, run.ctx.world):
+        parts["optimizer"] = make_optimizer(params, run.model)
     history: list[EpochRecord] = []
     if checkpoint is not None:
         history = checkpoint.restore(parts, shuffle, params.epochs, EpochRecord)
         if history:
             where = (len(history) + 1, params.epochs, checkpoint.path)
             log.info("resuming at epoch %d of %d from checkpoint %s", *where)
-    first_epoch = len(history) + 1
-    step, end_epoch, rated = make_step(params, run.model, optimizer, run.ctx)  # weights final
+    first_epoch, lrs, seconds = len(history) + 1, rates(params), []
+    step, set_lr, end_epoch = make_step(params, run.model, parts.get("optimizer"), run.ctx)
+    scored_on = "val" if params.val_fraction > 0 else "test"
     progress = progress or Progress(params.epochs)
-    seconds: list[float] = []
     for epoch in range(first_epoch, params.epochs + 1):
         if selection.stop_reason:
             break
         start = time.perf_counter()
-        schedule.apply(*rated)
-        order = epoch_order(len(run.x), shuffle, run.x.device).split(params.batch_size)
-        progress.start(epoch, len(order))
-        augment = augmenter(params, epoch)
-        # Per-step losses stay device tensors: no host sync inside the loop.
-        batches = ((augment(run.x.index_select(0, i)), run.y.index_select(0, i)) for i in order)
-        losses = [progress.tick(step(x, y)) for x, y in batches]
+        set_lr(lrs[epoch - 1])
+        losses = one_epoch(run, epoch, step, shuffle, progress)
         end_epoch()
-        record = run.score(epoch, distributed.sum_(torch.stack(losses), run.ctx), schedule.lr)
+        record = run.score(epoch, losses, lrs[epoch - 1])
         history.append(record)
         selection.update(record, run.model)
-        schedule.step()
         if checkpoint is not None:
             checkpoint.save(parts, shuffle, [dataclasses.asdict(r) for r in history])
         seconds.append(time.perf_counter() - start)
