@@ -77,12 +77,12 @@ def test_a_new_transitive_import_missing_from_deps(project: Path) -> None:
         project / "src/mnist_pipeline/data/sources.py",
         "from mnist_pipeline.core.errors import PipelineError\n",
         "from mnist_pipeline.core.errors import PipelineError\n"
-        "from mnist_pipeline.reporting import text\n",
+        "from mnist_pipeline.reporting import report\n",
     )
     found = " ".join(problems(validate(project)))
     for stage in ("download", "preprocess"):  # both import sources
         assert (
-            f"stages.{stage}.deps: missing src/mnist_pipeline/reporting/text.py, which "
+            f"stages.{stage}.deps: missing src/mnist_pipeline/reporting/report.py, which "
             f"stages/{stage}.py imports"
         ) in found
 
