@@ -64,8 +64,7 @@ def status_problems(root: Path) -> list[str]:
 
 
 def imported_files(script: Path, root: Path) -> list[str]:
-    """The project's files ``script`` imports, directly or not, relative to ``root``
-    (``modulefinder`` reads the bytecode, never runs it)."""
+    """The project's files ``script`` imports, directly or not (``modulefinder``: never run)."""
     finder = modulefinder.ModuleFinder([str(script.parent), str(root / "src")])  # no stdlib
     finder.run_script(str(script))
     files = [module.__file__ or "" for module in finder.modules.values()]  # builtins have none
@@ -115,8 +114,8 @@ def deps_problems(root: Path) -> list[str]:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    """Every check, one ``error:`` line a problem. DVC reads params.yaml too (``params`` and
-    ``vars``), so its checks wait for a valid one (an alias bomb stops here, in seconds)."""
+    """Every check, one ``error:`` line a problem; DVC's wait for a valid params.yaml (it reads
+    it too, for ``params`` and ``vars``: an alias bomb stops here, in seconds)."""
     parser = argparse.ArgumentParser(description="Check each stage's deps and params.yaml.")
     parser.add_argument("--up-to-date", action="store_true", help="also require `dvc status`")
     args, root = parser.parse_args(argv), Path.cwd()  # modulefinder's paths are absolute
