@@ -1,25 +1,25 @@
-"""What the benchmarks share: paths, the datasets they time, a project copy, tables, results.
-
-Every benchmark prints a markdown table (``markdown``) and, where it keeps one, writes it to
-``benchmarks/results/<name>.md`` (``write_results``). Timings are printed, never asserted.
-"""
+"""What the benchmarks share: paths, the data they time, commands timed, a project copy, and the
+tables each prints and keeps as ``benchmarks/results/<name>.md``. Timings are never asserted."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from mnist_pipeline.data.params import DataParams
+from mnist_pipeline.data.sources import IDX_FILES, fetch
+from mnist_pipeline.data.splits import Split, read_raw_split
 
+Finished = subprocess.CompletedProcess[str]
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 FASHION_MIRROR = "/usr/share/datasets/fashion-mnist"
 DATASETS = {
     "mnist-embedded": DataParams(dataset="mnist", source="embedded"),
@@ -27,17 +27,12 @@ DATASETS = {
 }
 
 
-def markdown(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> str:
-    """A GitHub-markdown table of already formatted cells."""
-    frame = pd.DataFrame(list(rows), columns=list(columns))
-    return frame.to_markdown(index=False, disable_numparse=True)
-
-
-def write_results(name: str, text: str) -> None:
-    """Print ``text`` and keep it as ``benchmarks/results/<name>.md``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(text)
-    print(f"\n{text}\nwritten: {RESULTS / name}.md")
+def read_splits(dataset: str, raw: Path) -> tuple[Split, Split]:
+    """``dataset``'s IDX files fetched into ``raw``; its train and test splits as the pipeline
+    reads them."""
+    manifest = fetch(DATASETS[dataset], raw)
+    train, test = (read_raw_split(raw, *names, manifest) for names in IDX_FILES.values())
+    return train, test
 
 
 def environment() -> dict[str, str]:
@@ -50,34 +45,44 @@ def environment() -> dict[str, str]:
     return env
 
 
-def repo_files() -> list[str]:
-    """What a clone would hold: tracked files plus untracked ones git does not ignore."""
-    listing = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
-    return sorted({n for n in listing.split("\0") if n and (REPO / n).is_file()})
+def timed(cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> tuple[float, Finished]:
+    """Run ``cmd`` (a string through the shell): its wall seconds and the finished process; a
+    failure stops the benchmark with its output."""
+    start = time.perf_counter()
+    shell = isinstance(cmd, str)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, shell=shell, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed in {cwd}: {cmd}\n{proc.stdout}\n{proc.stderr}")
+    return time.perf_counter() - start, proc
 
 
-def make_copy(dest: Path, env: dict[str, str], **sections: dict[str, Any]) -> None:
-    """A committed git repo at ``dest`` holding the project (what a clone would hold), with
-    ``params.yaml`` sections updated, e.g. ``train={"epochs": 3}``."""
-    for name in repo_files():
+def make_copy(dest: Path, env: dict[str, str], rev: str = "") -> None:
+    """A committed git repo at ``dest`` holding revision ``rev``'s files, or (``""``) what a
+    clone would: tracked files and the untracked ones git does not ignore."""
+    if rev:
+        timed(f"git -C {shlex.quote(str(REPO))} archive {shlex.quote(rev)} | tar -x", dest, env)
+    listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    names = [] if rev else timed(listing, REPO, env)[1].stdout.split("\0")
+    for name in sorted({n for n in names if n and (REPO / n).is_file()}):
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, dest / name)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
-        subprocess.run(cmd, cwd=dest, env=env, check=True)
+        timed(cmd, dest, env)
 
 
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (the machine a table was measured on)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+Table = tuple[Sequence[Sequence[Any]], Sequence[str]]  # rows of formatted cells, column names
+
+
+def write_results(name: str, title: str, *tables: Table) -> None:
+    """Print ``## title`` with the machine it ran on, then ``tables`` in markdown; keep them as
+    ``benchmarks/results/<name>.md``."""
+    cpu_lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":")[1].strip() for ln in cpu_lines if ln.startswith("model name")), "?")
+    machine = f"{cpu}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f} at the end"
+    shown = [pd.DataFrame(list(rows), columns=list(columns)) for rows, columns in tables]
+    markdown = [frame.to_markdown(index=False, disable_numparse=True) for frame in shown]
+    text = "\n\n".join([f"## {title} ({machine})", *markdown]) + "\n"
+    results = REPO / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.md").write_text(text)
+    print(f"\n{text}\nwritten: {results / name}.md")

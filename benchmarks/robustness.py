@@ -1,19 +1,13 @@
-"""Trust outside the test set: the default model and the presets trained on the embedded
-MNIST sample, then scored on handwritten digits that are not MNIST and on drawn letters and
-symbols (``checksets.py``), with and without their calibrating temperature.
+"""Trust outside the test set: the default model and the presets trained on the embedded MNIST
+sample, scored on handwritten digits that are not MNIST and on drawn letters and symbols
+(``checksets.py``), with and without their calibrating temperature.
 
     .venv/bin/python benchmarks/robustness.py [--preset default mlp cnn] [--kernels native]
 
-Per model: test accuracy; accuracy on a fixed perturbed copy of the test set (``PERTURBED``,
-seed 0: what ``evaluate`` would score as robustness); accuracy on the 3,594 real digits
-(UCI, 43 writers); the fitted
-temperature; the expected calibration error on the test split before and after it; and for
-each candidate "unsure" threshold on the calibrated top probability, the share of test
-images answered and their accuracy, the share of real digits answered "unsure" and the
-share of letters and symbols answered "unsure". ``derived`` is the threshold the val slice
-gives: the lowest that keeps its answered images >= 99% right. Writes
-``benchmarks/results/robustness.md``. Training is in-process and seeded: the same figures
-on every run on the same CPU kind.
+Per model: accuracy on the test set, its seeded perturbed copy and the real digits; the
+temperature and the test ECE before -> after it. Per "unsure" threshold on the calibrated top
+probability: val and test answered / accuracy, real digits and letters declined; ``derived``:
+the lowest keeping the val slice's answered images >= 99% right.
 """
 
 from __future__ import annotations
@@ -27,12 +21,9 @@ import numpy as np
 import torch
 
 from checksets import non_digits, real_digits
-from common import REPO, markdown, write_results
+from common import REPO, read_splits, write_results
 from mnist_pipeline.core.params import load_section
 from mnist_pipeline.data.geometry import perturb
-from mnist_pipeline.data.params import DataParams
-from mnist_pipeline.data.sources import IDX_FILES, fetch
-from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.evaluation.calibration import expected_calibration_error
 from mnist_pipeline.learning.losses import OUTPUTS
 from mnist_pipeline.learning.models import predict_logits
@@ -43,26 +34,10 @@ from mnist_pipeline.tools.presets import load_presets
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 PERTURBED = {"rotate": 20.0, "shift": 3.0, "stroke": 1.0}  # the test set's seeded copy
 VAL_ACCURACY = 0.99  # answered val images at least this often right: the derived threshold
-
-
-def embedded_splits() -> tuple[Split, Split]:
-    """The embedded sample's 4,000 train / 1,000 test digits, as the pipeline reads them."""
-    with tempfile.TemporaryDirectory() as raw:
-        manifest = fetch(DataParams(source="embedded"), Path(raw))
-        train_split, test_split = (
-            read_raw_split(Path(raw), images, labels, manifest)
-            for images, labels in IDX_FILES.values()
-        )
-    return train_split, test_split
-
-
-def preset_params(name: str, kernels: str | None) -> TrainParams:
-    """params.yaml's train section, with the preset's settings on top ("default": none)."""
-    base = load_section(REPO / "params.yaml", "train", TrainParams).model_dump()
-    preset = {} if name == "default" else load_presets(REPO / "presets.yaml")[name]
-    return TrainParams.model_validate(
-        {**base, **preset, **({"kernels": kernels} if kernels else {})}
-    )
+MODEL_COLUMNS = ["model", "test acc", "perturbed test acc", "real-digit acc", "T"]
+MODEL_COLUMNS += ["test ECE before -> after", "derived threshold", "train s"]
+THRESHOLD_COLUMNS = ["model", "threshold", "val answered / acc", "test answered / acc"]
+THRESHOLD_COLUMNS += ["real digits unsure", "letters unsure"]
 
 
 def derived_threshold(top: np.ndarray, right: np.ndarray) -> float:
@@ -75,64 +50,52 @@ def derived_threshold(top: np.ndarray, right: np.ndarray) -> float:
 
 def answered(probs: np.ndarray, labels: np.ndarray, threshold: float) -> str:
     """``share answered / accuracy on those`` at ``threshold``."""
-    sure = probs.max(1) >= threshold
-    right = probs.argmax(1) == labels
+    sure, right = probs.max(1) >= threshold, probs.argmax(1) == labels
     return f"{sure.mean():.3f} / {right[sure].mean() if sure.any() else float('nan'):.3f}"
 
 
-def score(name: str, splits: tuple[Split, Split], sets: dict, kernels: str | None) -> tuple:
-    """The model ``name`` trains: its row, and one row per threshold (the derived first)."""
-    params = preset_params(name, kernels)
-    train_split, test_split = splits
-    start = time.perf_counter()
-    result = train(params, train_split, test_split)
-    seconds = time.perf_counter() - start
-    temperature = result.temperature
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> str:
+    return f"{(probs.argmax(1) == labels).mean():.3f}"
 
-    def probs(images: np.ndarray, t: float = temperature) -> np.ndarray:
+
+def score(name: str, splits: tuple, sets: dict, kernels: str | None) -> tuple[list, list]:
+    """Model ``name`` (params.yaml's train, a preset on top): its row, and one row per
+    threshold (the derived first)."""
+    base = load_section(REPO / "params.yaml", "train", TrainParams).model_dump()
+    preset = {} if name == "default" else load_presets(REPO / "presets.yaml")[name]
+    params = TrainParams.model_validate(
+        {**base, **preset, **({"kernels": kernels} if kernels else {})}
+    )
+    (train_split, test), start = splits, time.perf_counter()
+    result = train(params, train_split, test)
+    seconds = time.perf_counter() - start
+
+    def probs(images: np.ndarray, t: float = result.temperature) -> np.ndarray:
         logits = predict_logits(result.model, torch.from_numpy(images))
         return OUTPUTS[params.output](logits / t).numpy()
 
-    def accuracy(p: np.ndarray, labels: np.ndarray) -> str:
-        return f"{(p.argmax(1) == labels).mean():.3f}"
-
-    labels = test_split.labels
-    test, raw = probs(test_split.images), probs(test_split.images, 1.0)
-    perturbed = probs(perturb(test_split.images, np.random.default_rng(0), **PERTURBED))
+    calibrated, raw = probs(test.images), probs(test.images, 1.0)
+    perturbed = probs(perturb(test.images, np.random.default_rng(0), **PERTURBED))
     digits, letters = probs(sets["digits"]), probs(sets["letters"]).max(1)
     val, val_probs, derived = None, None, ()
     if params.val_fraction > 0:
         val = holdout(train_split, params.val_fraction, params.seed)[1]
         val_probs = probs(val.images)
         derived = (derived_threshold(val_probs.max(1), val_probs.argmax(1) == val.labels),)
-    ece = [expected_calibration_error(p, labels) for p in (raw, test)]
+    ece = [expected_calibration_error(p, test.labels) for p in (raw, calibrated)]
     row = [
-        name, accuracy(test, labels), accuracy(perturbed, labels),
-        accuracy(digits, sets["digit_labels"]), f"{temperature:.4f}",
+        name, accuracy(calibrated, test.labels), accuracy(perturbed, test.labels),
+        accuracy(digits, sets["digit_labels"]), f"{result.temperature:.4f}",
         f"{ece[0]:.4f} -> {ece[1]:.4f}", f"{derived[0]:.3f}" if derived else "-", f"{seconds:.0f}",
     ]  # fmt: skip
     rows = [
-        [
-            name,
-            f"{threshold:.3f}" + (" (derived)" if (threshold,) == derived else ""),
-            answered(val_probs, val.labels, threshold) if val is not None else "-",
-            answered(test, labels, threshold),
-            f"{(digits.max(1) < threshold).mean():.3f}",
-            f"{(letters < threshold).mean():.3f}",
-        ]
+        [name, f"{threshold:.3f}" + (" (derived)" if (threshold,) == derived else ""),
+         answered(val_probs, val.labels, threshold) if val is not None else "-",
+         answered(calibrated, test.labels, threshold),
+         f"{(digits.max(1) < threshold).mean():.3f}", f"{(letters < threshold).mean():.3f}"]
         for threshold in (*derived, *THRESHOLDS)
-    ]
+    ]  # fmt: skip
     return row, rows
-
-
-MODEL_COLUMNS = [
-    *("model", "test acc", "perturbed test acc", "real-digit acc", "T"),
-    *("test ECE before -> after", "derived threshold", "train s"),
-]
-THRESHOLD_COLUMNS = [
-    *("model", "threshold", "val answered / acc", "test answered / acc"),
-    *("real digits unsure", "letters unsure"),
-]
 
 
 def main() -> None:
@@ -140,13 +103,14 @@ def main() -> None:
     parser.add_argument("--preset", nargs="+", default=["default", "mlp", "cnn"])
     parser.add_argument("--kernels", help="train.kernels for every model (default: its own)")
     args = parser.parse_args()
-    splits = embedded_splits()
+    with tempfile.TemporaryDirectory() as raw:
+        splits = read_splits("mnist-embedded", Path(raw))
     digits, digit_labels = real_digits()
     sets = {"digits": digits, "digit_labels": digit_labels, "letters": non_digits()[0]}
     scored = [score(name, splits, sets, args.kernels) for name in args.preset]
-    models = markdown([row for row, _ in scored], MODEL_COLUMNS)
-    thresholds = markdown([row for _, rows in scored for row in rows], THRESHOLD_COLUMNS)
-    write_results("robustness", f"{models}\n\n{thresholds}\n")
+    models = ([row for row, _ in scored], MODEL_COLUMNS)
+    thresholds = ([row for _, rows in scored for row in rows], THRESHOLD_COLUMNS)
+    write_results("robustness", "Robustness: the embedded sample", models, thresholds)
 
 
 if __name__ == "__main__":

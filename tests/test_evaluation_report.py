@@ -41,8 +41,7 @@ from mnist_pipeline.reporting.figures import (
     learning_curves,
     misclassified_grid,
 )
-from mnist_pipeline.reporting.report import relevant_train_params, render_markdown
-from mnist_pipeline.reporting.text import as_written
+from mnist_pipeline.reporting.report import as_written, relevant_train_params, render_markdown
 
 
 @pytest.fixture(scope="module")

@@ -1467,8 +1467,7 @@ def test_sigterm_during_download_removes_every_temp_file(tmp_path: Path) -> None
 
 
 def test_markup_in_params_and_manifest_is_printed_as_text() -> None:
-    from mnist_pipeline.reporting.report import render_markdown
-    from mnist_pipeline.reporting.text import markdown_table, plain
+    from mnist_pipeline.reporting.report import markdown_table, plain, render_markdown
 
     evil = "x\n## INJECTED <img src=x onerror=alert(1)>"
     split = make_split(50, 2)

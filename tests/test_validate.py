@@ -2,9 +2,9 @@
 
 Each test breaks one thing in a fresh copy of the project (the ``project`` fixture) and
 runs ``validate``'s ``main`` there as ``make validate`` does: exit 2 and a line naming the
-file, line, key and fix. The slow test runs the CI smoke configuration
-in two clean clones: identical ``dvc.lock`` hashes for every output (determinism), a
-clean ``--up-to-date --thresholds .ci/thresholds.yaml`` pass, then a stale lock caught.
+file, key and fix. The slow test runs the CI smoke configuration in two clean clones:
+identical ``dvc.lock`` hashes for every output (determinism), the metric floors of
+``.ci/thresholds.yaml``, a clean ``--up-to-date`` pass, then a stale lock caught.
 
     .venv/bin/python -m pytest tests/test_validate.py [-m "not slow"]
 """
@@ -56,23 +56,18 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def line_of(path: Path, text: str) -> int:
-    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
-
-
 def test_the_repository_passes() -> None:
     result = validate(REPO)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("validate: ok: dvc.yaml (schema, DAG)")
+    assert result.stdout == "validate: ok: dvc.yaml (schema, DAG, deps), params.yaml\n"
 
 
 def test_a_module_missing_from_a_stages_deps(project: Path) -> None:
     dvc_yaml = project / "dvc.yaml"
     edit(dvc_yaml, "      - src/mnist_pipeline/core\n", "")  # the first: download's
     found = problems(validate(project))
-    line = line_of(dvc_yaml, "    deps:")
     assert (
-        f"error: dvc.yaml:{line}: stages.download.deps: missing src/mnist_pipeline/core/io.py, "
+        "error: dvc.yaml: stages.download.deps: missing src/mnist_pipeline/core/io.py, "
         "which stages/download.py imports; add it to deps so editing it reruns the stage"
     ) in found
 
@@ -82,12 +77,12 @@ def test_a_new_transitive_import_missing_from_deps(project: Path) -> None:
         project / "src/mnist_pipeline/data/sources.py",
         "from mnist_pipeline.core.errors import PipelineError\n",
         "from mnist_pipeline.core.errors import PipelineError\n"
-        "from mnist_pipeline.reporting import text\n",
+        "from mnist_pipeline.reporting import report\n",
     )
     found = " ".join(problems(validate(project)))
     for stage in ("download", "preprocess"):  # both import sources
         assert (
-            f"stages.{stage}.deps: missing src/mnist_pipeline/reporting/text.py, which "
+            f"stages.{stage}.deps: missing src/mnist_pipeline/reporting/report.py, which "
             f"stages/{stage}.py imports"
         ) in found
 
@@ -110,12 +105,8 @@ def test_a_dep_that_nothing_imports(project: Path) -> None:
         "      - src/mnist_pipeline/data\n",
         "      - src/mnist_pipeline/data\n      - src/mnist_pipeline/reporting\n",
     )
-    index = yaml.safe_load(dvc_yaml.read_text())["stages"]["download"]["deps"].index(
-        "src/mnist_pipeline/reporting"
-    )
-    line = line_of(dvc_yaml, "mnist_pipeline/reporting")
     assert (
-        f"error: dvc.yaml:{line}: stages.download.deps[{index}]: lists "
+        "error: dvc.yaml: stages.download.deps: lists "
         "src/mnist_pipeline/reporting but stages/download.py never imports a module in it "
         "(directly or through other modules); remove it from deps"
     ) in problems(validate(project))
@@ -133,23 +124,17 @@ def test_a_params_key_that_params_yaml_lacks(project: Path) -> None:
 def test_an_invalid_dvc_yaml_key(project: Path) -> None:
     dvc_yaml = project / "dvc.yaml"
     edit(dvc_yaml, "    outs:\n      - data/processed:\n", "    outz:\n      - data/processed:\n")
-    found = problems(validate(project))
-    line = line_of(dvc_yaml, "    outz:")
-    assert found[0] == (
-        f"error: dvc.yaml:{line}: stages.preprocess.outz: extra keys not allowed "
-        "(DVC's dvc.yaml schema)"
-    )
-    # DVC would stop on the same key: reported once, by the schema, not twice.
-    assert not any("DVC cannot build" in p for p in found)
+    assert problems(validate(project)) == [
+        "error: dvc.yaml: DVC cannot build the pipeline: './dvc.yaml' validation failed: extra "
+        "keys not allowed @ data['stages']['preprocess']['outz']; fix dvc.yaml (check with "
+        "`dvc dag`)"
+    ]
 
 
 def test_a_wrong_value_type(project: Path) -> None:
     edit(project / "dvc.yaml", "  train:\n", "  train:\n    frozen: 'no'\n")
     found = problems(validate(project))
-    line = line_of(project / "dvc.yaml", "frozen: 'no'")
-    assert (
-        f"error: dvc.yaml:{line}: stages.train.frozen: expected bool (DVC's dvc.yaml schema)"
-    ) in found
+    assert "expected bool for dictionary value @ data['stages']['train']['frozen']" in found[0]
 
 
 def test_a_dag_dvc_refuses(project: Path) -> None:
@@ -167,55 +152,33 @@ def test_a_dag_dvc_refuses(project: Path) -> None:
 
 def test_dvc_yaml_that_is_not_yaml(project: Path) -> None:
     (project / "dvc.yaml").write_text("stages:\n  train: [\n")
-    found = problems(validate(project))
-    assert found[0] == (
-        "error: dvc.yaml:3: not valid YAML (expected the node content, but found "
-        "'<stream end>'); fix the syntax"
-    )
+    assert problems(validate(project)) == [
+        "error: dvc.yaml: DVC cannot build the pipeline: unable to read: 'dvc.yaml', YAML file "
+        "structure is corrupted: did not find expected node content; fix dvc.yaml (check with "
+        "`dvc dag`)"
+    ]
 
 
-def test_every_bad_params_key_gets_its_line(project: Path) -> None:
+def test_every_bad_params_key_gets_a_line(project: Path) -> None:
     params = project / "params.yaml"
     edit(params, "  lr: ", "  lrr: ")
     edit(params, "  epochs: ", "  epochs: ten #")
     found = problems(validate(project))
-    assert (
-        f"error: params.yaml:{line_of(params, '  lrr:')}: train.lrr: unknown key; did you mean "
-        "'train.lr'?"
-    ) in " ".join(found)
-    assert (
-        f"error: params.yaml:{line_of(params, '  epochs:')}: train.epochs: expected an integer, "
-        "got 'ten'"
-    ) in found
-
-
-def test_thresholds(project: Path, tmp_path: Path) -> None:
-    floors = tmp_path / "thresholds.yaml"
-    floors.write_text(
-        "metrics/eval.json:\n  accuracy: 0.5\n  acuracy: 0.5\n  macro_f1: 0.999\n"
-        "metrics/missing.json: {accuracy: 0.5}\n"
+    assert found[0].startswith(
+        "error: params.yaml: train.lrr: unknown key; did you mean 'train.lr'?"
     )
-    found = [
-        p for p in problems(validate(project, "--thresholds", str(floors))) if floors.name in p
-    ]
-    f1 = json.loads((project / "metrics/eval.json").read_text())["macro_f1"]
-    assert found == [
-        f"error: metrics/eval.json: no numeric metric 'acuracy', named in {floors}; fix the "
-        f"name in {floors}",
-        f"error: metrics/eval.json: macro_f1 = {f1:g} is below the floor 0.999 set in {floors}; "
-        "find what made it worse (`dvc metrics diff`) or lower the floor on purpose",
-        f"error: metrics/missing.json: not found (named in {floors}); run `dvc repro` first",
-    ]
-    floors.write_text("metrics/eval.json:\n  accuracy: {min: 0.5}\n")  # floors only
-    assert problems(validate(project, "--thresholds", str(floors))) == [
-        f"error: {floors}: expected a mapping of metrics file -> {{metric: floor (a number)}}"
-    ]
+    assert "error: params.yaml: train.epochs: expected an integer, got 'ten'" in found
+
+
+def below_the_ci_floors(project: Path) -> dict[str, float]:
+    """The metrics of ``project`` under their floor in ``.ci/thresholds.yaml``."""
+    floors = yaml.safe_load((REPO / ".ci/thresholds.yaml").read_text())["metrics/eval.json"]
+    metrics = json.loads((project / "metrics/eval.json").read_text())
+    return {name: metrics[name] for name, floor in floors.items() if metrics[name] < floor}
 
 
 def test_the_ci_floors_hold_for_the_committed_metrics() -> None:
-    floors = yaml.safe_load((REPO / ".ci/thresholds.yaml").read_text())["metrics/eval.json"]
-    metrics = json.loads((REPO / "metrics/eval.json").read_text())
-    assert all(metrics[name] >= floor for name, floor in floors.items())
+    assert below_the_ci_floors(REPO) == {}
 
 
 def test_status_problems_on_a_tiny_dvc_project(tmp_path: Path) -> None:
@@ -273,9 +236,10 @@ def test_two_clean_clones_give_identical_hashes_then_validate(tmp_path: Path) ->
     assert first == second
 
     clone = clones[0]
-    result = validate(clone, "--up-to-date", "--thresholds", ".ci/thresholds.yaml")
+    assert below_the_ci_floors(clone) == {}
+    result = validate(clone, "--up-to-date")
     assert result.returncode == 0, result.stderr
-    assert "dvc status clean, thresholds in .ci/thresholds.yaml" in result.stdout
+    assert result.stdout.endswith(", dvc status clean\n")
 
     # A stale lock: code that a stage depends on changed after the run.
     with (clone / "src/mnist_pipeline/core/errors.py").open("a") as handle:
@@ -325,7 +289,7 @@ def test_a_foreach_stage_missing_deps_is_caught(project: Path) -> None:
     )
     found = " ".join(problems(validate(project)))
     for name in ("summaries@a", "summaries@b"):
-        assert f"({name}): missing src/mnist_pipeline/core/io.py" in found, found
+        assert f"stages.{name}.deps: missing src/mnist_pipeline/core/io.py" in found, found
 
 
 @pytest.mark.parametrize("text", ["", "# nothing yet\n", "stages: {}\n"])
@@ -355,12 +319,12 @@ DICT_BOMB = "".join(
 
 @pytest.mark.parametrize("bomb", [LIST_BOMB, DICT_BOMB], ids=["list", "dict"])
 def test_a_yaml_alias_bomb_is_refused_in_seconds(project: Path, bomb: str) -> None:
-    """DVC's resolver would copy every alias of params.yaml (minutes, gigabytes)."""
+    """DVC's resolver would copy every alias of params.yaml (minutes, gigabytes): its checks
+    wait for a valid params.yaml."""
     params = project / "params.yaml"
     params.write_text(bomb + params.read_text())
     start = time.monotonic()
     found = problems(validate(project))
     assert time.monotonic() - start < 5
-    assert found == [
-        "error: params.yaml: its aliases expand it to over 100,000 values; remove them"
-    ]
+    assert found[0].endswith(": unknown section (allowed: data, train, report)")
+    assert all(line.startswith("error: params.yaml: ") for line in found)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError, shown
 from mnist_pipeline.core.io import write_bytes
-from mnist_pipeline.core.params import parse, read_yaml
+from mnist_pipeline.core.params import load_section, parse, read_yaml
 from mnist_pipeline.learning.params import TrainParams
 
 PRESETS, PARAMS = Path("presets.yaml"), Path("params.yaml")
@@ -38,8 +37,7 @@ def preset(name: str, path: Path = PRESETS, params: Path = PARAMS) -> dict[str, 
     if name not in presets:
         which = f"unknown preset {shown(name)}" if name else "no preset named"
         raise PipelineError(f"{which}; known presets: {', '.join(presets)} ({path})")
-    raw = read_yaml(params)
-    train = (raw.get("train") if isinstance(raw, dict) else None) or {}
+    train = load_section(params, "train", TrainParams).model_dump()
     source = f"{path}: preset '{name}' (over {params})"
     parse(TrainParams, {**train, **presets[name]}, ("train",), source)
     return presets[name]
@@ -64,12 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         "`dvc exp run`. A failed or stopped run leaves params.yaml as it was.",
     )
     parser.add_argument("name", nargs="?", default="", help="a preset in presets.yaml")
-    parser.add_argument("--print", action="store_true", help="print the command, run nothing")
     args, extra = parser.parse_known_args(argv)
     command = exp_run_command(preset(args.name), extra)
-    if args.print:
-        print(shlex.join(["dvc", *command[3:]]))
-        return 0
     before = PARAMS.read_bytes()  # `-S` writes params.yaml: put back unless the run succeeds
     run = subprocess.Popen(command)
     try:

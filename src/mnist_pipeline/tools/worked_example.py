@@ -66,8 +66,7 @@ def as_text(sections: dict[str, dict[str, Tensor | float]]) -> str:
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description="The notebook's Question 1: forward pass, hand-derived backprop and one "
-        "SGD step for its 2-layer sigmoid network (float64).",
+        description="The notebook's Question 1 in float64: forward pass, backprop by hand, a step"
     )
     parser.add_argument("--lr", type=float, default=0.1, help="SGD step (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
@@ -75,8 +74,6 @@ def main(argv: list[str] | None = None) -> None:
     if not math.isfinite(args.lr):
         parser.error(f"argument --lr: must be a finite number, got {args.lr}")
     sections = question_1(args.lr)
-    if not args.json:
-        print(as_text(sections))
-        return
     flat = {label.split()[0]: v for values in sections.values() for label, v in values.items()}
-    print(json.dumps({k: v.tolist() if isinstance(v, Tensor) else v for k, v in flat.items()}))
+    as_json = {k: v.tolist() if isinstance(v, Tensor) else v for k, v in flat.items()}
+    print(json.dumps(as_json) if args.json else as_text(sections))
