@@ -79,7 +79,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.onnx:  # exported and checked first: a refused export writes nothing
         dataset = read_tensor_metadata(args.data / "test.safetensors").get("dataset", "unknown")
         onnx_model = to_onnx(
-            result.model, result.spec, params.output, train_split.classes, dataset, temperature
+            result.model,
+            result.spec,
+            params.output,
+            train_split.classes,
+            dataset,
+            temperature,
+            params.unsure_below,
         )
         diff, count = check_onnx(
             onnx_model, result.model, params.output, test_split.images, str(args.onnx), temperature
@@ -93,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             params.output,
             train_split.classes,
             temperature,
+            params.unsure_below,
         )
         write_csv(history, out.file(args.history))
         if args.onnx:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.learning.losses import OUTPUTS
 from mnist_pipeline.learning.models import ModelSpec, predict_logits
+from mnist_pipeline.learning.params import UNSURE_BELOW
 
 TOLERANCE = 1e-5  # absolute, on each probability
 OPSET = 17
@@ -41,9 +42,11 @@ def to_onnx(
     classes: tuple[str, ...],
     dataset: str,
     temperature: float = 1.0,
+    unsure_below: float = UNSURE_BELOW,
 ) -> bytes:
     """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included;
-    ``probabilities`` divide the logits by ``temperature`` first (``learning.calibration``)."""
+    ``probabilities`` divide the logits by ``temperature`` first (``learning.calibration``);
+    a top probability below ``unsure_below`` answers "unsure" (``serving.model``)."""
     import onnx
 
     buffer = io.BytesIO()
@@ -64,6 +67,8 @@ def to_onnx(
     metadata |= {"spec": spec.to_json(), "output": output}
     if temperature != 1.0:
         metadata["temperature"] = str(temperature)
+    if unsure_below != UNSURE_BELOW:
+        metadata["unsure_below"] = str(unsure_below)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)

@@ -1,6 +1,6 @@
 """A trained model's file: safetensors weights, with the ``ModelSpec``, loss, output function,
-class names and calibrating temperature as metadata, so evaluate and predict need no
-``params.yaml``."""
+class names, calibrating temperature and "unsure" threshold as metadata, so evaluate and
+predict need no ``params.yaml``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from mnist_pipeline.core.errors import PipelineError, one_line
 from mnist_pipeline.data.tensors import load_tensors, read_tensor_metadata, save_tensors
 from mnist_pipeline.learning.losses import LOSSES
 from mnist_pipeline.learning.models import ModelSpec, build_model
+from mnist_pipeline.learning.params import UNSURE_BELOW
 
 
 def save_model(
@@ -26,12 +27,15 @@ def save_model(
     output: str,
     classes: tuple[str, ...] = (),
     temperature: float = 1.0,
+    unsure_below: float = UNSURE_BELOW,
 ) -> None:
     metadata = {"spec": spec.to_json(), "loss": loss, "output": output}
     if classes:
         metadata["classes"] = json.dumps(list(classes))
     if temperature != 1.0:  # 1.0, no calibration, is the absence of the key
         metadata["temperature"] = str(temperature)
+    if unsure_below != UNSURE_BELOW:  # the default is the absence of the key
+        metadata["unsure_below"] = str(unsure_below)
     save_tensors(model.state_dict(), path, metadata=metadata)
 
 
@@ -56,10 +60,11 @@ def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> N
             )
 
 
-def model_temperature(path: Path) -> float:
-    """The temperature that calibrates the model's probabilities (1.0 when none is stored);
-    ``load_model`` checks it."""
-    return float(read_tensor_metadata(path).get("temperature", "1.0"))
+def model_calibration(path: Path) -> tuple[float, float]:
+    """The temperature that calibrates the model's probabilities (1.0 when none is stored) and
+    the top probability below which it is unsure; ``load_model`` checks both."""
+    meta = read_tensor_metadata(path)
+    return float(meta.get("temperature", "1.0")), float(meta.get("unsure_below", UNSURE_BELOW))
 
 
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
@@ -73,6 +78,8 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
             raise ValueError(f"loss {loss!r} / output {output!r} is no pair of {list(LOSSES)}")
         if not 0 < float(meta.get("temperature", "1.0")) < math.inf:
             raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
+        if not 0 <= float(meta.get("unsure_below", UNSURE_BELOW)) < 1:
+            raise ValueError(f"unsure_below {meta['unsure_below']!r} is not in [0, 1)")
         _check_weights(path, spec, weights)
     except ValidationError as err:
         raise PipelineError(
