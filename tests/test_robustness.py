@@ -28,6 +28,8 @@ from mnist_pipeline.learning.export import check_onnx, to_onnx
 from mnist_pipeline.learning.model_file import load_model, model_calibration, save_model
 from mnist_pipeline.learning.params import UNSURE_BELOW, Augment, TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
+from mnist_pipeline.serving.model import UNSURE_BELOW as serving_default
+from mnist_pipeline.serving.model import load_classifier
 from mnist_pipeline.tools.params import problems
 
 SETTINGS = dict(rotate=15.0, shift=2.0, scale=0.1, shear=10.0, stroke=1.0)
@@ -162,6 +164,9 @@ def test_temperature_and_unsure_threshold_go_into_both_model_files(
     meta = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
     assert float(meta["temperature"]) == temperature and json.loads(meta["classes"])
     assert meta["unsure_below"] == "0.25"
+    (tmp_path / "m.onnx").write_bytes(model)
+    assert load_classifier(tmp_path / "m.onnx").unsure_below == 0.25
+    assert serving_default == UNSURE_BELOW == TrainParams().unsure_below  # one default
     images = test_split.images
     check_onnx(model, result.model, "softmax", images, "m.onnx", temperature)
     with pytest.raises(PipelineError, match="disagrees with torch"):
