@@ -75,17 +75,12 @@ def main(argv: list[str] | None = None) -> None:
         ) from err
 
     temperature = result.temperature
+    calibration = (temperature, params.unsure_below)  # what both model files carry
     history = history_frame(result.history, result.scored_on, is_scheduled(params), result.shipped)
     if args.onnx:  # exported and checked first: a refused export writes nothing
         dataset = read_tensor_metadata(args.data / "test.safetensors").get("dataset", "unknown")
         onnx_model = to_onnx(
-            result.model,
-            result.spec,
-            params.output,
-            train_split.classes,
-            dataset,
-            temperature,
-            params.unsure_below,
+            result.model, result.spec, params.output, train_split.classes, dataset, *calibration
         )
         diff, count = check_onnx(
             onnx_model, result.model, params.output, test_split.images, str(args.onnx), temperature
@@ -98,8 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             params.loss,
             params.output,
             train_split.classes,
-            temperature,
-            params.unsure_below,
+            *calibration,
         )
         write_csv(history, out.file(args.history))
         if args.onnx:
