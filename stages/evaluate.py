@@ -3,13 +3,13 @@
     python stages/evaluate.py --params params.yaml --data data/processed \
         --model models/model.safetensors --metrics metrics/eval.json \
         --per-class metrics/per_class.csv --confusion metrics/confusion_matrix.csv \
-        --counts metrics/confusion_counts.csv --predictions metrics/predictions.csv
+        --counts metrics/confusion_counts.csv --predictions metrics/predictions.csv \
+        --reliability metrics/reliability.csv
 
-Writes the headline metrics (``eval.json``: ``dvc metrics``, ``dvc exp show``), the
-per-class precision/recall/F1 (a bar chart in ``dvc plots``), the 10×10 confusion matrix
-(rows = actual, columns = predicted), the same counts as one ``actual,predicted,count`` row
-per cell (the heatmap in ``dvc plots``) and one ``actual,predicted,confidence`` row per test
-image (confidence: the probability of the predicted class, what the report sorts by).
+Writes the headline metrics (``eval.json``: ``dvc exp show``), the per-class precision/recall/F1
+and the reliability diagram's bins (``dvc plots``), the 10×10 confusion matrix (rows = actual)
+and its counts as ``actual,predicted,count`` rows (the heatmap), and one ``actual,predicted,
+confidence`` row per test image (the calibrated probability of its class: the report's order).
 """
 
 import argparse
@@ -22,7 +22,7 @@ from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import confusion_counts
-from mnist_pipeline.learning.model_file import load_model
+from mnist_pipeline.learning.model_file import load_model, model_calibration
 from mnist_pipeline.learning.params import TrainParams
 
 
@@ -36,20 +36,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--confusion", type=Path, required=True, help="wide [C, C] CSV")
     parser.add_argument("--counts", type=Path, required=True, help="long CSV, one row per cell")
     parser.add_argument("--predictions", type=Path, required=True)
+    parser.add_argument("--reliability", type=Path, help="reliability diagram CSV (optional)")
     args = parser.parse_args(argv)
 
     params = load_section(args.params, "train", TrainParams)
     configure_torch(params.threads, params.kernels)
     split = load_split(args.data / "test.safetensors")
     model, spec, _, output = load_model(args.model)
-    result = evaluate(model, spec, split, output, model_path=str(args.model))
+    result = evaluate(model, spec, split, output, str(args.model), *model_calibration(args.model))
 
-    with outputs() as out:  # the five files change together or not at all
-        write_json(result.metrics.as_json(), out.file(args.metrics))
+    with outputs() as out:  # the files change together or not at all
+        write_json(result.metrics.as_json(), out.file(args.metrics), sort_keys=False)
         write_csv(result.per_class, out.file(args.per_class))
         write_csv(result.confusion, out.file(args.confusion), index=True)
         write_csv(confusion_counts(result.confusion), out.file(args.counts))
         write_csv(result.predictions, out.file(args.predictions))
+        if args.reliability:
+            write_csv(result.reliability, out.file(args.reliability))
     print(f"evaluate: accuracy {result.metrics['accuracy']:.4f} on {len(split)} test images")
 
 

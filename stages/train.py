@@ -48,14 +48,15 @@ def main(argv: list[str] | None = None) -> None:
     if not rank0:
         return
     model, classes, temperature = result.model, train_split.classes, result.temperature
+    calibration = (temperature, params.unsure_below)  # what both model files carry
     if args.onnx:  # exported and checked first: a refused export writes nothing
         dataset = read_tensor_metadata(data[1]).get("dataset", "unknown")
-        onnx = to_onnx(model, result.spec, params.output, classes, dataset, temperature)
+        onnx = to_onnx(model, result.spec, params.output, classes, dataset, *calibration)
         checked = check_onnx(onnx, model, params.output, test_split.images, args.onnx, temperature)
     log = history_csv(result.history, result.scored_on, is_scheduled(params), result.shipped)
     with outputs() as out:  # the model, the log and the ONNX file change together
         spec, loss, output = result.spec, params.loss, params.output
-        save_model(model, spec, out.file(args.model), loss, output, classes, temperature)
+        save_model(model, spec, out.file(args.model), loss, output, classes, *calibration)
         write_text(log, out.file(args.history))
         if args.onnx:
             write_bytes(onnx, out.file(args.onnx))

@@ -15,8 +15,10 @@ from matplotlib.figure import Figure
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import save_figure
+from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.sources import DATASETS
 from mnist_pipeline.data.splits import Split
+from mnist_pipeline.evaluation.calibration import expected_calibration_error, reliability
 from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import (
     HEADLINE,
@@ -149,13 +151,42 @@ def test_predictions_hold_the_predicted_class_probability(trained, test_split: S
 
 
 def test_eval_json_is_a_few_headline_numbers(trained, test_split: Split) -> None:
-    """What `dvc exp show` shows: at most 6 metrics, numbers only, each declared once."""
+    """What `dvc exp show` shows: at most 7 metrics, numbers only, each declared once, the
+    notebook's three first."""
     model, spec, _ = trained
     data = evaluate(model, spec, test_split).metrics.as_json()
-    assert list(data) == list(HEADLINE) and len(data) <= 6
+    assert list(data) == list(HEADLINE) and len(data) <= 7
+    assert list(data)[:3] == ["accuracy", "cross_entropy", "macro_f1"]
     assert all(type(value) is float for value in data.values())
     assert len({metric.label for metric in HEADLINE.values()}) == len(data)  # no label clash
     assert Metrics.from_json(json.loads(json.dumps(data)), "eval.json").as_json() == data
+
+
+def test_calibration_robustness_and_unsure_metrics(trained, test_split: Split) -> None:
+    """The temperature changes the probabilities, never the predictions; a top probability
+    below the threshold is no answer; robustness scores a seeded perturbed copy of the images."""
+    model, spec, _ = trained
+    labels = test_split.labels
+    logits = model(torch.from_numpy(test_split.images)).detach().double()
+    median = float(torch.softmax(logits / 2, 1).max(1).values.median())  # half unsure
+    plain = evaluate(model, spec, test_split)
+    scaled = evaluate(model, spec, test_split, "softmax", "m", temperature=2, unsure_below=median)
+    for result, temperature, threshold in ((plain, 1.0, 0.0), (scaled, 2.0, median)):
+        probs = torch.softmax(logits / temperature, 1).numpy()
+        m, sure = result.metrics, probs.max(1) >= threshold
+        assert m["ece"] == pytest.approx(expected_calibration_error(probs, labels), abs=1e-12)
+        assert m["answered"] == sure.mean() and 0 < sure.mean() <= 1
+        assert m["answered_accuracy"] == pytest.approx((probs.argmax(1) == labels)[sure].mean())
+        want = reliability(probs, labels).round(6)
+        pd.testing.assert_frame_equal(result.reliability, want)
+    assert plain.metrics["answered_accuracy"] == plain.metrics["accuracy"]
+    assert scaled.metrics["answered"] < 1 and scaled.metrics["ece"] != plain.metrics["ece"]
+    for name in ("accuracy", "macro_f1", "robust_accuracy"):
+        assert scaled.metrics[name] == plain.metrics[name]
+    pd.testing.assert_frame_equal(plain.confusion, scaled.confusion)
+    perturbed = perturb(test_split.images, np.random.default_rng(0), rotate=20, shift=3, stroke=1)
+    robust = model(torch.from_numpy(perturbed)).argmax(1).numpy()
+    assert plain.metrics["robust_accuracy"] == np.mean(robust == labels) < 1
 
 
 @pytest.mark.parametrize(

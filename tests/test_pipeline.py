@@ -16,6 +16,8 @@ import pytest
 
 from conftest import run, set_params
 
+NOTEBOOK = ["accuracy", "cross_entropy", "macro_f1"]  # eval.json's first three
+
 pytestmark = pytest.mark.slow
 
 
@@ -48,7 +50,10 @@ def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     run(["dvc", "repro"], project)
 
     metrics = json.loads((project / "metrics/eval.json").read_text())
-    assert set(metrics) == {"accuracy", "cross_entropy", "macro_f1"}
+    assert list(metrics) == [*NOTEBOOK, "ece", "robust_accuracy", "answered", "answered_accuracy"]
+    reliability = pd.read_csv(project / "metrics/reliability.csv")  # the diagram's bins
+    assert list(reliability.columns) == ["bin", "confidence", "accuracy", "count"]
+    assert reliability["count"].sum() == 1000
     confusion = pd.read_csv(project / "metrics/confusion_matrix.csv", index_col=0)
     assert confusion.shape == (10, 10) and confusion.index.name == "actual"
     per_class = pd.read_csv(project / "metrics/per_class.csv")

@@ -230,11 +230,11 @@ def test_plots_diff_of_two_commits_tells_the_revisions_apart(
     screenshot = tmp_path / "plots-diff.png"
     views, messages = look_at(tmp_path / "plots" / "index.html", screenshot)
     assert messages == []  # no "Infinite extent", no error
-    assert screenshot.stat().st_size > 50_000  # four drawn charts, not a blank page
+    assert screenshot.stat().st_size > 50_000  # five drawn charts, not a blank page
     by_id = {view["id"]: view for view in views}
     assert set(by_id) == {"#Loss", "#Accuracy", "#Per-class_scores__test_set_",
-                          "#metrics_confusion_counts_csv"}  # fmt: skip
-    for plot in ("#Loss", "#Accuracy", "#Per-class_scores__test_set_"):
+                          "#Reliability__test_set_", "#metrics_confusion_counts_csv"}  # fmt: skip
+    for plot in ("#Loss", "#Accuracy", "#Per-class_scores__test_set_", "#Reliability__test_set_"):
         view = by_id[plot]
         assert view["domain"] == ["HEAD~1", "HEAD"], plot  # a legend entry naming each
         assert len(set(view["range"][:2])) == 2, plot  # ... in a colour of its own

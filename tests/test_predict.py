@@ -34,6 +34,7 @@ from mnist_pipeline.learning.models import ModelSpec, build_model
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
 from mnist_pipeline.serving.images import read_image, to_mnist
+from mnist_pipeline.serving.model import UNSURE_BELOW
 from mnist_pipeline.tools.predict import main
 
 ENLARGE = 4
@@ -91,9 +92,14 @@ def test_predict_agrees_with_evaluate(
         images.append(str(path))
 
     answers = predict_json(capsys, *images, "--model", str(model))
-    predicted = [answer["predicted"] for answer in answers]
+    predicted = [answer["top"][0]["class"] for answer in answers]  # its best guess, sure or not
     agreement = np.mean([p == e for p, e in zip(predicted, evaluated, strict=True)])
     assert agreement >= 0.95, agreement
+    # Below train.unsure_below's default (the model file holds none) predicted is null.
+    unsure = [answer["predicted"] is None for answer in answers]
+    assert unsure == [answer["top"][0]["probability"] < UNSURE_BELOW for answer in answers]
+    assert all(answer["predicted"] in (None, answer["top"][0]["class"]) for answer in answers)
+    assert 0.05 < np.mean(unsure) < 0.5  # the notebook's model is unsure of some digits
     assert [answer["image"] for answer in answers] == images
     probabilities = answers[0]["probabilities"]
     assert list(probabilities) == list(split.classes)
@@ -189,10 +195,12 @@ def truncated_png() -> bytes:
     return buffer.getvalue()[: len(buffer.getvalue()) // 2]
 
 
-def handmade_model(path: Path, double_rows: bool = False, bias: float = 0.0) -> None:
+def handmade_model(
+    path: Path, double_rows: bool = False, bias: float = 0.0, unsure_below: str | None = None
+) -> None:
     """A hostile model written with ``onnx.helper``, with the inputs, outputs and metadata of
     an exported one: ``double_rows`` answers two rows per image; ``bias`` NaN makes every
-    score NaN."""
+    score NaN. Its weights are 0: every class gets 0.1, below any ``unsure_below`` > 0.1."""
     from onnx import TensorProto, helper, numpy_helper
 
     weights = numpy_helper.from_array(np.zeros((784, 10), np.float32), "weights")
@@ -217,11 +225,8 @@ def handmade_model(path: Path, double_rows: bool = False, bias: float = 0.0) -> 
         [weights, offsets],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    for key, value in {
-        "classes": json.dumps(DIGITS),
-        "dataset": "mnist",
-        "model": "linear",
-    }.items():
+    meta = {"classes": json.dumps(DIGITS), "dataset": "mnist", "model": "linear"}
+    for key, value in {**meta, **({"unsure_below": unsure_below} if unsure_below else {})}.items():
         model.metadata_props.add(key=key, value=value)
     path.write_bytes(model.SerializeToString())
 
@@ -259,6 +264,10 @@ BAD = {
         lambda p: handmade_model(p.with_suffix(".model"), bias=np.nan),
         "the model's scores are not finite numbers (NaN or infinity); rerun the train stage",
     ),
+    "model-with-unsure-below-1": (
+        lambda p: handmade_model(p.with_suffix(".model"), unsure_below="1.0"),
+        "in its metadata (unsure_below 1.0 is not in [0, 1))",
+    ),
 }
 
 
@@ -289,6 +298,21 @@ def test_bad_input_is_one_error_line(
         assert out == ""  # nothing answered, not even the good image
     else:
         assert out.splitlines()[0] == f"{good}: {trained[2][0]}"
+
+
+def test_below_its_threshold_the_model_is_unsure_and_gives_its_guesses(
+    trained: tuple[Path, Split, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model that gives every class 0.1: unsure at threshold 0.5, a class at threshold 0."""
+    as_photo(trained[1].images[0]).save(image := tmp_path / "a.png")
+    handmade_model(unsure := tmp_path / "unsure.onnx", unsure_below="0.5")
+    [answer] = predict_json(capsys, str(image), "--model", str(unsure))
+    assert answer["predicted"] is None and len(answer["top"]) == 3
+    assert answer["top"][0] == {"class": "0", "probability": 0.1}
+    assert main([str(image), "--model", str(unsure)]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [f"{image}: unsure", "  0   10.0%"]
+    handmade_model(always := tmp_path / "always.onnx", unsure_below="0")
+    assert predict_json(capsys, str(image), "--model", str(always))[0]["predicted"] == "0"
 
 
 def test_json_of_a_model_with_nan_scores_is_nothing_but_one_error_line(

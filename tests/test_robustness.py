@@ -4,6 +4,7 @@ model files carry (``learning.losses``, ``evaluation.calibration``)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -26,11 +27,14 @@ from mnist_pipeline.learning.losses import fit_temperature
 from mnist_pipeline.learning.model_file import (
     check_onnx,
     load_model,
+    model_calibration,
     save_model,
     to_onnx,
 )
-from mnist_pipeline.learning.params import Augment, TrainParams
+from mnist_pipeline.learning.params import UNSURE_BELOW, Augment, TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
+from mnist_pipeline.serving.model import UNSURE_BELOW as serving_default
+from mnist_pipeline.serving.model import load_classifier
 from mnist_pipeline.tools.params import problems
 
 SETTINGS = dict(rotate=15.0, shift=2.0, scale=0.1, shear=10.0, stroke=1.0)
@@ -141,7 +145,7 @@ def test_ece_is_near_zero_when_confidence_is_honest_and_large_when_not() -> None
     assert expected_calibration_error(probs, (guess + 1) % 10) > 0.5  # always wrong
 
 
-def test_val_slice_temperature_goes_into_both_model_files(
+def test_temperature_and_unsure_threshold_go_into_both_model_files(
     train_split: Split, test_split: Split, tmp_path: Path
 ) -> None:
     params = TrainParams(epochs=2, batch_size=20, val_fraction=0.2)
@@ -149,17 +153,25 @@ def test_val_slice_temperature_goes_into_both_model_files(
     temperature = result.temperature
     assert temperature != 1.0 and 0.05 <= temperature <= 20
     assert train(TrainParams(epochs=2, batch_size=20), train_split, test_split).temperature == 1.0
-    save_model(result.model, result.spec, tmp_path / "m.safetensors", "mse", "softmax", (), 2.5)
-    assert read_tensor_metadata(tmp_path / "m.safetensors")["temperature"] == "2.5"
-    save_model(result.model, result.spec, tmp_path / "plain.safetensors", "mse", "softmax")
-    assert "temperature" not in read_tensor_metadata(tmp_path / "plain.safetensors")
-    save_model(result.model, result.spec, tmp_path / "bad.safetensors", "mse", "softmax", (), -1.0)
-    with pytest.raises(PipelineError, match=r"temperature '-1\.0' is no positive number"):
-        load_model(tmp_path / "bad.safetensors")
+    save = functools.partial(save_model, result.model, result.spec)
+    save(tmp_path / "m.safetensors", "mse", "softmax", (), 2.5, 0.0)
+    assert model_calibration(tmp_path / "m.safetensors") == (2.5, 0.0)
+    save(tmp_path / "plain.safetensors", "mse", "softmax")
+    assert model_calibration(tmp_path / "plain.safetensors") == (1.0, UNSURE_BELOW)
+    assert "unsure_below" not in read_tensor_metadata(tmp_path / "plain.safetensors")
+    bad = {(-1.0, 0.5): r"temperature '-1\.0' is no positive", (2.0, 1.0): r"'1\.0' is not in"}
+    for calibration, message in bad.items():
+        save(tmp_path / "bad.safetensors", "mse", "softmax", (), *calibration)
+        with pytest.raises(PipelineError, match=message):
+            load_model(tmp_path / "bad.safetensors")
     classes = tuple("0123456789")
-    model = to_onnx(result.model, result.spec, "softmax", classes, "mnist", temperature)
+    model = to_onnx(result.model, result.spec, "softmax", classes, "mnist", temperature, 0.25)
     meta = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
     assert float(meta["temperature"]) == temperature and json.loads(meta["classes"])
+    assert meta["unsure_below"] == "0.25"
+    (tmp_path / "m.onnx").write_bytes(model)
+    assert load_classifier(tmp_path / "m.onnx").unsure_below == 0.25
+    assert serving_default == UNSURE_BELOW == TrainParams().unsure_below  # one default
     images = test_split.images
     check_onnx(model, result.model, "softmax", images, "m.onnx", temperature)
     with pytest.raises(PipelineError, match="disagrees with torch"):
@@ -169,4 +181,6 @@ def test_val_slice_temperature_goes_into_both_model_files(
     want = torch.from_numpy(logits / temperature).softmax(1).numpy()
     np.testing.assert_allclose(probs, want, atol=1e-6)
     plain = to_onnx(result.model, result.spec, "softmax", classes, "mnist")
-    assert "temperature" not in {p.key for p in onnx.load_from_string(plain).metadata_props}
+    assert not {"temperature", "unsure_below"} & {
+        p.key for p in onnx.load_from_string(plain).metadata_props
+    }

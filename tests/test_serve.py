@@ -4,7 +4,8 @@ thread of the test process (`serving.serve.server`, the objects `serve` runs).
 The model is the pipeline's default (linear, the notebook's settings) trained on the embedded
 sample and exported as the train stage exports it. The page is driven in headless Chromium
 (Playwright pointed at Debian's ``chromium``): a digit drawn stroke by stroke with mouse
-events gets the top 3 from the server, as the server answers the same drawing; ``/docs``
+events gets the top 3 from the server, as the server answers the same drawing, and a model
+that is unsure of it says "not sure — is this a digit?"; ``/docs``
 renders the API's operations with every request outside the server refused. Bad uploads get
 a 4xx with one line of JSON, and the server answers the next request. Clients that do not
 finish their request are dropped within ``REQUEST_SECONDS`` and do not keep others out.
@@ -174,6 +175,22 @@ def test_predict_answers_an_upload_raw_or_as_a_form(
         + f"\r\n--{boundary}--\r\n".encode()
     )
     assert post(url, form, f"multipart/form-data; boundary={boundary}") == (200, answer)
+
+
+@pytest.fixture(scope="module")
+def unsure_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server over a model that gives every class 0.1, with a threshold of 0.5."""
+    handmade_model(path := tmp_path_factory.mktemp("unsure") / "model.onnx", unsure_below="0.5")
+    yield from running(path)
+
+
+def test_below_its_threshold_the_model_answers_null_and_its_top_3(
+    unsure_url: str, model: tuple[Path, np.ndarray]
+) -> None:
+    status, answer = post(unsure_url, png_of(as_photo(model[1])))
+    assert status == 200 and answer["predicted"] is None
+    assert answer["top"] == [{"class": c, "probability": 0.1} for c in "012"]
+    assert answer["probabilities"] == dict.fromkeys("0123456789", 0.1)
 
 
 def form_with(name: str, filename: str | None = "x.png", parts: int = 1) -> bytes:
@@ -361,7 +378,7 @@ def test_openapi_describes_predict_and_the_favicon_is_served(url: str) -> None:
     assert answer == {"$ref": "#/components/schemas/Prediction"}
     fields = schema["components"]["schemas"]["Prediction"]["properties"]
     assert set(fields) == {"predicted", "top", "probabilities"}
-    assert {"type": "null"} in fields["predicted"]["anyOf"]  # "unsure", for later
+    assert {"type": "null"} in fields["predicted"]["anyOf"]  # unsure
     assert set(predict["responses"]) == {"200", "400", "403", "413", "415", "422", "503"}
     with urllib.request.urlopen(f"{url}/favicon.ico", timeout=30) as reply:
         assert reply.headers["Content-Type"] == "image/vnd.microsoft.icon"
@@ -435,6 +452,7 @@ def test_page_draws_a_digit_and_shows_the_top_3(url: str, tmp_path: Path) -> Non
             "[...document.querySelectorAll('#top li')].map(li => "
             "[li.querySelector('.name').textContent, li.querySelector('.p').textContent])"
         )
+        said = page.locator("#status").inner_text()
         page.screenshot(path=str(tmp_path / "drawn.png"))
         drawing = base64.b64decode(
             page.evaluate("document.getElementById('pad').toDataURL('image/png')")[22:]
@@ -442,7 +460,27 @@ def test_page_draws_a_digit_and_shows_the_top_3(url: str, tmp_path: Path) -> Non
         page.context.browser.close()
     assert foreign == []
     status, answer = post(url, drawing)  # the server's answer for the final drawing
-    assert status == 200 and answer["predicted"] == "1"
+    assert status == 200 and answer["top"][0]["class"] == "1"
+    assert answer["predicted"] in ("1", None)  # None: below the model's unsure_below
+    assert said == ("" if answer["predicted"] else "not sure — is this a digit?")
     assert [tuple(row) for row in rows] == [
         (e["class"], f"{e['probability']:.1%}") for e in answer["top"]
     ]
+
+
+@needs_browser
+def test_page_says_not_sure_when_the_model_answers_null(unsure_url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    foreign: list[str] = []
+    with sync_playwright() as playwright:
+        page = browser_page(playwright, unsure_url, foreign)
+        page.goto(f"{unsure_url}/")
+        page.wait_for_function("document.getElementById('classes').textContent !== ''")
+        draw_one(page)
+        page.wait_for_function("document.getElementById('pad').dataset.state === 'answered'")
+        status = page.locator("#status").inner_text()
+        guesses = page.locator("#top .name").all_inner_texts()
+        page.context.browser.close()
+    assert foreign == []
+    assert status == "not sure — is this a digit?" and guesses == ["0", "1", "2"]

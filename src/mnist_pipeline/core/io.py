@@ -190,8 +190,9 @@ def _non_finite(obj: Any, key: str = "") -> str | None:
     return next(filter(None, (_non_finite(v, f"{key}.{k}") for k, v in items)), None)
 
 
-def write_json(obj: Any, path: Path) -> None:
-    """Stable JSON (sorted keys, 2-space indent) so diffs stay small; NaN is refused (not JSON)."""
+def write_json(obj: Any, path: Path, sort_keys: bool = True) -> None:
+    """Stable JSON (sorted keys unless the order is the caller's, 2-space indent) so diffs stay
+    small; NaN is refused (not JSON)."""
     bad = _non_finite(obj)
     if bad is not None:
         where = re.sub(_STAGING, "", str(path))
@@ -199,7 +200,7 @@ def write_json(obj: Any, path: Path) -> None:
             f"cannot write {where}: {bad}, which JSON cannot hold; the numbers behind it "
             "overflowed: check the inputs of the stage that writes it (e.g. rerun train)"
         )
-    write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+    write_text(json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n", path)
 
 
 def file_digest(path: Path, algorithm: str) -> str:

@@ -1,6 +1,8 @@
 """Scoring a trained model on the test split (the evaluate stage): metrics, per-class scores,
 the confusion matrix (``[actual, predicted]`` counts, the notebook's ``to1hot(y).T @
-to1hot(yhat)``) and each image's prediction; the stage decides where each table goes."""
+to1hot(yhat)``), each image's prediction and the reliability table of its calibrated
+probabilities; the stage decides where each table goes. Robustness is the accuracy on a fixed,
+seeded perturbed copy of the test images (``ROBUSTNESS``)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,14 @@ import torch
 from torch import nn
 
 from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.evaluation import scores
+from mnist_pipeline.evaluation.calibration import reliability
 from mnist_pipeline.learning.losses import OUTPUTS
 from mnist_pipeline.learning.models import ModelSpec, predict_logits
+
+ROBUSTNESS = {"rotate": 20.0, "shift": 3.0, "stroke": 1.0}  # data.geometry.perturb, seed 0
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class Evaluation:
     per_class: pd.DataFrame  # one row per class: class, precision, recall, f1, support
     confusion: pd.DataFrame  # [C, C] counts, index = actual, columns = predicted
     predictions: pd.DataFrame  # one row per test image: actual, predicted, confidence
+    reliability: pd.DataFrame  # one row per confidence bin: bin, confidence, accuracy, count
 
 
 def evaluate(
@@ -32,23 +39,30 @@ def evaluate(
     split: Split,
     output: str = "softmax",
     model_path: str = "the model",
+    temperature: float = 1.0,
+    unsure_below: float = 0.0,
 ) -> Evaluation:
     """Score ``model`` (built from ``spec``, saved at ``model_path``) on ``split``; ``output``
-    (``train.output``) turns its logits into class probabilities."""
+    (``train.output``) turns its logits divided by ``temperature`` into class probabilities,
+    and a top probability below ``unsure_below`` is no answer."""
     if spec.in_features != split.images.shape[1] or spec.num_classes != split.num_classes:
         raise PipelineError(
             f"{model_path}: takes {spec.in_features} features / {spec.num_classes} classes but the "
             f"test data has {split.images.shape[1]} / {split.num_classes}; rerun the train stage"
         )
     logits = predict_logits(model, torch.from_numpy(split.images))  # no autograd graph
-    probabilities = OUTPUTS[output](logits.double()).numpy()
+    probabilities = OUTPUTS[output](logits.double() / temperature).numpy()
     predicted = logits.argmax(dim=1).numpy()
+    perturbed = perturb(split.images, np.random.default_rng(0), **ROBUSTNESS)
+    robust = predict_logits(model, torch.from_numpy(perturbed)).argmax(dim=1).numpy()
     confusion = scores.confusion_frame(split.labels, predicted, split.classes)
-    outcome = scores.Outcome(split.labels, predicted, probabilities, confusion.to_numpy())
+    counts = confusion.to_numpy()
+    outcome = scores.Outcome(split.labels, predicted, probabilities, counts, robust, unsure_below)
     names = np.asarray(split.classes, dtype=object)
     confidence = probabilities[np.arange(len(split)), predicted].round(scores.DIGITS)
     predictions = pd.DataFrame(
         {"actual": names[split.labels], "predicted": names[predicted], "confidence": confidence}
     )
+    table = reliability(probabilities, split.labels).round(scores.DIGITS)
     metrics = scores.Metrics.of(outcome)
-    return Evaluation(metrics, scores.per_class_frame(confusion), confusion, predictions)
+    return Evaluation(metrics, scores.per_class_frame(confusion), confusion, predictions, table)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import RERUN, read_csv, read_rows
+from mnist_pipeline.evaluation.calibration import expected_calibration_error
 
 DIGITS = 6  # decimals kept in metrics files: stable text, far below any real change
 SCORES = ("precision", "recall", "f1")  # per-class columns of per_class.csv, besides support
@@ -25,12 +26,15 @@ MIN_PROBABILITY = 1e-15  # a confident miss costs -log(1e-15) = 34.5 nats, not i
 
 @dataclass(frozen=True)
 class Outcome:
-    """``[N]`` actual and predicted labels, ``[N, C]`` probabilities, ``[C, C]`` counts."""
+    """``[N]`` actual and predicted labels, ``[N, C]`` calibrated probabilities, ``[C, C]``
+    counts."""
 
     actual: np.ndarray
     predicted: np.ndarray
     probabilities: np.ndarray
     counts: np.ndarray
+    robust: np.ndarray | None = None  # [N] predicted labels of the perturbed test images
+    unsure_below: float = 0.0  # the top probability below which the model does not answer
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,27 @@ def cross_entropy(o: Outcome) -> float:
     return float(-np.log(np.clip(true, MIN_PROBABILITY, 1.0)).mean())
 
 
+def answered(o: Outcome) -> np.ndarray:
+    """``[N]``: the images the model answers, their top probability at least ``unsure_below``."""
+    return o.probabilities.max(axis=1) >= o.unsure_below
+
+
+def answered_accuracy(o: Outcome) -> float:
+    """The accuracy on the images answered; 0 when none is."""
+    sure = answered(o)
+    return float((o.predicted == o.actual)[sure].mean()) if sure.any() else 0.0
+
+
 HEADLINE: dict[str, Headline] = {
     "accuracy": Headline("test accuracy", lambda o: np.trace(o.counts) / o.counts.sum()),
     "cross_entropy": Headline("test cross-entropy", cross_entropy, -math.log(MIN_PROBABILITY)),
     "macro_f1": Headline("macro F1", lambda o: per_class_scores(o.counts)[2].mean()),
+    "ece": Headline(
+        "calibration error", lambda o: expected_calibration_error(o.probabilities, o.actual)
+    ),
+    "robust_accuracy": Headline("perturbed-test accuracy", lambda o: np.mean(o.robust == o.actual)),
+    "answered": Headline("share answered", lambda o: answered(o).mean()),
+    "answered_accuracy": Headline("accuracy when answered", answered_accuracy),
 }
 
 

@@ -19,9 +19,10 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError, one_line
-from mnist_pipeline.data.tensors import load_tensors, save_tensors
+from mnist_pipeline.data.tensors import load_tensors, read_tensor_metadata, save_tensors
 from mnist_pipeline.learning.losses import LOSSES, OUTPUTS
 from mnist_pipeline.learning.models import ModelSpec, build_model, predict_logits
+from mnist_pipeline.learning.params import UNSURE_BELOW
 
 TOLERANCE = 1e-5  # ONNX against torch: absolute, on each probability
 OPSET = 17
@@ -35,13 +36,23 @@ def save_model(
     output: str,
     classes: tuple[str, ...] = (),
     temperature: float = 1.0,
+    unsure_below: float = UNSURE_BELOW,
 ) -> None:
     metadata = {"spec": spec.to_json(), "loss": loss, "output": output}
     if classes:
         metadata["classes"] = json.dumps(list(classes))
     if temperature != 1.0:  # 1.0, no calibration, is the absence of the key
         metadata["temperature"] = str(temperature)
+    if unsure_below != UNSURE_BELOW:  # the default is the absence of the key
+        metadata["unsure_below"] = str(unsure_below)
     save_tensors(model.state_dict(), path, metadata=metadata)
+
+
+def model_calibration(path: Path) -> tuple[float, float]:
+    """The temperature that calibrates the model's probabilities (1.0 when none is stored) and
+    the top probability below which it is unsure; ``load_model`` checks both."""
+    meta = read_tensor_metadata(path)
+    return float(meta.get("temperature", "1.0")), float(meta.get("unsure_below", UNSURE_BELOW))
 
 
 def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> None:
@@ -76,6 +87,8 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
             raise ValueError(f"loss {loss!r} / output {output!r} is no pair of {list(LOSSES)}")
         if not 0 < float(meta.get("temperature", "1.0")) < math.inf:
             raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
+        if not 0 <= float(meta.get("unsure_below", UNSURE_BELOW)) < 1:
+            raise ValueError(f"unsure_below {meta['unsure_below']!r} is not in [0, 1)")
         _check_weights(path, spec, weights)
     except ValidationError as err:
         raise PipelineError(
@@ -111,6 +124,7 @@ def to_onnx(
     classes: tuple[str, ...],
     dataset: str,
     temperature: float = 1.0,
+    unsure_below: float = UNSURE_BELOW,
 ) -> bytes:
     """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included;
     ``probabilities`` divide the logits by ``temperature`` first (``losses.fit_temperature``)."""
@@ -134,6 +148,8 @@ def to_onnx(
     metadata |= {"spec": spec.to_json(), "output": output}
     if temperature != 1.0:
         metadata["temperature"] = str(temperature)
+    if unsure_below != UNSURE_BELOW:
+        metadata["unsure_below"] = str(unsure_below)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)

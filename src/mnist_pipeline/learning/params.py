@@ -21,6 +21,9 @@ Sizes = Annotated[tuple[Count, ...], Field(min_length=1)]
 Loss = Literal[tuple(dict.fromkeys(loss for losses in LOSSES.values() for loss in losses))]
 MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
 Degrees = Annotated[Number, Field(ge=0.0, le=45.0)]
+# The largest value that leaves at most 5% of a 10% val slice unsure for every shipped setting
+# (docs/training.md). A model file stores it only when it differs (serving.model).
+UNSURE_BELOW = 0.4
 
 
 class Augment(Section):
@@ -63,6 +66,7 @@ class TrainParams(Section):
     kernels: Literal[tuple(KERNELS)] = "portable"  # see core/runtime.py
     processes: Annotated[Int, Field(ge=1, le=64)] = 1
     rank_timeout: Annotated[Number, Field(ge=5, le=86_400)] = 120  # s without a reply: stalled
+    unsure_below: Annotated[Number, Field(ge=0.0, lt=1.0)] = UNSURE_BELOW  # 0: always answer
 
     @model_validator(mode="after")
     def _runnable(self) -> TrainParams:

@@ -1,4 +1,6 @@
-"""The exported model (``models/model.onnx``, with its class names) run by onnxruntime."""
+"""The exported model (``models/model.onnx``, with its class names) run by onnxruntime. Its
+probabilities are calibrated (``learning.calibration``); below its ``unsure_below`` top
+probability it answers no class, only its guesses."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from mnist_pipeline.data.splits import IMAGE_SIDE
 DEFAULT_MODEL = Path("models/model.onnx")
 PIXELS = IMAGE_SIDE * IMAGE_SIDE
 TOP = 3  # classes answered with their probabilities
+UNSURE_BELOW = 0.4  # a model file without the key: train.unsure_below's default
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,11 @@ class Classifier:
     classes: tuple[str, ...]
     dataset: str
     model: str
+    unsure_below: float = UNSURE_BELOW  # a lower top probability: ``predicted`` is None
 
     def classify(self, images: Sequence[str], inputs: np.ndarray) -> list[dict[str, Any]]:
-        """``{image, predicted, top, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``;
-        scores of the wrong shape or not finite are an error."""
+        """``{image, predicted, top, probabilities}`` for each of ``inputs`` ``[N, 28, 28]``
+        (``predicted`` None when unsure); scores of the wrong shape or not finite are an error."""
         flat = np.ascontiguousarray(inputs.reshape(len(inputs), PIXELS), dtype=np.float32)
         logits, probs = self.session.run(["logits", "probabilities"], {"images": flat})
         if not logits.shape == probs.shape == (len(inputs), len(self.classes)):
@@ -42,9 +46,8 @@ class Classifier:
             scores = {c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)}
             ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:TOP]  # stable on ties
             top = [{"class": c, "probability": scores[c]} for c in ranked]
-            answers.append(
-                dict(image=image, predicted=self.classes[best], top=top, probabilities=scores)
-            )
+            predicted = self.classes[best] if row[best] >= self.unsure_below else None
+            answers.append(dict(image=image, predicted=predicted, top=top, probabilities=scores))
         return answers
 
 
@@ -75,9 +78,15 @@ def load_classifier(path: Path) -> Classifier:
     meta = session.get_modelmeta().custom_metadata_map
     try:
         classes = tuple(str(c) for c in json.loads(meta["classes"]))
+        unsure_below = float(meta.get("unsure_below", UNSURE_BELOW))
+        if not 0 <= unsure_below < 1:
+            raise ValueError(f"unsure_below {unsure_below} is not in [0, 1)")
     except (KeyError, TypeError, ValueError) as err:
-        raise PipelineError(f"{path}: no readable class names in its metadata ({err})") from err
-    classifier = Classifier(session, classes, meta.get("dataset", "?"), meta.get("model", "?"))
+        raise PipelineError(
+            f"{path}: no readable class names or unsure_below in its metadata ({err})"
+        ) from err
+    described = (meta.get("dataset", "?"), meta.get("model", "?"), unsure_below)
+    classifier = Classifier(session, classes, *described)
     try:
         classifier.classify(["0", "1"], np.stack([np.zeros(PIXELS), np.ones(PIXELS)]))
     except Exception as err:  # inputs, outputs or scores not as the train stage exports them

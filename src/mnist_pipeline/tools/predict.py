@@ -1,5 +1,6 @@
-"""``mnist-predict IMAGE... [--json]``: the ONNX model's top classes for your own images. A bad
-image gets its own ``error:`` line while the others are answered (exit 2)."""
+"""``mnist-predict IMAGE... [--json]``: the ONNX model's top classes for your own images, or
+"unsure" (``predicted`` null) below the model's threshold. A bad image gets its own ``error:``
+line while the others are answered (exit 2)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from mnist_pipeline.serving.model import DEFAULT_MODEL, load_classifier
 
 
 def as_text(answer: Mapping[str, Any]) -> str:
-    """``image: predicted`` and the top classes with their probabilities, escaped."""
+    """``image: predicted`` (or ``unsure``) and the top classes with their probabilities,
+    escaped."""
     names = [printable(entry["class"]) for entry in answer["top"]]
     width = max(map(len, names))
-    rows = [f"{printable(answer['image'])}: {printable(answer['predicted'])}"]
+    said = "unsure" if answer["predicted"] is None else printable(answer["predicted"])
+    rows = [f"{printable(answer['image'])}: {said}"]
     for name, entry in zip(names, answer["top"], strict=True):
         rows.append(f"  {name:<{width}}  {entry['probability']:6.1%}")
     return "\n".join(rows)
@@ -39,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model; %(default)s")
     parser.add_argument(
-        "--json", action="store_true", help="one JSON list: image, predicted, top, probabilities"
+        "--json",
+        action="store_true",
+        help="one JSON list: image, predicted (null: unsure), top, probabilities",
     )
     args = parser.parse_args(argv)
     classifier = load_classifier(args.model)

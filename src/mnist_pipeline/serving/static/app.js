@@ -1,5 +1,6 @@
 // The draw-a-digit page: strokes on a canvas (pointer events: mouse, pen or finger), the
-// drawing sent to POST /predict as a PNG while you draw, the top 3 classes shown.
+// drawing sent to POST /predict as a PNG while you draw, the top 3 classes shown; when the
+// model answers no class (predicted: null, unsure) the page says so above its guesses.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -42,8 +43,9 @@ function show(answer) {
     item.append(label, bar, share);
     return item;
   }));
-  topList.dataset.predicted = answer.predicted;
-  statusLine.textContent = "";
+  topList.dataset.predicted = answer.predicted ?? "";
+  const kind = document.getElementById("kind").textContent;
+  statusLine.textContent = answer.predicted === null ? `not sure — is this a ${kind}?` : "";
 }
 
 // One request at a time; strokes drawn meanwhile are sent when it returns. The canvas's
