@@ -1548,26 +1548,19 @@ def test_each_torchrun_rank_gets_its_own_gpu(monkeypatch: pytest.MonkeyPatch) ->
         resolve_device("auto")
 
 
-def test_raw_files_through_a_file_url_mirror_with_progress_on_a_tty(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_raw_files_through_a_file_url_mirror_log_a_line_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import io
-    import sys as system
-
     from mnist_pipeline.data.params import DataParams
     from mnist_pipeline.data.sources import fetch
 
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    terminal = Terminal()
-    monkeypatch.setattr(system, "stderr", terminal)
     mirror = write_idx_set(tmp_path / "raw-mirror")  # no .gz: the raw names are the fallback
     params = DataParams(source="mirror", mirror=mirror.as_uri(), verify=False)
-    manifest = fetch(params, tmp_path / "out")
+    with caplog.at_level("INFO", logger="mnist_pipeline.data.mirrors"):
+        manifest = fetch(params, tmp_path / "out")
     assert manifest["counts"] == {"train": 200, "test": 50}
-    assert "train-images-idx3-ubyte" in terminal.getvalue()
+    fetched = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fetched ")]
+    assert len(fetched) == 4 and f"{mirror.as_uri()}/train-images-idx3-ubyte " in fetched[0]
 
 
 def test_duplicate_keys_fail_the_params_check(tmp_path: Path) -> None:

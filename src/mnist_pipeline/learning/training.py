@@ -22,7 +22,7 @@ from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.checkpoints import Checkpoint
-from mnist_pipeline.learning.history import EpochRecord, Progress, Selection
+from mnist_pipeline.learning.history import EpochRecord, Selection, log_epoch
 from mnist_pipeline.learning.losses import LOSSES, fit_temperature, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import Step, make_optimizer, make_step, needs_optimizer, rates
@@ -167,15 +167,12 @@ def prepare(params: TrainParams, train_split: Split, test_split: Split) -> Run:
     return Run(params, model, spec, x, y, labels, score_x, score_y, ctx)
 
 
-def one_epoch(
-    run: Run, epoch: int, step: Step, shuffle: torch.Generator, progress: Progress
-) -> Tensor:
+def one_epoch(run: Run, epoch: int, step: Step, shuffle: torch.Generator) -> Tensor:
     """Step every minibatch; the per-step losses, summed over ranks, stay on the device."""
     order = epoch_order(len(run.x), shuffle, run.x.device).split(run.params.batch_size)
-    progress.start(epoch, len(order))
     augment = augmenter(run.params, epoch)
     batches = ((augment(run.x.index_select(0, i)), run.y.index_select(0, i)) for i in order)
-    losses = [progress.tick(step(x, y)) for x, y in batches]
+    losses = [step(x, y) for x, y in batches]
     return distributed.sum_(torch.stack(losses), run.ctx)
 
 
@@ -201,7 +198,6 @@ def train(
     test_split: Split,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Checkpoint | None = None,
-    progress: Progress | None = None,
 ) -> TrainResult:
     """Train a fresh model from ``params``, or resume ``checkpoint``'s run (saved after every
     epoch) with the same bytes; score the test split, or a held-out val slice."""
@@ -212,20 +208,19 @@ def train(
         parts["optimizer"] = make_optimizer(params, run.model)
     history: list[EpochRecord] = []
     if checkpoint is not None:
-        history = checkpoint.restore(parts, shuffle, params.epochs, EpochRecord)
+        history = [EpochRecord(**row) for row in checkpoint.restore(parts, shuffle)]
         if history:
             where = (len(history) + 1, params.epochs, checkpoint.path)
             log.info("resuming at epoch %d of %d from checkpoint %s", *where)
     first_epoch, lrs, seconds = len(history) + 1, rates(params), []
     step, set_lr, end_epoch = make_step(params, run.model, parts.get("optimizer"), run.ctx)
     scored_on = "val" if params.val_fraction > 0 else "test"
-    progress = progress or Progress(params.epochs)
     for epoch in range(first_epoch, params.epochs + 1):
         if selection.stop_reason:
             break
         start = time.perf_counter()
         set_lr(lrs[epoch - 1])
-        losses = one_epoch(run, epoch, step, shuffle, progress)
+        losses = one_epoch(run, epoch, step, shuffle)
         end_epoch()
         record = run.score(epoch, losses, lrs[epoch - 1])
         history.append(record)
@@ -234,10 +229,9 @@ def train(
             checkpoint.save(parts, shuffle, [dataclasses.asdict(r) for r in history])
         seconds.append(time.perf_counter() - start)
         if run.ctx.rank == 0:  # rank 0 alone logs and writes
-            progress.done(record, scored_on, seconds[-1])
+            log_epoch(record, params.epochs, scored_on, seconds[-1])
             if on_epoch is not None:
                 on_epoch(record)
-    progress.close()
     distributed.finish(run.ctx)
     shipped = selection.best_epoch if params.keep == "best" else history[-1].epoch
     if selection.best_weights is not None:
