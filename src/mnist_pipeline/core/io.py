@@ -8,10 +8,8 @@ import errno
 import glob
 import hashlib
 import json
-import math
 import os
 import re
-import resource
 import shutil
 import signal
 import tempfile
@@ -37,22 +35,13 @@ _STAGING = r"(?<![^/])\.[^/]+\.[a-z0-9_]{8}\.tmp/"  # a staging folder: NAME's n
 
 def write_error(path: Path, err: OSError) -> PipelineError:
     """One line for a failed write of ``path`` (named as the user knows it, not its staging
-    folder): what is in the way (full disk, ``ulimit -f``, a file, permissions) and the fix."""
-    where = Path(re.sub(_STAGING, "", str(path)))
+    folder) with the OS's reason, or the file standing where a folder must be."""
+    where = re.sub(_STAGING, "", str(path))
     blocker = next((p for p in reversed(path.parents) if p.is_file()), None)
-    if err.errno == errno.EFBIG:
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] / 2**20
-        why = f"over the file-size limit (ulimit -f: {limit:.1f} MiB); raise it (ulimit -f "
-        why += "unlimited) and rerun the stage"
-    elif err.errno in _FULL:
-        free = shutil.disk_usage(next(p for p in path.parents if p.exists())).free / 2**20
-        why = f"no space left on device in {where.parent} ({free:.1f} MiB free); free some "
-        why += "space there and rerun the stage"
-    elif blocker is not None:
-        why = f"{blocker} is a file, not a directory; remove it or choose another path"
-    else:
-        why = f"{err.strerror or err}; make {path.parent} writable or choose another path"
-    return PipelineError(f"cannot write {where}: {why}")
+    why = f"{blocker} is a file, not a directory" if blocker else err.strerror or err
+    return PipelineError(
+        f"cannot write {where}: {why}; make room or fix the folder, or choose another path"
+    )
 
 
 class Outputs:
@@ -180,26 +169,17 @@ def save_figure(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
 
 
-def _non_finite(obj: Any, key: str = "") -> str | None:
-    """The first ``key.path = nan`` in a JSON-bound object, or None."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return f"{key.lstrip('.') or 'the value'} = {obj}"
-    items = (
-        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
-    )
-    return next(filter(None, (_non_finite(v, f"{key}.{k}") for k, v in items)), None)
-
-
 def write_json(obj: Any, path: Path) -> None:
     """Stable JSON (sorted keys, 2-space indent) so diffs stay small; NaN is refused (not JSON)."""
-    bad = _non_finite(obj)
-    if bad is not None:
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False)
+    except ValueError as err:
         where = re.sub(_STAGING, "", str(path))
         raise PipelineError(
-            f"cannot write {where}: {bad}, which JSON cannot hold; the numbers behind it "
-            "overflowed: check the inputs of the stage that writes it (e.g. rerun train)"
-        )
-    write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+            f"cannot write {where}: a number is NaN or infinite, which JSON cannot hold; the "
+            "numbers behind it overflowed: check the inputs of the stage that writes it"
+        ) from err
+    write_text(text + "\n", path)
 
 
 def file_digest(path: Path, algorithm: str) -> str:

@@ -44,27 +44,6 @@ def save_model(
     save_tensors(model.state_dict(), path, metadata=metadata)
 
 
-def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> None:
-    """The tensors have exactly the names, shapes and dtypes of the spec's model (built on the
-    meta device: nothing allocated), and are all finite."""
-    with torch.device("meta"):
-        want = build_model(spec).state_dict()
-    for name in [*want, *(k for k in sorted(tensors) if k not in want)]:
-        have, need = tensors.get(name), want.get(name)
-        if have is None or need is None or (have.dtype, have.shape) != (need.dtype, need.shape):
-            found = "missing" if have is None else f"{have.dtype} {list(have.shape)}"
-            expected = "nothing" if need is None else f"{need.dtype} {list(need.shape)}"
-            raise PipelineError(
-                f"{path}: weights do not fit the {spec.name} architecture in its metadata "
-                f"({name}: {found}, expected {expected}); rerun the train stage"
-            )
-        if not bool(torch.isfinite(have).all()):
-            raise PipelineError(
-                f"{path}: {name} holds NaN or infinite weights; the model is unusable: "
-                "rerun the train stage (lower train.lr if it diverged)"
-            )
-
-
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
     """Rebuild the saved architecture and load its weights: (model, spec, loss, output)."""
     arrays, meta = load_tensors(path)
@@ -76,18 +55,28 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
             raise ValueError(f"loss {loss!r} / output {output!r} is no pair of {list(LOSSES)}")
         if not 0 < float(meta.get("temperature", "1.0")) < math.inf:
             raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
-        _check_weights(path, spec, weights)
     except ValidationError as err:
         raise PipelineError(
             f"{path}: bad model description in its metadata ({one_line(err)}); "
             "rerun the train stage"
         ) from err
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise PipelineError(
             f"{path}: no usable model description in its metadata ({err}); rerun the train stage"
         ) from err
-    model = build_model(spec)
-    model.load_state_dict(weights, strict=True)  # names, shapes and dtypes checked above
+    with torch.device("meta"):  # nothing allocated: the file's tensors become the weights
+        model = build_model(spec)
+    try:
+        for name, tensor in model.state_dict().items():  # assign keeps the file's dtype
+            if name in weights and weights[name].dtype != tensor.dtype:
+                raise RuntimeError(f"{name} is {weights[name].dtype}, not {tensor.dtype}")
+        model.load_state_dict(weights, strict=True, assign=True)
+    except RuntimeError as err:  # torch's first line names only the module class
+        why = " ".join((str(err).partition(":\n")[2] or str(err)).split())
+        raise PipelineError(
+            f"{path}: weights do not fit the {spec.name} architecture in its metadata "
+            f"({why[:300]}); rerun the train stage"
+        ) from err
     return model, spec, loss, output
 
 
