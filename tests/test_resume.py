@@ -243,6 +243,6 @@ def test_sigkill_at_random_moments_resumes_to_identical_bytes(tmp_path: Path) ->
     assert final.returncode == 0, stderr
     assert f"resuming at epoch {resume_at} of {EPOCHS}" in stderr
     trained = EPOCHS - resume_at + 1
-    assert f"trained {trained} epoch(s) in this run (from epoch {resume_at}," in stdout
+    assert f"trained {trained} epoch(s) from epoch {resume_at};" in stdout
     assert digests(out) == expected
     assert not (tmp_path / "state" / "train.pt").exists()

@@ -1,6 +1,5 @@
-"""The train stage's state after every epoch, valid for its run's ``run_key`` only: a rerun
-resumes after the last complete epoch and writes the same bytes. The file is the content's
-sha256 digest, then the content; a checkpoint not whole or not this run's is discarded."""
+"""The train stage's state after every epoch: the content's sha256 digest, then the content. A
+rerun resumes from it, with the same bytes, only when it is whole and of this ``run_key``."""
 
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ def read_state(path: Path) -> Any:
 
 
 def write_state(state: dict[str, Any], path: Path) -> None:
-    """Digest and content in one rename (serialised first: a full disk is core.io's error)."""
+    """Digest and content in one atomic write."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_bytes(hashlib.sha256(buffer.getvalue()).digest() + buffer.getvalue(), path)

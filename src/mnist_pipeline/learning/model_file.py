@@ -1,8 +1,5 @@
-"""A trained model's files: safetensors weights, with the ``ModelSpec``, loss, output function,
-class names and calibrating temperature as metadata, so evaluate needs no ``params.yaml``; and
-the same model as ONNX (``images`` ``[N, 784]`` -> ``logits``, ``probabilities``) with what a
-server needs in its metadata, checked against torch before it is written. The legacy
-TorchScript exporter writes the same bytes for the same weights."""
+"""A trained model's files: safetensors weights with what rebuilds the model as metadata (so
+evaluate needs no ``params.yaml``), and the same model as ONNX, checked against torch."""
 
 from __future__ import annotations
 
@@ -55,6 +52,8 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
             raise ValueError(f"loss {loss!r} / output {output!r} is no pair of {list(LOSSES)}")
         if not 0 < float(meta.get("temperature", "1.0")) < math.inf:
             raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
+        with torch.device("meta"):  # nothing allocated: the file's tensors become the weights
+            model = build_model(spec)
     except ValidationError as err:
         raise PipelineError(
             f"{path}: bad model description in its metadata ({one_line(err)}); "
@@ -64,8 +63,6 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
         raise PipelineError(
             f"{path}: no usable model description in its metadata ({err}); rerun the train stage"
         ) from err
-    with torch.device("meta"):  # nothing allocated: the file's tensors become the weights
-        model = build_model(spec)
     try:
         for name, tensor in model.state_dict().items():  # assign keeps the file's dtype
             if name in weights and weights[name].dtype != tensor.dtype:
@@ -101,8 +98,8 @@ def to_onnx(
     dataset: str,
     temperature: float = 1.0,
 ) -> bytes:
-    """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included;
-    ``probabilities`` divide the logits by ``temperature`` first (``losses.fit_temperature``)."""
+    """``model`` as ONNX bytes (``images [N, 784]`` -> ``logits``, calibrated ``probabilities``)
+    with what a server needs as metadata; the legacy exporter, whose bytes repeat."""
     import onnx
 
     buffer = io.BytesIO()
@@ -137,8 +134,7 @@ def check_onnx(
     where: Path | str,
     temperature: float = 1.0,
 ) -> str:
-    """onnxruntime against torch on ``images`` ``[N, 784]``, refused when a probability differs
-    by more than ``TOLERANCE`` or a predicted class differs; the line saying they agree."""
+    """The line saying onnxruntime agrees with torch on ``images`` to ``TOLERANCE``."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

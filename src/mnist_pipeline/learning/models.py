@@ -1,6 +1,5 @@
-"""The model registry: each ``train.model``'s builder, settings, size and engine; the params
-derive their checks from it, so a model is one builder and one entry. Networks return logits.
-Builders import torch when called: the params check runs without it."""
+"""The model registry: a model is one builder and one entry, from which the params derive
+their checks. Networks return logits; torch loads when a builder runs."""
 
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ ACTIVATIONS = {"sigmoid": "Sigmoid", "relu": "ReLU"}  # train.activation -> torc
 def build_mlp(
     in_features: int, num_classes: int, hidden: tuple[int, ...], activation: str
 ) -> nn.Module:
-    """``in_features -> hidden[0] -> ... -> num_classes``, ``activation`` between layers."""
     from torch import nn
 
     layers: list[nn.Module] = []
@@ -38,7 +36,6 @@ def build_mlp(
 
 
 def mlp_weights(width: int, hidden: tuple[int, ...]) -> int:
-    """Weights and biases of an mlp's hidden layers (the output layer aside)."""
     return sum((a + 1) * b for a, b in itertools.pairwise((width, *hidden)))
 
 
@@ -125,7 +122,6 @@ MODELS: dict[str, ModelEntry] = {
 
 
 def _registered(name: str) -> str:
-    """A model name, looked up when checked: models may register after this import."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
     return name
@@ -161,7 +157,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 def predict_logits(model: nn.Module, images: Tensor) -> Tensor:
-    """Logits ``[N, C]`` for images ``[N, 784]``, in chunks of 4096 to bound memory."""
+    """Logits in eval mode, in chunks of 4096 to bound memory."""
     import torch
 
     was_training = model.training

@@ -1,6 +1,5 @@
-"""The notebook's training loop, fast and repeatable: seeded epoch orders, minibatches gathered
-from one in-memory tensor, and per epoch the mean loss and the test (or val) accuracy. Same
-params -> same weights, bit for bit, on the same CPU kind."""
+"""The notebook's training loop, seeded: same params -> same weights, bit for bit, on the same
+CPU kind."""
 
 from __future__ import annotations
 
@@ -46,14 +45,11 @@ class TrainResult:
     def summary(self) -> str:
         """The stage's closing line: how the run went and what ships."""
         trained = len(self.seconds_per_epoch)
-        seconds = sum(self.seconds_per_epoch) / max(trained, 1)
-        fitted = f"; temperature {self.temperature} (fitted on the val slice)"
+        fitted = f"; temperature {self.temperature}" if self.temperature != 1.0 else ""
         return (
-            f"train: {self.stop_reason}; trained {trained} epoch(s) in this run "
-            f"(from epoch {self.first_epoch}, {seconds:.2f} s/epoch); shipped epoch "
-            f"{self.shipped} of {len(self.history)}, {self.scored_on} accuracy "
-            f"{self.history[self.shipped - 1].accuracy:.4f}"
-            + (fitted if self.temperature != 1.0 else "")
+            f"train: {self.stop_reason}; trained {trained} epoch(s) from epoch "
+            f"{self.first_epoch}; shipped epoch {self.shipped} of {len(self.history)}, "
+            f"{self.scored_on} accuracy {self.history[self.shipped - 1].accuracy:.4f}{fitted}"
         )
 
 
@@ -63,8 +59,7 @@ def accuracy(scores: Tensor, labels: Tensor) -> float:
 
 
 def epoch_order(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
-    """One epoch's sample order, drawn on the CPU (the same on every device), as the
-    notebook's ``data_iter``."""
+    """One epoch's sample order, drawn on the CPU (the same on every device)."""
     return torch.randperm(n, generator=generator).to(device)
 
 
@@ -115,8 +110,7 @@ class Run:
     ctx: distributed.Context
 
     def score(self, epoch: int, losses: Tensor, lr: float) -> EpochRecord:
-        """The epoch's record (with a val slice also its loss and the train accuracy); a
-        non-finite loss stops the run."""
+        """The epoch's record; a non-finite loss stops the run."""
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -199,8 +193,7 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
-    """Train a fresh model from ``params``, or resume ``checkpoint``'s run (saved after every
-    epoch) with the same bytes; score the test split, or a held-out val slice."""
+    """Train a fresh model from ``params``, or resume ``checkpoint``'s run with the same bytes."""
     run = prepare(params, train_split, test_split)
     selection, shuffle = Selection(params), torch.Generator().manual_seed(params.seed)
     parts: dict[str, Any] = {"model": run.model, "selection": selection}
