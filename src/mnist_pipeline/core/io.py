@@ -45,14 +45,12 @@ def write_error(path: Path, err: OSError) -> PipelineError:
 
 
 class Outputs:
-    """A stage's outputs, each staged in ``.NAME.xxxxxxxx.tmp/`` beside it (where the old
-    version goes on commit), renamed into place together by ``outputs``."""
+    """A stage's outputs, each staged in ``.NAME.xxxxxxxx.tmp/`` beside it."""
 
     def __init__(self) -> None:
         self.staged: list[tuple[Path, Path]] = []  # (path, its new version)
 
     def file(self, path: Path) -> Path:
-        """Where to write the file that becomes ``path`` on commit."""
         path = Path(path)
         if path.is_dir() and not path.is_symlink():
             raise PipelineError(
@@ -61,8 +59,7 @@ class Outputs:
         return self._stage(path)
 
     def folder(self, path: Path) -> Path:
-        """A folder to fill that replaces ``path`` on commit (never the current directory or
-        one holding it: renaming it would take the work away from under the stage)."""
+        """A folder to fill that replaces ``path`` (never the current directory or above)."""
         if Path.cwd().resolve().is_relative_to(Path(path).resolve()):
             raise PipelineError(
                 f"cannot replace {path}: it is the current directory or holds it; choose an "
@@ -76,8 +73,8 @@ class Outputs:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             for old in path.parent.glob(f".{glob.escape(path.name)}.{'[a-z0-9_]' * 8}.tmp"):
-                if old.is_dir() and not old.is_symlink():  # a killed run's (DVC's lock: no
-                    shutil.rmtree(old)  # other run is writing)
+                if old.is_dir() and not old.is_symlink():  # a killed run's
+                    shutil.rmtree(old)
                 else:
                     old.unlink()
             staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -114,10 +111,8 @@ class Outputs:
 
 @contextlib.contextmanager
 def outputs() -> Iterator[Outputs]:
-    """``with outputs() as out: write_json(m, out.file(a)); write_csv(f, out.file(b))``: when
-    the block succeeds, every output is renamed into place with SIGTERM and SIGINT held until
-    the last rename; a failure or a signal in the block changes no output, and a full disk or
-    ``ulimit -f`` in it is one line naming the output."""
+    """Outputs renamed into place together, SIGTERM and SIGINT held, when the block succeeds;
+    a failure or a signal in the block changes none."""
     out = Outputs()
     try:
         yield out
@@ -137,14 +132,12 @@ def outputs() -> Iterator[Outputs]:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
     with outputs() as out:
         yield out.file(path)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """A temp folder swapped in for ``path`` when the block succeeds (``Outputs.folder``)."""
     with outputs() as out:
         yield out.folder(path)
 

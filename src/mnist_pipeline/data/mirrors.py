@@ -1,5 +1,5 @@
-"""A mirror's files, from a local directory or a URL prefix (``file://``, ``http(s)://``), each
-read as a stream through its IDX header (``idx.read_idx_bytes``), hashed as it arrives."""
+"""A mirror's files, from a local directory or a URL prefix, read as streams, hashed as they
+arrive."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """safetensors files (the processed splits, the trained model): no pickle, bytes that depend
-only on the data, read and written as numpy arrays so a stage that only moves data needs no
-torch."""
+only on the data, numpy arrays so a stage that only moves data needs no torch."""
 
 from __future__ import annotations
 
@@ -78,8 +77,7 @@ def read_tensor_metadata(path: Path) -> dict[str, str]:
 
 
 def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """A safetensors file's arrays and string metadata, each tensor read straight into its
-    array (safetensors' numpy loader would hold the data twice)."""
+    """A safetensors file's arrays (read straight into them: no second copy) and metadata."""
     path, tensors = Path(path), {}
     with _open(path) as reader, open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
