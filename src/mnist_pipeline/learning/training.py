@@ -78,16 +78,11 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     from sklearn.model_selection import train_test_split
 
     n_val = round(len(split) * fraction)
-    if n_val < 1 or n_val >= len(split):
-        raise PipelineError(
-            f"train.val_fraction={fraction} leaves {n_val} of {len(split)} images for "
-            "validation; choose a fraction that keeps both parts non-empty"
-        )
     try:
         keep, val = train_test_split(
             np.arange(len(split)), test_size=n_val, random_state=seed, stratify=split.labels
         )
-    except ValueError as err:  # a class too small to appear in both parts
+    except ValueError as err:  # an empty part, or a class too small to appear in both
         raise PipelineError(
             f"train.val_fraction={fraction}: cannot hold out a stratified slice of "
             f"{n_val} images ({str(err).splitlines()[0]}); choose a larger fraction"
