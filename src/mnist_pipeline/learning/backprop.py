@@ -1,6 +1,5 @@
-"""Backpropagation written out from the derivation (docs/backprop.md), no autograd:
-``sigmoid_net_backprop`` is the notebook's Question 1 network, ``ManualBackprop`` the engine
-that trains the registry's ``manual`` models. The tests hold both against autograd."""
+"""Backpropagation written out from the derivation (docs/backprop.md): the notebook's Question 1
+network, and ``ManualBackprop``, the engine that trains the registry's ``manual`` models."""
 
 from __future__ import annotations
 
@@ -134,8 +133,8 @@ class ManualBackprop:
 
     @torch.no_grad()
     def gradients(self, x: Tensor, target: Tensor, batch: int = 0) -> tuple[Tensor, list[Tensor]]:
-        """This batch's share of the loss and ``∂L/∂param`` in ``parameters()`` order for ``x
-        [b, in]`` and one-hot ``target [b, C]``, of a minibatch of ``batch`` rows (default b)."""
+        """This shard's share of the loss and ``∂L/∂param`` (``parameters()`` order) of a
+        minibatch of ``batch`` rows (default: the shard's)."""
         batch = batch or len(x)
         total, found, k = self._backward(x, target)
         grads: list[Tensor] = []

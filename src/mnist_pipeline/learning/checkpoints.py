@@ -86,14 +86,10 @@ class Checkpoint:
 
     def save(self, parts: dict[str, Any], shuffle: torch.Generator, history: list[Any]) -> None:
         if self.owner:
-            state = _capture(parts, shuffle) | {"history": history, "key": self.key}
-            write_state(state, self.path)
+            state = {name: part.state_dict() for name, part in parts.items()}
+            state |= {"shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
+            write_state(state | {"history": history, "key": self.key}, self.path)
 
     def remove(self) -> None:
         if self.owner:
             self.path.unlink(missing_ok=True)
-
-
-def _capture(parts: dict[str, Any], shuffle: torch.Generator) -> dict[str, Any]:
-    state = {name: part.state_dict() for name, part in parts.items()}
-    return state | {"shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state()}

@@ -58,8 +58,7 @@ def finish(ctx: Context) -> None:
 
 
 def launch(processes: int, rank_timeout: float, argv: list[str]) -> None:
-    """Run this stage (``argv``) on ``processes`` ranks, torchrun's agent in this process: no
-    new session, so whatever kills the stage kills the agent."""
+    """Run this stage (``argv``) on ``processes`` ranks, torchrun's agent in this process."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun

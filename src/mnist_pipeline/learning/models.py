@@ -55,8 +55,8 @@ def build_cnn(
     kernel: int = 5,
     batch_norm: bool = False,
 ) -> nn.Module:
-    """Per ``channels`` a block conv (size kept) [-> batch norm] -> 2×2 max-pool -> activation
-    (after the pool: same values, a quarter of the work), then an mlp head."""
+    """Per ``channels`` conv [-> batch norm] -> 2×2 max-pool -> activation (after the pool: same
+    values, a quarter of the work), then an mlp head."""
     from torch import nn
 
     side = math.isqrt(in_features)
@@ -97,9 +97,8 @@ def cnn_weights(
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
-    """``build(in_features, num_classes, **settings)`` with the ``train`` keys ``settings``;
-    ``weights(side, settings)``: all but the output layer (``ValueError``: cannot be built);
-    ``manual``: the hand-derived engine trains it."""
+    """``build(in_features, num_classes, **settings)``; ``weights``: all but the output layer's
+    (``ValueError``: cannot be built); ``manual``: the hand-derived engine trains it."""
 
     build: Callable[..., nn.Module]
     settings: tuple[str, ...] = ()

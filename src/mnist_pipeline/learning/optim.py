@@ -50,8 +50,7 @@ def rates(params: TrainParams) -> list[float]:
 
 
 def needs_optimizer(params: TrainParams, world: int) -> bool:
-    """``False`` for the notebook's plain SGD in one process: the hand-derived engine steps
-    its own weights, and the run imports no torch optimizer."""
+    """``False`` for the notebook's plain SGD in one process: the hand-derived engine steps it."""
     plain = params.optimizer == "sgd" and not (params.momentum or params.weight_decay)
     return not (params.gradients == "manual" and plain and world == 1)
 
