@@ -1139,8 +1139,8 @@ HARD_CASES: list[HardCase] = [
         "disk-full-download",
         "download",
         (
-            "cannot write data/raw/train-images-idx3-ubyte: no space left on device in data/raw (",
-            "free some space",
+            "cannot write data/raw/train-images-idx3-ubyte: No space left on device",
+            "make room",
         ),
         small_disk("1m", lambda s: s.params(data={"source": "embedded"})),
         needs_root=True,
@@ -1149,9 +1149,8 @@ HARD_CASES: list[HardCase] = [
         "disk-full-preprocess",
         "preprocess",
         (
-            "cannot write data/processed/train.safetensors: no space left on device in "
-            "data/processed (",
-            "free some space",
+            "cannot write data/processed/train.safetensors: No space left on device",
+            "make room",
         ),
         small_disk("600k", lambda s: (s.params(), s.raw())),
         needs_root=True,
