@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,7 @@ def test_checkpoint_of_other_params_or_data_is_discarded(
     write_state({"history": [], "key": key}, tmp_path / "train.pt")
     other = Checkpoint(tmp_path / "train.pt", run_key(TrainParams(), [data]))
     with caplog.at_level(logging.INFO):
-        assert other.restore({}, torch.Generator(), 10, EpochRecord) == []
+        assert other.restore({}, torch.Generator()) == []
     assert not other.path.exists()
     assert [r.getMessage() for r in caplog.records] == [
         f"discarding checkpoint {other.path}: it was made with other params, data or code"
@@ -122,46 +121,7 @@ def flip_a_weight_bit(path: Path, state: dict[str, Any]) -> None:
     path.write_bytes(data)
 
 
-def edited(change: Callable[[dict[str, Any]], None]) -> Callable[[Path, dict[str, Any]], None]:
-    """Change the saved state and save it again with a digest that matches."""
-
-    def edit(path: Path, state: dict[str, Any]) -> None:
-        change(state)
-        write_state(state, path)
-
-    return edit
-
-
-def first_weight(state: dict[str, Any]) -> str:
-    return next(iter(state["model"]))
-
-
-# A checkpoint after 2 of 3 epochs, damaged -> what the warning says.
-DAMAGE: dict[str, tuple[Callable[[Path, dict[str, Any]], None], str]] = {
-    "flipped-bit": (flip_a_weight_bit, "sha256 digest does not match its content"),
-    "wrong-shape": (
-        edited(lambda s: s["model"].update({first_weight(s): torch.zeros(3, 3)})),
-        "size mismatch",
-    ),
-    "long-history": (
-        edited(lambda s: s.update(history=s["history"] * 2)),
-        "history does not fit train.epochs=3",
-    ),
-    "bad-row": (
-        edited(lambda s: s["history"][1].update(train_loss="0.5")),
-        "history row 2 holds a value that is no number",
-    ),
-    "bad-rng": (edited(lambda s: s.update(torch_rng=torch.zeros(7, dtype=torch.uint8))), "RNG"),
-    "nan-weights": (
-        edited(lambda s: s["model"][first_weight(s)].view(-1)[3].fill_(float("nan"))),
-        "is not finite",
-    ),
-}
-
-
-@pytest.mark.parametrize("damage", list(DAMAGE))
 def test_a_damaged_checkpoint_is_discarded_and_the_run_starts_over(
-    damage: str,
     train_split: Split,
     test_split: Split,
     tmp_path: Path,
@@ -171,13 +131,13 @@ def test_a_damaged_checkpoint_is_discarded_and_the_run_starts_over(
     whole = train(params, train_split, test_split)
     checkpoint = Checkpoint(tmp_path / "train.pt", "key")
     killed_after(2, params, train_split, test_split, checkpoint)
-    damage_it, why = DAMAGE[damage]
-    damage_it(checkpoint.path, read_state(checkpoint.path))
+    flip_a_weight_bit(checkpoint.path, read_state(checkpoint.path))
     with caplog.at_level(logging.WARNING):
         again = train(params, train_split, test_split, None, checkpoint)
     [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warning.startswith(f"discarding checkpoint {checkpoint.path}: ")
-    assert why in warning and warning.endswith("; training starts at epoch 1")
+    assert "sha256 digest does not match its content" in warning
+    assert warning.endswith("; training starts at epoch 1")
     assert again.first_epoch == 1 and again.history == whole.history
     shipped, fresh = weights(whole.model), weights(again.model)
     assert all(torch.equal(value, fresh[name]) for name, value in shipped.items())
@@ -283,6 +243,6 @@ def test_sigkill_at_random_moments_resumes_to_identical_bytes(tmp_path: Path) ->
     assert final.returncode == 0, stderr
     assert f"resuming at epoch {resume_at} of {EPOCHS}" in stderr
     trained = EPOCHS - resume_at + 1
-    assert f"trained {trained} epoch(s) in this run (from epoch {resume_at}," in stdout
+    assert f"trained {trained} epoch(s) from epoch {resume_at};" in stdout
     assert digests(out) == expected
     assert not (tmp_path / "state" / "train.pt").exists()

@@ -8,8 +8,7 @@ class PipelineError(Exception):
 
 
 def printable(text: object) -> str:
-    """``text`` for a terminal line: control and format characters (ANSI escapes, newlines,
-    bidi overrides) as ``\\x1b``-style escapes, the rest as is."""
+    """``text`` for a terminal line: control and format characters escaped (``\\x1b``)."""
     return "".join(
         ch.encode("unicode_escape").decode("ascii")
         if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
@@ -18,10 +17,10 @@ def printable(text: object) -> str:
     )
 
 
-def shown(value: object, limit: int = 200) -> str:
-    """``repr(value)`` for an error line: control characters escaped, long values cut."""
+def shown(value: object) -> str:
+    """``repr(value)`` for an error line, cut at 200 characters."""
     text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+    return text if len(text) <= 200 else f"{text[:197]}..."
 
 
 def dotted(path: tuple[str | int, ...] | list[str | int]) -> str:

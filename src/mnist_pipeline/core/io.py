@@ -8,10 +8,8 @@ import errno
 import glob
 import hashlib
 import json
-import math
 import os
 import re
-import resource
 import shutil
 import signal
 import tempfile
@@ -37,33 +35,22 @@ _STAGING = r"(?<![^/])\.[^/]+\.[a-z0-9_]{8}\.tmp/"  # a staging folder: NAME's n
 
 def write_error(path: Path, err: OSError) -> PipelineError:
     """One line for a failed write of ``path`` (named as the user knows it, not its staging
-    folder): what is in the way (full disk, ``ulimit -f``, a file, permissions) and the fix."""
-    where = Path(re.sub(_STAGING, "", str(path)))
+    folder) with the OS's reason, or the file standing where a folder must be."""
+    where = re.sub(_STAGING, "", str(path))
     blocker = next((p for p in reversed(path.parents) if p.is_file()), None)
-    if err.errno == errno.EFBIG:
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] / 2**20
-        why = f"over the file-size limit (ulimit -f: {limit:.1f} MiB); raise it (ulimit -f "
-        why += "unlimited) and rerun the stage"
-    elif err.errno in _FULL:
-        free = shutil.disk_usage(next(p for p in path.parents if p.exists())).free / 2**20
-        why = f"no space left on device in {where.parent} ({free:.1f} MiB free); free some "
-        why += "space there and rerun the stage"
-    elif blocker is not None:
-        why = f"{blocker} is a file, not a directory; remove it or choose another path"
-    else:
-        why = f"{err.strerror or err}; make {path.parent} writable or choose another path"
-    return PipelineError(f"cannot write {where}: {why}")
+    why = f"{blocker} is a file, not a directory" if blocker else err.strerror or err
+    return PipelineError(
+        f"cannot write {where}: {why}; make room or fix the folder, or choose another path"
+    )
 
 
 class Outputs:
-    """A stage's outputs, each staged in ``.NAME.xxxxxxxx.tmp/`` beside it (where the old
-    version goes on commit), renamed into place together by ``outputs``."""
+    """A stage's outputs, each staged in ``.NAME.xxxxxxxx.tmp/`` beside it."""
 
     def __init__(self) -> None:
         self.staged: list[tuple[Path, Path]] = []  # (path, its new version)
 
     def file(self, path: Path) -> Path:
-        """Where to write the file that becomes ``path`` on commit."""
         path = Path(path)
         if path.is_dir() and not path.is_symlink():
             raise PipelineError(
@@ -72,8 +59,7 @@ class Outputs:
         return self._stage(path)
 
     def folder(self, path: Path) -> Path:
-        """A folder to fill that replaces ``path`` on commit (never the current directory or
-        one holding it: renaming it would take the work away from under the stage)."""
+        """A folder to fill that replaces ``path`` (never the current directory or above)."""
         if Path.cwd().resolve().is_relative_to(Path(path).resolve()):
             raise PipelineError(
                 f"cannot replace {path}: it is the current directory or holds it; choose an "
@@ -87,8 +73,8 @@ class Outputs:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             for old in path.parent.glob(f".{glob.escape(path.name)}.{'[a-z0-9_]' * 8}.tmp"):
-                if old.is_dir() and not old.is_symlink():  # a killed run's (DVC's lock: no
-                    shutil.rmtree(old)  # other run is writing)
+                if old.is_dir() and not old.is_symlink():  # a killed run's
+                    shutil.rmtree(old)
                 else:
                     old.unlink()
             staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -125,10 +111,8 @@ class Outputs:
 
 @contextlib.contextmanager
 def outputs() -> Iterator[Outputs]:
-    """``with outputs() as out: write_json(m, out.file(a)); write_csv(f, out.file(b))``: when
-    the block succeeds, every output is renamed into place with SIGTERM and SIGINT held until
-    the last rename; a failure or a signal in the block changes no output, and a full disk or
-    ``ulimit -f`` in it is one line naming the output."""
+    """Outputs renamed into place together, SIGTERM and SIGINT held, when the block succeeds;
+    a failure or a signal in the block changes none."""
     out = Outputs()
     try:
         yield out
@@ -148,14 +132,12 @@ def outputs() -> Iterator[Outputs]:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """A temp file next to ``path``, renamed onto ``path`` only when the block succeeds."""
     with outputs() as out:
         yield out.file(path)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """A temp folder swapped in for ``path`` when the block succeeds (``Outputs.folder``)."""
     with outputs() as out:
         yield out.folder(path)
 
@@ -180,27 +162,18 @@ def save_figure(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
 
 
-def _non_finite(obj: Any, key: str = "") -> str | None:
-    """The first ``key.path = nan`` in a JSON-bound object, or None."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return f"{key.lstrip('.') or 'the value'} = {obj}"
-    items = (
-        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
-    )
-    return next(filter(None, (_non_finite(v, f"{key}.{k}") for k, v in items)), None)
-
-
 def write_json(obj: Any, path: Path, sort_keys: bool = True) -> None:
     """Stable JSON (sorted keys unless the order is the caller's, 2-space indent) so diffs stay
     small; NaN is refused (not JSON)."""
-    bad = _non_finite(obj)
-    if bad is not None:
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=False)
+    except ValueError as err:
         where = re.sub(_STAGING, "", str(path))
         raise PipelineError(
-            f"cannot write {where}: {bad}, which JSON cannot hold; the numbers behind it "
-            "overflowed: check the inputs of the stage that writes it (e.g. rerun train)"
-        )
-    write_text(json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n", path)
+            f"cannot write {where}: a number is NaN or infinite, which JSON cannot hold; the "
+            "numbers behind it overflowed: check the inputs of the stage that writes it"
+        ) from err
+    write_text(text + "\n", path)
 
 
 def file_digest(path: Path, algorithm: str) -> str:

@@ -1,6 +1,5 @@
-"""YAML read as DVC reads it, bounded in size and nesting, and the parts of each ``params.yaml``
-section (declared in the folder that uses it): strict field types, and validation giving one
-line per problem: the key, its value, what is allowed."""
+"""YAML read as DVC reads it, bounded in size and nesting; the strict field types of the
+``params.yaml`` sections, and their validation as one line per problem."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ MAX_YAML_DEPTH = 64  # real files nest 2 to 6 levels; libyaml's C composer crash
 
 
 def read_yaml_text(path: Path, source: object = None) -> str:
-    """A YAML file's text, bounded in size and nesting (counted on libyaml's event stream,
-    which does not recurse), for a loader that builds it: ours or DVC's round-trip one."""
+    """A YAML file's text, its nesting counted on the parser's event stream (no recursion)."""
     from ruamel.yaml import YAML, YAMLError
     from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 
@@ -130,9 +128,8 @@ def _message(error: Any, model: type[BaseModel], prefix: tuple[str, ...]) -> str
 
 
 def problems(model: type[BaseModel], raw: Any, prefix: tuple[str, ...] = ()) -> list[str]:
-    """Every problem of ``raw`` as ``model`` (keys named under ``prefix``), one line each:
-    unknown keys first (a typo explains the missing value that follows from it), and no "too
-    short" for a list whose bad item has its own line."""
+    """Every problem of ``raw`` as ``model``, one line each, unknown keys first (a typo explains
+    the missing value that follows from it)."""
     try:
         model.model_validate(raw)
     except ValidationError as err:
@@ -145,16 +142,14 @@ def problems(model: type[BaseModel], raw: Any, prefix: tuple[str, ...] = ()) -> 
 
 
 def parse(model: type[S], raw: Any, prefix: tuple[str, ...] = (), source: object = "") -> S:
-    """``raw`` validated as ``model``, or its first problem (after ``source``, the file it came
-    from) as a ``PipelineError``."""
+    """``raw`` validated as ``model``, or its first problem as a ``PipelineError``."""
     if found := problems(model, raw, prefix):
         raise PipelineError(f"{source}: {found[0]}" if source else found[0])
     return model.model_validate(raw)
 
 
 def load_section(path: Path, name: str, model: type[S]) -> S:
-    """Section ``name`` of the params file at ``path``, validated (``train:`` alone: defaults);
-    an unknown section stops every stage."""
+    """Section ``name`` of the params file at ``path``, validated; any unknown section stops."""
     raw = read_yaml(path)  # its errors name the file already
     if not isinstance(raw, dict) or name not in raw:
         raise PipelineError(f"{path}: {name}: missing section; add '{name}:' (see README)")

@@ -1,6 +1,5 @@
-"""Where and how torch computes: kernels, thread count, device. ``train.kernels: portable``
-(the default) pins every library's kernel choice to code that gives the same bytes on any x86-64
-CPU; ``native`` lets each CPU use its fastest (docs/kernels.md)."""
+"""Where and how torch computes. ``train.kernels: portable`` pins every library's kernels to code
+that gives the same bytes on any x86-64 CPU; ``native`` lets each CPU use its fastest."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ DEVICES = ("auto", "cpu", "cuda")  # train.device
 
 
 def configure_torch(threads: int, kernels: str = "portable") -> None:
-    """Pin the kernels and the thread count (float sums repeat only at a fixed one); call
-    before any tensor op."""
+    """Pin the kernels and the thread count (float sums repeat only at a fixed one)."""
     portable = kernels == "portable"
     if portable:
         os.environ.update(PORTABLE_PINS)

@@ -1,8 +1,5 @@
-"""The IDX file format of MNIST and its kin: a magic number, the shape, then the data.
-
-Read from a raw or gzip stream, never more than the header declares and one byte, so neither
-a gzip bomb, an endless download nor a lying header can exhaust memory.
-"""
+"""The IDX file format of MNIST and its kin, read never further than the header declares and one
+byte, so neither a gzip bomb, an endless download nor a lying header can exhaust memory."""
 
 from __future__ import annotations
 
@@ -28,9 +25,8 @@ MAX_IDX_BYTES = 160 * 2**20
 def read_idx_bytes(
     stream: Any, where: object, limit: int = MAX_IDX_BYTES
 ) -> tuple[bytes, int, np.dtype, tuple[int, ...]]:
-    """The whole IDX content of ``stream`` (raw, or gzip by its first bytes), decompressed:
-    ``(content, header length, dtype, shape)``. A declared payload over ``limit`` bytes is
-    refused unread; the stream is read to the declared size and one byte, no further."""
+    """``(content, header length, dtype, shape)`` of ``stream`` (raw, or gzip by its first
+    bytes), decompressed; a declared payload over ``limit`` bytes is refused unread."""
     try:
         data = gzip.GzipFile(fileobj=stream) if stream.peek(2)[:2] == b"\x1f\x8b" else stream
         magic = data.read(4)

@@ -1,10 +1,10 @@
-"""A mirror's files, from a local directory or a URL prefix (``file://``, ``http(s)://``), each
-read as a stream through its IDX header (``idx.read_idx_bytes``), hashed as it arrives."""
+"""A mirror's files, from a local directory or a URL prefix, read as streams, hashed as they
+arrive."""
 
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,15 +15,15 @@ from typing import Any
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data import idx
 
+log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 30.0  # per network read; data.download_timeout bounds the whole download
 
 
 class _Read:
-    """A source file read through: hashed (the known md5s are of the ``.gz``) and counted on
-    its progress bar."""
+    """A source file read through, hashed (the known md5s are of the ``.gz``)."""
 
-    def __init__(self, stream: Any, bar: Any) -> None:
-        self.stream, self.bar, self.md5 = stream, bar, hashlib.md5()
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.md5 = stream, hashlib.md5()
 
     def peek(self, size: int) -> bytes:
         return self.stream.peek(size)
@@ -31,7 +31,6 @@ class _Read:
     def read(self, size: int) -> bytes:
         chunk = self.stream.read(size)
         self.md5.update(chunk)
-        self.bar.update(len(chunk))
         return chunk
 
 
@@ -76,9 +75,7 @@ def _root(mirror: str) -> tuple[str, bool]:
 def fetch(mirror: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, bytes, Any, str]]:
     """``(name, where, IDX content, shape, md5 of the bytes read)`` of each file ``names`` of
     a mirror folder or URL prefix, as ``NAME.gz`` or else ``NAME``; the files together hold at
-    most ``idx.MAX_IDX_BYTES``, and a terminal shows each one's progress."""
-    from tqdm import tqdm
-
+    most ``idx.MAX_IDX_BYTES``; one log line per file."""
     root, remote = _root(mirror)
     budget = idx.MAX_IDX_BYTES
     for name in names:
@@ -90,10 +87,8 @@ def fetch(mirror: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, bytes
                 f"data.mirror={mirror}: missing {name}.gz (or {name}); "
                 f"the mirror must hold all four files: {', '.join(names)}"
             )
-        total = int(getattr(stream, "headers", {}).get("Content-Length") or 0) or None
-        quiet = not sys.stderr.isatty()
-        with stream, tqdm(total=total, desc=name, unit="B", unit_scale=True, disable=quiet) as bar:
-            source = _Read(stream, bar)
+        with stream:
+            source = _Read(stream)
             try:
                 content, header, _, shape = idx.read_idx_bytes(source, where, budget)
             except OSError as err:  # the connection, mid-download
@@ -102,4 +97,5 @@ def fetch(mirror: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, bytes
                     "or set data.mirror to a local directory"
                 ) from err
         budget -= len(content) - header
+        log.info("fetched %s (%s bytes)", where, f"{len(content):,}")
         yield name, where, content, shape, source.md5.hexdigest()

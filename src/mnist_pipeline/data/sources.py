@@ -1,7 +1,5 @@
-"""A dataset's four IDX files from one of the ``SOURCES`` (``data.source``; ``auto``: the mirror
-if ``data.mirror`` is set, else, with a warning, the embedded MNIST sample), each checked
-against the known checksums, and the ``Manifest`` (``data/raw/manifest.json``) saying what was
-fetched, from where, how verified."""
+"""A dataset's four IDX files from one of the ``SOURCES``, checked against the known checksums,
+and the ``Manifest`` (``data/raw/manifest.json``) saying what was fetched, from where, how."""
 
 from __future__ import annotations
 
@@ -37,9 +35,8 @@ MAX_CLASSES = 1000  # an idx set's labels: more classes than this is a corrupt l
 
 
 class Dataset(NamedTuple):
-    """A known dataset's class names and checksums, per file in ``ALL_FILES`` order: the md5
-    of the original ``.gz`` (as its publisher and torchvision list it) and, where known, the
-    sha256 of the decompressed content."""
+    """Class names and, per file in ``ALL_FILES`` order, the published md5 of the ``.gz`` and
+    where known the sha256 of the decompressed content."""
 
     classes: tuple[str, ...] = ()
     md5: tuple[str, ...] = ()
@@ -102,8 +99,7 @@ def _verify(params: DataParams, name: str, where: str, md5: str, sha256: str) ->
 
 
 def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
-    """Each file of ``data.mirror`` into ``out_dir``, then each file's checksums checked (so a
-    file's broken structure is named before another's checksum)."""
+    """Each file of ``data.mirror`` into ``out_dir``; then, all structures checked, checksums."""
     if params.mirror is None:
         raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
     entries, digests = {}, {}

@@ -89,8 +89,7 @@ def read_raw_split(
 
 
 def check_trainable(train: Split) -> None:
-    """Refuse a train split of one class: a model trained on it predicts only that class, and
-    its accuracy of 1.0 says nothing."""
+    """Refuse a train split of one class: its accuracy of 1.0 would say nothing."""
     present = np.unique(train.labels)
     if len(present) < 2:
         raise PipelineError(

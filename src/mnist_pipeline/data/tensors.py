@@ -1,12 +1,10 @@
 """safetensors files (the processed splits, the trained model): no pickle, bytes that depend
-only on the data, read and written as numpy arrays so a stage that only moves data needs no
-torch."""
+only on the data, numpy arrays so a stage that only moves data needs no torch."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import atomic_path
+from mnist_pipeline.core.io import write_bytes
 
 _META_KEY = "mnist_pipeline"
 # safetensors dtype names -> numpy (little-endian, as the format stores them).
@@ -30,27 +28,18 @@ def save_tensors(
 ) -> None:
     """Save numpy arrays or torch tensors; the metadata goes as one JSON string under one
     key, since safetensors stores it in a map whose order changes between processes."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     arrays = {
         name: np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, order="C")
         for name, t in tensors.items()
     }
     packed = {_META_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
-    with atomic_path(path) as tmp:
-        try:
-            save_file(arrays, str(tmp), metadata=packed)
-        except SafetensorError as err:  # its wrapping of a failed write: the OSError again
-            code = re.search(r"\(os error (\d+)\)", str(err))
-            if code is None:
-                raise
-            raise OSError(int(code[1]), str(err)) from err
+    write_bytes(save(arrays, metadata=packed), path)  # a failed write: core.io's one line
 
 
 def _open(path: Path) -> Any:
-    """safetensors' reader of ``path`` (it checks the header, reads no data); a pickle is
-    named as such once safetensors fails (a valid header can start with 0x80 too)."""
+    """safetensors' reader of ``path``: it checks the header, reads no data, runs no pickle."""
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
@@ -58,13 +47,6 @@ def _open(path: Path) -> Any:
     try:
         return safe_open(str(path), framework="numpy")
     except SafetensorError as err:
-        with open(path, "rb") as handle:
-            head = handle.read(2)
-        if head[:1] == b"\x80" or head == b"PK":
-            raise PipelineError(
-                f"{path}: is a pickle/torch.save file, not safetensors; refusing to load it "
-                "(pickle can run code). Delete it and rerun the stage that writes it"
-            ) from err
         raise _unreadable(path, err) from err
 
 
@@ -86,8 +68,7 @@ def read_tensor_metadata(path: Path) -> dict[str, str]:
 
 
 def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """A safetensors file's arrays and string metadata, each tensor read straight into its
-    array (safetensors' numpy loader would hold the data twice)."""
+    """A safetensors file's arrays (read straight into them: no second copy) and metadata."""
     path, tensors = Path(path), {}
     with _open(path) as reader, open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))

@@ -1,3 +1,1 @@
-"""What the train stage runs: the ``train`` params, models and losses (registries), the
-hand-derived backward pass, optimization, the training loop, checkpoints, torchrun ranks and
-the model files (evaluate reads ``models``, ``model_file`` and ``losses``)."""
+"""What the train stage runs; evaluate reads ``models``, ``model_file`` and ``losses``."""

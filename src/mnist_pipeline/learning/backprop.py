@@ -1,6 +1,5 @@
-"""Backpropagation written out from the derivation (docs/backprop.md), no autograd:
-``sigmoid_net_backprop`` is the notebook's Question 1 network, ``ManualBackprop`` the engine
-that trains the registry's ``manual`` models. The tests hold both against autograd."""
+"""Backpropagation written out from the derivation (docs/backprop.md): the notebook's Question 1
+network, and ``ManualBackprop``, the engine that trains the registry's ``manual`` models."""
 
 from __future__ import annotations
 
@@ -15,8 +14,6 @@ from mnist_pipeline.learning.losses import LOSSES, OUTPUTS
 
 
 class BackpropResult(NamedTuple):
-    """Every layer's values in one pass of ``sigmoid_net_backprop``."""
-
     loss: Tensor  # 0-d
     activations: tuple[Tensor, ...]  # Z_l: [N, d_l], l = 0..L
     pre_activations: tuple[Tensor, ...]  # U_l: [N, d_l], l = 1..L
@@ -28,13 +25,6 @@ class BackpropResult(NamedTuple):
 def sigmoid_net_backprop(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> BackpropResult:
     """The forward and backward pass of ``x [N, d_0]`` with targets ``y [N, d_L]`` in [0, 1]
     through ``weights[l-1] = W_l`` (bias first), every layer sigmoid, the notebook's loss."""
-    width = x.shape[1]
-    for index, w in enumerate(weights, 1):
-        if w.dim() != 2 or w.shape[0] != 1 + width:
-            raise ValueError(f"W{index}: {tuple(w.shape)}, not [1 + {width}, d] (bias row first)")
-        width = w.shape[1]
-    if tuple(y.shape) != (x.shape[0], width):
-        raise ValueError(f"y must be [{x.shape[0]}, {width}], got shape {tuple(y.shape)}")
     activations, pre_activations = [x], []
     for w in weights:
         pre_activations.append(F.pad(activations[-1], (1, 0), value=1.0) @ w)  # [1 Z] W
@@ -69,9 +59,7 @@ def chain(model: nn.Module) -> list[nn.Module]:
 def output_delta(
     logits: Tensor, target: Tensor, output: str, loss: str
 ) -> tuple[Tensor, Tensor, float]:
-    """``(Σ_rows loss, δ, k)`` for one-hot ``target [B, C]``, where the batch's mean loss has
-    ``∂L/∂logits = k · δ / B``; with ``g = p - Y``, cross-entropy has δ = g, k = 1, and mse
-    δ = g through the output function's derivative, k = 2."""
+    """``(Σ_rows loss, δ, k)`` for one-hot ``target``, where ``∂L/∂logits = k · δ / B``."""
     p = OUTPUTS[output](logits)
     g = p - target
     if loss == "cross_entropy":
@@ -107,14 +95,12 @@ class ManualBackprop:
 
     @torch.no_grad()
     def pull(self) -> None:
-        """``A = [b W]`` of every linear layer, from the model."""
         for i in self.weights:
             layer = self.layers[i]
             self.weights[i] = torch.cat([layer.bias.detach()[:, None], layer.weight.detach()], 1)
 
     @torch.no_grad()
     def push(self) -> None:
-        """The model's ``b`` and ``W`` from ``A``."""
         for i, a in self.weights.items():
             self.layers[i].bias.copy_(a[:, 0])
             self.layers[i].weight.copy_(a[:, 1:])
@@ -147,8 +133,8 @@ class ManualBackprop:
 
     @torch.no_grad()
     def gradients(self, x: Tensor, target: Tensor, batch: int = 0) -> tuple[Tensor, list[Tensor]]:
-        """This batch's share of the loss and ``∂L/∂param`` in ``parameters()`` order for ``x
-        [b, in]`` and one-hot ``target [b, C]``, of a minibatch of ``batch`` rows (default b)."""
+        """This shard's share of the loss and ``∂L/∂param`` (``parameters()`` order) of a
+        minibatch of ``batch`` rows (default: the shard's)."""
         batch = batch or len(x)
         total, found, k = self._backward(x, target)
         grads: list[Tensor] = []

@@ -1,15 +1,13 @@
-"""The train stage's state after every epoch, valid for its run's ``run_key`` only: a rerun
-resumes after the last complete epoch and writes the same bytes. The file is the content's
-sha256 digest, then the content; a checkpoint not whole or not this run's is discarded."""
+"""The train stage's state after every epoch: the content's sha256 digest, then the content. A
+rerun resumes from it, with the same bytes, only when it is whole and of this ``run_key``."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,7 @@ def read_state(path: Path) -> Any:
 
 
 def write_state(state: dict[str, Any], path: Path) -> None:
-    """Digest and content in one rename (serialised first: a full disk is core.io's error)."""
+    """Digest and content in one atomic write."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_bytes(hashlib.sha256(buffer.getvalue()).digest() + buffer.getvalue(), path)
@@ -55,38 +53,18 @@ class Checkpoint:
     def __init__(self, path: Path, key: str, owner: bool = True) -> None:
         self.path, self.key, self.owner = Path(path), key, owner
 
-    def restore(
-        self, parts: dict[str, Any], shuffle: torch.Generator, epochs: int, row: Callable[..., Any]
-    ) -> list[Any]:
-        """The saved history as ``row``s, all state restored; ``[]``, nothing touched, without
-        a whole checkpoint of this run."""
+    def restore(self, parts: dict[str, Any], shuffle: torch.Generator) -> list[dict[str, Any]]:
+        """The saved history rows, all state restored; ``[]``, nothing touched, without a
+        whole checkpoint of this run."""
         folder = next(p for p in self.path.absolute().parents if p.exists())
         if self.path.is_dir() or not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
             why = "is a directory" if self.path.is_dir() else f"{folder} is no writable folder"
             raise PipelineError(f"--checkpoint {self.path}: {why}; give a file path in one")
-        before = copy.deepcopy(_capture(parts, shuffle))
-        try:  # all checked before any of it applies; a part that refuses its state undoes all
+        try:
             state = read_state(self.path)
-            if state["key"] != self.key:
-                if self.owner:
-                    why = "it was made with other params, data or code"
-                    log.info("discarding checkpoint %s: %s", self.path, why)
-                self.remove()
-                return []
-            if len(state["history"]) > epochs:
-                raise ValueError(f"its history does not fit train.epochs={epochs}")
-            for epoch, saved in enumerate(state["history"], 1):
-                if not all(isinstance(v, int | float | None) for v in saved.values()):
-                    raise ValueError(f"history row {epoch} holds a value that is no number")
-            history = [row(**saved) for saved in state["history"]]
-            if not _finite(state):
-                raise ValueError("a number in it is not finite")
-            _apply(state, parts, shuffle)
-            return history
         except FileNotFoundError:
             return []
         except Exception as err:  # whatever a damaged or edited file raises: it cannot resume
-            _apply(before, parts, shuffle)
             if self.owner:
                 why = " ".join(str(err).split())[:300] or type(err).__name__  # one line
                 log.warning(
@@ -94,33 +72,24 @@ class Checkpoint:
                 )
             self.remove()
             return []
+        if state["key"] != self.key:
+            if self.owner:
+                why = "it was made with other params, data or code"
+                log.info("discarding checkpoint %s: %s", self.path, why)
+            self.remove()
+            return []
+        for name, part in parts.items():
+            part.load_state_dict(state[name])
+        shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
+        return state["history"]
 
     def save(self, parts: dict[str, Any], shuffle: torch.Generator, history: list[Any]) -> None:
         if self.owner:
-            state = _capture(parts, shuffle) | {"history": history, "key": self.key}
-            write_state(state, self.path)
+            state = {name: part.state_dict() for name, part in parts.items()}
+            state |= {"shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
+            write_state(state | {"history": history, "key": self.key}, self.path)
 
     def remove(self) -> None:
         if self.owner:
             self.path.unlink(missing_ok=True)
-
-
-def _capture(parts: dict[str, Any], shuffle: torch.Generator) -> dict[str, Any]:
-    state = {name: part.state_dict() for name, part in parts.items()}
-    return state | {"shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state()}
-
-
-def _apply(state: dict[str, Any], parts: dict[str, Any], shuffle: torch.Generator) -> None:
-    for name, part in parts.items():
-        part.load_state_dict(state[name])
-    shuffle.set_state(state["shuffle"])
-    torch.set_rng_state(state["torch_rng"])
-
-
-def _finite(value: Any) -> bool:
-    """Whether ``value`` holds no NaN and no infinity, at any depth."""
-    if isinstance(value, dict | list | tuple):
-        return all(map(_finite, value.values() if isinstance(value, dict) else value))
-    return not isinstance(value, float | torch.Tensor) or bool(
-        torch.as_tensor(value).isfinite().all()
-    )

@@ -1,7 +1,6 @@
-"""Data parallelism under torchrun: ``launch`` runs the stage on ``train.processes`` ranks, so
-that whatever ends the stage ends every rank and whatever ends a rank early is one error line;
-each rank takes its contiguous shard of every global minibatch and the ranks sum their
-gradients, so a step is the one-process step."""
+"""Data parallelism under torchrun: each rank steps its shard of every global minibatch and the
+ranks sum their gradients, so a step is the one-process step; whatever ends the stage ends
+every rank, and whatever ends a rank early is one error line."""
 
 from __future__ import annotations
 
@@ -47,7 +46,6 @@ def shard(batch: Tensor, ctx: Context) -> Tensor:
 
 
 def sum_(tensor: Tensor, ctx: Context) -> Tensor:
-    """In-place sum over ranks (identity in a single process)."""
     if ctx.world > 1:
         dist.all_reduce(tensor)
     return tensor
@@ -60,8 +58,7 @@ def finish(ctx: Context) -> None:
 
 
 def launch(processes: int, rank_timeout: float, argv: list[str]) -> None:
-    """Run this stage (``argv``) on ``processes`` ranks, torchrun's agent in this process: no
-    new session, so whatever kills the stage kills the agent."""
+    """Run this stage (``argv``) on ``processes`` ranks, torchrun's agent in this process."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun

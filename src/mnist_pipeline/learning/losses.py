@@ -1,6 +1,5 @@
-"""``OUTPUTS[train.output]``: logits ``[B, C]`` to probabilities, the one place that choice is
-made; ``LOSSES[output][loss]``: logits and labels ``[B]`` to the loss; ``fit_temperature``: the
-one number that makes the probabilities honest. torch loads on use."""
+"""``OUTPUTS[train.output]``: logits to probabilities, the one place that choice is made;
+``LOSSES[output][loss]``: logits and labels to the loss. torch loads on use."""
 
 from __future__ import annotations
 
@@ -58,9 +57,8 @@ LOSSES: dict[str, dict[str, Callable[[Tensor, Tensor], Tensor]]] = {
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, output: str) -> float:
-    """Temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks"): the T
-    in [0.05, 20] minimising the negative log-likelihood of ``labels`` under ``output(logits /
-    T)`` (``[N, C]``, ``[N]``), searched over log T, to 4 decimals. No prediction changes."""
+    """Temperature scaling (Guo et al. 2017): the T in [0.05, 20] minimising the negative
+    log-likelihood of ``labels`` under ``output(logits / T)``, to 4 decimals."""
     import numpy as np
     import torch
     from scipy.optimize import minimize_scalar

@@ -1,8 +1,5 @@
-"""A trained model's files: safetensors weights, with the ``ModelSpec``, loss, output function,
-class names and calibrating temperature as metadata, so evaluate needs no ``params.yaml``; and
-the same model as ONNX (``images`` ``[N, 784]`` -> ``logits``, ``probabilities``) with what a
-server needs in its metadata, checked against torch before it is written. The legacy
-TorchScript exporter writes the same bytes for the same weights."""
+"""A trained model's files: safetensors weights with what rebuilds the model as metadata (so
+evaluate needs no ``params.yaml``), and the same model as ONNX, checked against torch."""
 
 from __future__ import annotations
 
@@ -55,27 +52,6 @@ def model_calibration(path: Path) -> tuple[float, float]:
     return float(meta.get("temperature", "1.0")), float(meta.get("unsure_below", UNSURE_BELOW))
 
 
-def _check_weights(path: Path, spec: ModelSpec, tensors: dict[str, Tensor]) -> None:
-    """The tensors have exactly the names, shapes and dtypes of the spec's model (built on the
-    meta device: nothing allocated), and are all finite."""
-    with torch.device("meta"):
-        want = build_model(spec).state_dict()
-    for name in [*want, *(k for k in sorted(tensors) if k not in want)]:
-        have, need = tensors.get(name), want.get(name)
-        if have is None or need is None or (have.dtype, have.shape) != (need.dtype, need.shape):
-            found = "missing" if have is None else f"{have.dtype} {list(have.shape)}"
-            expected = "nothing" if need is None else f"{need.dtype} {list(need.shape)}"
-            raise PipelineError(
-                f"{path}: weights do not fit the {spec.name} architecture in its metadata "
-                f"({name}: {found}, expected {expected}); rerun the train stage"
-            )
-        if not bool(torch.isfinite(have).all()):
-            raise PipelineError(
-                f"{path}: {name} holds NaN or infinite weights; the model is unusable: "
-                "rerun the train stage (lower train.lr if it diverged)"
-            )
-
-
 def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
     """Rebuild the saved architecture and load its weights: (model, spec, loss, output)."""
     arrays, meta = load_tensors(path)
@@ -89,18 +65,28 @@ def load_model(path: Path) -> tuple[nn.Module, ModelSpec, str, str]:
             raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
         if not 0 <= float(meta.get("unsure_below", UNSURE_BELOW)) < 1:
             raise ValueError(f"unsure_below {meta['unsure_below']!r} is not in [0, 1)")
-        _check_weights(path, spec, weights)
+        with torch.device("meta"):  # nothing allocated: the file's tensors become the weights
+            model = build_model(spec)
     except ValidationError as err:
         raise PipelineError(
             f"{path}: bad model description in its metadata ({one_line(err)}); "
             "rerun the train stage"
         ) from err
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise PipelineError(
             f"{path}: no usable model description in its metadata ({err}); rerun the train stage"
         ) from err
-    model = build_model(spec)
-    model.load_state_dict(weights, strict=True)  # names, shapes and dtypes checked above
+    try:
+        for name, tensor in model.state_dict().items():  # assign keeps the file's dtype
+            if name in weights and weights[name].dtype != tensor.dtype:
+                raise RuntimeError(f"{name} is {weights[name].dtype}, not {tensor.dtype}")
+        model.load_state_dict(weights, strict=True, assign=True)
+    except RuntimeError as err:  # torch's first line names only the module class
+        why = " ".join((str(err).partition(":\n")[2] or str(err)).split())
+        raise PipelineError(
+            f"{path}: weights do not fit the {spec.name} architecture in its metadata "
+            f"({why[:300]}); rerun the train stage"
+        ) from err
     return model, spec, loss, output
 
 
@@ -126,8 +112,8 @@ def to_onnx(
     temperature: float = 1.0,
     unsure_below: float = UNSURE_BELOW,
 ) -> bytes:
-    """The serialized ONNX model of ``model`` (on the CPU, in eval mode), metadata included;
-    ``probabilities`` divide the logits by ``temperature`` first (``losses.fit_temperature``)."""
+    """``model`` as ONNX bytes (``images [N, 784]`` -> ``logits``, calibrated ``probabilities``)
+    with what a server needs as metadata; the legacy exporter, whose bytes repeat."""
     import onnx
 
     buffer = io.BytesIO()
@@ -164,8 +150,7 @@ def check_onnx(
     where: Path | str,
     temperature: float = 1.0,
 ) -> str:
-    """onnxruntime against torch on ``images`` ``[N, 784]``, refused when a probability differs
-    by more than ``TOLERANCE`` or a predicted class differs; the line saying they agree."""
+    """The line saying onnxruntime agrees with torch on ``images`` to ``TOLERANCE``."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

@@ -1,6 +1,5 @@
-"""The model registry: each ``train.model``'s builder, settings, size and engine; the params
-derive their checks from it, so a model is one builder and one entry. Networks return logits.
-Builders import torch when called: the params check runs without it."""
+"""The model registry: a model is one builder and one entry, from which the params derive
+their checks. Networks return logits; torch loads when a builder runs."""
 
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ ACTIVATIONS = {"sigmoid": "Sigmoid", "relu": "ReLU"}  # train.activation -> torc
 def build_mlp(
     in_features: int, num_classes: int, hidden: tuple[int, ...], activation: str
 ) -> nn.Module:
-    """``in_features -> hidden[0] -> ... -> num_classes``, ``activation`` between layers."""
     from torch import nn
 
     layers: list[nn.Module] = []
@@ -38,7 +36,6 @@ def build_mlp(
 
 
 def mlp_weights(width: int, hidden: tuple[int, ...]) -> int:
-    """Weights and biases of an mlp's hidden layers (the output layer aside)."""
     return sum((a + 1) * b for a, b in itertools.pairwise((width, *hidden)))
 
 
@@ -58,8 +55,8 @@ def build_cnn(
     kernel: int = 5,
     batch_norm: bool = False,
 ) -> nn.Module:
-    """Per ``channels`` a block conv (size kept) [-> batch norm] -> 2×2 max-pool -> activation
-    (after the pool: same values, a quarter of the work), then an mlp head."""
+    """Per ``channels`` conv [-> batch norm] -> 2×2 max-pool -> activation (after the pool: same
+    values, a quarter of the work), then an mlp head."""
     from torch import nn
 
     side = math.isqrt(in_features)
@@ -100,9 +97,8 @@ def cnn_weights(
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
-    """``build(in_features, num_classes, **settings)`` with the ``train`` keys ``settings``;
-    ``weights(side, settings)``: all but the output layer (``ValueError``: cannot be built);
-    ``manual``: the hand-derived engine trains it."""
+    """``build(in_features, num_classes, **settings)``; ``weights``: all but the output layer's
+    (``ValueError``: cannot be built); ``manual``: the hand-derived engine trains it."""
 
     build: Callable[..., nn.Module]
     settings: tuple[str, ...] = ()
@@ -125,7 +121,6 @@ MODELS: dict[str, ModelEntry] = {
 
 
 def _registered(name: str) -> str:
-    """A model name, looked up when checked: models may register after this import."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
     return name
@@ -161,7 +156,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 def predict_logits(model: nn.Module, images: Tensor) -> Tensor:
-    """Logits ``[N, C]`` for images ``[N, 784]``, in chunks of 4096 to bound memory."""
+    """Logits in eval mode, in chunks of 4096 to bound memory."""
     import torch
 
     was_training = model.training

@@ -1,6 +1,5 @@
-"""How the weights move: ``train.optimizer`` as a torch optimizer, or the notebook's plain SGD
-in place inside the hand-derived engine; the learning rate of each epoch; the step on one
-global minibatch, in one process or sharded over torchrun's ranks."""
+"""How the weights move: the optimizer, the learning rate of each epoch, the step on one global
+minibatch (in one process or sharded over torchrun's ranks)."""
 
 from __future__ import annotations
 
@@ -24,9 +23,8 @@ def is_scheduled(params: TrainParams) -> bool:
 
 
 def rates(params: TrainParams) -> list[float]:
-    """Each epoch's learning rate: constant, or ``torch.optim.lr_scheduler``'s step or cosine
-    schedule after an optional linear warm-up (``lr · e / (warmup + 1)`` in epochs 1..warmup),
-    stepped on a stand-in optimizer."""
+    """Each epoch's learning rate: ``torch.optim.lr_scheduler``'s schedule after an optional
+    linear warm-up, stepped on a stand-in optimizer."""
     if not is_scheduled(params):
         return [params.lr] * params.epochs
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=params.lr)
@@ -52,8 +50,7 @@ def rates(params: TrainParams) -> list[float]:
 
 
 def needs_optimizer(params: TrainParams, world: int) -> bool:
-    """``False`` for the notebook's plain SGD in one process: the hand-derived engine steps
-    its own weights, and the run imports no torch optimizer."""
+    """``False`` for the notebook's plain SGD in one process: the hand-derived engine steps it."""
     plain = params.optimizer == "sgd" and not (params.momentum or params.weight_decay)
     return not (params.gradients == "manual" and plain and world == 1)
 
@@ -76,9 +73,8 @@ def make_step(
     optimizer: torch.optim.Optimizer | None,
     ctx: distributed.Context,
 ) -> tuple[Step, Callable[[float], None], Callable[[], None]]:
-    """One step on a global minibatch (labels ``[B]`` for autograd, one-hot ``[B, C]`` for the
-    hand-derived engine) returning this rank's share of its loss (shares sum over ranks); what
-    sets the epoch's learning rate; and what runs after each epoch."""
+    """The step on a global minibatch (returning this rank's share of its loss), what sets the
+    epoch's learning rate, and what runs after each epoch."""
     if optimizer is None:  # the notebook's SGD, in place on [b W]
         engine = ManualBackprop(model, params.output, params.loss, params.lr)
         return engine.sgd_step, lambda lr: setattr(engine, "lr", lr), engine.push

@@ -1,6 +1,5 @@
-"""``params.yaml``'s ``train`` section: the model and the notebook's training loop. Each list of
-choices is the keys of the registry that implements it, so the params accept exactly what is
-registered; combinations that cannot run are refused before the stage starts."""
+"""``params.yaml``'s ``train`` section: each list of choices is a registry's keys, and
+combinations that cannot run are refused before the stage starts."""
 
 from __future__ import annotations
 
@@ -27,8 +26,7 @@ UNSURE_BELOW = 0.4
 
 
 class Augment(Section):
-    """Random geometry for every training minibatch (``data.geometry.perturb``): each image
-    drawn within these bounds, fresh each epoch. All 0 (the default): no augmentation."""
+    """Random geometry for every training minibatch (``data.geometry.perturb``); all 0: none."""
 
     rotate: Degrees = 0.0  # either way
     shift: Annotated[Number, Field(ge=0.0, le=6.0)] = 0.0  # pixels, along each axis

@@ -1,6 +1,5 @@
-"""The notebook's training loop, fast and repeatable: seeded epoch orders, minibatches gathered
-from one in-memory tensor, and per epoch the mean loss and the test (or val) accuracy. Same
-params -> same weights, bit for bit, on the same CPU kind."""
+"""The notebook's training loop, seeded: same params -> same weights, bit for bit, on the same
+CPU kind."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.checkpoints import Checkpoint
-from mnist_pipeline.learning.history import EpochRecord, Progress, Selection
+from mnist_pipeline.learning.history import EpochRecord, Selection, log_epoch
 from mnist_pipeline.learning.losses import LOSSES, fit_temperature, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import Step, make_optimizer, make_step, needs_optimizer, rates
@@ -46,14 +45,11 @@ class TrainResult:
     def summary(self) -> str:
         """The stage's closing line: how the run went and what ships."""
         trained = len(self.seconds_per_epoch)
-        seconds = sum(self.seconds_per_epoch) / max(trained, 1)
-        fitted = f"; temperature {self.temperature} (fitted on the val slice)"
+        fitted = f"; temperature {self.temperature}" if self.temperature != 1.0 else ""
         return (
-            f"train: {self.stop_reason}; trained {trained} epoch(s) in this run "
-            f"(from epoch {self.first_epoch}, {seconds:.2f} s/epoch); shipped epoch "
-            f"{self.shipped} of {len(self.history)}, {self.scored_on} accuracy "
-            f"{self.history[self.shipped - 1].accuracy:.4f}"
-            + (fitted if self.temperature != 1.0 else "")
+            f"train: {self.stop_reason}; trained {trained} epoch(s) from epoch "
+            f"{self.first_epoch}; shipped epoch {self.shipped} of {len(self.history)}, "
+            f"{self.scored_on} accuracy {self.history[self.shipped - 1].accuracy:.4f}{fitted}"
         )
 
 
@@ -63,8 +59,7 @@ def accuracy(scores: Tensor, labels: Tensor) -> float:
 
 
 def epoch_order(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
-    """One epoch's sample order, drawn on the CPU (the same on every device), as the
-    notebook's ``data_iter``."""
+    """One epoch's sample order, drawn on the CPU (the same on every device)."""
     return torch.randperm(n, generator=generator).to(device)
 
 
@@ -83,16 +78,11 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     from sklearn.model_selection import train_test_split
 
     n_val = round(len(split) * fraction)
-    if n_val < 1 or n_val >= len(split):
-        raise PipelineError(
-            f"train.val_fraction={fraction} leaves {n_val} of {len(split)} images for "
-            "validation; choose a fraction that keeps both parts non-empty"
-        )
     try:
         keep, val = train_test_split(
             np.arange(len(split)), test_size=n_val, random_state=seed, stratify=split.labels
         )
-    except ValueError as err:  # a class too small to appear in both parts
+    except ValueError as err:  # an empty part, or a class too small to appear in both
         raise PipelineError(
             f"train.val_fraction={fraction}: cannot hold out a stratified slice of "
             f"{n_val} images ({str(err).splitlines()[0]}); choose a larger fraction"
@@ -115,8 +105,7 @@ class Run:
     ctx: distributed.Context
 
     def score(self, epoch: int, losses: Tensor, lr: float) -> EpochRecord:
-        """The epoch's record (with a val slice also its loss and the train accuracy); a
-        non-finite loss stops the run."""
+        """The epoch's record; a non-finite loss stops the run."""
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -167,15 +156,12 @@ def prepare(params: TrainParams, train_split: Split, test_split: Split) -> Run:
     return Run(params, model, spec, x, y, labels, score_x, score_y, ctx)
 
 
-def one_epoch(
-    run: Run, epoch: int, step: Step, shuffle: torch.Generator, progress: Progress
-) -> Tensor:
+def one_epoch(run: Run, epoch: int, step: Step, shuffle: torch.Generator) -> Tensor:
     """Step every minibatch; the per-step losses, summed over ranks, stay on the device."""
     order = epoch_order(len(run.x), shuffle, run.x.device).split(run.params.batch_size)
-    progress.start(epoch, len(order))
     augment = augmenter(run.params, epoch)
     batches = ((augment(run.x.index_select(0, i)), run.y.index_select(0, i)) for i in order)
-    losses = [progress.tick(step(x, y)) for x, y in batches]
+    losses = [step(x, y) for x, y in batches]
     return distributed.sum_(torch.stack(losses), run.ctx)
 
 
@@ -201,10 +187,8 @@ def train(
     test_split: Split,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Checkpoint | None = None,
-    progress: Progress | None = None,
 ) -> TrainResult:
-    """Train a fresh model from ``params``, or resume ``checkpoint``'s run (saved after every
-    epoch) with the same bytes; score the test split, or a held-out val slice."""
+    """Train a fresh model from ``params``, or resume ``checkpoint``'s run with the same bytes."""
     run = prepare(params, train_split, test_split)
     selection, shuffle = Selection(params), torch.Generator().manual_seed(params.seed)
     parts: dict[str, Any] = {"model": run.model, "selection": selection}
@@ -212,20 +196,19 @@ def train(
         parts["optimizer"] = make_optimizer(params, run.model)
     history: list[EpochRecord] = []
     if checkpoint is not None:
-        history = checkpoint.restore(parts, shuffle, params.epochs, EpochRecord)
+        history = [EpochRecord(**row) for row in checkpoint.restore(parts, shuffle)]
         if history:
             where = (len(history) + 1, params.epochs, checkpoint.path)
             log.info("resuming at epoch %d of %d from checkpoint %s", *where)
     first_epoch, lrs, seconds = len(history) + 1, rates(params), []
     step, set_lr, end_epoch = make_step(params, run.model, parts.get("optimizer"), run.ctx)
     scored_on = "val" if params.val_fraction > 0 else "test"
-    progress = progress or Progress(params.epochs)
     for epoch in range(first_epoch, params.epochs + 1):
         if selection.stop_reason:
             break
         start = time.perf_counter()
         set_lr(lrs[epoch - 1])
-        losses = one_epoch(run, epoch, step, shuffle, progress)
+        losses = one_epoch(run, epoch, step, shuffle)
         end_epoch()
         record = run.score(epoch, losses, lrs[epoch - 1])
         history.append(record)
@@ -234,10 +217,9 @@ def train(
             checkpoint.save(parts, shuffle, [dataclasses.asdict(r) for r in history])
         seconds.append(time.perf_counter() - start)
         if run.ctx.rank == 0:  # rank 0 alone logs and writes
-            progress.done(record, scored_on, seconds[-1])
+            log_epoch(record, params.epochs, scored_on, seconds[-1])
             if on_epoch is not None:
                 on_epoch(record)
-    progress.close()
     distributed.finish(run.ctx)
     shipped = selection.best_epoch if params.keep == "best" else history[-1].epoch
     if selection.best_weights is not None:
