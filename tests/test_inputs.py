@@ -55,6 +55,7 @@ def test_params_yaml_values_equal_dvcs(case: str, tmp_path: Path) -> None:
     assert list(ours.values())[-1] == expected
 
 
+# Subprocess: `dvc init` makes the real DVC repo that `params_show` reads.
 def test_params_show_agrees_with_the_stages(tmp_path: Path) -> None:
     """``dvc.api.params_show`` on a real DVC repo reads what ``load_params`` validates."""
     import dvc.api
@@ -107,6 +108,7 @@ def test_deep_yaml_is_one_line(text: str, tmp_path: Path) -> None:
         load_params(tmp_path / "params.yaml")
 
 
+# Subprocess: the exit status and stderr of `python -m mnist_pipeline validate`.
 def test_deep_params_and_dvc_yaml_are_one_line_in_validate(tmp_path: Path) -> None:
     """``validate`` (DVC's round-trip loader for dvc.yaml) says it in one line too."""
     (tmp_path / "dvc.yaml").write_text("stages: " + "[" * 50_000 + "\n")
@@ -137,6 +139,7 @@ def test_reads_stop_at_the_size_limit(reader: Any, kind: str, tmp_path: Path) ->
         reader(path)
 
 
+# Subprocess: the bound is on the whole command, imports included.
 def test_summary_of_dev_zero_stops_fast_in_one_line() -> None:
     """An endless file costs the limit, not the machine (it grew to 24 GB before)."""
     start = time.monotonic()
@@ -147,6 +150,7 @@ def test_summary_of_dev_zero_stops_fast_in_one_line() -> None:
     assert "larger than the 16 MiB a JSON file may hold" in error_line(result)
 
 
+# Subprocess: a real SIGTERM while the process is blocked in read().
 def test_sigterm_stops_a_read_of_an_endless_file(tmp_path: Path) -> None:
     """SIGTERM during a read: the stage unwinds with its one line, exit 128 + 15."""
     fifo = tmp_path / "endless.json"
@@ -176,6 +180,7 @@ def test_control_characters_in_mirror_are_one_escaped_line(mirror: str) -> None:
     assert str(caught.value).isprintable()
 
 
+# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
 @pytest.mark.parametrize(
     "command",
     ["params", "validate", "summary", "predict", "worked-example", "preset", "serve"],
@@ -186,6 +191,7 @@ def test_every_tool_runs_under_python_OO(command: str) -> None:
     assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
 
 
+# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
 @pytest.mark.parametrize("name", ["download", "preprocess", "train", "evaluate", "report"])
 def test_every_stage_runs_under_python_OO(name: str) -> None:
     cmd = [sys.executable, "-OO", str(REPO / "stages" / f"{name}.py"), "--help"]
@@ -214,6 +220,7 @@ def test_settings_that_change_no_output_are_tracked_by_no_stage() -> None:
     assert tracked == every - set(UNTRACKED)
 
 
+# Subprocess: `dvc repro`/`dvc status` decide what reruns.
 def test_changing_download_timeout_reruns_nothing(project: Path) -> None:
     """``dvc status`` with a real lock: a new download_timeout changes no stage; a new
     split_seed does (the check can fail)."""
@@ -247,6 +254,7 @@ def test_dvc_exp_set_param_changes_exactly_the_line_it_sets(tmp_path: Path) -> N
         assert len(changed) == 1 and changed[0][1].startswith(line), changed
 
 
+# Subprocess: what the front door writes to a real stderr, and its exit status.
 def test_an_error_line_never_carries_control_characters(tmp_path: Path) -> None:
     """Whatever a message quotes (here a path with a newline and an ANSI escape), the
     entry point prints one line with the control characters escaped."""

@@ -179,9 +179,8 @@ def test_make_preset_hands_the_name_over_unexpanded(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cnn_preset_runs_as_an_experiment_and_reaches_its_floor(project: Path) -> None:
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "copy"], project)
+def test_cnn_preset_runs_as_an_experiment_and_reaches_its_floor(reproduced_copy: Path) -> None:
+    project = reproduced_copy  # committed, its data already downloaded and preprocessed
     result = run(
         [sys.executable, "-m", "mnist_pipeline", "preset", "cnn", "-n", "cnn-embedded",
          "-S", "data.source=embedded"], project, check=False, src=REPO / "src",
