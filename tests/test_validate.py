@@ -217,6 +217,7 @@ def test_the_ci_floors_hold_for_the_committed_metrics() -> None:
     assert all(metrics[name] >= floor for name, floor in floors.items())
 
 
+# Subprocess: `dvc repro` writes the real lock that the stale-lock check reads.
 def test_status_problems_on_a_tiny_dvc_project(tmp_path: Path) -> None:
     """The stale-lock check itself, on a one-stage project: clean, then an input edited."""
     run(["git", "init", "-q"], tmp_path)
@@ -245,6 +246,7 @@ def lock_hashes(project: Path) -> dict[str, dict[str, object]]:
     }
 
 
+# Subprocess: `dvc exp run` itself, in a clean clone, as CI runs it.
 @pytest.mark.slow
 def test_two_clean_clones_give_identical_hashes_then_validate(
     tmp_path: Path, reproduced: Path
