@@ -54,7 +54,7 @@ test: $(STAMP)  ## ruff (lint + format check) and the whole pytest suite
 	"$(BIN)/python" -m pytest -n 2 --dist loadgroup --durations=10
 
 test-fast: $(STAMP)  ## pytest without the slow tests: the loop for everyday edits
-	"$(BIN)/python" -m pytest -m "not slow"
+	"$(BIN)/python" -m pytest -n 2 --dist loadgroup -m "not slow"
 
 # [tool.coverage] in pyproject.toml: the stage and tool processes the tests start count too.
 coverage: $(STAMP)  ## the whole pytest suite with line coverage of src/mnist_pipeline

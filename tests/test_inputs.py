@@ -7,6 +7,7 @@ change no output rerun no stage; ``dvc exp run -S`` rewrites only the line it se
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -180,23 +181,54 @@ def test_control_characters_in_mirror_are_one_escaped_line(mirror: str) -> None:
     assert str(caught.value).isprintable()
 
 
-# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
-@pytest.mark.parametrize(
-    "command",
-    ["params", "validate", "summary", "predict", "worked-example", "preset", "serve"],
-)
-def test_every_tool_runs_under_python_OO(command: str) -> None:
-    cmd = [sys.executable, "-OO", "-m", "mnist_pipeline", command, "--help"]
-    result = run(cmd, REPO, False, REPO / "src")
-    assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
+TOOLS = ["params", "validate", "summary", "predict", "worked-example", "preset", "serve"]
+STAGES = ["download", "preprocess", "train", "evaluate", "report"]
+# Every tool's and stage's `--help`, as `python -m mnist_pipeline TOOL --help` and
+# `python stages/NAME.py --help` run it, one after another in this process: name -> the exit
+# status and what it printed (a traceback as the output, status 1, if one raised).
+HELP_ALL = """
+import contextlib, io, json, runpy, sys, traceback
+results = {}
+for name in json.loads(sys.argv[1]):
+    out, code = io.StringIO(), 1
+    script = name.endswith(".py")
+    sys.argv = [name, "--help"] if script else ["mnist_pipeline", name, "--help"]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            if script:
+                runpy.run_path(name, run_name="__main__")
+            else:
+                runpy.run_module("mnist_pipeline", run_name="__main__", alter_sys=True)
+    except SystemExit as end:
+        code = end.code or 0
+    except Exception:
+        out.write(traceback.format_exc())
+    results[name] = [code, out.getvalue()]
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def help_under_OO() -> dict[str, list]:
+    """``--help`` of every tool and stage in one ``python -OO`` process."""
+    names = TOOLS + [str(REPO / "stages" / f"{name}.py") for name in STAGES]
+    cmd = [sys.executable, "-OO", "-c", HELP_ALL, json.dumps(names)]
+    result = run(cmd, REPO, True, REPO / "src")
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 # Subprocess: -OO is an interpreter flag; it strips docstrings at import.
-@pytest.mark.parametrize("name", ["download", "preprocess", "train", "evaluate", "report"])
-def test_every_stage_runs_under_python_OO(name: str) -> None:
-    cmd = [sys.executable, "-OO", str(REPO / "stages" / f"{name}.py"), "--help"]
-    result = run(cmd, REPO, False, REPO / "src")
-    assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
+@pytest.mark.parametrize("command", TOOLS)
+def test_every_tool_runs_under_python_OO(help_under_OO: dict[str, list], command: str) -> None:
+    code, output = help_under_OO[command]
+    assert code == 0 and output.startswith("usage:"), output
+
+
+# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
+@pytest.mark.parametrize("name", STAGES)
+def test_every_stage_runs_under_python_OO(help_under_OO: dict[str, list], name: str) -> None:
+    code, output = help_under_OO[str(REPO / "stages" / f"{name}.py")]
+    assert code == 0 and output.startswith("usage:"), output
 
 
 # ------------------------------------------------------- what DVC tracks and writes back
