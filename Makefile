@@ -43,20 +43,22 @@ preset: $(STAMP)  ## run a presets.yaml preset as a DVC experiment: P=<name> [AR
 exps: $(STAMP)  ## this commit and its experiments side by side: metrics and the params that differ
 	@"$(BIN)/python" -m mnist_pipeline exps
 
-# Two pytest workers (one per core here); a module's tests stay on one worker so its
-# module-scoped fixtures (a reproduced pipeline, a trained model) are built once. The ten
-# slowest tests are listed at the end, so a new slow one shows the day it lands.
+# Two pytest workers (one per core here). A module's tests stay on one worker, so its
+# module-scoped fixtures (a trained model, a server) are built once, except the modules
+# tests/conftest.py spreads test by test (SPREAD); the reproduced pipeline is built once
+# per session for both. The ten slowest tests are listed at the end, so a new slow one
+# shows the day it lands.
 test: $(STAMP)  ## ruff (lint + format check) and the whole pytest suite
 	"$(BIN)/ruff" check .
 	"$(BIN)/ruff" format --check .
-	"$(BIN)/python" -m pytest -n 2 --dist loadscope --durations=10
+	"$(BIN)/python" -m pytest -n 2 --dist loadgroup --durations=10
 
 test-fast: $(STAMP)  ## pytest without the slow tests: the loop for everyday edits
-	"$(BIN)/python" -m pytest -m "not slow"
+	"$(BIN)/python" -m pytest -n 2 --dist loadgroup -m "not slow"
 
 # [tool.coverage] in pyproject.toml: the stage and tool processes the tests start count too.
 coverage: $(STAMP)  ## the whole pytest suite with line coverage of src/mnist_pipeline
-	"$(BIN)/python" -m pytest -n 2 --dist loadscope --cov --cov-report=term-missing:skip-covered
+	"$(BIN)/python" -m pytest -n 2 --dist loadgroup --cov --cov-report=term-missing:skip-covered
 
 lint: $(STAMP)  ## ruff only
 	"$(BIN)/ruff" check .

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock
 
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import write_json
@@ -218,6 +219,62 @@ def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
 
 
+# CI's smoke configuration (.ci/pipeline.sh): the embedded sample, 2 epochs.
+SMOKE_PARAMS = {"data": {"source": "embedded"}, "train": {"epochs": 2}}
+
+
+def build_reproduced(dest: Path) -> Path:
+    """A project copy in ``dest`` after ``dvc repro`` in the smoke configuration, committed
+    (params.yaml, dvc.lock), with the usual umask (files 0644, folders 0755)."""
+    previous = os.umask(0o022)
+    try:
+        project = copy_project(dest)
+        set_params(project, **SMOKE_PARAMS)
+        run(["dvc", "repro", "-q"], project)
+        run(["git", "add", "-A"], project)
+        run(["git", "commit", "-qm", "smoke run"], project)
+    finally:
+        os.umask(previous)
+    return project
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The reproduced project, built once per test session and shared by every test that
+    reads it; tests that change a project take ``reproduced_copy`` instead.
+
+    Under pytest-xdist the workers share one build: the first to need it builds it in the
+    session's common temp folder under a file lock, the others wait and reuse it.
+    """
+    if worker_id == "master":
+        return build_reproduced(tmp_path_factory.mktemp("reproduced") / "project")
+    root = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
+    project = root / "reproduced" / "project"
+    with FileLock(root / "reproduced.lock"):
+        if not (root / "reproduced" / "built").exists():
+            shutil.rmtree(root / "reproduced", ignore_errors=True)  # a failed build's
+            build_reproduced(project)
+            (root / "reproduced" / "built").touch()
+    return project
+
+
+def skip_dvc_tmp(folder: str, names: list[str]) -> list[str]:
+    """DVC's scratch folder (its hash cache keyed by inode, locks): a copy starts without."""
+    return ["tmp"] if Path(folder).name == ".dvc" else []
+
+
+def copy_reproduced(reproduced: Path, dest: Path) -> Path:
+    """A copy of ``reproduced`` in ``dest``: the workspace, its git history and its DVC
+    cache, so ``dvc repro``/``dvc exp``/``git`` there change nothing another test sees."""
+    return Path(shutil.copytree(reproduced, dest, symlinks=True, ignore=skip_dvc_tmp))
+
+
+@pytest.fixture
+def reproduced_copy(reproduced: Path, tmp_path: Path) -> Path:
+    """This test's own copy of ``reproduced``."""
+    return copy_reproduced(reproduced, tmp_path / "project")
+
+
 # ------------------------------------------------------------------- stage scripts as DVC
 
 
@@ -278,3 +335,27 @@ def error_line(result: Finished) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
+
+
+# ------------------------------------------------------------- two workers, kept busy
+
+# Modules whose tests share nothing costlier than the session's fixtures: under
+# `--dist loadgroup` (make test) their tests go to whichever worker is free. Every other
+# module stays on one worker, so its module-scoped fixtures are built once.
+SPREAD = {
+    "test_experiments.py",
+    "test_faults.py",
+    "test_inputs.py",
+    "test_presets.py",
+    "test_validate.py",
+    "test_distributed.py",
+    "test_resume.py",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test of a module outside ``SPREAD`` joins its module's ``xdist_group``."""
+    for item in items:
+        if item.path.name not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run, set_params
+from conftest import run
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +39,10 @@ def digests(project: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def baseline(project: Path) -> Path:
-    """The project on the embedded sample, 1 epoch, reproduced and committed."""
-    set_params(project, data={"source": "embedded"}, train={"epochs": 1})
-    run(["dvc", "repro", "-q"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "baseline"], project)
-    return project
+def baseline(reproduced_copy: Path) -> Path:
+    """The project on the embedded sample, 2 epochs, reproduced and committed: this test's
+    own copy of the session's reproduced pipeline."""
+    return reproduced_copy
 
 
 def exp_rows(project: Path) -> list[dict]:
@@ -70,7 +67,9 @@ def leaves(tree: dict) -> list[object]:
     return [x for v in tree.values() for x in (leaves(v) if isinstance(v, dict) else [v])]
 
 
-def test_exp_show_is_a_table_a_person_reads(baseline: Path) -> None:
+# Subprocess: what `dvc exp show` itself prints.
+def test_exp_show_is_a_table_a_person_reads(reproduced: Path) -> None:
+    baseline = reproduced  # read only: the session's copy
     shown = json.loads(run(["dvc", "exp", "show", "--json"], baseline).stdout)
     data = next(entry for entry in shown if entry.get("rev") != "workspace")["data"]
     metrics = [v for file in data["metrics"].values() for v in leaves(file["data"])]
@@ -82,6 +81,7 @@ def test_exp_show_is_a_table_a_person_reads(baseline: Path) -> None:
     assert len(data_columns(baseline)) <= 58
 
 
+# Subprocess: `dvc exp run/show/diff/apply` themselves.
 def test_exp_run_show_diff_apply(baseline: Path) -> None:
     run(["dvc", "exp", "run", "-n", "lr-high", "-S", "train.lr=0.1"], baseline)
     (row,) = exp_rows(baseline)
@@ -100,6 +100,7 @@ def test_exp_run_show_diff_apply(baseline: Path) -> None:
     assert applied == metric(row, "accuracy")
 
 
+# Subprocess: `dvc queue` and the workers it detaches.
 def test_queued_grid_runs_in_parallel(baseline: Path) -> None:
     run(
         ["dvc", "exp", "run", "--queue", "-S", "train.lr=0.01,0.1", "-S", "train.model=linear,mlp"],
@@ -132,6 +133,7 @@ def test_queued_grid_runs_in_parallel(baseline: Path) -> None:
     assert len(changed) <= 12, changed
 
 
+# Subprocess: `dvc exp run -S` and the stage it stops.
 def test_typo_fails_fast_and_changes_no_output(baseline: Path) -> None:
     before = digests(baseline)
     result = run(["dvc", "exp", "run", "-S", "+train.lrr=0.1"], baseline, check=False)
@@ -140,6 +142,7 @@ def test_typo_fails_fast_and_changes_no_output(baseline: Path) -> None:
     assert digests(baseline) == before
 
 
+# Subprocess: `dvc status` decides what reruns.
 def test_a_code_edit_reruns_exactly_the_stages_that_run_it(baseline: Path) -> None:
     """Each stage depends on the folders it imports and no others: an edit in learning/
     leaves download and preprocess up to date; an edit in data/ touches every stage."""
@@ -153,11 +156,13 @@ def test_a_code_edit_reruns_exactly_the_stages_that_run_it(baseline: Path) -> No
         assert set(status) == expected, folder
 
 
+# Subprocess: `dvc exp run` per preset; `exps` reads DVC's experiment refs.
 def test_the_experiment_table_shows_what_changed_in_120_columns(baseline: Path) -> None:
     """After the three presets and a `-S train.lr` experiment, `make exps` shows the three
     metrics and every param that differs, each name whole, within 120 columns."""
     tool = [sys.executable, "-m", "mnist_pipeline"]
-    for preset in ("linear", "mlp", "cnn"):  # each over the committed params, as the README says
+    ran = ("linear", "mlp", "cnn")
+    for preset in ran:  # each over the committed params, as the README says
         run([*tool, "preset", preset, "-S", "train.epochs=1"], baseline, src=baseline / "src")
         run(["git", "checkout", "--", "params.yaml"], baseline)
     run(["dvc", "exp", "run", "-S", "train.lr=0.2"], baseline)
@@ -168,7 +173,7 @@ def test_the_experiment_table_shows_what_changed_in_120_columns(baseline: Path) 
     assert {"accuracy", "cross_entropy", "macro_f1"} <= names, table
     presets = yaml.safe_load((baseline / "presets.yaml").read_text())
     changed = {"train.lr"}
-    for key, value in (item for preset in presets.values() for item in preset.items()):
+    for key, value in (item for name in ran for item in presets[name].items()):
         subs = [f".{sub}" for sub in value] if isinstance(value, dict) else [""]  # augment
         changed |= {f"train.{key}{sub}" for sub in subs}
     assert changed - {"train.epochs"} <= names, table

@@ -7,9 +7,10 @@ exactly the arguments ``dvc.yaml`` gives it. It must exit 2 with ONE ``error:`` 
 says what is wrong, where (file, key, value) and how to fix it, with no traceback, and
 leave none of the stage's outputs (nor a ``.*.tmp`` file) behind.
 
-The DVC cases (marked ``slow``) run ``dvc repro`` in a copy of the project: a stage that
-fails leaves ``dvc.lock`` untouched, and a ``dvc repro`` killed with SIGKILL in the middle
-of ``train`` is picked up cleanly by the next one, with a consistent lock.
+The DVC cases (marked ``slow``) run ``dvc repro`` in a copy of the reproduced project: a
+stage that fails leaves ``dvc.lock`` and the outputs untouched, and a ``dvc repro`` killed
+with SIGKILL in the middle of ``train`` is picked up cleanly by the next one, with a
+consistent lock.
 
     .venv/bin/python -m pytest tests/test_faults.py [-m "not slow"]
 """
@@ -666,9 +667,13 @@ def test_planted_pickles_would_run_code(tmp_path: Path) -> None:
 
 # Subprocess: `dvc repro` itself is under test (its lock, its report of the failed stage).
 @pytest.mark.slow
-def test_dvc_repro_with_bad_params_stops_with_one_line_and_keeps_the_lock(project: Path) -> None:
+def test_dvc_repro_with_bad_params_stops_with_one_line_and_keeps_the_lock(
+    reproduced_copy: Path,
+) -> None:
+    project = reproduced_copy
     set_params(project, train={"lrr": 0.1})
     lock = (project / "dvc.lock").read_text()
+    before = tracked_outputs(project)
     result = run(["dvc", "repro"], project, check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -677,7 +682,17 @@ def test_dvc_repro_with_bad_params_stops_with_one_line_and_keeps_the_lock(projec
     # Each stage checks its own section: the train stage stops, before any output of its own.
     assert "failed to reproduce 'train'" in output and "Traceback" not in output
     assert (project / "dvc.lock").read_text() == lock
-    assert not (project / "models").exists()
+    assert tracked_outputs(project) == before
+
+
+def tracked_outputs(project: Path) -> dict[str, bytes]:
+    """Every file under the folders the stages write, and its bytes."""
+    return {
+        str(path.relative_to(project)): path.read_bytes()
+        for top in ("data", "models", "metrics", "reports")
+        for path in sorted((project / top).rglob("*"))
+        if path.is_file()
+    }
 
 
 def lock_outs(project: Path) -> dict[str, str]:
@@ -690,9 +705,11 @@ def lock_outs(project: Path) -> dict[str, str]:
 
 # Subprocess: a SIGKILL to `dvc repro`'s process group mid-train, then `dvc repro` again.
 @pytest.mark.slow
-def test_sigkill_during_train_then_repro_reruns_it_cleanly(project: Path) -> None:
-    epochs = 60
-    set_params(project, data={"source": "embedded"}, train={"epochs": epochs})
+def test_sigkill_during_train_then_repro_reruns_it_cleanly(reproduced_copy: Path) -> None:
+    project = reproduced_copy
+    before = tracked_outputs(project)
+    epochs = 6
+    set_params(project, train={"epochs": epochs})
     proc = subprocess.Popen(
         ["dvc", "repro"],
         cwd=project,
@@ -727,8 +744,8 @@ def test_sigkill_during_train_then_repro_reruns_it_cleanly(project: Path) -> Non
     proc.wait(timeout=30)
     reader.join(timeout=30)
 
-    # The kill left no model, no temp file, and no lock entry claiming the new params.
-    assert not (project / "models" / "model.safetensors").exists()
+    # The kill changed no output, left no temp file, and no lock entry claiming the new params.
+    assert tracked_outputs(project) == before
     assert not list(project.rglob(".*.tmp"))
     locked = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["train"]
     assert locked["params"]["params.yaml"]["train"]["epochs"] != epochs

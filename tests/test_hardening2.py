@@ -36,9 +36,12 @@ from conftest import (
     run,
     set_params,
     stage,
+    stage_here,
+    stage_module,
     write_idx_set,
     write_manifest,
 )
+from mnist_pipeline.core.cli import run_stage
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import atomic_dir, outputs, write_json, write_text
 from mnist_pipeline.data.splits import save_split
@@ -122,7 +125,9 @@ def test_a_folder_output_replaces_an_earlier_run_an_empty_or_a_new_folder(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "empty", "new"]
 
 
-def test_download_out_dot_deletes_nothing(tmp_path: Path) -> None:
+def test_download_out_dot_deletes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The issue's repro: ``cd d; download --out .`` wiped ``d``."""
     mirror = write_idx_set(tmp_path / "mirror")
     work = tmp_path / "d"
@@ -131,7 +136,7 @@ def test_download_out_dot_deletes_nothing(tmp_path: Path) -> None:
     raw = yaml.safe_load(yaml.safe_dump(PARAMS))
     raw["data"].update(source="mirror", mirror=str(mirror))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    result = stage("download", "--params", "../params.yaml", "--out", ".", cwd=work)
+    result = stage_here(capsys, "download", "--params", "../params.yaml", "--out", ".", cwd=work)
     assert error_line(result).startswith("error: cannot replace .: it is the current directory")
     assert snapshot(work) == {"notes.txt": b"keep"}
 
@@ -146,8 +151,8 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params_file(root / "params.yaml", epochs=1, hidden=[64])
     write_manifest(write_idx_set(root / "data" / "raw"))
     for name in ("preprocess", "train", "evaluate"):
-        result = stage(name, *stage_args(name), cwd=root)
-        assert result.returncode == 0, result.stderr
+        with contextlib.chdir(root):
+            assert run_stage(stage_module(name).main, stage_args(name)) == 0
     return root
 
 
@@ -164,6 +169,7 @@ def stage_args(name: str) -> list[str]:
 SIZE_LIMITS = {"preprocess": 64 * 2**10, "train": 2 * 2**10, "evaluate": 400, "report": 8 * 2**10}
 
 
+# Subprocess: `ulimit -f` (RLIMIT_FSIZE) is set on a child process.
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SIZE_LIMITS)
 def test_file_size_limit_is_one_line_and_changes_no_output(pipeline_run: Path, name: str) -> None:
@@ -183,7 +189,7 @@ def test_file_size_limit_is_one_line_and_changes_no_output(pipeline_run: Path, n
 
 @pytest.mark.slow
 def test_evaluate_failing_on_its_fifth_file_changes_none_of_the_five(
-    tmp_path: Path, pipeline_run: Path
+    tmp_path: Path, pipeline_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shutil.copytree(pipeline_run, tmp_path / "run")
     pipeline_run = tmp_path / "run"
@@ -193,7 +199,7 @@ def test_evaluate_failing_on_its_fifth_file_changes_none_of_the_five(
     before = snapshot(pipeline_run)
     (pipeline_run / "blocker").write_text("a file where a folder should be")
     args[args.index("--predictions") + 1] = "blocker/predictions.csv"
-    result = stage("evaluate", *args, cwd=pipeline_run)
+    result = stage_here(capsys, "evaluate", *args, cwd=pipeline_run)
     assert "blocker is a file, not a directory" in error_line(result)
     (pipeline_run / "blocker").unlink()
     assert snapshot(pipeline_run) == before
@@ -218,6 +224,7 @@ def test_outputs_commit_all_or_none(tmp_path: Path) -> None:
 # -------------------------------------------------- item 17: temp names ignored and cleaned
 
 
+# Subprocess: git itself decides what it ignores.
 def test_temp_siblings_are_ignored_by_git_and_removed_by_the_next_run(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
     left = [
@@ -280,6 +287,7 @@ def endless_server() -> Iterator[str]:
     server.server_close()
 
 
+# Subprocess: `ulimit -f` (RLIMIT_FSIZE) is set on a child process.
 @pytest.mark.parametrize("kind", ["raw", "gz"])
 def test_an_endless_mirror_stops_at_the_size_its_header_declares(
     tmp_path: Path, endless_server: str, kind: str
@@ -367,6 +375,7 @@ def two_rank_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, 
             os.kill(pid, signal.SIGKILL)
 
 
+# Subprocess: a real SIGTERM to the stage, whose ranks are processes.
 @pytest.mark.slow
 def test_sigterm_stops_every_rank_and_no_output_changes_afterwards(
     two_rank_run: tuple[subprocess.Popen[str], Path, dict[str, bytes]],
@@ -385,6 +394,7 @@ def test_sigterm_stops_every_rank_and_no_output_changes_afterwards(
     assert snapshot(root / "out") == before
 
 
+# Subprocess: a real SIGKILL to one rank process.
 @pytest.mark.slow
 def test_a_rank_killed_like_the_oom_killer_does_is_one_line(
     two_rank_run: tuple[subprocess.Popen[str], Path, dict[str, bytes]],
@@ -405,6 +415,7 @@ def test_a_rank_killed_like_the_oom_killer_does_is_one_line(
 # ---------------------------------------------- item 19: processes bounded by the machine
 
 
+# Subprocess: the stage would hand its own command line to torchrun; no rank may start.
 def test_more_processes_than_cores_is_one_line_before_any_rank_starts(tmp_path: Path) -> None:
     cores = len(os.sched_getaffinity(0))
     save_split(make_split(40, 1), tmp_path / "processed" / "train.safetensors")
@@ -420,6 +431,7 @@ def test_more_processes_than_cores_is_one_line_before_any_rank_starts(tmp_path: 
 # ------------------------------------------------ item 13: a checkout path with spaces
 
 
+# Subprocess: `make` and its shell quoting are what is tested.
 @pytest.mark.slow
 def test_make_run_and_validate_in_a_path_with_spaces(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "a checkout" / "with spaces")

@@ -7,6 +7,7 @@ change no output rerun no stage; ``dvc exp run -S`` rewrites only the line it se
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -56,6 +57,7 @@ def test_params_yaml_values_equal_dvcs(case: str, tmp_path: Path) -> None:
     assert list(ours.values())[-1] == expected
 
 
+# Subprocess: `dvc init` makes the real DVC repo that `params_show` reads.
 def test_params_show_agrees_with_the_stages(tmp_path: Path) -> None:
     """``dvc.api.params_show`` on a real DVC repo reads what ``load_params`` validates."""
     import dvc.api
@@ -108,6 +110,7 @@ def test_deep_yaml_is_one_line(text: str, tmp_path: Path) -> None:
         load_params(tmp_path / "params.yaml")
 
 
+# Subprocess: the exit status and stderr of `python -m mnist_pipeline validate`.
 def test_deep_params_and_dvc_yaml_are_one_line_in_validate(tmp_path: Path) -> None:
     """``validate`` (DVC's round-trip loader for dvc.yaml) says it in one line too."""
     (tmp_path / "dvc.yaml").write_text("stages: " + "[" * 50_000 + "\n")
@@ -138,6 +141,7 @@ def test_reads_stop_at_the_size_limit(reader: Any, kind: str, tmp_path: Path) ->
         reader(path)
 
 
+# Subprocess: the bound is on the whole command, imports included.
 def test_summary_of_dev_zero_stops_fast_in_one_line() -> None:
     """An endless file costs the limit, not the machine (it grew to 24 GB before)."""
     start = time.monotonic()
@@ -148,6 +152,7 @@ def test_summary_of_dev_zero_stops_fast_in_one_line() -> None:
     assert "larger than the 16 MiB a JSON file may hold" in error_line(result)
 
 
+# Subprocess: a real SIGTERM while the process is blocked in read().
 def test_sigterm_stops_a_read_of_an_endless_file(tmp_path: Path) -> None:
     """SIGTERM during a read: the stage unwinds with its one line, exit 128 + 15."""
     fifo = tmp_path / "endless.json"
@@ -177,21 +182,54 @@ def test_control_characters_in_mirror_are_one_escaped_line(mirror: str) -> None:
     assert str(caught.value).isprintable()
 
 
-@pytest.mark.parametrize(
-    "command",
-    ["params", "validate", "summary", "predict", "worked-example", "preset", "serve"],
-)
-def test_every_tool_runs_under_python_OO(command: str) -> None:
-    cmd = [sys.executable, "-OO", "-m", "mnist_pipeline", command, "--help"]
-    result = run(cmd, REPO, False, REPO / "src")
-    assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
+TOOLS = ["params", "validate", "summary", "predict", "worked-example", "preset", "serve"]
+STAGES = ["download", "preprocess", "train", "evaluate", "report"]
+# Every tool's and stage's `--help`, as `python -m mnist_pipeline TOOL --help` and
+# `python stages/NAME.py --help` run it, one after another in this process: name -> the exit
+# status and what it printed (a traceback as the output, status 1, if one raised).
+HELP_ALL = """
+import contextlib, io, json, runpy, sys, traceback
+results = {}
+for name in json.loads(sys.argv[1]):
+    out, code = io.StringIO(), 1
+    script = name.endswith(".py")
+    sys.argv = [name, "--help"] if script else ["mnist_pipeline", name, "--help"]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            if script:
+                runpy.run_path(name, run_name="__main__")
+            else:
+                runpy.run_module("mnist_pipeline", run_name="__main__", alter_sys=True)
+    except SystemExit as end:
+        code = end.code or 0
+    except Exception:
+        out.write(traceback.format_exc())
+    results[name] = [code, out.getvalue()]
+print(json.dumps(results))
+"""
 
 
-@pytest.mark.parametrize("name", ["download", "preprocess", "train", "evaluate", "report"])
-def test_every_stage_runs_under_python_OO(name: str) -> None:
-    cmd = [sys.executable, "-OO", str(REPO / "stages" / f"{name}.py"), "--help"]
-    result = run(cmd, REPO, False, REPO / "src")
-    assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
+@pytest.fixture(scope="module")
+def help_under_OO() -> dict[str, list]:
+    """``--help`` of every tool and stage in one ``python -OO`` process."""
+    names = TOOLS + [str(REPO / "stages" / f"{name}.py") for name in STAGES]
+    cmd = [sys.executable, "-OO", "-c", HELP_ALL, json.dumps(names)]
+    result = run(cmd, REPO, True, REPO / "src")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
+@pytest.mark.parametrize("command", TOOLS)
+def test_every_tool_runs_under_python_OO(help_under_OO: dict[str, list], command: str) -> None:
+    code, output = help_under_OO[command]
+    assert code == 0 and output.startswith("usage:"), output
+
+
+# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
+@pytest.mark.parametrize("name", STAGES)
+def test_every_stage_runs_under_python_OO(help_under_OO: dict[str, list], name: str) -> None:
+    code, output = help_under_OO[str(REPO / "stages" / f"{name}.py")]
+    assert code == 0 and output.startswith("usage:"), output
 
 
 # ------------------------------------------------------- what DVC tracks and writes back
@@ -215,6 +253,7 @@ def test_settings_that_change_no_output_are_tracked_by_no_stage() -> None:
     assert tracked == every - set(UNTRACKED)
 
 
+# Subprocess: `dvc repro`/`dvc status` decide what reruns.
 def test_changing_download_timeout_reruns_nothing(project: Path) -> None:
     """``dvc status`` with a real lock: a new download_timeout changes no stage; a new
     split_seed does (the check can fail)."""
@@ -248,6 +287,7 @@ def test_dvc_exp_set_param_changes_exactly_the_line_it_sets(tmp_path: Path) -> N
         assert len(changed) == 1 and changed[0][1].startswith(line), changed
 
 
+# Subprocess: what the front door writes to a real stderr, and its exit status.
 def test_an_error_line_never_carries_control_characters(tmp_path: Path) -> None:
     """Whatever a message quotes (here a path with a newline and an ANSI escape), the
     entry point prints one line with the control characters escaped."""

@@ -1,10 +1,11 @@
 """The whole pipeline in a temp git repo, as a user drives it with dvc.
 
-Copy the project, `dvc repro` on the embedded sample for 2 epochs, check the outputs'
-invariants, commit, change `train.lr`, reproduce, commit, and compare with
-`dvc metrics diff` / `dvc params diff`. Determinism: `dvc repro -f` changes nothing.
+A copy of the session's reproduced project (`dvc repro` on the embedded sample for 2
+epochs, committed): check the outputs' invariants, change `train.lr`, reproduce, commit,
+and compare with `dvc metrics diff` / `dvc params diff`. Determinism: `dvc repro -f`
+changes nothing.
 Outputs are readable by others (0644 files, 0755 folders); `dvc plots show` draws the
-learning curves from the log the train stage rewrites each epoch, mid-run included.
+learning curves from the log the train stage writes.
 """
 
 import json
@@ -44,10 +45,10 @@ def axis_titles(spec: object) -> set[tuple[str, str]]:
     return found
 
 
+# Subprocess: `dvc repro`, `dvc plots show`, `dvc metrics/params diff` themselves.
 @pytest.mark.usefixtures("umask_022")
-def test_repro_commit_change_lr_and_diff(project: Path) -> None:
-    set_params(project, data={"source": "embedded"}, train={"epochs": 2})
-    run(["dvc", "repro"], project)
+def test_repro_commit_change_lr_and_diff(reproduced_copy: Path) -> None:
+    project = reproduced_copy  # reproduced with umask 022 and committed, at lr 0.01
 
     metrics = json.loads((project / "metrics/eval.json").read_text())
     assert list(metrics) == [*NOTEBOOK, "ece", "robust_accuracy", "answered", "answered_accuracy"]
@@ -93,18 +94,17 @@ def test_repro_commit_change_lr_and_diff(project: Path) -> None:
     assert ("x", "epoch") in axis_titles(shown["Loss"]) & axis_titles(shown["Accuracy"])
     assert {"Per-class scores (test set)", "metrics/confusion_counts.csv"} <= set(shown)
     assert [p["epoch"] for p in plot_points(project, "Loss")] == ["1", "2"]
-    assert not (project / ".dvc/tmp/train-checkpoint.pt").exists()  # removed on success
     run(["dvc", "plots", "show", "-o", "plots"], project)  # git-ignored, like dvc_plots/
 
     # Determinism: forcing every stage to rerun reproduces the lock byte for byte.
     lock = (project / "dvc.lock").read_text()
     run(["dvc", "repro", "-f"], project)
     assert (project / "dvc.lock").read_text() == lock
+    assert not (project / ".dvc/tmp/train-checkpoint.pt").exists()  # removed on success
     noop = run(["dvc", "repro"], project)
     assert "Running stage" not in noop.stdout
 
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "lr 0.01"], project)
+    assert run(["git", "status", "--porcelain"], project).stdout == ""  # as committed
     set_params(project, train={"lr": 0.1})
     rerun = run(["dvc", "repro"], project)
     assert "Stage 'download' didn't change" in rerun.stdout

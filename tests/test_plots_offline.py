@@ -94,6 +94,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+# Subprocess: `dvc plots` writes the page; headless Chromium draws it.
 @pytest.mark.parametrize("command", [["show"], ["diff", "HEAD"]], ids=["show", "diff"])
 def test_every_plot_renders_offline(project: Path, command: list[str], tmp_path: Path) -> None:
     out = tmp_path / "plots"
@@ -107,6 +108,7 @@ def test_every_plot_renders_offline(project: Path, command: list[str], tmp_path:
     assert all(views.values()), views
 
 
+# Subprocess: `dvc plots show` writes the page; headless Chromium draws it.
 def test_every_dvc_template_renders_offline(project: Path, tmp_path: Path) -> None:
     """Each of DVC's built-in templates (what a `plots:` entry may name) draws offline."""
     from dvc_render.vega_templates import TEMPLATES
@@ -135,6 +137,7 @@ def test_every_dvc_template_renders_offline(project: Path, tmp_path: Path) -> No
     assert len(views) >= len(names) and all(views.values()), views
 
 
+# Subprocess: `dvc plots diff` writes the page; headless Chromium draws it.
 def test_dvc_default_page_draws_nothing_offline(project: Path, tmp_path: Path) -> None:
     """The control: the same plots on DVC's CDN page stay blank, so the network was off."""
     from dvc_render.html import PAGE_HTML
@@ -223,6 +226,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+# Subprocess: `dvc plots diff` writes the page; Chromium (Playwright) draws it.
 def test_plots_diff_of_two_commits_tells_the_revisions_apart(
     two_runs: Path, tmp_path: Path
 ) -> None:
@@ -246,6 +250,7 @@ def test_plots_diff_of_two_commits_tells_the_revisions_apart(
     assert splits in by_id["#Accuracy"]["texts"]
 
 
+# Subprocess: `dvc plots diff` writes the page; Chromium (Playwright) draws it.
 def test_plots_of_the_default_run_name_no_validation_split(two_runs: Path, tmp_path: Path) -> None:
     """The default run logs train loss and test accuracy: the subtitles say so, and the
     shipped-epoch rule of a log without one logs nothing in the console."""

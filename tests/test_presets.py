@@ -166,6 +166,7 @@ def test_a_successful_experiment_keeps_what_dvc_wrote(
     assert (workspace / "params.yaml").read_text() == "train:\n  lr: 0.5\n"
 
 
+# Subprocess: `make` and its shell are what could expand the name.
 def test_make_preset_hands_the_name_over_unexpanded(project: Path) -> None:
     """Shell or make syntax in ``P`` runs nothing: the name arrives as it was typed."""
     (project / ".venv").symlink_to(Path(sys.executable).parent.parent)  # this venv, not remade
@@ -178,10 +179,10 @@ def test_make_preset_hands_the_name_over_unexpanded(project: Path) -> None:
     assert not (project / "pwned").exists()
 
 
+# Subprocess: a real `dvc exp run` whose result `dvc exp show` lists.
 @pytest.mark.slow
-def test_cnn_preset_runs_as_an_experiment_and_reaches_its_floor(project: Path) -> None:
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "copy"], project)
+def test_cnn_preset_runs_as_an_experiment_and_reaches_its_floor(reproduced_copy: Path) -> None:
+    project = reproduced_copy  # committed, its data already downloaded and preprocessed
     result = run(
         [sys.executable, "-m", "mnist_pipeline", "preset", "cnn", "-n", "cnn-embedded",
          "-S", "data.source=embedded"], project, check=False, src=REPO / "src",

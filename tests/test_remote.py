@@ -9,19 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_project, run, set_params
+from conftest import copy_reproduced, run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(project, clone): the pipeline run (embedded sample, 1 epoch), pushed to a local
-    remote, the model version tagged ``mnist-classifier@v1.0.0``, then cloned with git."""
+def pushed(tmp_path_factory: pytest.TempPathFactory, reproduced: Path) -> tuple[Path, Path]:
+    """(project, clone): a copy of the reproduced pipeline (embedded sample, 2 epochs), pushed
+    to a local remote, the model version tagged ``mnist-classifier@v1.0.0``, then cloned."""
     root = tmp_path_factory.mktemp("remote")
-    project = copy_project(root / "project")
-    set_params(project, data={"source": "embedded"}, train={"epochs": 1})
-    run(["dvc", "repro", "-q"], project)
+    project = copy_reproduced(reproduced, root / "project")
     remote = root / "remote"
     run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)
     run(["git", "add", "-A"], project)
@@ -34,6 +32,7 @@ def pushed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return project, clone
 
 
+# Subprocess: `dvc push`/`dvc pull` between a repo, a remote and a git clone.
 def test_push_clone_pull_is_clean_without_rerunning(pushed: tuple[Path, Path]) -> None:
     project, clone = pushed
     assert not (clone / "models/model.safetensors").exists()
@@ -50,6 +49,7 @@ def test_push_clone_pull_is_clean_without_rerunning(pushed: tuple[Path, Path]) -
     assert run(["git", "status", "--porcelain"], clone).stdout == ""
 
 
+# Subprocess: `dvc artifacts get`/`dvc get` from another directory.
 def test_registered_model_is_fetched_from_a_clone(
     pushed: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -22,7 +21,7 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from conftest import REPO, copy_project, git_env, run
+from conftest import REPO, copy_project, run
 from mnist_pipeline.tools.validate import main, stage_scripts, status_problems
 
 SMOKE = ["-S", "data.source=embedded", "-S", "train.epochs=2"]  # as .ci/pipeline.sh
@@ -181,6 +180,7 @@ def test_the_ci_floors_hold_for_the_committed_metrics() -> None:
     assert below_the_ci_floors(REPO) == {}
 
 
+# Subprocess: `dvc repro` writes the real lock that the stale-lock check reads.
 def test_status_problems_on_a_tiny_dvc_project(tmp_path: Path) -> None:
     """The stale-lock check itself, on a one-stage project: clean, then an input edited."""
     run(["git", "init", "-q"], tmp_path)
@@ -209,33 +209,22 @@ def lock_hashes(project: Path) -> dict[str, dict[str, object]]:
     }
 
 
+# Subprocess: `dvc exp run` itself, in a clean clone, as CI runs it.
 @pytest.mark.slow
-def test_two_clean_clones_give_identical_hashes_then_validate(tmp_path: Path) -> None:
-    clones = [copy_project(tmp_path / name) for name in ("a", "b")]
-    for clone in clones:
-        run(["git", "add", "-A"], clone)
-        run(["git", "commit", "-qm", "base"], clone)
-    # CI's smoke run (params via -S), in both clones at once: they share nothing.
-    runs = [
-        subprocess.Popen(
-            ["dvc", "exp", "run", *SMOKE],
-            cwd=clone,
-            env=git_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for clone in clones
-    ]
-    for proc in runs:
-        output, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, output
-    first, second = (lock_hashes(c) for c in clones)
+def test_two_clean_clones_give_identical_hashes_then_validate(
+    tmp_path: Path, reproduced: Path
+) -> None:
+    """The session's reproduced project is one clean clone's smoke run (params set in the
+    file, ``dvc repro``); here another clean clone runs it as CI does (params via -S)."""
+    clone = copy_project(tmp_path / "clone")
+    run(["git", "add", "-A"], clone)
+    run(["git", "commit", "-qm", "base"], clone)
+    run(["dvc", "exp", "run", *SMOKE], clone)  # shares nothing with `reproduced`
+    first, second = lock_hashes(clone), lock_hashes(reproduced)
     outs = [key for key in first if ":outs:" in key]
     assert len(outs) >= 7 and all(first[key]["md5"] for key in outs)
     assert first == second
 
-    clone = clones[0]
     assert below_the_ci_floors(clone) == {}
     result = validate(clone, "--up-to-date")
     assert result.returncode == 0, result.stderr
