@@ -1,10 +1,4 @@
-"""DVC stage `evaluate`: score the trained model on the test split.
-
-    python stages/evaluate.py --params params.yaml --data data/processed \
-        --model models/model.safetensors --metrics metrics/eval.json \
-        --per-class metrics/per_class.csv --confusion metrics/confusion_matrix.csv \
-        --counts metrics/confusion_counts.csv --predictions metrics/predictions.csv \
-        --reliability metrics/reliability.csv
+"""DVC stage `evaluate` (its command in dvc.yaml): score the trained model on the test split.
 
 Writes the headline metrics (``eval.json``: ``dvc exp show``), the per-class precision/recall/F1
 and the reliability diagram's bins (``dvc plots``), the 10×10 confusion matrix (rows = actual)

@@ -41,7 +41,7 @@ from conftest import (
     write_idx_set,
     write_manifest,
 )
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import atomic_dir, outputs, write_json, write_text
 from mnist_pipeline.data.splits import save_split
@@ -152,7 +152,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_manifest(write_idx_set(root / "data" / "raw"))
     for name in ("preprocess", "train", "evaluate"):
         with contextlib.chdir(root):
-            assert run_stage(stage_module(name).main, stage_args(name)) == 0
+            assert entry_point(stage_module(name).main)(stage_args(name)) == 0
     return root
 
 

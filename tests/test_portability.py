@@ -68,14 +68,14 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ATen's default kernels) has no NNPACK and glibc's SSE2 libm.
 RUN_ALL = """
 import contextlib, json, os, runpy, sys, torch
-from mnist_pipeline.core.cli import run_stage
+from mnist_pipeline.core.cli import entry_point
 if os.environ["ATEN_CPU_CAPABILITY"] == "default":
     torch.backends.nnpack.set_flags(False)
 for script, args in json.loads(sys.argv[1]):
     main = runpy.run_path(script)["main"]
     for folder in sys.argv[2:]:
         with contextlib.chdir(folder):
-            if code := run_stage(main, args):
+            if code := entry_point(main)(args):
                 raise SystemExit(code)
 """
 STAGE_ARGS = {

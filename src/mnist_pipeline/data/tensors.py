@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
-from mnist_pipeline.core.io import write_bytes
+from mnist_pipeline.core.io import atomic_path
 
 _META_KEY = "mnist_pipeline"
 # safetensors dtype names -> numpy (little-endian, as the format stores them).
@@ -28,14 +29,22 @@ def save_tensors(
 ) -> None:
     """Save numpy arrays or torch tensors; the metadata goes as one JSON string under one
     key, since safetensors stores it in a map whose order changes between processes."""
-    from safetensors.numpy import save
+    from safetensors import SafetensorError
+    from safetensors.numpy import save_file
 
     arrays = {
         name: np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, order="C")
         for name, t in tensors.items()
     }
     packed = {_META_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
-    write_bytes(save(arrays, metadata=packed), path)  # a failed write: core.io's one line
+    with atomic_path(path) as tmp:  # written from the arrays: no second copy in memory
+        try:
+            save_file(arrays, str(tmp), metadata=packed)
+        except SafetensorError as err:  # its wrapping of a failed write: the OSError again
+            code = re.search(r"\(os error (\d+)\)", str(err))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), str(err)) from err
 
 
 def _open(path: Path) -> Any:
