@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import struct
 from collections.abc import Mapping
@@ -44,7 +45,7 @@ def save_tensors(
             code = re.search(r"\(os error (\d+)\)", str(err))
             if code is None:
                 raise
-            raise OSError(int(code[1]), str(err)) from err
+            raise OSError(int(code[1]), os.strerror(int(code[1]))) from err
 
 
 def _open(path: Path) -> Any:
