@@ -1,5 +1,5 @@
 """The exported model (``models/model.onnx``, with its class names) run by onnxruntime. Its
-probabilities are calibrated (``learning.calibration``); below its ``unsure_below`` top
+probabilities are calibrated (``learning.losses.fit_temperature``); below its ``unsure_below`` top
 probability it answers no class, only its guesses."""
 
 from __future__ import annotations
