@@ -57,8 +57,8 @@ def test_portable_kernels_after_torch_computed_are_refused(monkeypatch: pytest.M
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("processed")
-    save_split(make_split(320, 1), data / "train.safetensors")
-    save_split(make_split(80, 2), data / "test.safetensors")
+    save_split(make_split(160, 1), data / "train.safetensors")
+    save_split(make_split(40, 2), data / "test.safetensors")
     return data
 
 

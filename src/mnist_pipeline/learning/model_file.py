@@ -124,6 +124,7 @@ def to_onnx(
             (torch.zeros(1, spec.in_features),),
             buffer,
             dynamo=False,
+            do_constant_folding=False,
             opset_version=OPSET,
             input_names=["images"],
             output_names=["logits", "probabilities"],
