@@ -355,7 +355,10 @@ SPREAD = {
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test of a module outside ``SPREAD`` joins its module's ``xdist_group``."""
+    """Each test of a module outside ``SPREAD`` joins its module's ``xdist_group``; under
+    xdist the slow tests of ``SPREAD`` start first, so no long one is left for the end."""
     for item in items:
         if item.path.name not in SPREAD:
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda i: i.path.name not in SPREAD or not i.get_closest_marker("slow"))

@@ -196,8 +196,8 @@ def launch(cwd: Path, out: Path) -> subprocess.Popen[str]:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_resumes_to_identical_bytes(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    write_idx_set(raw, n_train=600, n_test=100)
-    write_manifest(raw, 600, 100)
+    write_idx_set(raw, n_train=300, n_test=60)
+    write_manifest(raw, 300, 60)
     prep = [sys.executable, str(REPO / "stages" / "preprocess.py"), "--params",
             str(REPO / "params.yaml"), "--raw", str(raw), "--out", "processed"]  # fmt: skip
     subprocess.run(prep, cwd=tmp_path, env=git_env() | {"PYTHONPATH": str(REPO / "src")},
