@@ -209,27 +209,16 @@ print(json.dumps(results))
 """
 
 
-@pytest.fixture(scope="module")
-def help_under_OO() -> dict[str, list]:
+# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
+def test_every_tool_and_stage_runs_under_python_OO() -> None:
     """``--help`` of every tool and stage in one ``python -OO`` process."""
     names = TOOLS + [str(REPO / "stages" / f"{name}.py") for name in STAGES]
     cmd = [sys.executable, "-OO", "-c", HELP_ALL, json.dumps(names)]
     result = run(cmd, REPO, True, REPO / "src")
-    return json.loads(result.stdout.splitlines()[-1])
-
-
-# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
-@pytest.mark.parametrize("command", TOOLS)
-def test_every_tool_runs_under_python_OO(help_under_OO: dict[str, list], command: str) -> None:
-    code, output = help_under_OO[command]
-    assert code == 0 and output.startswith("usage:"), output
-
-
-# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
-@pytest.mark.parametrize("name", STAGES)
-def test_every_stage_runs_under_python_OO(help_under_OO: dict[str, list], name: str) -> None:
-    code, output = help_under_OO[str(REPO / "stages" / f"{name}.py")]
-    assert code == 0 and output.startswith("usage:"), output
+    helps = json.loads(result.stdout.splitlines()[-1])
+    assert list(helps) == names
+    for name, (code, output) in helps.items():
+        assert code == 0 and output.startswith("usage:"), (name, output)
 
 
 # ------------------------------------------------------- what DVC tracks and writes back

@@ -2,24 +2,27 @@
 ``params.yaml`` choice, and the stages run it; a headline metric registered in one place is
 in eval.json and the report; no other file is touched.
 
-Each throw-away entry lives in this test alone: a wrapper registers it, then runs the real
-stage script (``conftest.stage(via=...)``), as a contributor's new file would.
+Each throw-away entry lives in this test alone. A model or a source is registered by a
+wrapper that then runs the real stage script (``conftest.stage(via=...)``), as a
+contributor's new file would: the params schema takes the registries' keys at import. A
+metric is read when the stages run, so its test registers it in this process.
 """
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, stage, write_manifest
+from conftest import REPO, stage, stage_here, write_manifest
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import read_csv, read_json
 from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import DATASETS, SOURCES
 from mnist_pipeline.data.splits import Split, save_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
-from mnist_pipeline.evaluation.scores import HEADLINE
+from mnist_pipeline.evaluation.scores import HEADLINE, Headline, Outcome
 from mnist_pipeline.learning.models import MODELS
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.tools.params import parse_params
@@ -65,22 +68,8 @@ sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
+
 # A headline metric under a name no registry knows: top-2 accuracy, from the probabilities.
-TOP2_METRIC = """
-import runpy, sys
-import numpy as np
-from mnist_pipeline.evaluation.scores import HEADLINE, Headline
-
-def top2(outcome):
-    best_two = np.argsort(-outcome.probabilities, axis=1)[:, :2]
-    return (best_two == outcome.actual[:, None]).any(axis=1).mean()
-
-HEADLINE["top2_accuracy"] = Headline("top-2 accuracy", top2)
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 def params_file(path: Path, **sections: dict[str, object]) -> Path:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     for name, values in sections.items():
@@ -106,6 +95,7 @@ def processed(tmp_path: Path, train_split: Split, test_split: Split) -> Path:
     return data
 
 
+# Subprocess: the params schema takes MODELS' keys at import, so the entry comes first.
 def test_a_model_registered_in_one_place_trains_through_the_stage(
     tmp_path: Path, train_split: Split, test_split: Split
 ) -> None:
@@ -143,6 +133,7 @@ def test_the_params_check_applies_the_entry_s_size_rule_and_engine_flag(
         TrainParams.model_validate({**mlp, "gradients": "autograd"})
 
 
+# Subprocess: the params schema takes SOURCES' keys at import, so the entry comes first.
 def test_a_source_registered_in_one_place_feeds_the_download_stage(tmp_path: Path) -> None:
     wrapper = tmp_path / "bands_source.py"
     wrapper.write_text(TINY_SOURCE.format(tests=str(REPO / "tests")))
@@ -154,33 +145,44 @@ def test_a_source_registered_in_one_place_feeds_the_download_stage(tmp_path: Pat
     assert manifest["counts"] == {"train": 60, "test": 20}
 
 
+def top2(outcome: Outcome) -> float:
+    best_two = np.argsort(-outcome.probabilities, axis=1)[:, :2]
+    return float((best_two == outcome.actual[:, None]).any(axis=1).mean())
+
+
 def test_a_metric_registered_in_one_place_reaches_eval_json_and_the_report(
-    tmp_path: Path, train_split: Split, test_split: Split
+    tmp_path: Path,
+    train_split: Split,
+    test_split: Split,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """In this process: the stages read ``HEADLINE`` when they run, not at import."""
     data = processed(tmp_path, train_split, test_split)
     write_manifest(data, len(train_split), len(test_split))
     params = params_file(tmp_path / "params.yaml", train={"epochs": 1, "lr": 0.5})
     common = ["--params", str(params), "--data", str(data), "--model", "model.safetensors"]
-    trained = stage("train", *common, "--history", "log.csv", cwd=tmp_path)
+    trained = stage_here(capsys, "train", *common, "--history", "log.csv", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    wrapper = tmp_path / "top2_metric.py"
-    wrapper.write_text(TOP2_METRIC)
     evaluate = [*common, "--metrics", "eval.json", "--per-class", "per_class.csv"]
     evaluate += ["--confusion", "confusion.csv", "--counts", "counts.csv"]
     evaluate += ["--predictions", "predictions.csv"]
-    result = stage("evaluate", *evaluate, cwd=tmp_path, via=wrapper)
-    assert result.returncode == 0, result.stderr
-    metrics = read_json(tmp_path / "eval.json")
-    assert list(metrics) == [*HEADLINE, "top2_accuracy"]
-    assert metrics["accuracy"] <= metrics["top2_accuracy"] <= 1
-    report = ["--params", str(params), "--data", str(data), "--metrics", "eval.json"]
-    report += ["--log", "log.csv", "--predictions", "predictions.csv", "--out", "reports"]
-    result = stage("report", *report, cwd=tmp_path, via=wrapper)
-    assert result.returncode == 0, result.stderr
+    plain = list(HEADLINE)
+    with monkeypatch.context() as patch:
+        patch.setitem(HEADLINE, "top2_accuracy", Headline("top-2 accuracy", top2))
+        result = stage_here(capsys, "evaluate", *evaluate, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        metrics = read_json(tmp_path / "eval.json")
+        assert list(metrics) == [*plain, "top2_accuracy"]
+        assert metrics["accuracy"] <= metrics["top2_accuracy"] <= 1
+        report = ["--params", str(params), "--data", str(data), "--metrics", "eval.json"]
+        report += ["--log", "log.csv", "--predictions", "predictions.csv", "--out", "reports"]
+        result = stage_here(capsys, "report", *report, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
     text = (tmp_path / "reports" / "report.md").read_text()
     assert f"- top-2 accuracy: {metrics['top2_accuracy']:.4f}\n" in text  # headline metrics
     assert f"top-2 accuracy {metrics['top2_accuracy']:.4f}." in text  # the model card
 
-    # Without the wrapper the metric is unknown: the registry is the only place it exists.
-    assert stage("evaluate", *evaluate, cwd=tmp_path).returncode == 0
-    assert list(read_json(tmp_path / "eval.json")) == list(HEADLINE)
+    # Without the entry the metric is unknown: the registry is the only place it exists.
+    assert stage_here(capsys, "evaluate", *evaluate, cwd=tmp_path).returncode == 0
+    assert list(read_json(tmp_path / "eval.json")) == plain
