@@ -209,7 +209,9 @@ print(json.dumps(results))
 """
 
 
-# Subprocess: -OO is an interpreter flag; it strips docstrings at import.
+# Subprocess: -OO is an interpreter flag; it strips docstrings at import. Slow: it compiles
+# every module it imports (torch's too) without docstrings the first time.
+@pytest.mark.slow
 def test_every_tool_and_stage_runs_under_python_OO() -> None:
     """``--help`` of every tool and stage in one ``python -OO`` process."""
     names = TOOLS + [str(REPO / "stages" / f"{name}.py") for name in STAGES]
