@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, error_line, git_env, make_split, run
+from conftest import REPO, error_line, git_env, make_split, run, stage_here
 from mnist_pipeline.data.splits import save_split
 from mnist_pipeline.learning.model_file import load_model
 
@@ -34,10 +34,14 @@ def run_stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[s
     return run([sys.executable, script, *args], cwd, src=REPO / "src", timeout=300)
 
 
+# Subprocess: torchrun starts the ranks (the one-process run is in this process).
 @pytest.mark.parametrize("gradients", ["manual", "autograd"])
-def test_two_processes_match_one(raw_dir: Path, tmp_path: Path, gradients: str) -> None:
-    run_stage("preprocess", "--params", str(REPO / "params.yaml"), "--raw", str(raw_dir),
-              "--out", "processed", cwd=tmp_path)  # fmt: skip
+def test_two_processes_match_one(
+    raw_dir: Path, tmp_path: Path, gradients: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prepared = stage_here(capsys, "preprocess", "--params", str(REPO / "params.yaml"),
+                          "--raw", str(raw_dir), "--out", "processed", cwd=tmp_path)  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr
     outputs = {}
     for processes in (1, 2):
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -47,11 +51,12 @@ def test_two_processes_match_one(raw_dir: Path, tmp_path: Path, gradients: str) 
         params = tmp_path / f"params{processes}.yaml"
         params.write_text(yaml.safe_dump(raw))
         out = tmp_path / f"p{processes}"
-        run_stage(
-            "train", "--params", str(params), "--data", "processed",
-            "--model", str(out / "model.safetensors"), "--history", str(out / "log.csv"),
-            cwd=tmp_path,
-        )  # fmt: skip
+        args = ["--params", str(params), "--data", "processed", "--model"]
+        args += [str(out / "model.safetensors"), "--history", str(out / "log.csv")]
+        if processes == 1:
+            assert stage_here(capsys, "train", *args, cwd=tmp_path).returncode == 0
+        else:
+            run_stage("train", *args, cwd=tmp_path)
         outputs[processes] = out
     one, two = (pd.read_csv(outputs[p] / "log.csv") for p in (1, 2))
     assert list(two.columns) == list(one.columns)
