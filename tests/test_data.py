@@ -8,6 +8,7 @@ import torch
 
 from conftest import synthetic_arrays
 from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.data.idx import read_idx
 from mnist_pipeline.data.sources import DATASETS, IDX_FILES
 from mnist_pipeline.data.splits import load_split, read_raw_split, save_split, to_split
 from mnist_pipeline.data.tensors import load_tensors, save_tensors
@@ -89,3 +90,8 @@ def test_epoch_order_is_a_fresh_seeded_permutation_each_epoch() -> None:
     assert sorted(first.tolist()) == list(range(10))
     assert not torch.equal(first, second)
     assert torch.equal(epoch_order(10, torch.Generator().manual_seed(0)), first)
+
+
+def test_an_idx_path_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match=rf"^{tmp_path}: cannot read it \(Is a directory\)$"):
+        read_idx(tmp_path)

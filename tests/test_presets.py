@@ -13,7 +13,9 @@ import pytest
 
 from conftest import REPO, run
 from mnist_pipeline.core.cli import Interrupted
+from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.tools import presets
+from mnist_pipeline.tools.experiments import table
 from mnist_pipeline.tools.presets import exp_run_command, load_presets, main, preset
 
 PRESETS = load_presets(REPO / "presets.yaml")
@@ -126,6 +128,19 @@ def test_a_bad_preset_is_one_line_and_runs_nothing(
     assert err.startswith(f"error: presets.yaml: preset 'bad' (over params.yaml): {problem}")
     assert err.count("\n") == 1 and started == []
     assert (workspace / "params.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize("text", ["- linear\n- mlp\n", "linear: 0.1\n"])
+def test_presets_yaml_that_is_not_name_to_settings_is_one_line(workspace: Path, text: str) -> None:
+    (workspace / "presets.yaml").write_text(text)
+    with pytest.raises(presets.PipelineError, match=r"^presets.yaml: expected a mapping of pre"):
+        load_presets()
+
+
+def test_no_commit_to_show_is_one_line() -> None:
+    """``make exps`` before any commit: DVC lists only the workspace."""
+    with pytest.raises(PipelineError, match=r"^no commit or experiment to show; run `dvc rep"):
+        table([{"rev": "workspace", "Experiment": None}])
 
 
 def test_a_preset_named_as_shell_is_refused(workspace: Path) -> None:
