@@ -36,11 +36,14 @@ from conftest import copy_project, run
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
-pytestmark = pytest.mark.skipif(
-    BROWSER is None,
-    reason="no headless browser: install Debian's chromium (apt-get install chromium) "
-    "or set CHROMIUM=/path/to/chrome; `make ci` installs it where it can",
-)
+pytestmark = [
+    pytest.mark.slow,  # a real browser: `make test`, not `make test-fast`
+    pytest.mark.skipif(
+        BROWSER is None,
+        reason="no headless browser: install Debian's chromium (apt-get install chromium) "
+        "or set CHROMIUM=/path/to/chrome; `make ci` installs it where it can",
+    ),
+]
 
 # A vega view that vega-embed finished drawing; the 16×16 <svg> of its menu is not one.
 DRAWN = re.compile(r'<(svg|canvas)\b[^>]*\bclass="marks"')

@@ -404,6 +404,7 @@ def browser_page(playwright: object, url: str, foreign: list[str]) -> object:
     return page
 
 
+@pytest.mark.slow  # a real browser: `make test`, not `make test-fast`
 @needs_browser
 def test_docs_render_offline(url: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -434,6 +435,7 @@ def draw_one(page: object) -> None:
         page.mouse.up()  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # a real browser: `make test`, not `make test-fast`
 @needs_browser
 def test_page_draws_a_digit_and_shows_the_top_3(url: str, tmp_path: Path) -> None:
     """The page works offline: every request other than the server's own is refused."""
@@ -467,6 +469,7 @@ def test_page_draws_a_digit_and_shows_the_top_3(url: str, tmp_path: Path) -> Non
     ]
 
 
+@pytest.mark.slow  # a real browser: `make test`, not `make test-fast`
 @needs_browser
 def test_page_says_not_sure_when_the_model_answers_null(unsure_url: str) -> None:
     from playwright.sync_api import sync_playwright
