@@ -13,7 +13,6 @@ from conftest import (
     REPO,
     error_line,
     make_split,
-    stage,
     stage_here,
     write_idx_set,
     write_manifest,
@@ -67,7 +66,7 @@ def test_preprocess_refuses_one_class_and_writes_nothing(
     ],
 )
 def test_report_refuses_tampered_metrics(
-    metrics: dict[str, float], says: str, tmp_path: Path
+    metrics: dict[str, float], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -76,5 +75,5 @@ def test_report_refuses_tampered_metrics(
     args = ["--params", str(REPO / "params.yaml"), "--data", "data", "--metrics", "eval.json"]
     args += ["--log", "log.csv", "--predictions", "p.csv"]
     args += ["--out", "reports"]
-    assert says in error_line(stage("report", *args, cwd=tmp_path))
+    assert says in error_line(stage_here(capsys, "report", *args, cwd=tmp_path))
     assert not (tmp_path / "reports").exists()

@@ -123,6 +123,7 @@ def wait_for_epoch(proc: subprocess.Popen[str], root: Path) -> dict[bytes, int]:
     return ranks
 
 
+# Subprocess: SIGKILL to the stage's process group, torchrun's ranks outside it.
 def test_sigkill_to_the_stage_group_ends_every_rank_and_changes_no_output(training: Path) -> None:
     proc = start_train(training, epochs=10_000)
     wait_for_epoch(proc, training)
@@ -137,6 +138,7 @@ def test_sigkill_to_the_stage_group_ends_every_rank_and_changes_no_output(traini
     assert {p.name: p.read_bytes() for p in (training / "out").iterdir()} == before
 
 
+# Subprocess: SIGSTOP on one of torchrun's ranks.
 def test_a_stalled_rank_ends_the_run_naming_it(training: Path) -> None:
     proc = start_train(training, epochs=10_000, rank_timeout=5)
     ranks = wait_for_epoch(proc, training)
@@ -152,6 +154,7 @@ def test_a_stalled_rank_ends_the_run_naming_it(training: Path) -> None:
     assert (training / "out" / "model.safetensors").read_bytes() == b"the earlier model"
 
 
+# Subprocess: every torchrun rank fails; the launcher's exit status and one line.
 def test_an_error_on_every_rank_is_one_line(tmp_path: Path) -> None:
     proc = start_train(tmp_path, batch_size=1000)  # more than the 400 images: every rank fails
     _, stderr = proc.communicate(timeout=120)

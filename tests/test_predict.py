@@ -396,6 +396,7 @@ def test_names_reach_the_terminal_escaped(
         assert "\\x1b]0;owned\\x07" in out
 
 
+# Subprocess: the console command's stdout pipe closed by its reader.
 def test_broken_pipe_is_quiet(trained: tuple[Path, Split, list[str]], tmp_path: Path) -> None:
     """Issue 20 item 14: `predict ... | head -1` ends without a traceback."""
     as_photo(trained[1].images[0]).save(tmp_path / "a.png")
@@ -413,6 +414,7 @@ def test_broken_pipe_is_quiet(trained: tuple[Path, Split, list[str]], tmp_path: 
     assert process.wait(timeout=60) == 0 and err == "", err
 
 
+# Subprocess: what a fresh interpreter imports (python -X importtime).
 def test_predict_imports_no_torch(trained: tuple[Path, Split, list[str]], tmp_path: Path) -> None:
     """The ONNX model runs in onnxruntime: the process never imports torch."""
     as_photo(trained[1].images[0]).save(tmp_path / "a.png")
@@ -428,6 +430,7 @@ def test_predict_imports_no_torch(trained: tuple[Path, Split, list[str]], tmp_pa
     assert result.stdout.startswith(f"a.png: {trained[2][0]}")
 
 
+# Subprocess: the console command's exit status and stderr.
 def test_command_line(tmp_path: Path) -> None:
     """The module runs as a program: bad input exits 2 with the one line, no traceback."""
     (tmp_path / "notes.png").write_text("hello\n")

@@ -193,6 +193,7 @@ def launch(cwd: Path, out: Path) -> subprocess.Popen[str]:
     )
 
 
+# Subprocess: SIGKILL at random moments, then a resume from the checkpoint.
 @pytest.mark.slow
 def test_sigkill_at_random_moments_resumes_to_identical_bytes(tmp_path: Path) -> None:
     raw = tmp_path / "raw"

@@ -107,6 +107,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+# Subprocess: a fresh interpreter in which torch cannot be imported.
 def test_report_stage_runs_without_torch(tmp_path: Path, test_split: Split) -> None:
     """The report draws everything from what train and evaluate wrote: with torch
     unimportable it still writes report.md and its figures."""
