@@ -113,7 +113,9 @@ def to_onnx(
     unsure_below: float = UNSURE_BELOW,
 ) -> bytes:
     """``model`` as ONNX bytes (``images [N, 784]`` -> ``logits``, calibrated ``probabilities``)
-    with what a server needs as metadata; the legacy exporter, whose bytes repeat."""
+    with what a server needs as metadata; the legacy exporter, whose bytes repeat, without
+    constant folding (folding a BatchNorm goes through ``torch.sqrt``, whose last bit differs
+    between CPUs)."""
     import onnx
 
     buffer = io.BytesIO()
