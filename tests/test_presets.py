@@ -133,7 +133,7 @@ def test_a_bad_preset_is_one_line_and_runs_nothing(
 @pytest.mark.parametrize("text", ["- linear\n- mlp\n", "linear: 0.1\n"])
 def test_presets_yaml_that_is_not_name_to_settings_is_one_line(workspace: Path, text: str) -> None:
     (workspace / "presets.yaml").write_text(text)
-    with pytest.raises(presets.PipelineError, match=r"^presets.yaml: expected a mapping of pre"):
+    with pytest.raises(PipelineError, match=r"^presets.yaml: expected a mapping of pre"):
         load_presets()
 
 

@@ -69,7 +69,6 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-# A headline metric under a name no registry knows: top-2 accuracy, from the probabilities.
 def params_file(path: Path, **sections: dict[str, object]) -> Path:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     for name, values in sections.items():
@@ -145,6 +144,7 @@ def test_a_source_registered_in_one_place_feeds_the_download_stage(tmp_path: Pat
     assert manifest["counts"] == {"train": 60, "test": 20}
 
 
+# A headline metric under a name no registry knows: top-2 accuracy, from the probabilities.
 def top2(outcome: Outcome) -> float:
     best_two = np.argsort(-outcome.probabilities, axis=1)[:, :2]
     return float((best_two == outcome.actual[:, None]).any(axis=1).mean())
