@@ -10,7 +10,7 @@ PIP := "$(BIN)/python" -m pip --disable-pip-version-check --quiet
 # Stage commands in dvc.yaml run `python`: make it the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv run serve preset exps test test-fast coverage lint format validate audit ci clean
+.PHONY: help venv run serve preset test test-fast coverage lint format validate audit ci clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,9 +23,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)  ## create .venv with the pinned dependencies
 
-run: $(STAMP)  ## run the pipeline (dvc repro) and print the headline metrics
+run: $(STAMP)  ## run the pipeline (dvc repro) and show the metrics (dvc metrics show)
 	"$(BIN)/dvc" repro
-	@"$(BIN)/python" -m mnist_pipeline summary metrics/eval.json reports/report.md data/processed/manifest.json
+	"$(BIN)/dvc" metrics show
 
 # The trained model (models/model.onnx, written by `make run`) over HTTP on 127.0.0.1 with
 # a draw-a-digit page; PORT=8001 for another port.
@@ -39,9 +39,6 @@ override P := $(value P)
 export P
 preset: $(STAMP)  ## run a presets.yaml preset as a DVC experiment: P=<name> [ARGS="<dvc exp run args>"]
 	PYTHONPATH="$(CURDIR)/src" "$(BIN)/python" -m mnist_pipeline preset "$$P" $(ARGS)
-
-exps: $(STAMP)  ## this commit and its experiments side by side: metrics and the params that differ
-	@"$(BIN)/python" -m mnist_pipeline exps
 
 # Two pytest workers (one per core here). A module's tests stay on one worker, so its
 # module-scoped fixtures (a trained model, a server) are built once, except the modules
@@ -68,10 +65,9 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 	"$(BIN)/ruff" check --fix .
 	"$(BIN)/ruff" format .
 
-# `make validate VALIDATE_ARGS=--up-to-date` adds the dvc status check (after `make run`).
-# PYTHONPATH: validate this checkout's code.
+# PYTHONPATH: validate this checkout's code. Whether dvc.lock is up to date: `dvc status`.
 validate: $(STAMP)  ## check each stage's deps and params.yaml; one line per problem
-	PYTHONPATH="$(CURDIR)/src" "$(BIN)/python" -m mnist_pipeline validate $(VALIDATE_ARGS)
+	PYTHONPATH="$(CURDIR)/src" "$(BIN)/python" -m mnist_pipeline validate
 
 # zizmor (pinned in requirements.lock) audits the workflow offline: actions pinned to
 # commit SHAs, no persisted checkout credentials, no template injection.

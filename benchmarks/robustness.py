@@ -24,7 +24,7 @@ from checksets import non_digits, real_digits
 from common import REPO, read_splits, write_results
 from mnist_pipeline.core.params import load_section
 from mnist_pipeline.data.geometry import perturb
-from mnist_pipeline.evaluation.calibration import expected_calibration_error
+from mnist_pipeline.evaluation.scores import expected_calibration_error
 from mnist_pipeline.learning.losses import OUTPUTS
 from mnist_pipeline.learning.models import predict_logits
 from mnist_pipeline.learning.params import TrainParams

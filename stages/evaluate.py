@@ -16,7 +16,7 @@ from mnist_pipeline.core.runtime import configure_torch
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import confusion_counts
-from mnist_pipeline.learning.model_file import load_model, model_calibration
+from mnist_pipeline.learning.model_file import load_model
 from mnist_pipeline.learning.params import TrainParams
 
 
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     params = load_section(args.params, "train", TrainParams)
     configure_torch(params.threads, params.kernels)
     split = load_split(args.data / "test.safetensors")
-    model, spec, _, output = load_model(args.model)
-    result = evaluate(model, spec, split, output, str(args.model), *model_calibration(args.model))
+    model, spec, _, head = load_model(args.model)
+    result = evaluate(model, spec, split, head, str(args.model))
 
     with outputs() as out:  # the files change together or not at all
         write_json(result.metrics.as_json(), out.file(args.metrics), sort_keys=False)

@@ -18,6 +18,7 @@ from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
 from mnist_pipeline.learning.distributed import as_rank, launch
 from mnist_pipeline.learning.history import history_csv
+from mnist_pipeline.learning.losses import Head
 from mnist_pipeline.learning.model_file import check_onnx, save_model, to_onnx
 from mnist_pipeline.learning.optim import is_scheduled
 from mnist_pipeline.learning.params import TrainParams
@@ -47,16 +48,15 @@ def main(argv: list[str] | None = None) -> None:
     result = train(params, train_split, test_split, checkpoint=checkpoint)
     if not rank0:
         return
-    model, classes, temperature = result.model, train_split.classes, result.temperature
-    calibration = (temperature, params.unsure_below)  # what both model files carry
+    model, spec, classes = result.model, result.spec, train_split.classes
+    head = Head(params.output, result.temperature, params.unsure_below)  # both files carry it
     if args.onnx:  # exported and checked first: a refused export writes nothing
         dataset = read_tensor_metadata(data[1]).get("dataset", "unknown")
-        onnx = to_onnx(model, result.spec, params.output, classes, dataset, *calibration)
-        checked = check_onnx(onnx, model, params.output, test_split.images, args.onnx, temperature)
+        onnx = to_onnx(model, spec, head, classes, dataset)
+        checked = check_onnx(onnx, model, head, test_split.images, args.onnx)
     log = history_csv(result.history, result.scored_on, is_scheduled(params), result.shipped)
     with outputs() as out:  # the model, the log and the ONNX file change together
-        spec, loss, output = result.spec, params.loss, params.output
-        save_model(model, spec, out.file(args.model), loss, output, classes, *calibration)
+        save_model(model, spec, out.file(args.model), params.loss, head, classes)
         write_text(log, out.file(args.history))
         if args.onnx:
             write_bytes(onnx, out.file(args.onnx))

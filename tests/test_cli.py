@@ -11,7 +11,7 @@ from mnist_pipeline.__main__ import COMMANDS, main
 # Subprocess: the front door's one exit-status check as a command (`python -m`).
 def test_front_door_lists_the_commands() -> None:
     result = run([sys.executable, "-m", "mnist_pipeline", "--help"], REPO, src=REPO / "src")
-    for name in ("params", "validate", "summary", "worked-example"):
+    for name in ("validate", "predict", "serve", "worked-example"):
         assert f"    {name}" in result.stdout
 
 
@@ -25,7 +25,7 @@ def test_help_works_on_each_command(name: str, capsys: pytest.CaptureFixture[str
 
 
 def test_a_command_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["summary", str(REPO / "no-such.json")]) == 2
+    assert main(["predict", "--model", str(REPO / "no-such.onnx"), "x.png"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.params import DataParams
-from mnist_pipeline.tools.params import SECTIONS, load_params, main, parse_params
+from mnist_pipeline.tools.params import SECTIONS, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,25 +100,12 @@ def test_missing_and_unknown_sections(raw: dict[str, Any]) -> None:
         parse_params({**raw, "train": [1, 2]})
 
 
-def test_load_params_prefixes_the_file_and_cli_exits_2(
-    tmp_path: Path, raw: dict[str, Any], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_load_params_prefixes_the_file(tmp_path: Path, raw: dict[str, Any]) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(_with(raw, "train", "lrr", 0.1)))
     with pytest.raises(PipelineError, match=rf"^{path}: train\.lrr: unknown key"):
         load_params(path)
-    assert main([str(path)]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
-    assert main([str(REPO / "params.yaml")]) == 0
-
-
-def test_cli_help_and_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["--help"])
-    assert info.value.code == 0 and "Check a params file." in capsys.readouterr().out
-    assert main(["--keys"]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    assert "train.model: linear (one of: linear, mlp, cnn, cnn_bn)" in listed
+    assert load_params(REPO / "params.yaml").train.model == "linear"
 
 
 def test_model_size_and_cnn_geometry_are_checked_up_front(raw: dict[str, Any]) -> None:

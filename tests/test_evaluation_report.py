@@ -18,7 +18,6 @@ from mnist_pipeline.core.io import save_figure
 from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.sources import DATASETS
 from mnist_pipeline.data.splits import Split
-from mnist_pipeline.evaluation.calibration import expected_calibration_error, reliability
 from mnist_pipeline.evaluation.evaluate import evaluate
 from mnist_pipeline.evaluation.scores import (
     HEADLINE,
@@ -28,11 +27,14 @@ from mnist_pipeline.evaluation.scores import (
     confusion_counts,
     confusion_frame,
     cross_entropy,
+    expected_calibration_error,
     per_class_frame,
     per_class_scores,
     read_predictions,
+    reliability,
 )
 from mnist_pipeline.learning.history import history_csv
+from mnist_pipeline.learning.losses import Head
 from mnist_pipeline.learning.models import ModelSpec
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
@@ -117,7 +119,7 @@ def test_cross_entropy_is_mean_minus_log_p_of_the_true_class(
     """The same measure for every model: -log of the true class's probability, the
     probabilities of a row summing to 1 (per-class sigmoids are normalised first)."""
     model, spec, _ = trained
-    result = evaluate(model, spec, test_split, output)
+    result = evaluate(model, spec, test_split, Head(output, unsure_below=0.0))
     logits = model(torch.from_numpy(test_split.images)).detach().double()
     probs = torch.softmax(logits, 1) if output == "softmax" else torch.sigmoid(logits)
     probs = probs / probs.sum(1, keepdim=True)
@@ -170,7 +172,7 @@ def test_calibration_robustness_and_unsure_metrics(trained, test_split: Split) -
     logits = model(torch.from_numpy(test_split.images)).detach().double()
     median = float(torch.softmax(logits / 2, 1).max(1).values.median())  # half unsure
     plain = evaluate(model, spec, test_split)
-    scaled = evaluate(model, spec, test_split, "softmax", "m", temperature=2, unsure_below=median)
+    scaled = evaluate(model, spec, test_split, Head("softmax", 2, median), "m")
     for result, temperature, threshold in ((plain, 1.0, 0.0), (scaled, 2.0, median)):
         probs = torch.softmax(logits / temperature, 1).numpy()
         m, sure = result.metrics, probs.max(1) >= threshold
@@ -230,7 +232,7 @@ def test_model_data_mismatch(trained, test_split: Split) -> None:
     model, _, _ = trained
     wrong = ModelSpec("linear", 784, 5)
     with pytest.raises(PipelineError, match=r"^m\.safetensors: takes 784 features / 5 classes"):
-        evaluate(model, wrong, test_split, model_path="m.safetensors")
+        evaluate(model, wrong, test_split, where="m.safetensors")
 
 
 def test_figures_are_deterministic_pngs(trained, test_split: Split, tmp_path: Path) -> None:

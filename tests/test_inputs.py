@@ -23,7 +23,6 @@ from conftest import REPO, error_line, run
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import MAX_TEXT_BYTES, read_csv, read_json
 from mnist_pipeline.core.params import MAX_YAML_DEPTH, read_yaml
-from mnist_pipeline.data.params import UNTRACKED
 from mnist_pipeline.tools.params import SECTIONS, load_params, parse_params
 
 # YAML 1.1 and 1.2 disagree on each of these; DVC reads YAML 1.2 (ruamel.yaml).
@@ -142,24 +141,23 @@ def test_reads_stop_at_the_size_limit(reader: Any, kind: str, tmp_path: Path) ->
 
 
 # Subprocess: the bound is on the whole command, imports included.
-def test_summary_of_dev_zero_stops_fast_in_one_line() -> None:
-    """An endless file costs the limit, not the machine (it grew to 24 GB before)."""
+def test_a_stage_given_dev_zero_as_params_stops_fast_in_one_line(tmp_path: Path) -> None:
+    """An endless file costs the limit, not the machine."""
     start = time.monotonic()
-    result = run(
-        [sys.executable, "-m", "mnist_pipeline", "summary", "/dev/zero"], REPO, False, REPO / "src"
-    )
+    cmd = [sys.executable, str(REPO / "stages/download.py"), "--params", "/dev/zero", "--out", "o"]
+    result = run(cmd, tmp_path, False, REPO / "src")
     assert time.monotonic() - start < 60  # the whole process, imports included
-    assert "larger than the 16 MiB a JSON file may hold" in error_line(result)
+    assert "larger than the 4 MiB a YAML file may hold" in error_line(result)
 
 
 # Subprocess: a real SIGTERM while the process is blocked in read().
 def test_sigterm_stops_a_read_of_an_endless_file(tmp_path: Path) -> None:
     """SIGTERM during a read: the stage unwinds with its one line, exit 128 + 15."""
-    fifo = tmp_path / "endless.json"
+    fifo = tmp_path / "endless.yaml"
     os.mkfifo(fifo)
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    cmd = [sys.executable, "-m", "mnist_pipeline", "summary", str(fifo)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, str(REPO / "stages/download.py"), "--params", str(fifo), "--out", "o"]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     with open(fifo, "wb") as writer:  # opens once the reader has: it is blocked in read()
         writer.write(b"[" * 1000)
         writer.flush()
@@ -170,19 +168,14 @@ def test_sigterm_stops_a_read_of_an_endless_file(tmp_path: Path) -> None:
     assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
 
 
-def test_huge_download_timeout_is_refused_by_the_schema() -> None:
-    with pytest.raises(PipelineError, match=r"data\.download_timeout: .* out of range"):
-        parse_params({"data": {"download_timeout": 1e10}, "train": {}, "report": {}})
-
-
-@pytest.mark.parametrize("mirror", ["/data\nerror: forged", "/data\x00", "http://x/\x1b[2J"])
+@pytest.mark.parametrize("mirror", ["/data\nerror: forged", "/data\x00", "/data/\x1b[2J"])
 def test_control_characters_in_mirror_are_one_escaped_line(mirror: str) -> None:
     with pytest.raises(PipelineError, match=r"data\.mirror: .* control character") as caught:
         parse_params({"data": {"mirror": mirror}, "train": {}, "report": {}})
     assert str(caught.value).isprintable()
 
 
-TOOLS = ["params", "validate", "summary", "predict", "worked-example", "preset", "serve"]
+TOOLS = ["validate", "predict", "worked-example", "preset", "serve"]
 STAGES = ["download", "preprocess", "train", "evaluate", "report"]
 # Every tool's and stage's `--help`, as `python -m mnist_pipeline TOOL --help` and
 # `python stages/NAME.py --help` run it, one after another in this process: name -> the exit
@@ -226,9 +219,9 @@ def test_every_tool_and_stage_runs_under_python_OO() -> None:
 # ------------------------------------------------------- what DVC tracks and writes back
 
 
-def test_settings_that_change_no_output_are_tracked_by_no_stage() -> None:
-    """Each stage's ``params:`` (as DVC reads them) names no UNTRACKED key; the stages
-    together track every other key, so no setting that changes an output is forgotten."""
+def test_every_setting_is_tracked_by_a_stage() -> None:
+    """The stages' ``params:`` (as DVC reads them) together track every key of the schema, so
+    no setting that changes an output is forgotten."""
     from dvc.repo import Repo
 
     with Repo(str(REPO)) as repo:
@@ -240,23 +233,7 @@ def test_settings_that_change_no_output_are_tracked_by_no_stage() -> None:
             for key in dep.params
         }
     every = {f"{name}.{key}" for name, section in SECTIONS.items() for key in section.model_fields}
-    tracked = {key for key in every if key in listed or key.split(".")[0] in listed}
-    assert tracked == every - set(UNTRACKED)
-
-
-# Subprocess: `dvc repro`/`dvc status` decide what reruns.
-def test_changing_download_timeout_reruns_nothing(project: Path) -> None:
-    """``dvc status`` with a real lock: a new download_timeout changes no stage; a new
-    split_seed does (the check can fail)."""
-    params = project / "params.yaml"
-    text = params.read_text().replace("source: auto", "source: embedded")
-    params.write_text(text)
-    run(["dvc", "repro", "-q", "download"], project)
-    assert "up to date" in run(["dvc", "status", "download"], project).stdout
-    params.write_text(text.replace("download_timeout: 600", "download_timeout: 30"))
-    assert "up to date" in run(["dvc", "status", "download"], project).stdout
-    params.write_text(text.replace("split_seed: 0", "split_seed: 1"))
-    assert "data.split_seed" in run(["dvc", "status", "download"], project).stdout
+    assert {key for key in every if key in listed or key.split(".")[0] in listed} == every
 
 
 def test_dvc_exp_set_param_changes_exactly_the_line_it_sets(tmp_path: Path) -> None:
@@ -283,9 +260,7 @@ def test_an_error_line_never_carries_control_characters(tmp_path: Path) -> None:
     """Whatever a message quotes (here a path with a newline and an ANSI escape), the
     entry point prints one line with the control characters escaped."""
     path = tmp_path / "p\nerror: forged\x1b[31m.yaml"
-    result = run(
-        [sys.executable, "-m", "mnist_pipeline", "params", str(path)], tmp_path, False, REPO / "src"
-    )
-    line = error_line(result)
+    cmd = [sys.executable, str(REPO / "stages/download.py"), "--params", str(path), "--out", "o"]
+    line = error_line(result := run(cmd, tmp_path, False, REPO / "src"))
     assert "\\nerror: forged\\x1b[31m.yaml: file not found" in line
     assert "\x1b" not in result.stderr

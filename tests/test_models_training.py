@@ -8,6 +8,7 @@ import torch
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.data.tensors import save_tensors
+from mnist_pipeline.learning.losses import Head
 from mnist_pipeline.learning.model_file import load_model, save_model
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model
 from mnist_pipeline.learning.optim import make_optimizer
@@ -38,9 +39,9 @@ def test_spec_json_round_trip() -> None:
 def test_save_load_round_trip(spec: ModelSpec, tmp_path: Path) -> None:
     model = build_model(spec)
     model(torch.rand(8, 784))  # a training-mode pass moves batch norm's running statistics
-    save_model(model, spec, tmp_path / "m.safetensors", loss="mse", output="sigmoid")
-    loaded, loaded_spec, loss, output = load_model(tmp_path / "m.safetensors")
-    assert loaded_spec == spec and (loss, output) == ("mse", "sigmoid")
+    save_model(model, spec, tmp_path / "m.safetensors", "mse", Head("sigmoid"), ())
+    loaded, loaded_spec, loss, head = load_model(tmp_path / "m.safetensors")
+    assert loaded_spec == spec and (loss, head) == ("mse", Head("sigmoid"))
     saved, state = loaded.state_dict(), model.state_dict()
     assert list(saved) == list(state)
     assert all(torch.equal(saved[k], v) and saved[k].shape == v.shape for k, v in state.items())

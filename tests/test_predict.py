@@ -29,12 +29,12 @@ from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import Split, read_raw_split
 from mnist_pipeline.evaluation.evaluate import evaluate
+from mnist_pipeline.learning.losses import UNSURE_BELOW, Head
 from mnist_pipeline.learning.model_file import to_onnx
 from mnist_pipeline.learning.models import ModelSpec, build_model
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
 from mnist_pipeline.serving.images import read_image, to_mnist
-from mnist_pipeline.serving.model import UNSURE_BELOW
 from mnist_pipeline.tools.predict import main
 
 ENLARGE = 4
@@ -53,9 +53,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Split, list
     result = train(params, train_split, test_split)
     model = root / "model.onnx"
     model.write_bytes(
-        to_onnx(result.model, result.spec, params.output, train_split.classes, "mnist")
+        to_onnx(result.model, result.spec, Head(params.output), train_split.classes, "mnist")
     )
-    scored = evaluate(result.model, result.spec, test_split, params.output)
+    scored = evaluate(result.model, result.spec, test_split, Head(params.output))
     return model, test_split, list(scored.predictions["predicted"])
 
 
@@ -233,7 +233,7 @@ def handmade_model(
 
 def other_model(path: Path, in_features: int, classes: list[str]) -> None:
     spec = ModelSpec("linear", in_features, 10)
-    path.write_bytes(to_onnx(build_model(spec), spec, "softmax", tuple(classes), "mnist"))
+    path.write_bytes(to_onnx(build_model(spec), spec, Head(), tuple(classes), "mnist"))
 
 
 DIGITS = [str(d) for d in range(10)]
@@ -382,7 +382,7 @@ def test_names_reach_the_terminal_escaped(
     spec = ModelSpec("linear", 784, 10)
     classes = ("\x1b]0;owned\x07", "a\nerror: forged", *DIGITS[2:])
     model = tmp_path / "m.onnx"
-    model.write_bytes(to_onnx(build_model(spec), spec, "softmax", classes, "mnist"))
+    model.write_bytes(to_onnx(build_model(spec), spec, Head(), classes, "mnist"))
     image = tmp_path / "x\x1b[2Jy\nerror: fake.png"
     as_photo(np.linspace(0, 1, 784, dtype=np.float32)).save(image, format="PNG")
     missing = tmp_path / "gone\r.png"

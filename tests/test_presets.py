@@ -15,7 +15,6 @@ from conftest import REPO, run
 from mnist_pipeline.core.cli import Interrupted
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.tools import presets
-from mnist_pipeline.tools.experiments import table
 from mnist_pipeline.tools.presets import exp_run_command, load_presets, main, preset
 
 PRESETS = load_presets(REPO / "presets.yaml")
@@ -135,12 +134,6 @@ def test_presets_yaml_that_is_not_name_to_settings_is_one_line(workspace: Path, 
     (workspace / "presets.yaml").write_text(text)
     with pytest.raises(PipelineError, match=r"^presets.yaml: expected a mapping of pre"):
         load_presets()
-
-
-def test_no_commit_to_show_is_one_line() -> None:
-    """``make exps`` before any commit: DVC lists only the workspace."""
-    with pytest.raises(PipelineError, match=r"^no commit or experiment to show; run `dvc rep"):
-        table([{"rev": "workspace", "Experiment": None}])
 
 
 def test_a_preset_named_as_shell_is_refused(workspace: Path) -> None:

@@ -1,6 +1,6 @@
 """Robustness and calibration: seeded random geometry (``data.geometry.perturb``) as a
 training choice (``train.augment``), and a temperature fitted on the val slice that the
-model files carry (``learning.losses``, ``evaluation.calibration``)."""
+model files carry (``learning.losses``, ``evaluation.scores``)."""
 
 from __future__ import annotations
 
@@ -21,19 +21,12 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.geometry import _stroke, _warp, perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.data.tensors import read_tensor_metadata
-from mnist_pipeline.evaluation.calibration import expected_calibration_error, reliability
+from mnist_pipeline.evaluation.scores import expected_calibration_error, reliability
 from mnist_pipeline.learning.checkpoints import Checkpoint
-from mnist_pipeline.learning.losses import fit_temperature
-from mnist_pipeline.learning.model_file import (
-    check_onnx,
-    load_model,
-    model_calibration,
-    save_model,
-    to_onnx,
-)
-from mnist_pipeline.learning.params import UNSURE_BELOW, Augment, TrainParams
+from mnist_pipeline.learning.losses import UNSURE_BELOW, Head, fit_temperature
+from mnist_pipeline.learning.model_file import check_onnx, load_model, save_model, to_onnx
+from mnist_pipeline.learning.params import Augment, TrainParams
 from mnist_pipeline.learning.training import EpochRecord, train
-from mnist_pipeline.serving.model import UNSURE_BELOW as serving_default
 from mnist_pipeline.serving.model import load_classifier
 from mnist_pipeline.tools.params import problems
 
@@ -154,33 +147,33 @@ def test_temperature_and_unsure_threshold_go_into_both_model_files(
     assert temperature != 1.0 and 0.05 <= temperature <= 20
     assert train(TrainParams(epochs=2, batch_size=20), train_split, test_split).temperature == 1.0
     save = functools.partial(save_model, result.model, result.spec)
-    save(tmp_path / "m.safetensors", "mse", "softmax", (), 2.5, 0.0)
-    assert model_calibration(tmp_path / "m.safetensors") == (2.5, 0.0)
-    save(tmp_path / "plain.safetensors", "mse", "softmax")
-    assert model_calibration(tmp_path / "plain.safetensors") == (1.0, UNSURE_BELOW)
+    save(tmp_path / "m.safetensors", "mse", Head("softmax", 2.5, 0.0), ())
+    assert load_model(tmp_path / "m.safetensors")[3] == Head("softmax", 2.5, 0.0)
+    save(tmp_path / "plain.safetensors", "mse", Head(), ())
+    assert load_model(tmp_path / "plain.safetensors")[3] == Head("softmax", 1.0, UNSURE_BELOW)
     assert "unsure_below" not in read_tensor_metadata(tmp_path / "plain.safetensors")
     bad = {(-1.0, 0.5): r"temperature '-1\.0' is no positive", (2.0, 1.0): r"'1\.0' is not in"}
     for calibration, message in bad.items():
-        save(tmp_path / "bad.safetensors", "mse", "softmax", (), *calibration)
+        save(tmp_path / "bad.safetensors", "mse", Head("softmax", *calibration), ())
         with pytest.raises(PipelineError, match=message):
             load_model(tmp_path / "bad.safetensors")
     classes = tuple("0123456789")
-    model = to_onnx(result.model, result.spec, "softmax", classes, "mnist", temperature, 0.25)
+    model = to_onnx(result.model, result.spec, Head("softmax", temperature, 0.25), classes, "mnist")
     meta = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
     assert float(meta["temperature"]) == temperature and json.loads(meta["classes"])
     assert meta["unsure_below"] == "0.25"
     (tmp_path / "m.onnx").write_bytes(model)
     assert load_classifier(tmp_path / "m.onnx").unsure_below == 0.25
-    assert serving_default == UNSURE_BELOW == TrainParams().unsure_below  # one default
+    assert TrainParams().unsure_below == UNSURE_BELOW  # one default
     images = test_split.images
-    check_onnx(model, result.model, "softmax", images, "m.onnx", temperature)
+    check_onnx(model, result.model, Head("softmax", temperature), images, "m.onnx")
     with pytest.raises(PipelineError, match="disagrees with torch"):
-        check_onnx(model, result.model, "softmax", images, "m.onnx")  # uncalibrated
+        check_onnx(model, result.model, Head(), images, "m.onnx")  # uncalibrated
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
     logits, probs = session.run(None, {"images": images})
     want = torch.from_numpy(logits / temperature).softmax(1).numpy()
     np.testing.assert_allclose(probs, want, atol=1e-6)
-    plain = to_onnx(result.model, result.spec, "softmax", classes, "mnist")
+    plain = to_onnx(result.model, result.spec, Head(), classes, "mnist")
     assert not {"temperature", "unsure_below"} & {
         p.key for p in onnx.load_from_string(plain).metadata_props
     }

@@ -36,6 +36,7 @@ from PIL import Image
 from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.data.sources import IDX_FILES, fetch
 from mnist_pipeline.data.splits import read_raw_split
+from mnist_pipeline.learning.losses import Head
 from mnist_pipeline.learning.model_file import to_onnx
 from mnist_pipeline.learning.params import TrainParams
 from mnist_pipeline.learning.training import train
@@ -69,7 +70,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     result = train(params, train_split, test_split)
     onnx_model = root / "model.onnx"
     onnx_model.write_bytes(
-        to_onnx(result.model, result.spec, params.output, train_split.classes, "mnist")
+        to_onnx(result.model, result.spec, Head(params.output), train_split.classes, "mnist")
     )
     return onnx_model, test_split.images[int(np.flatnonzero(test_split.labels == 1)[0])]
 

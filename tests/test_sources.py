@@ -61,11 +61,6 @@ def test_auto_uses_the_mirror_when_set(idx_dir: Path, tmp_path: Path) -> None:
     assert manifest["files"]["train-images-idx3-ubyte"]["shape"] == [200, 28, 28]
 
 
-def test_mirror_as_file_url(gz_mirror: Path, tmp_path: Path) -> None:
-    params = DataParams(source="mirror", mirror=gz_mirror.as_uri(), verify=False)
-    assert fetch(params, tmp_path)["counts"]["train"] == 200
-
-
 def test_published_md5_match_is_verified(
     gz_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

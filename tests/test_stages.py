@@ -28,7 +28,7 @@ def write_params(path: Path, section: str, key: str, value: object) -> Path:
     [
         ("sourse", "embedded", "data.sourse: unknown key; did you mean 'data.source'?"),
         ("split_seed", "one", "data.split_seed: expected an integer, got 'one'"),
-        ("download_timeout", -1, "data.download_timeout: -1.0 is out of range (must be > 0.0)"),
+        ("verify", "no", "data.verify: expected true or false, got 'no'"),
     ],
 )
 def test_bad_params_stop_download_before_any_output(

@@ -8,13 +8,10 @@ from pathlib import Path
 
 # command -> (module under mnist_pipeline whose main(argv) runs it, one line of help)
 COMMANDS = {
-    "params": ("tools.params", "check params.yaml; --keys lists keys and choices"),
     "validate": ("tools.validate", "check dvc.yaml, deps, params (make validate)"),
-    "summary": ("reporting.summary", "print a run's headline numbers"),
     "predict": ("tools.predict", "classify your own images with the model"),
     "serve": ("serving.serve", "the model over HTTP with a draw-a-digit page"),
     "preset": ("tools.presets", "run a presets.yaml preset as a dvc experiment"),
-    "exps": ("tools.experiments", "experiments side by side: metrics, changed params"),
     "worked-example": ("tools.worked_example", "the notebook's Question 1"),
 }
 

@@ -4,33 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict, field_validator
+from pydantic import Strict, field_validator
 
 from mnist_pipeline.core.errors import PipelineError, shown
-from mnist_pipeline.core.params import Flag, Number, Section, Seed
+from mnist_pipeline.core.params import Flag, Section, Seed
 from mnist_pipeline.data.sources import DATASETS, SOURCES
-
-# Settings that only bound or check the run: no stage tracks them in dvc.yaml and the report
-# leaves them out, so changing one reruns nothing and changes no output.
-UNTRACKED = ("data.download_timeout",)
 
 
 class DataParams(Section):
     dataset: Literal[tuple(DATASETS)] = "mnist"
     source: Literal[("auto", *SOURCES)] = "auto"  # auto: the mirror if set, else embedded
-    mirror: Annotated[str, Strict()] | None = None  # directory or URL prefix of the IDX files
+    mirror: Annotated[str, Strict()] | None = None  # the folder holding the four IDX files
     split_seed: Seed = 0  # the embedded sample's stratified split
     verify: Flag = True  # false: accept known files matching no checksum
-    # seconds, the whole download: at most a day (the alarm that enforces it takes an int)
-    download_timeout: Annotated[Number, Field(gt=0.0, le=86_400.0)] = 600.0
 
     @field_validator("mirror")
     @classmethod
     def _printable(cls, mirror: str | None) -> str | None:
-        """One printable line: a control character would end up in commands, URLs and errors."""
+        """One printable line: a control character would end up in commands and errors."""
         if mirror is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in mirror):
             raise PipelineError(
                 f"data.mirror: {shown(mirror)} holds a control character (newline, NUL, "
-                "escape); give a plain directory path or URL prefix"
+                "escape); give a plain directory path"
             )
         return mirror

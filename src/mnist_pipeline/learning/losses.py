@@ -1,16 +1,23 @@
 """``OUTPUTS[train.output]``: logits to probabilities, the one place that choice is made;
-``LOSSES[output][loss]``: logits and labels to the loss. torch loads on use."""
+``LOSSES[output][loss]``: logits and labels to the loss; ``Head``: how a trained model answers.
+torch loads on use."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
     from torch import Tensor
+
+
+# The largest value that leaves at most 5% of a 10% val slice unsure for every shipped setting
+# (docs/training.md): ``train.unsure_below``'s default.
+UNSURE_BELOW = 0.4
 
 
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype | None = None) -> Tensor:
@@ -71,3 +78,36 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, output: str) -> floa
         method="bounded",
     )
     return round(math.exp(found.x), 4)
+
+
+@dataclass(frozen=True)
+class Head:
+    """How a trained model answers: ``OUTPUTS[output]`` of its logits divided by
+    ``temperature`` (fitted on the val slice; 1.0: none), and no class when its top probability
+    is below ``unsure_below``. A model file holds a calibration key only where it is not the
+    default, so an uncalibrated model keeps the bytes of one trained before calibration."""
+
+    output: str = "softmax"
+    temperature: float = 1.0
+    unsure_below: float = UNSURE_BELOW
+    CALIBRATION: ClassVar = {"temperature": 1.0, "unsure_below": UNSURE_BELOW}  # key: default
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        scaled = logits if self.temperature == 1.0 else logits / self.temperature  # no node at 1
+        return OUTPUTS[self.output](scaled)
+
+    def metadata(self) -> dict[str, str]:
+        kept = [k for k, default in self.CALIBRATION.items() if getattr(self, k) != default]
+        return {"output": self.output} | {k: str(getattr(self, k)) for k in kept}
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str]) -> Head:
+        """The head a model file describes; ``KeyError`` or ``ValueError`` if it cannot be."""
+        head = cls(meta["output"], *(float(meta.get(k, v)) for k, v in cls.CALIBRATION.items()))
+        if head.output not in OUTPUTS:
+            raise ValueError(f"output {head.output!r} is none of {list(OUTPUTS)}")
+        if not 0 < head.temperature < math.inf:
+            raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
+        if not 0 <= head.unsure_below < 1:
+            raise ValueError(f"unsure_below {meta['unsure_below']!r} is not in [0, 1)")
+        return head

@@ -11,7 +11,7 @@ from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.params import Count, Epochs, Int, Number, Section, Seed
 from mnist_pipeline.core.runtime import DEVICES, KERNELS
 from mnist_pipeline.data.splits import IMAGE_SIDE
-from mnist_pipeline.learning.losses import LOSSES
+from mnist_pipeline.learning.losses import LOSSES, UNSURE_BELOW
 from mnist_pipeline.learning.models import ACTIVATIONS, MODELS
 
 # lr and weight decay scale float32 gradients: a larger factor overflows float32 (3.4e38).
@@ -20,9 +20,6 @@ Sizes = Annotated[tuple[Count, ...], Field(min_length=1)]
 Loss = Literal[tuple(dict.fromkeys(loss for losses in LOSSES.values() for loss in losses))]
 MAX_WEIGHTS = 25_000_000  # ~100 MB of float32; training holds ~4 copies (grads, Adam)
 Degrees = Annotated[Number, Field(ge=0.0, le=45.0)]
-# The largest value that leaves at most 5% of a 10% val slice unsure for every shipped setting
-# (docs/training.md). A model file stores it only when it differs (serving.model).
-UNSURE_BELOW = 0.4
 
 
 class Augment(Section):

@@ -1,1 +1,1 @@
-"""The report stage (``report``, its charts in ``figures``) and ``make run``'s summary."""
+"""The report stage (``report``, its charts in ``figures``)."""

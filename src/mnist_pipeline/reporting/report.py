@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from mnist_pipeline.data.params import UNTRACKED
 from mnist_pipeline.evaluation.scores import HEADLINE, Metrics
 from mnist_pipeline.learning.models import MODELS
 
@@ -71,12 +70,11 @@ def relevant_train_params(train: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def params_table(params: Mapping[str, Any]) -> pd.DataFrame:
-    """``param, value`` rows as written, less ``UNTRACKED`` and the unused ``train`` settings."""
+    """``param, value`` rows as written, less the unused ``train`` settings."""
     rows: dict[str, str] = {}
     for name, section in params.items():
         section = relevant_train_params(section or {}) if name == "train" else section or {}
         rows |= {f"{name}.{key}": as_written(value) for key, value in section.items()}
-    rows = {key: value for key, value in rows.items() if key not in UNTRACKED}
     return pd.Series(rows, dtype=object).rename_axis("param").to_frame("value")
 
 

@@ -14,11 +14,11 @@ import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.data.splits import IMAGE_SIDE
+from mnist_pipeline.learning.losses import UNSURE_BELOW  # a model file without the key
 
 DEFAULT_MODEL = Path("models/model.onnx")
 PIXELS = IMAGE_SIDE * IMAGE_SIDE
 TOP = 3  # classes answered with their probabilities
-UNSURE_BELOW = 0.4  # a model file without the key: train.unsure_below's default
 
 
 @dataclass(frozen=True)

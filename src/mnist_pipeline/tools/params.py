@@ -1,16 +1,14 @@
-"""The whole ``params.yaml`` schema, from the sections each stage's folder declares:
-``python -m mnist_pipeline params [--keys]`` and ``validate`` check it."""
+"""The whole ``params.yaml`` schema, from the sections each stage's folder declares: what
+``validate`` checks (each stage checks its own section when it runs)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-from typing import Any, Literal, cast, get_args, get_origin
+from typing import Any, cast
 
 from pydantic import model_validator
 
 from mnist_pipeline.core import params as machinery
-from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.params import Section, read_yaml
 from mnist_pipeline.data.params import DataParams
 from mnist_pipeline.learning.params import TrainParams
@@ -43,21 +41,3 @@ def parse_params(raw: Any) -> Params:
 def load_params(path: Path) -> Params:
     """A whole params file, validated; errors name the file and the key."""
     return machinery.parse(Params, read_yaml(path), source=path)
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    """Validate a params file and print 'ok' or the problem; or list every key."""
-    parser = argparse.ArgumentParser(description="Check a params file.")
-    parser.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--keys", action="store_true", help="list keys, defaults, choices")
-    args = parser.parse_args(argv)
-    if not args.keys:
-        load_params(args.path)
-        print(f"{args.path}: ok")
-        return
-    for name, section in SECTIONS.items():
-        for key, field in section.model_fields.items():
-            literal = get_origin(field.annotation) is Literal
-            allowed = f" (one of: {', '.join(get_args(field.annotation))})" if literal else ""
-            print(f"{name}.{key}: {field.default}{allowed}")

@@ -1,6 +1,6 @@
 """``make validate``: what DVC does not check itself. Each stage's deps are its script and the
-package folders its imports reach, nothing more; ``params.yaml`` is valid; with
-``--up-to-date``, ``dvc status`` is clean. One ``error:`` line a problem."""
+package folders its imports reach, nothing more; ``params.yaml`` is valid. One ``error:`` line
+a problem. (Whether the lock is up to date is DVC's own check: ``dvc status -q``.)"""
 
 from __future__ import annotations
 
@@ -45,22 +45,6 @@ def stages(repo: Any) -> dict[str, tuple[str, list[str]]]:
     for dep in repo.index.params:
         dep.get_hash()  # DVC's error for a key missing from its params file
     return {s.addressing: (s.cmd, [d.def_path for d in s.deps]) for s in repo.index.stages}
-
-
-def status_problems(root: Path) -> list[str]:
-    """One line per stage that ``dvc status`` does not consider up to date."""
-    problems = []
-    for stage, changes in with_dvc(root, lambda repo: repo.status()).items():
-        parts = []
-        for change in changes:  # {"changed deps": {path: state, ...}}, or "always changed"
-            for kind, files in change.items() if isinstance(change, dict) else [(change, {})]:
-                named = ", ".join(f"{path} {state}" for path, state in files.items())
-                parts.append(f"{kind}: {named}" if named else kind)
-        problems.append(
-            f"dvc status: stage '{stage}' is not up to date ({'; '.join(parts)}); "
-            "run `dvc repro` and commit dvc.lock"
-        )
-    return problems
 
 
 def imported_files(script: Path, root: Path) -> list[str]:
@@ -117,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     """Every check, one ``error:`` line a problem; DVC's wait for a valid params.yaml (it reads
     it too, for ``params`` and ``vars``: an alias bomb stops here, in seconds)."""
     parser = argparse.ArgumentParser(description="Check each stage's deps and params.yaml.")
-    parser.add_argument("--up-to-date", action="store_true", help="also require `dvc status`")
-    args, root = parser.parse_args(argv), Path.cwd()  # modulefinder's paths are absolute
+    parser.parse_args(argv)
+    root = Path.cwd()  # modulefinder's paths are absolute
     try:
         params = [f"params.yaml: {p}" for p in schema.problems(read_yaml(PARAMS))]
     except PipelineError as err:
@@ -129,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as err:
         pipeline = [str(err)]
     found = {"dvc.yaml (schema, DAG, deps)": pipeline, "params.yaml": params}
-    if args.up_to_date and not params + pipeline:
-        found["dvc status clean"] = status_problems(root)
     for problem in (problems := [p for check in found.values() for p in check]):
         print(f"error: {problem}", file=sys.stderr)
     if problems:
