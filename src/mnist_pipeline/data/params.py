@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Strict, field_validator
+from pydantic import Strict
 
-from mnist_pipeline.core.errors import PipelineError, shown
 from mnist_pipeline.core.params import Flag, Section, Seed
 from mnist_pipeline.data.sources import DATASETS, SOURCES
 
@@ -17,14 +16,3 @@ class DataParams(Section):
     mirror: Annotated[str, Strict()] | None = None  # the folder holding the four IDX files
     split_seed: Seed = 0  # the embedded sample's stratified split
     verify: Flag = True  # false: accept known files matching no checksum
-
-    @field_validator("mirror")
-    @classmethod
-    def _printable(cls, mirror: str | None) -> str | None:
-        """One printable line: a control character would end up in commands and errors."""
-        if mirror is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in mirror):
-            raise PipelineError(
-                f"data.mirror: {shown(mirror)} holds a control character (newline, NUL, "
-                "escape); give a plain directory path"
-            )
-        return mirror
