@@ -1,6 +1,6 @@
 """The presets by the one command a user types, on a fresh copy of the project each: test
-accuracy, wall seconds of the whole ``dvc exp run``, the train stage's s/epoch and the model's md5
-(presets run ``native`` kernels: it repeats per CPU). ``default`` is params.yaml as it is;
+accuracy and ECE, wall seconds of the whole ``dvc exp run``, the train stage's s/epoch and the
+model's md5 (native kernels repeat per CPU). ``default`` is params.yaml as it is;
 ``--kernels portable,native`` runs each under both, side by side: what portable costs.
 
     .venv/bin/python benchmarks/presets.py [--preset cnn] [--dataset fashion-mnist]
@@ -46,10 +46,11 @@ def run_preset(name: str, sets: list[str], copy: Path) -> tuple[float, list[str]
     tool = ["dvc", "exp", "run"] if name == "default" else ["mnist_pipeline", "preset", name]
     wall, done = timed([sys.executable, "-m", *tool, *sets], copy, env)
     epochs = [float(s) for s in EPOCH_LINE.findall(done.stdout + done.stderr)] or [0.0]
-    accuracy = json.loads((copy / "metrics" / "eval.json").read_text())["accuracy"]
+    metrics = json.loads((copy / "metrics" / "eval.json").read_text())
     md5 = hashlib.md5((copy / "models" / "model.safetensors").read_bytes()).hexdigest()
     per_epoch = statistics.mean(epochs)
-    return per_epoch, [f"{accuracy:.4f}", f"{wall:.1f}", f"{per_epoch:.2f}", md5]
+    cells = [f"{metrics['accuracy']:.4f}", f"{metrics['ece']:.4f}", f"{wall:.1f}"]
+    return per_epoch, [*cells, f"{per_epoch:.2f}", md5]
 
 
 def main() -> None:
@@ -74,7 +75,7 @@ def main() -> None:
             ratio = f"{per_epoch / max(first, 1e-9):.2f}x"
             rows.append([name, dataset, kernels or "the preset's", *cells, ratio])
             print(" ".join(rows[-1]), flush=True)
-    columns = ["preset", "dataset", "kernels", "test accuracy", "dvc exp run wall s"]
+    columns = ["preset", "dataset", "kernels", "test accuracy", "test ECE", "dvc exp run wall s"]
     columns += ["train s/epoch", "md5", "s/epoch vs the first kernels"]
     write_results("presets", "Presets, one command each on a fresh copy", (rows, columns))
 
