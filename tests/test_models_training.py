@@ -59,6 +59,9 @@ def test_weights_from_another_architecture_are_refused(tmp_path: Path) -> None:
     save_tensors(other.state_dict(), path, {})
     with pytest.raises(PipelineError, match="no usable model description"):
         load_model(path)
+    save_tensors(other.state_dict(), path, {**meta, "output": "tanh"})
+    with pytest.raises(PipelineError, match=r"output 'tanh' is none of \['softmax', 'sigmoid'\]"):
+        load_model(path)
 
 
 def test_sgd_step_is_the_notebooks() -> None:

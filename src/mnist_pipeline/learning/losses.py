@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
-# The largest value that leaves at most 5% of a 10% val slice unsure for every shipped setting
+# The largest value that leaves at most 5% of a 10% val slice unsure for the notebook's model
 # (docs/training.md): ``train.unsure_below``'s default.
 UNSURE_BELOW = 0.4
 
