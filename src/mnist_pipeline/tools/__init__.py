@@ -1,1 +1,1 @@
-"""Commands outside the DAG: params, validate, predict, preset, the worked example."""
+"""Commands outside the DAG: validate, predict, preset, the worked example; the params schema."""
