@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,20 +90,19 @@ class Head:
     output: str = "softmax"
     temperature: float = 1.0
     unsure_below: float = UNSURE_BELOW
-    CALIBRATION: ClassVar = {"temperature": 1.0, "unsure_below": UNSURE_BELOW}  # key: default
 
     def probabilities(self, logits: Tensor) -> Tensor:
         scaled = logits if self.temperature == 1.0 else logits / self.temperature  # no node at 1
         return OUTPUTS[self.output](scaled)
 
     def metadata(self) -> dict[str, str]:
-        kept = [k for k, default in self.CALIBRATION.items() if getattr(self, k) != default]
+        kept = [f.name for f in fields(self)[1:] if getattr(self, f.name) != f.default]
         return {"output": self.output} | {k: str(getattr(self, k)) for k in kept}
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, str]) -> Head:
         """The head a model file describes; ``KeyError`` or ``ValueError`` if it cannot be."""
-        head = cls(meta["output"], *(float(meta.get(k, v)) for k, v in cls.CALIBRATION.items()))
+        head = cls(meta["output"], *(float(meta.get(f.name, f.default)) for f in fields(cls)[1:]))
         if head.output not in OUTPUTS:
             raise ValueError(f"output {head.output!r} is none of {list(OUTPUTS)}")
         if not 0 < head.temperature < math.inf:
