@@ -1,7 +1,9 @@
 """Check sets from outside MNIST, built offline, each image written as a PNG and read back
 through the serving path: ``real_digits()`` (scikit-learn's UCI digits by 43 writers, upscaled,
 both polarities: 3,594) and ``non_digits()`` (letters and symbols in matplotlib's DejaVu fonts:
-792). ``python benchmarks/checksets.py OUT_DIR`` writes every 20th image as a PNG."""
+792; with ``handwriting=True``, in the ten Debian handwriting fonts of ``HANDWRITING`` instead,
+where installed). No font of either set is in ``vendor/characters/fonts.txt``, whose letters train.
+``python benchmarks/checksets.py OUT_DIR`` writes every 20th image as a PNG."""
 
 from __future__ import annotations
 
@@ -23,6 +25,13 @@ FONTS = [
     for family, slant in SLANTS.items()
     for style in ("", "-Bold", f"-{slant}", f"-Bold{slant}")
 ]
+# apt-get install fonts-dkg-handwriting fonts-bwht fonts-breip fonts-femkeklaver fonts-humor-sans
+HANDWRITING = [
+    "truetype/fifthhorseman/dkg.ttf", "truetype/breip/Breip.ttf",
+    "truetype/femkeklaver/femkeklaver.ttf", "truetype/humor-sans/Humor-Sans.ttf",
+    *(f"opentype/bwht/BecauseWe{w}-Regular.otf"
+      for w in ("Build", "Connect", "Create", "Learn", "Mentor", "Organize")),
+]  # fmt: skip
 CANVAS = 128  # the drawn characters' square, pixels
 
 
@@ -49,21 +58,25 @@ def scans() -> Iterator[tuple[np.ndarray, int]]:
         yield np.asarray(big), int(label)
 
 
-def drawings() -> Iterator[tuple[np.ndarray, str]]:
+def drawings(handwriting: bool = False) -> Iterator[tuple[np.ndarray, str]]:
     """Each character in each font, dark on light, its strokes widened by 4 pixels of 128 (a
     pen's line rather than a font's), centred on a white square."""
     import matplotlib
 
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    for name in FONTS:
-        font = ImageFont.truetype(str(folder / f"{name}.ttf"), CANVAS * 5 // 8)
+    paths = [folder / f"{name}.ttf" for name in FONTS]
+    if handwriting:
+        paths = [p for p in (Path("/usr/share/fonts") / n for n in HANDWRITING) if p.exists()]
+    for path in paths:
+        font = ImageFont.truetype(str(path), CANVAS * 5 // 8)
         for character in string.ascii_uppercase + string.ascii_lowercase + SYMBOLS:
             image = Image.new("L", (CANVAS, CANVAS), 255)
             draw, width = ImageDraw.Draw(image), CANVAS // 32
             left, top, right, bottom = draw.textbbox((0, 0), character, font, stroke_width=width)
             origin = ((CANVAS - left - right) / 2, (CANVAS - top - bottom) / 2)
             draw.text(origin, character, 0, font, stroke_width=width, stroke_fill=0)
-            yield np.asarray(image), character
+            if np.asarray(image).min() < 128:  # a font without the character draws nothing
+                yield np.asarray(image), character
 
 
 def real_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -75,10 +88,11 @@ def real_digits() -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.array(labels)
 
 
-def non_digits() -> tuple[np.ndarray, np.ndarray]:
+def non_digits(handwriting: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Drawn letters and symbols: ``[N, 784]`` and the characters ``[N]``."""
-    pairs = [(as_input(gray, f"character {c!r}"), c) for gray, c in drawings()]
-    return np.stack([image for image, _ in pairs]), np.array([c for _, c in pairs])
+    pairs = [(as_input(gray, f"character {c!r}"), c) for gray, c in drawings(handwriting)]
+    images = [image for image, _ in pairs] or [np.zeros((0, 784), np.float32)]
+    return np.stack(images).reshape(-1, 784), np.array([c for _, c in pairs])
 
 
 if __name__ == "__main__":  # every 20th image of both sets as the PNG a user would give

@@ -13,6 +13,7 @@ from pathlib import Path
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import outputs, write_bytes, write_text
 from mnist_pipeline.core.params import load_section
+from mnist_pipeline.data.characters import load_characters
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
@@ -45,11 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     rank0 = os.environ.get("RANK", "0") == "0"  # a torchrun rank > 0 writes nothing
     key = run_key(params, data) if args.checkpoint else ""
     checkpoint = Checkpoint(args.checkpoint, key, rank0) if args.checkpoint else None
-    result = train(params, train_split, test_split, checkpoint=checkpoint)
+    characters = load_characters() if params.characters.used else None
+    result = train(params, train_split, test_split, checkpoint=checkpoint, characters=characters)
     if not rank0:
         return
     model, spec, classes = result.model, result.spec, train_split.classes
-    head = Head(params.output, result.temperature, params.unsure_below)  # both files carry it
+    head = Head(params.output, result.temperature, params.unsure_below, result.shift)  # both files
     if args.onnx:  # exported and checked first: a refused export writes nothing
         dataset = read_tensor_metadata(data[1]).get("dataset", "unknown")
         onnx = to_onnx(model, spec, head, classes, dataset)

@@ -20,11 +20,16 @@ if TYPE_CHECKING:
 UNSURE_BELOW = 0.4
 
 
+NO_CLASS = -1  # the label of a training image that is none of the classes (train.characters)
+
+
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype | None = None) -> Tensor:
-    """``[B]`` -> ``[B, num_classes]``, float32 unless ``dtype``: the notebook's ``eye(10)[y]``."""
+    """``[B]`` -> ``[B, num_classes]``, float32 unless ``dtype``: the notebook's ``eye(10)[y]``;
+    a ``NO_CLASS`` label gives a row of zeros."""
     import torch
 
-    return torch.eye(num_classes, dtype=dtype or torch.float32, device=labels.device)[labels]
+    eye = torch.eye(num_classes + 1, dtype=dtype or torch.float32, device=labels.device)
+    return eye[labels, :num_classes]  # NO_CLASS picks the extra row, all zeros here
 
 
 def mse(probs: Tensor, labels: Tensor) -> Tensor:
@@ -33,9 +38,16 @@ def mse(probs: Tensor, labels: Tensor) -> Tensor:
 
 
 def _softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy; a ``NO_CLASS`` row's target is the uniform distribution (outlier
+    exposure, Hendrycks et al. 2019)."""
+    import torch
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits, labels)
+    if bool((labels >= 0).all()):
+        return F.cross_entropy(logits, labels)
+    uniform = torch.full_like(logits, 1.0 / logits.shape[1])
+    target = torch.where((labels < 0)[:, None], uniform, one_hot(labels, logits.shape[1]))
+    return F.cross_entropy(logits, target)
 
 
 def _sigmoid_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -80,20 +92,50 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, output: str) -> floa
     return round(math.exp(found.x), 4)
 
 
+def fit_top_sigmoid(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Platt scaling of the top class (Platt 1999): the temperature T and shift b for which
+    ``sigmoid(top logit / T + b)`` best predicts, by log-likelihood, whether the top class is
+    the label; each to 4 decimals. Each class's own sigmoid says nothing of how often the top
+    one is right, and a model trained on ``train.characters`` ranks digits low on all ten."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    scores = np.asarray(logits, np.float64)
+    top, right = scores.max(1), (scores.argmax(1) == labels).astype(np.float64)
+
+    def nll(point: np.ndarray) -> float:
+        z = top / math.exp(point[0]) + point[1]
+        return float(np.mean(np.logaddexp(0.0, z) - right * z))  # -log sigmoid(±z)
+
+    found = minimize(nll, np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-6})
+    log_t = min(max(found.x[0], math.log(0.05)), math.log(20.0))
+    return round(math.exp(log_t), 4), round(float(found.x[1]), 4)
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, output: str) -> tuple[float, float]:
+    """The ``(temperature, shift)`` that calibrate ``output``'s top probability on a val
+    slice: temperature scaling for softmax, top-class Platt scaling for sigmoid."""
+    if output == "sigmoid":
+        return fit_top_sigmoid(logits, labels)
+    return fit_temperature(logits, labels, output), 0.0
+
+
 @dataclass(frozen=True)
 class Head:
     """How a trained model answers: ``OUTPUTS[output]`` of its logits divided by
-    ``temperature`` (fitted on the val slice; 1.0: none), and no class when its top probability
-    is below ``unsure_below``. A model file holds a calibration key only where it is not the
-    default, so an uncalibrated model keeps the bytes of one trained before calibration."""
+    ``temperature`` plus ``shift`` (fitted on the val slice by ``calibrate``; 1.0 and 0.0:
+    none), and no class when its top probability is below ``unsure_below``. A model file holds
+    a calibration key only where it is not the default, so an uncalibrated model keeps the
+    bytes of one trained before calibration."""
 
     output: str = "softmax"
     temperature: float = 1.0
     unsure_below: float = UNSURE_BELOW
+    shift: float = 0.0
 
     def probabilities(self, logits: Tensor) -> Tensor:
         scaled = logits if self.temperature == 1.0 else logits / self.temperature  # no node at 1
-        return OUTPUTS[self.output](scaled)
+        return OUTPUTS[self.output](scaled + self.shift if self.shift else scaled)
 
     def metadata(self) -> dict[str, str]:
         kept = [f.name for f in fields(self)[1:] if getattr(self, f.name) != f.default]
@@ -107,6 +149,8 @@ class Head:
             raise ValueError(f"output {head.output!r} is none of {list(OUTPUTS)}")
         if not 0 < head.temperature < math.inf:
             raise ValueError(f"temperature {meta['temperature']!r} is no positive number")
+        if not math.isfinite(head.shift):
+            raise ValueError(f"shift {meta['shift']!r} is no finite number")
         if not 0 <= head.unsure_below < 1:
             raise ValueError(f"unsure_below {meta['unsure_below']!r} is not in [0, 1)")
         return head

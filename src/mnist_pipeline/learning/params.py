@@ -32,6 +32,21 @@ class Augment(Section):
     stroke: Annotated[Number, Field(ge=0.0, le=2.0)] = 0.0  # pixels thicker or thinner
 
 
+Share = Annotated[Number, Field(ge=0.0, le=4.0)]
+
+
+class Characters(Section):
+    """``data/characters.npz`` images added to every minibatch, per image of it (0.5: a batch
+    of 128 gains 64); all 0: none. For the digit datasets."""
+
+    none: Share = 0.0  # letters and symbols, trained as no digit
+    digits: Share = 0.0  # digits in handwriting fonts and typefaces
+
+    @property
+    def used(self) -> bool:
+        return self.none > 0 or self.digits > 0
+
+
 class TrainParams(Section):
     model: Literal[tuple(MODELS)] = "linear"
     hidden: Sizes = (128,)  # mlp layers, and the cnn's head
@@ -48,6 +63,7 @@ class TrainParams(Section):
     epochs: Count = 10
     seed: Seed = 0
     augment: Augment = Augment()
+    characters: Characters = Characters()
     val_fraction: Annotated[Number, Field(ge=0.0, le=0.5)] = 0.0
     keep: Literal["last", "best"] = "last"  # which epoch's weights ship
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"  # what best and patience follow
@@ -72,6 +88,11 @@ class TrainParams(Section):
             raise PipelineError(
                 f"train.gradients: manual: model {self.model!r} is autograd only: the manual "
                 f"backprop engine trains models {manual}; set train.gradients=autograd"
+            )
+        if self.characters.used and self.gradients == "manual":
+            raise PipelineError(
+                "train.characters: trains through autograd only; set train.gradients=autograd "
+                "or every train.characters share to 0"
             )
         if self.processes > self.batch_size:
             raise PipelineError(

@@ -17,12 +17,13 @@ from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.runtime import configure_torch, resolve_device
+from mnist_pipeline.data.characters import DIGITS
 from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
 from mnist_pipeline.learning.checkpoints import Checkpoint
 from mnist_pipeline.learning.history import EpochRecord, Selection, log_epoch
-from mnist_pipeline.learning.losses import LOSSES, fit_temperature, one_hot
+from mnist_pipeline.learning.losses import LOSSES, calibrate, one_hot
 from mnist_pipeline.learning.models import MODELS, ModelSpec, build_model, predict_logits
 from mnist_pipeline.learning.optim import Step, make_optimizer, make_step, needs_optimizer, rates
 from mnist_pipeline.learning.params import TrainParams
@@ -40,12 +41,14 @@ class TrainResult:
     shipped: int  # the epoch whose weights ship
     stop_reason: str  # why training stopped, one phrase
     first_epoch: int = 1  # the first epoch this run trained (> 1 after a resume)
-    temperature: float = 1.0  # fitted on the val slice (losses.fit_temperature); 1.0 without
+    temperature: float = 1.0  # fitted on the val slice (losses.calibrate); 1.0 without
+    shift: float = 0.0  # likewise, for a sigmoid output
 
     def summary(self) -> str:
         """The stage's closing line: how the run went and what ships."""
         trained = len(self.seconds_per_epoch)
         fitted = f"; temperature {self.temperature}" if self.temperature != 1.0 else ""
+        fitted += f", shift {self.shift}" if self.shift else ""
         return (
             f"train: {self.stop_reason}; trained {trained} epoch(s) from epoch "
             f"{self.first_epoch}; shipped epoch {self.shipped} of {len(self.history)}, "
@@ -71,6 +74,27 @@ def augmenter(params: TrainParams, epoch: int) -> Callable[[Tensor], Tensor]:
         return lambda x: x
     rng = np.random.default_rng([params.seed, epoch])
     return lambda x: torch.from_numpy(perturb(x.cpu().numpy(), rng, **settings)).to(x.device)
+
+
+def mixer(run: Run, epoch: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """``epoch``'s minibatch with ``train.characters``' shares of no-digit characters and font
+    digits appended, drawn by (``train.seed``, ``epoch``); without characters: as it is."""
+    if run.characters is None:
+        return lambda x, y: (x, y)
+    images, labels = run.characters
+    shares = run.params.characters
+    kinds = ((shares.none, labels < 0), (shares.digits, labels >= 0))
+    pools = [(share, torch.nonzero(kind)[:, 0]) for share, kind in kinds if share > 0]
+    rng = np.random.default_rng([run.params.seed, epoch, 1])
+
+    def mix(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        drawn = torch.cat(
+            [pool[torch.from_numpy(rng.integers(0, len(pool), round(share * len(x))))]
+             for share, pool in pools]
+        )  # fmt: skip
+        return torch.cat([x, images[drawn]]), torch.cat([y, labels[drawn]])
+
+    return mix
 
 
 def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -103,6 +127,7 @@ class Run:
     score_x: Tensor  # the scoring split: test set, or the held-out val slice
     score_y: Tensor
     ctx: distributed.Context
+    characters: tuple[Tensor, Tensor] | None  # train.characters' images and labels
 
     def score(self, epoch: int, losses: Tensor, lr: float) -> EpochRecord:
         """The epoch's record; a non-finite loss stops the run."""
@@ -123,15 +148,17 @@ class Run:
         mean = float(losses.double().mean())
         return EpochRecord(epoch, mean, accuracy(logits, self.score_y), lr, **extra)
 
-    def temperature(self) -> float:
-        """The temperature that calibrates the model on the val slice; 1.0 without one."""
+    def calibration(self) -> tuple[float, float]:
+        """The temperature and shift that calibrate the model on the val slice; (1, 0) without."""
         if self.params.val_fraction == 0:
-            return 1.0
+            return 1.0, 0.0
         logits = predict_logits(self.model, self.score_x).cpu().numpy()
-        return fit_temperature(logits, self.score_y.cpu().numpy(), self.params.output)
+        return calibrate(logits, self.score_y.cpu().numpy(), self.params.output)
 
 
-def prepare(params: TrainParams, train_split: Split, test_split: Split) -> Run:
+def prepare(
+    params: TrainParams, train_split: Split, test_split: Split, characters: Split | None = None
+) -> Run:
     """The device, the process group, the seeded fresh model and the tensors to train on."""
     configure_torch(params.threads, params.kernels)
     device = resolve_device(params.device)
@@ -153,15 +180,26 @@ def prepare(params: TrainParams, train_split: Split, test_split: Split) -> Run:
     manual = params.gradients == "manual"  # the engine takes one-hot rows, gathered with x
     y = one_hot(labels, train_split.num_classes, x.dtype) if manual else labels
     model = build_model(spec).to(device)
-    return Run(params, model, spec, x, y, labels, score_x, score_y, ctx)
+    extra = None
+    if params.characters.used:
+        if characters is None:
+            raise PipelineError("train.characters: no characters given; pass --characters")
+        if train_split.classes != DIGITS:
+            raise PipelineError(
+                "train.characters: trains on letters and digits; this dataset's classes are "
+                f"{', '.join(train_split.classes)}; set every train.characters share to 0"
+            )
+        extra = (torch.from_numpy(characters.images), torch.from_numpy(characters.labels))
+        extra = tuple(t.to(device) for t in extra)
+    return Run(params, model, spec, x, y, labels, score_x, score_y, ctx, extra)
 
 
 def one_epoch(run: Run, epoch: int, step: Step, shuffle: torch.Generator) -> Tensor:
     """Step every minibatch; the per-step losses, summed over ranks, stay on the device."""
     order = epoch_order(len(run.x), shuffle, run.x.device).split(run.params.batch_size)
-    augment = augmenter(run.params, epoch)
-    batches = ((augment(run.x.index_select(0, i)), run.y.index_select(0, i)) for i in order)
-    losses = [step(x, y) for x, y in batches]
+    augment, mix = augmenter(run.params, epoch), mixer(run, epoch)
+    batches = (mix(run.x.index_select(0, i), run.y.index_select(0, i)) for i in order)
+    losses = [step(augment(x), y) for x, y in batches]
     return distributed.sum_(torch.stack(losses), run.ctx)
 
 
@@ -187,9 +225,11 @@ def train(
     test_split: Split,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    characters: Split | None = None,
 ) -> TrainResult:
-    """Train a fresh model from ``params``, or resume ``checkpoint``'s run with the same bytes."""
-    run = prepare(params, train_split, test_split)
+    """Train a fresh model from ``params``, or resume ``checkpoint``'s run with the same bytes;
+    ``characters`` (``data.characters``) for ``train.characters``."""
+    run = prepare(params, train_split, test_split, characters)
     selection, shuffle = Selection(params), torch.Generator().manual_seed(params.seed)
     parts: dict[str, Any] = {"model": run.model, "selection": selection}
     if needs_optimizer(params, run.ctx.world):
@@ -225,8 +265,8 @@ def train(
     if selection.best_weights is not None:
         run.model.load_state_dict(selection.best_weights)
     reason = selection.stop_reason or f"completed all {params.epochs} epochs"
-    temperature = run.temperature()  # on the device, where the scoring split is
+    calibration = run.calibration()  # on the device, where the scoring split is
     model = run.model.cpu()
     return TrainResult(
-        model, run.spec, history, scored_on, seconds, shipped, reason, first_epoch, temperature
+        model, run.spec, history, scored_on, seconds, shipped, reason, first_epoch, *calibration
     )
