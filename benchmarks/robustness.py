@@ -25,7 +25,6 @@ import torch
 from checksets import non_digits, real_digits
 from common import REPO, read_splits, write_results
 from mnist_pipeline.core.params import load_section
-from mnist_pipeline.data.characters import load_characters
 from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.evaluation.scores import expected_calibration_error
 from mnist_pipeline.learning.losses import Head
@@ -68,8 +67,7 @@ def score(name: str, splits: tuple, sets: dict, kernels: str | None) -> tuple[li
         {**base, **preset, **({"kernels": kernels} if kernels else {})}
     )
     (train_split, test), start = splits, time.perf_counter()
-    characters = load_characters() if params.characters.used else None
-    result = train(params, train_split, test, characters=characters)
+    result = train(params, train_split, test)
     seconds = time.perf_counter() - start
     head = Head(params.output, result.temperature, params.unsure_below, result.shift)
 

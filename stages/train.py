@@ -13,7 +13,6 @@ from pathlib import Path
 from mnist_pipeline.core.cli import entry_point
 from mnist_pipeline.core.io import outputs, write_bytes, write_text
 from mnist_pipeline.core.params import load_section
-from mnist_pipeline.data.characters import load_characters
 from mnist_pipeline.data.splits import load_split
 from mnist_pipeline.data.tensors import read_tensor_metadata
 from mnist_pipeline.learning.checkpoints import Checkpoint, run_key
@@ -46,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     rank0 = os.environ.get("RANK", "0") == "0"  # a torchrun rank > 0 writes nothing
     key = run_key(params, data) if args.checkpoint else ""
     checkpoint = Checkpoint(args.checkpoint, key, rank0) if args.checkpoint else None
-    characters = load_characters() if params.characters.used else None
-    result = train(params, train_split, test_split, checkpoint=checkpoint, characters=characters)
+    result = train(params, train_split, test_split, checkpoint=checkpoint)
     if not rank0:
         return
     model, spec, classes = result.model, result.spec, train_split.classes

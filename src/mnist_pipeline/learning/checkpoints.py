@@ -26,7 +26,7 @@ def run_key(params: TrainParams, data_files: Iterable[Path]) -> str:
     for path in data_files:
         digest.update(file_digest(path, "sha256").encode())
     package = Path(__file__).parents[1]  # mnist_pipeline
-    for source in sorted(package.rglob("*.py")):
+    for source in sorted([*package.rglob("*.py"), *package.rglob("*.npz")]):  # code, characters
         digest.update(str(source.relative_to(package)).encode() + source.read_bytes())
     digest.update(torch.__version__.encode())
     return digest.hexdigest()

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from mnist_pipeline.core.errors import PipelineError
 from mnist_pipeline.core.runtime import configure_torch, resolve_device
-from mnist_pipeline.data.characters import DIGITS
+from mnist_pipeline.data.characters import DIGITS, load_characters
 from mnist_pipeline.data.geometry import perturb
 from mnist_pipeline.data.splits import Split
 from mnist_pipeline.learning import distributed
@@ -182,13 +182,12 @@ def prepare(
     model = build_model(spec).to(device)
     extra = None
     if params.characters.used:
-        if characters is None:
-            raise PipelineError("train.characters: no characters given; pass --characters")
         if train_split.classes != DIGITS:
             raise PipelineError(
                 "train.characters: trains on letters and digits; this dataset's classes are "
                 f"{', '.join(train_split.classes)}; set every train.characters share to 0"
             )
+        characters = load_characters() if characters is None else characters
         extra = (torch.from_numpy(characters.images), torch.from_numpy(characters.labels))
         extra = tuple(t.to(device) for t in extra)
     return Run(params, model, spec, x, y, labels, score_x, score_y, ctx, extra)
@@ -228,7 +227,7 @@ def train(
     characters: Split | None = None,
 ) -> TrainResult:
     """Train a fresh model from ``params``, or resume ``checkpoint``'s run with the same bytes;
-    ``characters`` (``data.characters``) for ``train.characters``."""
+    ``train.characters`` draws from ``characters`` (default: ``data.characters``' own)."""
     run = prepare(params, train_split, test_split, characters)
     selection, shuffle = Selection(params), torch.Generator().manual_seed(params.seed)
     parts: dict[str, Any] = {"model": run.model, "selection": selection}
