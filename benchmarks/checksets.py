@@ -58,6 +58,19 @@ def scans() -> Iterator[tuple[np.ndarray, int]]:
         yield np.asarray(big), int(label)
 
 
+def draw(font: ImageFont.FreeTypeFont, character: str, width: int) -> np.ndarray | None:
+    """``character`` dark on a white ``CANVAS`` square, centred, its strokes widened by
+    ``width`` pixels; ``None`` where the font draws no ink for it. ``vendor/characters``
+    draws its training characters with this too, so the two differ only in their fonts."""
+    image = Image.new("L", (CANVAS, CANVAS), 255)
+    pen = ImageDraw.Draw(image)
+    left, top, right, bottom = pen.textbbox((0, 0), character, font, stroke_width=width)
+    origin = ((CANVAS - left - right) / 2, (CANVAS - top - bottom) / 2)
+    pen.text(origin, character, 0, font, stroke_width=width, stroke_fill=0)
+    gray = np.asarray(image)
+    return None if gray.min() > 128 else gray
+
+
 def drawings(handwriting: bool = False) -> Iterator[tuple[np.ndarray, str]]:
     """Each character in each font, dark on light, its strokes widened by 4 pixels of 128 (a
     pen's line rather than a font's), centred on a white square."""
@@ -70,13 +83,9 @@ def drawings(handwriting: bool = False) -> Iterator[tuple[np.ndarray, str]]:
     for path in paths:
         font = ImageFont.truetype(str(path), CANVAS * 5 // 8)
         for character in string.ascii_uppercase + string.ascii_lowercase + SYMBOLS:
-            image = Image.new("L", (CANVAS, CANVAS), 255)
-            draw, width = ImageDraw.Draw(image), CANVAS // 32
-            left, top, right, bottom = draw.textbbox((0, 0), character, font, stroke_width=width)
-            origin = ((CANVAS - left - right) / 2, (CANVAS - top - bottom) / 2)
-            draw.text(origin, character, 0, font, stroke_width=width, stroke_fill=0)
-            if np.asarray(image).min() < 128:  # a font without the character draws nothing
-                yield np.asarray(image), character
+            gray = draw(font, character, CANVAS // 32)  # a pen's line rather than a font's
+            if gray is not None:
+                yield gray, character
 
 
 def real_digits() -> tuple[np.ndarray, np.ndarray]:

@@ -72,16 +72,17 @@ def score(name: str, splits: tuple, sets: dict, kernels: str | None) -> tuple[li
     head = Head(params.output, result.temperature, params.unsure_below, result.shift)
 
     def probs(images: np.ndarray, calibrated: Head = head) -> np.ndarray:
-        return calibrated.probabilities(predict_logits(result.model, torch.from_numpy(images)))
+        logits = predict_logits(result.model, torch.from_numpy(images))
+        return calibrated.probabilities(logits).numpy()
 
-    calibrated, raw = probs(test.images).numpy(), probs(test.images, Head(params.output)).numpy()
-    perturbed = probs(perturb(test.images, np.random.default_rng(0), **PERTURBED)).numpy()
-    digits = probs(sets["digits"]).numpy()
-    letters = [probs(sets[key]).numpy().max(1) if len(sets[key]) else [] for key in LETTERS]
+    calibrated, raw = probs(test.images), probs(test.images, Head(params.output))
+    perturbed = probs(perturb(test.images, np.random.default_rng(0), **PERTURBED))
+    digits = probs(sets["digits"])
+    letters = [probs(sets[key]).max(1) if len(sets[key]) else [] for key in LETTERS]
     val, val_probs, derived = None, None, ()
     if params.val_fraction > 0:
         val = holdout(train_split, params.val_fraction, params.seed)[1]
-        val_probs = probs(val.images).numpy()
+        val_probs = probs(val.images)
         derived = (derived_threshold(val_probs.max(1)),)
     ece = [expected_calibration_error(p, test.labels) for p in (raw, calibrated)]
     row = [

@@ -13,20 +13,24 @@ from __future__ import annotations
 import itertools
 import string
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-
-from mnist_pipeline.serving.images import to_mnist
+from PIL import ImageFont
 
 HERE = Path(__file__).parent
-OUT = Path(__file__).parents[2] / "src" / "mnist_pipeline" / "data" / "characters.npz"
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the check sets' own drawing
+
+from checksets import CANVAS, draw  # noqa: E402
+from mnist_pipeline.serving.images import to_mnist  # noqa: E402
+
+OUT = REPO / "src" / "mnist_pipeline" / "data" / "characters.npz"
 LOOKALIKES = set("OoIlSsZzgq")  # 0 0 1 1 5 5 2 2 9 9
 NONE = [c for c in string.ascii_letters + '+-=#@&%?*<>~$^()[]{}\\:;"' if c not in LOOKALIKES]
-CANVAS = 128
 WIDTHS = (0, 3)  # the font's own strokes, and widened like a pen's (pixels of CANVAS)
 
 
@@ -45,18 +49,6 @@ def fonts(folder: Path) -> list[Path]:
     return found
 
 
-def draw(font: ImageFont.FreeTypeFont, character: str, width: int) -> np.ndarray | None:
-    """``character`` dark on a white square, centred, its strokes widened by ``width`` pixels;
-    ``None`` if the font has no ink for it."""
-    image = Image.new("L", (CANVAS, CANVAS), 255)
-    pen = ImageDraw.Draw(image)
-    left, top, right, bottom = pen.textbbox((0, 0), character, font, stroke_width=width)
-    origin = ((CANVAS - left - right) / 2, (CANVAS - top - bottom) / 2)
-    pen.text(origin, character, 0, font, stroke_width=width, stroke_fill=0)
-    gray = np.asarray(image, dtype=np.float32)
-    return None if gray.min() > 128 else gray
-
-
 def main() -> None:
     images, labels = [], []
     with tempfile.TemporaryDirectory() as folder:
@@ -65,7 +57,8 @@ def main() -> None:
             for character, width in itertools.product(NONE + list(string.digits), WIDTHS):
                 gray = draw(font, character, width)
                 if gray is not None:
-                    images.append(np.round(to_mnist(gray, path.name) * 255).astype(np.uint8))
+                    ink = to_mnist(gray.astype(np.float32), path.name)
+                    images.append(np.round(ink * 255).astype(np.uint8))
                     labels.append(int(character) if character.isdigit() else -1)
     np.savez_compressed(OUT, images=np.stack(images), labels=np.array(labels, np.int8))
     print(f"characters.npz: {len(images)} images, {labels.count(-1)} of no digit")

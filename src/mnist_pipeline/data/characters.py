@@ -4,16 +4,16 @@ each minibatch so a model learns what is no digit."""
 
 from __future__ import annotations
 
-import string
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from mnist_pipeline.core.errors import PipelineError
+from mnist_pipeline.data.sources import DATASETS
 from mnist_pipeline.data.splits import IMAGE_SIDE, N_FEATURES, Split
 
-DIGITS = tuple(string.digits)  # the only classes the characters can train
+DIGITS = DATASETS["mnist"].classes  # the only classes the characters can train
 CHARACTERS = Path(__file__).with_name("characters.npz")
 
 
